@@ -1,0 +1,565 @@
+//! The `ConnectionActor`: owns one socket at a time, under `actix::Supervisor`.
+//!
+//! Every socket-bound thing (the awc stream, the `SinkWrite`, the close
+//! timer) lives in the actor's context, and a socket that ends always ends in
+//! `ctx.stop()`. The Supervisor then restarts the actor, which drops every
+//! context item of the old socket, and `started()` builds a new one. So a
+//! restart *is* the stateless reconnect, and nothing of an old socket can
+//! outlive it. What must survive (options, subscribers, waiters, buffered
+//! messages) lives in the actor's fields.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU8, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use actix::{io::SinkWrite, prelude::*};
+use actix_http::ws::{CloseCode, CloseReason, Frame, Message as WsMessage, ProtocolError};
+use futures_util::stream::{SplitSink, StreamExt};
+use tokio::sync::oneshot;
+
+use super::{
+    inbound::{Assembler, Inbound},
+    subscribers::EventBus,
+    transport::{self, WsFramed},
+};
+use crate::{
+    close_code,
+    events::{Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, StateChanged},
+    options::{ClientOptions, UrlProvider},
+    Error, Result,
+};
+
+/// Mailbox size: `send()` uses `try_send` and only waits when this is full,
+/// so it bounds how far a fast producer can run ahead of the socket.
+const MAILBOX_CAPACITY: usize = 4096;
+
+/// State the facade reads without a round trip to the actor.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    state: AtomicU8,
+    /// Messages waiting in the actor's buffer while not connected.
+    pub(crate) buffered: AtomicUsize,
+    /// The subprotocol the server selected on the current socket.
+    pub(crate) protocol: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> ConnectionState {
+        ConnectionState::from_u8(self.state.load(Ordering::Acquire))
+    }
+}
+
+/// Ask for a connection; the reply comes on the channel once connected or
+/// failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Connect(pub(crate) oneshot::Sender<Result<()>>);
+
+/// Ask for a graceful close; the channel is told when the socket is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Disconnect(pub(crate) oneshot::Sender<()>);
+
+/// A message to write (or buffer while not connected).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Outgoing(pub(crate) Payload);
+
+/// Add a subscriber for one event type.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Subscribe<E: actix::Message<Result = ()> + Send + Clone + 'static>(
+    pub(crate) Recipient<E>,
+);
+
+/// How far the close handshake of the current socket has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// No Close frame sent or received.
+    Open,
+    /// We sent Close and wait for the peer's.
+    Sent,
+    /// The socket is finished (peer closed, or we failed it); we are flushing
+    /// and shutting down the write side.
+    Done,
+}
+
+type Sink = SinkWrite<WsMessage, SplitSink<WsFramed, WsMessage>>;
+
+/// One open socket. Dropped (and so closed) whenever the actor stops.
+struct Socket {
+    sink: Sink,
+    assembler: Assembler,
+    closing: Closing,
+}
+
+/// Why the current socket (or attempt) ended. The first reason recorded
+/// wins: later ones are consequences.
+struct End {
+    code: Option<u16>,
+    reason: String,
+    by_us: bool,
+    error: Option<Error>,
+}
+
+/// The supervised actor that owns the socket. Created by
+/// [`ResilientWebSocket`](crate::ResilientWebSocket); users talk to it
+/// through that facade.
+pub struct ConnectionActor {
+    opts: Arc<ClientOptions>,
+    url: UrlProvider,
+    bus: EventBus,
+    shared: Arc<Shared>,
+    state: ConnectionState,
+    /// Whether the user wants a connection: set by `connect()`, cleared by
+    /// `disconnect()` and by a failure the client gives up on.
+    wanted: bool,
+    connect_waiters: Vec<oneshot::Sender<Result<()>>>,
+    disconnect_waiters: Vec<oneshot::Sender<()>>,
+    /// Messages accepted while not connected, sent in order on connect.
+    pending: VecDeque<Payload>,
+    /// The current socket; `None` while connecting or disconnected.
+    sock: Option<Socket>,
+    /// The in-flight connection attempt, so `disconnect()` can cancel it.
+    attempt: Option<SpawnHandle>,
+    end: Option<End>,
+}
+
+impl ConnectionActor {
+    pub(crate) fn new(
+        opts: Arc<ClientOptions>,
+        url: UrlProvider,
+        bus: EventBus,
+        shared: Arc<Shared>,
+    ) -> Self {
+        ConnectionActor {
+            opts,
+            url,
+            bus,
+            shared,
+            state: ConnectionState::Disconnected,
+            wanted: false,
+            connect_waiters: Vec::new(),
+            disconnect_waiters: Vec::new(),
+            pending: VecDeque::new(),
+            sock: None,
+            attempt: None,
+            end: None,
+        }
+    }
+
+    fn set_state(&mut self, current: ConnectionState) {
+        let previous = self.state;
+        if previous == current {
+            return;
+        }
+        self.state = current;
+        self.shared.state.store(current.to_u8(), Ordering::Release);
+        log::debug!("state {previous:?} -> {current:?}");
+        self.bus.state.publish(StateChanged { previous, current });
+    }
+
+    fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
+        self.set_state(ConnectionState::Connecting);
+        let opts = self.opts.clone();
+        let url = self.url.clone();
+        let attempt = async move { transport::open(&opts, &url).await }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.attempt = None;
+                match res {
+                    Ok(opened) => act.opened(opened, ctx),
+                    Err(e) => act.fail(ctx, e),
+                }
+            });
+        self.attempt = Some(ctx.spawn(attempt));
+    }
+
+    fn opened(&mut self, opened: transport::Opened, ctx: &mut Context<Self>) {
+        let (sink, stream) = opened.framed.split();
+        ctx.add_stream(stream);
+        let mut sock = Socket {
+            sink: SinkWrite::new(sink, ctx),
+            assembler: Assembler::new(self.opts.max_message_size),
+            closing: Closing::Open,
+        };
+        *self.shared.protocol.lock().expect("protocol lock") = opened.protocol;
+        // The backlog goes out first, in the order it was accepted.
+        for p in self.pending.drain(..) {
+            let _ = sock.sink.write(to_ws(p));
+        }
+        self.shared.buffered.store(0, Ordering::Release);
+        self.sock = Some(sock);
+        self.set_state(ConnectionState::Connected);
+        for w in self.connect_waiters.drain(..) {
+            let _ = w.send(Ok(()));
+        }
+    }
+
+    fn record_end(&mut self, end: End) {
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+    }
+
+    /// The socket or attempt failed: report it and stop (the restart tears
+    /// everything down).
+    fn fail(&mut self, ctx: &mut Context<Self>, error: Error) {
+        if self.end.is_none() {
+            log::warn!("connection failed: {error}");
+            self.bus.errors.publish(ErrorEvent {
+                error: error.clone(),
+            });
+        }
+        self.record_end(End {
+            code: None,
+            reason: String::new(),
+            by_us: false,
+            error: Some(error),
+        });
+        ctx.stop();
+    }
+
+    /// We must fail the connection (protocol violation, oversize message):
+    /// send a Close with the matching code, flush it, then stop.
+    fn fail_with_close(&mut self, ctx: &mut Context<Self>, error: Error) {
+        let code = error.close_code().unwrap_or(close_code::PROTOCOL_ERROR);
+        log::warn!("closing with {code}: {error}");
+        self.bus.errors.publish(ErrorEvent {
+            error: error.clone(),
+        });
+        self.record_end(End {
+            code: None,
+            reason: String::new(),
+            by_us: true,
+            error: Some(error),
+        });
+        self.close_write_side(ctx, Some(close_reason(code, "")));
+    }
+
+    /// Writes a Close frame (if given) behind everything already queued, then
+    /// closes the sink; `WriteHandler::finished` stops the actor once it is
+    /// flushed. A timer bounds the wait for a peer that does not read.
+    fn close_write_side(&mut self, ctx: &mut Context<Self>, frame: Option<CloseReason>) {
+        let Some(sock) = self.sock.as_mut() else {
+            ctx.stop();
+            return;
+        };
+        if sock.closing == Closing::Done {
+            return;
+        }
+        if let Some(reason) = frame {
+            let _ = sock.sink.write(WsMessage::Close(Some(reason)));
+        }
+        sock.closing = Closing::Done;
+        sock.sink.close();
+        ctx.run_later(self.opts.close_timeout, |_, ctx| ctx.stop());
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let Some(sock) = self.sock.as_mut() else {
+            return;
+        };
+        if sock.closing == Closing::Done {
+            // Once the socket is failed, nothing more is delivered.
+            return;
+        }
+        match sock.assembler.push(frame) {
+            Ok(Inbound::Message(payload)) => {
+                self.bus.messages.publish(IncomingMessage { payload });
+            }
+            Ok(Inbound::Partial) | Ok(Inbound::Pong) => {}
+            Ok(Inbound::Ping(b)) => {
+                let _ = sock.sink.write(WsMessage::Pong(b));
+            }
+            Ok(Inbound::Close(reason)) => self.on_peer_close(reason, ctx),
+            Err(e) => self.fail_with_close(ctx, e),
+        }
+    }
+
+    fn on_peer_close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
+        let code = reason.as_ref().map(|r| u16::from(r.code));
+        let text = reason
+            .as_ref()
+            .and_then(|r| r.description.clone())
+            .unwrap_or_default();
+        let by_us = self.sock.as_ref().map(|s| s.closing) == Some(Closing::Sent);
+        if by_us {
+            // The peer answered our Close: the handshake is complete.
+            self.record_end(End {
+                code,
+                reason: text,
+                by_us: true,
+                error: None,
+            });
+            ctx.stop();
+            return;
+        }
+        // 1000, or a Close without a code (1005), is a normal end.
+        let error = match code {
+            None | Some(close_code::NORMAL) => None,
+            Some(c) => Some(Error::Closed {
+                code: c,
+                reason: text.clone(),
+            }),
+        };
+        log::debug!("peer closed with {code:?}");
+        self.record_end(End {
+            code,
+            reason: text,
+            by_us: false,
+            error,
+        });
+        // Echo the peer's code, as RFC 6455 §5.5.1 asks.
+        let echo = close_reason(code.unwrap_or(close_code::NORMAL), "");
+        self.close_write_side(ctx, Some(echo));
+    }
+
+    fn start_graceful_close(&mut self, ctx: &mut Context<Self>) {
+        self.wanted = false;
+        if let Some(h) = self.attempt.take() {
+            // Still connecting: abandon the attempt.
+            ctx.cancel_future(h);
+            self.record_end(End {
+                code: None,
+                reason: String::new(),
+                by_us: true,
+                error: None,
+            });
+            ctx.stop();
+            return;
+        }
+        let Some(sock) = self.sock.as_mut() else {
+            ctx.stop();
+            return;
+        };
+        if sock.closing != Closing::Open {
+            return;
+        }
+        self.set_state(ConnectionState::Disconnecting);
+        let sock = self.sock.as_mut().expect("socket checked above");
+        // The Close frame queues behind every message already written, so
+        // the sink flushes them first; we never call `close()` on the sink
+        // before the peer answered, which is how awc loses a last frame.
+        let _ = sock
+            .sink
+            .write(WsMessage::Close(Some(close_reason(close_code::NORMAL, ""))));
+        sock.closing = Closing::Sent;
+        ctx.run_later(self.opts.close_timeout, |act, ctx| {
+            log::debug!("peer did not answer our Close in time");
+            act.record_end(End {
+                code: None,
+                reason: String::new(),
+                by_us: true,
+                error: None,
+            });
+            ctx.stop();
+        });
+    }
+}
+
+fn close_reason(code: u16, text: &str) -> CloseReason {
+    CloseReason {
+        code: CloseCode::from(code),
+        description: (!text.is_empty()).then(|| text.to_string()),
+    }
+}
+
+fn to_ws(p: Payload) -> WsMessage {
+    match p {
+        Payload::Text(t) => WsMessage::Text(t),
+        Payload::Binary(b) => WsMessage::Binary(b),
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if self.wanted {
+            self.begin_attempt(ctx);
+        }
+    }
+
+    fn stopping(&mut self, _ctx: &mut Context<Self>) -> Running {
+        let end = self.end.take();
+        let had_socket = self.sock.take().is_some();
+        self.attempt = None;
+        *self.shared.protocol.lock().expect("protocol lock") = None;
+        let error = if had_socket {
+            let end = end.unwrap_or(End {
+                code: None,
+                reason: String::new(),
+                by_us: false,
+                error: Some(Error::ConnectionLost),
+            });
+            self.bus.closed.publish(Closed {
+                code: end.code,
+                reason: end.reason,
+                by_us: end.by_us,
+                error: end.error.clone(),
+            });
+            end.error
+        } else {
+            end.and_then(|e| e.error)
+        };
+        // Reconnecting is added by the resilience layer; here every end is
+        // final and the actor goes idle until the next `connect()`.
+        self.wanted = false;
+        for w in self.connect_waiters.drain(..) {
+            let _ = w.send(Err(error.clone().unwrap_or(Error::NotConnected)));
+        }
+        self.set_state(ConnectionState::Disconnected);
+        for w in self.disconnect_waiters.drain(..) {
+            let _ = w.send(());
+        }
+        Running::Stop
+    }
+}
+
+impl Supervised for ConnectionActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Context items are already gone; make sure no field points at them.
+        self.sock = None;
+        self.attempt = None;
+        self.end = None;
+    }
+}
+
+impl Handler<Connect> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
+        match self.state {
+            ConnectionState::Connected => {
+                let _ = msg.0.send(Ok(()));
+            }
+            ConnectionState::Disconnecting => {
+                let _ = msg.0.send(Err(Error::NotConnected));
+            }
+            ConnectionState::Connecting | ConnectionState::Reconnecting => {
+                self.connect_waiters.push(msg.0);
+            }
+            ConnectionState::Disconnected => {
+                self.connect_waiters.push(msg.0);
+                self.wanted = true;
+                self.begin_attempt(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<Disconnect> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        if self.state == ConnectionState::Disconnected {
+            let _ = msg.0.send(());
+            return;
+        }
+        self.disconnect_waiters.push(msg.0);
+        self.start_graceful_close(ctx);
+    }
+}
+
+impl Handler<Outgoing> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outgoing, _ctx: &mut Context<Self>) {
+        if let Some(sock) = self.sock.as_mut() {
+            if sock.closing == Closing::Open {
+                let _ = sock.sink.write(to_ws(msg.0));
+                return;
+            }
+        }
+        let error = if !self.opts.enable_message_buffering
+            || self.state == ConnectionState::Disconnecting
+        {
+            Error::NotConnected
+        } else if self.pending.len() >= self.opts.max_buffered_messages {
+            Error::BufferFull(self.opts.max_buffered_messages)
+        } else {
+            self.pending.push_back(msg.0);
+            self.shared
+                .buffered
+                .store(self.pending.len(), Ordering::Release);
+            return;
+        };
+        self.bus.errors.publish(ErrorEvent { error });
+    }
+}
+
+macro_rules! subscribe_handler {
+    ($event:ty, $field:ident) => {
+        impl Handler<Subscribe<$event>> for ConnectionActor {
+            type Result = ();
+
+            fn handle(&mut self, msg: Subscribe<$event>, _ctx: &mut Context<Self>) {
+                self.bus.$field.add(msg.0);
+            }
+        }
+    };
+}
+subscribe_handler!(StateChanged, state);
+subscribe_handler!(IncomingMessage, messages);
+subscribe_handler!(ErrorEvent, errors);
+subscribe_handler!(Closed, closed);
+
+impl StreamHandler<Result<Frame, ProtocolError>> for ConnectionActor {
+    fn handle(&mut self, item: Result<Frame, ProtocolError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(frame) => self.on_frame(frame, ctx),
+            Err(ProtocolError::Overflow) => {
+                let max = self.opts.max_message_size;
+                self.fail_with_close(ctx, Error::MessageTooLarge { size: max + 1, max });
+            }
+            Err(ProtocolError::Io(e)) => self.fail(ctx, Error::io(e)),
+            Err(e) => self.fail_with_close(
+                ctx,
+                Error::Protocol {
+                    close_code: close_code::PROTOCOL_ERROR,
+                    message: e.to_string(),
+                },
+            ),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The TCP stream ended. After a completed or failed close that is
+        // expected; otherwise the network or the peer dropped us.
+        let expected = self
+            .sock
+            .as_ref()
+            .is_some_and(|s| s.closing != Closing::Open);
+        if expected {
+            self.record_end(End {
+                code: None,
+                reason: String::new(),
+                by_us: true,
+                error: None,
+            });
+            ctx.stop();
+        } else {
+            self.fail(ctx, Error::ConnectionLost);
+        }
+    }
+}
+
+impl actix::io::WriteHandler<ProtocolError> for ConnectionActor {
+    fn error(&mut self, err: ProtocolError, ctx: &mut Context<Self>) -> Running {
+        let error = match err {
+            ProtocolError::Io(e) => Error::io(e),
+            other => Error::Protocol {
+                close_code: close_code::PROTOCOL_ERROR,
+                message: other.to_string(),
+            },
+        };
+        self.fail(ctx, error);
+        Running::Stop
+    }
+}

@@ -1,0 +1,342 @@
+//! `ResilientWebSocket`: the handle users hold, and its builder.
+
+use std::{sync::Arc, time::Duration};
+
+use actix::{prelude::*, Supervisor};
+use tokio::sync::oneshot;
+
+use super::{
+    connection::{Connect, ConnectionActor, Disconnect, Outgoing, Shared, Subscribe},
+    subscribers::EventBus,
+};
+use crate::{
+    events::{Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, StateChanged},
+    options::{ClientOptions, NegotiateHook, Negotiated, NegotiateRequest, ReconnectMode, TokenProvider, UrlProvider},
+    Error, Result,
+};
+
+/// A resilient WebSocket client.
+///
+/// A cheap, cloneable handle (`Send`) to the client's actors. Build one with
+/// [`ResilientWebSocket::builder`] inside a running actix `System`.
+///
+/// # Examples
+/// ```no_run
+/// use resilient_ws::ResilientWebSocket;
+///
+/// #[actix::main]
+/// async fn main() -> Result<(), resilient_ws::Error> {
+///     let ws = ResilientWebSocket::builder("ws://127.0.0.1:8080/ws")
+///         .connect()
+///         .await?;
+///     ws.send("hello").await?;
+///     ws.disconnect().await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct ResilientWebSocket {
+    conn: Addr<ConnectionActor>,
+    shared: Arc<Shared>,
+    opts: Arc<ClientOptions>,
+}
+
+impl std::fmt::Debug for ResilientWebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResilientWebSocket")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResilientWebSocket {
+    /// A builder for a client of one URL.
+    pub fn builder(url: impl Into<String>) -> ResilientWebSocketBuilder {
+        Self::builder_with_url_provider(UrlProvider::fixed(url))
+    }
+
+    /// A builder for a client whose URL is produced by an async function
+    /// before every connection attempt.
+    pub fn builder_with_url_provider(url: UrlProvider) -> ResilientWebSocketBuilder {
+        ResilientWebSocketBuilder {
+            url,
+            opts: ClientOptions::default(),
+            bus: EventBus::default(),
+        }
+    }
+
+    /// Opens the connection; resolves once connected.
+    ///
+    /// Returns at once if already connected; joins the attempt in progress if
+    /// connecting.
+    ///
+    /// # Errors
+    /// Why the attempt failed: [`Error::UpgradeRejected`] with the HTTP status,
+    /// [`Error::ConnectTimeout`], [`Error::Io`] (refused, reset), [`Error::Tls`],
+    /// [`Error::Auth`], ...
+    pub async fn connect(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.conn.send(Connect(tx)).await.map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// Hands a text or binary message to the client without waiting for it to
+    /// be written. While disconnected the message is buffered (when
+    /// `enable_message_buffering`) and sent on connect.
+    ///
+    /// Waits only when the client's mailbox is full (backpressure).
+    ///
+    /// # Errors
+    /// [`Error::NotConnected`] when not connected and buffering is off or a
+    /// close is in progress; [`Error::BufferFull`] when the buffer for a
+    /// disconnected client is full; [`Error::Shutdown`] when the client is gone.
+    pub async fn send(&self, payload: impl Into<Payload>) -> Result<()> {
+        match self.admit(payload.into())? {
+            None => Ok(()),
+            Some(msg) => self.conn.send(msg).await.map_err(|_| Error::Shutdown),
+        }
+    }
+
+    /// Like [`send`](Self::send), but never waits: a full mailbox is
+    /// [`Error::BufferFull`].
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn try_send(&self, payload: impl Into<Payload>) -> Result<()> {
+        match self.admit(payload.into())? {
+            None => Ok(()),
+            Some(_) => Err(Error::BufferFull(self.opts.max_buffered_messages)),
+        }
+    }
+
+    /// Serializes `value` as JSON and sends it as a text message.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`], or as for [`send`](Self::send).
+    pub async fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let text = serde_json::to_string(value).map_err(|e| Error::Serialize(e.to_string()))?;
+        self.send(text).await
+    }
+
+    /// Checks whether a message can be accepted and tries to hand it over;
+    /// gives the message back when the mailbox is full.
+    fn admit(&self, payload: Payload) -> Result<Option<Outgoing>> {
+        match self.state() {
+            ConnectionState::Connected => {}
+            ConnectionState::Disconnecting => return Err(Error::NotConnected),
+            _ if !self.opts.enable_message_buffering => return Err(Error::NotConnected),
+            _ => {
+                let buffered = self.shared.buffered.load(std::sync::atomic::Ordering::Acquire);
+                if buffered >= self.opts.max_buffered_messages {
+                    return Err(Error::BufferFull(self.opts.max_buffered_messages));
+                }
+            }
+        }
+        match self.conn.try_send(Outgoing(payload)) {
+            Ok(()) => Ok(None),
+            Err(SendError::Full(m)) => Ok(Some(m)),
+            Err(SendError::Closed(_)) => Err(Error::Shutdown),
+        }
+    }
+
+    /// The current connection state (read without a round trip).
+    pub fn state(&self) -> ConnectionState {
+        self.shared.state()
+    }
+
+    /// The subprotocol the server selected on the current socket, if any.
+    pub fn protocol(&self) -> Option<String> {
+        self.shared.protocol.lock().expect("protocol lock").clone()
+    }
+
+    /// The options this client runs with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// Closes gracefully: messages already handed over are written, a Close
+    /// frame (1000) follows, and the peer's Close is awaited for up to
+    /// `close_timeout` before the socket is dropped. Resolves when the
+    /// client is `Disconnected`.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] if the client's actors are gone.
+    pub async fn disconnect(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.conn.send(Disconnect(tx)).await.map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Subscribes to state changes.
+    pub fn subscribe_state(&self, r: Recipient<StateChanged>) {
+        self.conn.do_send(Subscribe(r));
+    }
+
+    /// Subscribes to incoming messages.
+    pub fn subscribe_messages(&self, r: Recipient<IncomingMessage>) {
+        self.conn.do_send(Subscribe(r));
+    }
+
+    /// Subscribes to errors.
+    pub fn subscribe_errors(&self, r: Recipient<ErrorEvent>) {
+        self.conn.do_send(Subscribe(r));
+    }
+
+    /// Subscribes to socket-closed events.
+    pub fn subscribe_closed(&self, r: Recipient<Closed>) {
+        self.conn.do_send(Subscribe(r));
+    }
+}
+
+/// Builds a [`ResilientWebSocket`]: options, handshake hooks and subscribers.
+///
+/// # Examples
+/// ```no_run
+/// use std::time::Duration;
+/// use resilient_ws::{ReconnectMode, ResilientWebSocket};
+///
+/// # async fn f() -> Result<(), resilient_ws::Error> {
+/// let ws = ResilientWebSocket::builder("wss://feed.example/ws")
+///     .reconnect_mode(ReconnectMode::None)
+///     .connection_timeout(Duration::from_secs(5))
+///     .header("X-Client", "demo")
+///     .protocol("chat.v1")
+///     .auth_token(|| async { Ok("secret".to_string()) })
+///     .build()?;
+/// ws.connect().await?;
+/// # Ok(()) }
+/// ```
+pub struct ResilientWebSocketBuilder {
+    url: UrlProvider,
+    opts: ClientOptions,
+    bus: EventBus,
+}
+
+impl ResilientWebSocketBuilder {
+    /// Replaces all options at once.
+    pub fn options(mut self, opts: ClientOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Sets `reconnect_mode`.
+    pub fn reconnect_mode(mut self, mode: ReconnectMode) -> Self {
+        self.opts.reconnect_mode = mode;
+        self
+    }
+
+    /// Sets `connection_timeout`.
+    pub fn connection_timeout(mut self, d: Duration) -> Self {
+        self.opts.connection_timeout = d;
+        self
+    }
+
+    /// Sets `close_timeout`.
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.opts.close_timeout = d;
+        self
+    }
+
+    /// Sets `max_message_size` (inbound, after joining fragments).
+    pub fn max_message_size(mut self, n: usize) -> Self {
+        self.opts.max_message_size = n;
+        self
+    }
+
+    /// Sets `enable_message_buffering` and `max_buffered_messages`.
+    pub fn buffering(mut self, enable: bool, max_messages: usize) -> Self {
+        self.opts.enable_message_buffering = enable;
+        self.opts.max_buffered_messages = max_messages;
+        self
+    }
+
+    /// Adds a header to the upgrade request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.opts.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol.
+    pub fn protocol(mut self, p: impl Into<String>) -> Self {
+        self.opts.protocols.push(p.into());
+        self
+    }
+
+    /// Sets the bearer token provider (called before every attempt).
+    pub fn auth_token<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String>> + 'static,
+    {
+        self.opts.auth_token = Some(TokenProvider::new(f));
+        self
+    }
+
+    /// Sets the negotiate hook (called before every attempt, after the token).
+    pub fn negotiate<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(NegotiateRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Negotiated>> + 'static,
+    {
+        self.opts.negotiate = Some(NegotiateHook::new(f));
+        self
+    }
+
+    /// Sets the TLS configuration for `wss://` (for example a private root).
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.opts.tls = Some(config);
+        self
+    }
+
+    /// Subscribes a recipient to state changes.
+    pub fn on_state(mut self, r: Recipient<StateChanged>) -> Self {
+        self.bus.state.add(r);
+        self
+    }
+
+    /// Subscribes a recipient to incoming messages.
+    pub fn on_message(mut self, r: Recipient<IncomingMessage>) -> Self {
+        self.bus.messages.add(r);
+        self
+    }
+
+    /// Subscribes a recipient to errors.
+    pub fn on_error(mut self, r: Recipient<ErrorEvent>) -> Self {
+        self.bus.errors.add(r);
+        self
+    }
+
+    /// Subscribes a recipient to socket-closed events.
+    pub fn on_closed(mut self, r: Recipient<Closed>) -> Self {
+        self.bus.closed.add(r);
+        self
+    }
+
+    /// Starts the client's actors on the current arbiter, without connecting.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for bad options, or when called outside a
+    /// running actix `System` (awc needs one).
+    pub fn build(self) -> Result<ResilientWebSocket> {
+        self.opts.validate()?;
+        if actix_rt::System::try_current().is_none() {
+            return Err(Error::InvalidConfig(
+                "ResilientWebSocket must be built inside a running actix System".into(),
+            ));
+        }
+        let opts = Arc::new(self.opts);
+        let shared = Arc::new(Shared::default());
+        let (o, u, b, s) = (opts.clone(), self.url, self.bus, shared.clone());
+        let conn = Supervisor::start(move |_| ConnectionActor::new(o, u, b, s));
+        Ok(ResilientWebSocket { conn, shared, opts })
+    }
+
+    /// Builds the client and connects it.
+    ///
+    /// # Errors
+    /// As for [`build`](Self::build) and [`ResilientWebSocket::connect`].
+    pub async fn connect(self) -> Result<ResilientWebSocket> {
+        let ws = self.build()?;
+        ws.connect().await?;
+        Ok(ws)
+    }
+}

@@ -1,0 +1,57 @@
+//! Event fan-out to subscribed `Recipient`s.
+//!
+//! The rule (from actix-broker): `try_send` first; if the subscriber's mailbox
+//! is full, `do_send` anyway (an event is never dropped for a slow
+//! subscriber); a subscriber is removed only when its actor is gone.
+
+use actix::prelude::*;
+
+use crate::events::{Closed, ErrorEvent, IncomingMessage, StateChanged};
+
+/// The subscribers of one event type.
+pub(crate) struct Subscribers<E>
+where
+    E: Message<Result = ()> + Send + Clone + 'static,
+{
+    list: Vec<Recipient<E>>,
+}
+
+impl<E> Default for Subscribers<E>
+where
+    E: Message<Result = ()> + Send + Clone + 'static,
+{
+    fn default() -> Self {
+        Subscribers { list: Vec::new() }
+    }
+}
+
+impl<E> Subscribers<E>
+where
+    E: Message<Result = ()> + Send + Clone + 'static,
+{
+    pub(crate) fn add(&mut self, r: Recipient<E>) {
+        self.list.push(r);
+    }
+
+    pub(crate) fn publish(&mut self, event: E) {
+        // Payloads are reference-counted, so a clone per subscriber is cheap.
+        self.list.retain(|r| match r.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(SendError::Full(ev)) => {
+                r.do_send(ev);
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        });
+    }
+}
+
+/// All the subscriber lists of one client.
+#[derive(Default)]
+pub(crate) struct EventBus {
+    pub(crate) state: Subscribers<StateChanged>,
+    pub(crate) messages: Subscribers<IncomingMessage>,
+    pub(crate) errors: Subscribers<ErrorEvent>,
+    pub(crate) closed: Subscribers<Closed>,
+}
+

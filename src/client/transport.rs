@@ -1,0 +1,190 @@
+//! Opening one socket: URL, token and negotiate hook, then the awc upgrade
+//! under `connection_timeout`, with awc's errors mapped to [`Error`].
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use actix_codec::Framed;
+use awc::{
+    error::{ConnectError, SendRequestError, WsClientError},
+    http::Uri,
+    ws::Codec,
+    BoxedSocket,
+};
+
+use crate::{
+    options::{ClientOptions, NegotiateRequest, UrlProvider},
+    Error, Result,
+};
+
+/// The socket as awc hands it over: frames in, messages out.
+pub(crate) type WsFramed = Framed<BoxedSocket, Codec>;
+
+/// An open socket and what the server agreed to.
+pub(crate) struct Opened {
+    pub(crate) framed: WsFramed,
+    /// The subprotocol the server selected, if any.
+    pub(crate) protocol: Option<String>,
+}
+
+/// Resolves the URL and token, runs the negotiate hook, and opens the socket.
+pub(crate) async fn open(opts: &ClientOptions, url: &UrlProvider) -> Result<Opened> {
+    let timeout = opts.connection_timeout;
+    let attempt = async {
+        let mut url = url.url().await?;
+        let mut token = match &opts.auth_token {
+            Some(p) => Some(p.token().await.map_err(|e| match e {
+                Error::Auth(_) => e,
+                other => Error::Auth(other.to_string()),
+            })?),
+            None => None,
+        };
+        if let Some(hook) = &opts.negotiate {
+            let n = (hook.0)(NegotiateRequest {
+                url: url.clone(),
+                auth_token: token.clone(),
+            })
+            .await
+            .map_err(|e| match e {
+                Error::Negotiate(_) => e,
+                other => Error::Negotiate(other.to_string()),
+            })?;
+            url = n.url;
+            token = n.auth_token;
+        }
+        upgrade(opts, &url, token.as_deref()).await
+    };
+    match actix_rt::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::ConnectTimeout(timeout)),
+    }
+}
+
+async fn upgrade(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result<Opened> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Error::InvalidUrl(format!("{url:?}: {e}")))?;
+    let secure = match uri.scheme_str() {
+        Some("ws") | Some("http") => false,
+        Some("wss") | Some("https") => true,
+        _ => {
+            return Err(Error::InvalidUrl(format!(
+                "{url:?}: the scheme must be ws or wss"
+            )))
+        }
+    };
+    if uri.host().is_none() {
+        return Err(Error::InvalidUrl(format!("{url:?}: no host")));
+    }
+
+    let mut connector = awc::Connector::new()
+        // One slot per socket is held for the socket's life; the default of
+        // 100 makes the 101st connect hang.
+        .limit(0)
+        .timeout(opts.connection_timeout)
+        .handshake_timeout(opts.connection_timeout);
+    if secure {
+        connector = connector.rustls_0_23(tls_config(opts));
+    }
+    let client = awc::Client::builder()
+        .connector(connector)
+        .timeout(opts.connection_timeout)
+        .max_http_version(awc::http::Version::HTTP_11)
+        .finish();
+
+    let mut req = client.ws(uri).max_frame_size(opts.max_message_size);
+    for (k, v) in &opts.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    if !opts.protocols.is_empty() {
+        req = req.protocols(opts.protocols.iter().map(String::as_str));
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    log::debug!("opening WebSocket to {}", redact_query(url));
+    let (resp, framed) = req.connect().await.map_err(|e| map_ws_error(e, secure, opts.connection_timeout))?;
+
+    let protocol = resp
+        .headers()
+        .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(p) = &protocol {
+        if !opts.protocols.iter().any(|o| o == p) {
+            return Err(Error::Handshake(format!(
+                "server selected subprotocol {p:?} that was not offered"
+            )));
+        }
+    }
+    Ok(Opened { framed, protocol })
+}
+
+/// The TLS config: the user's, or webpki roots with rustls' safe defaults.
+/// ALPN is pinned to HTTP/1.1 because WebSocket upgrades need it.
+fn tls_config(opts: &ClientOptions) -> Arc<rustls::ClientConfig> {
+    static DEFAULT: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let with_alpn = |mut c: rustls::ClientConfig| {
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(c)
+    };
+    match &opts.tls {
+        Some(c) if c.alpn_protocols == [b"http/1.1".to_vec()] => c.clone(),
+        Some(c) => with_alpn((**c).clone()),
+        None => DEFAULT
+            .get_or_init(|| {
+                let roots = rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                with_alpn(
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default protocol versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+                )
+            })
+            .clone(),
+    }
+}
+
+/// A URL for logs: the query string may carry a token, so it is cut.
+pub(crate) fn redact_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => url.to_string(),
+    }
+}
+
+fn map_ws_error(e: WsClientError, secure: bool, timeout: Duration) -> Error {
+    match e {
+        WsClientError::InvalidResponseStatus(s) => Error::UpgradeRejected { status: s.as_u16() },
+        WsClientError::Protocol(p) => Error::Handshake(p.to_string()),
+        WsClientError::SendRequest(s) => map_send_error(s, secure, timeout),
+        other => Error::Handshake(other.to_string()),
+    }
+}
+
+fn map_send_error(e: SendRequestError, secure: bool, timeout: Duration) -> Error {
+    match e {
+        SendRequestError::Url(u) => Error::InvalidUrl(u.to_string()),
+        SendRequestError::Connect(ConnectError::Io(io)) => {
+            // rustls failures surface as I/O errors of kind InvalidData.
+            if secure && io.kind() == std::io::ErrorKind::InvalidData {
+                Error::Tls(io.to_string())
+            } else {
+                Error::io(io)
+            }
+        }
+        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
+            Error::ConnectTimeout(timeout)
+        }
+        SendRequestError::Connect(other) => Error::io(std::io::Error::other(other.to_string())),
+        SendRequestError::Send(io) => Error::io(io),
+        other => Error::Handshake(other.to_string()),
+    }
+}

@@ -1,0 +1,16 @@
+//! WebSocket close codes (RFC 6455 §7.4.1) that this crate sends or reads.
+
+/// Normal closure: the purpose of the connection was fulfilled.
+pub const NORMAL: u16 = 1000;
+/// The endpoint is going away (server shutdown, page navigation).
+pub const GOING_AWAY: u16 = 1001;
+/// The peer broke the protocol.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text message was not valid UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// The message violates policy (also used for auth failures).
+pub const POLICY_VIOLATION: u16 = 1008;
+/// The message is larger than the receiver accepts.
+pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// The server hit an unexpected condition.
+pub const INTERNAL_ERROR: u16 = 1011;

@@ -1,0 +1,152 @@
+//! The crate's error type.
+//!
+//! One enum for every layer a caller meets, shaped so that a retry policy or
+//! an application can decide what to do without parsing strings: the HTTP
+//! status of a refused upgrade, the close code and reason a peer sent, which
+//! timeout fired, and the I/O error kind all stay machine-readable.
+
+use std::{io, sync::Arc, time::Duration};
+
+/// Every failure the client or server reports.
+///
+/// `Error` is `Clone` (I/O errors are shared behind an `Arc`) because the same
+/// error is fanned out to several subscribers as an [`ErrorEvent`](crate::ErrorEvent)
+/// and also returned from `connect()`.
+///
+/// Its `Display` never contains an auth token or a reconnect token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be used (bad syntax, unknown scheme, missing host).
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+
+    /// An option or builder value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// The server answered the upgrade request with a status other than 101.
+    #[error("server refused the WebSocket upgrade with HTTP {status}")]
+    UpgradeRejected {
+        /// The HTTP status code the server answered with (401, 404, ...).
+        status: u16,
+    },
+
+    /// The server's upgrade response broke RFC 6455 (bad accept key, missing
+    /// headers, unexpected subprotocol).
+    #[error("WebSocket handshake failed: {0}")]
+    Handshake(String),
+
+    /// Opening the connection (TCP, TLS and the upgrade) took longer than
+    /// `connection_timeout`.
+    #[error("connection not established within {0:?}")]
+    ConnectTimeout(Duration),
+
+    /// The TCP connection could not be made or broke (refused, reset, ...).
+    #[error("I/O error: {0}")]
+    Io(Arc<io::Error>),
+
+    /// A TLS failure (bad certificate, handshake failure, bad configuration).
+    #[error("TLS error: {0}")]
+    Tls(String),
+
+    /// The peer closed the connection with a close code other than 1000.
+    #[error("connection closed by peer with code {code}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    Closed {
+        /// The close code the peer sent (RFC 6455 §7.4).
+        code: u16,
+        /// The close reason the peer sent, possibly empty.
+        reason: String,
+    },
+
+    /// The TCP stream ended without a Close frame (network cut, peer crash).
+    #[error("connection lost without a close frame")]
+    ConnectionLost,
+
+    /// The peer broke the WebSocket protocol. We closed with `close_code`.
+    #[error("protocol violation ({close_code}): {message}")]
+    Protocol {
+        /// The close code we sent to the peer because of it (1002, 1007, ...).
+        close_code: u16,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// A message was larger than the configured maximum. When inbound, we
+    /// closed the connection with 1009.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge {
+        /// The size seen so far (at least this large).
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+
+    /// The auth token provider failed; nothing was sent to the server.
+    #[error("auth token provider failed: {0}")]
+    Auth(String),
+
+    /// The negotiate hook failed.
+    #[error("negotiate failed: {0}")]
+    Negotiate(String),
+
+    /// A message could not be serialized (for `send_json`).
+    #[error("serialization failed: {0}")]
+    Serialize(String),
+
+    /// The operation needs a connection and there is none (and buffering is
+    /// off, or the client is shutting down).
+    #[error("not connected")]
+    NotConnected,
+
+    /// The client has been shut down (its actors are gone).
+    #[error("client is shut down")]
+    Shutdown,
+
+    /// The outbound buffer is full; the message was not accepted.
+    #[error("outbound buffer full ({0} messages)")]
+    BufferFull(usize),
+}
+
+impl Error {
+    /// The HTTP status of a refused upgrade, if that is what this error is.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::UpgradeRejected { status } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The close code involved: the one the peer sent, or the one we sent
+    /// because the peer broke the protocol.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Error::Closed { code, .. } => Some(*code),
+            Error::Protocol { close_code, .. } => Some(*close_code),
+            Error::MessageTooLarge { .. } => Some(crate::close_code::MESSAGE_TOO_BIG),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a timeout (connect timeout, or an I/O timeout).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::ConnectTimeout(_) => true,
+            Error::Io(e) => e.kind() == io::ErrorKind::TimedOut,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(e: io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::io(e)
+    }
+}
+
+/// A shorthand for results with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,163 @@
+//! The events a client publishes, as actix messages.
+//!
+//! Users subscribe `Recipient`s to each event type they care about (see
+//! [`ResilientWebSocketBuilder`](crate::ResilientWebSocketBuilder)). Every event
+//! is `Clone` because one event goes to many subscribers.
+
+use actix::Message;
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::Error;
+
+/// The lifecycle state of a client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// No connection and none being made.
+    Disconnected,
+    /// The first connection attempt is in progress.
+    Connecting,
+    /// The socket is open; messages flow.
+    Connected,
+    /// The connection was lost and the client is getting it back.
+    Reconnecting,
+    /// A graceful close is in progress.
+    Disconnecting,
+}
+
+impl ConnectionState {
+    pub(crate) fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ConnectionState::Connecting,
+            2 => ConnectionState::Connected,
+            3 => ConnectionState::Reconnecting,
+            4 => ConnectionState::Disconnecting,
+            _ => ConnectionState::Disconnected,
+        }
+    }
+}
+
+/// A message body: text (valid UTF-8, checked on receipt) or binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A text message.
+    Text(ByteString),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Payload {
+    /// The size of the body in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Text(t) => t.len(),
+            Payload::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Payload::Text(t) => Some(t),
+            Payload::Binary(_) => None,
+        }
+    }
+
+    /// The raw bytes of either kind.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Payload::Text(t) => t.as_bytes(),
+            Payload::Binary(b) => b,
+        }
+    }
+}
+
+impl From<String> for Payload {
+    fn from(s: String) -> Self {
+        Payload::Text(s.into())
+    }
+}
+
+impl From<&str> for Payload {
+    fn from(s: &str) -> Self {
+        Payload::Text(s.into())
+    }
+}
+
+impl From<ByteString> for Payload {
+    fn from(s: ByteString) -> Self {
+        Payload::Text(s)
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(b: Vec<u8>) -> Self {
+        Payload::Binary(b.into())
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(b: &[u8]) -> Self {
+        Payload::Binary(Bytes::copy_from_slice(b))
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Payload::Binary(b)
+    }
+}
+
+/// The connection moved from one state to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct StateChanged {
+    /// The state before.
+    pub previous: ConnectionState,
+    /// The state now.
+    pub current: ConnectionState,
+}
+
+/// A complete message arrived from the peer (fragments already joined, text
+/// already checked for UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct IncomingMessage {
+    /// The message body.
+    pub payload: Payload,
+}
+
+/// Something went wrong. The error says what; the connection state events say
+/// what the client does about it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ErrorEvent {
+    /// What went wrong.
+    pub error: Error,
+}
+
+/// A socket ended: how, and who ended it. Sent once per socket, before the
+/// state leaves `Connected`/`Disconnecting`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Closed {
+    /// The close code of the Close frame the peer sent, if it sent one.
+    pub code: Option<u16>,
+    /// The close reason the peer sent (empty if none).
+    pub reason: String,
+    /// Whether this side started the close (`disconnect()`).
+    pub by_us: bool,
+    /// The error that ended the socket, or `None` for a clean close (1000, or
+    /// a close we started that the peer answered).
+    pub error: Option<Error>,
+}

@@ -1,0 +1,276 @@
+//! Client options, with the names and defaults of the design's contract.
+
+use std::{fmt, future::Future, sync::Arc, time::Duration};
+
+use futures_util::future::LocalBoxFuture;
+
+use crate::{Error, Result};
+
+/// What the client does when a connection is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReconnectMode {
+    /// A lost connection ends in `Disconnected` with the error.
+    None,
+    /// Reconnect to a fresh session; buffered messages go out after the
+    /// reconnect (at-most-once for a message already written to a socket that
+    /// died). Works against any RFC 6455 server.
+    #[default]
+    Stateless,
+    /// Resume the same session with the reliable protocol (needs a server
+    /// from this crate).
+    Stateful,
+}
+
+/// An async function that yields a bearer token; called before every
+/// connection attempt so a refreshed token is used on reconnect.
+#[derive(Clone)]
+pub struct TokenProvider(
+    pub(crate) Arc<dyn Fn() -> LocalBoxFuture<'static, Result<String>> + Send + Sync>,
+);
+
+impl TokenProvider {
+    /// Wraps an async closure.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String>> + 'static,
+    {
+        TokenProvider(Arc::new(move || Box::pin(f())))
+    }
+
+    /// A provider that always yields the same token.
+    pub fn fixed(token: impl Into<String>) -> Self {
+        let token = token.into();
+        TokenProvider::new(move || {
+            let t = token.clone();
+            async move { Ok(t) }
+        })
+    }
+
+    pub(crate) async fn token(&self) -> Result<String> {
+        (self.0)().await
+    }
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never show a token, not even a fixed one.
+        f.write_str("TokenProvider(..)")
+    }
+}
+
+/// An async function that yields the URL to connect to; called before every
+/// attempt (for example to pick a node or refresh a signed URL).
+#[derive(Clone)]
+pub struct UrlProvider(
+    pub(crate) Arc<dyn Fn() -> LocalBoxFuture<'static, Result<String>> + Send + Sync>,
+);
+
+impl UrlProvider {
+    /// Wraps an async closure.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String>> + 'static,
+    {
+        UrlProvider(Arc::new(move || Box::pin(f())))
+    }
+
+    /// A provider that always yields the same URL.
+    pub fn fixed(url: impl Into<String>) -> Self {
+        let url = url.into();
+        UrlProvider::new(move || {
+            let u = url.clone();
+            async move { Ok(u) }
+        })
+    }
+
+    pub(crate) async fn url(&self) -> Result<String> {
+        (self.0)().await
+    }
+}
+
+impl fmt::Debug for UrlProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UrlProvider(..)")
+    }
+}
+
+/// What the negotiate hook is given: the URL about to be used and the auth
+/// token (if a provider is set).
+#[derive(Clone)]
+pub struct NegotiateRequest {
+    /// The URL the client would connect to.
+    pub url: String,
+    /// The bearer token from the auth provider, if any.
+    pub auth_token: Option<String>,
+}
+
+impl fmt::Debug for NegotiateRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NegotiateRequest")
+            .field("url", &self.url)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What the negotiate hook returns: the URL to open the socket on and the
+/// token to present there.
+#[derive(Clone)]
+pub struct Negotiated {
+    /// The socket URL to connect to.
+    pub url: String,
+    /// The bearer token to send on the upgrade request (replaces the auth
+    /// provider's token; `None` sends none).
+    pub auth_token: Option<String>,
+}
+
+impl fmt::Debug for Negotiated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Negotiated")
+            .field("url", &self.url)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// An async hook run before every connection attempt, after the auth token
+/// is fetched; it may return a different URL and token.
+#[derive(Clone)]
+pub struct NegotiateHook(
+    pub(crate) Arc<
+        dyn Fn(NegotiateRequest) -> LocalBoxFuture<'static, Result<Negotiated>> + Send + Sync,
+    >,
+);
+
+impl NegotiateHook {
+    /// Wraps an async closure.
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn(NegotiateRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Negotiated>> + 'static,
+    {
+        NegotiateHook(Arc::new(move |r| Box::pin(f(r))))
+    }
+}
+
+impl fmt::Debug for NegotiateHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NegotiateHook(..)")
+    }
+}
+
+/// Client options. Field names and defaults follow the design's contract.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use resilient_ws::{ClientOptions, ReconnectMode};
+///
+/// let opts = ClientOptions {
+///     reconnect_mode: ReconnectMode::None,
+///     connection_timeout: Duration::from_secs(3),
+///     ..ClientOptions::default()
+/// };
+/// assert!(opts.validate().is_ok());
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How many reconnect attempts before giving up; 0 means unlimited.
+    pub max_reconnect_attempts: u32,
+    /// The first reconnect delay (before jitter). Default 1 s.
+    pub reconnect_initial_delay: Duration,
+    /// The largest reconnect delay. Default 30 s.
+    pub reconnect_max_delay: Duration,
+    /// What to do when the connection is lost. Default `Stateless`.
+    pub reconnect_mode: ReconnectMode,
+    /// How often to ping; zero disables heartbeats. Default 30 s.
+    pub heartbeat_interval: Duration,
+    /// How long the TCP connect, TLS and upgrade may take together.
+    /// Default 10 s.
+    pub connection_timeout: Duration,
+    /// How long a graceful close waits for the peer's Close frame. Default 5 s.
+    pub close_timeout: Duration,
+    /// How many messages are buffered while disconnected. Default 1000.
+    pub max_buffered_messages: usize,
+    /// Whether messages sent while disconnected are kept and sent after the
+    /// connection is (re)established. Default true.
+    pub enable_message_buffering: bool,
+    /// The largest inbound message accepted (after joining fragments); larger
+    /// ones close the connection with 1009. Default 16 MiB.
+    pub max_message_size: usize,
+    /// Extra headers for the upgrade request.
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols offered in `Sec-WebSocket-Protocol`.
+    pub protocols: Vec<String>,
+    /// Bearer token provider, called before every attempt. The token goes in
+    /// the `Authorization` header, never in the URL, and is never logged.
+    pub auth_token: Option<TokenProvider>,
+    /// A hook run before every attempt that may change the URL and token.
+    pub negotiate: Option<NegotiateHook>,
+    /// TLS configuration for `wss://`. `None` uses the Mozilla (webpki) root
+    /// certificates with rustls' safe defaults.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            max_reconnect_attempts: 0,
+            reconnect_initial_delay: Duration::from_secs(1),
+            reconnect_max_delay: Duration::from_secs(30),
+            reconnect_mode: ReconnectMode::default(),
+            heartbeat_interval: Duration::from_secs(30),
+            connection_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            max_buffered_messages: 1000,
+            enable_message_buffering: true,
+            max_message_size: 16 * 1024 * 1024,
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            auth_token: None,
+            negotiate: None,
+            tls: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Checks the options for values that cannot work.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first bad option.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidConfig(m.to_string()));
+        if self.connection_timeout.is_zero() {
+            return bad("connection_timeout must be greater than zero");
+        }
+        if self.close_timeout.is_zero() {
+            return bad("close_timeout must be greater than zero");
+        }
+        if self.reconnect_initial_delay > self.reconnect_max_delay {
+            return bad("reconnect_initial_delay must not exceed reconnect_max_delay");
+        }
+        if self.max_message_size == 0 {
+            return bad("max_message_size must be greater than zero");
+        }
+        for (name, value) in &self.headers {
+            if awc::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(Error::InvalidConfig(format!("invalid header name {name:?}")));
+            }
+            if awc::http::header::HeaderValue::from_str(value).is_err() {
+                return Err(Error::InvalidConfig(format!(
+                    "invalid value for header {name:?}"
+                )));
+            }
+        }
+        for p in &self.protocols {
+            let token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+            if p.is_empty() || !p.chars().all(token_char) {
+                return Err(Error::InvalidConfig(format!("invalid subprotocol {p:?}")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! An in-process test server on 127.0.0.1, port 0.
+
+use std::net::SocketAddr;
+
+use actix_web::{dev::ServerHandle, App, HttpServer};
+
+use crate::server::{echo_route, EchoConfig};
+
+/// A real actix-web server on an ephemeral port; stopped by [`stop`](Self::stop)
+/// or when the test's `System` ends.
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    handle: ServerHandle,
+}
+
+impl TestServer {
+    /// Starts an echo server with `/ws` as the socket path.
+    ///
+    /// # Errors
+    /// If binding 127.0.0.1:0 fails.
+    pub async fn echo() -> std::io::Result<TestServer> {
+        Self::echo_with(EchoConfig::default()).await
+    }
+
+    /// Starts an echo server with the given limits.
+    ///
+    /// # Errors
+    /// If binding 127.0.0.1:0 fails.
+    pub async fn echo_with(config: EchoConfig) -> std::io::Result<TestServer> {
+        Self::bind(move || {
+            let config = config.clone();
+            App::new().configure(move |c| echo_route(c, "/ws", config))
+        })
+    }
+
+    /// Starts a server with any app (one worker, 127.0.0.1:0).
+    ///
+    /// # Errors
+    /// If binding 127.0.0.1:0 fails.
+    pub fn bind<F, T>(app: F) -> std::io::Result<TestServer>
+    where
+        F: Fn() -> App<T> + Send + Clone + 'static,
+        T: actix_web::dev::ServiceFactory<
+                actix_web::dev::ServiceRequest,
+                Config = (),
+                Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+                Error = actix_web::Error,
+                InitError = (),
+            > + 'static,
+    {
+        let server = HttpServer::new(app)
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))?;
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Ok(TestServer { addr, handle })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Stops the server (gracefully, up to a second).
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
