@@ -110,7 +110,10 @@ impl fmt::Debug for NegotiateRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NegotiateRequest")
             .field("url", &self.url)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -130,7 +133,10 @@ impl fmt::Debug for Negotiated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Negotiated")
             .field("url", &self.url)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -138,11 +144,11 @@ impl fmt::Debug for Negotiated {
 /// An async hook run before every connection attempt, after the auth token
 /// is fetched; it may return a different URL and token.
 #[derive(Clone)]
-pub struct NegotiateHook(
-    pub(crate) Arc<
-        dyn Fn(NegotiateRequest) -> LocalBoxFuture<'static, Result<Negotiated>> + Send + Sync,
-    >,
-);
+pub struct NegotiateHook(pub(crate) Arc<NegotiateFn>);
+
+/// The boxed form of a negotiate hook.
+type NegotiateFn =
+    dyn Fn(NegotiateRequest) -> LocalBoxFuture<'static, Result<Negotiated>> + Send + Sync;
 
 impl NegotiateHook {
     /// Wraps an async closure.
@@ -257,7 +263,9 @@ impl ClientOptions {
         }
         for (name, value) in &self.headers {
             if awc::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(Error::InvalidConfig(format!("invalid header name {name:?}")));
+                return Err(Error::InvalidConfig(format!(
+                    "invalid header name {name:?}"
+                )));
             }
             if awc::http::header::HeaderValue::from_str(value).is_err() {
                 return Err(Error::InvalidConfig(format!(

@@ -83,8 +83,8 @@ enum Closing {
     Open,
     /// We sent Close and wait for the peer's.
     Sent,
-    /// The socket is finished (peer closed, or we failed it); we are flushing
-    /// and shutting down the write side.
+    /// The socket is finished (the peer closed, or we failed it): our Close
+    /// is written and we wait for the TCP end.
     Done,
 }
 
@@ -210,7 +210,7 @@ impl ConnectionActor {
     /// everything down).
     fn fail(&mut self, ctx: &mut Context<Self>, error: Error) {
         if self.end.is_none() {
-            log::warn!("connection failed: {error}");
+            log::debug!("connection failed: {error}");
             self.bus.errors.publish(ErrorEvent {
                 error: error.clone(),
             });
@@ -225,7 +225,7 @@ impl ConnectionActor {
     }
 
     /// We must fail the connection (protocol violation, oversize message):
-    /// send a Close with the matching code, flush it, then stop.
+    /// send a Close with the matching code, then stop once the peer is done.
     fn fail_with_close(&mut self, ctx: &mut Context<Self>, error: Error) {
         let code = error.close_code().unwrap_or(close_code::PROTOCOL_ERROR);
         log::warn!("closing with {code}: {error}");
@@ -238,13 +238,17 @@ impl ConnectionActor {
             by_us: true,
             error: Some(error),
         });
-        self.close_write_side(ctx, Some(close_reason(code, "")));
+        self.close_write_side(ctx, close_reason(code, ""));
     }
 
-    /// Writes a Close frame (if given) behind everything already queued, then
-    /// closes the sink; `WriteHandler::finished` stops the actor once it is
-    /// flushed. A timer bounds the wait for a peer that does not read.
-    fn close_write_side(&mut self, ctx: &mut Context<Self>, frame: Option<CloseReason>) {
+    /// Writes a Close frame behind everything already queued and waits (up to
+    /// `close_timeout`) for the peer to end the TCP connection or answer.
+    ///
+    /// The sink is never `close()`d: awc's `Framed::close` shuts the socket
+    /// down without writing what is still in its write buffer, which loses
+    /// exactly this last Close frame. Dropping the socket after the peer is
+    /// done (or the timer fired) is what ends it.
+    fn close_write_side(&mut self, ctx: &mut Context<Self>, frame: CloseReason) {
         let Some(sock) = self.sock.as_mut() else {
             ctx.stop();
             return;
@@ -252,11 +256,8 @@ impl ConnectionActor {
         if sock.closing == Closing::Done {
             return;
         }
-        if let Some(reason) = frame {
-            let _ = sock.sink.write(WsMessage::Close(Some(reason)));
-        }
+        let _ = sock.sink.write(WsMessage::Close(Some(frame)));
         sock.closing = Closing::Done;
-        sock.sink.close();
         ctx.run_later(self.opts.close_timeout, |_, ctx| ctx.stop());
     }
 
@@ -265,7 +266,11 @@ impl ConnectionActor {
             return;
         };
         if sock.closing == Closing::Done {
-            // Once the socket is failed, nothing more is delivered.
+            // Once the socket is failed or closed by the peer, nothing more is
+            // delivered; the peer's Close (or the TCP end) finishes it.
+            if matches!(frame, Frame::Close(_)) {
+                ctx.stop();
+            }
             return;
         }
         match sock.assembler.push(frame) {
@@ -316,7 +321,7 @@ impl ConnectionActor {
         });
         // Echo the peer's code, as RFC 6455 §5.5.1 asks.
         let echo = close_reason(code.unwrap_or(close_code::NORMAL), "");
-        self.close_write_side(ctx, Some(echo));
+        self.close_write_side(ctx, echo);
     }
 
     fn start_graceful_close(&mut self, ctx: &mut Context<Self>) {

@@ -11,7 +11,10 @@ use super::{
 };
 use crate::{
     events::{Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, StateChanged},
-    options::{ClientOptions, NegotiateHook, Negotiated, NegotiateRequest, ReconnectMode, TokenProvider, UrlProvider},
+    options::{
+        ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
+        UrlProvider,
+    },
     Error, Result,
 };
 
@@ -75,7 +78,10 @@ impl ResilientWebSocket {
     /// [`Error::Auth`], ...
     pub async fn connect(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.conn.send(Connect(tx)).await.map_err(|_| Error::Shutdown)?;
+        self.conn
+            .send(Connect(tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
@@ -125,7 +131,10 @@ impl ResilientWebSocket {
             ConnectionState::Disconnecting => return Err(Error::NotConnected),
             _ if !self.opts.enable_message_buffering => return Err(Error::NotConnected),
             _ => {
-                let buffered = self.shared.buffered.load(std::sync::atomic::Ordering::Acquire);
+                let buffered = self
+                    .shared
+                    .buffered
+                    .load(std::sync::atomic::Ordering::Acquire);
                 if buffered >= self.opts.max_buffered_messages {
                     return Err(Error::BufferFull(self.opts.max_buffered_messages));
                 }
@@ -162,7 +171,10 @@ impl ResilientWebSocket {
     /// [`Error::Shutdown`] if the client's actors are gone.
     pub async fn disconnect(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.conn.send(Disconnect(tx)).await.map_err(|_| Error::Shutdown)?;
+        self.conn
+            .send(Disconnect(tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)
     }
 

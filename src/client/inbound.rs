@@ -147,9 +147,13 @@ mod tests {
     #[test]
     fn joins_binary_fragments() {
         let mut a = Assembler::new(100);
-        a.push(Frame::Continuation(Item::FirstBinary(Bytes::from_static(&[1]))))
-            .unwrap();
-        let p = msg(a.push(Frame::Continuation(Item::Last(Bytes::from_static(&[2])))).unwrap());
+        a.push(Frame::Continuation(Item::FirstBinary(Bytes::from_static(
+            &[1],
+        ))))
+        .unwrap();
+        let p = msg(a
+            .push(Frame::Continuation(Item::Last(Bytes::from_static(&[2]))))
+            .unwrap());
         assert_eq!(p, Payload::Binary(Bytes::from_static(&[1, 2])));
     }
 
@@ -157,10 +161,14 @@ mod tests {
     fn utf8_split_across_fragments_is_valid() {
         let mut a = Assembler::new(100);
         let euro = "€".as_bytes();
-        a.push(Frame::Continuation(Item::FirstText(Bytes::copy_from_slice(&euro[..1]))))
-            .unwrap();
+        a.push(Frame::Continuation(Item::FirstText(
+            Bytes::copy_from_slice(&euro[..1]),
+        )))
+        .unwrap();
         let p = a
-            .push(Frame::Continuation(Item::Last(Bytes::copy_from_slice(&euro[1..]))))
+            .push(Frame::Continuation(Item::Last(Bytes::copy_from_slice(
+                &euro[1..],
+            ))))
             .unwrap();
         assert_eq!(msg(p), Payload::Text("€".into()));
     }
@@ -168,20 +176,28 @@ mod tests {
     #[test]
     fn invalid_utf8_is_1007() {
         let mut a = Assembler::new(100);
-        let err = a.push(Frame::Text(Bytes::from_static(&[0xff, 0xfe]))).unwrap_err();
+        let err = a
+            .push(Frame::Text(Bytes::from_static(&[0xff, 0xfe])))
+            .unwrap_err();
         assert_eq!(err.close_code(), Some(1007));
     }
 
     #[test]
     fn oversize_single_frame_and_fragments_are_1009() {
         let mut a = Assembler::new(4);
-        let err = a.push(Frame::Binary(Bytes::from_static(b"12345"))).unwrap_err();
+        let err = a
+            .push(Frame::Binary(Bytes::from_static(b"12345")))
+            .unwrap_err();
         assert_eq!(err.close_code(), Some(1009));
         assert!(a.push(Frame::Binary(Bytes::from_static(b"1234"))).is_ok());
-        a.push(Frame::Continuation(Item::FirstBinary(Bytes::from_static(b"123"))))
-            .unwrap();
+        a.push(Frame::Continuation(Item::FirstBinary(Bytes::from_static(
+            b"123",
+        ))))
+        .unwrap();
         let err = a
-            .push(Frame::Continuation(Item::Continue(Bytes::from_static(b"45"))))
+            .push(Frame::Continuation(Item::Continue(Bytes::from_static(
+                b"45",
+            ))))
             .unwrap_err();
         assert!(matches!(err, Error::MessageTooLarge { size: 5, max: 4 }));
         assert!(a.partial.is_none(), "an oversize message frees its buffer");

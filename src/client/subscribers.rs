@@ -54,4 +54,3 @@ pub(crate) struct EventBus {
     pub(crate) errors: Subscribers<ErrorEvent>,
     pub(crate) closed: Subscribers<Closed>,
 }
-

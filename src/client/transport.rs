@@ -91,7 +91,6 @@ async fn upgrade(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result
     let client = awc::Client::builder()
         .connector(connector)
         .timeout(opts.connection_timeout)
-        .max_http_version(awc::http::Version::HTTP_11)
         .finish();
 
     let mut req = client.ws(uri).max_frame_size(opts.max_message_size);
@@ -105,7 +104,10 @@ async fn upgrade(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result
         req = req.bearer_auth(t);
     }
     log::debug!("opening WebSocket to {}", redact_query(url));
-    let (resp, framed) = req.connect().await.map_err(|e| map_ws_error(e, secure, opts.connection_timeout))?;
+    let (resp, framed) = req
+        .connect()
+        .await
+        .map_err(|e| map_ws_error(e, secure, opts.connection_timeout))?;
 
     let protocol = resp
         .headers()
@@ -182,6 +184,9 @@ fn map_send_error(e: SendRequestError, secure: bool, timeout: Duration) -> Error
         }
         SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
             Error::ConnectTimeout(timeout)
+        }
+        SendRequestError::Connect(ConnectError::SslIsNotSupported) => {
+            Error::Tls("TLS is not available in this client's connector".into())
         }
         SendRequestError::Connect(other) => Error::io(std::io::Error::other(other.to_string())),
         SendRequestError::Send(io) => Error::io(io),

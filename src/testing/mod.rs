@@ -15,6 +15,10 @@
 //! }
 //! ```
 
+mod raw;
+mod recorder;
 mod server;
 
+pub use raw::{opcode, RawConn, RawFrame, RawServer, UpgradeRequest};
+pub use recorder::{EventRecorder, RecordedEvent};
 pub use server::TestServer;

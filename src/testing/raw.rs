@@ -1,0 +1,327 @@
+//! A scripted raw WebSocket peer: it speaks the wire protocol by hand, so a
+//! test can make it misbehave (never answer, refuse, send invalid UTF-8,
+//! oversize or fragmented frames, ignore a Close) and can read exactly what
+//! the client put on the wire.
+
+use std::{io, net::SocketAddr};
+
+use bytes::{Buf, BytesMut};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// Frame opcodes (RFC 6455 §5.2).
+pub mod opcode {
+    /// Continuation frame.
+    pub const CONTINUATION: u8 = 0x0;
+    /// Text frame.
+    pub const TEXT: u8 = 0x1;
+    /// Binary frame.
+    pub const BINARY: u8 = 0x2;
+    /// Close frame.
+    pub const CLOSE: u8 = 0x8;
+    /// Ping frame.
+    pub const PING: u8 = 0x9;
+    /// Pong frame.
+    pub const PONG: u8 = 0xA;
+}
+
+/// The largest request head the raw server reads before giving up.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// A listener on 127.0.0.1:0 that accepts connections one at a time.
+#[derive(Debug)]
+pub struct RawServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// The client's upgrade request as the raw server read it.
+#[derive(Debug, Clone)]
+pub struct UpgradeRequest {
+    /// The request line's path (with query).
+    pub path: String,
+    /// Every header, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The whole request head as received, for assertions on what was sent.
+    pub raw: String,
+}
+
+impl UpgradeRequest {
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One frame as read off the wire (unmasked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The FIN bit.
+    pub fin: bool,
+    /// The opcode (see [`opcode`]).
+    pub opcode: u8,
+    /// The payload, unmasked.
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The close code, if this is a Close frame that carries one.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == opcode::CLOSE && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl RawServer {
+    /// Binds 127.0.0.1:0.
+    ///
+    /// # Errors
+    /// If binding fails.
+    pub async fn bind() -> io::Result<RawServer> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        Ok(RawServer { listener, addr })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Accepts a TCP connection and does nothing else (for a server that
+    /// never answers the upgrade).
+    ///
+    /// # Errors
+    /// If accepting fails.
+    pub async fn accept_tcp(&self) -> io::Result<TcpStream> {
+        Ok(self.listener.accept().await?.0)
+    }
+
+    /// Accepts a connection and completes the upgrade (101), optionally
+    /// selecting a subprotocol.
+    ///
+    /// # Errors
+    /// If the request is not a WebSocket upgrade or I/O fails.
+    pub async fn accept(&self) -> io::Result<RawConn> {
+        self.accept_with(None).await
+    }
+
+    /// Like [`accept`](Self::accept), answering with `protocol` in
+    /// `Sec-WebSocket-Protocol`.
+    ///
+    /// # Errors
+    /// If the request is not a WebSocket upgrade or I/O fails.
+    pub async fn accept_with(&self, protocol: Option<&str>) -> io::Result<RawConn> {
+        let (mut stream, _) = self.listener.accept().await?;
+        let mut buf = BytesMut::new();
+        let request = read_head(&mut stream, &mut buf).await?;
+        let key = request
+            .header("sec-websocket-key")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Sec-WebSocket-Key"))?;
+        let accept = actix_http::ws::hash_key(key.as_bytes());
+        let accept = std::str::from_utf8(&accept).expect("base64 is ASCII");
+        let mut resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+        );
+        if let Some(p) = protocol {
+            resp.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+        }
+        resp.push_str("\r\n");
+        stream.write_all(resp.as_bytes()).await?;
+        Ok(RawConn {
+            stream,
+            buf,
+            request,
+        })
+    }
+
+    /// Accepts a connection, reads the upgrade request and refuses it with
+    /// `status`.
+    ///
+    /// # Errors
+    /// If I/O fails.
+    pub async fn refuse(&self, status: u16) -> io::Result<UpgradeRequest> {
+        let (mut stream, _) = self.listener.accept().await?;
+        let mut buf = BytesMut::new();
+        let request = read_head(&mut stream, &mut buf).await?;
+        let resp =
+            format!("HTTP/1.1 {status} Refused\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        stream.write_all(resp.as_bytes()).await?;
+        stream.shutdown().await?;
+        Ok(request)
+    }
+}
+
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<UpgradeRequest> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = buf.split_to(end + 4);
+            let raw = String::from_utf8_lossy(&head).into_owned();
+            let mut lines = raw.split("\r\n");
+            let path = lines
+                .next()
+                .and_then(|l| l.split(' ').nth(1))
+                .unwrap_or_default()
+                .to_string();
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            return Ok(UpgradeRequest { path, headers, raw });
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too large"));
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// An upgraded connection driven by hand.
+#[derive(Debug)]
+pub struct RawConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    /// The upgrade request the client sent.
+    pub request: UpgradeRequest,
+}
+
+impl RawConn {
+    /// Writes one unmasked (server) frame.
+    ///
+    /// # Errors
+    /// If the write fails.
+    pub async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 10);
+        out.push(if fin { 0x80 } else { 0 } | opcode);
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n if n <= u16::MAX as usize => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        self.stream.write_all(&out).await
+    }
+
+    /// Sends a text frame (the bytes are sent as given, valid UTF-8 or not).
+    ///
+    /// # Errors
+    /// If the write fails.
+    pub async fn send_text(&mut self, text: impl AsRef<[u8]>) -> io::Result<()> {
+        self.send_frame(true, opcode::TEXT, text.as_ref()).await
+    }
+
+    /// Sends a binary frame.
+    ///
+    /// # Errors
+    /// If the write fails.
+    pub async fn send_binary(&mut self, data: &[u8]) -> io::Result<()> {
+        self.send_frame(true, opcode::BINARY, data).await
+    }
+
+    /// Sends a Close frame with a code and reason.
+    ///
+    /// # Errors
+    /// If the write fails.
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        let mut p = code.to_be_bytes().to_vec();
+        p.extend_from_slice(reason.as_bytes());
+        self.send_frame(true, opcode::CLOSE, &p).await
+    }
+
+    /// Reads one frame from the client and unmasks it.
+    ///
+    /// # Errors
+    /// `UnexpectedEof` when the client closed TCP, or an I/O error.
+    pub async fn read_frame(&mut self) -> io::Result<RawFrame> {
+        loop {
+            if let Some(frame) = parse_frame(&mut self.buf) {
+                return Ok(frame);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Reads frames until a data frame (text, binary or continuation)
+    /// arrives, answering nothing; control frames are skipped.
+    ///
+    /// # Errors
+    /// As for [`read_frame`](Self::read_frame).
+    pub async fn read_data_frame(&mut self) -> io::Result<RawFrame> {
+        loop {
+            let f = self.read_frame().await?;
+            if f.opcode < opcode::CLOSE {
+                return Ok(f);
+            }
+        }
+    }
+
+    /// Gives the raw TCP stream back (to drop it abruptly, for example).
+    pub fn into_inner(self) -> TcpStream {
+        self.stream
+    }
+}
+
+fn parse_frame(buf: &mut BytesMut) -> Option<RawFrame> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let fin = buf[0] & 0x80 != 0;
+    let opcode = buf[0] & 0x0F;
+    let masked = buf[1] & 0x80 != 0;
+    let (len, mut pos) = match buf[1] & 0x7F {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(b) as usize, 10)
+        }
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    let mask = if masked {
+        if buf.len() < pos + 4 {
+            return None;
+        }
+        let m = [buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]];
+        pos += 4;
+        Some(m)
+    } else {
+        None
+    };
+    if buf.len() < pos + len {
+        return None;
+    }
+    buf.advance(pos);
+    let mut payload = buf.split_to(len).to_vec();
+    if let Some(m) = mask {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= m[i % 4];
+        }
+    }
+    Some(RawFrame {
+        fin,
+        opcode,
+        payload,
+    })
+}
