@@ -82,6 +82,20 @@ pub enum Error {
         max: usize,
     },
 
+    /// Nothing (no pong, no frame) arrived from the peer within the heartbeat
+    /// timeout: the link is presumed dead (half-open).
+    #[error("no sign of life from the peer within {0:?}")]
+    HeartbeatTimeout(Duration),
+
+    /// The retry policy gave up reconnecting.
+    #[error("gave up reconnecting after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        /// How many reconnect attempts were made.
+        attempts: u32,
+        /// The error that ended the last attempt.
+        last: Box<Error>,
+    },
+
     /// The auth token provider failed; nothing was sent to the server.
     #[error("auth token provider failed: {0}")]
     Auth(String),
@@ -113,6 +127,7 @@ impl Error {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             Error::UpgradeRejected { status } => Some(*status),
+            Error::GaveUp { last, .. } => last.http_status(),
             _ => None,
         }
     }
@@ -131,7 +146,7 @@ impl Error {
     /// Whether this is a timeout (connect timeout, or an I/O timeout).
     pub fn is_timeout(&self) -> bool {
         match self {
-            Error::ConnectTimeout(_) => true,
+            Error::ConnectTimeout(_) | Error::HeartbeatTimeout(_) => true,
             Error::Io(e) => e.kind() == io::ErrorKind::TimedOut,
             _ => false,
         }

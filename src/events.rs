@@ -161,3 +161,25 @@ pub struct Closed {
     /// a close we started that the peer answered).
     pub error: Option<Error>,
 }
+
+/// The connection was lost and the client will try again after `delay`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Reconnecting {
+    /// The number of the attempt that follows the delay (1 for the first).
+    pub attempt: u32,
+    /// How long the client waits before that attempt.
+    pub delay: std::time::Duration,
+    /// Why the connection (or the previous attempt) ended.
+    pub reason: Error,
+}
+
+/// The connection is back after a loss.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Reconnected {
+    /// How many attempts it took.
+    pub attempts: u32,
+    /// How long the client was without a connection.
+    pub downtime: std::time::Duration,
+}

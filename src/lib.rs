@@ -52,16 +52,23 @@ pub mod close_code;
 pub mod error;
 pub mod events;
 pub mod options;
+pub mod queue;
+pub mod retry;
 pub mod server;
 pub mod testing;
 
+pub use client::Stats;
 pub use client::{ResilientWebSocket, ResilientWebSocketBuilder};
 pub use error::{Error, Result};
-pub use events::{Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, StateChanged};
+pub use events::{
+    Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
+    StateChanged,
+};
 pub use options::{
     ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
     UrlProvider,
 };
+pub use retry::{ExponentialBackoff, RetryContext, RetryPolicy};
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -4,7 +4,10 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::LocalBoxFuture;
 
-use crate::{Error, Result};
+use crate::{
+    retry::{ExponentialBackoff, SharedRetryPolicy},
+    Error, Result,
+};
 
 /// What the client does when a connection is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,12 +62,18 @@ impl fmt::Debug for TokenProvider {
     }
 }
 
-/// An async function that yields the URL to connect to; called before every
-/// attempt (for example to pick a node or refresh a signed URL).
+/// Where to connect: an async function called before every attempt (for
+/// example to pick a node or refresh a signed URL), or a list of endpoints
+/// that fails over to the next one whenever an attempt fails or a connection
+/// is lost.
 #[derive(Clone)]
-pub struct UrlProvider(
-    pub(crate) Arc<dyn Fn() -> LocalBoxFuture<'static, Result<String>> + Send + Sync>,
-);
+pub struct UrlProvider(UrlSource);
+
+#[derive(Clone)]
+enum UrlSource {
+    Func(Arc<dyn Fn() -> LocalBoxFuture<'static, Result<String>> + Send + Sync>),
+    Endpoints(Arc<[String]>),
+}
 
 impl UrlProvider {
     /// Wraps an async closure.
@@ -73,20 +82,40 @@ impl UrlProvider {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<String>> + 'static,
     {
-        UrlProvider(Arc::new(move || Box::pin(f())))
+        UrlProvider(UrlSource::Func(Arc::new(move || Box::pin(f()))))
     }
 
     /// A provider that always yields the same URL.
     pub fn fixed(url: impl Into<String>) -> Self {
-        let url = url.into();
-        UrlProvider::new(move || {
-            let u = url.clone();
-            async move { Ok(u) }
-        })
+        Self::endpoints(vec![url.into()])
     }
 
-    pub(crate) async fn url(&self) -> Result<String> {
-        (self.0)().await
+    /// Endpoints tried in turn: the client stays on one while it works and
+    /// moves to the next after each failure.
+    ///
+    /// An empty list makes every attempt fail with [`Error::InvalidConfig`].
+    pub fn endpoints(urls: Vec<String>) -> Self {
+        UrlProvider(UrlSource::Endpoints(urls.into()))
+    }
+
+    /// How many endpoints a failover list has (1 for a function).
+    pub(crate) fn endpoint_count(&self) -> usize {
+        match &self.0 {
+            UrlSource::Func(_) => 1,
+            UrlSource::Endpoints(list) => list.len().max(1),
+        }
+    }
+
+    /// The URL for an attempt; `failures` counts the failures so far, which
+    /// picks the endpoint of a list.
+    pub(crate) async fn url(&self, failures: usize) -> Result<String> {
+        match &self.0 {
+            UrlSource::Func(f) => f().await,
+            UrlSource::Endpoints(list) if list.is_empty() => {
+                Err(Error::InvalidConfig("no endpoints given".into()))
+            }
+            UrlSource::Endpoints(list) => Ok(list[failures % list.len()].clone()),
+        }
     }
 }
 
@@ -191,8 +220,19 @@ pub struct ClientOptions {
     pub reconnect_max_delay: Duration,
     /// What to do when the connection is lost. Default `Stateless`.
     pub reconnect_mode: ReconnectMode,
+    /// A custom retry policy; `None` uses [`ExponentialBackoff`] built from
+    /// `reconnect_initial_delay`, `reconnect_max_delay` and
+    /// `max_reconnect_attempts`.
+    pub retry_policy: Option<SharedRetryPolicy>,
+    /// How long a connection must stay up before the attempt counter starts
+    /// again from 1 (so a server that accepts and drops at once still backs
+    /// off). Default 5 s.
+    pub min_uptime: Duration,
     /// How often to ping; zero disables heartbeats. Default 30 s.
     pub heartbeat_interval: Duration,
+    /// How long without any inbound frame (pong or data) before the link is
+    /// declared dead; `None` means twice `heartbeat_interval`.
+    pub heartbeat_timeout: Option<Duration>,
     /// How long the TCP connect, TLS and upgrade may take together.
     /// Default 10 s.
     pub connection_timeout: Duration,
@@ -227,7 +267,10 @@ impl Default for ClientOptions {
             reconnect_initial_delay: Duration::from_secs(1),
             reconnect_max_delay: Duration::from_secs(30),
             reconnect_mode: ReconnectMode::default(),
+            retry_policy: None,
+            min_uptime: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: None,
             connection_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             max_buffered_messages: 1000,
@@ -243,6 +286,24 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
+    /// The heartbeat timeout in force: the configured one, or twice the
+    /// interval.
+    pub fn effective_heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout
+            .unwrap_or(self.heartbeat_interval.saturating_mul(2))
+    }
+
+    /// The retry policy in force.
+    pub fn effective_retry_policy(&self) -> SharedRetryPolicy {
+        self.retry_policy.clone().unwrap_or_else(|| {
+            SharedRetryPolicy::new(ExponentialBackoff {
+                initial: self.reconnect_initial_delay,
+                max: self.reconnect_max_delay,
+                max_attempts: self.max_reconnect_attempts,
+            })
+        })
+    }
+
     /// Checks the options for values that cannot work.
     ///
     /// # Errors
@@ -257,6 +318,9 @@ impl ClientOptions {
         }
         if self.reconnect_initial_delay > self.reconnect_max_delay {
             return bad("reconnect_initial_delay must not exceed reconnect_max_delay");
+        }
+        if self.heartbeat_timeout.is_some_and(|t| t.is_zero()) {
+            return bad("heartbeat_timeout must be greater than zero");
         }
         if self.max_message_size == 0 {
             return bad("max_message_size must be greater than zero");

@@ -11,9 +11,10 @@
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicU8, Ordering},
         Arc, Mutex,
     },
+    time::Duration,
 };
 
 use actix::{io::SinkWrite, prelude::*};
@@ -21,15 +22,23 @@ use actix_http::ws::{CloseCode, CloseReason, Frame, Message as WsMessage, Protoc
 use futures_util::stream::{SplitSink, StreamExt};
 use tokio::sync::oneshot;
 
+use actix_rt::time::Instant;
+
 use super::{
+    heartbeat::{HeartbeatActor, Unwatch, Watch},
     inbound::{Assembler, Inbound},
+    reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
+    stats::{Counters, LiveGuard},
     subscribers::EventBus,
     transport::{self, WsFramed},
 };
 use crate::{
     close_code,
-    events::{Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, StateChanged},
-    options::{ClientOptions, UrlProvider},
+    events::{
+        Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
+        StateChanged,
+    },
+    options::{ClientOptions, ReconnectMode, UrlProvider},
     Error, Result,
 };
 
@@ -37,20 +46,64 @@ use crate::{
 /// so it bounds how far a fast producer can run ahead of the socket.
 const MAILBOX_CAPACITY: usize = 4096;
 
-/// State the facade reads without a round trip to the actor.
-#[derive(Debug, Default)]
+/// State the facade and the heartbeat read without a round trip to the
+/// actor.
+#[derive(Debug)]
 pub(crate) struct Shared {
     state: AtomicU8,
-    /// Messages waiting in the actor's buffer while not connected.
-    pub(crate) buffered: AtomicUsize,
     /// The subprotocol the server selected on the current socket.
     pub(crate) protocol: Mutex<Option<String>>,
+    pub(crate) counters: Counters,
+    /// The zero point for `last_seen_nanos` (tokio's clock, so paused time
+    /// in tests moves it too).
+    base: Instant,
+    /// When the last inbound frame arrived, as nanoseconds since `base`.
+    last_seen_nanos: AtomicU64,
 }
 
 impl Shared {
+    pub(crate) fn new() -> Self {
+        Shared {
+            state: AtomicU8::new(ConnectionState::Disconnected.to_u8()),
+            protocol: Mutex::new(None),
+            counters: Counters::default(),
+            base: Instant::now(),
+            last_seen_nanos: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn state(&self) -> ConnectionState {
         ConnectionState::from_u8(self.state.load(Ordering::Acquire))
     }
+
+    /// Records a sign of life from the peer.
+    fn touch(&self) {
+        let nanos = self.base.elapsed().as_nanos() as u64;
+        self.last_seen_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_seen(&self) -> Instant {
+        self.base + Duration::from_nanos(self.last_seen_nanos.load(Ordering::Relaxed))
+    }
+
+    fn nanos_now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+/// The heartbeat asks for a ping on the socket of generation `gen`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendPing {
+    pub(crate) gen: u64,
+}
+
+/// The heartbeat saw nothing from the peer of socket `gen` for `timeout`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct HeartbeatTimeout {
+    pub(crate) gen: u64,
+    pub(crate) timeout: Duration,
 }
 
 /// Ask for a connection; the reply comes on the channel once connected or
@@ -92,6 +145,9 @@ type Sink = SinkWrite<WsMessage, SplitSink<WsFramed, WsMessage>>;
 
 /// One open socket. Dropped (and so closed) whenever the actor stops.
 struct Socket {
+    /// Which socket this is; messages from helpers about an older one are
+    /// ignored.
+    gen: u64,
     sink: Sink,
     assembler: Assembler,
     closing: Closing,
@@ -106,6 +162,19 @@ struct End {
     error: Option<Error>,
 }
 
+/// Where the actor is in its life, across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not connected and not trying to.
+    Idle,
+    /// The first connection after `connect()` is being made.
+    Initial,
+    /// A socket is open.
+    Up,
+    /// The connection was lost; attempts follow the retry policy.
+    Reconnecting,
+}
+
 /// The supervised actor that owns the socket. Created by
 /// [`ResilientWebSocket`](crate::ResilientWebSocket); users talk to it
 /// through that facade.
@@ -114,10 +183,22 @@ pub struct ConnectionActor {
     url: UrlProvider,
     bus: EventBus,
     shared: Arc<Shared>,
+    heartbeat: Addr<HeartbeatActor>,
+    reconnect: Addr<ReconnectSupervisor>,
     state: ConnectionState,
     /// Whether the user wants a connection: set by `connect()`, cleared by
     /// `disconnect()` and by a failure the client gives up on.
     wanted: bool,
+    phase: Phase,
+    /// Failed attempts and lost connections so far; picks the endpoint of a
+    /// failover list.
+    failures: usize,
+    /// How many more endpoints the first `connect()` may try.
+    initial_tries_left: usize,
+    /// Why the last socket or attempt ended; what the retry policy is told.
+    last_error: Option<Error>,
+    /// The generation of the newest socket.
+    gen: u64,
     connect_waiters: Vec<oneshot::Sender<Result<()>>>,
     disconnect_waiters: Vec<oneshot::Sender<()>>,
     /// Messages accepted while not connected, sent in order on connect.
@@ -135,14 +216,23 @@ impl ConnectionActor {
         url: UrlProvider,
         bus: EventBus,
         shared: Arc<Shared>,
+        heartbeat: Addr<HeartbeatActor>,
+        reconnect: Addr<ReconnectSupervisor>,
     ) -> Self {
         ConnectionActor {
             opts,
             url,
             bus,
             shared,
+            heartbeat,
+            reconnect,
             state: ConnectionState::Disconnected,
             wanted: false,
+            phase: Phase::Idle,
+            failures: 0,
+            initial_tries_left: 0,
+            last_error: None,
+            gen: 0,
             connect_waiters: Vec::new(),
             disconnect_waiters: Vec::new(),
             pending: VecDeque::new(),
@@ -164,10 +254,13 @@ impl ConnectionActor {
     }
 
     fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
-        self.set_state(ConnectionState::Connecting);
+        if self.phase != Phase::Reconnecting {
+            self.set_state(ConnectionState::Connecting);
+        }
         let opts = self.opts.clone();
         let url = self.url.clone();
-        let attempt = async move { transport::open(&opts, &url).await }
+        let failures = self.failures;
+        let attempt = async move { transport::open(&opts, &url, failures).await }
             .into_actor(self)
             .map(|res, act, ctx| {
                 act.attempt = None;
@@ -181,20 +274,55 @@ impl ConnectionActor {
 
     fn opened(&mut self, opened: transport::Opened, ctx: &mut Context<Self>) {
         let (sink, stream) = opened.framed.split();
-        ctx.add_stream(stream);
+        // The guard lives inside the stream item, so it counts the stream for
+        // exactly as long as the context holds it.
+        let guard = LiveGuard::new(self.shared.clone());
+        ctx.add_stream(stream.map(move |frame| {
+            let _ = &guard;
+            frame
+        }));
+        self.gen += 1;
+        self.shared.touch();
+        self.heartbeat.do_send(Watch {
+            gen: self.gen,
+            conn: ctx.address(),
+        });
+        self.reconnect.do_send(ConnectionUp);
         let mut sock = Socket {
+            gen: self.gen,
             sink: SinkWrite::new(sink, ctx),
             assembler: Assembler::new(self.opts.max_message_size),
             closing: Closing::Open,
         };
         *self.shared.protocol.lock().expect("protocol lock") = opened.protocol;
         // The backlog goes out first, in the order it was accepted.
+        let backlog = self.pending.len() as u64;
         for p in self.pending.drain(..) {
             let _ = sock.sink.write(to_ws(p));
         }
-        self.shared.buffered.store(0, Ordering::Release);
+        Counters::add(&self.shared.counters.sent, backlog);
+        self.shared.counters.buffered.store(0, Ordering::Release);
         self.sock = Some(sock);
+        let was_reconnecting = self.phase == Phase::Reconnecting;
+        self.phase = Phase::Up;
+        self.last_error = None;
         self.set_state(ConnectionState::Connected);
+        if was_reconnecting {
+            Counters::add(&self.shared.counters.reconnects, 1);
+            let ask = self
+                .reconnect
+                .send(TakeRecovery)
+                .into_actor(self)
+                .map(|r, act, _| {
+                    if let Ok(Some(r)) = r {
+                        act.bus.reconnected.publish(Reconnected {
+                            attempts: r.attempts,
+                            downtime: r.downtime,
+                        });
+                    }
+                });
+            ctx.spawn(ask);
+        }
         for w in self.connect_waiters.drain(..) {
             let _ = w.send(Ok(()));
         }
@@ -265,6 +393,7 @@ impl ConnectionActor {
         let Some(sock) = self.sock.as_mut() else {
             return;
         };
+        self.shared.touch();
         if sock.closing == Closing::Done {
             // Once the socket is failed or closed by the peer, nothing more is
             // delivered; the peer's Close (or the TCP end) finishes it.
@@ -275,9 +404,23 @@ impl ConnectionActor {
         }
         match sock.assembler.push(frame) {
             Ok(Inbound::Message(payload)) => {
+                Counters::add(&self.shared.counters.received, 1);
                 self.bus.messages.publish(IncomingMessage { payload });
             }
-            Ok(Inbound::Partial) | Ok(Inbound::Pong) => {}
+            Ok(Inbound::Partial) => {}
+            Ok(Inbound::Pong(b)) => {
+                // Our pings carry the send time; anything else is unsolicited.
+                if let Ok(sent) = <[u8; 8]>::try_from(&b[..]) {
+                    let rtt = self
+                        .shared
+                        .nanos_now()
+                        .saturating_sub(u64::from_be_bytes(sent));
+                    self.shared
+                        .counters
+                        .last_rtt_nanos
+                        .store(rtt.max(1), Ordering::Relaxed);
+                }
+            }
             Ok(Inbound::Ping(b)) => {
                 let _ = sock.sink.write(WsMessage::Pong(b));
             }
@@ -326,6 +469,10 @@ impl ConnectionActor {
 
     fn start_graceful_close(&mut self, ctx: &mut Context<Self>) {
         self.wanted = false;
+        if self.phase == Phase::Reconnecting && self.sock.is_none() {
+            // Waiting for a retry (or mid-attempt): just stop trying.
+            self.phase = Phase::Idle;
+        }
         if let Some(h) = self.attempt.take() {
             // Still connecting: abandon the attempt.
             ctx.cancel_future(h);
@@ -386,17 +533,20 @@ impl Actor for ConnectionActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        if self.wanted {
-            self.begin_attempt(ctx);
+        match self.phase {
+            Phase::Idle | Phase::Up => {}
+            Phase::Initial => self.begin_attempt(ctx),
+            Phase::Reconnecting => self.schedule_retry(ctx),
         }
     }
 
     fn stopping(&mut self, _ctx: &mut Context<Self>) -> Running {
         let end = self.end.take();
-        let had_socket = self.sock.take().is_some();
+        let sock = self.sock.take();
         self.attempt = None;
         *self.shared.protocol.lock().expect("protocol lock") = None;
-        let error = if had_socket {
+        let error = if let Some(sock) = sock {
+            self.heartbeat.do_send(Unwatch { gen: sock.gen });
             let end = end.unwrap_or(End {
                 code: None,
                 reason: String::new(),
@@ -413,8 +563,45 @@ impl Actor for ConnectionActor {
         } else {
             end.and_then(|e| e.error)
         };
-        // Reconnecting is added by the resilience layer; here every end is
-        // final and the actor goes idle until the next `connect()`.
+        if let Some(e) = &error {
+            self.failures += 1;
+            self.last_error = Some(e.clone());
+        }
+        self.phase = self.next_phase(error.is_some());
+        match self.phase {
+            Phase::Reconnecting => self.set_state(ConnectionState::Reconnecting),
+            Phase::Initial => {}
+            Phase::Idle | Phase::Up => {
+                self.phase = Phase::Idle;
+                self.go_idle(error);
+            }
+        }
+        Running::Stop
+    }
+}
+
+impl ConnectionActor {
+    /// What comes after a socket or attempt ended (`failed`: with an error).
+    fn next_phase(&mut self, failed: bool) -> Phase {
+        if !self.wanted || !failed {
+            // The user closed, or the peer closed normally: that is the end.
+            return Phase::Idle;
+        }
+        match self.phase {
+            Phase::Initial if self.initial_tries_left > 0 => {
+                // The first connect tries each failover endpoint once.
+                self.initial_tries_left -= 1;
+                Phase::Initial
+            }
+            Phase::Up | Phase::Reconnecting if self.opts.reconnect_mode != ReconnectMode::None => {
+                Phase::Reconnecting
+            }
+            _ => Phase::Idle,
+        }
+    }
+
+    /// Settles in `Disconnected`, answering everyone who waits.
+    fn go_idle(&mut self, error: Option<Error>) {
         self.wanted = false;
         for w in self.connect_waiters.drain(..) {
             let _ = w.send(Err(error.clone().unwrap_or(Error::NotConnected)));
@@ -423,7 +610,49 @@ impl Actor for ConnectionActor {
         for w in self.disconnect_waiters.drain(..) {
             let _ = w.send(());
         }
-        Running::Stop
+    }
+
+    /// Asks the `ReconnectSupervisor` when to try again, announces it, and
+    /// arms the timer. All of it lives in this (fresh) context, so a
+    /// `disconnect()` meanwhile cancels it by stopping the actor.
+    fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
+        let error = self.last_error.clone().unwrap_or(Error::ConnectionLost);
+        let ask = self
+            .reconnect
+            .send(AskRetry {
+                error: error.clone(),
+            })
+            .into_actor(self)
+            .map(move |answer, act, ctx| match answer {
+                Ok(NextAttempt::After { attempt, delay }) => {
+                    log::debug!("reconnect attempt {attempt} in {delay:?} after: {error}");
+                    act.bus.reconnecting.publish(Reconnecting {
+                        attempt,
+                        delay,
+                        reason: error,
+                    });
+                    ctx.run_later(delay, |act, ctx| act.begin_attempt(ctx));
+                }
+                Ok(NextAttempt::GiveUp { attempts }) => {
+                    let gave_up = Error::GaveUp {
+                        attempts,
+                        last: Box::new(error),
+                    };
+                    log::debug!("{gave_up}");
+                    act.bus.errors.publish(ErrorEvent {
+                        error: gave_up.clone(),
+                    });
+                    act.phase = Phase::Idle;
+                    act.go_idle(Some(gave_up));
+                }
+                Err(_) => {
+                    // The supervisor is gone only when the client is being
+                    // torn down.
+                    act.phase = Phase::Idle;
+                    act.go_idle(Some(Error::Shutdown));
+                }
+            });
+        ctx.spawn(ask);
     }
 }
 
@@ -453,6 +682,8 @@ impl Handler<Connect> for ConnectionActor {
             ConnectionState::Disconnected => {
                 self.connect_waiters.push(msg.0);
                 self.wanted = true;
+                self.phase = Phase::Initial;
+                self.initial_tries_left = self.url.endpoint_count().saturating_sub(1);
                 self.begin_attempt(ctx);
             }
         }
@@ -479,6 +710,7 @@ impl Handler<Outgoing> for ConnectionActor {
         if let Some(sock) = self.sock.as_mut() {
             if sock.closing == Closing::Open {
                 let _ = sock.sink.write(to_ws(msg.0));
+                Counters::add(&self.shared.counters.sent, 1);
                 return;
             }
         }
@@ -491,8 +723,9 @@ impl Handler<Outgoing> for ConnectionActor {
         } else {
             self.pending.push_back(msg.0);
             self.shared
+                .counters
                 .buffered
-                .store(self.pending.len(), Ordering::Release);
+                .store(self.pending.len() as u64, Ordering::Release);
             return;
         };
         self.bus.errors.publish(ErrorEvent { error });
@@ -514,6 +747,8 @@ subscribe_handler!(StateChanged, state);
 subscribe_handler!(IncomingMessage, messages);
 subscribe_handler!(ErrorEvent, errors);
 subscribe_handler!(Closed, closed);
+subscribe_handler!(Reconnecting, reconnecting);
+subscribe_handler!(Reconnected, reconnected);
 
 impl StreamHandler<Result<Frame, ProtocolError>> for ConnectionActor {
     fn handle(&mut self, item: Result<Frame, ProtocolError>, ctx: &mut Context<Self>) {
@@ -566,5 +801,30 @@ impl actix::io::WriteHandler<ProtocolError> for ConnectionActor {
         };
         self.fail(ctx, error);
         Running::Stop
+    }
+}
+
+impl Handler<SendPing> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendPing, _: &mut Context<Self>) {
+        if let Some(sock) = self.sock.as_mut() {
+            if sock.gen == msg.gen && sock.closing == Closing::Open {
+                let sent = self.shared.nanos_now().to_be_bytes();
+                let _ = sock
+                    .sink
+                    .write(WsMessage::Ping(bytes::Bytes::copy_from_slice(&sent)));
+            }
+        }
+    }
+}
+
+impl Handler<HeartbeatTimeout> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HeartbeatTimeout, ctx: &mut Context<Self>) {
+        if self.sock.as_ref().is_some_and(|s| s.gen == msg.gen) {
+            self.fail(ctx, Error::HeartbeatTimeout(msg.timeout));
+        }
     }
 }

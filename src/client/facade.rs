@@ -7,14 +7,21 @@ use tokio::sync::oneshot;
 
 use super::{
     connection::{Connect, ConnectionActor, Disconnect, Outgoing, Shared, Subscribe},
+    heartbeat::HeartbeatActor,
+    reconnect::ReconnectSupervisor,
+    stats::Stats,
     subscribers::EventBus,
 };
 use crate::{
-    events::{Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, StateChanged},
+    events::{
+        Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
+        StateChanged,
+    },
     options::{
         ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
         UrlProvider,
     },
+    retry::{RetryPolicy, SharedRetryPolicy},
     Error, Result,
 };
 
@@ -55,6 +62,12 @@ impl ResilientWebSocket {
     /// A builder for a client of one URL.
     pub fn builder(url: impl Into<String>) -> ResilientWebSocketBuilder {
         Self::builder_with_url_provider(UrlProvider::fixed(url))
+    }
+
+    /// A builder for a client that fails over between endpoints: it stays on
+    /// one while it works and moves to the next after each failure.
+    pub fn builder_with_endpoints(urls: Vec<String>) -> ResilientWebSocketBuilder {
+        Self::builder_with_url_provider(UrlProvider::endpoints(urls))
     }
 
     /// A builder for a client whose URL is produced by an async function
@@ -133,9 +146,10 @@ impl ResilientWebSocket {
             _ => {
                 let buffered = self
                     .shared
+                    .counters
                     .buffered
                     .load(std::sync::atomic::Ordering::Acquire);
-                if buffered >= self.opts.max_buffered_messages {
+                if buffered >= self.opts.max_buffered_messages as u64 {
                     return Err(Error::BufferFull(self.opts.max_buffered_messages));
                 }
             }
@@ -196,6 +210,21 @@ impl ResilientWebSocket {
     /// Subscribes to socket-closed events.
     pub fn subscribe_closed(&self, r: Recipient<Closed>) {
         self.conn.do_send(Subscribe(r));
+    }
+
+    /// Subscribes to reconnect announcements (before each wait).
+    pub fn subscribe_reconnecting(&self, r: Recipient<Reconnecting>) {
+        self.conn.do_send(Subscribe(r));
+    }
+
+    /// Subscribes to reconnect successes.
+    pub fn subscribe_reconnected(&self, r: Recipient<Reconnected>) {
+        self.conn.do_send(Subscribe(r));
+    }
+
+    /// The client's counters (reconnects, messages, last heartbeat RTT).
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
     }
 }
 
@@ -323,6 +352,48 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Subscribes a recipient to reconnect announcements.
+    pub fn on_reconnecting(mut self, r: Recipient<Reconnecting>) -> Self {
+        self.bus.reconnecting.add(r);
+        self
+    }
+
+    /// Subscribes a recipient to reconnect successes.
+    pub fn on_reconnected(mut self, r: Recipient<Reconnected>) -> Self {
+        self.bus.reconnected.add(r);
+        self
+    }
+
+    /// Sets the reconnect delays: `reconnect_initial_delay`,
+    /// `reconnect_max_delay` and `max_reconnect_attempts` (0 = unlimited).
+    pub fn reconnect_delays(mut self, initial: Duration, max: Duration, max_attempts: u32) -> Self {
+        self.opts.reconnect_initial_delay = initial;
+        self.opts.reconnect_max_delay = max;
+        self.opts.max_reconnect_attempts = max_attempts;
+        self
+    }
+
+    /// Replaces the default exponential backoff with a custom policy.
+    pub fn retry_policy(mut self, p: impl RetryPolicy) -> Self {
+        self.opts.retry_policy = Some(SharedRetryPolicy::new(p));
+        self
+    }
+
+    /// Sets `min_uptime`: how long a connection must last before the attempt
+    /// counter starts again.
+    pub fn min_uptime(mut self, d: Duration) -> Self {
+        self.opts.min_uptime = d;
+        self
+    }
+
+    /// Sets `heartbeat_interval` (zero disables) and the heartbeat timeout
+    /// (`None`: twice the interval).
+    pub fn heartbeat(mut self, interval: Duration, timeout: Option<Duration>) -> Self {
+        self.opts.heartbeat_interval = interval;
+        self.opts.heartbeat_timeout = timeout;
+        self
+    }
+
     /// Starts the client's actors on the current arbiter, without connecting.
     ///
     /// # Errors
@@ -336,9 +407,18 @@ impl ResilientWebSocketBuilder {
             ));
         }
         let opts = Arc::new(self.opts);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new());
+        let heartbeat = HeartbeatActor::new(
+            opts.heartbeat_interval,
+            opts.effective_heartbeat_timeout(),
+            shared.clone(),
+        )
+        .start();
+        let reconnect =
+            ReconnectSupervisor::new(opts.effective_retry_policy(), opts.min_uptime).start();
         let (o, u, b, s) = (opts.clone(), self.url, self.bus, shared.clone());
-        let conn = Supervisor::start(move |_| ConnectionActor::new(o, u, b, s));
+        let conn =
+            Supervisor::start(move |_| ConnectionActor::new(o, u, b, s, heartbeat, reconnect));
         Ok(ResilientWebSocket { conn, shared, opts })
     }
 

@@ -16,8 +16,8 @@ pub(crate) enum Inbound {
     Partial,
     /// A ping to answer with a pong carrying the same bytes.
     Ping(Bytes),
-    /// A pong (proof of life for the heartbeat).
-    Pong,
+    /// A pong, with its payload (our pings carry their send time).
+    Pong(Bytes),
     /// The peer's Close frame.
     Close(Option<CloseReason>),
 }
@@ -50,7 +50,7 @@ impl Assembler {
             }
             Frame::Continuation(item) => self.continuation(item),
             Frame::Ping(b) => Ok(Inbound::Ping(b)),
-            Frame::Pong(_) => Ok(Inbound::Pong),
+            Frame::Pong(b) => Ok(Inbound::Pong(b)),
             Frame::Close(r) => Ok(Inbound::Close(r)),
         }
     }
@@ -219,7 +219,10 @@ mod tests {
             a.push(Frame::Ping(Bytes::from_static(b"p"))).unwrap(),
             Inbound::Ping(Bytes::from_static(b"p"))
         );
-        assert_eq!(a.push(Frame::Pong(Bytes::new())).unwrap(), Inbound::Pong);
+        assert_eq!(
+            a.push(Frame::Pong(Bytes::new())).unwrap(),
+            Inbound::Pong(Bytes::new())
+        );
         assert_eq!(a.push(Frame::Close(None)).unwrap(), Inbound::Close(None));
     }
 }

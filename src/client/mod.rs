@@ -2,9 +2,15 @@
 
 mod connection;
 mod facade;
+mod heartbeat;
 mod inbound;
+mod reconnect;
+mod stats;
 mod subscribers;
 mod transport;
 
 pub use connection::ConnectionActor;
 pub use facade::{ResilientWebSocket, ResilientWebSocketBuilder};
+pub use heartbeat::HeartbeatActor;
+pub use reconnect::ReconnectSupervisor;
+pub use stats::Stats;

@@ -6,7 +6,7 @@
 
 use actix::prelude::*;
 
-use crate::events::{Closed, ErrorEvent, IncomingMessage, StateChanged};
+use crate::events::{Closed, ErrorEvent, IncomingMessage, Reconnected, Reconnecting, StateChanged};
 
 /// The subscribers of one event type.
 pub(crate) struct Subscribers<E>
@@ -53,4 +53,6 @@ pub(crate) struct EventBus {
     pub(crate) messages: Subscribers<IncomingMessage>,
     pub(crate) errors: Subscribers<ErrorEvent>,
     pub(crate) closed: Subscribers<Closed>,
+    pub(crate) reconnecting: Subscribers<Reconnecting>,
+    pub(crate) reconnected: Subscribers<Reconnected>,
 }

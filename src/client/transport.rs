@@ -30,10 +30,14 @@ pub(crate) struct Opened {
 }
 
 /// Resolves the URL and token, runs the negotiate hook, and opens the socket.
-pub(crate) async fn open(opts: &ClientOptions, url: &UrlProvider) -> Result<Opened> {
+pub(crate) async fn open(
+    opts: &ClientOptions,
+    url: &UrlProvider,
+    failures: usize,
+) -> Result<Opened> {
     let timeout = opts.connection_timeout;
     let attempt = async {
-        let mut url = url.url().await?;
+        let mut url = url.url(failures).await?;
         let mut token = match &opts.auth_token {
             Some(p) => Some(p.token().await.map_err(|e| match e {
                 Error::Auth(_) => e,

@@ -1,5 +1,7 @@
 //! A test kit for code that talks over WebSockets: real servers on
 //! 127.0.0.1 port 0, started inside the test's actix `System`.
+//! [`FaultProxy`] sits between a client and a server to inject network
+//! faults (cuts, a silently dead link, latency, refused connections).
 //!
 //! # Examples
 //! ```
@@ -15,10 +17,12 @@
 //! }
 //! ```
 
+mod proxy;
 mod raw;
 mod recorder;
 mod server;
 
+pub use proxy::FaultProxy;
 pub use raw::{opcode, RawConn, RawFrame, RawServer, UpgradeRequest};
 pub use recorder::{EventRecorder, RecordedEvent};
 pub use server::TestServer;

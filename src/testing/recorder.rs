@@ -9,7 +9,10 @@ use actix::prelude::*;
 use tokio::sync::Notify;
 
 use crate::{
-    events::{Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, StateChanged},
+    events::{
+        Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
+        StateChanged,
+    },
     ResilientWebSocketBuilder,
 };
 
@@ -24,6 +27,10 @@ pub enum RecordedEvent {
     Error(ErrorEvent),
     /// A [`Closed`].
     Closed(Closed),
+    /// A [`Reconnecting`].
+    Reconnecting(Reconnecting),
+    /// A [`Reconnected`].
+    Reconnected(Reconnected),
 }
 
 #[derive(Default)]
@@ -57,6 +64,8 @@ record!(StateChanged, State);
 record!(IncomingMessage, Message);
 record!(ErrorEvent, Error);
 record!(Closed, Closed);
+record!(Reconnecting, Reconnecting);
+record!(Reconnected, Reconnected);
 
 /// Records every event of the clients it is attached to.
 ///
@@ -107,6 +116,8 @@ impl EventRecorder {
             .on_message(self.addr.clone().recipient())
             .on_error(self.addr.clone().recipient())
             .on_closed(self.addr.clone().recipient())
+            .on_reconnecting(self.addr.clone().recipient())
+            .on_reconnected(self.addr.clone().recipient())
     }
 
     /// Everything recorded so far, in arrival order.
@@ -153,6 +164,17 @@ impl EventRecorder {
             .into_iter()
             .filter_map(|e| match e {
                 RecordedEvent::Closed(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The reconnect announcements so far.
+    pub fn reconnecting(&self) -> Vec<Reconnecting> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                RecordedEvent::Reconnecting(r) => Some(r),
                 _ => None,
             })
             .collect()

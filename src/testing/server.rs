@@ -28,7 +28,16 @@ impl TestServer {
     /// # Errors
     /// If binding 127.0.0.1:0 fails.
     pub async fn echo_with(config: EchoConfig) -> std::io::Result<TestServer> {
-        Self::bind(move || {
+        Self::echo_at(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+    }
+
+    /// Starts an echo server on a given address: for a server "restarted"
+    /// on the port an earlier one had.
+    ///
+    /// # Errors
+    /// If binding fails.
+    pub fn echo_at(addr: SocketAddr, config: EchoConfig) -> std::io::Result<TestServer> {
+        Self::bind_at(addr, move || {
             let config = config.clone();
             App::new().configure(move |c| echo_route(c, "/ws", config))
         })
@@ -49,11 +58,29 @@ impl TestServer {
                 InitError = (),
             > + 'static,
     {
+        Self::bind_at(SocketAddr::from(([127, 0, 0, 1], 0)), app)
+    }
+
+    /// Starts a server with any app on a given address (one worker).
+    ///
+    /// # Errors
+    /// If binding fails.
+    pub fn bind_at<F, T>(addr: SocketAddr, app: F) -> std::io::Result<TestServer>
+    where
+        F: Fn() -> App<T> + Send + Clone + 'static,
+        T: actix_web::dev::ServiceFactory<
+                actix_web::dev::ServiceRequest,
+                Config = (),
+                Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+                Error = actix_web::Error,
+                InitError = (),
+            > + 'static,
+    {
         let server = HttpServer::new(app)
             .workers(1)
             .disable_signals()
             .shutdown_timeout(1)
-            .bind(("127.0.0.1", 0))?;
+            .bind(addr)?;
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
@@ -69,6 +96,12 @@ impl TestServer {
     /// `ws://127.0.0.1:PORT/ws`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// Stops the server at once, dropping every open connection (a crash
+    /// or a restart, as a client sees it).
+    pub async fn kill(self) {
+        self.handle.stop(false).await;
     }
 
     /// Stops the server (gracefully, up to a second).

@@ -1,0 +1,79 @@
+//! Counters a client keeps about itself, read without a round trip.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+/// A snapshot of a client's counters ([`ResilientWebSocket::stats`](crate::ResilientWebSocket::stats)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Stats {
+    /// Successful reconnects after a loss.
+    pub reconnects: u64,
+    /// Messages written to a socket.
+    pub messages_sent: u64,
+    /// Messages received and handed to subscribers.
+    pub messages_received: u64,
+    /// Messages waiting in the outbox right now.
+    pub messages_buffered: u64,
+    /// Messages dropped (overflow policy, TTL, retries), each also reported
+    /// as an event.
+    pub messages_dropped: u64,
+    /// The round-trip time of the last answered heartbeat ping.
+    pub last_rtt: Option<Duration>,
+    /// Socket streams and heartbeat watches alive right now: 2 while
+    /// connected with heartbeats on, 0 when disconnected. A diagnostic that
+    /// shows a restart left nothing of an old socket running.
+    pub live_socket_tasks: u64,
+}
+
+/// The atomic counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) buffered: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    /// Nanoseconds; 0 = no answer yet.
+    pub(crate) last_rtt_nanos: AtomicU64,
+    pub(crate) live: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let rtt = get(&self.last_rtt_nanos);
+        Stats {
+            reconnects: get(&self.reconnects),
+            messages_sent: get(&self.sent),
+            messages_received: get(&self.received),
+            messages_buffered: get(&self.buffered),
+            messages_dropped: get(&self.dropped),
+            last_rtt: (rtt != 0).then(|| Duration::from_nanos(rtt)),
+            live_socket_tasks: get(&self.live),
+        }
+    }
+}
+
+/// Counts one live task in [`Counters::live`] for as long as it exists; it
+/// is owned by the context item it tracks, so it goes when the item goes.
+#[derive(Debug)]
+pub(crate) struct LiveGuard(std::sync::Arc<super::connection::Shared>);
+
+impl LiveGuard {
+    pub(crate) fn new(shared: std::sync::Arc<super::connection::Shared>) -> Self {
+        shared.counters.live.fetch_add(1, Ordering::Relaxed);
+        LiveGuard(shared)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.counters.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,29 @@
+//! Store-and-forward: the outbox that holds messages until they can be sent.
+//!
+//! [`MessageQueue`] is a plain, synchronous type with no actix in it, so its
+//! rules can be unit-tested on their own: bounded, priority-ordered (higher
+//! first, FIFO within a priority), an explicit [`OverflowPolicy`] when full,
+//! retries with a dead-letter limit, and an optional time to live. Nothing
+//! leaves it silently: every message it drops comes back to the caller as a
+//! [`Dropped`] with its [`MessageId`] and a [`DropReason`].
+//!
+//! The client's queue actor owns one and turns those reports into events.
+//!
+//! ```
+//! use resilient_ws::queue::{MessageQueue, QueueOptions};
+//!
+//! let mut queue = MessageQueue::new(QueueOptions::default())?;
+//! let low = queue.enqueue("routine", 0)?.id;
+//! let high = queue.enqueue("urgent", 9)?.id;
+//! assert_eq!(queue.dequeue().map(|m| m.id), Some(high));
+//! assert_eq!(queue.dequeue().map(|m| m.id), Some(low));
+//! assert!(queue.is_empty());
+//! # Ok::<(), resilient_ws::queue::QueueError>(())
+//! ```
+
+mod message_queue;
+
+pub use message_queue::{
+    DropReason, Dropped, EnqueueOutcome, MessageId, MessageQueue, OverflowPolicy, QueueError,
+    QueueOptions, QueuedMessage,
+};
