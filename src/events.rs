@@ -183,3 +183,16 @@ pub struct Reconnected {
     /// How long the client was without a connection.
     pub downtime: std::time::Duration,
 }
+
+/// A message the client accepted was dropped (overflow policy, time to
+/// live, retries exhausted). Nothing is ever dropped without this event.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct MessageDropped {
+    /// The id the outbox gave the message.
+    pub id: crate::queue::MessageId,
+    /// The message body, so the application can keep it elsewhere.
+    pub payload: Payload,
+    /// Why it was dropped.
+    pub reason: crate::queue::DropReason,
+}

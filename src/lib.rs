@@ -61,12 +61,12 @@ pub use client::Stats;
 pub use client::{ResilientWebSocket, ResilientWebSocketBuilder};
 pub use error::{Error, Result};
 pub use events::{
-    Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
-    StateChanged,
+    Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
+    Reconnecting, StateChanged,
 };
 pub use options::{
-    ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
-    UrlProvider,
+    ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, OverflowPolicy, ReconnectMode,
+    TokenProvider, UrlProvider,
 };
 pub use retry::{ExponentialBackoff, RetryContext, RetryPolicy};
 

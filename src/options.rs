@@ -4,6 +4,7 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::LocalBoxFuture;
 
+pub use crate::queue::OverflowPolicy;
 use crate::{
     retry::{ExponentialBackoff, SharedRetryPolicy},
     Error, Result,
@@ -240,6 +241,13 @@ pub struct ClientOptions {
     pub close_timeout: Duration,
     /// How many messages are buffered while disconnected. Default 1000.
     pub max_buffered_messages: usize,
+    /// What a full outbox does with one more message: reject it with an
+    /// error (default), drop the oldest, drop the newest, or make `send()`
+    /// wait for space up to a timeout. Every drop is a `MessageDropped` event.
+    pub overflow_policy: OverflowPolicy,
+    /// How long a message may wait in the outbox before it is dropped
+    /// (reported as `MessageDropped`); `None` keeps it until sent.
+    pub message_ttl: Option<Duration>,
     /// Whether messages sent while disconnected are kept and sent after the
     /// connection is (re)established. Default true.
     pub enable_message_buffering: bool,
@@ -275,6 +283,8 @@ impl Default for ClientOptions {
             close_timeout: Duration::from_secs(5),
             max_buffered_messages: 1000,
             enable_message_buffering: true,
+            overflow_policy: OverflowPolicy::Reject,
+            message_ttl: None,
             max_message_size: 16 * 1024 * 1024,
             headers: Vec::new(),
             protocols: Vec::new(),
@@ -321,6 +331,12 @@ impl ClientOptions {
         }
         if self.heartbeat_timeout.is_some_and(|t| t.is_zero()) {
             return bad("heartbeat_timeout must be greater than zero");
+        }
+        if self.enable_message_buffering && self.max_buffered_messages == 0 {
+            return bad("max_buffered_messages must be greater than zero when buffering is on");
+        }
+        if self.message_ttl.is_some_and(|t| t.is_zero()) {
+            return bad("message_ttl must be greater than zero");
         }
         if self.max_message_size == 0 {
             return bad("max_message_size must be greater than zero");

@@ -27,6 +27,7 @@ use actix_rt::time::Instant;
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
     inbound::{Assembler, Inbound},
+    queue_actor::{LinkState, QueueActor},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     stats::{Counters, LiveGuard},
     subscribers::EventBus,
@@ -59,6 +60,9 @@ pub(crate) struct Shared {
     base: Instant,
     /// When the last inbound frame arrived, as nanoseconds since `base`.
     last_seen_nanos: AtomicU64,
+    /// Woken whenever the outbox shrinks, for `send()` under the `Wait`
+    /// overflow policy.
+    pub(crate) space: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -69,6 +73,15 @@ impl Shared {
             counters: Counters::default(),
             base: Instant::now(),
             last_seen_nanos: AtomicU64::new(0),
+            space: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Publishes the outbox length; wakes senders waiting for space.
+    pub(crate) fn set_buffered(&self, n: usize) {
+        let before = self.counters.buffered.swap(n as u64, Ordering::AcqRel);
+        if (n as u64) < before {
+            self.space.notify_waiters();
         }
     }
 
@@ -117,10 +130,11 @@ pub(crate) struct Connect(pub(crate) oneshot::Sender<Result<()>>);
 #[rtype(result = "()")]
 pub(crate) struct Disconnect(pub(crate) oneshot::Sender<()>);
 
-/// A message to write (or buffer while not connected).
+/// Messages from the outbox to write, in order (kept for the next socket
+/// if this one is gone).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Outgoing(pub(crate) Payload);
+pub(crate) struct WriteBatch(pub(crate) Vec<Payload>);
 
 /// Add a subscriber for one event type.
 #[derive(Message)]
@@ -185,6 +199,7 @@ pub struct ConnectionActor {
     shared: Arc<Shared>,
     heartbeat: Addr<HeartbeatActor>,
     reconnect: Addr<ReconnectSupervisor>,
+    queue: Addr<QueueActor>,
     state: ConnectionState,
     /// Whether the user wants a connection: set by `connect()`, cleared by
     /// `disconnect()` and by a failure the client gives up on.
@@ -201,7 +216,8 @@ pub struct ConnectionActor {
     gen: u64,
     connect_waiters: Vec<oneshot::Sender<Result<()>>>,
     disconnect_waiters: Vec<oneshot::Sender<()>>,
-    /// Messages accepted while not connected, sent in order on connect.
+    /// Batches that reached this actor after their socket was gone; written
+    /// first on the next socket, before the outbox's backlog.
     pending: VecDeque<Payload>,
     /// The current socket; `None` while connecting or disconnected.
     sock: Option<Socket>,
@@ -218,6 +234,7 @@ impl ConnectionActor {
         shared: Arc<Shared>,
         heartbeat: Addr<HeartbeatActor>,
         reconnect: Addr<ReconnectSupervisor>,
+        queue: Addr<QueueActor>,
     ) -> Self {
         ConnectionActor {
             opts,
@@ -226,6 +243,7 @@ impl ConnectionActor {
             shared,
             heartbeat,
             reconnect,
+            queue,
             state: ConnectionState::Disconnected,
             wanted: false,
             phase: Phase::Idle,
@@ -301,8 +319,8 @@ impl ConnectionActor {
             let _ = sock.sink.write(to_ws(p));
         }
         Counters::add(&self.shared.counters.sent, backlog);
-        self.shared.counters.buffered.store(0, Ordering::Release);
         self.sock = Some(sock);
+        self.queue.do_send(LinkState(true));
         let was_reconnecting = self.phase == Phase::Reconnecting;
         self.phase = Phase::Up;
         self.last_error = None;
@@ -547,6 +565,7 @@ impl Actor for ConnectionActor {
         *self.shared.protocol.lock().expect("protocol lock") = None;
         let error = if let Some(sock) = sock {
             self.heartbeat.do_send(Unwatch { gen: sock.gen });
+            self.queue.do_send(LinkState(false));
             let end = end.unwrap_or(End {
                 code: None,
                 reason: String::new(),
@@ -703,32 +722,22 @@ impl Handler<Disconnect> for ConnectionActor {
     }
 }
 
-impl Handler<Outgoing> for ConnectionActor {
+impl Handler<WriteBatch> for ConnectionActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Outgoing, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: WriteBatch, _ctx: &mut Context<Self>) {
         if let Some(sock) = self.sock.as_mut() {
             if sock.closing == Closing::Open {
-                let _ = sock.sink.write(to_ws(msg.0));
-                Counters::add(&self.shared.counters.sent, 1);
+                let n = msg.0.len() as u64;
+                for p in msg.0 {
+                    let _ = sock.sink.write(to_ws(p));
+                }
+                Counters::add(&self.shared.counters.sent, n);
+                Counters::add(&self.shared.counters.batches, 1);
                 return;
             }
         }
-        let error = if !self.opts.enable_message_buffering
-            || self.state == ConnectionState::Disconnecting
-        {
-            Error::NotConnected
-        } else if self.pending.len() >= self.opts.max_buffered_messages {
-            Error::BufferFull(self.opts.max_buffered_messages)
-        } else {
-            self.pending.push_back(msg.0);
-            self.shared
-                .counters
-                .buffered
-                .store(self.pending.len() as u64, Ordering::Release);
-            return;
-        };
-        self.bus.errors.publish(ErrorEvent { error });
+        self.pending.extend(msg.0);
     }
 }
 

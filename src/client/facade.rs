@@ -6,21 +6,24 @@ use actix::{prelude::*, Supervisor};
 use tokio::sync::oneshot;
 
 use super::{
-    connection::{Connect, ConnectionActor, Disconnect, Outgoing, Shared, Subscribe},
+    connection::{Connect, ConnectionActor, Shared, Subscribe},
     heartbeat::HeartbeatActor,
+    queue_actor::{CloseAfterFlush, Enqueue, QueueActor},
     reconnect::ReconnectSupervisor,
     stats::Stats,
     subscribers::EventBus,
 };
 use crate::{
     events::{
-        Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
-        StateChanged,
+        Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
+        Reconnecting, StateChanged,
     },
+    options::OverflowPolicy,
     options::{
         ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
         UrlProvider,
     },
+    queue::QueueOptions,
     retry::{RetryPolicy, SharedRetryPolicy},
     Error, Result,
 };
@@ -46,6 +49,7 @@ use crate::{
 #[derive(Clone)]
 pub struct ResilientWebSocket {
     conn: Addr<ConnectionActor>,
+    queue: Addr<QueueActor>,
     shared: Arc<Shared>,
     opts: Arc<ClientOptions>,
 }
@@ -99,32 +103,63 @@ impl ResilientWebSocket {
     }
 
     /// Hands a text or binary message to the client without waiting for it to
-    /// be written. While disconnected the message is buffered (when
-    /// `enable_message_buffering`) and sent on connect.
+    /// be written. While not connected it waits in the outbox (when
+    /// `enable_message_buffering`) and goes out first on (re)connect.
     ///
-    /// Waits only when the client's mailbox is full (backpressure).
+    /// Waits only when the client's mailbox is full (backpressure), or for
+    /// space in a full outbox under [`OverflowPolicy::Wait`].
     ///
     /// # Errors
     /// [`Error::NotConnected`] when not connected and buffering is off or a
-    /// close is in progress; [`Error::BufferFull`] when the buffer for a
-    /// disconnected client is full; [`Error::Shutdown`] when the client is gone.
+    /// close is in progress; [`Error::BufferFull`] when the outbox is full
+    /// and the overflow policy rejects (or the wait timed out);
+    /// [`Error::Shutdown`] when the client is gone.
     pub async fn send(&self, payload: impl Into<Payload>) -> Result<()> {
-        match self.admit(payload.into())? {
-            None => Ok(()),
-            Some(msg) => self.conn.send(msg).await.map_err(|_| Error::Shutdown),
+        self.send_with_priority(payload, 0).await
+    }
+
+    /// Like [`send`](Self::send), with a priority: while messages wait in the
+    /// outbox, higher priorities go out first (FIFO within a priority).
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub async fn send_with_priority(
+        &self,
+        payload: impl Into<Payload>,
+        priority: u8,
+    ) -> Result<()> {
+        if let Err(e) = self.admit() {
+            match (e, self.opts.overflow_policy) {
+                (Error::BufferFull(_), OverflowPolicy::Wait(t)) => self.wait_for_space(t).await?,
+                (e, _) => return Err(e),
+            }
+        }
+        let msg = Enqueue {
+            payload: payload.into(),
+            priority,
+        };
+        match self.queue.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(m)) => self.queue.send(m).await.map_err(|_| Error::Shutdown),
+            Err(SendError::Closed(_)) => Err(Error::Shutdown),
         }
     }
 
-    /// Like [`send`](Self::send), but never waits: a full mailbox is
-    /// [`Error::BufferFull`].
+    /// Like [`send`](Self::send), but never waits: a full mailbox or outbox
+    /// is [`Error::BufferFull`].
     ///
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn try_send(&self, payload: impl Into<Payload>) -> Result<()> {
-        match self.admit(payload.into())? {
-            None => Ok(()),
-            Some(_) => Err(Error::BufferFull(self.opts.max_buffered_messages)),
-        }
+        self.admit()?;
+        let msg = Enqueue {
+            payload: payload.into(),
+            priority: 0,
+        };
+        self.queue.try_send(msg).map_err(|e| match e {
+            SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
+            SendError::Closed(_) => Error::Shutdown,
+        })
     }
 
     /// Serializes `value` as JSON and sends it as a text message.
@@ -136,28 +171,43 @@ impl ResilientWebSocket {
         self.send(text).await
     }
 
-    /// Checks whether a message can be accepted and tries to hand it over;
-    /// gives the message back when the mailbox is full.
-    fn admit(&self, payload: Payload) -> Result<Option<Outgoing>> {
+    fn buffered(&self) -> u64 {
+        self.shared
+            .counters
+            .buffered
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether one more message may be accepted now.
+    fn admit(&self) -> Result<()> {
         match self.state() {
-            ConnectionState::Connected => {}
-            ConnectionState::Disconnecting => return Err(Error::NotConnected),
-            _ if !self.opts.enable_message_buffering => return Err(Error::NotConnected),
-            _ => {
-                let buffered = self
-                    .shared
-                    .counters
-                    .buffered
-                    .load(std::sync::atomic::Ordering::Acquire);
-                if buffered >= self.opts.max_buffered_messages as u64 {
-                    return Err(Error::BufferFull(self.opts.max_buffered_messages));
+            ConnectionState::Connected => Ok(()),
+            ConnectionState::Disconnecting => Err(Error::NotConnected),
+            _ if !self.opts.enable_message_buffering => Err(Error::NotConnected),
+            _ if self.buffered() < self.opts.max_buffered_messages as u64 => Ok(()),
+            _ => match self.opts.overflow_policy {
+                // The outbox makes room itself and reports what it drops.
+                OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => Ok(()),
+                OverflowPolicy::Reject | OverflowPolicy::Wait(_) => {
+                    Err(Error::BufferFull(self.opts.max_buffered_messages))
                 }
-            }
+            },
         }
-        match self.conn.try_send(Outgoing(payload)) {
-            Ok(()) => Ok(None),
-            Err(SendError::Full(m)) => Ok(Some(m)),
-            Err(SendError::Closed(_)) => Err(Error::Shutdown),
+    }
+
+    async fn wait_for_space(&self, limit: std::time::Duration) -> Result<()> {
+        let deadline = actix_rt::time::Instant::now() + limit;
+        loop {
+            // Register before checking, so a wake-up in between is not lost.
+            let space = self.shared.space.notified();
+            match self.admit() {
+                Ok(()) => return Ok(()),
+                Err(Error::BufferFull(_)) => {}
+                Err(e) => return Err(e),
+            }
+            if tokio::time::timeout_at(deadline, space).await.is_err() {
+                return Err(Error::BufferFull(self.opts.max_buffered_messages));
+            }
         }
     }
 
@@ -185,8 +235,9 @@ impl ResilientWebSocket {
     /// [`Error::Shutdown`] if the client's actors are gone.
     pub async fn disconnect(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.conn
-            .send(Disconnect(tx))
+        // Through the outbox, so everything sent before is written first.
+        self.queue
+            .send(CloseAfterFlush(tx))
             .await
             .map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)
@@ -204,7 +255,14 @@ impl ResilientWebSocket {
 
     /// Subscribes to errors.
     pub fn subscribe_errors(&self, r: Recipient<ErrorEvent>) {
+        // The outbox reports its own errors (a full outbox).
+        self.queue.do_send(Subscribe(r.clone()));
         self.conn.do_send(Subscribe(r));
+    }
+
+    /// Subscribes to dropped-message reports (overflow policy, TTL).
+    pub fn subscribe_dropped(&self, r: Recipient<MessageDropped>) {
+        self.queue.do_send(Subscribe(r));
     }
 
     /// Subscribes to socket-closed events.
@@ -352,6 +410,24 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Subscribes a recipient to dropped-message reports.
+    pub fn on_dropped(mut self, r: Recipient<MessageDropped>) -> Self {
+        self.bus.dropped.add(r);
+        self
+    }
+
+    /// Sets what a full outbox does (`overflow_policy`).
+    pub fn overflow_policy(mut self, p: OverflowPolicy) -> Self {
+        self.opts.overflow_policy = p;
+        self
+    }
+
+    /// Sets how long a message may wait in the outbox (`message_ttl`).
+    pub fn message_ttl(mut self, ttl: Duration) -> Self {
+        self.opts.message_ttl = Some(ttl);
+        self
+    }
+
     /// Subscribes a recipient to reconnect announcements.
     pub fn on_reconnecting(mut self, r: Recipient<Reconnecting>) -> Self {
         self.bus.reconnecting.add(r);
@@ -416,10 +492,35 @@ impl ResilientWebSocketBuilder {
         .start();
         let reconnect =
             ReconnectSupervisor::new(opts.effective_retry_policy(), opts.min_uptime).start();
-        let (o, u, b, s) = (opts.clone(), self.url, self.bus, shared.clone());
+        let mut bus = self.bus;
+        let queue_actor = QueueActor::new(
+            QueueOptions {
+                max_size: opts.max_buffered_messages.max(1),
+                overflow: opts.overflow_policy,
+                ttl: opts.message_ttl,
+                ..QueueOptions::default()
+            },
+            shared.clone(),
+            std::mem::take(&mut bus.dropped),
+            bus.errors.clone(),
+        )?;
+        // The two actors need each other's address: make the queue's
+        // context first, start the connection with its address, then run
+        // the queue actor in it.
+        let queue_ctx = Context::<QueueActor>::new();
+        let queue = queue_ctx.address();
+        let (o, u, s, q) = (opts.clone(), self.url, shared.clone(), queue.clone());
         let conn =
-            Supervisor::start(move |_| ConnectionActor::new(o, u, b, s, heartbeat, reconnect));
-        Ok(ResilientWebSocket { conn, shared, opts })
+            Supervisor::start(move |_| ConnectionActor::new(o, u, bus, s, heartbeat, reconnect, q));
+        let mut queue_actor = queue_actor;
+        queue_actor.set_connection(conn.clone());
+        queue_ctx.run(queue_actor);
+        Ok(ResilientWebSocket {
+            conn,
+            queue,
+            shared,
+            opts,
+        })
     }
 
     /// Builds the client and connects it.

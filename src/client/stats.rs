@@ -19,6 +19,10 @@ pub struct Stats {
     /// Messages dropped (overflow policy, TTL, retries), each also reported
     /// as an event.
     pub messages_dropped: u64,
+    /// Batches the outbox handed to the socket; far fewer than
+    /// `messages_sent` under load, since a burst goes out as one batch with
+    /// one flush.
+    pub write_batches: u64,
     /// The round-trip time of the last answered heartbeat ping.
     pub last_rtt: Option<Duration>,
     /// Socket streams and heartbeat watches alive right now: 2 while
@@ -35,6 +39,7 @@ pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) buffered: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) batches: AtomicU64,
     /// Nanoseconds; 0 = no answer yet.
     pub(crate) last_rtt_nanos: AtomicU64,
     pub(crate) live: AtomicU64,
@@ -54,6 +59,7 @@ impl Counters {
             messages_received: get(&self.received),
             messages_buffered: get(&self.buffered),
             messages_dropped: get(&self.dropped),
+            write_batches: get(&self.batches),
             last_rtt: (rtt != 0).then(|| Duration::from_nanos(rtt)),
             live_socket_tasks: get(&self.live),
         }

@@ -6,7 +6,9 @@
 
 use actix::prelude::*;
 
-use crate::events::{Closed, ErrorEvent, IncomingMessage, Reconnected, Reconnecting, StateChanged};
+use crate::events::{
+    Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting, StateChanged,
+};
 
 /// The subscribers of one event type.
 pub(crate) struct Subscribers<E>
@@ -22,6 +24,17 @@ where
 {
     fn default() -> Self {
         Subscribers { list: Vec::new() }
+    }
+}
+
+impl<E> Clone for Subscribers<E>
+where
+    E: Message<Result = ()> + Send + Clone + 'static,
+{
+    fn clone(&self) -> Self {
+        Subscribers {
+            list: self.list.clone(),
+        }
     }
 }
 
@@ -55,4 +68,5 @@ pub(crate) struct EventBus {
     pub(crate) closed: Subscribers<Closed>,
     pub(crate) reconnecting: Subscribers<Reconnecting>,
     pub(crate) reconnected: Subscribers<Reconnected>,
+    pub(crate) dropped: Subscribers<MessageDropped>,
 }

@@ -10,8 +10,8 @@ use tokio::sync::Notify;
 
 use crate::{
     events::{
-        Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
-        StateChanged,
+        Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
+        Reconnecting, StateChanged,
     },
     ResilientWebSocketBuilder,
 };
@@ -31,6 +31,8 @@ pub enum RecordedEvent {
     Reconnecting(Reconnecting),
     /// A [`Reconnected`].
     Reconnected(Reconnected),
+    /// A [`MessageDropped`].
+    Dropped(MessageDropped),
 }
 
 #[derive(Default)]
@@ -66,6 +68,7 @@ record!(ErrorEvent, Error);
 record!(Closed, Closed);
 record!(Reconnecting, Reconnecting);
 record!(Reconnected, Reconnected);
+record!(MessageDropped, Dropped);
 
 /// Records every event of the clients it is attached to.
 ///
@@ -118,6 +121,7 @@ impl EventRecorder {
             .on_closed(self.addr.clone().recipient())
             .on_reconnecting(self.addr.clone().recipient())
             .on_reconnected(self.addr.clone().recipient())
+            .on_dropped(self.addr.clone().recipient())
     }
 
     /// Everything recorded so far, in arrival order.
@@ -164,6 +168,17 @@ impl EventRecorder {
             .into_iter()
             .filter_map(|e| match e {
                 RecordedEvent::Closed(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The dropped-message reports so far.
+    pub fn dropped(&self) -> Vec<MessageDropped> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                RecordedEvent::Dropped(d) => Some(d),
                 _ => None,
             })
             .collect()
