@@ -277,3 +277,61 @@ async fn disconnect_while_waiting_to_reconnect_stops_trying() {
         .unwrap();
     assert_eq!(ws.state(), Disconnected);
 }
+
+#[actix_rt::test]
+async fn the_attempt_count_resets_only_after_min_uptime() {
+    for (min_uptime, expect_growth) in [(Duration::from_secs(60), true), (Duration::ZERO, false)] {
+        let server = RawServer::bind().await.unwrap();
+        let url = server.ws_url();
+        // A flapping server: accepts every upgrade, then drops it at once.
+        let flapper = actix_rt::spawn(async move {
+            loop {
+                match server.accept().await {
+                    Ok(conn) => drop(conn),
+                    Err(_) => return,
+                }
+            }
+        });
+        let rec = EventRecorder::start();
+        let ws = rec
+            .attach(
+                stateless(url)
+                    .reconnect_delays(Duration::from_millis(5), Duration::from_millis(10), 0)
+                    .min_uptime(min_uptime),
+            )
+            .connect()
+            .await
+            .unwrap();
+        let five = rec
+            .wait_until(WAIT, |events| {
+                let n = events
+                    .iter()
+                    .filter(|e| matches!(e, resilient_ws::testing::RecordedEvent::Reconnecting(_)))
+                    .count();
+                (n >= 5).then_some(())
+            })
+            .await;
+        assert!(five.is_some());
+        ws.disconnect().await.unwrap();
+        flapper.abort();
+        let attempts: Vec<u32> = rec
+            .reconnecting()
+            .iter()
+            .map(|r| r.attempt)
+            .take(5)
+            .collect();
+        if expect_growth {
+            assert_eq!(
+                attempts,
+                vec![1, 2, 3, 4, 5],
+                "short-lived connections keep backing off"
+            );
+        } else {
+            assert_eq!(
+                attempts,
+                vec![1, 1, 1, 1, 1],
+                "each stable connection resets the count"
+            );
+        }
+    }
+}
