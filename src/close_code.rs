@@ -14,3 +14,15 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// The server hit an unexpected condition.
 pub const INTERNAL_ERROR: u16 = 1011;
+/// The server is restarting or shutting down; come back later. In the
+/// reliable protocol the reason is JSON
+/// `{"reconnect_after_ms":N,"spread_ms":M}` (see
+/// [`ShutdownAdvice`](crate::protocol::ShutdownAdvice)): resume after
+/// `N + random(0..M)` ms.
+pub const SERVICE_RESTART: u16 = 1012;
+/// Reliable protocol: the session is gone (unknown, expired, wrong reconnect
+/// token or identity). The client negotiates a new session.
+pub const SESSION_GONE: u16 = 4001;
+/// Reliable protocol: this socket was replaced by a newer socket of the same
+/// session. The client must not reconnect this socket.
+pub const REPLACED: u16 = 4002;

@@ -96,6 +96,24 @@ pub enum Error {
         last: Box<Error>,
     },
 
+    /// `ReconnectMode::Stateful` was asked of a server that does not speak
+    /// the reliable protocol (no negotiate endpoint, or no subprotocol in its
+    /// answer). The client never falls back to plain WebSocket silently.
+    #[error("the server does not speak the reliable protocol: {0}")]
+    ProtocolNotSupported(String),
+
+    /// The negotiate request was refused with an HTTP status.
+    #[error("negotiate refused with HTTP {status}")]
+    NegotiateRejected {
+        /// The HTTP status code (401, 403, ...).
+        status: u16,
+    },
+
+    /// The server no longer has the session (expired, restarted, or the
+    /// token was refused): the client starts a fresh one.
+    #[error("the server no longer has the session")]
+    SessionGone,
+
     /// The auth token provider failed; nothing was sent to the server.
     #[error("auth token provider failed: {0}")]
     Auth(String),
@@ -126,7 +144,9 @@ impl Error {
     /// The HTTP status of a refused upgrade, if that is what this error is.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Error::UpgradeRejected { status } => Some(*status),
+            Error::UpgradeRejected { status } | Error::NegotiateRejected { status } => {
+                Some(*status)
+            }
             Error::GaveUp { last, .. } => last.http_status(),
             _ => None,
         }

@@ -196,3 +196,19 @@ pub struct MessageDropped {
     /// Why it was dropped.
     pub reason: crate::queue::DropReason,
 }
+
+/// Reliable mode: the server no longer had the session (it expired, or the
+/// server restarted). The client starts a fresh session and re-sends every
+/// message that was not acknowledged, each with its original id (its
+/// sequence number), so the receiver can drop one it already has. Messages
+/// the server had sent on the old session and that were not delivered are
+/// not recoverable. Applications that keep per-session state (subscriptions)
+/// re-establish it here.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SessionLost {
+    /// The connection id of the session that is gone.
+    pub connection_id: String,
+    /// How many sent-but-unacknowledged messages will be re-sent.
+    pub resending: usize,
+}

@@ -52,6 +52,7 @@ pub mod close_code;
 pub mod error;
 pub mod events;
 pub mod options;
+pub mod protocol;
 pub mod queue;
 pub mod retry;
 pub mod server;
@@ -62,7 +63,7 @@ pub use client::{ResilientWebSocket, ResilientWebSocketBuilder};
 pub use error::{Error, Result};
 pub use events::{
     Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
-    Reconnecting, StateChanged,
+    Reconnecting, SessionLost, StateChanged,
 };
 pub use options::{
     ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, OverflowPolicy, ReconnectMode,

@@ -88,7 +88,10 @@ impl ExponentialBackoff {
     pub fn is_terminal(error: &Error) -> bool {
         matches!(error.http_status(), Some(401 | 403))
             || matches!(error, Error::Closed { code: 1008, .. })
-            || matches!(error, Error::InvalidUrl(_) | Error::InvalidConfig(_))
+            || matches!(
+                error,
+                Error::InvalidUrl(_) | Error::InvalidConfig(_) | Error::ProtocolNotSupported(_)
+            )
     }
 }
 

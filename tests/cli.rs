@@ -115,9 +115,57 @@ struct EchoServer {
     url: String,
 }
 
+impl EchoServer {
+    /// The `HOST:PORT` it listens on.
+    fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/ws")
+            .to_string()
+    }
+}
+
 fn start_echo_server() -> EchoServer {
+    let server = try_start_echo_server("127.0.0.1:0")
+        .unwrap_or_else(|stderr| panic!("rws serve failed:\n{stderr}"));
+    assert!(
+        server.url.starts_with("ws://127.0.0.1:"),
+        "unexpected address line: {}",
+        server.url
+    );
+    assert!(
+        !server.url.ends_with(":0/ws"),
+        "the real port must be printed: {}",
+        server.url
+    );
+    server
+}
+
+/// `rws serve --echo --bind ADDR` again on the address of a server that was
+/// just killed. The port may be busy for a moment, so binding is retried
+/// for up to 2 s.
+fn restart_echo_server(addr: &str) -> EchoServer {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match try_start_echo_server(addr) {
+            Ok(server) => return server,
+            Err(stderr) if Instant::now() < deadline => {
+                assert!(
+                    stderr.contains("cannot listen"),
+                    "rws serve failed:\n{stderr}"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+            Err(stderr) => panic!("could not listen on {addr} again within 2 s:\n{stderr}"),
+        }
+    }
+}
+
+/// Starts `rws serve --echo --bind ADDR` and waits for its address line;
+/// `Err` with its stderr if it exited first (e.g. the port is taken).
+fn try_start_echo_server(addr: &str) -> Result<EchoServer, String> {
     let mut cmd = rws();
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--echo"])
+    cmd.args(["serve", "--bind", addr, "--echo"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -126,29 +174,205 @@ fn start_echo_server() -> EchoServer {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut tx = Some(tx);
+        let mut seen = String::new();
         // Keep draining after the address line so the server never blocks
         // on a full stderr pipe.
         for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
+            let Ok(line) = line else { break };
             if let Some(url) = line.strip_prefix("listening on ") {
                 if let Some(tx) = tx.take() {
-                    let _ = tx.send(url.to_string());
+                    let _ = tx.send(Ok(url.to_string()));
                 }
             }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        // The server exited without listening.
+        if let Some(tx) = tx {
+            let _ = tx.send(Err(seen));
         }
     });
     let url = rx
         .recv_timeout(TIMEOUT)
-        .expect("rws serve did not print `listening on ...` in time");
-    assert!(
-        url.starts_with("ws://127.0.0.1:"),
-        "unexpected address line: {url}"
-    );
-    assert!(
-        !url.ends_with(":0/ws"),
-        "the real port must be printed: {url}"
-    );
-    EchoServer { _child: child, url }
+        .expect("rws serve did not print `listening on ...` in time")?;
+    Ok(EchoServer { _child: child, url })
+}
+
+// ---------------------------------------------------------------------------
+// A child the test talks to while it runs.
+
+/// Which output pipe of a [`Running`] child.
+#[derive(Clone, Copy, Debug)]
+enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// A child whose stdin the test writes on demand and whose stdout and
+/// stderr it reads line by line as they come. Killed on drop.
+struct Running {
+    child: ChildGuard,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    /// Every line read so far, per pipe, for checks and failure messages.
+    seen_stdout: Vec<String>,
+    seen_stderr: Vec<String>,
+}
+
+/// Reads a pipe line by line on a thread; the channel closes at its end.
+fn read_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard(cmd.spawn().expect("spawn rws"));
+        let stdin = child.0.stdin.take();
+        let stdout = read_lines(child.0.stdout.take().expect("stdout"));
+        let stderr = read_lines(child.0.stderr.take().expect("stderr"));
+        Running {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            seen_stdout: Vec::new(),
+            seen_stderr: Vec::new(),
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("writing to rws: {e}\n{}", self.dump()));
+    }
+
+    /// Ends the child's input.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Moves the lines that already arrived into `seen_*`.
+    fn drain(&mut self) {
+        while let Ok(l) = self.stdout.try_recv() {
+            self.seen_stdout.push(l);
+        }
+        while let Ok(l) = self.stderr.try_recv() {
+            self.seen_stderr.push(l);
+        }
+    }
+
+    fn dump(&mut self) -> String {
+        self.drain();
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.seen_stdout.join("\n"),
+            self.seen_stderr.join("\n")
+        )
+    }
+
+    /// Waits (up to [`TIMEOUT`]) for the next line on `pipe` that matches
+    /// `pred`, skipping others, and returns it.
+    fn wait_for(&mut self, pipe: Pipe, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let rx = match pipe {
+                Pipe::Stdout => &self.stdout,
+                Pipe::Stderr => &self.stderr,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = pred(&line);
+                    match pipe {
+                        Pipe::Stdout => self.seen_stdout.push(line.clone()),
+                        Pipe::Stderr => self.seen_stderr.push(line.clone()),
+                    }
+                    if hit {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no {what} on {pipe:?} within {TIMEOUT:?}\n{}", self.dump())
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("{pipe:?} ended without {what}\n{}", self.dump())
+                }
+            }
+        }
+    }
+
+    /// Waits for the `--json` event named `name` on stderr; returns it.
+    fn wait_event(&mut self, name: &str) -> serde_json::Value {
+        let line = self.wait_for(Pipe::Stderr, &format!("{name:?} event"), |l| {
+            event_name(l).as_deref() == Some(name)
+        });
+        serde_json::from_str(&line).expect("checked above")
+    }
+
+    /// Waits (up to `limit`) for the child to exit and for the ends of its
+    /// output; returns the status. Kills it and panics after `limit`.
+    fn finish(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.0.kill();
+                panic!("rws did not exit within {limit:?}\n{}", self.dump());
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        for (rx, seen) in [
+            (&self.stdout, &mut self.seen_stdout),
+            (&self.stderr, &mut self.seen_stderr),
+        ] {
+            // The pipes end with the process (nothing else holds them).
+            while let Ok(line) = rx.recv_timeout(TIMEOUT) {
+                seen.push(line);
+            }
+        }
+        status
+    }
+
+    /// Checks every stdout line seen so far.
+    fn assert_stdout(&mut self, expected: &[&str]) {
+        if self.seen_stdout != expected {
+            panic!("expected stdout lines {expected:?}\n{}", self.dump());
+        }
+    }
+
+    fn assert_exit(&mut self, status: ExitStatus, code: i32) {
+        if status.code() != Some(code) {
+            panic!("expected exit status {code}, got {status}\n{}", self.dump());
+        }
+    }
+}
+
+/// The `"event"` of a `--json` stderr line, if it is one.
+fn event_name(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get("event")?.as_str().map(str::to_string)
+}
+
+fn is_connected_event(line: &str) -> bool {
+    // Human and JSON forms.
+    line.ends_with("-> connected") || line.contains("\"current\":\"connected\"")
 }
 
 // ---------------------------------------------------------------------------
@@ -490,4 +714,198 @@ fn demo_delivers_every_message_once_in_order() {
             out.stdout
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Reconnecting
+
+/// The reconnect flags of these tests: quick retries, so a restart is seen
+/// within a few hundred milliseconds.
+const QUICK_RETRY: [&str; 6] = [
+    "--mode",
+    "stateless",
+    "--initial-delay",
+    "50ms",
+    "--max-delay",
+    "100ms",
+];
+
+#[test]
+fn stateless_reconnects_to_a_restarted_server() {
+    let server = start_echo_server();
+    let addr = server.addr();
+    let mut cmd = rws();
+    cmd.arg("connect")
+        .args(QUICK_RETRY)
+        .args(["--json", &server.url]);
+    let mut client = Running::start(cmd);
+    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    client.write_line("before");
+    client.wait_for(Pipe::Stdout, "echo of `before`", |l| l == "before");
+
+    drop(server);
+    let reconnecting = client.wait_event("reconnecting");
+    assert!(
+        reconnecting["attempt"].as_u64() >= Some(1),
+        "{reconnecting}"
+    );
+    let delay = reconnecting["delay_ms"].as_u64().expect("delay_ms");
+    assert!(
+        (50..=100).contains(&delay),
+        "delay outside the flags: {reconnecting}"
+    );
+    assert!(reconnecting["reason"].is_string(), "{reconnecting}");
+    // Sent while down: buffered, and written first once the server is back.
+    client.write_line("while-down");
+
+    let _server = restart_echo_server(&addr);
+    let reconnected = client.wait_event("reconnected");
+    assert!(reconnected["attempts"].as_u64() >= Some(1), "{reconnected}");
+    assert!(reconnected["downtime_ms"].is_u64(), "{reconnected}");
+    client.write_line("after");
+    client.wait_for(Pipe::Stdout, "echo of `after`", |l| l == "after");
+
+    client.close_stdin();
+    let status = client.finish(TIMEOUT);
+    client.assert_exit(status, 0);
+    client.assert_stdout(&["before", "while-down", "after"]);
+    let states = client
+        .seen_stderr
+        .iter()
+        .filter(|l| l.contains("\"current\":\"reconnecting\""))
+        .count();
+    assert_eq!(
+        states,
+        1,
+        "one outage, one reconnecting state\n{}",
+        client.dump()
+    );
+}
+
+#[test]
+fn stateless_gives_up_after_max_attempts() {
+    let server = start_echo_server();
+    let mut cmd = rws();
+    cmd.args([
+        "connect",
+        "--mode",
+        "stateless",
+        "--max-attempts",
+        "2",
+        "--initial-delay",
+        "20ms",
+        "--max-delay",
+        "40ms",
+        &server.url,
+    ]);
+    let mut client = Running::start(cmd);
+    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let killed = Instant::now();
+    drop(server);
+    let status = client.finish(Duration::from_secs(10));
+    client.assert_exit(status, 1);
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "giving up took {:?}",
+        killed.elapsed()
+    );
+    let dump = client.dump();
+    for attempt in [1, 2] {
+        let prefix = format!("reconnecting: attempt {attempt} in 0.0");
+        assert!(
+            client.seen_stderr.iter().any(|l| l.starts_with(&prefix)),
+            "no {prefix:?} line\n{dump}"
+        );
+    }
+    assert!(
+        !client
+            .seen_stderr
+            .iter()
+            .any(|l| l.starts_with("reconnecting: attempt 3")),
+        "more attempts than --max-attempts\n{dump}"
+    );
+    let last = client.seen_stderr.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("rws: gave up reconnecting after 2 attempts"),
+        "unclear verdict\n{dump}"
+    );
+}
+
+#[test]
+fn end_of_stdin_while_reconnecting_waits_for_the_connection() {
+    let server = start_echo_server();
+    let addr = server.addr();
+    let mut cmd = rws();
+    cmd.arg("connect").args(QUICK_RETRY).arg(&server.url);
+    let mut client = Running::start(cmd);
+    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    drop(server);
+    client.wait_for(Pipe::Stderr, "reconnect announcement", |l| {
+        l.starts_with("reconnecting: attempt 1 in ")
+    });
+    // The end of input must not cancel the reconnect and strand the line.
+    client.write_line("late");
+    client.close_stdin();
+    thread::sleep(Duration::from_millis(200));
+    let _server = restart_echo_server(&addr);
+    let status = client.finish(TIMEOUT);
+    client.assert_exit(status, 0);
+    client.assert_stdout(&["late"]);
+    assert!(
+        client
+            .seen_stderr
+            .iter()
+            .any(|l| l.starts_with("reconnected after ") && l.ends_with("s down)")),
+        "{}",
+        client.dump()
+    );
+}
+
+#[test]
+fn no_buffer_reports_lines_read_while_down_and_goes_on() {
+    let server = start_echo_server();
+    let addr = server.addr();
+    let mut cmd = rws();
+    cmd.arg("connect")
+        .args(QUICK_RETRY)
+        .args(["--no-buffer", "--json", &server.url]);
+    let mut client = Running::start(cmd);
+    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    drop(server);
+    client.wait_event("reconnecting");
+    client.write_line("lost");
+    let not_sent = client.wait_event("not_sent");
+    assert_eq!(not_sent["line"], 1, "{not_sent}");
+    assert_eq!(not_sent["error"], "not connected", "{not_sent}");
+
+    let _server = restart_echo_server(&addr);
+    client.wait_event("reconnected");
+    client.write_line("kept");
+    client.wait_for(Pipe::Stdout, "echo of `kept`", |l| l == "kept");
+    client.close_stdin();
+    let status = client.finish(TIMEOUT);
+    client.assert_exit(status, 0);
+    client.assert_stdout(&["kept"]);
+}
+
+#[test]
+fn mode_none_exits_when_the_connection_is_lost() {
+    let server = start_echo_server();
+    let mut cmd = rws();
+    cmd.args(["connect", &server.url]);
+    let mut client = Running::start(cmd);
+    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    drop(server);
+    let status = client.finish(TIMEOUT);
+    client.assert_exit(status, 1);
+    let dump = client.dump();
+    assert!(
+        !client
+            .seen_stderr
+            .iter()
+            .any(|l| l.starts_with("reconnecting")),
+        "--mode none must not reconnect\n{dump}"
+    );
+    let last = client.seen_stderr.last().cloned().unwrap_or_default();
+    assert!(last.starts_with("rws: connection closed"), "{dump}");
 }

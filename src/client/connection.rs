@@ -27,8 +27,9 @@ use actix_rt::time::Instant;
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
     inbound::{Assembler, Inbound},
-    queue_actor::{LinkState, QueueActor},
+    queue_actor::{Acked, LinkState, Outbound, QueueActor},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
+    reliable::{ReliableState, Verdict},
     stats::{Counters, LiveGuard},
     subscribers::EventBus,
     transport::{self, WsFramed},
@@ -37,9 +38,10 @@ use crate::{
     close_code,
     events::{
         Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
-        StateChanged,
+        SessionLost, StateChanged,
     },
     options::{ClientOptions, ReconnectMode, UrlProvider},
+    protocol::{encode_data, Frame as ProtoFrame, ShutdownAdvice},
     Error, Result,
 };
 
@@ -63,6 +65,11 @@ pub(crate) struct Shared {
     /// Woken whenever the outbox shrinks, for `send()` under the `Wait`
     /// overflow policy.
     pub(crate) space: tokio::sync::Notify,
+    /// Reliable mode: the seq of the oldest unacknowledged message (or the
+    /// next seq), for the `first_seq` of a fresh session's HELLO.
+    first_unacked: AtomicU64,
+    /// Reliable mode: how many sent messages wait for an ack.
+    window_len: AtomicU64,
 }
 
 impl Shared {
@@ -74,7 +81,15 @@ impl Shared {
             base: Instant::now(),
             last_seen_nanos: AtomicU64::new(0),
             space: tokio::sync::Notify::new(),
+            first_unacked: AtomicU64::new(1),
+            window_len: AtomicU64::new(0),
         }
+    }
+
+    /// Reliable mode: publishes the window's state (see the fields).
+    pub(crate) fn set_window(&self, first_unacked: u64, len: usize) {
+        self.first_unacked.store(first_unacked, Ordering::Release);
+        self.window_len.store(len as u64, Ordering::Release);
     }
 
     /// Publishes the outbox length; wakes senders waiting for space.
@@ -130,11 +145,16 @@ pub(crate) struct Connect(pub(crate) oneshot::Sender<Result<()>>);
 #[rtype(result = "()")]
 pub(crate) struct Disconnect(pub(crate) oneshot::Sender<()>);
 
-/// Messages from the outbox to write, in order (kept for the next socket
-/// if this one is gone).
+/// Messages from the outbox to write, in order. `gen` is the socket the
+/// outbox meant them for: in reliable mode a batch for an older socket is
+/// dropped (the outbox replays it); in raw mode it is written on the next
+/// socket.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct WriteBatch(pub(crate) Vec<Payload>);
+pub(crate) struct WriteBatch {
+    pub(crate) gen: u64,
+    pub(crate) items: Vec<Outbound>,
+}
 
 /// Add a subscriber for one event type.
 #[derive(Message)]
@@ -165,6 +185,10 @@ struct Socket {
     sink: Sink,
     assembler: Assembler,
     closing: Closing,
+    /// Data may flow: at once in raw mode, after WELCOME in reliable mode.
+    ready: bool,
+    /// Reliable mode: the pending ack timer.
+    ack_timer: Option<SpawnHandle>,
 }
 
 /// Why the current socket (or attempt) ended. The first reason recorded
@@ -224,6 +248,8 @@ pub struct ConnectionActor {
     /// The in-flight connection attempt, so `disconnect()` can cancel it.
     attempt: Option<SpawnHandle>,
     end: Option<End>,
+    /// Reliable mode: session and receive-side sequence state.
+    reliable: ReliableState,
 }
 
 impl ConnectionActor {
@@ -257,7 +283,12 @@ impl ConnectionActor {
             sock: None,
             attempt: None,
             end: None,
+            reliable: ReliableState::default(),
         }
+    }
+
+    fn stateful(&self) -> bool {
+        self.opts.reconnect_mode == ReconnectMode::Stateful
     }
 
     fn set_state(&mut self, current: ConnectionState) {
@@ -278,15 +309,18 @@ impl ConnectionActor {
         let opts = self.opts.clone();
         let url = self.url.clone();
         let failures = self.failures;
-        let attempt = async move { transport::open(&opts, &url, failures).await }
-            .into_actor(self)
-            .map(|res, act, ctx| {
-                act.attempt = None;
-                match res {
-                    Ok(opened) => act.opened(opened, ctx),
-                    Err(e) => act.fail(ctx, e),
-                }
-            });
+        let stateful = self.stateful();
+        let session = self.reliable.session.clone();
+        let attempt =
+            async move { transport::open(&opts, &url, failures, stateful, session).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.attempt = None;
+                    match res {
+                        Ok(opened) => act.opened(opened, ctx),
+                        Err(e) => act.fail(ctx, e),
+                    }
+                });
         self.attempt = Some(ctx.spawn(attempt));
     }
 
@@ -311,16 +345,59 @@ impl ConnectionActor {
             sink: SinkWrite::new(sink, ctx),
             assembler: Assembler::new(self.opts.max_message_size),
             closing: Closing::Open,
+            ready: false,
+            ack_timer: None,
         };
         *self.shared.protocol.lock().expect("protocol lock") = opened.protocol;
-        // The backlog goes out first, in the order it was accepted.
+        match opened.session {
+            Some(session) => {
+                // Reliable mode: the socket is ready only after WELCOME.
+                self.reliable.new_socket();
+                let hello = ProtoFrame::Hello {
+                    connection_id: session.connection_id.clone(),
+                    reconnect_token: session.reconnect_token.clone(),
+                    last_received: self.reliable.delivered,
+                    first_seq: self.shared.first_unacked.load(Ordering::Acquire),
+                };
+                self.reliable.session = Some(session);
+                let _ = sock.sink.write(WsMessage::Binary(hello.to_bytes()));
+                self.sock = Some(sock);
+                let gen = self.gen;
+                ctx.run_later(self.opts.connection_timeout, move |act, ctx| {
+                    if act.sock.as_ref().is_some_and(|s| s.gen == gen && !s.ready) {
+                        act.fail(ctx, Error::ConnectTimeout(act.opts.connection_timeout));
+                    }
+                });
+            }
+            None => {
+                self.sock = Some(sock);
+                self.link_up(ctx, None);
+            }
+        }
+    }
+
+    /// The socket is ready for data: tell the outbox, and everyone waiting.
+    fn link_up(&mut self, ctx: &mut Context<Self>, peer_last_received: Option<u64>) {
+        let Some(sock) = self.sock.as_mut() else {
+            return;
+        };
+        sock.ready = true;
+        // Raw mode: batches that missed the last socket go out first.
         let backlog = self.pending.len() as u64;
         for p in self.pending.drain(..) {
             let _ = sock.sink.write(to_ws(p));
         }
         Counters::add(&self.shared.counters.sent, backlog);
-        self.sock = Some(sock);
-        self.queue.do_send(LinkState(true));
+        let max_unacked_bytes = self
+            .reliable
+            .session
+            .as_ref()
+            .map_or(usize::MAX, |s| s.max_unacked_bytes);
+        self.queue.do_send(LinkState::Up {
+            gen: self.gen,
+            peer_last_received,
+            max_unacked_bytes,
+        });
         let was_reconnecting = self.phase == Phase::Reconnecting;
         self.phase = Phase::Up;
         self.last_error = None;
@@ -343,6 +420,82 @@ impl ConnectionActor {
         }
         for w in self.connect_waiters.drain(..) {
             let _ = w.send(Ok(()));
+        }
+    }
+
+    /// Reliable mode: one decoded protocol frame from the server.
+    fn on_protocol_frame(&mut self, frame: ProtoFrame, ctx: &mut Context<Self>) {
+        let ready = self.sock.as_ref().is_some_and(|s| s.ready);
+        let result = match frame {
+            ProtoFrame::Welcome { last_received, .. } if !ready => {
+                if let Err(e) = self.reliable.on_ack(last_received) {
+                    Err(e)
+                } else {
+                    self.link_up(ctx, Some(last_received));
+                    Ok(())
+                }
+            }
+            ProtoFrame::Data { seq, payload } if ready => match self.reliable.on_data(seq) {
+                Ok(verdict) => {
+                    if verdict == Verdict::Deliver {
+                        Counters::add(&self.shared.counters.received, 1);
+                        self.bus.messages.publish(IncomingMessage { payload });
+                    }
+                    self.schedule_ack(ctx);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            ProtoFrame::Ack { seq } if ready => self.reliable.on_ack(seq).map(|()| {
+                self.queue.do_send(Acked(seq));
+            }),
+            other => Err(Error::Protocol {
+                close_code: close_code::PROTOCOL_ERROR,
+                message: format!("unexpected frame {}", frame_name(&other)),
+            }),
+        };
+        if let Err(e) = result {
+            self.fail_with_close(ctx, e);
+        }
+    }
+
+    /// Acks at once after the threshold, else within the ack interval.
+    fn schedule_ack(&mut self, ctx: &mut Context<Self>) {
+        let Some(session) = self.reliable.session.as_ref() else {
+            return;
+        };
+        if self.reliable.ack_now(session.ack_threshold) {
+            self.send_ack(ctx);
+            return;
+        }
+        let interval = session.ack_interval;
+        if let Some(sock) = self.sock.as_mut() {
+            if sock.ack_timer.is_none() {
+                sock.ack_timer = Some(ctx.run_later(interval, |act, ctx| {
+                    if let Some(sock) = act.sock.as_mut() {
+                        sock.ack_timer = None;
+                    }
+                    act.send_ack(ctx);
+                }));
+            }
+        }
+    }
+
+    fn send_ack(&mut self, ctx: &mut Context<Self>) {
+        if !self.reliable.ack_pending() {
+            return;
+        }
+        let Some(sock) = self.sock.as_mut() else {
+            return;
+        };
+        if let Some(h) = sock.ack_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if sock.closing == Closing::Open {
+            let seq = self.reliable.take_ack();
+            let _ = sock
+                .sink
+                .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
         }
     }
 
@@ -421,6 +574,25 @@ impl ConnectionActor {
             return;
         }
         match sock.assembler.push(frame) {
+            Ok(Inbound::Message(payload)) if self.reliable.session.is_some() => match payload {
+                Payload::Binary(b) => match ProtoFrame::decode(b) {
+                    Ok(frame) => self.on_protocol_frame(frame, ctx),
+                    Err(e) => self.fail_with_close(
+                        ctx,
+                        Error::Protocol {
+                            close_code: e.close_code(),
+                            message: format!("malformed frame: {e}"),
+                        },
+                    ),
+                },
+                Payload::Text(_) => self.fail_with_close(
+                    ctx,
+                    Error::Protocol {
+                        close_code: close_code::PROTOCOL_ERROR,
+                        message: "text message in reliable mode".into(),
+                    },
+                ),
+            },
             Ok(Inbound::Message(payload)) => {
                 Counters::add(&self.shared.counters.received, 1);
                 self.bus.messages.publish(IncomingMessage { payload });
@@ -468,6 +640,9 @@ impl ConnectionActor {
         // 1000, or a Close without a code (1005), is a normal end.
         let error = match code {
             None | Some(close_code::NORMAL) => None,
+            Some(close_code::SESSION_GONE) if self.reliable.session.is_some() => {
+                Some(Error::SessionGone)
+            }
             Some(c) => Some(Error::Closed {
                 code: c,
                 reason: text.clone(),
@@ -565,7 +740,7 @@ impl Actor for ConnectionActor {
         *self.shared.protocol.lock().expect("protocol lock") = None;
         let error = if let Some(sock) = sock {
             self.heartbeat.do_send(Unwatch { gen: sock.gen });
-            self.queue.do_send(LinkState(false));
+            self.queue.do_send(LinkState::Down);
             let end = end.unwrap_or(End {
                 code: None,
                 reason: String::new(),
@@ -585,6 +760,16 @@ impl Actor for ConnectionActor {
         if let Some(e) = &error {
             self.failures += 1;
             self.last_error = Some(e.clone());
+        }
+        if matches!(error, Some(Error::SessionGone)) {
+            if let Some(old) = self.reliable.session_gone() {
+                let resending = self.shared.window_len.load(Ordering::Acquire) as usize;
+                log::debug!("session {} is gone; starting fresh", old.connection_id);
+                self.bus.session_lost.publish(SessionLost {
+                    connection_id: old.connection_id,
+                    resending,
+                });
+            }
         }
         self.phase = self.next_phase(error.is_some());
         match self.phase {
@@ -644,6 +829,17 @@ impl ConnectionActor {
             .into_actor(self)
             .map(move |answer, act, ctx| match answer {
                 Ok(NextAttempt::After { attempt, delay }) => {
+                    // A server shutting down says when to come back, spread
+                    // so its clients do not return as a herd.
+                    let delay = match &error {
+                        Error::Closed { code, reason } if *code == close_code::SERVICE_RESTART => {
+                            ShutdownAdvice::from_reason(reason).map_or(delay, |a| {
+                                let spread = rand::random_range(0..=a.spread_ms);
+                                Duration::from_millis(a.reconnect_after_ms + spread)
+                            })
+                        }
+                        _ => delay,
+                    };
                     log::debug!("reconnect attempt {attempt} in {delay:?} after: {error}");
                     act.bus.reconnecting.publish(Reconnecting {
                         attempt,
@@ -726,18 +922,30 @@ impl Handler<WriteBatch> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: WriteBatch, _ctx: &mut Context<Self>) {
+        let reliable = self.reliable.session.is_some();
         if let Some(sock) = self.sock.as_mut() {
-            if sock.closing == Closing::Open {
-                let n = msg.0.len() as u64;
-                for p in msg.0 {
-                    let _ = sock.sink.write(to_ws(p));
+            if sock.closing == Closing::Open && sock.ready && (!reliable || msg.gen == sock.gen) {
+                let n = msg.items.len() as u64;
+                for out in msg.items {
+                    if reliable {
+                        self.reliable.note_written(out.seq);
+                        let _ = sock
+                            .sink
+                            .write(WsMessage::Binary(encode_data(out.seq, &out.payload)));
+                    } else {
+                        let _ = sock.sink.write(to_ws(out.payload));
+                    }
                 }
                 Counters::add(&self.shared.counters.sent, n);
                 Counters::add(&self.shared.counters.batches, 1);
                 return;
             }
         }
-        self.pending.extend(msg.0);
+        if !self.stateful() {
+            self.pending
+                .extend(msg.items.into_iter().map(|o| o.payload));
+        }
+        // Reliable mode: the outbox still holds these and replays them.
     }
 }
 
@@ -758,6 +966,7 @@ subscribe_handler!(ErrorEvent, errors);
 subscribe_handler!(Closed, closed);
 subscribe_handler!(Reconnecting, reconnecting);
 subscribe_handler!(Reconnected, reconnected);
+subscribe_handler!(SessionLost, session_lost);
 
 impl StreamHandler<Result<Frame, ProtocolError>> for ConnectionActor {
     fn handle(&mut self, item: Result<Frame, ProtocolError>, ctx: &mut Context<Self>) {
@@ -835,5 +1044,14 @@ impl Handler<HeartbeatTimeout> for ConnectionActor {
         if self.sock.as_ref().is_some_and(|s| s.gen == msg.gen) {
             self.fail(ctx, Error::HeartbeatTimeout(msg.timeout));
         }
+    }
+}
+
+fn frame_name(f: &ProtoFrame) -> &'static str {
+    match f {
+        ProtoFrame::Hello { .. } => "HELLO",
+        ProtoFrame::Welcome { .. } => "WELCOME",
+        ProtoFrame::Data { .. } => "DATA before WELCOME",
+        ProtoFrame::Ack { .. } => "ACK before WELCOME",
     }
 }

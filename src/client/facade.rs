@@ -16,7 +16,7 @@ use super::{
 use crate::{
     events::{
         Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
-        Reconnecting, StateChanged,
+        Reconnecting, SessionLost, StateChanged,
     },
     options::OverflowPolicy,
     options::{
@@ -129,8 +129,8 @@ impl ResilientWebSocket {
         priority: u8,
     ) -> Result<()> {
         if let Err(e) = self.admit() {
-            match (e, self.opts.overflow_policy) {
-                (Error::BufferFull(_), OverflowPolicy::Wait(t)) => self.wait_for_space(t).await?,
+            match (e, self.wait_policy()) {
+                (Error::BufferFull(_), Some(t)) => self.wait_for_space(t).await?,
                 (e, _) => return Err(e),
             }
         }
@@ -178,8 +178,33 @@ impl ResilientWebSocket {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// How long `send()` may wait for space: the `Wait` policy's timeout;
+    /// in reliable mode without end, since it never drops (backpressure).
+    fn wait_policy(&self) -> Option<std::time::Duration> {
+        if self.stateful() {
+            return Some(std::time::Duration::from_secs(100 * 365 * 24 * 3600));
+        }
+        match self.opts.overflow_policy {
+            OverflowPolicy::Wait(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn stateful(&self) -> bool {
+        self.opts.reconnect_mode == ReconnectMode::Stateful
+    }
+
     /// Whether one more message may be accepted now.
     fn admit(&self) -> Result<()> {
+        if self.stateful() {
+            // Reliable mode: the outbox also holds what the unacked window
+            // cannot take yet, so it bounds the sender even while connected.
+            return match self.state() {
+                ConnectionState::Disconnecting => Err(Error::NotConnected),
+                _ if self.buffered() < self.opts.max_buffered_messages as u64 => Ok(()),
+                _ => Err(Error::BufferFull(self.opts.max_buffered_messages)),
+            };
+        }
         match self.state() {
             ConnectionState::Connected => Ok(()),
             ConnectionState::Disconnecting => Err(Error::NotConnected),
@@ -257,6 +282,11 @@ impl ResilientWebSocket {
     pub fn subscribe_errors(&self, r: Recipient<ErrorEvent>) {
         // The outbox reports its own errors (a full outbox).
         self.queue.do_send(Subscribe(r.clone()));
+        self.conn.do_send(Subscribe(r));
+    }
+
+    /// Reliable mode: subscribes to session-lost reports.
+    pub fn subscribe_session_lost(&self, r: Recipient<SessionLost>) {
         self.conn.do_send(Subscribe(r));
     }
 
@@ -410,6 +440,13 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Reliable mode: subscribes a recipient to session-lost reports (the
+    /// server no longer had the session; a fresh one is started).
+    pub fn on_session_lost(mut self, r: Recipient<SessionLost>) -> Self {
+        self.bus.session_lost.add(r);
+        self
+    }
+
     /// Subscribes a recipient to dropped-message reports.
     pub fn on_dropped(mut self, r: Recipient<MessageDropped>) -> Self {
         self.bus.dropped.add(r);
@@ -500,6 +537,7 @@ impl ResilientWebSocketBuilder {
                 ttl: opts.message_ttl,
                 ..QueueOptions::default()
             },
+            opts.reconnect_mode == ReconnectMode::Stateful,
             shared.clone(),
             std::mem::take(&mut bus.dropped),
             bus.errors.clone(),

@@ -6,6 +6,7 @@ mod heartbeat;
 mod inbound;
 mod queue_actor;
 mod reconnect;
+mod reliable;
 mod stats;
 mod subscribers;
 mod transport;

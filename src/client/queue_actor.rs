@@ -7,8 +7,16 @@
 //! connected it stores them in a [`MessageQueue`] with the overflow policy
 //! and time to live of the options, and on reconnect the backlog goes out
 //! first, in order.
+//!
+//! In reliable mode (`ReconnectMode::Stateful`) it also owns the sending
+//! half of the session: it numbers messages as they leave the outbox, keeps
+//! every sent message until the server acknowledges it (bounded in bytes:
+//! when the window is full, messages wait in the outbox, and `send()` waits
+//! when the outbox is full), and replays the unacknowledged ones after every
+//! reconnect. Because it is not the `ConnectionActor`, none of that is lost
+//! when the connection restarts.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -35,10 +43,73 @@ pub(crate) struct Enqueue {
     pub(crate) priority: u8,
 }
 
-/// The connection's socket is up (`true`) or gone (`false`).
+/// The connection's socket is ready for data, or gone.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct LinkState(pub(crate) bool);
+pub(crate) enum LinkState {
+    /// Socket `gen` is ready. Reliable mode: the peer has delivered
+    /// everything up to `peer_last_received`, and at most `max_unacked_bytes`
+    /// may be unacknowledged.
+    Up {
+        gen: u64,
+        peer_last_received: Option<u64>,
+        max_unacked_bytes: usize,
+    },
+    /// The socket is gone.
+    Down,
+}
+
+/// Reliable mode: the peer acknowledged everything up to this seq.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Acked(pub(crate) u64);
+
+/// One message on its way to the socket; `seq` is 0 in raw mode.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    pub(crate) seq: u64,
+    pub(crate) payload: Payload,
+}
+
+/// Reliable mode: the sending half of the session.
+#[derive(Debug)]
+struct Window {
+    /// The seq the next message that leaves the outbox gets.
+    next_seq: u64,
+    /// Sent and not yet acknowledged, in seq order.
+    unacked: VecDeque<Outbound>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Window {
+    fn has_room(&self, size: usize) -> bool {
+        // A message larger than the whole window still goes, alone.
+        self.unacked.is_empty() || self.bytes + size <= self.max_bytes
+    }
+
+    fn push(&mut self, payload: Payload) -> Outbound {
+        let out = Outbound {
+            seq: self.next_seq,
+            payload,
+        };
+        self.next_seq += 1;
+        self.bytes += out.payload.len();
+        self.unacked.push_back(out.clone());
+        out
+    }
+
+    fn ack(&mut self, seq: u64) {
+        while self.unacked.front().is_some_and(|m| m.seq <= seq) {
+            let m = self.unacked.pop_front().expect("front checked");
+            self.bytes -= m.payload.len();
+        }
+    }
+
+    fn first_unacked(&self) -> u64 {
+        self.unacked.front().map_or(self.next_seq, |m| m.seq)
+    }
+}
 
 /// `disconnect()`: pass on after everything accepted before it.
 #[derive(Message)]
@@ -63,8 +134,12 @@ pub struct QueueActor {
     dropped: Subscribers<MessageDropped>,
     errors: Subscribers<ErrorEvent>,
     up: bool,
+    /// The socket generation batches are meant for.
+    gen: u64,
+    /// Reliable mode only.
+    window: Option<Window>,
     /// The burst being collected while connected.
-    batch: Vec<Payload>,
+    batch: Vec<Outbound>,
     flush_scheduled: bool,
     expiry: Option<SpawnHandle>,
 }
@@ -72,6 +147,7 @@ pub struct QueueActor {
 impl QueueActor {
     pub(crate) fn new(
         opts: QueueOptions,
+        stateful: bool,
         shared: Arc<Shared>,
         dropped: Subscribers<MessageDropped>,
         errors: Subscribers<ErrorEvent>,
@@ -83,6 +159,13 @@ impl QueueActor {
             dropped,
             errors,
             up: false,
+            gen: 0,
+            window: stateful.then(|| Window {
+                next_seq: 1,
+                unacked: VecDeque::new(),
+                bytes: 0,
+                max_bytes: usize::MAX,
+            }),
             batch: Vec::new(),
             flush_scheduled: false,
             expiry: None,
@@ -106,16 +189,35 @@ impl QueueActor {
 
     fn update_buffered(&self) {
         self.shared.set_buffered(self.queue.len());
+        if let Some(w) = &self.window {
+            self.shared.set_window(w.first_unacked(), w.unacked.len());
+        }
     }
 
-    fn send_batch(&mut self, batch: Vec<Payload>) {
+    fn send_batch(&mut self, batch: Vec<Outbound>) {
         if batch.is_empty() {
             return;
         }
         if let Some(conn) = &self.conn {
             // do_send: the batch was already admitted by the outbox's limits;
             // a bounded mailbox here could only lose it.
-            conn.do_send(WriteBatch(batch));
+            conn.do_send(WriteBatch {
+                gen: self.gen,
+                items: batch,
+            });
+        }
+    }
+
+    /// Whether a message may skip the outbox and go straight to the socket.
+    fn can_pass(&self, size: usize) -> bool {
+        self.up && self.queue.is_empty() && self.window.as_ref().is_none_or(|w| w.has_room(size))
+    }
+
+    /// Numbers a message (reliable mode) as it leaves for the socket.
+    fn outbound(&mut self, payload: Payload) -> Outbound {
+        match self.window.as_mut() {
+            Some(w) => w.push(payload),
+            None => Outbound { seq: 0, payload },
         }
     }
 
@@ -123,18 +225,26 @@ impl QueueActor {
         self.flush_scheduled = false;
         let batch = std::mem::take(&mut self.batch);
         self.send_batch(batch);
+        if let Some(w) = &self.window {
+            self.shared.set_window(w.first_unacked(), w.unacked.len());
+        }
     }
 
+    /// Moves the outbox to the socket, as far as the window allows.
     fn drain_backlog(&mut self) {
-        while !self.queue.is_empty() {
-            let batch: Vec<Payload> = self
-                .queue
-                .dequeue_batch(BACKLOG_BATCH)
-                .into_iter()
-                .map(|m| m.payload)
-                .collect();
-            self.send_batch(batch);
+        let mut batch = Vec::new();
+        while let Some(next) = self.queue.peek() {
+            let size = next.payload.len();
+            if self.window.as_ref().is_some_and(|w| !w.has_room(size)) {
+                break;
+            }
+            let m = self.queue.dequeue().expect("peeked");
+            batch.push(self.outbound(m.payload));
+            if batch.len() == BACKLOG_BATCH {
+                self.send_batch(std::mem::take(&mut batch));
+            }
         }
+        self.send_batch(batch);
         self.update_buffered();
     }
 
@@ -163,8 +273,9 @@ impl Handler<Enqueue> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
-        if self.up && self.queue.is_empty() {
-            self.batch.push(msg.payload);
+        if self.can_pass(msg.payload.len()) {
+            let out = self.outbound(msg.payload);
+            self.batch.push(out);
             if !self.flush_scheduled {
                 // Runs after the messages already in the mailbox: a burst
                 // becomes one batch.
@@ -219,13 +330,54 @@ impl Handler<LinkState> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: LinkState, _: &mut Context<Self>) {
-        self.up = msg.0;
+        match msg {
+            LinkState::Up {
+                gen,
+                peer_last_received,
+                max_unacked_bytes,
+            } => {
+                // A burst collected for the old socket is stale: in reliable
+                // mode it is in the window and replayed below; in raw mode it
+                // goes first on the new socket.
+                let stale = std::mem::take(&mut self.batch);
+                self.flush_scheduled = false;
+                self.gen = gen;
+                self.up = true;
+                if let Some(w) = self.window.as_mut() {
+                    w.max_bytes = max_unacked_bytes;
+                    if let Some(last) = peer_last_received {
+                        w.ack(last);
+                    }
+                    let replay: Vec<Outbound> = w.unacked.iter().cloned().collect();
+                    self.send_batch(replay);
+                } else {
+                    self.send_batch(stale);
+                }
+                self.drain_backlog();
+            }
+            LinkState::Down => {
+                self.up = false;
+                if self.window.is_none() {
+                    // A batch in flight to a dead socket is kept by the
+                    // connection and written first on the next one.
+                    self.flush();
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Acked> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Acked, _: &mut Context<Self>) {
+        if let Some(w) = self.window.as_mut() {
+            w.ack(msg.0);
+        }
         if self.up {
             self.drain_backlog();
         } else {
-            // A batch in flight to a dead socket is kept by the connection
-            // and written first on the next one.
-            self.flush();
+            self.update_buffered();
         }
     }
 }

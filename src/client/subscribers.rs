@@ -7,7 +7,8 @@
 use actix::prelude::*;
 
 use crate::events::{
-    Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting, StateChanged,
+    Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting, SessionLost,
+    StateChanged,
 };
 
 /// The subscribers of one event type.
@@ -69,4 +70,5 @@ pub(crate) struct EventBus {
     pub(crate) reconnecting: Subscribers<Reconnecting>,
     pub(crate) reconnected: Subscribers<Reconnected>,
     pub(crate) dropped: Subscribers<MessageDropped>,
+    pub(crate) session_lost: Subscribers<SessionLost>,
 }

@@ -16,6 +16,7 @@ use awc::{
 
 use crate::{
     options::{ClientOptions, NegotiateRequest, UrlProvider},
+    protocol::{negotiate_url, NegotiateResponse, SUBPROTOCOL},
     Error, Result,
 };
 
@@ -27,13 +28,46 @@ pub(crate) struct Opened {
     pub(crate) framed: WsFramed,
     /// The subprotocol the server selected, if any.
     pub(crate) protocol: Option<String>,
+    /// Reliable mode: the session this socket belongs to (negotiated now,
+    /// or the one being resumed).
+    pub(crate) session: Option<SessionInfo>,
 }
 
+/// Reliable mode: what negotiate gave, kept across sockets for resuming.
+#[derive(Clone)]
+pub(crate) struct SessionInfo {
+    pub(crate) connection_id: String,
+    pub(crate) reconnect_token: String,
+    /// Where the socket of this session is opened.
+    pub(crate) socket_url: String,
+    pub(crate) max_unacked_bytes: usize,
+    pub(crate) ack_interval: Duration,
+    pub(crate) ack_threshold: u32,
+}
+
+impl std::fmt::Debug for SessionInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionInfo")
+            .field("connection_id", &self.connection_id)
+            .field("reconnect_token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The largest negotiate response body read.
+const MAX_NEGOTIATE_BODY: usize = 64 * 1024;
+
 /// Resolves the URL and token, runs the negotiate hook, and opens the socket.
+///
+/// In reliable mode (`session` is `Some` to resume, or `stateful` without a
+/// session to negotiate a fresh one) the socket must select the protocol's
+/// subprotocol.
 pub(crate) async fn open(
     opts: &ClientOptions,
     url: &UrlProvider,
     failures: usize,
+    stateful: bool,
+    session: Option<SessionInfo>,
 ) -> Result<Opened> {
     let timeout = opts.connection_timeout;
     let attempt = async {
@@ -58,7 +92,24 @@ pub(crate) async fn open(
             url = n.url;
             token = n.auth_token;
         }
-        upgrade(opts, &url, token.as_deref()).await
+        if !stateful {
+            return upgrade(opts, &url, token.as_deref(), &opts.protocols, None).await;
+        }
+        let session = match session {
+            Some(s) => s,
+            None => negotiate(opts, &url, token.as_deref()).await?,
+        };
+        let protocols = [SUBPROTOCOL.to_string()];
+        let mut opened = upgrade(
+            opts,
+            &session.socket_url,
+            token.as_deref(),
+            &protocols,
+            Some(SUBPROTOCOL),
+        )
+        .await?;
+        opened.session = Some(session);
+        Ok(opened)
     };
     match actix_rt::time::timeout(timeout, attempt).await {
         Ok(r) => r,
@@ -66,7 +117,70 @@ pub(crate) async fn open(
     }
 }
 
-async fn upgrade(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result<Opened> {
+/// `POST {base}/negotiate`: a fresh session.
+async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result<SessionInfo> {
+    let endpoint = negotiate_url(url)?;
+    let secure = endpoint.starts_with("https:");
+    let client = http_client(opts, secure);
+    let mut req = client.post(endpoint.as_str());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    log::debug!("negotiating at {}", redact_query(&endpoint));
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| map_send_error(e, secure, opts.connection_timeout))?;
+    let status = resp.status().as_u16();
+    match status {
+        200 => {}
+        404 | 405 => {
+            return Err(Error::ProtocolNotSupported(format!(
+                "negotiate answered HTTP {status}"
+            )))
+        }
+        _ => return Err(Error::NegotiateRejected { status }),
+    }
+    let body = resp
+        .body()
+        .limit(MAX_NEGOTIATE_BODY)
+        .await
+        .map_err(|e| Error::Negotiate(format!("reading the response: {e}")))?;
+    let n = NegotiateResponse::parse(&body)?;
+    Ok(SessionInfo {
+        socket_url: n.url.clone().unwrap_or_else(|| url.to_string()),
+        connection_id: n.connection_id,
+        reconnect_token: n.reconnect_token,
+        max_unacked_bytes: n.max_unacked_bytes,
+        ack_interval: Duration::from_millis(n.ack_interval_ms),
+        ack_threshold: n.ack_threshold,
+    })
+}
+
+/// An awc client for one attempt.
+fn http_client(opts: &ClientOptions, secure: bool) -> awc::Client {
+    let mut connector = awc::Connector::new()
+        // One slot per socket is held for the socket's life; the default of
+        // 100 makes the 101st connect hang.
+        .limit(0)
+        .timeout(opts.connection_timeout)
+        .handshake_timeout(opts.connection_timeout);
+    if secure {
+        connector = connector.rustls_0_23(tls_config(opts));
+    }
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(opts.connection_timeout)
+        .finish()
+}
+
+async fn upgrade(
+    opts: &ClientOptions,
+    url: &str,
+    token: Option<&str>,
+    protocols: &[String],
+    required: Option<&str>,
+) -> Result<Opened> {
     let uri: Uri = url
         .parse()
         .map_err(|e| Error::InvalidUrl(format!("{url:?}: {e}")))?;
@@ -83,26 +197,13 @@ async fn upgrade(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result
         return Err(Error::InvalidUrl(format!("{url:?}: no host")));
     }
 
-    let mut connector = awc::Connector::new()
-        // One slot per socket is held for the socket's life; the default of
-        // 100 makes the 101st connect hang.
-        .limit(0)
-        .timeout(opts.connection_timeout)
-        .handshake_timeout(opts.connection_timeout);
-    if secure {
-        connector = connector.rustls_0_23(tls_config(opts));
-    }
-    let client = awc::Client::builder()
-        .connector(connector)
-        .timeout(opts.connection_timeout)
-        .finish();
-
+    let client = http_client(opts, secure);
     let mut req = client.ws(uri).max_frame_size(opts.max_message_size);
     for (k, v) in &opts.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    if !opts.protocols.is_empty() {
-        req = req.protocols(opts.protocols.iter().map(String::as_str));
+    if !protocols.is_empty() {
+        req = req.protocols(protocols.iter().map(String::as_str));
     }
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -119,13 +220,24 @@ async fn upgrade(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(p) = &protocol {
-        if !opts.protocols.iter().any(|o| o == p) {
+        if !protocols.iter().any(|o| o == p) {
             return Err(Error::Handshake(format!(
                 "server selected subprotocol {p:?} that was not offered"
             )));
         }
     }
-    Ok(Opened { framed, protocol })
+    if let Some(required) = required {
+        if protocol.as_deref() != Some(required) {
+            return Err(Error::ProtocolNotSupported(format!(
+                "the upgrade response did not select {required}"
+            )));
+        }
+    }
+    Ok(Opened {
+        framed,
+        protocol,
+        session: None,
+    })
 }
 
 /// The TLS config: the user's, or webpki roots with rustls' safe defaults.

@@ -1,8 +1,72 @@
 //! The server side: actix-web routes backed by actix-ws.
 //!
-//! Today: a plain echo endpoint (any RFC 6455 client can talk to it). The
-//! reliable-protocol server (sessions that outlive sockets) builds on this.
+//! - [`echo_route`]: a plain echo endpoint (any RFC 6455 client can talk
+//!   to it).
+//! - [`ReliableServer`] and [`reliable_route`]: the reliable protocol
+//!   (docs/PROTOCOL.md): negotiate, sessions that outlive sockets for a
+//!   resume window, exactly-once in-order delivery both ways, `send_to` and
+//!   `broadcast`, and events for the application's actors.
+//!
+//! # Threading
+//! actix-web runs the app factory on every worker thread, and an actor
+//! lives on the thread that started it. So:
+//! - the hub actor and every session actor live on the arbiter that called
+//!   [`ReliableServer::start`]; handlers on any worker reach them through
+//!   `Send` addresses (negotiate asks the hub to create a session);
+//! - a socket's I/O (the actix-ws `Session` and `MessageStream`) stays on the
+//!   worker that accepted it, in two tasks: a reader that decodes frames,
+//!   does the per-socket checks and hands the session actor *batches* of
+//!   frames with `do_send` (no round trip per message), and a writer that
+//!   drains an unbounded channel the session actor pushes frames into
+//!   (bounded in practice by `max_unacked_bytes`);
+//! - events go straight from the session actor to the subscribed
+//!   `Recipient`s.
+//!
+//! # Examples
+//! ```no_run
+//! use actix::prelude::*;
+//! use actix_web::{App, HttpServer};
+//! use resilient_ws::server::{reliable_route, MessageReceived, ReliableServer, ServerOptions};
+//!
+//! /// Answers every message with its length.
+//! struct Counter(ReliableServer);
+//! impl Actor for Counter {
+//!     type Context = Context<Self>;
+//! }
+//! impl Handler<MessageReceived> for Counter {
+//!     type Result = ();
+//!     fn handle(&mut self, msg: MessageReceived, _: &mut Context<Self>) {
+//!         let _ = self.0.send_to(&msg.connection_id, msg.payload.len().to_string());
+//!     }
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let server = ReliableServer::start(ServerOptions::default());
+//!     let counter = Counter(server.clone()).start();
+//!     server.on_message(counter.recipient());
+//!     HttpServer::new(move || {
+//!         let server = server.clone();
+//!         App::new().configure(move |c| reliable_route(c, "/ws", server))
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
 
 mod echo;
+mod events;
+mod handle;
+mod hub;
+mod options;
+mod routes;
+mod session;
+mod socket;
 
 pub use echo::{echo_route, EchoConfig};
+pub use events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed};
+pub use handle::{ReliableServer, ServerError, ServerStats};
+pub use options::{AuthHook, AuthRefusal, PlainMode, ServerOptions};
+pub use routes::reliable_route;
+pub use socket::PLAIN_CLIENT_BUFFER;

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::{
     events::{
         Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
-        Reconnecting, StateChanged,
+        Reconnecting, SessionLost, StateChanged,
     },
     ResilientWebSocketBuilder,
 };
@@ -33,6 +33,8 @@ pub enum RecordedEvent {
     Reconnected(Reconnected),
     /// A [`MessageDropped`].
     Dropped(MessageDropped),
+    /// A [`SessionLost`].
+    SessionLost(SessionLost),
 }
 
 #[derive(Default)]
@@ -69,6 +71,7 @@ record!(Closed, Closed);
 record!(Reconnecting, Reconnecting);
 record!(Reconnected, Reconnected);
 record!(MessageDropped, Dropped);
+record!(SessionLost, SessionLost);
 
 /// Records every event of the clients it is attached to.
 ///
@@ -122,6 +125,7 @@ impl EventRecorder {
             .on_reconnecting(self.addr.clone().recipient())
             .on_reconnected(self.addr.clone().recipient())
             .on_dropped(self.addr.clone().recipient())
+            .on_session_lost(self.addr.clone().recipient())
     }
 
     /// Everything recorded so far, in arrival order.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use actix_web::{dev::ServerHandle, App, HttpServer};
 
-use crate::server::{echo_route, EchoConfig};
+use crate::server::{echo_route, reliable_route, EchoConfig, ReliableServer, ServerOptions};
 
 /// A real actix-web server on an ephemeral port; stopped by [`stop`](Self::stop)
 /// or when the test's `System` ends.
@@ -40,6 +40,57 @@ impl TestServer {
         Self::bind_at(addr, move || {
             let config = config.clone();
             App::new().configure(move |c| echo_route(c, "/ws", config))
+        })
+    }
+
+    /// Starts a reliable-protocol server ([`ReliableServer::start`]) with
+    /// `/ws` as its path (`POST /ws/negotiate`, `GET /ws`). Subscribe to
+    /// its events and send with the returned handle. Must run inside an
+    /// actix `System` (the sessions live on the current arbiter).
+    ///
+    /// # Errors
+    /// If binding 127.0.0.1:0 fails.
+    ///
+    /// # Examples
+    /// ```
+    /// use resilient_ws::{server::ServerOptions, testing::TestServer};
+    ///
+    /// #[actix::main]
+    /// async fn main() {
+    ///     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
+    ///     assert_eq!(reliable.sessions(), 0);
+    ///     server.stop().await;
+    /// }
+    /// ```
+    pub fn reliable(options: ServerOptions) -> std::io::Result<(TestServer, ReliableServer)> {
+        let reliable = ReliableServer::start(options);
+        let server = Self::serve_reliable(SocketAddr::from(([127, 0, 0, 1], 0)), &reliable)?;
+        Ok((server, reliable))
+    }
+
+    /// Starts a reliable echo server ([`ReliableServer::echo`]) at `/ws`.
+    ///
+    /// # Errors
+    /// If binding 127.0.0.1:0 fails.
+    pub fn reliable_echo(options: ServerOptions) -> std::io::Result<(TestServer, ReliableServer)> {
+        let reliable = ReliableServer::echo(options);
+        let server = Self::serve_reliable(SocketAddr::from(([127, 0, 0, 1], 0)), &reliable)?;
+        Ok((server, reliable))
+    }
+
+    /// Serves an existing [`ReliableServer`] at `/ws` on `addr` (for
+    /// example the port an earlier server had, to "restart" it).
+    ///
+    /// # Errors
+    /// If binding fails.
+    pub fn serve_reliable(
+        addr: SocketAddr,
+        reliable: &ReliableServer,
+    ) -> std::io::Result<TestServer> {
+        let reliable = reliable.clone();
+        Self::bind_at(addr, move || {
+            let reliable = reliable.clone();
+            App::new().configure(move |c| reliable_route(c, "/ws", reliable))
         })
     }
 

@@ -3,7 +3,10 @@
 //!
 //! - `rws serve --echo` runs an echo endpoint at `/ws`.
 //! - `rws connect URL` sends stdin lines as text messages and prints the
-//!   messages it receives on stdout; connection events go to stderr.
+//!   messages it receives on stdout; connection events go to stderr. With
+//!   `--mode stateless` (or `stateful`) it reconnects after a loss, and exits
+//!   only once the client is `Disconnected` for good (it gave up, or the
+//!   connection closed normally).
 
 use std::{
     io::{self, BufRead, BufWriter, Stdout, Write},
@@ -19,8 +22,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod demo;
 use resilient_ws::{
     server::{echo_route, EchoConfig},
-    Closed, ConnectionState, Error, ErrorEvent, IncomingMessage, Payload, ReconnectMode,
-    ResilientWebSocket, StateChanged,
+    Closed, ConnectionState, Error, ErrorEvent, IncomingMessage, MessageDropped, OverflowPolicy,
+    Payload, ReconnectMode, Reconnected, Reconnecting, ResilientWebSocket, StateChanged,
 };
 use tokio::sync::mpsc;
 
@@ -40,6 +43,9 @@ const SERVE_SHUTDOWN_SECS: u64 = 3;
 /// beyond this the reader blocks, so a huge pipe does not fill memory.
 const STDIN_QUEUE: usize = 256;
 
+/// How often the end of stdin checks whether a reconnect has finished.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
 /// Writes one line to stderr. Unlike `eprintln!`, a closed stderr is ignored
 /// instead of panicking.
 macro_rules! say {
@@ -54,22 +60,45 @@ Output:
           that contains newlines spans several lines); a binary message as
           `base64:` followed by its standard (padded) base64 encoding, e.g.
           the bytes 01 02 03 print as `base64:AQID`.
-  stderr  connection events (state changes, errors, the close), as
-          human-readable lines, or with --json one JSON object per line:
+  stderr  connection events, as human-readable lines, or with --json one JSON
+          object per line:
             {\"event\":\"state\",\"previous\":\"connecting\",\"current\":\"connected\"}
             {\"event\":\"error\",\"error\":\"...\"}
             {\"event\":\"closed\",\"code\":1000,\"reason\":\"\",\"by_us\":true,\"error\":null}
+            {\"event\":\"reconnecting\",\"attempt\":2,\"delay_ms\":1234,\"reason\":\"...\"}
+            {\"event\":\"reconnected\",\"attempts\":2,\"downtime_ms\":3100}
+            {\"event\":\"dropped\",\"id\":17,\"reason\":\"overflow\"}
+            {\"event\":\"not_sent\",\"line\":5,\"error\":\"...\"}
+          `dropped`: a buffered line was thrown away (reason `overflow`,
+          `expired` or `retries_exhausted`); `not_sent`: stdin line N was
+          refused (not connected with --no-buffer, or the buffer was full).
           Log lines (RUST_LOG, default `warn`) and the final `rws: ...`
           message are plain text in both modes.
 
 Input:
   Every stdin line (without its line ending) is sent as one text message, in
   order. At the end of stdin the connection is closed gracefully once every
-  line has been handed over. With --echo the connection stays open instead.
+  line has been handed over; if the client is reconnecting then, it first
+  waits until the connection is back (so buffered lines go out) or the client
+  gives up. With --echo the connection stays open instead.
+
+Reconnecting:
+  With the default --mode none the command exits when the connection ends.
+  With --mode stateless (or stateful) a lost connection is retried: attempt n
+  waits a random time between --initial-delay and
+  min(--max-delay, --initial-delay * 2^n). Lines read meanwhile wait in a
+  buffer (--buffer, --overflow, --message-ttl, --no-buffer) and go out first
+  when the connection is back. The command exits only when the client is
+  disconnected for good: the server closed normally (code 1000), the client
+  gave up (--max-attempts, or an error retrying cannot fix, such as HTTP 401),
+  or it was closed (end of stdin, a signal). The first connection is not
+  retried: it fails with status 2 (with --endpoint, each endpoint is tried
+  once first).
 
 Exit status:
   0    the connection closed normally (code 1000, or we closed it)
-  1    the connection ended with an error (e.g. the server closed with 1011),
+  1    the connection ended with an error (e.g. the server closed with 1011,
+       or the client gave up reconnecting), buffered lines were left unsent,
        or stdin/stdout failed
   2    bad arguments, or the initial connection failed
   130  interrupted (SIGINT/SIGTERM); the connection is closed gracefully first
@@ -94,7 +123,7 @@ enum Command {
     /// Connect to a WebSocket server: stdin lines go out as text messages,
     /// received messages come out on stdout.
     #[command(after_help = CONNECT_AFTER_HELP)]
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
     /// Run an embedded server and client in one process and stream numbered
     /// messages through them; prints a delivery summary.
     Demo(demo::DemoArgs),
@@ -133,9 +162,79 @@ struct ConnectArgs {
     #[arg(long)]
     json: bool,
 
-    /// What to do when the connection is lost.
+    /// What to do when the connection is lost. Without `stateless` (or
+    /// `stateful`) the command exits when the connection ends.
     #[arg(long, value_enum, default_value_t = Mode::None)]
     mode: Mode,
+
+    /// A failover endpoint (repeatable), tried after URL: the first
+    /// connection tries each endpoint once in turn, and a reconnect moves on
+    /// to the next one after every failure.
+    #[arg(long = "endpoint", value_name = "URL")]
+    endpoints: Vec<String>,
+
+    /// How many reconnect attempts after a loss before giving up (exit
+    /// status 1); 0 retries forever. Only with --mode stateless/stateful.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_attempts: u32,
+
+    /// The shortest wait before a reconnect attempt, e.g. 500ms, 2s; the
+    /// longest doubles with each attempt up to --max-delay (the wait is
+    /// random in between).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    initial_delay: Duration,
+
+    /// The longest wait before a reconnect attempt. Must not be less than
+    /// --initial-delay.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
+    max_delay: Duration,
+
+    /// How long a connection must stay up before the attempt count starts
+    /// again from 1, so a server that accepts and drops at once still sees
+    /// growing delays.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
+    min_uptime: Duration,
+
+    /// How often to ping the server; 0 disables heartbeats.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
+    heartbeat_interval: Duration,
+
+    /// How long without any frame from the server (pong or data) before
+    /// the connection counts as dead. Default: twice --heartbeat-interval.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    heartbeat_timeout: Option<Duration>,
+
+    /// How many stdin lines may wait in the buffer while not connected.
+    #[arg(
+        long = "buffer",
+        value_name = "N",
+        default_value = "1000",
+        value_parser = parse_count,
+        conflicts_with = "no_buffer"
+    )]
+    buffer: usize,
+
+    /// Do not buffer while not connected: a line read then is refused and
+    /// reported as `not_sent`.
+    #[arg(long)]
+    no_buffer: bool,
+
+    /// What a full buffer does with one more line: `reject` (the line is
+    /// reported as `not_sent`), `drop-oldest` or `drop-newest` (reported as
+    /// `dropped`), or `wait:DURATION` (stop reading stdin for up to DURATION
+    /// until there is room, then reject).
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "reject",
+        value_parser = parse_overflow
+    )]
+    overflow: OverflowPolicy,
+
+    /// How long a line may wait in the buffer before it is dropped
+    /// (reported as `dropped`, reason `expired`). Default: no limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    message_ttl: Option<Duration>,
 
     /// An extra header for the upgrade request (repeatable).
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
@@ -194,7 +293,7 @@ fn main() {
         .init();
     let code = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Connect(args) => connect(args),
+        Command::Connect(args) => connect(*args),
         Command::Demo(args) => demo::run(args),
     };
     // `exit` rather than returning: the stdin reader thread may be blocked in
@@ -258,7 +357,23 @@ enum Control {
 }
 
 fn connect(args: ConnectArgs) -> i32 {
+    if let Err(msg) = check_connect_args(&args) {
+        say!("rws: {msg}");
+        return EXIT_SETUP;
+    }
     actix_rt::System::new().block_on(run_client(args))
+}
+
+/// Checks what clap cannot see flag by flag, naming the flags (the library
+/// would name its option fields instead).
+fn check_connect_args(args: &ConnectArgs) -> Result<(), String> {
+    if args.initial_delay > args.max_delay {
+        return Err(format!(
+            "--initial-delay ({:?}) must not exceed --max-delay ({:?})",
+            args.initial_delay, args.max_delay
+        ));
+    }
+    Ok(())
 }
 
 async fn run_client(args: ConnectArgs) -> i32 {
@@ -273,12 +388,30 @@ async fn run_client(args: ConnectArgs) -> i32 {
     };
     let printer = Printer::new(args.json, echo_tx, control_tx.clone()).start();
 
-    let mut builder = ResilientWebSocket::builder(args.url.clone())
+    let builder = if args.endpoints.is_empty() {
+        ResilientWebSocket::builder(args.url.clone())
+    } else {
+        let mut urls = vec![args.url.clone()];
+        urls.extend(args.endpoints.iter().cloned());
+        ResilientWebSocket::builder_with_endpoints(urls)
+    };
+    let mut builder = builder
         .reconnect_mode(args.mode.into())
+        .reconnect_delays(args.initial_delay, args.max_delay, args.max_attempts)
+        .min_uptime(args.min_uptime)
+        .heartbeat(args.heartbeat_interval, args.heartbeat_timeout)
+        .buffering(!args.no_buffer, args.buffer)
+        .overflow_policy(args.overflow)
         .on_message(printer.clone().recipient())
         .on_state(printer.clone().recipient())
         .on_error(printer.clone().recipient())
-        .on_closed(printer.clone().recipient());
+        .on_closed(printer.clone().recipient())
+        .on_reconnecting(printer.clone().recipient())
+        .on_reconnected(printer.clone().recipient())
+        .on_dropped(printer.clone().recipient());
+    if let Some(ttl) = args.message_ttl {
+        builder = builder.message_ttl(ttl);
+    }
     if let Some(d) = args.connect_timeout {
         builder = builder.connection_timeout(d);
     }
@@ -325,10 +458,14 @@ async fn run_client(args: ConnectArgs) -> i32 {
         ws.clone(),
         line_rx,
         !args.echo,
+        printer.clone(),
         control_tx.clone(),
     ));
     actix_rt::spawn(watch_signals(control_tx));
 
+    // The loop ends only on `Ended`, which the printer sends when the client
+    // is `Disconnected` for good: a lost connection that is being retried is
+    // `Reconnecting`, never `Disconnected`, so it keeps the process alive.
     let mut failure = None;
     let mut interrupted = false;
     let ended = loop {
@@ -355,13 +492,29 @@ async fn run_client(args: ConnectArgs) -> i32 {
         }
     };
 
+    // Let the printer finish the events already in its mailbox, so the last
+    // line on stderr is the verdict below.
+    let _ = printer.send(Barrier).await;
+    // Lines still in the outbox were accepted but never written: the client
+    // gave up, or was closed while reconnecting.
+    let unsent = ws.stats().messages_buffered;
+    if unsent > 0 {
+        say!("rws: {unsent} buffered line(s) were not sent");
+    }
+
     if let Some(msg) = failure {
         say!("rws: {msg}");
         EXIT_FAILURE
     } else if interrupted {
         EXIT_INTERRUPTED
     } else if let Some(e) = ended {
-        say!("rws: connection closed: {e}");
+        match e {
+            // Already says what happened: "gave up reconnecting after ...".
+            Error::GaveUp { .. } => say!("rws: {e}"),
+            e => say!("rws: connection closed: {e}"),
+        }
+        EXIT_FAILURE
+    } else if unsent > 0 {
         EXIT_FAILURE
     } else {
         0
@@ -416,27 +569,51 @@ fn read_stdin(tx: mpsc::Sender<io::Result<String>>) {
 
 /// Sends the stdin lines in order; each `send` is awaited before the next so
 /// the order holds and the last line is handed over before `disconnect()`.
+///
+/// A line the client refuses because it is not connected (`--no-buffer`) or
+/// its buffer is full is reported as [`NotSent`] and the rest go on: the
+/// connection may come back. Any other failure ends the program.
 async fn forward_stdin(
     ws: ResilientWebSocket,
     mut lines: mpsc::Receiver<io::Result<String>>,
     close_at_eof: bool,
+    printer: Addr<Printer>,
     control: mpsc::UnboundedSender<Control>,
 ) {
+    let mut line_no = 0u64;
     while let Some(item) = lines.recv().await {
-        let failed = match item {
-            Ok(line) => ws
-                .send(line)
-                .await
-                .err()
-                .map(|e| format!("send failed: {e}")),
-            Err(e) => Some(format!("reading stdin: {e}")),
+        let line = match item {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = control.send(Control::Failed(format!("reading stdin: {e}")));
+                return;
+            }
         };
-        if let Some(msg) = failed {
-            let _ = control.send(Control::Failed(msg));
-            return;
+        line_no += 1;
+        match ws.send(line).await {
+            Ok(()) => {}
+            Err(error @ (Error::NotConnected | Error::BufferFull(_))) => {
+                printer.do_send(NotSent {
+                    line: line_no,
+                    error,
+                });
+            }
+            Err(e) => {
+                let _ = control.send(Control::Failed(format!("send failed: {e}")));
+                return;
+            }
         }
     }
     if close_at_eof {
+        // Closing now would cancel a reconnect in progress and strand the
+        // buffered lines: wait until it succeeds (they go out first) or the
+        // client gives up (then the printer reports the end).
+        while matches!(
+            ws.state(),
+            ConnectionState::Connecting | ConnectionState::Reconnecting
+        ) {
+            actix_rt::time::sleep(SETTLE_POLL).await;
+        }
         // Queued behind every line already handed to `send()`.
         let _ = ws.disconnect().await;
     }
@@ -494,12 +671,21 @@ async fn watch_signals(control: mpsc::UnboundedSender<Control>) {
 #[rtype(result = "()")]
 struct Barrier;
 
+/// Stdin line `line` (counting from 1) was refused by the client.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct NotSent {
+    line: u64,
+    error: Error,
+}
+
 /// Receives the client's events: messages to stdout, everything else to
 /// stderr; tells the main loop when the client is finally disconnected.
 ///
-/// One actor gets all four event types, so they share one mailbox and arrive
-/// in the order the client published them: every message before the
-/// `Closed` that follows it.
+/// One actor gets every event type, so they share one mailbox and arrive in
+/// the order the client published them: every message before the `Closed`
+/// that follows it, every `Reconnecting` before the `Disconnected` of a
+/// client that gave up.
 struct Printer {
     json: bool,
     out: BufWriter<Stdout>,
@@ -578,14 +764,40 @@ enum JsonEvent<'a> {
         by_us: bool,
         error: Option<&'a str>,
     },
+    Reconnecting {
+        attempt: u32,
+        delay_ms: u64,
+        reason: &'a str,
+    },
+    Reconnected {
+        attempts: u32,
+        downtime_ms: u64,
+    },
+    Dropped {
+        id: u64,
+        reason: &'a str,
+    },
+    NotSent {
+        line: u64,
+        error: &'a str,
+    },
+}
+
+/// The library's serde name of a unit variant ("connecting", "overflow",
+/// ...): those are the documented ones.
+fn serde_name<T: serde::Serialize + std::fmt::Debug>(v: T) -> String {
+    match serde_json::to_value(&v) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => format!("{v:?}"),
+    }
 }
 
 fn state_name(s: ConnectionState) -> String {
-    // The library's serde names ("connecting", ...) are the documented ones.
-    match serde_json::to_value(s) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => format!("{s:?}"),
-    }
+    serde_name(s)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Actor for Printer {
@@ -645,14 +857,18 @@ impl Handler<ErrorEvent> for Printer {
             JsonEvent::Error { error: &error },
             format_args!("error: {error}"),
         );
-        // A failed reconnect attempt is what ends a client that gives up.
-        // Errors while connected are followed by a `Closed` that carries
-        // them, and errors while closing (e.g. an echo refused) do not
-        // change how the connection ended.
-        if matches!(
-            self.state,
-            ConnectionState::Connecting | ConnectionState::Reconnecting
-        ) {
+        // A failed reconnect attempt, and then `GaveUp`, is what ends a
+        // client that gives up. Errors while connected are followed by a
+        // `Closed` that carries them, errors while closing (e.g. an echo
+        // refused) do not change how the connection ended, and neither does
+        // a full outbox.
+        let about_the_link = !matches!(msg.error, Error::BufferFull(_) | Error::NotConnected);
+        if about_the_link
+            && matches!(
+                self.state,
+                ConnectionState::Connecting | ConnectionState::Reconnecting
+            )
+        {
             self.last_error = Some(msg.error);
         }
     }
@@ -684,6 +900,75 @@ impl Handler<Closed> for Printer {
     }
 }
 
+impl Handler<Reconnecting> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconnecting, _: &mut Context<Self>) {
+        let reason = msg.reason.to_string();
+        self.event(
+            JsonEvent::Reconnecting {
+                attempt: msg.attempt,
+                delay_ms: millis(msg.delay),
+                reason: &reason,
+            },
+            format_args!(
+                "reconnecting: attempt {} in {:.3}s after: {reason}",
+                msg.attempt,
+                msg.delay.as_secs_f64()
+            ),
+        );
+    }
+}
+
+impl Handler<Reconnected> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconnected, _: &mut Context<Self>) {
+        let plural = if msg.attempts == 1 { "" } else { "s" };
+        self.event(
+            JsonEvent::Reconnected {
+                attempts: msg.attempts,
+                downtime_ms: millis(msg.downtime),
+            },
+            format_args!(
+                "reconnected after {} attempt{plural} ({:.1}s down)",
+                msg.attempts,
+                msg.downtime.as_secs_f64()
+            ),
+        );
+    }
+}
+
+impl Handler<MessageDropped> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, msg: MessageDropped, _: &mut Context<Self>) {
+        let reason = serde_name(msg.reason);
+        self.event(
+            JsonEvent::Dropped {
+                id: msg.id.get(),
+                reason: &reason,
+            },
+            format_args!("dropped message {} ({reason})", msg.id),
+        );
+    }
+}
+
+impl Handler<NotSent> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, msg: NotSent, _: &mut Context<Self>) {
+        let error = msg.error.to_string();
+        self.event(
+            JsonEvent::NotSent {
+                line: msg.line,
+                error: &error,
+            },
+            format_args!("line {} not sent: {error}", msg.line),
+        );
+    }
+}
+
 impl Handler<Barrier> for Printer {
     type Result = ();
 
@@ -712,6 +997,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration {s:?} is too large"))
 }
 
+/// A duration that may be zero, also written as a bare `0` (for intervals
+/// and delays, where zero means "none": `--heartbeat-interval 0`).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 /// A duration that must not be zero (both timeouts need time to pass).
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
@@ -719,6 +1013,35 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+/// A message count greater than zero (`--buffer`).
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be greater than zero (--no-buffer turns buffering off)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("invalid count {s:?}: expected a whole number")),
+    }
+}
+
+/// Parses `reject`, `drop-oldest`, `drop-newest` or `wait:DURATION` (a
+/// duration greater than zero).
+fn parse_overflow(s: &str) -> Result<OverflowPolicy, String> {
+    let s = s.trim();
+    match s {
+        "reject" => Ok(OverflowPolicy::Reject),
+        "drop-oldest" => Ok(OverflowPolicy::DropOldest),
+        "drop-newest" => Ok(OverflowPolicy::DropNewest),
+        _ => match s.strip_prefix("wait:") {
+            Some(d) => parse_timeout(d)
+                .map(OverflowPolicy::Wait)
+                .map_err(|e| format!("invalid wait in {s:?}: {e}")),
+            None => Err(format!(
+                "invalid overflow policy {s:?}: expected reject, drop-oldest, \
+                 drop-newest or wait:DURATION (e.g. wait:2s)"
+            )),
+        },
+    }
 }
 
 /// A byte count greater than zero.
@@ -758,6 +1081,17 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn intervals_may_be_zero() {
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_interval(" 0 "), Ok(Duration::ZERO));
+        assert_eq!(parse_interval("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        for bad in ["", "5", "00x", "-0", "0.5s"] {
+            assert!(parse_interval(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 
     #[test]
@@ -817,5 +1151,177 @@ mod tests {
         assert_eq!(a.connect_timeout, Some(Duration::from_millis(500)));
         assert!(Cli::try_parse_from(["rws", "connect", "ws://h", "--mode", "x"]).is_err());
         assert!(Cli::try_parse_from(["rws", "serve", "--echo"]).is_ok());
+    }
+
+    /// Parses `rws connect ws://h/ws ARGS...`.
+    fn connect_args(args: &[&str]) -> Result<ConnectArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["rws", "connect", "ws://h/ws"].iter().chain(args))?;
+        match cli.command {
+            Command::Connect(a) => Ok(*a),
+            _ => panic!("expected connect"),
+        }
+    }
+
+    #[test]
+    fn overflow_policies() {
+        assert_eq!(parse_overflow("reject"), Ok(OverflowPolicy::Reject));
+        assert_eq!(
+            parse_overflow("drop-oldest"),
+            Ok(OverflowPolicy::DropOldest)
+        );
+        assert_eq!(
+            parse_overflow("drop-newest"),
+            Ok(OverflowPolicy::DropNewest)
+        );
+        assert_eq!(
+            parse_overflow("wait:2s"),
+            Ok(OverflowPolicy::Wait(Duration::from_secs(2)))
+        );
+        assert_eq!(
+            parse_overflow("wait:250ms"),
+            Ok(OverflowPolicy::Wait(Duration::from_millis(250)))
+        );
+        for bad in [
+            "",
+            "wait",
+            "wait:",
+            "wait:0s",
+            "wait:2",
+            "wait 2s",
+            "drop",
+            "Reject",
+            "drop_oldest",
+        ] {
+            assert!(parse_overflow(bad).is_err(), "{bad:?} should be rejected");
+        }
+        let a = connect_args(&["--overflow", "wait:2s"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.overflow, OverflowPolicy::Wait(Duration::from_secs(2)));
+        assert!(connect_args(&["--overflow", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn connect_defaults() {
+        let a = connect_args(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.mode, Mode::None);
+        assert!(a.endpoints.is_empty());
+        assert_eq!(a.max_attempts, 0);
+        assert_eq!(a.initial_delay, Duration::from_secs(1));
+        assert_eq!(a.max_delay, Duration::from_secs(30));
+        assert_eq!(a.min_uptime, Duration::from_secs(5));
+        assert_eq!(a.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(a.heartbeat_timeout, None);
+        assert_eq!(a.buffer, 1000);
+        assert!(!a.no_buffer);
+        assert_eq!(a.overflow, OverflowPolicy::Reject);
+        assert_eq!(a.message_ttl, None);
+        assert!(check_connect_args(&a).is_ok());
+    }
+
+    #[test]
+    fn resilience_flags_parse() {
+        let a = connect_args(&[
+            "--mode",
+            "stateless",
+            "--max-attempts",
+            "7",
+            "--initial-delay",
+            "50ms",
+            "--max-delay",
+            "2s",
+            "--min-uptime",
+            "0s",
+            "--heartbeat-interval",
+            "0",
+            "--buffer",
+            "10",
+            "--overflow",
+            "drop-oldest",
+            "--message-ttl",
+            "1m",
+            "--endpoint",
+            "ws://b/ws",
+            "--endpoint",
+            "ws://c/ws",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.mode, Mode::Stateless);
+        assert_eq!(a.max_attempts, 7);
+        assert_eq!(a.initial_delay, Duration::from_millis(50));
+        assert_eq!(a.max_delay, Duration::from_secs(2));
+        assert_eq!(a.min_uptime, Duration::ZERO);
+        // A bare 0 is the one duration without a unit: "no heartbeats".
+        assert_eq!(a.heartbeat_interval, Duration::ZERO);
+        assert_eq!(a.buffer, 10);
+        assert_eq!(a.overflow, OverflowPolicy::DropOldest);
+        assert_eq!(a.message_ttl, Some(Duration::from_secs(60)));
+        assert_eq!(a.endpoints, ["ws://b/ws", "ws://c/ws"]);
+
+        let a = connect_args(&["--heartbeat-interval", "0s", "--heartbeat-timeout", "3s"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.heartbeat_interval, Duration::ZERO);
+        assert_eq!(a.heartbeat_timeout, Some(Duration::from_secs(3)));
+
+        let a = connect_args(&["--no-buffer"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.no_buffer);
+    }
+
+    #[test]
+    fn bad_resilience_flags_are_rejected() {
+        for bad in [
+            &["--max-attempts", "-1"][..],
+            &["--max-attempts", "many"],
+            &["--initial-delay", "1"],
+            &["--max-delay", "soon"],
+            &["--min-uptime", "-5s"],
+            &["--heartbeat-interval", "1.5s"],
+            &["--heartbeat-interval", "5"],
+            &["--heartbeat-timeout", "0s"],
+            &["--heartbeat-timeout", "0"],
+            &["--buffer", "0"],
+            &["--buffer", "lots"],
+            &["--buffer", "5", "--no-buffer"],
+            &["--overflow", "wait:0ms"],
+            &["--message-ttl", "0s"],
+        ] {
+            assert!(connect_args(bad).is_err(), "{bad:?} should be rejected");
+        }
+        let a = connect_args(&["--initial-delay", "2s", "--max-delay", "1s"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = check_connect_args(&a).expect_err("initial > max");
+        assert!(
+            err.contains("--initial-delay") && err.contains("--max-delay"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn help_covers_every_connect_flag() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("connect")
+            .expect("connect subcommand")
+            .render_long_help()
+            .to_string();
+        for flag in [
+            "--mode",
+            "--endpoint",
+            "--max-attempts",
+            "--initial-delay",
+            "--max-delay",
+            "--min-uptime",
+            "--heartbeat-interval",
+            "--heartbeat-timeout",
+            "--buffer",
+            "--no-buffer",
+            "--overflow",
+            "--message-ttl",
+            "wait:DURATION",
+            "\"reconnecting\"",
+            "\"reconnected\"",
+            "\"dropped\"",
+        ] {
+            assert!(help.contains(flag), "`rws connect --help` lacks {flag}");
+        }
     }
 }

@@ -1,0 +1,760 @@
+//! The binary frames of the reliable protocol (docs/PROTOCOL.md §3).
+//!
+//! Every protocol frame is one binary WebSocket message whose first byte is
+//! the frame type:
+//!
+//! | type | frame | body after the type byte |
+//! | --- | --- | --- |
+//! | `0x01` | HELLO | `id_len: u8`, id, `tok_len: u8`, token, `last_received: varint`, `first_seq: varint` |
+//! | `0x02` | WELCOME | `flags: u8` (bit 0: resumed), `last_received: varint` |
+//! | `0x03` | DATA (text) | `seq: varint`, UTF-8 payload to the end |
+//! | `0x04` | DATA (binary) | `seq: varint`, payload to the end |
+//! | `0x05` | ACK | `seq: varint` |
+//!
+//! `varint` is unsigned LEB128, at most 10 bytes.
+//!
+//! Decoding is strict where the spec says a frame is malformed (unknown
+//! type, a frame shorter than its fields, a varint over 10 bytes or over
+//! `u64::MAX`, invalid UTF-8) and lenient elsewhere, for forward
+//! compatibility: bytes after the last field of a HELLO, WELCOME or ACK are
+//! ignored, WELCOME flag bits other than bit 0 are ignored, and a varint
+//! padded with redundant zero groups (still within 10 bytes) is accepted.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::Payload;
+
+const TYPE_HELLO: u8 = 0x01;
+const TYPE_WELCOME: u8 = 0x02;
+const TYPE_DATA_TEXT: u8 = 0x03;
+const TYPE_DATA_BINARY: u8 = 0x04;
+const TYPE_ACK: u8 = 0x05;
+
+/// WELCOME flag bit 0: the session was resumed.
+const FLAG_RESUMED: u8 = 0x01;
+
+/// The longest varint on the wire.
+const MAX_VARINT_LEN: usize = 10;
+
+/// The longest connection id or reconnect token a HELLO can carry (their
+/// lengths are one byte on the wire).
+pub const MAX_HELLO_FIELD_LEN: usize = u8::MAX as usize;
+
+/// One frame of the reliable protocol.
+///
+/// `Debug` never shows the reconnect token of a HELLO (it prints
+/// `<redacted>`), so a frame can be logged safely.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Client → server, the first frame on every socket.
+    ///
+    /// `connection_id` and `reconnect_token` must each be at most 255 bytes
+    /// ([`MAX_HELLO_FIELD_LEN`]); build one with [`Frame::hello`] to have
+    /// that checked.
+    Hello {
+        /// The session's id from negotiate.
+        connection_id: String,
+        /// The session's secret from negotiate.
+        reconnect_token: String,
+        /// The highest server seq the client has delivered (0 if none).
+        last_received: u64,
+        /// The seq the client's first data message of this session carries.
+        first_seq: u64,
+    },
+    /// Server → client, the answer to a HELLO.
+    Welcome {
+        /// Whether this is not the session's first socket.
+        resumed: bool,
+        /// The highest client seq the server has delivered.
+        last_received: u64,
+    },
+    /// A numbered data message, either direction.
+    Data {
+        /// The message's sequence number.
+        seq: u64,
+        /// The message body (type `0x03` for text, `0x04` for binary).
+        payload: Payload,
+    },
+    /// A cumulative acknowledgement: everything up to `seq` was delivered.
+    Ack {
+        /// The highest seq delivered.
+        seq: u64,
+    },
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frame::Hello {
+                connection_id,
+                reconnect_token: _,
+                last_received,
+                first_seq,
+            } => f
+                .debug_struct("Hello")
+                .field("connection_id", connection_id)
+                .field("reconnect_token", &format_args!("<redacted>"))
+                .field("last_received", last_received)
+                .field("first_seq", first_seq)
+                .finish(),
+            Frame::Welcome {
+                resumed,
+                last_received,
+            } => f
+                .debug_struct("Welcome")
+                .field("resumed", resumed)
+                .field("last_received", last_received)
+                .finish(),
+            Frame::Data { seq, payload } => f
+                .debug_struct("Data")
+                .field("seq", seq)
+                .field("payload", payload)
+                .finish(),
+            Frame::Ack { seq } => f.debug_struct("Ack").field("seq", seq).finish(),
+        }
+    }
+}
+
+/// Why a binary message is not a valid frame. Every case is a protocol
+/// violation: the receiver closes the socket with [`FrameError::close_code`].
+///
+/// The `Display` text never contains frame contents (no token, no payload).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The message has no bytes at all.
+    #[error("empty frame")]
+    Empty,
+    /// The first byte is not a known frame type.
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownType(u8),
+    /// The message ended before the named field was complete.
+    #[error("frame truncated in field `{0}`")]
+    Truncated(&'static str),
+    /// A varint had more than 10 bytes or a value over `u64::MAX`.
+    #[error("varint longer than 10 bytes or larger than u64")]
+    VarintTooLong,
+    /// A text payload, connection id or reconnect token is not valid UTF-8.
+    #[error("invalid UTF-8 in frame")]
+    InvalidUtf8,
+    /// The named field is longer than the 255 bytes the wire format allows
+    /// (only [`Frame::hello`] reports this; decoding cannot produce it).
+    #[error("field `{0}` is longer than 255 bytes")]
+    FieldTooLong(&'static str),
+}
+
+impl FrameError {
+    /// The WebSocket close code a receiver of a malformed frame closes with:
+    /// always 1002 ([`PROTOCOL_ERROR`](crate::close_code::PROTOCOL_ERROR)),
+    /// as the protocol lists every malformed frame as a protocol violation.
+    pub fn close_code(&self) -> u16 {
+        crate::close_code::PROTOCOL_ERROR
+    }
+}
+
+impl Frame {
+    /// Builds a HELLO, checking that the id and the token fit the wire
+    /// format (at most 255 bytes each).
+    pub fn hello(
+        connection_id: impl Into<String>,
+        reconnect_token: impl Into<String>,
+        last_received: u64,
+        first_seq: u64,
+    ) -> Result<Frame, FrameError> {
+        let connection_id = connection_id.into();
+        let reconnect_token = reconnect_token.into();
+        if connection_id.len() > MAX_HELLO_FIELD_LEN {
+            return Err(FrameError::FieldTooLong("connection_id"));
+        }
+        if reconnect_token.len() > MAX_HELLO_FIELD_LEN {
+            return Err(FrameError::FieldTooLong("reconnect_token"));
+        }
+        Ok(Frame::Hello {
+            connection_id,
+            reconnect_token,
+            last_received,
+            first_seq,
+        })
+    }
+
+    /// Appends this frame's wire bytes to `out`.
+    ///
+    /// Encoding cannot fail. A HELLO built by hand (not through
+    /// [`Frame::hello`]) whose id or token is over 255 bytes is a bug: debug
+    /// builds panic on it, release builds cut the field to its longest
+    /// prefix of at most 255 bytes that ends on a character boundary (such a
+    /// HELLO can never match a session, so the server answers 4001).
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Frame::Hello {
+                connection_id,
+                reconnect_token,
+                last_received,
+                first_seq,
+            } => {
+                debug_assert!(
+                    connection_id.len() <= MAX_HELLO_FIELD_LEN,
+                    "HELLO connection_id over 255 bytes"
+                );
+                debug_assert!(
+                    reconnect_token.len() <= MAX_HELLO_FIELD_LEN,
+                    "HELLO reconnect_token over 255 bytes"
+                );
+                let id = clamp_field(connection_id);
+                let tok = clamp_field(reconnect_token);
+                out.reserve(1 + 1 + id.len() + 1 + tok.len() + 2 * MAX_VARINT_LEN);
+                out.put_u8(TYPE_HELLO);
+                out.put_u8(id.len() as u8);
+                out.put_slice(id.as_bytes());
+                out.put_u8(tok.len() as u8);
+                out.put_slice(tok.as_bytes());
+                put_varint(out, *last_received);
+                put_varint(out, *first_seq);
+            }
+            Frame::Welcome {
+                resumed,
+                last_received,
+            } => {
+                out.reserve(2 + MAX_VARINT_LEN);
+                out.put_u8(TYPE_WELCOME);
+                out.put_u8(if *resumed { FLAG_RESUMED } else { 0 });
+                put_varint(out, *last_received);
+            }
+            Frame::Data { seq, payload } => put_data(out, *seq, payload),
+            Frame::Ack { seq } => {
+                out.reserve(1 + MAX_VARINT_LEN);
+                out.put_u8(TYPE_ACK);
+                put_varint(out, *seq);
+            }
+        }
+    }
+
+    /// This frame's wire bytes, ready to send as one binary WebSocket
+    /// message.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        out.freeze()
+    }
+
+    /// Parses one binary WebSocket message.
+    ///
+    /// DATA payloads are not copied: a binary payload is a slice of `buf`,
+    /// and a text payload is that slice checked for UTF-8.
+    pub fn decode(buf: Bytes) -> Result<Frame, FrameError> {
+        let (&ty, _) = buf.split_first().ok_or(FrameError::Empty)?;
+        let mut pos = 1;
+        match ty {
+            TYPE_HELLO => {
+                let connection_id = read_short_str(&buf, &mut pos, "id_len", "connection_id")?;
+                let reconnect_token = read_short_str(&buf, &mut pos, "tok_len", "reconnect_token")?;
+                let last_received = read_varint(&buf, &mut pos, "last_received")?;
+                let first_seq = read_varint(&buf, &mut pos, "first_seq")?;
+                Ok(Frame::Hello {
+                    connection_id,
+                    reconnect_token,
+                    last_received,
+                    first_seq,
+                })
+            }
+            TYPE_WELCOME => {
+                let flags = *buf.get(pos).ok_or(FrameError::Truncated("flags"))?;
+                pos += 1;
+                let last_received = read_varint(&buf, &mut pos, "last_received")?;
+                Ok(Frame::Welcome {
+                    resumed: flags & FLAG_RESUMED != 0,
+                    last_received,
+                })
+            }
+            TYPE_DATA_TEXT | TYPE_DATA_BINARY => {
+                let seq = read_varint(&buf, &mut pos, "seq")?;
+                let body = buf.slice(pos..);
+                let payload = if ty == TYPE_DATA_TEXT {
+                    Payload::Text(ByteString::try_from(body).map_err(|_| FrameError::InvalidUtf8)?)
+                } else {
+                    Payload::Binary(body)
+                };
+                Ok(Frame::Data { seq, payload })
+            }
+            TYPE_ACK => {
+                let seq = read_varint(&buf, &mut pos, "seq")?;
+                Ok(Frame::Ack { seq })
+            }
+            other => Err(FrameError::UnknownType(other)),
+        }
+    }
+}
+
+/// Encodes a DATA frame without building a [`Frame`] (the hot path): the
+/// wire bytes of `Frame::Data { seq, payload }`. The payload is copied once,
+/// behind a header of 2 to 11 bytes.
+pub fn encode_data(seq: u64, payload: &Payload) -> Bytes {
+    let mut out = BytesMut::new();
+    put_data(&mut out, seq, payload);
+    out.freeze()
+}
+
+fn put_data(out: &mut BytesMut, seq: u64, payload: &Payload) {
+    let ty = match payload {
+        Payload::Text(_) => TYPE_DATA_TEXT,
+        Payload::Binary(_) => TYPE_DATA_BINARY,
+    };
+    let body = payload.as_bytes();
+    out.reserve(1 + varint_len(seq) + body.len());
+    out.put_u8(ty);
+    put_varint(out, seq);
+    out.put_slice(body);
+}
+
+/// The longest prefix of `s` of at most 255 bytes ending on a character
+/// boundary.
+fn clamp_field(s: &str) -> &str {
+    if s.len() <= MAX_HELLO_FIELD_LEN {
+        return s;
+    }
+    let mut end = MAX_HELLO_FIELD_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The number of bytes `v` takes as a varint (1 to 10).
+fn varint_len(v: u64) -> usize {
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Appends `v` as unsigned LEB128.
+fn put_varint(out: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+/// Reads an unsigned LEB128 varint at `*pos`, advancing `*pos` past it.
+fn read_varint(buf: &[u8], pos: &mut usize, field: &'static str) -> Result<u64, FrameError> {
+    let mut value: u64 = 0;
+    for i in 0..MAX_VARINT_LEN {
+        let byte = *buf.get(*pos + i).ok_or(FrameError::Truncated(field))?;
+        let group = u64::from(byte & 0x7f);
+        if i == MAX_VARINT_LEN - 1 && group > 1 {
+            // The 10th group holds only bit 63.
+            return Err(FrameError::VarintTooLong);
+        }
+        value |= group << (7 * i);
+        if byte & 0x80 == 0 {
+            *pos += i + 1;
+            return Ok(value);
+        }
+    }
+    Err(FrameError::VarintTooLong)
+}
+
+/// Reads a `len: u8` followed by `len` bytes of UTF-8.
+fn read_short_str(
+    buf: &[u8],
+    pos: &mut usize,
+    len_field: &'static str,
+    field: &'static str,
+) -> Result<String, FrameError> {
+    let len = usize::from(*buf.get(*pos).ok_or(FrameError::Truncated(len_field))?);
+    *pos += 1;
+    let bytes = buf
+        .get(*pos..*pos + len)
+        .ok_or(FrameError::Truncated(field))?;
+    *pos += len;
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| FrameError::InvalidUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn varint(v: u64) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        put_varint(&mut out, v);
+        out.to_vec()
+    }
+
+    fn decode_varint(bytes: &[u8]) -> Result<u64, FrameError> {
+        let mut pos = 0;
+        let v = read_varint(bytes, &mut pos, "v")?;
+        assert_eq!(pos, bytes.len(), "varint consumed every byte");
+        Ok(v)
+    }
+
+    fn roundtrip(frame: Frame) {
+        let bytes = frame.to_bytes();
+        assert_eq!(
+            Frame::decode(bytes.clone()).as_ref(),
+            Ok(&frame),
+            "{bytes:?}"
+        );
+        // encode appends
+        let mut out = BytesMut::from(&b"xy"[..]);
+        frame.encode(&mut out);
+        assert_eq!(&out[..2], b"xy");
+        assert_eq!(&out[2..], &bytes[..]);
+        if let Frame::Data { seq, payload } = &frame {
+            assert_eq!(encode_data(*seq, payload), bytes);
+        }
+    }
+
+    fn token() -> String {
+        "Qm9vZ2llV29vZ2llQm9vZ2llV29vZ2llQm9vZ2llV29".to_string()
+    }
+
+    #[test]
+    fn round_trip_every_frame_type() {
+        for (a, b) in [
+            (0, 0),
+            (0, 1),
+            (1, u64::MAX),
+            (u64::MAX, u64::MAX),
+            (300, 127),
+        ] {
+            roundtrip(Frame::hello("0123456789abcdef0123456789abcdef", token(), a, b).unwrap());
+        }
+        roundtrip(Frame::hello("", "", 0, 1).unwrap());
+        roundtrip(Frame::hello("x".repeat(255), "y".repeat(255), 5, 6).unwrap());
+        for resumed in [false, true] {
+            for last in [0, 1, 128, u64::MAX] {
+                roundtrip(Frame::Welcome {
+                    resumed,
+                    last_received: last,
+                });
+            }
+        }
+        for seq in [0, 1, 127, 128, 16383, 16384, u64::MAX] {
+            roundtrip(Frame::Data {
+                seq,
+                payload: Payload::Text("".into()),
+            });
+            roundtrip(Frame::Data {
+                seq,
+                payload: Payload::Text("héllo ✓".into()),
+            });
+            roundtrip(Frame::Data {
+                seq,
+                payload: Payload::Binary(Bytes::new()),
+            });
+            roundtrip(Frame::Data {
+                seq,
+                payload: Payload::Binary(Bytes::from_static(&[0, 0xff, 0x80, 1])),
+            });
+            roundtrip(Frame::Ack { seq });
+        }
+    }
+
+    #[test]
+    fn wire_format_is_as_specified() {
+        assert_eq!(&Frame::Ack { seq: 300 }.to_bytes()[..], &[0x05, 0xAC, 0x02]);
+        assert_eq!(
+            &Frame::Welcome {
+                resumed: true,
+                last_received: 3
+            }
+            .to_bytes()[..],
+            &[0x02, 0x01, 0x03]
+        );
+        assert_eq!(
+            &encode_data(1, &Payload::Text("a".into()))[..],
+            &[0x03, 0x01, b'a']
+        );
+        assert_eq!(
+            &encode_data(2, &Payload::Binary(Bytes::from_static(b"b")))[..],
+            &[0x04, 0x02, b'b']
+        );
+        assert_eq!(
+            &Frame::hello("ab", "t", 1, 2).unwrap().to_bytes()[..],
+            &[0x01, 2, b'a', b'b', 1, b't', 1, 2]
+        );
+    }
+
+    #[test]
+    fn varint_edge_cases() {
+        assert_eq!(varint(0), [0x00]);
+        assert_eq!(varint(127), [0x7f]);
+        assert_eq!(varint(128), [0x80, 0x01]);
+        assert_eq!(varint(300), [0xAC, 0x02]);
+        assert_eq!(
+            varint(u64::MAX),
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        );
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16383,
+            16384,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let enc = varint(v);
+            assert_eq!(enc.len(), varint_len(v), "len of {v}");
+            assert_eq!(decode_varint(&enc), Ok(v));
+        }
+        assert_eq!(decode_varint(&[0xAC, 0x02]), Ok(300));
+        // Redundant zero groups within 10 bytes are accepted.
+        assert_eq!(decode_varint(&[0x80, 0x00]), Ok(0));
+        // 11 bytes: too long, even when the value would fit.
+        let mut eleven = vec![0x80; 10];
+        eleven.push(0x00);
+        assert_eq!(decode_varint(&eleven), Err(FrameError::VarintTooLong));
+        assert_eq!(decode_varint(&[0xff; 11]), Err(FrameError::VarintTooLong));
+        // 10 bytes whose value is over u64::MAX.
+        let mut over = vec![0xff; 9];
+        over.push(0x02);
+        assert_eq!(decode_varint(&over), Err(FrameError::VarintTooLong));
+        // Truncated.
+        assert_eq!(decode_varint(&[]), Err(FrameError::Truncated("v")));
+        assert_eq!(decode_varint(&[0x80]), Err(FrameError::Truncated("v")));
+        assert_eq!(decode_varint(&[0xff; 9]), Err(FrameError::Truncated("v")));
+    }
+
+    fn dec(bytes: &[u8]) -> Result<Frame, FrameError> {
+        Frame::decode(Bytes::copy_from_slice(bytes))
+    }
+
+    #[test]
+    fn malformed_frames() {
+        use FrameError::*;
+        assert_eq!(dec(&[]), Err(Empty));
+        for ty in [0x00, 0x06, 0x7f, 0xff] {
+            assert_eq!(dec(&[ty, 1, 2]), Err(UnknownType(ty)));
+        }
+        // HELLO, cut at every field.
+        assert_eq!(dec(&[0x01]), Err(Truncated("id_len")));
+        assert_eq!(dec(&[0x01, 2, b'a']), Err(Truncated("connection_id")));
+        assert_eq!(dec(&[0x01, 1, b'a']), Err(Truncated("tok_len")));
+        assert_eq!(
+            dec(&[0x01, 1, b'a', 3, b't']),
+            Err(Truncated("reconnect_token"))
+        );
+        assert_eq!(
+            dec(&[0x01, 1, b'a', 1, b't']),
+            Err(Truncated("last_received"))
+        );
+        assert_eq!(
+            dec(&[0x01, 1, b'a', 1, b't', 0x80]),
+            Err(Truncated("last_received"))
+        );
+        assert_eq!(
+            dec(&[0x01, 1, b'a', 1, b't', 0]),
+            Err(Truncated("first_seq"))
+        );
+        assert_eq!(
+            dec(&[0x01, 1, b'a', 1, b't', 0, 0x81]),
+            Err(Truncated("first_seq"))
+        );
+        assert_eq!(dec(&[0x01, 1, 0xff, 1, b't', 0, 1]), Err(InvalidUtf8));
+        assert_eq!(dec(&[0x01, 1, b'a', 1, 0xc3, 0, 1]), Err(InvalidUtf8));
+        let mut long = vec![0x01, 0, 0];
+        long.extend_from_slice(&[0xff; 11]);
+        assert_eq!(dec(&long), Err(VarintTooLong));
+        // WELCOME.
+        assert_eq!(dec(&[0x02]), Err(Truncated("flags")));
+        assert_eq!(dec(&[0x02, 1]), Err(Truncated("last_received")));
+        assert_eq!(dec(&[0x02, 1, 0xff]), Err(Truncated("last_received")));
+        // DATA.
+        for ty in [0x03, 0x04] {
+            assert_eq!(dec(&[ty]), Err(Truncated("seq")));
+            assert_eq!(dec(&[ty, 0x80]), Err(Truncated("seq")));
+            let mut f = vec![ty];
+            f.extend_from_slice(&[0x80; 10]);
+            f.push(0);
+            assert_eq!(dec(&f), Err(VarintTooLong));
+        }
+        assert_eq!(dec(&[0x03, 1, b'a', 0xff]), Err(InvalidUtf8));
+        assert_eq!(dec(&[0x03, 1, 0xe2, 0x9c]), Err(InvalidUtf8)); // cut char
+        assert_eq!(
+            dec(&[0x04, 1, b'a', 0xff]),
+            Ok(Frame::Data {
+                seq: 1,
+                payload: Payload::Binary(Bytes::from_static(b"a\xff"))
+            })
+        );
+        // ACK.
+        assert_eq!(dec(&[0x05]), Err(Truncated("seq")));
+        assert_eq!(dec(&[0x05, 0xff, 0xff]), Err(Truncated("seq")));
+        // Every error closes with 1002.
+        for e in [
+            Empty,
+            UnknownType(9),
+            Truncated("seq"),
+            VarintTooLong,
+            InvalidUtf8,
+            FieldTooLong("connection_id"),
+        ] {
+            assert_eq!(e.close_code(), 1002);
+        }
+    }
+
+    #[test]
+    fn lenient_where_the_spec_is_silent() {
+        // Trailing bytes after the last field are ignored.
+        assert_eq!(dec(&[0x05, 7, 0xee]), Ok(Frame::Ack { seq: 7 }));
+        assert_eq!(
+            dec(&[0x02, 0xfe, 3, 0]),
+            Ok(Frame::Welcome {
+                resumed: false,
+                last_received: 3
+            })
+        );
+        assert_eq!(
+            dec(&[0x01, 0, 0, 1, 2, 9]),
+            Ok(Frame::Hello {
+                connection_id: String::new(),
+                reconnect_token: String::new(),
+                last_received: 1,
+                first_seq: 2
+            })
+        );
+    }
+
+    #[test]
+    fn hello_constructor_checks_lengths() {
+        assert_eq!(
+            Frame::hello("x".repeat(256), "t", 0, 1),
+            Err(FrameError::FieldTooLong("connection_id"))
+        );
+        assert_eq!(
+            Frame::hello("x", "t".repeat(256), 0, 1),
+            Err(FrameError::FieldTooLong("reconnect_token"))
+        );
+        assert!(Frame::hello("x".repeat(255), "t".repeat(255), 0, 1).is_ok());
+    }
+
+    #[test]
+    fn clamp_field_keeps_char_boundaries() {
+        let s = format!("{}é", "a".repeat(254)); // 256 bytes, é at 254..256
+        assert_eq!(clamp_field(&s), "a".repeat(254));
+        let s = "b".repeat(300);
+        assert_eq!(clamp_field(&s).len(), 255);
+        assert_eq!(clamp_field("abc"), "abc");
+    }
+
+    #[test]
+    fn data_header_overhead() {
+        let payload = Payload::Binary(Bytes::from(vec![7u8; 64]));
+        for seq in [0, 1, 127, 128, 16383] {
+            let enc = encode_data(seq, &payload);
+            assert!(enc.len() <= 64 + 3, "seq {seq}: {} bytes", enc.len());
+        }
+        assert_eq!(encode_data(1, &payload).len(), 64 + 2);
+        assert_eq!(encode_data(16384, &payload).len(), 64 + 4);
+        assert_eq!(encode_data(u64::MAX, &payload).len(), 64 + 11);
+    }
+
+    #[test]
+    fn decode_is_zero_copy() {
+        let wire = encode_data(300, &Payload::Binary(Bytes::from(vec![1u8; 100])));
+        let range = wire.as_ptr_range();
+        for ty in [TYPE_DATA_BINARY, TYPE_DATA_TEXT] {
+            let mut raw = wire.to_vec();
+            raw[0] = ty;
+            let buf = Bytes::from(raw);
+            let range = buf.as_ptr_range();
+            let Ok(Frame::Data { seq, payload }) = Frame::decode(buf.clone()) else {
+                panic!("not data");
+            };
+            assert_eq!(seq, 300);
+            let p = payload.as_bytes().as_ptr_range();
+            assert_eq!(p.start, range.start.wrapping_add(3));
+            assert_eq!(p.end, range.end);
+        }
+        let Ok(Frame::Data { payload, .. }) = Frame::decode(wire.clone()) else {
+            panic!("not data");
+        };
+        assert!(matches!(payload, Payload::Binary(_)));
+        assert_eq!(payload.as_bytes().as_ptr_range().end, range.end);
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let f = Frame::hello("abc", "supersecrettoken", 0, 1).unwrap();
+        let s = format!("{f:?}");
+        assert!(!s.contains("supersecrettoken"), "{s}");
+        assert!(s.contains("<redacted>") && s.contains("abc"), "{s}");
+        let s = format!("{:?}", Frame::Ack { seq: 5 });
+        assert_eq!(s, "Ack { seq: 5 }");
+    }
+
+    fn arb_payload() -> impl Strategy<Value = Payload> {
+        prop_oneof![
+            ".{0,40}".prop_map(|s: String| Payload::Text(s.into())),
+            proptest::collection::vec(any::<u8>(), 0..64)
+                .prop_map(|v| Payload::Binary(Bytes::from(v))),
+        ]
+    }
+
+    /// A string of at most 255 bytes.
+    fn arb_field() -> impl Strategy<Value = String> {
+        ".{0,60}".prop_map(|s: String| clamp_field(&s).to_owned())
+    }
+
+    fn arb_frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            (arb_field(), arb_field(), any::<u64>(), any::<u64>()).prop_map(|(i, t, l, f)| {
+                Frame::Hello {
+                    connection_id: i,
+                    reconnect_token: t,
+                    last_received: l,
+                    first_seq: f,
+                }
+            }),
+            (any::<bool>(), any::<u64>()).prop_map(|(resumed, last_received)| {
+                Frame::Welcome {
+                    resumed,
+                    last_received,
+                }
+            }),
+            (any::<u64>(), arb_payload()).prop_map(|(seq, payload)| Frame::Data { seq, payload }),
+            any::<u64>().prop_map(|seq| Frame::Ack { seq }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn prop_frame_round_trips(frame in arb_frame()) {
+            let bytes = frame.to_bytes();
+            prop_assert_eq!(Frame::decode(bytes), Ok(frame));
+        }
+
+        #[test]
+        fn prop_decode_never_panics(
+            ty in 0u8..8,
+            rest in proptest::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let mut raw = vec![ty];
+            raw.extend(rest);
+            // Whatever decodes re-encodes to a frame that decodes the same.
+            if let Ok(frame) = Frame::decode(Bytes::from(raw)) {
+                prop_assert_eq!(Frame::decode(frame.to_bytes()), Ok(frame));
+            }
+        }
+
+        #[test]
+        fn prop_decode_arbitrary_bytes(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Frame::decode(Bytes::from(raw));
+        }
+
+        #[test]
+        fn prop_varint_round_trips(v in any::<u64>()) {
+            let enc = varint(v);
+            prop_assert_eq!(enc.len(), varint_len(v));
+            prop_assert_eq!(decode_varint(&enc), Ok(v));
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The reliable protocol, version 1 (see `docs/PROTOCOL.md`): exactly-once,
+//! in-order delivery across dropped connections.
+//!
+//! This module is the wire layer shared by the client and the server:
+//! - [`frame`]: the binary frames (HELLO, WELCOME, DATA, ACK) and their
+//!   encoding ([`Frame`], [`encode_data`], [`FrameError`]);
+//! - [`negotiate`]: the negotiate response ([`NegotiateResponse`]), the
+//!   negotiate URL ([`negotiate_url`]), session ids and reconnect tokens
+//!   ([`new_connection_id`], [`new_reconnect_token`], [`tokens_equal`]) and
+//!   the shutdown advice of a 1012 close ([`ShutdownAdvice`]).
+//!
+//! The close codes the protocol uses are in [`close_code`](crate::close_code)
+//! ([`SERVICE_RESTART`](crate::close_code::SERVICE_RESTART),
+//! [`SESSION_GONE`](crate::close_code::SESSION_GONE),
+//! [`REPLACED`](crate::close_code::REPLACED)).
+
+pub mod frame;
+pub mod negotiate;
+
+pub use frame::{encode_data, Frame, FrameError};
+pub use negotiate::{
+    negotiate_url, new_connection_id, new_reconnect_token, tokens_equal, NegotiateResponse,
+    ShutdownAdvice,
+};
+
+/// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) of the reliable
+/// protocol, also the `protocol` field of the negotiate response.
+pub const SUBPROTOCOL: &str = "rws.reliable.v1";
+
+/// The protocol version, the `version` field of the negotiate response.
+pub const VERSION: u32 = 1;

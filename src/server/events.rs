@@ -1,0 +1,157 @@
+//! The events a [`ReliableServer`](super::ReliableServer) publishes to the
+//! application's actors, and their fan-out.
+//!
+//! Subscribe with [`ReliableServer::on_session_opened`](super::ReliableServer::on_session_opened)
+//! and its siblings. Every event is `Clone` because one event goes to many
+//! subscribers. Fan-out rule: `try_send`; on a full mailbox `do_send` (the
+//! event is never dropped for a slow subscriber); a subscriber whose actor
+//! is gone is removed.
+
+use std::sync::RwLock;
+
+use actix::{dev::SendError, Message, Recipient};
+
+use crate::Payload;
+
+/// A session got its first socket (its WELCOME said `resumed = false`).
+///
+/// Messages sent with [`send_to`](super::ReliableServer::send_to) before
+/// this (between negotiate and the first socket) are queued and delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct SessionOpened {
+    /// The session's connection id.
+    pub connection_id: String,
+    /// The identity the auth hook returned at negotiate (`""` without one).
+    pub identity: String,
+}
+
+/// A later socket resumed a session (its WELCOME said `resumed = true`).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct SessionResumed {
+    /// The session's connection id.
+    pub connection_id: String,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpireReason {
+    /// The resume window passed without a socket (also for a negotiated
+    /// session whose first socket never came: no [`SessionOpened`] preceded
+    /// that one).
+    ResumeWindow,
+    /// The client read too slowly: the messages waiting for room in the
+    /// unacked buffer exceeded
+    /// [`ServerOptions::max_pending_bytes`](super::ServerOptions::max_pending_bytes).
+    /// Its socket was closed with 4001 (the client starts a fresh session).
+    Overflow,
+    /// The application closed it with
+    /// [`ReliableServer::close_session`](super::ReliableServer::close_session).
+    Closed,
+}
+
+/// A session ended; its connection id is unknown from now on (a client
+/// resuming it gets close 4001).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct SessionExpired {
+    /// The session's connection id.
+    pub connection_id: String,
+    /// Server→client messages the client never acknowledged (sent but
+    /// unacked, plus queued ones): they are not delivered.
+    pub undelivered: usize,
+    /// Why the session ended.
+    pub reason: ExpireReason,
+}
+
+/// A client's data message was delivered: exactly once and in order per
+/// session (duplicates from replays are dropped before this).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct MessageReceived {
+    /// The session's connection id.
+    pub connection_id: String,
+    /// The client's sequence number for the message: its id, unique per
+    /// client for its life (also across a lost session, where a message may
+    /// arrive again in a new session with the same seq).
+    pub seq: u64,
+    /// The message body.
+    pub payload: Payload,
+}
+
+/// One subscriber list with the fan-out rule.
+pub(crate) struct Subscribers<M>
+where
+    M: Message<Result = ()> + Send + Clone + 'static,
+{
+    list: RwLock<Vec<Recipient<M>>>,
+}
+
+impl<M> Default for Subscribers<M>
+where
+    M: Message<Result = ()> + Send + Clone + 'static,
+{
+    fn default() -> Self {
+        Subscribers {
+            list: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+impl<M> Subscribers<M>
+where
+    M: Message<Result = ()> + Send + Clone + 'static,
+{
+    pub(crate) fn add(&self, r: Recipient<M>) {
+        self.list.write().expect("subscribers lock").push(r);
+    }
+
+    /// Sends `msg` to every subscriber: try_send, do_send on Full, and
+    /// removes the ones whose actor is gone.
+    pub(crate) fn emit(&self, msg: M) {
+        let closed = {
+            let list = self.list.read().expect("subscribers lock");
+            match list.split_last() {
+                None => false,
+                Some((last, rest)) => {
+                    let mut closed = false;
+                    for r in rest {
+                        closed |= deliver(r, msg.clone());
+                    }
+                    closed | deliver(last, msg)
+                }
+            }
+        };
+        if closed {
+            self.list
+                .write()
+                .expect("subscribers lock")
+                .retain(|r| r.connected());
+        }
+    }
+}
+
+/// Sends one event to one subscriber; `true` if its actor is gone.
+fn deliver<M>(r: &Recipient<M>, msg: M) -> bool
+where
+    M: Message<Result = ()> + Send + 'static,
+{
+    match r.try_send(msg) {
+        Ok(()) => false,
+        Err(SendError::Full(m)) => {
+            r.do_send(m);
+            false
+        }
+        Err(SendError::Closed(_)) => true,
+    }
+}
+
+/// Every subscriber list of a server.
+#[derive(Default)]
+pub(crate) struct EventHub {
+    pub(crate) opened: Subscribers<SessionOpened>,
+    pub(crate) resumed: Subscribers<SessionResumed>,
+    pub(crate) expired: Subscribers<SessionExpired>,
+    pub(crate) received: Subscribers<MessageReceived>,
+}

@@ -1,0 +1,434 @@
+//! [`ReliableServer`]: the application's handle on the reliable server.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+    },
+};
+
+use actix::prelude::*;
+use tokio::sync::mpsc;
+
+use super::{
+    events::{EventHub, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
+    hub::{CreateSession, Hub, Shutdown},
+    options::ServerOptions,
+    session::{EndSession, Outbound, SessionActor},
+    socket::{Outgoing, PlainCloser},
+};
+use crate::{close_code, protocol::ShutdownAdvice, Payload};
+
+/// Why a [`ReliableServer`] call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// No session has this connection id (never negotiated, or it ended).
+    #[error("unknown session")]
+    UnknownSession,
+    /// The server's hub actor is gone (its `System` stopped).
+    #[error("the server has stopped")]
+    Stopped,
+}
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerStats {
+    /// Live sessions (attached or waiting within their resume window).
+    pub sessions: usize,
+    /// Sessions with an attached protocol socket.
+    pub attached: usize,
+    /// Open plain (non-protocol) WebSocket clients.
+    pub plain_clients: usize,
+}
+
+/// A plain client as the broadcast sees it.
+pub(crate) struct PlainClient {
+    pub(crate) tx: mpsc::Sender<Outgoing>,
+    pub(crate) closer: Arc<PlainCloser>,
+    /// Whether it receives broadcasts (plain mode Broadcast).
+    pub(crate) broadcast: bool,
+}
+
+/// The state every part of a server shares.
+pub(crate) struct Shared {
+    pub(crate) options: ServerOptions,
+    sessions: Mutex<HashMap<String, Addr<SessionActor>>>,
+    plain: Mutex<HashMap<u64, PlainClient>>,
+    pub(crate) events: EventHub,
+    attached: AtomicUsize,
+    shutdown_reason: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn session(&self, id: &str) -> Option<Addr<SessionActor>> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(id)
+            .cloned()
+    }
+
+    pub(crate) fn insert_session(&self, id: String, addr: Addr<SessionActor>) {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(id, addr);
+    }
+
+    pub(crate) fn remove_session(&self, id: &str) {
+        self.sessions.lock().expect("sessions lock").remove(id);
+    }
+
+    pub(crate) fn all_sessions(&self) -> Vec<Addr<SessionActor>> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn socket_attached(&self) {
+        self.attached.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn socket_detached(&self) {
+        self.attached.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_plain(&self, id: u64, client: PlainClient) {
+        self.plain.lock().expect("plain lock").insert(id, client);
+    }
+
+    pub(crate) fn remove_plain(&self, id: u64) {
+        self.plain.lock().expect("plain lock").remove(&id);
+    }
+
+    /// The 1012 reason once the server is shutting down.
+    pub(crate) fn shutdown_reason(&self) -> Option<String> {
+        self.shutdown_reason.lock().expect("shutdown lock").clone()
+    }
+
+    pub(crate) fn begin_shutdown(&self, reason: String) {
+        *self.shutdown_reason.lock().expect("shutdown lock") = Some(reason.clone());
+        for c in self.plain.lock().expect("plain lock").values() {
+            c.closer.close(close_code::SERVICE_RESTART, &reason);
+        }
+    }
+
+    /// Sends `payload` to every plain client in broadcast mode; a client
+    /// too far behind is closed with 1008 and dropped.
+    fn broadcast_plain(&self, payload: &Payload) -> usize {
+        let mut plain = self.plain.lock().expect("plain lock");
+        let mut sent = 0;
+        plain.retain(|_, c| {
+            if !c.broadcast {
+                return true;
+            }
+            let out = match payload {
+                Payload::Text(t) => Outgoing::Text(t.clone()),
+                Payload::Binary(b) => Outgoing::Binary(b.clone()),
+            };
+            match c.tx.try_send(out) {
+                Ok(()) => {
+                    sent += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    log::warn!("plain client too slow for the broadcast; closing it");
+                    c.closer.close(close_code::POLICY_VIOLATION, "too slow");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        sent
+    }
+}
+
+/// The reliable-protocol server: sessions that outlive sockets, and the
+/// application's handle on them. Cheap to clone, `Send`: keep one wherever
+/// you need to send or subscribe.
+///
+/// Register its routes with [`reliable_route`](super::reliable_route);
+/// subscribe the application's actors to [`SessionOpened`],
+/// [`SessionResumed`], [`SessionExpired`] and [`MessageReceived`]; send with
+/// [`send_to`](Self::send_to) and [`broadcast`](Self::broadcast).
+///
+/// # Threading
+/// [`start`](Self::start) must run inside an actix `System`: it starts the
+/// hub actor on the current arbiter, and the hub starts every session actor
+/// there too. actix-web handlers on any worker thread reach them through
+/// `Send` addresses. A socket's I/O stays on the worker that accepted it
+/// (see the module docs).
+///
+/// # Backpressure (server → client)
+/// Each session keeps sent-but-unacked messages within
+/// [`max_unacked_bytes`](ServerOptions::max_unacked_bytes) (one message
+/// larger than that is sent when nothing else is unacked). Further messages
+/// wait, in order, in the session's pending queue, also while no socket is
+/// attached. When more than one message waits and their payloads exceed
+/// [`max_pending_bytes`](ServerOptions::max_pending_bytes) (4 ×
+/// `max_unacked_bytes`), the client is considered too slow: the session is
+/// ended (its socket closed with 4001) and [`SessionExpired`] reports it
+/// with [`ExpireReason::Overflow`](super::ExpireReason::Overflow) and the
+/// count of undelivered messages. Nothing is dropped silently.
+///
+/// # Examples
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use resilient_ws::server::{reliable_route, ReliableServer, ServerOptions};
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     // An echo server: every message comes back to its sender.
+///     let server = ReliableServer::echo(ServerOptions::default());
+///     HttpServer::new(move || {
+///         let server = server.clone();
+///         App::new().configure(move |c| reliable_route(c, "/ws", server))
+///     })
+///     .bind(("127.0.0.1", 8080))?
+///     .run()
+///     .await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct ReliableServer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) hub: Addr<Hub>,
+}
+
+impl std::fmt::Debug for ReliableServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReliableServer")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ReliableServer {
+    /// Starts a server (its hub actor on the current arbiter). It does
+    /// nothing with received messages until the application subscribes to
+    /// [`MessageReceived`] with [`on_message`](Self::on_message).
+    ///
+    /// Out-of-range options are raised to their minimum (a zero duration to
+    /// 1 ms, a zero threshold or bound to 1).
+    ///
+    /// # Panics
+    /// Outside a running actix `System`.
+    pub fn start(options: ServerOptions) -> ReliableServer {
+        let shared = Arc::new(Shared {
+            options: options.normalized(),
+            sessions: Mutex::new(HashMap::new()),
+            plain: Mutex::new(HashMap::new()),
+            events: EventHub::default(),
+            attached: AtomicUsize::new(0),
+            shutdown_reason: Mutex::new(None),
+        });
+        let hub = Hub::new(shared.clone()).start();
+        ReliableServer { shared, hub }
+    }
+
+    /// Starts an echo server: every message a session receives is sent back
+    /// to that session (by an internal actor subscribed to
+    /// [`MessageReceived`]). This is `rws serve`'s echo mode.
+    ///
+    /// # Panics
+    /// Outside a running actix `System`.
+    pub fn echo(options: ServerOptions) -> ReliableServer {
+        let server = Self::start(options);
+        let echo = Relay {
+            shared: Arc::downgrade(&server.shared),
+            broadcast: false,
+        }
+        .start();
+        server.on_message(echo.recipient());
+        server
+    }
+
+    /// Starts a broadcast server: every message a session receives is
+    /// broadcast to every session (the sender's included), and to the plain
+    /// clients when [`plain`](ServerOptions::plain) is
+    /// [`PlainMode::Broadcast`](super::PlainMode::Broadcast). This is
+    /// `rws serve`'s broadcast mode.
+    ///
+    /// # Panics
+    /// Outside a running actix `System`.
+    pub fn broadcast_mode(options: ServerOptions) -> ReliableServer {
+        let server = Self::start(options);
+        let relay = Relay {
+            shared: Arc::downgrade(&server.shared),
+            broadcast: true,
+        }
+        .start();
+        server.on_message(relay.recipient());
+        server
+    }
+
+    /// The options in effect (after normalization).
+    pub fn options(&self) -> &ServerOptions {
+        &self.shared.options
+    }
+
+    /// Sends a message to one session. The session numbers it, sends it
+    /// when the socket is attached and the unacked buffer has room, and
+    /// replays it after a resume until the client acks it. The call does
+    /// not wait for any of that.
+    ///
+    /// # Errors
+    /// [`ServerError::UnknownSession`] if no session has this id.
+    pub fn send_to(
+        &self,
+        connection_id: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<(), ServerError> {
+        send_to(&self.shared, connection_id, payload.into())
+    }
+
+    /// Sends a message to every session (and to the plain clients in
+    /// [`PlainMode::Broadcast`](super::PlainMode::Broadcast)); returns how
+    /// many recipients it was handed to.
+    pub fn broadcast(&self, payload: impl Into<Payload>) -> usize {
+        broadcast(&self.shared, payload.into())
+    }
+
+    /// Ends a session now: its socket (if any) is closed with 1000 and
+    /// [`SessionExpired`] reports it with
+    /// [`ExpireReason::Closed`](super::ExpireReason::Closed).
+    ///
+    /// # Errors
+    /// [`ServerError::UnknownSession`] if no session has this id.
+    pub fn close_session(&self, connection_id: &str) -> Result<(), ServerError> {
+        let addr = self
+            .shared
+            .session(connection_id)
+            .ok_or(ServerError::UnknownSession)?;
+        addr.do_send(EndSession);
+        Ok(())
+    }
+
+    /// Graceful shutdown: closes every attached protocol socket (and every
+    /// plain client) with 1012 and `advice.to_reason()` as the reason.
+    /// Sessions are kept until their resume window passes, so clients can
+    /// resume on this process while it lives; sockets and negotiates that
+    /// arrive afterwards are refused (a socket is closed with 1012 after
+    /// its HELLO, a negotiate gets `503`). Returns once every session was
+    /// told; the close frames are written by the sockets' tasks.
+    ///
+    /// Then stop the actix-web server (its graceful stop waits for the
+    /// closed sockets).
+    ///
+    /// # Errors
+    /// [`ServerError::Stopped`] if the hub actor is gone.
+    pub async fn shutdown(&self, advice: ShutdownAdvice) -> Result<(), ServerError> {
+        self.hub
+            .send(Shutdown {
+                reason: advice.to_reason(),
+            })
+            .await
+            .map_err(|_| ServerError::Stopped)
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown_reason().is_some()
+    }
+
+    /// Subscribes to [`SessionOpened`].
+    pub fn on_session_opened(&self, r: Recipient<SessionOpened>) -> &Self {
+        self.shared.events.opened.add(r);
+        self
+    }
+
+    /// Subscribes to [`SessionResumed`].
+    pub fn on_session_resumed(&self, r: Recipient<SessionResumed>) -> &Self {
+        self.shared.events.resumed.add(r);
+        self
+    }
+
+    /// Subscribes to [`SessionExpired`].
+    pub fn on_session_expired(&self, r: Recipient<SessionExpired>) -> &Self {
+        self.shared.events.expired.add(r);
+        self
+    }
+
+    /// Subscribes to [`MessageReceived`].
+    pub fn on_message(&self, r: Recipient<MessageReceived>) -> &Self {
+        self.shared.events.received.add(r);
+        self
+    }
+
+    /// The number of live sessions.
+    pub fn sessions(&self) -> usize {
+        self.shared.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// A snapshot of the server's counters.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            sessions: self.sessions(),
+            attached: self.shared.attached.load(Ordering::Relaxed),
+            plain_clients: self.shared.plain.lock().expect("plain lock").len(),
+        }
+    }
+
+    /// Creates a session for `identity` (what negotiate does); returns its
+    /// connection id and reconnect token.
+    pub(crate) async fn create_session(
+        &self,
+        identity: String,
+    ) -> Result<(String, String), ServerError> {
+        self.hub
+            .send(CreateSession { identity })
+            .await
+            .map_err(|_| ServerError::Stopped)
+    }
+}
+
+fn send_to(shared: &Shared, connection_id: &str, payload: Payload) -> Result<(), ServerError> {
+    let addr = shared
+        .session(connection_id)
+        .ok_or(ServerError::UnknownSession)?;
+    addr.do_send(Outbound(payload));
+    Ok(())
+}
+
+fn broadcast(shared: &Shared, payload: Payload) -> usize {
+    let mut n = 0;
+    for addr in shared.sessions.lock().expect("sessions lock").values() {
+        addr.do_send(Outbound(payload.clone()));
+        n += 1;
+    }
+    n + shared.broadcast_plain(&payload)
+}
+
+/// The internal subscriber of [`ReliableServer::echo`] and
+/// [`ReliableServer::broadcast_mode`]. Holds the server weakly so that the
+/// server's subscriber list does not keep itself alive.
+struct Relay {
+    shared: Weak<Shared>,
+    broadcast: bool,
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageReceived> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, msg: MessageReceived, ctx: &mut Context<Self>) {
+        let Some(shared) = self.shared.upgrade() else {
+            ctx.stop();
+            return;
+        };
+        if self.broadcast {
+            broadcast(&shared, msg.payload);
+        } else {
+            // The session may have ended meanwhile: nothing to echo to.
+            let _ = send_to(&shared, &msg.connection_id, msg.payload);
+        }
+    }
+}

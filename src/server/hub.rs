@@ -1,0 +1,77 @@
+//! The hub actor: creates session actors (on its own arbiter, so every
+//! session of a server lives on one thread whatever worker negotiated it)
+//! and fans out the shutdown.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::{
+    handle::Shared,
+    session::{CloseSocket, SessionActor},
+};
+use crate::{
+    close_code,
+    protocol::{new_connection_id, new_reconnect_token},
+};
+
+/// Creates a session pending its first socket; answers its connection id
+/// and reconnect token.
+#[derive(Message)]
+#[rtype(result = "(String, String)")]
+pub(crate) struct CreateSession {
+    pub(crate) identity: String,
+}
+
+/// Closes every attached socket with 1012 and `reason`; refuses new ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown {
+    pub(crate) reason: String,
+}
+
+pub(crate) struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl Hub {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Hub { shared }
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+}
+
+impl Handler<CreateSession> for Hub {
+    type Result = MessageResult<CreateSession>;
+
+    fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
+        let connection_id = new_connection_id();
+        let token = new_reconnect_token();
+        let addr = SessionActor::new(
+            self.shared.clone(),
+            connection_id.clone(),
+            token.clone(),
+            msg.identity,
+        )
+        .start();
+        self.shared.insert_session(connection_id.clone(), addr);
+        MessageResult((connection_id, token))
+    }
+}
+
+impl Handler<Shutdown> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) {
+        self.shared.begin_shutdown(msg.reason.clone());
+        for addr in self.shared.all_sessions() {
+            addr.do_send(CloseSocket {
+                code: close_code::SERVICE_RESTART,
+                reason: msg.reason.clone(),
+            });
+        }
+    }
+}

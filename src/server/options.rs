@@ -1,0 +1,201 @@
+//! The reliable server's options: limits, timers, origin allow-list, auth
+//! hook and what to do with plain (non-protocol) WebSocket clients.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use actix_web::HttpRequest;
+
+/// Why the [`AuthHook`] refused a request; decides the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthRefusal {
+    /// No or bad credentials: `401 Unauthorized`.
+    Unauthorized,
+    /// Valid credentials that may not use this endpoint: `403 Forbidden`.
+    Forbidden,
+}
+
+impl AuthRefusal {
+    /// The HTTP status code the refusal is answered with.
+    pub fn status(self) -> u16 {
+        match self {
+            AuthRefusal::Unauthorized => 401,
+            AuthRefusal::Forbidden => 403,
+        }
+    }
+}
+
+/// The authentication hook: called with every negotiate request and every
+/// socket request (plain ones included), before anything else happens.
+///
+/// It returns the caller's *identity* (any string, for example a user id)
+/// or an [`AuthRefusal`]. The identity is bound to the session at negotiate;
+/// a socket whose identity differs from its session's is refused with close
+/// 4001 like any other unknown session. Without a hook every caller is
+/// anonymous, with the identity `""`.
+///
+/// The hook is synchronous and runs on the actix-web worker thread handling
+/// the request: keep it fast (check a signature, look up a cache). It must
+/// never log the credentials it reads.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use resilient_ws::server::{AuthHook, AuthRefusal};
+///
+/// let hook: AuthHook = Arc::new(|req| {
+///     match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+///         Some(v) if v.starts_with("Bearer ") => Ok(v["Bearer ".len()..].to_owned()),
+///         _ => Err(AuthRefusal::Unauthorized),
+///     }
+/// });
+/// # let _ = hook;
+/// ```
+pub type AuthHook = Arc<dyn Fn(&HttpRequest) -> Result<String, AuthRefusal> + Send + Sync>;
+
+/// What the reliable endpoint does with a WebSocket request that does not
+/// ask for the `rws.reliable.v1` subprotocol (a *plain* client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PlainMode {
+    /// Every text or binary message comes back to its sender unchanged
+    /// (like [`echo_route`](super::echo_route)). No sessions, no guarantees.
+    #[default]
+    Echo,
+    /// Plain clients join the broadcast: they receive every
+    /// [`ReliableServer::broadcast`](super::ReliableServer::broadcast)
+    /// payload, and every text or binary message a plain client sends is
+    /// broadcast to everyone (every reliable session and every plain client,
+    /// the sender included). Delivery to a plain client is best effort: a
+    /// plain client that falls more than
+    /// [`PLAIN_CLIENT_BUFFER`](super::PLAIN_CLIENT_BUFFER) messages behind is
+    /// closed with 1008 (policy violation, "too slow").
+    Broadcast,
+    /// Plain clients are refused with `426 Upgrade Required` (the response
+    /// names the subprotocol in `Sec-WebSocket-Protocol`).
+    Reject,
+}
+
+/// Options of a [`ReliableServer`](super::ReliableServer). The limits are
+/// told to every client in the negotiate response.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use resilient_ws::server::{PlainMode, ServerOptions};
+///
+/// let options = ServerOptions {
+///     resume_window: Duration::from_secs(60),
+///     allowed_origins: Some(vec!["https://app.example.com".into()]),
+///     plain: PlainMode::Reject,
+///     ..ServerOptions::default()
+/// };
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// How long a session outlives its socket (and how long a negotiated
+    /// session waits for its first socket). Default 30 s.
+    pub resume_window: Duration,
+    /// The largest DATA payload accepted from a client, in bytes; larger
+    /// ones close the socket with 1009. Default 1 MiB.
+    pub max_message_size: usize,
+    /// The bound on sent-but-unacknowledged payload bytes, per session and
+    /// direction. Default 1 MiB.
+    pub max_unacked_bytes: usize,
+    /// The longest the server holds an ack after a delivery. Default 100 ms.
+    pub ack_interval: Duration,
+    /// After this many unacknowledged deliveries the server acks at once.
+    /// Default 64.
+    pub ack_threshold: u32,
+    /// How long a new protocol socket may take to send its HELLO before it
+    /// is closed with 1002. Default 10 s.
+    pub hello_timeout: Duration,
+    /// The `Origin` values allowed to negotiate and open sockets (compared
+    /// exactly, ignoring ASCII case). `None` allows any. When `Some`, a
+    /// request whose `Origin` header is not listed gets `403`; a request
+    /// without an `Origin` header (a non-browser client) is allowed.
+    pub allowed_origins: Option<Vec<String>>,
+    /// The authentication hook; `None` makes every caller anonymous (`""`).
+    pub auth: Option<AuthHook>,
+    /// What to do with WebSocket requests without the subprotocol.
+    pub plain: PlainMode,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            resume_window: Duration::from_secs(30),
+            max_message_size: 1024 * 1024,
+            max_unacked_bytes: 1024 * 1024,
+            ack_interval: Duration::from_millis(100),
+            ack_threshold: 64,
+            hello_timeout: Duration::from_secs(10),
+            allowed_origins: None,
+            auth: None,
+            plain: PlainMode::Echo,
+        }
+    }
+}
+
+impl fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("resume_window", &self.resume_window)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_unacked_bytes", &self.max_unacked_bytes)
+            .field("ack_interval", &self.ack_interval)
+            .field("ack_threshold", &self.ack_threshold)
+            .field("hello_timeout", &self.hello_timeout)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("auth", &self.auth.as_ref().map(|_| "<hook>"))
+            .field("plain", &self.plain)
+            .finish()
+    }
+}
+
+impl ServerOptions {
+    /// Sets the auth hook from a closure.
+    ///
+    /// # Examples
+    /// ```
+    /// use resilient_ws::server::{AuthRefusal, ServerOptions};
+    ///
+    /// let options = ServerOptions::default().with_auth(|req| {
+    ///     req.headers()
+    ///         .get("x-user")
+    ///         .and_then(|v| v.to_str().ok())
+    ///         .map(str::to_owned)
+    ///         .ok_or(AuthRefusal::Unauthorized)
+    /// });
+    /// # let _ = options;
+    /// ```
+    #[must_use]
+    pub fn with_auth<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&HttpRequest) -> Result<String, AuthRefusal> + Send + Sync + 'static,
+    {
+        self.auth = Some(Arc::new(hook));
+        self
+    }
+
+    /// The pending-queue bound of a session, 4 × `max_unacked_bytes`: when
+    /// more than one message waits for room in the unacked buffer and their
+    /// payloads exceed this many bytes, the session is ended (see
+    /// [`ReliableServer`](super::ReliableServer)).
+    pub fn max_pending_bytes(&self) -> usize {
+        self.max_unacked_bytes.saturating_mul(4)
+    }
+
+    /// The options with out-of-range values raised to their minimum
+    /// (a zero ack threshold acts as 1, a zero unacked bound as 1 byte, a
+    /// zero duration as 1 ms).
+    pub(crate) fn normalized(mut self) -> Self {
+        let ms = Duration::from_millis(1);
+        self.resume_window = self.resume_window.max(ms);
+        self.ack_interval = self.ack_interval.max(ms);
+        self.hello_timeout = self.hello_timeout.max(ms);
+        self.ack_threshold = self.ack_threshold.max(1);
+        self.max_unacked_bytes = self.max_unacked_bytes.max(1);
+        self.max_message_size = self.max_message_size.max(1);
+        self
+    }
+}

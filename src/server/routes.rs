@@ -1,0 +1,160 @@
+//! The actix-web routes of a [`ReliableServer`]: `POST {path}/negotiate` and
+//! `GET {path}` (the socket, protocol or plain).
+
+use actix_web::{
+    http::{
+        header::{self, HeaderValue},
+        StatusCode,
+    },
+    web, HttpRequest, HttpResponse,
+};
+
+use super::{
+    handle::ReliableServer,
+    options::{PlainMode, ServerOptions},
+    socket::{spawn_plain, spawn_reliable},
+};
+use crate::protocol::{NegotiateResponse, SUBPROTOCOL, VERSION};
+
+/// Registers a [`ReliableServer`]'s routes on an actix-web app:
+/// `POST {path}/negotiate` and `GET {path}` (the socket).
+///
+/// A socket request that asks for the `rws.reliable.v1` subprotocol speaks
+/// the reliable protocol (docs/PROTOCOL.md); one that does not is a plain
+/// WebSocket handled per [`ServerOptions::plain`]. Both routes check the
+/// origin allow-list (`403`) and run the auth hook (`401`/`403`) first.
+///
+/// Call it in the app factory of every worker with clones of one server:
+/// the sessions are shared by all workers.
+///
+/// # Examples
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use resilient_ws::server::{reliable_route, ReliableServer, ServerOptions};
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let server = ReliableServer::start(ServerOptions::default());
+///     // server.on_message(my_actor.recipient()); ...
+///     HttpServer::new(move || {
+///         let server = server.clone();
+///         App::new().configure(move |c| reliable_route(c, "/ws", server))
+///     })
+///     .bind(("127.0.0.1", 8080))?
+///     .run()
+///     .await
+/// }
+/// ```
+pub fn reliable_route(cfg: &mut web::ServiceConfig, path: &str, server: ReliableServer) {
+    let negotiate_path = format!("{}/negotiate", path.trim_end_matches('/'));
+    let for_negotiate = server.clone();
+    cfg.route(
+        &negotiate_path,
+        web::post().to(move |req: HttpRequest| negotiate(req, for_negotiate.clone())),
+    )
+    .route(
+        path,
+        web::get()
+            .to(move |req: HttpRequest, body: web::Payload| socket(req, body, server.clone())),
+    );
+}
+
+/// Whether the request's `Origin` (if any) is allowed.
+fn origin_allowed(req: &HttpRequest, options: &ServerOptions) -> bool {
+    let Some(allowed) = &options.allowed_origins else {
+        return true;
+    };
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    origin
+        .to_str()
+        .map(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)))
+        .unwrap_or(false)
+}
+
+/// Origin check and auth: the identity, or the status refusing the
+/// request.
+fn admit(req: &HttpRequest, options: &ServerOptions) -> Result<String, StatusCode> {
+    if !origin_allowed(req, options) {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    match &options.auth {
+        None => Ok(String::new()),
+        Some(hook) => hook(req).map_err(|refusal| {
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::UNAUTHORIZED)
+        }),
+    }
+}
+
+fn wants_subprotocol(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL)
+}
+
+async fn negotiate(req: HttpRequest, server: ReliableServer) -> HttpResponse {
+    let options = server.options();
+    let identity = match admit(&req, options) {
+        Ok(id) => id,
+        Err(status) => return HttpResponse::build(status).finish(),
+    };
+    if server.is_shutting_down() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")))
+            .finish();
+    }
+    let (connection_id, reconnect_token) = match server.create_session(identity).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            log::error!("negotiate: {e}");
+            return HttpResponse::ServiceUnavailable().finish();
+        }
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(NegotiateResponse {
+            protocol: SUBPROTOCOL.to_owned(),
+            version: VERSION,
+            connection_id,
+            reconnect_token,
+            url: None,
+            resume_window_ms: duration_ms(options.resume_window),
+            max_message_size: options.max_message_size,
+            max_unacked_bytes: options.max_unacked_bytes,
+            ack_interval_ms: duration_ms(options.ack_interval),
+            ack_threshold: options.ack_threshold,
+        })
+}
+
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn socket(
+    req: HttpRequest,
+    body: web::Payload,
+    server: ReliableServer,
+) -> actix_web::Result<HttpResponse> {
+    let identity = match admit(&req, server.options()) {
+        Ok(id) => id,
+        Err(status) => return Ok(HttpResponse::build(status).finish()),
+    };
+    if wants_subprotocol(&req) {
+        let (response, ws, stream) = actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL])?;
+        spawn_reliable(server, identity, ws, stream);
+        return Ok(response);
+    }
+    match server.options().plain {
+        PlainMode::Reject => Ok(HttpResponse::build(StatusCode::UPGRADE_REQUIRED)
+            .insert_header((header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL))
+            .body("this endpoint requires the rws.reliable.v1 subprotocol")),
+        mode => {
+            let (response, ws, stream) = actix_ws::handle(&req, body)?;
+            spawn_plain(server, mode, ws, stream);
+            Ok(response)
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The session actor: one per connection id, on the hub's arbiter. It owns
+//! the session's sequence state in both directions and outlives its
+//! sockets for the resume window (docs/PROTOCOL.md §4, §5).
+//!
+//! The socket task of the attached socket (on an actix-web worker thread)
+//! sends it batches of decoded frames ([`Inbound`]); the session writes
+//! outgoing frames into the socket's unbounded channel (bounded in practice
+//! by `max_unacked_bytes` of data plus small acks).
+
+use std::{collections::VecDeque, sync::Arc};
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use super::{
+    events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
+    handle::Shared,
+    socket::{close_reason, Outgoing, SocketTx},
+};
+use crate::{
+    close_code,
+    protocol::{encode_data, tokens_equal, Frame},
+    Payload,
+};
+
+/// A socket asks to attach after its HELLO.
+#[derive(Message)]
+#[rtype(result = "Result<(), AttachError>")]
+pub(crate) struct Attach {
+    pub(crate) socket_id: u64,
+    pub(crate) tx: SocketTx,
+    pub(crate) token: String,
+    pub(crate) identity: String,
+    pub(crate) last_received: u64,
+    pub(crate) first_seq: u64,
+}
+
+/// Why a socket could not attach.
+#[derive(Debug)]
+pub(crate) enum AttachError {
+    /// Close 4001: unknown, expired, wrong token or identity.
+    Gone,
+    /// Close 1002 with this reason.
+    Protocol(&'static str),
+    /// Close 1012 with this reason: the server is shutting down.
+    ShuttingDown(String),
+}
+
+/// Decoded DATA and ACK frames from the socket `socket_id`, in arrival
+/// order (already checked for size and for going backwards on the socket).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Inbound {
+    pub(crate) socket_id: u64,
+    pub(crate) frames: Vec<Frame>,
+}
+
+/// The socket `socket_id` ended (the socket task already closed it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Detached {
+    pub(crate) socket_id: u64,
+}
+
+/// A server→client message from the application.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Outbound(pub(crate) Payload);
+
+/// Server shutdown: close the attached socket with 1012 and this reason;
+/// keep the session for the resume window.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CloseSocket {
+    pub(crate) code: u16,
+    pub(crate) reason: String,
+}
+
+/// The application ends the session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct EndSession;
+
+struct Unacked {
+    seq: u64,
+    frame: Bytes,
+    len: usize,
+}
+
+struct Attached {
+    id: u64,
+    tx: SocketTx,
+}
+
+pub(crate) struct SessionActor {
+    shared: Arc<Shared>,
+    connection_id: String,
+    token: String,
+    identity: String,
+    had_socket: bool,
+    socket: Option<Attached>,
+    /// Bumped on every attach/detach; a resume-window timer only fires for
+    /// the generation it was started in.
+    generation: u64,
+    ended: bool,
+    // Client → server.
+    delivered: u64,
+    ack_pending: u32,
+    ack_timer: Option<SpawnHandle>,
+    // Server → client.
+    next_seq: u64,
+    sent_up_to: u64,
+    peer_acked: u64,
+    unacked: VecDeque<Unacked>,
+    unacked_bytes: usize,
+    pending: VecDeque<Payload>,
+    pending_bytes: usize,
+}
+
+impl SessionActor {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        connection_id: String,
+        token: String,
+        identity: String,
+    ) -> Self {
+        SessionActor {
+            shared,
+            connection_id,
+            token,
+            identity,
+            had_socket: false,
+            socket: None,
+            generation: 0,
+            ended: false,
+            delivered: 0,
+            ack_pending: 0,
+            ack_timer: None,
+            next_seq: 1,
+            sent_up_to: 0,
+            peer_acked: 0,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+        }
+    }
+
+    /// Starts the resume-window timer for the current generation.
+    fn start_expiry(&mut self, ctx: &mut Context<Self>) {
+        let generation = self.generation;
+        ctx.run_later(self.shared.options.resume_window, move |act, ctx| {
+            if act.socket.is_none() && act.generation == generation {
+                act.end(ctx, ExpireReason::ResumeWindow);
+            }
+        });
+    }
+
+    /// Drops the current socket (after it was told to close, or it ended)
+    /// and starts the resume window.
+    fn detach(&mut self, ctx: &mut Context<Self>) {
+        if self.socket.take().is_some() {
+            self.shared.socket_detached();
+        }
+        if let Some(h) = self.ack_timer.take() {
+            ctx.cancel_future(h);
+        }
+        self.ack_pending = 0;
+        self.generation += 1;
+        if !self.ended {
+            self.start_expiry(ctx);
+        }
+    }
+
+    /// Closes the attached socket with `code` (the session stays).
+    fn close_socket(&mut self, ctx: &mut Context<Self>, code: u16, reason: &str) {
+        if let Some(s) = &self.socket {
+            let _ = s.tx.send(Outgoing::Close(close_reason(code, reason)));
+            self.detach(ctx);
+        }
+    }
+
+    /// Ends the session: closes its socket, forgets it, reports it.
+    fn end(&mut self, ctx: &mut Context<Self>, reason: ExpireReason) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        match reason {
+            ExpireReason::ResumeWindow => {}
+            ExpireReason::Overflow => {
+                self.close_socket(ctx, close_code::SESSION_GONE, "session overflow")
+            }
+            ExpireReason::Closed => self.close_socket(ctx, close_code::NORMAL, "session closed"),
+        }
+        self.shared.remove_session(&self.connection_id);
+        let undelivered = self.unacked.len() + self.pending.len();
+        log::debug!(
+            "session {} ended ({reason:?}), {undelivered} undelivered",
+            self.connection_id
+        );
+        self.shared.events.expired.emit(SessionExpired {
+            connection_id: self.connection_id.clone(),
+            undelivered,
+            reason,
+        });
+        self.unacked.clear();
+        self.pending.clear();
+        ctx.stop();
+    }
+
+    fn write(&self, frame: Bytes) {
+        if let Some(s) = &self.socket {
+            let _ = s.tx.send(Outgoing::Binary(frame));
+        }
+    }
+
+    /// Whether a message of `len` bytes fits the unacked buffer now.
+    fn fits(&self, len: usize) -> bool {
+        self.unacked.is_empty()
+            || self.unacked_bytes.saturating_add(len) <= self.shared.options.max_unacked_bytes
+    }
+
+    /// Numbers a message, keeps it until acked, and sends it if attached.
+    fn assign(&mut self, payload: &Payload) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let frame = encode_data(seq, payload);
+        let len = payload.len();
+        if self.socket.is_some() {
+            self.write(frame.clone());
+            self.sent_up_to = seq;
+        }
+        self.unacked.push_back(Unacked { seq, frame, len });
+        self.unacked_bytes += len;
+    }
+
+    /// Moves queued messages into the unacked buffer while they fit.
+    fn promote(&mut self) {
+        while let Some(front) = self.pending.front() {
+            let len = front.len();
+            if !self.fits(len) {
+                break;
+            }
+            let payload = self.pending.pop_front().expect("front exists");
+            self.pending_bytes -= len;
+            self.assign(&payload);
+        }
+    }
+
+    /// Drops every unacked message up to `seq` (an ack, explicit or by
+    /// HELLO).
+    fn release(&mut self, seq: u64) {
+        if seq <= self.peer_acked {
+            return;
+        }
+        self.peer_acked = seq;
+        while let Some(front) = self.unacked.front() {
+            if front.seq > seq {
+                break;
+            }
+            self.unacked_bytes -= front.len;
+            self.unacked.pop_front();
+        }
+    }
+
+    fn send_ack(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.ack_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if self.ack_pending > 0 {
+            self.ack_pending = 0;
+            self.write(
+                Frame::Ack {
+                    seq: self.delivered,
+                }
+                .to_bytes(),
+            );
+        }
+    }
+
+    fn schedule_ack(&mut self, ctx: &mut Context<Self>) {
+        if self.ack_pending == 0 || self.socket.is_none() {
+            return;
+        }
+        if self.ack_pending >= self.shared.options.ack_threshold {
+            self.send_ack(ctx);
+        } else if self.ack_timer.is_none() {
+            let h = ctx.run_later(self.shared.options.ack_interval, |act, ctx| {
+                act.ack_timer = None;
+                act.send_ack(ctx);
+            });
+            self.ack_timer = Some(h);
+        }
+    }
+
+    /// Handles one DATA or ACK; `Err` is a 1002 reason.
+    fn on_frame(&mut self, frame: Frame) -> Result<(), &'static str> {
+        match frame {
+            Frame::Data { seq, payload } => {
+                if seq <= self.delivered {
+                    // A duplicate (replay of something delivered): drop it,
+                    // but ack it.
+                    self.ack_pending = self.ack_pending.saturating_add(1);
+                } else if seq == self.delivered + 1 {
+                    self.delivered = seq;
+                    self.ack_pending = self.ack_pending.saturating_add(1);
+                    self.shared.events.received.emit(MessageReceived {
+                        connection_id: self.connection_id.clone(),
+                        seq,
+                        payload,
+                    });
+                } else {
+                    return Err("sequence gap");
+                }
+            }
+            Frame::Ack { seq } => {
+                if seq > self.sent_up_to {
+                    return Err("ack for a message never sent");
+                }
+                if seq > self.peer_acked {
+                    self.release(seq);
+                    self.promote();
+                }
+            }
+            Frame::Hello { .. } => return Err("unexpected HELLO"),
+            Frame::Welcome { .. } => return Err("unexpected WELCOME"),
+        }
+        Ok(())
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A session that never gets a socket expires too.
+        self.start_expiry(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.socket.take().is_some() {
+            self.shared.socket_detached();
+        }
+        self.shared.remove_session(&self.connection_id);
+    }
+}
+
+impl Handler<Attach> for SessionActor {
+    type Result = Result<(), AttachError>;
+
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) -> Self::Result {
+        if self.ended {
+            return Err(AttachError::Gone);
+        }
+        if let Some(reason) = self.shared.shutdown_reason() {
+            return Err(AttachError::ShuttingDown(reason));
+        }
+        // Evaluate both checks to keep timing independent of which failed.
+        let token_ok = tokens_equal(&msg.token, &self.token);
+        let identity_ok = msg.identity == self.identity;
+        if !(token_ok & identity_ok) {
+            return Err(AttachError::Gone);
+        }
+        if !self.had_socket && msg.first_seq == 0 {
+            return Err(AttachError::Protocol("first_seq must be at least 1"));
+        }
+        if msg.last_received > self.sent_up_to {
+            return Err(AttachError::Protocol(
+                "last_received is ahead of what was sent",
+            ));
+        }
+        match self.socket.take() {
+            Some(old) => {
+                let _ = old.tx.send(Outgoing::Close(close_reason(
+                    close_code::REPLACED,
+                    "replaced",
+                )));
+                // One socket replaces another: the attached count stays.
+            }
+            None => self.shared.socket_attached(),
+        }
+        if let Some(h) = self.ack_timer.take() {
+            ctx.cancel_future(h);
+        }
+        self.ack_pending = 0;
+        self.generation += 1;
+        let resumed = self.had_socket;
+        if !resumed {
+            self.delivered = msg.first_seq - 1;
+            self.had_socket = true;
+        }
+        self.socket = Some(Attached {
+            id: msg.socket_id,
+            tx: msg.tx,
+        });
+        self.write(
+            Frame::Welcome {
+                resumed,
+                last_received: self.delivered,
+            }
+            .to_bytes(),
+        );
+        // HELLO's last_received is an implicit ack; replay the rest.
+        self.release(msg.last_received);
+        let replay: Vec<Bytes> = self.unacked.iter().map(|u| u.frame.clone()).collect();
+        for frame in replay {
+            self.write(frame);
+        }
+        if let Some(last) = self.unacked.back() {
+            self.sent_up_to = self.sent_up_to.max(last.seq);
+        }
+        self.promote();
+        if resumed {
+            self.shared.events.resumed.emit(SessionResumed {
+                connection_id: self.connection_id.clone(),
+            });
+        } else {
+            self.shared.events.opened.emit(SessionOpened {
+                connection_id: self.connection_id.clone(),
+                identity: self.identity.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Inbound> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        if self.socket.as_ref().map(|s| s.id) != Some(msg.socket_id) {
+            // A stale socket's frames: the client replays them on its new one.
+            return;
+        }
+        for frame in msg.frames {
+            if let Err(reason) = self.on_frame(frame) {
+                log::debug!("session {}: closing socket: {reason}", self.connection_id);
+                self.close_socket(ctx, close_code::PROTOCOL_ERROR, reason);
+                return;
+            }
+        }
+        self.schedule_ack(ctx);
+    }
+}
+
+impl Handler<Detached> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detached, ctx: &mut Context<Self>) {
+        if self.socket.as_ref().map(|s| s.id) == Some(msg.socket_id) {
+            self.detach(ctx);
+        }
+    }
+}
+
+impl Handler<Outbound> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) {
+        if self.ended {
+            return;
+        }
+        let payload = msg.0;
+        let len = payload.len();
+        if self.pending.is_empty() && self.fits(len) {
+            self.assign(&payload);
+            return;
+        }
+        self.pending.push_back(payload);
+        self.pending_bytes += len;
+        if self.pending.len() > 1 && self.pending_bytes > self.shared.options.max_pending_bytes() {
+            log::warn!(
+                "session {}: {} bytes waiting for acks; ending the session",
+                self.connection_id,
+                self.pending_bytes
+            );
+            self.end(ctx, ExpireReason::Overflow);
+        }
+    }
+}
+
+impl Handler<CloseSocket> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseSocket, ctx: &mut Context<Self>) {
+        self.close_socket(ctx, msg.code, &msg.reason);
+    }
+}
+
+impl Handler<EndSession> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: EndSession, ctx: &mut Context<Self>) {
+        self.end(ctx, ExpireReason::Closed);
+    }
+}

@@ -1,0 +1,541 @@
+//! Per-socket I/O with actix-ws, on the actix-web worker thread that
+//! accepted the socket.
+//!
+//! Each socket has two tasks:
+//! - a *writer* that owns the actix-ws [`Session`](actix_ws::Session) and
+//!   drains an unbounded channel of [`Outgoing`] items (the session actor
+//!   and the reader feed it; actix-ws joins whatever is queued into one
+//!   write);
+//! - a *reader* that decodes incoming frames, does the per-socket checks
+//!   (malformed, text, too big, sequence going backwards), and forwards the
+//!   rest to the session actor in batches: everything already buffered is
+//!   sent in one `do_send`, never one actor round trip per message.
+//!
+//! Two tasks rather than one so that a client that is slow to read never
+//! stops the server from reading (and the other way round).
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use actix::Addr;
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, ProtocolError};
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{
+    handle::{PlainClient, ReliableServer},
+    options::PlainMode,
+    session::{Attach, AttachError, Detached, Inbound, SessionActor},
+};
+use crate::{close_code, protocol::Frame, Payload};
+
+/// The most frames forwarded to the session in one message.
+const MAX_BATCH: usize = 256;
+
+/// How many messages a plain client may fall behind before it is closed
+/// with 1008 (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
+pub const PLAIN_CLIENT_BUFFER: usize = 1024;
+
+/// Something for the writer task to write.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Binary(Bytes),
+    Text(ByteString),
+    Pong(Bytes),
+    /// Write this Close frame and end.
+    Close(Option<CloseReason>),
+    /// End without a Close frame (the connection is gone).
+    Stop,
+}
+
+pub(crate) type SocketTx = mpsc::UnboundedSender<Outgoing>;
+
+/// A close reason with `code` and (when not empty) `text`.
+pub(crate) fn close_reason(code: u16, text: &str) -> Option<CloseReason> {
+    Some(CloseReason {
+        code: code.into(),
+        description: (!text.is_empty()).then(|| text.to_owned()),
+    })
+}
+
+fn next_socket_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The largest WebSocket message accepted for a payload limit of `max`:
+/// room for the frame type and a 10-byte varint.
+pub(crate) fn max_ws_message(max: usize) -> usize {
+    max.saturating_add(11)
+}
+
+/// Writes `Outgoing` items until a Close/Stop, the channel ends, or the
+/// connection is gone; then fires `done`.
+async fn write_loop(
+    mut ws: actix_ws::Session,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    done: oneshot::Sender<()>,
+) {
+    while let Some(out) = rx.recv().await {
+        let sent = match out {
+            Outgoing::Binary(b) => ws.binary(b).await,
+            Outgoing::Text(t) => ws.text(t).await,
+            Outgoing::Pong(p) => ws.pong(&p).await,
+            Outgoing::Close(reason) => {
+                let _ = ws.close(reason).await;
+                break;
+            }
+            Outgoing::Stop => break,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    let _ = done.send(());
+}
+
+/// What one incoming WebSocket message means for the reader.
+enum Step {
+    /// A protocol frame (DATA or ACK) for the session.
+    Frame(Frame),
+    /// A ping to answer.
+    Ping(Bytes),
+    /// Nothing to do (a pong).
+    Skip,
+    /// The client closed; answer with its code.
+    Closed(Option<CloseReason>),
+    /// Close with this code and reason.
+    Violation(u16, String),
+    /// The connection ended without a Close frame.
+    End,
+}
+
+fn stream_error(e: ProtocolError) -> Step {
+    match e {
+        ProtocolError::Overflow => {
+            Step::Violation(close_code::MESSAGE_TOO_BIG, "message too big".to_owned())
+        }
+        ProtocolError::Io(_) => Step::End,
+        e => Step::Violation(close_code::PROTOCOL_ERROR, e.to_string()),
+    }
+}
+
+/// Per-socket reader state: the checks that need no session state.
+struct SocketChecks {
+    max_message_size: usize,
+    last_seq: u64,
+}
+
+impl SocketChecks {
+    fn classify(&mut self, item: Option<Result<AggregatedMessage, ProtocolError>>) -> Step {
+        let msg = match item {
+            None => return Step::End,
+            Some(Err(e)) => return stream_error(e),
+            Some(Ok(m)) => m,
+        };
+        let bytes = match msg {
+            AggregatedMessage::Binary(b) => b,
+            AggregatedMessage::Text(_) => {
+                return Step::Violation(close_code::PROTOCOL_ERROR, "text message".to_owned())
+            }
+            AggregatedMessage::Ping(p) => return Step::Ping(p),
+            AggregatedMessage::Pong(_) => return Step::Skip,
+            AggregatedMessage::Close(r) => return Step::Closed(r),
+        };
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => return Step::Violation(e.close_code(), format!("malformed frame: {e}")),
+        };
+        match &frame {
+            Frame::Data { seq, payload } => {
+                if payload.len() > self.max_message_size {
+                    return Step::Violation(
+                        close_code::MESSAGE_TOO_BIG,
+                        "message too big".to_owned(),
+                    );
+                }
+                if *seq <= self.last_seq {
+                    return Step::Violation(
+                        close_code::PROTOCOL_ERROR,
+                        "sequence went backwards".to_owned(),
+                    );
+                }
+                self.last_seq = *seq;
+            }
+            Frame::Ack { .. } => {}
+            Frame::Hello { .. } => {
+                return Step::Violation(close_code::PROTOCOL_ERROR, "unexpected HELLO".to_owned())
+            }
+            Frame::Welcome { .. } => {
+                return Step::Violation(close_code::PROTOCOL_ERROR, "unexpected WELCOME".to_owned())
+            }
+        }
+        Step::Frame(frame)
+    }
+}
+
+/// The HELLO fields the reader needs.
+struct Hello {
+    connection_id: String,
+    reconnect_token: String,
+    last_received: u64,
+    first_seq: u64,
+}
+
+/// Waits for the HELLO (answering pings); `Err` is how to end the socket.
+async fn wait_hello(
+    stream: &mut AggregatedMessageStream,
+    tx: &SocketTx,
+    timeout: Duration,
+) -> Result<Hello, Step> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let item = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(item) => item,
+            Err(_) => {
+                return Err(Step::Violation(
+                    close_code::PROTOCOL_ERROR,
+                    "no HELLO in time".to_owned(),
+                ))
+            }
+        };
+        let msg = match item {
+            None => return Err(Step::End),
+            Some(Err(e)) => return Err(stream_error(e)),
+            Some(Ok(m)) => m,
+        };
+        match msg {
+            AggregatedMessage::Ping(p) => {
+                let _ = tx.send(Outgoing::Pong(p));
+            }
+            AggregatedMessage::Pong(_) => {}
+            AggregatedMessage::Close(r) => return Err(Step::Closed(r)),
+            AggregatedMessage::Text(_) => {
+                return Err(Step::Violation(
+                    close_code::PROTOCOL_ERROR,
+                    "text message".to_owned(),
+                ))
+            }
+            AggregatedMessage::Binary(b) => {
+                return match Frame::decode(b) {
+                    Ok(Frame::Hello {
+                        connection_id,
+                        reconnect_token,
+                        last_received,
+                        first_seq,
+                    }) => Ok(Hello {
+                        connection_id,
+                        reconnect_token,
+                        last_received,
+                        first_seq,
+                    }),
+                    Ok(_) => Err(Step::Violation(
+                        close_code::PROTOCOL_ERROR,
+                        "the first frame must be HELLO".to_owned(),
+                    )),
+                    Err(e) => Err(Step::Violation(
+                        e.close_code(),
+                        format!("malformed frame: {e}"),
+                    )),
+                };
+            }
+        }
+    }
+}
+
+/// Ends a socket the way `step` says (the writer does the writing).
+fn finish(tx: &SocketTx, step: Step) {
+    let out = match step {
+        Step::Closed(reason) => Outgoing::Close(reason.map(|r| CloseReason {
+            code: r.code,
+            description: None,
+        })),
+        Step::Violation(code, text) => {
+            log::debug!("reliable socket: closing with {code}: {text}");
+            Outgoing::Close(close_reason(code, &text))
+        }
+        _ => Outgoing::Stop,
+    };
+    let _ = tx.send(out);
+}
+
+/// Starts the tasks of a protocol socket.
+pub(crate) fn spawn_reliable(
+    server: ReliableServer,
+    identity: String,
+    ws: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+) {
+    let max = server.shared.options.max_message_size;
+    let stream = stream
+        .max_frame_size(max_ws_message(max))
+        .aggregate_continuations()
+        .max_continuation_size(max_ws_message(max));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    actix_rt::spawn(write_loop(ws, rx, done_tx));
+    actix_rt::spawn(read_reliable(server, identity, stream, tx, done_rx));
+}
+
+async fn read_reliable(
+    server: ReliableServer,
+    identity: String,
+    mut stream: AggregatedMessageStream,
+    tx: SocketTx,
+    mut writer_done: oneshot::Receiver<()>,
+) {
+    let shared = server.shared.clone();
+    let hello = tokio::select! {
+        hello = wait_hello(&mut stream, &tx, shared.options.hello_timeout) => hello,
+        _ = &mut writer_done => return,
+    };
+    let hello = match hello {
+        Ok(h) => h,
+        Err(step) => return finish(&tx, step),
+    };
+    if let Some(reason) = shared.shutdown_reason() {
+        let _ = tx.send(Outgoing::Close(close_reason(
+            close_code::SERVICE_RESTART,
+            &reason,
+        )));
+        return;
+    }
+    let socket_id = next_socket_id();
+    let session: Option<Addr<SessionActor>> = shared.session(&hello.connection_id);
+    let attached = match &session {
+        None => Err(AttachError::Gone),
+        Some(addr) => addr
+            .send(Attach {
+                socket_id,
+                tx: tx.clone(),
+                token: hello.reconnect_token,
+                identity,
+                last_received: hello.last_received,
+                first_seq: hello.first_seq,
+            })
+            .await
+            .unwrap_or(Err(AttachError::Gone)),
+    };
+    let session = match (attached, session) {
+        (Ok(()), Some(addr)) => addr,
+        (Err(AttachError::Protocol(text)), _) => {
+            return finish(
+                &tx,
+                Step::Violation(close_code::PROTOCOL_ERROR, text.into()),
+            )
+        }
+        (Err(AttachError::ShuttingDown(reason)), _) => {
+            let _ = tx.send(Outgoing::Close(close_reason(
+                close_code::SERVICE_RESTART,
+                &reason,
+            )));
+            return;
+        }
+        _ => {
+            let _ = tx.send(Outgoing::Close(close_reason(
+                close_code::SESSION_GONE,
+                "session gone",
+            )));
+            return;
+        }
+    };
+
+    let mut checks = SocketChecks {
+        max_message_size: shared.options.max_message_size,
+        last_seq: 0,
+    };
+    let mut batch: Vec<Frame> = Vec::new();
+    let end = 'outer: loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = &mut writer_done => break 'outer Step::End,
+        };
+        let mut next = Some(item);
+        while let Some(item) = next {
+            match checks.classify(item) {
+                Step::Frame(f) => {
+                    batch.push(f);
+                    if batch.len() >= MAX_BATCH {
+                        session.do_send(Inbound {
+                            socket_id,
+                            frames: std::mem::take(&mut batch),
+                        });
+                    }
+                }
+                Step::Ping(p) => {
+                    let _ = tx.send(Outgoing::Pong(p));
+                }
+                Step::Skip => {}
+                other => break 'outer other,
+            }
+            // Drain whatever is already buffered before handing over.
+            next = stream.next().now_or_never();
+        }
+        if !batch.is_empty() {
+            session.do_send(Inbound {
+                socket_id,
+                frames: std::mem::take(&mut batch),
+            });
+        }
+    };
+    if !batch.is_empty() {
+        session.do_send(Inbound {
+            socket_id,
+            frames: batch,
+        });
+    }
+    finish(&tx, end);
+    session.do_send(Detached { socket_id });
+}
+
+/// The close signal of a plain client: a reason and a wake-up for its
+/// writer (so it can be closed even when its channel is full).
+#[derive(Default)]
+pub(crate) struct PlainCloser {
+    reason: Mutex<Option<Option<CloseReason>>>,
+    notify: Notify,
+}
+
+impl PlainCloser {
+    /// Asks the writer to close with `code`/`text` (the first ask wins).
+    pub(crate) fn close(&self, code: u16, text: &str) {
+        let mut r = self.reason.lock().expect("closer lock");
+        if r.is_none() {
+            *r = Some(close_reason(code, text));
+            self.notify.notify_one();
+        }
+    }
+}
+
+async fn write_plain(
+    mut ws: actix_ws::Session,
+    mut rx: mpsc::Receiver<Outgoing>,
+    closer: Arc<PlainCloser>,
+    done: oneshot::Sender<()>,
+) {
+    loop {
+        let out = tokio::select! {
+            out = rx.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+            _ = closer.notify.notified() => {
+                let reason = closer.reason.lock().expect("closer lock").take().flatten();
+                let _ = ws.close(reason).await;
+                break;
+            }
+        };
+        let sent = match out {
+            Outgoing::Binary(b) => ws.binary(b).await,
+            Outgoing::Text(t) => ws.text(t).await,
+            Outgoing::Pong(p) => ws.pong(&p).await,
+            Outgoing::Close(reason) => {
+                let _ = ws.close(reason).await;
+                break;
+            }
+            Outgoing::Stop => break,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    let _ = done.send(());
+}
+
+/// Starts the tasks of a plain (non-protocol) socket in `mode` (Echo or
+/// Broadcast).
+pub(crate) fn spawn_plain(
+    server: ReliableServer,
+    mode: PlainMode,
+    ws: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+) {
+    let max = server.shared.options.max_message_size;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let (tx, rx) = mpsc::channel(PLAIN_CLIENT_BUFFER);
+    let closer = Arc::new(PlainCloser::default());
+    let (done_tx, done_rx) = oneshot::channel();
+    let id = next_socket_id();
+    server.shared.add_plain(
+        id,
+        PlainClient {
+            tx: tx.clone(),
+            closer: closer.clone(),
+            broadcast: mode == PlainMode::Broadcast,
+        },
+    );
+    if let Some(reason) = server.shared.shutdown_reason() {
+        closer.close(close_code::SERVICE_RESTART, &reason);
+    }
+    actix_rt::spawn(write_plain(ws, rx, closer, done_tx));
+    actix_rt::spawn(read_plain(server, mode, id, stream, tx, done_rx));
+}
+
+async fn read_plain(
+    server: ReliableServer,
+    mode: PlainMode,
+    id: u64,
+    mut stream: AggregatedMessageStream,
+    tx: mpsc::Sender<Outgoing>,
+    mut writer_done: oneshot::Receiver<()>,
+) {
+    let end = loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = &mut writer_done => break None,
+        };
+        let payload = match item {
+            None => break Some(Outgoing::Stop),
+            Some(Err(e)) => {
+                break Some(match stream_error(e) {
+                    Step::Violation(code, text) => Outgoing::Close(close_reason(code, &text)),
+                    _ => Outgoing::Stop,
+                })
+            }
+            Some(Ok(AggregatedMessage::Close(r))) => {
+                break Some(Outgoing::Close(r.map(|r| CloseReason {
+                    code: r.code,
+                    description: None,
+                })))
+            }
+            Some(Ok(AggregatedMessage::Ping(p))) => {
+                if tx.send(Outgoing::Pong(p)).await.is_err() {
+                    break None;
+                }
+                continue;
+            }
+            Some(Ok(AggregatedMessage::Pong(_))) => continue,
+            Some(Ok(AggregatedMessage::Text(t))) => Payload::Text(t),
+            Some(Ok(AggregatedMessage::Binary(b))) => Payload::Binary(b),
+        };
+        match mode {
+            PlainMode::Broadcast => {
+                server.broadcast(payload);
+            }
+            _ => {
+                let out = match payload {
+                    Payload::Text(t) => Outgoing::Text(t),
+                    Payload::Binary(b) => Outgoing::Binary(b),
+                };
+                // Echo: the client's own pace is the backpressure.
+                if tx.send(out).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    server.shared.remove_plain(id);
+    if let Some(out) = end {
+        let _ = tx.send(out).await;
+    }
+}
