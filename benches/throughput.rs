@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use actix::{io::SinkWrite, prelude::*};
 use actix_http::ws::{Frame, Message as WsMessage, ProtocolError};
 use futures_util::stream::{SplitSink, StreamExt};
-use resilient_ws::{testing::TestServer, IncomingMessage, ReconnectMode, ResilientWebSocket};
+use resilient_ws::{
+    server::ServerOptions, testing::TestServer, IncomingMessage, ReconnectMode, ResilientWebSocket,
+};
 use tokio::sync::oneshot;
 
 type Framed = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -107,7 +109,7 @@ async fn run_baseline(url: &str, n: usize, payload: &str) -> Duration {
     start.elapsed()
 }
 
-async fn run_resilient(url: &str, n: usize, payload: &str) -> Duration {
+async fn run_resilient(url: &str, n: usize, payload: &str, mode: ReconnectMode) -> Duration {
     let (tx, rx) = oneshot::channel();
     let counter = Counter {
         left: n,
@@ -115,7 +117,8 @@ async fn run_resilient(url: &str, n: usize, payload: &str) -> Duration {
     }
     .start();
     let ws = ResilientWebSocket::builder(url)
-        .reconnect_mode(ReconnectMode::None)
+        .reconnect_mode(mode)
+        .buffering(true, 100_000)
         .on_message(counter.recipient())
         .connect()
         .await
@@ -137,16 +140,23 @@ fn main() {
     let rounds = if quick { 1 } else { 3 };
     let payload = "x".repeat(64);
     actix_rt::System::new().block_on(async move {
-        let server = TestServer::echo().await.expect("server");
+        // One reliable echo server answers both: plain clients (baseline,
+        // raw mode) get plain echo, the stateful client the protocol.
+        let (server, _reliable) =
+            TestServer::reliable_echo(ServerOptions::default()).expect("server");
         let url = server.ws_url();
-        // Warm up both paths once, then keep the best of a few rounds.
+        // Warm up every path once, then keep the best of a few rounds.
         run_baseline(&url, n / 10, &payload).await;
-        run_resilient(&url, n / 10, &payload).await;
+        run_resilient(&url, n / 10, &payload, ReconnectMode::None).await;
+        run_resilient(&url, n / 10, &payload, ReconnectMode::Stateful).await;
         let mut base = Duration::MAX;
         let mut ours = Duration::MAX;
+        let mut stateful = Duration::MAX;
         for _ in 0..rounds {
             base = base.min(run_baseline(&url, n, &payload).await);
-            ours = ours.min(run_resilient(&url, n, &payload).await);
+            ours = ours.min(run_resilient(&url, n, &payload, ReconnectMode::None).await);
+            stateful =
+                stateful.min(run_resilient(&url, n, &payload, ReconnectMode::Stateful).await);
         }
         let rate = |d: Duration| n as f64 / d.as_secs_f64();
         println!("throughput, one connection, {n} x 64 B echoed (best of {rounds})");
@@ -162,6 +172,12 @@ fn main() {
             "resilient-ws raw mode",
             rate(ours),
             rate(ours) / rate(base)
+        );
+        println!(
+            "{:<28}{:>14.0}{:>10.2}",
+            "resilient-ws stateful mode",
+            rate(stateful),
+            rate(stateful) / rate(base)
         );
         server.stop().await;
     });

@@ -238,11 +238,12 @@ async fn after_the_resume_window_the_client_starts_fresh_and_resends_unacked() {
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let rec = EventRecorder::start();
     let ws = rec
-        .attach(stateful(proxy.ws_url()).reconnect_delays(
-            Duration::from_millis(600),
-            Duration::from_millis(600),
-            0,
-        ))
+        .attach(
+            stateful(proxy.ws_url())
+                .reconnect_delays(Duration::from_millis(600), Duration::from_millis(600), 0)
+                // The server holds acks for 30 s here; do not wait for them.
+                .close_timeout(Duration::from_millis(200)),
+        )
         .connect()
         .await
         .unwrap();
@@ -299,5 +300,70 @@ async fn a_reliable_server_still_answers_plain_clients() {
         rec.wait_messages(1, Duration::from_secs(5)).await[0].as_text(),
         Some("plain")
     );
+    ws.disconnect().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_graceful_close_waits_until_the_server_has_everything() {
+    let options = ServerOptions {
+        // Acks come late: a close that did not wait for them would leave
+        // messages unacknowledged (and, on a lossy link, undelivered).
+        ack_interval: Duration::from_millis(300),
+        ack_threshold: 1_000_000,
+        ..ServerOptions::default()
+    };
+    let (server, reliable) = TestServer::reliable(options).unwrap();
+    let inbox = Inbox::default();
+    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let ws = stateful(server.ws_url()).connect().await.unwrap();
+    for i in 0..100 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    let start = std::time::Instant::now();
+    ws.disconnect().await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "waited for the acks"
+    );
+    assert_eq!(ws.stats().messages_sent, 100);
+    assert_exactly_once_in_order(&inbox.texts(), 100, "before the close");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_flood_far_larger_than_the_outbox_is_delivered_once_with_send_waiting() {
+    // A small window, so the outbox fills and send() has to wait.
+    let options = ServerOptions {
+        max_unacked_bytes: 4096,
+        ..ServerOptions::default()
+    };
+    let (server, reliable) = TestServer::reliable_echo(options).unwrap();
+    let inbox = Inbox::default();
+    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let rec = EventRecorder::start();
+    // An outbox of 500 and an unpaced flood of 30 000: send() must wait,
+    // and every message it accepted must arrive.
+    let ws = rec
+        .attach(stateful(server.ws_url()).buffering(true, 500))
+        .connect()
+        .await
+        .unwrap();
+    let n = 30_000;
+    for i in 0..n {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    let got: Vec<String> = rec
+        .wait_messages(n, WAIT)
+        .await
+        .iter()
+        .map(|p| p.as_text().unwrap().to_string())
+        .collect();
+    assert!(
+        rec.errors().is_empty(),
+        "{:?}",
+        &rec.errors()[..3.min(rec.errors().len())]
+    );
+    assert_exactly_once_in_order(&inbox.texts(), n, "client -> server");
+    assert_exactly_once_in_order(&got, n, "echoes");
     ws.disconnect().await.unwrap();
 }

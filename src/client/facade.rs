@@ -254,7 +254,8 @@ impl ResilientWebSocket {
     /// Closes gracefully: messages already handed over are written, a Close
     /// frame (1000) follows, and the peer's Close is awaited for up to
     /// `close_timeout` before the socket is dropped. Resolves when the
-    /// client is `Disconnected`.
+    /// client is `Disconnected`. In reliable mode the Close waits (up to
+    /// `close_timeout`) until the server acknowledged everything sent.
     ///
     /// # Errors
     /// [`Error::Shutdown`] if the client's actors are gone.
@@ -552,6 +553,7 @@ impl ResilientWebSocketBuilder {
             Supervisor::start(move |_| ConnectionActor::new(o, u, bus, s, heartbeat, reconnect, q));
         let mut queue_actor = queue_actor;
         queue_actor.set_connection(conn.clone());
+        queue_actor.set_close_timeout(opts.close_timeout);
         queue_ctx.run(queue_actor);
         Ok(ResilientWebSocket {
             conn,

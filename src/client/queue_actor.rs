@@ -29,7 +29,6 @@ use super::{
 use crate::{
     events::{ErrorEvent, MessageDropped, Payload},
     queue::{Dropped, MessageQueue, QueueError, QueueOptions},
-    Error,
 };
 
 /// How many backlog messages go to the connection in one batch.
@@ -140,8 +139,17 @@ pub struct QueueActor {
     window: Option<Window>,
     /// The burst being collected while connected.
     batch: Vec<Outbound>,
+    /// Sends `send()` admitted while the outbox filled up under it (its
+    /// check and the enqueue are not atomic); they join the outbox, in
+    /// order, as space frees. Bounded by what can be in flight to this
+    /// actor (its mailbox).
+    overflow: VecDeque<(Payload, u8)>,
     flush_scheduled: bool,
     expiry: Option<SpawnHandle>,
+    /// `disconnect()`s waiting for the last acks (reliable mode).
+    close_waiters: Vec<oneshot::Sender<()>>,
+    /// How long a graceful close waits for them.
+    close_timeout: Duration,
 }
 
 impl QueueActor {
@@ -167,9 +175,17 @@ impl QueueActor {
                 max_bytes: usize::MAX,
             }),
             batch: Vec::new(),
+            overflow: VecDeque::new(),
             flush_scheduled: false,
             expiry: None,
+            close_waiters: Vec::new(),
+            close_timeout: Duration::from_secs(5),
         })
+    }
+
+    /// How long a graceful close waits for the last acks (reliable mode).
+    pub(crate) fn set_close_timeout(&mut self, d: Duration) {
+        self.close_timeout = d;
     }
 
     /// The connection is started after this actor; it is told who it is.
@@ -187,8 +203,31 @@ impl QueueActor {
         });
     }
 
+    /// Moves sends that raced past a full outbox into it as space frees.
+    fn refill(&mut self) {
+        while !self.queue.is_full() {
+            let Some((payload, priority)) = self.overflow.pop_front() else {
+                return;
+            };
+            match self.queue.enqueue(payload, priority) {
+                Ok(outcome) => {
+                    if let Some(d) = outcome.dropped {
+                        self.report(d);
+                    }
+                }
+                Err(e) => {
+                    if let Some(p) = e.into_payload() {
+                        self.overflow.push_front((p, priority));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
     fn update_buffered(&self) {
-        self.shared.set_buffered(self.queue.len());
+        self.shared
+            .set_buffered(self.queue.len() + self.overflow.len());
         if let Some(w) = &self.window {
             self.shared.set_window(w.first_unacked(), w.unacked.len());
         }
@@ -233,7 +272,11 @@ impl QueueActor {
     /// Moves the outbox to the socket, as far as the window allows.
     fn drain_backlog(&mut self) {
         let mut batch = Vec::new();
-        while let Some(next) = self.queue.peek() {
+        loop {
+            self.refill();
+            let Some(next) = self.queue.peek() else {
+                break;
+            };
             let size = next.payload.len();
             if self.window.as_ref().is_some_and(|w| !w.has_room(size)) {
                 break;
@@ -284,6 +327,12 @@ impl Handler<Enqueue> for QueueActor {
             }
             return;
         }
+        if !self.overflow.is_empty() {
+            // Keep the order: behind those already waiting.
+            self.overflow.push_back((msg.payload, msg.priority));
+            self.update_buffered();
+            return;
+        }
         match self.queue.enqueue(msg.payload, msg.priority) {
             Ok(outcome) => {
                 if let Some(d) = outcome.dropped {
@@ -291,10 +340,10 @@ impl Handler<Enqueue> for QueueActor {
                 }
                 self.schedule_expiry(ctx);
             }
-            Err(e @ (QueueError::Full { .. } | QueueError::WouldWait { .. })) => {
-                // `send()` checks for space first; this is the rare race.
-                let error: Error = e.into();
-                self.errors.publish(ErrorEvent { error });
+            Err(QueueError::Full { payload, .. } | QueueError::WouldWait { payload, .. }) => {
+                // `send()` checked for space, but other sends were already
+                // on their way: what `send()` accepted is never lost.
+                self.overflow.push_back((payload, msg.priority));
             }
             Err(e) => self.errors.publish(ErrorEvent { error: e.into() }),
         }
@@ -321,6 +370,7 @@ impl Handler<Expire> for QueueActor {
         for d in self.queue.drain_expired(std::time::Instant::now()) {
             self.report(d);
         }
+        self.refill();
         self.update_buffered();
         self.schedule_expiry(ctx);
     }
@@ -379,22 +429,50 @@ impl Handler<Acked> for QueueActor {
         } else {
             self.update_buffered();
         }
+        if !self.close_waiters.is_empty() && self.all_acked() {
+            self.release_close();
+        }
     }
 }
 
 impl Handler<CloseAfterFlush> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, msg: CloseAfterFlush, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: CloseAfterFlush, ctx: &mut Context<Self>) {
         self.flush();
         if self.up {
             self.drain_backlog();
         }
-        // Same sender, same mailbox: the Disconnect arrives after the batch.
-        match &self.conn {
-            Some(conn) => conn.do_send(Disconnect(msg.0)),
-            None => {
-                let _ = msg.0.send(());
+        self.close_waiters.push(msg.0);
+        if self.up && !self.all_acked() {
+            // Reliable mode: close once the server has everything (or the
+            // close timeout passed), so a graceful close loses nothing.
+            let limit = self.close_timeout;
+            ctx.run_later(limit, |act, _| act.release_close());
+        } else {
+            self.release_close();
+        }
+    }
+}
+
+impl QueueActor {
+    /// Whether nothing sent waits for an ack and nothing waits to be sent.
+    fn all_acked(&self) -> bool {
+        self.queue.is_empty()
+            && self.overflow.is_empty()
+            && self.window.as_ref().is_none_or(|w| w.unacked.is_empty())
+    }
+
+    /// Passes pending `disconnect()`s on to the connection.
+    fn release_close(&mut self) {
+        for tx in self.close_waiters.drain(..) {
+            // Same sender, same mailbox: the Disconnect arrives after the
+            // last batch.
+            match &self.conn {
+                Some(conn) => conn.do_send(Disconnect(tx)),
+                None => {
+                    let _ = tx.send(());
+                }
             }
         }
     }

@@ -1,12 +1,19 @@
-//! `rws`: a command-line WebSocket client and echo server built on
+//! `rws`: a command-line WebSocket client and server built on
 //! `resilient-ws`.
 //!
-//! - `rws serve --echo` runs an echo endpoint at `/ws`.
+//! - `rws serve` runs the reliable protocol at `/ws` (negotiate at
+//!   `/ws/negotiate`), echoing (`--echo`, the default) or broadcasting
+//!   (`--broadcast`) every message; plain WebSocket clients on the same path
+//!   are echoed or join the broadcast. On SIGINT/SIGTERM it tells every
+//!   client (close 1012) when to come back, then stops.
 //! - `rws connect URL` sends stdin lines as text messages and prints the
 //!   messages it receives on stdout; connection events go to stderr. With
 //!   `--mode stateless` (or `stateful`) it reconnects after a loss, and exits
 //!   only once the client is `Disconnected` for good (it gave up, or the
 //!   connection closed normally).
+//! - `rws demo` runs a reliable server, a fault proxy that keeps cutting
+//!   connections and a stateful client in one process, and checks that
+//!   numbered messages arrive exactly once and in order both ways.
 
 use std::{
     io::{self, BufRead, BufWriter, Stdout, Write},
@@ -19,11 +26,12 @@ use actix_web::{App, HttpServer};
 use base64::Engine as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-mod demo;
 use resilient_ws::{
-    server::{echo_route, EchoConfig},
+    protocol::ShutdownAdvice,
+    server::{reliable_route, PlainMode, ReliableServer, ServerOptions},
     Closed, ConnectionState, Error, ErrorEvent, IncomingMessage, MessageDropped, OverflowPolicy,
-    Payload, ReconnectMode, Reconnected, Reconnecting, ResilientWebSocket, StateChanged,
+    Payload, ReconnectMode, Reconnected, Reconnecting, ResilientWebSocket, SessionLost,
+    StateChanged,
 };
 use tokio::sync::mpsc;
 
@@ -46,13 +54,24 @@ const STDIN_QUEUE: usize = 256;
 /// How often the end of stdin checks whether a reconnect has finished.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
 
+/// `--linger` with `--mode stateful` when not given.
+const STATEFUL_LINGER: Duration = Duration::from_millis(500);
+
+/// The longest the end of stdin lingers for answers in all, so a server
+/// that never stops sending cannot keep the command open.
+const MAX_LINGER: Duration = Duration::from_secs(5);
+
 /// Writes one line to stderr. Unlike `eprintln!`, a closed stderr is ignored
 /// instead of panicking.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = writeln!(io::stderr().lock(), $($arg)*);
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
     }};
 }
+
+// After `say!`, so the demo can use it.
+mod demo;
 
 const CONNECT_AFTER_HELP: &str = "\
 Output:
@@ -69,9 +88,13 @@ Output:
             {\"event\":\"reconnected\",\"attempts\":2,\"downtime_ms\":3100}
             {\"event\":\"dropped\",\"id\":17,\"reason\":\"overflow\"}
             {\"event\":\"not_sent\",\"line\":5,\"error\":\"...\"}
+            {\"event\":\"session_lost\",\"connection_id\":\"9f...\",\"resending\":3}
           `dropped`: a buffered line was thrown away (reason `overflow`,
           `expired` or `retries_exhausted`); `not_sent`: stdin line N was
-          refused (not connected with --no-buffer, or the buffer was full).
+          refused (not connected with --no-buffer, or the buffer was full);
+          `session_lost` (--mode stateful): the server no longer had the
+          session, so a fresh one starts and the unacknowledged lines are
+          sent again (human form: `session lost: ID, re-sending N`).
           Log lines (RUST_LOG, default `warn`) and the final `rws: ...`
           message are plain text in both modes.
 
@@ -94,6 +117,11 @@ Reconnecting:
   or it was closed (end of stdin, a signal). The first connection is not
   retried: it fails with status 2 (with --endpoint, each endpoint is tried
   once first).
+  --mode stateful speaks the reliable protocol (negotiate, then the
+  rws.reliable.v1 subprotocol; `rws serve` speaks it): the session is resumed
+  after a loss, so no line and no received message is lost or repeated. A
+  server that shuts down (close 1012) says when to come back; that wait
+  replaces the backoff.
 
 Exit status:
   0    the connection closed normally (code 1000, or we closed it)
@@ -108,7 +136,7 @@ Environment:
              lines are visible to other users in `ps`)
   RUST_LOG   log filter for stderr (default `warn`)";
 
-/// A WebSocket client and echo server built on resilient-ws.
+/// A WebSocket client and server built on resilient-ws.
 #[derive(Parser)]
 #[command(name = "rws", version)]
 struct Cli {
@@ -118,14 +146,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a WebSocket server with its endpoint at /ws.
+    /// Run the reliable WebSocket server at /ws (negotiate at
+    /// /ws/negotiate); plain WebSocket clients may use /ws too.
     Serve(ServeArgs),
     /// Connect to a WebSocket server: stdin lines go out as text messages,
     /// received messages come out on stdout.
     #[command(after_help = CONNECT_AFTER_HELP)]
     Connect(Box<ConnectArgs>),
-    /// Run an embedded server and client in one process and stream numbered
-    /// messages through them; prints a delivery summary.
+    /// Run a reliable server, a fault proxy that keeps cutting connections
+    /// and a stateful client in one process, stream numbered messages both
+    /// ways, and print what was lost, duplicated or reordered (nothing).
     Demo(demo::DemoArgs),
 }
 
@@ -136,15 +166,41 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     bind: String,
 
-    /// Echo every text and binary message back unchanged (the default, and
-    /// for now the only mode).
-    #[arg(long)]
+    /// Send every message back to its sender (the default). Plain WebSocket
+    /// clients are echoed too.
+    #[arg(long, conflicts_with = "broadcast")]
     echo: bool,
 
-    /// The largest message accepted, in bytes (after joining fragments);
-    /// larger ones close the socket with 1009. Default 16 MiB.
+    /// Send every message to every client, the sender included. Plain
+    /// WebSocket clients join the broadcast (best effort: one that falls far
+    /// behind is closed with 1008).
+    #[arg(long)]
+    broadcast: bool,
+
+    /// How long a reliable session outlives its socket, so a client can
+    /// resume it without losing a message.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    resume_window: Duration,
+
+    /// The largest message accepted, in bytes; larger ones close the socket
+    /// with 1009. Default 1 MiB.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_message_size: Option<usize>,
+
+    /// The bound on sent-but-unacknowledged bytes per session and direction
+    /// (the reliable protocol's window). Default 1 MiB.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    max_unacked_bytes: Option<usize>,
+
+    /// On SIGINT/SIGTERM, clients are told (close 1012) to come back after
+    /// this long plus a random part of --shutdown-spread.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    shutdown_reconnect_after: Duration,
+
+    /// The width of the random spread added to --shutdown-reconnect-after,
+    /// so clients do not all return at once.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
+    shutdown_spread: Duration,
 }
 
 // No `Debug`: it would print the token.
@@ -259,6 +315,14 @@ struct ConnectArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     close_timeout: Option<Duration>,
 
+    /// At the end of stdin, before closing, wait until no message has
+    /// arrived for this long (answers still on their way), for at most
+    /// 5s in all. Default 0, or 500ms with --mode stateful: a
+    /// reliable server's answers are not ordered before its Close, so
+    /// closing at once could cut them off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    linger: Option<Duration>,
+
     /// The largest message accepted, in bytes (after joining fragments);
     /// larger ones close the connection with 1009. Default 16 MiB.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
@@ -305,18 +369,41 @@ fn main() {
 // serve
 
 fn serve(args: ServeArgs) -> i32 {
-    // `--echo` is the only mode, so it is implied; the flag exists so scripts
-    // can already say what they mean before other modes arrive.
-    let _ = args.echo;
-    let mut config = EchoConfig::default();
+    let mut options = ServerOptions {
+        resume_window: args.resume_window,
+        plain: if args.broadcast {
+            PlainMode::Broadcast
+        } else {
+            PlainMode::Echo
+        },
+        ..ServerOptions::default()
+    };
     if let Some(n) = args.max_message_size {
-        config.max_message_size = n;
+        options.max_message_size = n;
     }
+    if let Some(n) = args.max_unacked_bytes {
+        options.max_unacked_bytes = n;
+    }
+    let advice = ShutdownAdvice {
+        reconnect_after_ms: millis(args.shutdown_reconnect_after),
+        spread_ms: millis(args.shutdown_spread),
+    };
     actix_rt::System::new().block_on(async move {
+        // The hub and session actors live on this (the main) arbiter; the
+        // workers reach them through `Send` addresses.
+        let reliable = if args.broadcast {
+            ReliableServer::broadcast_mode(options)
+        } else {
+            ReliableServer::echo(options)
+        };
+        let for_workers = reliable.clone();
         let server = HttpServer::new(move || {
-            let config = config.clone();
-            App::new().configure(move |c| echo_route(c, "/ws", config))
+            let reliable = for_workers.clone();
+            App::new().configure(move |c| reliable_route(c, "/ws", reliable))
         })
+        // Signals are ours: clients must be told to come back (1012) before
+        // the HTTP server stops.
+        .disable_signals()
         .shutdown_timeout(SERVE_SHUTDOWN_SECS);
         // `bind` already listens, so clients may connect as soon as the line
         // below is printed (tests wait for it).
@@ -330,8 +417,9 @@ fn serve(args: ServeArgs) -> i32 {
         for addr in server.addrs() {
             say!("listening on ws://{addr}/ws");
         }
-        // actix-web stops gracefully on SIGINT/SIGTERM.
-        match server.run().await {
+        let server = server.run();
+        actix_rt::spawn(stop_on_signal(reliable, server.handle(), advice));
+        match server.await {
             Ok(()) => 0,
             Err(e) => {
                 say!("rws: server failed: {e}");
@@ -339,6 +427,40 @@ fn serve(args: ServeArgs) -> i32 {
             }
         }
     })
+}
+
+/// On the first SIGINT/SIGTERM: tells every client when to come back (close
+/// 1012 with `advice`), then stops the HTTP server gracefully (it waits up
+/// to [`SERVE_SHUTDOWN_SECS`] for the closing sockets). A second signal
+/// stops it at once.
+async fn stop_on_signal(
+    reliable: ReliableServer,
+    handle: actix_web::dev::ServerHandle,
+    advice: ShutdownAdvice,
+) {
+    let (tx, mut signals) = mpsc::unbounded_channel();
+    actix_rt::spawn(watch_signals(tx));
+    if signals.recv().await.is_none() {
+        return;
+    }
+    say!(
+        "rws: shutting down; clients are told to reconnect in {} ms (+ up to {} ms)",
+        advice.reconnect_after_ms,
+        advice.spread_ms
+    );
+    let graceful = {
+        let handle = handle.clone();
+        async move {
+            if let Err(e) = reliable.shutdown(advice).await {
+                log::warn!("shutdown advice not sent: {e}");
+            }
+            handle.stop(true).await;
+        }
+    };
+    tokio::select! {
+        () = graceful => {}
+        _ = signals.recv() => handle.stop(false).await,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -408,7 +530,8 @@ async fn run_client(args: ConnectArgs) -> i32 {
         .on_closed(printer.clone().recipient())
         .on_reconnecting(printer.clone().recipient())
         .on_reconnected(printer.clone().recipient())
-        .on_dropped(printer.clone().recipient());
+        .on_dropped(printer.clone().recipient())
+        .on_session_lost(printer.clone().recipient());
     if let Some(ttl) = args.message_ttl {
         builder = builder.message_ttl(ttl);
     }
@@ -454,10 +577,15 @@ async fn run_client(args: ConnectArgs) -> i32 {
     }
     let (line_tx, line_rx) = mpsc::channel(STDIN_QUEUE);
     std::thread::spawn(move || read_stdin(line_tx));
+    let linger = args.linger.unwrap_or(if args.mode == Mode::Stateful {
+        STATEFUL_LINGER
+    } else {
+        Duration::ZERO
+    });
     actix_rt::spawn(forward_stdin(
         ws.clone(),
         line_rx,
-        !args.echo,
+        (!args.echo).then_some(linger),
         printer.clone(),
         control_tx.clone(),
     ));
@@ -573,10 +701,13 @@ fn read_stdin(tx: mpsc::Sender<io::Result<String>>) {
 /// A line the client refuses because it is not connected (`--no-buffer`) or
 /// its buffer is full is reported as [`NotSent`] and the rest go on: the
 /// connection may come back. Any other failure ends the program.
+///
+/// `close_at_eof`: at the end of stdin, close after lingering this long for
+/// answers (see [`linger`]); `None` keeps the connection open (`--echo`).
 async fn forward_stdin(
     ws: ResilientWebSocket,
     mut lines: mpsc::Receiver<io::Result<String>>,
-    close_at_eof: bool,
+    close_at_eof: Option<Duration>,
     printer: Addr<Printer>,
     control: mpsc::UnboundedSender<Control>,
 ) {
@@ -604,18 +735,56 @@ async fn forward_stdin(
             }
         }
     }
-    if close_at_eof {
-        // Closing now would cancel a reconnect in progress and strand the
-        // buffered lines: wait until it succeeds (they go out first) or the
-        // client gives up (then the printer reports the end).
-        while matches!(
-            ws.state(),
-            ConnectionState::Connecting | ConnectionState::Reconnecting
-        ) {
-            actix_rt::time::sleep(SETTLE_POLL).await;
+    if let Some(quiet) = close_at_eof {
+        settle(&ws).await;
+        if !quiet.is_zero() {
+            linger(&ws, quiet).await;
         }
         // Queued behind every line already handed to `send()`.
         let _ = ws.disconnect().await;
+    }
+}
+
+/// Closing now would cancel a reconnect in progress and strand the buffered
+/// lines: waits until it succeeds (they go out first) or the client gives up
+/// (then the printer reports the end).
+async fn settle(ws: &ResilientWebSocket) {
+    while matches!(
+        ws.state(),
+        ConnectionState::Connecting | ConnectionState::Reconnecting
+    ) {
+        actix_rt::time::sleep(SETTLE_POLL).await;
+    }
+}
+
+/// Waits until the outbox is empty and no message arrived for `quiet`
+/// (answers to the last lines), for at most [`MAX_LINGER`]; a reconnect
+/// meanwhile is waited out first.
+async fn linger(ws: &ResilientWebSocket, quiet: Duration) {
+    use actix_rt::time::Instant;
+    let deadline = Instant::now() + MAX_LINGER;
+    let mut received = ws.stats().messages_received;
+    let mut last_change = Instant::now();
+    loop {
+        let stats = ws.stats();
+        if stats.messages_received != received || stats.messages_buffered > 0 {
+            received = stats.messages_received;
+            last_change = Instant::now();
+        }
+        let now = Instant::now();
+        if now >= deadline || now.duration_since(last_change) >= quiet {
+            return;
+        }
+        if ws.state() != ConnectionState::Connected {
+            settle(ws).await;
+            if ws.state() != ConnectionState::Connected {
+                return;
+            }
+            last_change = Instant::now();
+            continue;
+        }
+        let wake = (last_change + quiet).min(deadline);
+        actix_rt::time::sleep_until(wake.min(now + SETTLE_POLL)).await;
     }
 }
 
@@ -780,6 +949,10 @@ enum JsonEvent<'a> {
     NotSent {
         line: u64,
         error: &'a str,
+    },
+    SessionLost {
+        connection_id: &'a str,
+        resending: usize,
     },
 }
 
@@ -965,6 +1138,23 @@ impl Handler<NotSent> for Printer {
                 error: &error,
             },
             format_args!("line {} not sent: {error}", msg.line),
+        );
+    }
+}
+
+impl Handler<SessionLost> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionLost, _: &mut Context<Self>) {
+        self.event(
+            JsonEvent::SessionLost {
+                connection_id: &msg.connection_id,
+                resending: msg.resending,
+            },
+            format_args!(
+                "session lost: {}, re-sending {}",
+                msg.connection_id, msg.resending
+            ),
         );
     }
 }
@@ -1162,6 +1352,67 @@ mod tests {
         }
     }
 
+    /// Parses `rws serve ARGS...`.
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["rws", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(a) => Ok(a),
+            _ => panic!("expected serve"),
+        }
+    }
+
+    #[test]
+    fn serve_flags() {
+        let a = serve_args(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!a.echo && !a.broadcast, "echo is implied, not set");
+        assert_eq!(a.resume_window, Duration::from_secs(30));
+        assert_eq!(a.max_message_size, None);
+        assert_eq!(a.max_unacked_bytes, None);
+        assert_eq!(a.shutdown_reconnect_after, Duration::from_secs(1));
+        assert_eq!(a.shutdown_spread, Duration::from_secs(2));
+
+        let a = serve_args(&[
+            "--broadcast",
+            "--resume-window",
+            "2m",
+            "--max-message-size",
+            "4096",
+            "--max-unacked-bytes",
+            "65536",
+            "--shutdown-reconnect-after",
+            "0",
+            "--shutdown-spread",
+            "500ms",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.broadcast);
+        assert_eq!(a.resume_window, Duration::from_secs(120));
+        assert_eq!(a.max_message_size, Some(4096));
+        assert_eq!(a.max_unacked_bytes, Some(65536));
+        assert_eq!(a.shutdown_reconnect_after, Duration::ZERO);
+        assert_eq!(a.shutdown_spread, Duration::from_millis(500));
+
+        for bad in [
+            &["--echo", "--broadcast"][..],
+            &["--resume-window", "0s"],
+            &["--max-unacked-bytes", "0"],
+            &["--shutdown-spread", "soon"],
+        ] {
+            assert!(serve_args(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn linger_flag() {
+        let a = connect_args(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.linger, None);
+        let a = connect_args(&["--linger", "0"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.linger, Some(Duration::ZERO));
+        let a = connect_args(&["--linger", "2s"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.linger, Some(Duration::from_secs(2)));
+        assert!(connect_args(&["--linger", "2"]).is_err());
+    }
+
     #[test]
     fn overflow_policies() {
         assert_eq!(parse_overflow("reject"), Ok(OverflowPolicy::Reject));
@@ -1320,6 +1571,8 @@ mod tests {
             "\"reconnecting\"",
             "\"reconnected\"",
             "\"dropped\"",
+            "\"session_lost\"",
+            "--linger",
         ] {
             assert!(help.contains(flag), "`rws connect --help` lacks {flag}");
         }
