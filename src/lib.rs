@@ -51,6 +51,7 @@ pub mod client;
 pub mod close_code;
 pub mod error;
 pub mod events;
+mod fanout;
 pub mod options;
 pub mod protocol;
 pub mod queue;

@@ -6,6 +6,8 @@
 
 use actix::prelude::*;
 
+use crate::fanout::deliver;
+
 use crate::events::{
     Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting, SessionLost,
     StateChanged,
@@ -49,14 +51,7 @@ where
 
     pub(crate) fn publish(&mut self, event: E) {
         // Payloads are reference-counted, so a clone per subscriber is cheap.
-        self.list.retain(|r| match r.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(SendError::Full(ev)) => {
-                r.do_send(ev);
-                true
-            }
-            Err(SendError::Closed(_)) => false,
-        });
+        self.list.retain(|r| !deliver(r, event.clone()));
     }
 }
 

@@ -9,7 +9,9 @@
 
 use std::sync::RwLock;
 
-use actix::{dev::SendError, Message, Recipient};
+use actix::{Message, Recipient};
+
+use crate::fanout::deliver;
 
 use crate::Payload;
 
@@ -129,21 +131,6 @@ where
                 .expect("subscribers lock")
                 .retain(|r| r.connected());
         }
-    }
-}
-
-/// Sends one event to one subscriber; `true` if its actor is gone.
-fn deliver<M>(r: &Recipient<M>, msg: M) -> bool
-where
-    M: Message<Result = ()> + Send + 'static,
-{
-    match r.try_send(msg) {
-        Ok(()) => false,
-        Err(SendError::Full(m)) => {
-            r.do_send(m);
-            false
-        }
-        Err(SendError::Closed(_)) => true,
     }
 }
 

@@ -84,21 +84,27 @@ async fn write_loop(
     done: oneshot::Sender<()>,
 ) {
     while let Some(out) = rx.recv().await {
-        let sent = match out {
-            Outgoing::Binary(b) => ws.binary(b).await,
-            Outgoing::Text(t) => ws.text(t).await,
-            Outgoing::Pong(p) => ws.pong(&p).await,
-            Outgoing::Close(reason) => {
-                let _ = ws.close(reason).await;
-                break;
-            }
-            Outgoing::Stop => break,
-        };
-        if sent.is_err() {
+        if !write_one(&mut ws, out).await {
             break;
         }
     }
     let _ = done.send(());
+}
+
+/// Writes one outgoing item; `false` once the socket is finished (closed,
+/// told to stop, or failed).
+async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
+    let sent = match out {
+        Outgoing::Binary(b) => ws.binary(b).await,
+        Outgoing::Text(t) => ws.text(t).await,
+        Outgoing::Pong(p) => ws.pong(&p).await,
+        Outgoing::Close(reason) => {
+            let _ = ws.clone().close(reason).await;
+            return false;
+        }
+        Outgoing::Stop => return false,
+    };
+    sent.is_ok()
 }
 
 /// What one incoming WebSocket message means for the reader.
@@ -432,17 +438,7 @@ async fn write_plain(
                 break;
             }
         };
-        let sent = match out {
-            Outgoing::Binary(b) => ws.binary(b).await,
-            Outgoing::Text(t) => ws.text(t).await,
-            Outgoing::Pong(p) => ws.pong(&p).await,
-            Outgoing::Close(reason) => {
-                let _ = ws.close(reason).await;
-                break;
-            }
-            Outgoing::Stop => break,
-        };
-        if sent.is_err() {
+        if !write_one(&mut ws, out).await {
             break;
         }
     }
