@@ -367,3 +367,31 @@ async fn a_flood_far_larger_than_the_outbox_is_delivered_once_with_send_waiting(
     assert_exactly_once_in_order(&got, n, "echoes");
     ws.disconnect().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn disconnect_ends_the_session_and_a_later_connect_starts_a_fresh_one() {
+    let (server, reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(server.ws_url()))
+        .connect()
+        .await
+        .unwrap();
+    ws.send("one").await.unwrap();
+    assert_eq!(rec.wait_messages(1, WAIT).await.len(), 1);
+    assert_eq!(reliable.sessions(), 1);
+    ws.disconnect().await.unwrap();
+    // The server let the session go at once, not after the resume window.
+    assert!(wait_until(|| reliable.sessions() == 0, Duration::from_secs(5)).await);
+    ws.connect().await.unwrap();
+    ws.send("two").await.unwrap();
+    let got = rec.wait_messages(2, WAIT).await;
+    assert_eq!(got[1].as_text(), Some("two"));
+    assert!(
+        rec.events()
+            .iter()
+            .all(|e| !matches!(e, RecordedEvent::SessionLost(_))),
+        "a fresh session after our own close is not a lost one"
+    );
+    ws.disconnect().await.unwrap();
+}

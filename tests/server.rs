@@ -343,10 +343,12 @@ impl TestPeer {
     }
 
     /// Sends our Close and waits for the answer.
+    /// Closes the socket with 1001 (going away): the socket ends, the
+    /// session stays resumable. (A 1000 would end the session.)
     async fn close(mut self) {
         let _ = self
             .framed
-            .send(ws::Message::Close(Some(ws::CloseCode::Normal.into())))
+            .send(ws::Message::Close(Some(ws::CloseCode::Away.into())))
             .await;
         let _ = self.expect_close().await;
     }

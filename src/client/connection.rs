@@ -761,6 +761,11 @@ impl Actor for ConnectionActor {
             self.failures += 1;
             self.last_error = Some(e.clone());
         }
+        if !self.wanted && self.reliable.session.is_some() {
+            // disconnect() closed with 1000, which ends the session on the
+            // server (PROTOCOL.md §6): a later connect() starts a fresh one.
+            self.reliable.session_gone();
+        }
         if matches!(error, Some(Error::SessionGone)) {
             if let Some(old) = self.reliable.session_gone() {
                 let resending = self.shared.window_len.load(Ordering::Acquire) as usize;

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::{
     handle::{PlainClient, ReliableServer},
     options::PlainMode,
-    session::{Attach, AttachError, Detached, Inbound, SessionActor},
+    session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
 use crate::{close_code, protocol::Frame, Payload};
 
@@ -397,8 +397,18 @@ async fn read_reliable(
             frames: batch,
         });
     }
+    // A client's normal close (1000) ends the session (PROTOCOL.md §6):
+    // it will not resume, so nothing is kept for the resume window.
+    let client_ended = matches!(
+        &end,
+        Step::Closed(Some(r)) if u16::from(r.code) == close_code::NORMAL
+    );
     finish(&tx, end);
-    session.do_send(Detached { socket_id });
+    if client_ended {
+        session.do_send(EndSession);
+    } else {
+        session.do_send(Detached { socket_id });
+    }
 }
 
 /// The close signal of a plain client: a reason and a wake-up for its
