@@ -395,3 +395,123 @@ async fn disconnect_ends_the_session_and_a_later_connect_starts_a_fresh_one() {
     );
     ws.disconnect().await.unwrap();
 }
+
+/// A scripted reliable server that breaks the sequence rules: the client
+/// closes with 1002 and the session is intact (it resumes with the same id
+/// and what it had delivered).
+#[actix_rt::test]
+async fn a_server_that_breaks_the_rules_gets_1002_and_the_session_survives() {
+    use resilient_ws::protocol::{new_connection_id, new_reconnect_token, Frame, SUBPROTOCOL};
+    use resilient_ws::testing::{opcode, RawServer};
+
+    #[derive(Debug)]
+    enum Bad {
+        Gap,
+        Backwards,
+        AckForUnsent,
+        Malformed,
+        Text,
+    }
+    for bad in [
+        Bad::Gap,
+        Bad::Backwards,
+        Bad::AckForUnsent,
+        Bad::Malformed,
+        Bad::Text,
+    ] {
+        let server = RawServer::bind().await.unwrap();
+        let id = new_connection_id();
+        let body = serde_json::json!({
+            "protocol": SUBPROTOCOL, "version": 1, "connection_id": id,
+            "reconnect_token": new_reconnect_token(), "url": null,
+            "resume_window_ms": 30000, "max_message_size": 1048576,
+            "max_unacked_bytes": 1048576, "ack_interval_ms": 100, "ack_threshold": 64
+        })
+        .to_string();
+        let rec = EventRecorder::start();
+        let ws = rec
+            .attach(stateful(server.ws_url()).close_timeout(Duration::from_millis(200)))
+            .build()
+            .unwrap();
+        let serve = async {
+            server.respond_json(200, &body).await.unwrap();
+            let mut conn = server.accept_with(Some(SUBPROTOCOL)).await.unwrap();
+            let hello = conn.read_frame().await.unwrap();
+            let hello = Frame::decode(hello.payload.into()).unwrap();
+            assert!(matches!(&hello, Frame::Hello { connection_id, .. } if *connection_id == id));
+            let welcome = Frame::Welcome {
+                resumed: false,
+                last_received: 0,
+            };
+            conn.send_binary(&welcome.to_bytes()).await.unwrap();
+            conn
+        };
+        let (conn, res) = tokio::join!(serve, ws.connect());
+        res.unwrap();
+        let mut conn = conn;
+        let data = |seq: u64, t: &str| {
+            Frame::Data {
+                seq,
+                payload: t.into(),
+            }
+            .to_bytes()
+        };
+        let delivered = match bad {
+            Bad::Gap => {
+                conn.send_binary(&data(1, "a")).await.unwrap();
+                conn.send_binary(&data(3, "c")).await.unwrap();
+                1
+            }
+            Bad::Backwards => {
+                conn.send_binary(&data(1, "a")).await.unwrap();
+                conn.send_binary(&data(2, "b")).await.unwrap();
+                conn.send_binary(&data(2, "b")).await.unwrap();
+                2
+            }
+            Bad::AckForUnsent => {
+                conn.send_binary(&Frame::Ack { seq: 5 }.to_bytes())
+                    .await
+                    .unwrap();
+                0
+            }
+            Bad::Malformed => {
+                conn.send_binary(&[0x7f, 1, 2]).await.unwrap();
+                0
+            }
+            Bad::Text => {
+                conn.send_text("not a frame").await.unwrap();
+                0
+            }
+        };
+        // Skip the client's acks; the next thing that matters is its Close.
+        let close = loop {
+            let f = conn.read_frame().await.unwrap();
+            if f.opcode == opcode::CLOSE {
+                break f;
+            }
+        };
+        assert_eq!(close.close_code(), Some(1002), "{bad:?}");
+        drop(conn);
+        assert_eq!(
+            rec.messages().len(),
+            delivered,
+            "{bad:?}: delivered before the violation"
+        );
+        // The client comes back to the same session, stating what it has.
+        let mut again = server.accept_with(Some(SUBPROTOCOL)).await.unwrap();
+        let hello = Frame::decode(again.read_frame().await.unwrap().payload.into()).unwrap();
+        match hello {
+            Frame::Hello {
+                connection_id,
+                last_received,
+                ..
+            } => {
+                assert_eq!(connection_id, id, "{bad:?}: same session");
+                assert_eq!(last_received, delivered as u64, "{bad:?}");
+            }
+            other => panic!("{bad:?}: expected HELLO, got {other:?}"),
+        }
+        drop(again);
+        ws.disconnect().await.unwrap();
+    }
+}

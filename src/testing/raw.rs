@@ -146,6 +146,24 @@ impl RawServer {
         })
     }
 
+    /// Accepts a connection, reads one HTTP request (a negotiate `POST`, say)
+    /// and answers it with `status` and a JSON `body`.
+    ///
+    /// # Errors
+    /// If I/O fails.
+    pub async fn respond_json(&self, status: u16, body: &str) -> io::Result<UpgradeRequest> {
+        let (mut stream, _) = self.listener.accept().await?;
+        let mut buf = BytesMut::new();
+        let request = read_head(&mut stream, &mut buf).await?;
+        let resp = format!(
+            "HTTP/1.1 {status} Answer\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(resp.as_bytes()).await?;
+        stream.shutdown().await?;
+        Ok(request)
+    }
+
     /// Accepts a connection, reads the upgrade request and refuses it with
     /// `status`.
     ///
