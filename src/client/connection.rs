@@ -31,6 +31,7 @@ use super::{
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
     stats::{Counters, LiveGuard},
+    store_writer::StoreHandle,
     subscribers::EventBus,
     transport::{self, WsFramed},
 };
@@ -42,6 +43,7 @@ use crate::{
     },
     options::{ClientOptions, ReconnectMode, UrlProvider},
     protocol::{encode_data, Frame as ProtoFrame, ShutdownAdvice},
+    queue::{StoreOp, StoredState},
     Error, Result,
 };
 
@@ -234,6 +236,8 @@ pub struct ConnectionActor {
     failures: usize,
     /// How many more endpoints the first `connect()` may try.
     initial_tries_left: usize,
+    /// The first connect already went on after a `SessionGone`.
+    retried_gone: bool,
     /// Why the last socket or attempt ended; what the retry policy is told.
     last_error: Option<Error>,
     /// The generation of the newest socket.
@@ -250,6 +254,12 @@ pub struct ConnectionActor {
     end: Option<End>,
     /// Reliable mode: session and receive-side sequence state.
     reliable: ReliableState,
+    /// With a durable store: where session changes are recorded.
+    store: Option<StoreHandle>,
+    /// With a durable store: the `delivered` the store holds. Only this much
+    /// is acknowledged or claimed in a HELLO, so a new process never resumes
+    /// from a point the server has already discarded.
+    durable_delivered: u64,
 }
 
 impl ConnectionActor {
@@ -275,6 +285,7 @@ impl ConnectionActor {
             phase: Phase::Idle,
             failures: 0,
             initial_tries_left: 0,
+            retried_gone: false,
             last_error: None,
             gen: 0,
             connect_waiters: Vec::new(),
@@ -284,6 +295,31 @@ impl ConnectionActor {
             attempt: None,
             end: None,
             reliable: ReliableState::default(),
+            store: None,
+            durable_delivered: 0,
+        }
+    }
+
+    /// Resumes from what a durable store held, and records into it.
+    pub(crate) fn attach_store(&mut self, store: StoreHandle, state: &StoredState) {
+        self.reliable.session = state.session.as_ref().map(Into::into);
+        self.reliable.delivered = state.delivered;
+        self.reliable.highest_written = state.next_seq.saturating_sub(1);
+        self.durable_delivered = state.delivered;
+        self.store = Some(store);
+    }
+
+    /// With a durable store: records the session now in use (or none).
+    fn store_session(&mut self) {
+        if let Some(store) = &self.store {
+            let session = self.reliable.session.as_ref().map(Into::into);
+            let delivered = self.reliable.delivered;
+            store.submit(
+                vec![StoreOp::Session(session), StoreOp::Delivered(delivered)],
+                Vec::new(),
+                None,
+            );
+            self.durable_delivered = self.durable_delivered.min(delivered);
         }
     }
 
@@ -353,13 +389,26 @@ impl ConnectionActor {
             Some(session) => {
                 // Reliable mode: the socket is ready only after WELCOME.
                 self.reliable.new_socket();
+                let last_received = if self.store.is_some() {
+                    self.durable_delivered
+                } else {
+                    self.reliable.delivered
+                };
                 let hello = ProtoFrame::Hello {
                     connection_id: session.connection_id.clone(),
                     reconnect_token: session.reconnect_token.clone(),
-                    last_received: self.reliable.delivered,
+                    last_received,
                     first_seq: self.shared.first_unacked.load(Ordering::Acquire),
                 };
+                let fresh = self
+                    .reliable
+                    .session
+                    .as_ref()
+                    .is_none_or(|old| old.connection_id != session.connection_id);
                 self.reliable.session = Some(session);
+                if fresh {
+                    self.store_session();
+                }
                 let _ = sock.sink.write(WsMessage::Binary(hello.to_bytes()));
                 self.sock = Some(sock);
                 let gen = self.gen;
@@ -491,12 +540,36 @@ impl ConnectionActor {
         if let Some(h) = sock.ack_timer.take() {
             ctx.cancel_future(h);
         }
-        if sock.closing == Closing::Open {
-            let seq = self.reliable.take_ack();
+        if sock.closing != Closing::Open {
+            return;
+        }
+        let seq = self.reliable.take_ack();
+        let Some(store) = &self.store else {
             let _ = sock
                 .sink
                 .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
-        }
+            return;
+        };
+        // Acknowledge only what the store holds as delivered: after a crash
+        // the server must still have everything past it.
+        let gen = sock.gen;
+        let durable = store.submit_wait(vec![StoreOp::Delivered(seq)]);
+        let write = durable
+            .into_actor(self)
+            .map(move |res, act, _| {
+                if !matches!(res, Ok(Ok(()))) {
+                    return;
+                }
+                act.durable_delivered = act.durable_delivered.max(seq);
+                if let Some(sock) = act.sock.as_mut() {
+                    if sock.gen == gen && sock.closing == Closing::Open {
+                        let _ = sock
+                            .sink
+                            .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
+                    }
+                }
+            });
+        ctx.spawn(write);
     }
 
     fn record_end(&mut self, end: End) {
@@ -765,9 +838,11 @@ impl Actor for ConnectionActor {
             // disconnect() closed with 1000, which ends the session on the
             // server (PROTOCOL.md §6): a later connect() starts a fresh one.
             self.reliable.session_gone();
+            self.store_session();
         }
         if matches!(error, Some(Error::SessionGone)) {
             if let Some(old) = self.reliable.session_gone() {
+                self.store_session();
                 let resending = self.shared.window_len.load(Ordering::Acquire) as usize;
                 log::debug!("session {} is gone; starting fresh", old.connection_id);
                 self.bus.session_lost.publish(SessionLost {
@@ -776,7 +851,18 @@ impl Actor for ConnectionActor {
                 });
             }
         }
-        self.phase = self.next_phase(error.is_some());
+        self.phase = if matches!(error, Some(Error::SessionGone))
+            && self.phase == Phase::Initial
+            && !self.retried_gone
+        {
+            // A session from an earlier run (a durable store's) is gone: the
+            // first connect goes on with a fresh one, as a reconnect would
+            // (once: a server that refuses fresh sessions too is an error).
+            self.retried_gone = true;
+            Phase::Initial
+        } else {
+            self.next_phase(error.is_some())
+        };
         match self.phase {
             Phase::Reconnecting => self.set_state(ConnectionState::Reconnecting),
             Phase::Initial => {}
@@ -904,6 +990,7 @@ impl Handler<Connect> for ConnectionActor {
                 self.wanted = true;
                 self.phase = Phase::Initial;
                 self.initial_tries_left = self.url.endpoint_count().saturating_sub(1);
+                self.retried_gone = false;
                 self.begin_attempt(ctx);
             }
         }

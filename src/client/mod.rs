@@ -8,6 +8,7 @@ mod queue_actor;
 mod reconnect;
 mod reliable;
 mod stats;
+mod store_writer;
 mod subscribers;
 mod transport;
 
