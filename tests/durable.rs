@@ -515,3 +515,158 @@ async fn a_garbage_or_truncated_store_is_refused_and_kept() {
     assert_eq!(c.exit_code().await, Some(2));
     assert!(c.stderr().contains("corrupt"), "{}", c.stderr());
 }
+
+// ---------------------------------------------------------------------------
+// The library in one process: a durable client through network cuts, raw
+// mode's durable outbox, and a store of one's own.
+
+#[actix_rt::test]
+async fn a_durable_client_delivers_exactly_once_in_order_through_cuts() {
+    use resilient_ws::testing::FaultProxy;
+    let server = Server::start(Duration::from_secs(60));
+    let proxy = FaultProxy::start(server.tcp.as_ref().unwrap().addr())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = resilient_ws::ResilientWebSocket::builder(proxy.ws_url())
+        .reconnect_mode(resilient_ws::ReconnectMode::Stateful)
+        .reconnect_delays(Duration::from_millis(10), Duration::from_millis(50), 0)
+        .durable_store(dir.path().join("c.store"))
+        .connect()
+        .await
+        .unwrap();
+    let total = 6000u64;
+    let sender = {
+        let ws = ws.clone();
+        actix_rt::spawn(async move {
+            for chunk in (1..=total).collect::<Vec<_>>().chunks(200) {
+                ws.send_batch(chunk.iter().map(|n| format!("m{n}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for _ in 0..4 {
+        actix_rt::time::sleep(Duration::from_millis(30)).await;
+        proxy.cut_all();
+    }
+    sender.await.unwrap();
+    ws.disconnect().await.unwrap();
+    let texts = server.texts();
+    assert_exactly_once_in_order(&texts, total, &[]);
+    assert_eq!(texts.len() as u64, total);
+    assert!(proxy.connections_total() > 1, "the cuts forced reconnects");
+}
+
+#[test]
+fn raw_mode_keeps_what_waits_in_the_outbox_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("raw.store");
+    // A port nobody listens on yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("ws://{addr}/ws");
+
+    let (u, s) = (url.clone(), store.clone());
+    thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let ws = resilient_ws::ResilientWebSocket::builder(u)
+                .reconnect_mode(resilient_ws::ReconnectMode::None)
+                .durable_store(s)
+                .build()
+                .unwrap();
+            for i in 1..=100 {
+                ws.send(format!("r{i}")).await.unwrap();
+            }
+            assert_eq!(ws.stats().messages_buffered, 100);
+        })
+    })
+    .join()
+    .unwrap();
+
+    actix_rt::System::new().block_on(async move {
+        let server = TestServer::echo_at(addr, Default::default()).unwrap();
+        let rec = resilient_ws::testing::EventRecorder::start();
+        // The first process's store closes as its actors go: until then the
+        // store is locked, which `build()` reports rather than waits out.
+        let start = Instant::now();
+        let ws = loop {
+            let b = rec.attach(
+                resilient_ws::ResilientWebSocket::builder(url.clone())
+                    .reconnect_mode(resilient_ws::ReconnectMode::None)
+                    .durable_store(store.clone()),
+            );
+            match b.build() {
+                Ok(ws) => break ws,
+                Err(e) if e.to_string().contains("locked") && start.elapsed() < DEADLINE => {
+                    actix_rt::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(ws.stats().messages_buffered, 100, "found again");
+        ws.connect().await.unwrap();
+        let got = rec.wait_messages(100, DEADLINE).await;
+        let got: Vec<String> = got
+            .iter()
+            .map(|p| p.as_text().unwrap().to_string())
+            .collect();
+        assert_eq!(got, (1..=100).map(|i| format!("r{i}")).collect::<Vec<_>>());
+        ws.disconnect().await.unwrap();
+        server.stop().await;
+    });
+}
+
+/// A store of one's own that fails every commit after the first few.
+struct FailingStore(resilient_ws::queue::MemoryStore, usize);
+
+impl resilient_ws::queue::QueueStore for FailingStore {
+    fn load(
+        &mut self,
+    ) -> Result<resilient_ws::queue::StoredState, resilient_ws::queue::StoreError> {
+        self.0.load()
+    }
+    fn commit(
+        &mut self,
+        ops: &[resilient_ws::queue::StoreOp],
+    ) -> Result<(), resilient_ws::queue::StoreError> {
+        if self.1 == 0 {
+            return Err(resilient_ws::queue::StoreError::Other("disk full".into()));
+        }
+        self.1 -= 1;
+        self.0.commit(ops)
+    }
+}
+
+#[actix_rt::test]
+async fn a_failing_store_makes_send_fail_with_a_clear_error() {
+    let (server, _reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
+    let rec = resilient_ws::testing::EventRecorder::start();
+    let ws = rec
+        .attach(
+            resilient_ws::ResilientWebSocket::builder(server.ws_url())
+                .reconnect_mode(resilient_ws::ReconnectMode::Stateful)
+                .store(FailingStore(Default::default(), 3)),
+        )
+        .connect()
+        .await
+        .unwrap();
+    let mut first_error = None;
+    for i in 0..20 {
+        if let Err(e) = ws.send(format!("m{i}")).await {
+            first_error = Some(e);
+            break;
+        }
+    }
+    let e = first_error.expect("a send failed once the store did");
+    assert!(matches!(e, resilient_ws::Error::Store(_)), "{e:?}");
+    assert!(e.to_string().contains("disk full"), "{e}");
+    assert!(
+        rec.errors()
+            .iter()
+            .any(|e| e.to_string().contains("disk full")),
+        "subscribers hear of it too"
+    );
+}

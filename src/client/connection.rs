@@ -554,21 +554,19 @@ impl ConnectionActor {
         // the server must still have everything past it.
         let gen = sock.gen;
         let durable = store.submit_wait(vec![StoreOp::Delivered(seq)]);
-        let write = durable
-            .into_actor(self)
-            .map(move |res, act, _| {
-                if !matches!(res, Ok(Ok(()))) {
-                    return;
+        let write = durable.into_actor(self).map(move |res, act, _| {
+            if !matches!(res, Ok(Ok(()))) {
+                return;
+            }
+            act.durable_delivered = act.durable_delivered.max(seq);
+            if let Some(sock) = act.sock.as_mut() {
+                if sock.gen == gen && sock.closing == Closing::Open {
+                    let _ = sock
+                        .sink
+                        .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
                 }
-                act.durable_delivered = act.durable_delivered.max(seq);
-                if let Some(sock) = act.sock.as_mut() {
-                    if sock.gen == gen && sock.closing == Closing::Open {
-                        let _ = sock
-                            .sink
-                            .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
-                    }
-                }
-            });
+            }
+        });
         ctx.spawn(write);
     }
 

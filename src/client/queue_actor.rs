@@ -457,6 +457,13 @@ impl QueueActor {
 
     /// Moves the outbox to the socket, as far as the window allows.
     fn drain_backlog(&mut self) {
+        // A burst collected for the socket has lower seqs than anything
+        // leaving the outbox now: it must go first, or the peer sees the
+        // sequence go backwards.
+        if !self.batch.is_empty() {
+            let burst = std::mem::take(&mut self.batch);
+            self.send_batch(burst);
+        }
         let mut batch = Vec::new();
         loop {
             self.refill();
