@@ -862,8 +862,10 @@ impl Actor for ConnectionActor {
             self.next_phase(error.is_some())
         };
         match self.phase {
-            Phase::Reconnecting => self.set_state(ConnectionState::Reconnecting),
-            Phase::Initial => {}
+            // `Reconnecting` is announced once the retry policy said it will
+            // retry (`schedule_retry`): an error it treats as terminal goes
+            // straight to `Disconnected`, never through `Reconnecting`.
+            Phase::Reconnecting | Phase::Initial => {}
             Phase::Idle | Phase::Up => {
                 self.phase = Phase::Idle;
                 self.go_idle(error);
@@ -930,6 +932,7 @@ impl ConnectionActor {
                         _ => delay,
                     };
                     log::debug!("reconnect attempt {attempt} in {delay:?} after: {error}");
+                    act.set_state(ConnectionState::Reconnecting);
                     act.bus.reconnecting.publish(Reconnecting {
                         attempt,
                         delay,
@@ -974,13 +977,17 @@ impl Handler<Connect> for ConnectionActor {
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
         match self.state {
-            ConnectionState::Connected => {
+            ConnectionState::Connected if self.phase == Phase::Up => {
                 let _ = msg.0.send(Ok(()));
             }
             ConnectionState::Disconnecting => {
                 let _ = msg.0.send(Err(Error::NotConnected));
             }
-            ConnectionState::Connecting | ConnectionState::Reconnecting => {
+            // `Connected` but not `Up`: the socket just ended and the retry
+            // policy is being asked; the answer settles it.
+            ConnectionState::Connecting
+            | ConnectionState::Reconnecting
+            | ConnectionState::Connected => {
                 self.connect_waiters.push(msg.0);
             }
             ConnectionState::Disconnected => {
