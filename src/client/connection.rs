@@ -10,6 +10,7 @@
 
 use std::{
     collections::VecDeque,
+    rc::Rc,
     sync::{
         atomic::{AtomicU64, AtomicU8, Ordering},
         Arc, Mutex,
@@ -34,6 +35,7 @@ use super::{
     store_writer::StoreHandle,
     subscribers::EventBus,
     transport::{self, WsFramed},
+    write_load::{Counted, WriteLoad},
 };
 use crate::{
     close_code,
@@ -177,7 +179,7 @@ enum Closing {
     Done,
 }
 
-type Sink = SinkWrite<WsMessage, SplitSink<WsFramed, WsMessage>>;
+type Sink = SinkWrite<WsMessage, Counted<SplitSink<WsFramed, WsMessage>>>;
 
 /// One open socket. Dropped (and so closed) whenever the actor stops.
 struct Socket {
@@ -191,6 +193,16 @@ struct Socket {
     ready: bool,
     /// Reliable mode: the pending ack timer.
     ack_timer: Option<SpawnHandle>,
+    /// Bytes written and not yet taken by the socket (backpressure).
+    load: Rc<WriteLoad>,
+}
+
+impl Socket {
+    /// Queues a frame for the socket, counting it for backpressure.
+    fn write(&mut self, msg: WsMessage) -> Result<(), WsMessage> {
+        self.load.add(&msg);
+        self.sink.write(msg)
+    }
 }
 
 /// Why the current socket (or attempt) ended. The first reason recorded
@@ -376,9 +388,11 @@ impl ConnectionActor {
             conn: ctx.address(),
         });
         self.reconnect.do_send(ConnectionUp);
+        let load = WriteLoad::new(self.gen, self.queue.clone());
         let mut sock = Socket {
             gen: self.gen,
-            sink: SinkWrite::new(sink, ctx),
+            sink: SinkWrite::new(Counted::new(sink, load.clone()), ctx),
+            load,
             assembler: Assembler::new(self.opts.max_message_size),
             closing: Closing::Open,
             ready: false,
@@ -409,7 +423,7 @@ impl ConnectionActor {
                 if fresh {
                     self.store_session();
                 }
-                let _ = sock.sink.write(WsMessage::Binary(hello.to_bytes()));
+                let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
                 self.sock = Some(sock);
                 let gen = self.gen;
                 ctx.run_later(self.opts.connection_timeout, move |act, ctx| {
@@ -434,7 +448,7 @@ impl ConnectionActor {
         // Raw mode: batches that missed the last socket go out first.
         let backlog = self.pending.len() as u64;
         for p in self.pending.drain(..) {
-            let _ = sock.sink.write(to_ws(p));
+            let _ = sock.write(to_ws(p));
         }
         Counters::add(&self.shared.counters.sent, backlog);
         let max_unacked_bytes = self
@@ -545,9 +559,7 @@ impl ConnectionActor {
         }
         let seq = self.reliable.take_ack();
         let Some(store) = &self.store else {
-            let _ = sock
-                .sink
-                .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
+            let _ = sock.write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
             return;
         };
         // Acknowledge only what the store holds as delivered: after a crash
@@ -561,9 +573,7 @@ impl ConnectionActor {
             act.durable_delivered = act.durable_delivered.max(seq);
             if let Some(sock) = act.sock.as_mut() {
                 if sock.gen == gen && sock.closing == Closing::Open {
-                    let _ = sock
-                        .sink
-                        .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
+                    let _ = sock.write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
                 }
             }
         });
@@ -626,7 +636,7 @@ impl ConnectionActor {
         if sock.closing == Closing::Done {
             return;
         }
-        let _ = sock.sink.write(WsMessage::Close(Some(frame)));
+        let _ = sock.write(WsMessage::Close(Some(frame)));
         sock.closing = Closing::Done;
         ctx.run_later(self.opts.close_timeout, |_, ctx| ctx.stop());
     }
@@ -683,7 +693,7 @@ impl ConnectionActor {
                 }
             }
             Ok(Inbound::Ping(b)) => {
-                let _ = sock.sink.write(WsMessage::Pong(b));
+                let _ = sock.write(WsMessage::Pong(b));
             }
             Ok(Inbound::Close(reason)) => self.on_peer_close(reason, ctx),
             Err(e) => self.fail_with_close(ctx, e),
@@ -761,9 +771,7 @@ impl ConnectionActor {
         // The Close frame queues behind every message already written, so
         // the sink flushes them first; we never call `close()` on the sink
         // before the peer answered, which is how awc loses a last frame.
-        let _ = sock
-            .sink
-            .write(WsMessage::Close(Some(close_reason(close_code::NORMAL, ""))));
+        let _ = sock.write(WsMessage::Close(Some(close_reason(close_code::NORMAL, ""))));
         sock.closing = Closing::Sent;
         ctx.run_later(self.opts.close_timeout, |act, ctx| {
             log::debug!("peer did not answer our Close in time");
@@ -1026,11 +1034,9 @@ impl Handler<WriteBatch> for ConnectionActor {
                 for out in msg.items {
                     if reliable {
                         self.reliable.note_written(out.seq);
-                        let _ = sock
-                            .sink
-                            .write(WsMessage::Binary(encode_data(out.seq, &out.payload)));
+                        let _ = sock.write(WsMessage::Binary(encode_data(out.seq, &out.payload)));
                     } else {
-                        let _ = sock.sink.write(to_ws(out.payload));
+                        let _ = sock.write(to_ws(out.payload));
                     }
                 }
                 Counters::add(&self.shared.counters.sent, n);
@@ -1126,9 +1132,7 @@ impl Handler<SendPing> for ConnectionActor {
         if let Some(sock) = self.sock.as_mut() {
             if sock.gen == msg.gen && sock.closing == Closing::Open {
                 let sent = self.shared.nanos_now().to_be_bytes();
-                let _ = sock
-                    .sink
-                    .write(WsMessage::Ping(bytes::Bytes::copy_from_slice(&sent)));
+                let _ = sock.write(WsMessage::Ping(bytes::Bytes::copy_from_slice(&sent)));
             }
         }
     }

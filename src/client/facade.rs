@@ -269,18 +269,27 @@ impl ResilientWebSocket {
                 _ => Err(Error::BufferFull(self.opts.max_buffered_messages)),
             };
         }
+        let max = self.opts.max_buffered_messages.max(1) as u64;
         match self.state() {
-            ConnectionState::Connected => Ok(()),
+            // Connected, the outbox is empty unless the socket is backed up
+            // (a peer that does not read): then the outbox's bound applies.
+            ConnectionState::Connected if self.buffered() < max => Ok(()),
             ConnectionState::Disconnecting => Err(Error::NotConnected),
+            ConnectionState::Connected => self.admit_overflow(),
             _ if !self.opts.enable_message_buffering => Err(Error::NotConnected),
-            _ if self.buffered() < self.opts.max_buffered_messages as u64 => Ok(()),
-            _ => match self.opts.overflow_policy {
-                // The outbox makes room itself and reports what it drops.
-                OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => Ok(()),
-                OverflowPolicy::Reject | OverflowPolicy::Wait(_) => {
-                    Err(Error::BufferFull(self.opts.max_buffered_messages))
-                }
-            },
+            _ if self.buffered() < max => Ok(()),
+            _ => self.admit_overflow(),
+        }
+    }
+
+    /// Whether one more message may be accepted into a full outbox.
+    fn admit_overflow(&self) -> Result<()> {
+        match self.opts.overflow_policy {
+            // The outbox makes room itself and reports what it drops.
+            OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => Ok(()),
+            OverflowPolicy::Reject | OverflowPolicy::Wait(_) => {
+                Err(Error::BufferFull(self.opts.max_buffered_messages.max(1)))
+            }
         }
     }
 

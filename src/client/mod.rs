@@ -11,6 +11,7 @@ mod stats;
 mod store_writer;
 mod subscribers;
 mod transport;
+mod write_load;
 
 pub use connection::ConnectionActor;
 pub use facade::{ResilientWebSocket, ResilientWebSocketBuilder};

@@ -71,6 +71,11 @@ pub(crate) enum LinkState {
     },
     /// The socket is gone.
     Down,
+    /// Socket `gen` has too much waiting to be written: hold new messages
+    /// in the outbox (backpressure).
+    Paused { gen: u64 },
+    /// Socket `gen` caught up: let them flow again.
+    Resumed { gen: u64 },
 }
 
 /// Reliable mode: the peer acknowledged everything up to this seq.
@@ -170,6 +175,8 @@ pub struct QueueActor {
     dropped: Subscribers<MessageDropped>,
     errors: Subscribers<ErrorEvent>,
     up: bool,
+    /// The socket cannot take more for now (see `write_load.rs`).
+    paused: bool,
     /// The socket generation batches are meant for.
     gen: u64,
     /// Reliable mode only.
@@ -206,6 +213,7 @@ impl QueueActor {
             dropped,
             errors,
             up: false,
+            paused: false,
             gen: 0,
             window: stateful.then(|| Window {
                 next_seq: 1,
@@ -420,7 +428,10 @@ impl QueueActor {
 
     /// Whether a message may skip the outbox and go straight to the socket.
     fn can_pass(&self, size: usize) -> bool {
-        self.up && self.queue.is_empty() && self.window.as_ref().is_none_or(|w| w.has_room(size))
+        self.up
+            && !self.paused
+            && self.queue.is_empty()
+            && self.window.as_ref().is_none_or(|w| w.has_room(size))
     }
 
     /// Numbers a message (reliable mode) as it leaves for the socket, and
@@ -465,7 +476,7 @@ impl QueueActor {
             self.send_batch(burst);
         }
         let mut batch = Vec::new();
-        loop {
+        while !self.paused {
             self.refill();
             let Some(next) = self.queue.peek() else {
                 break;
@@ -661,6 +672,7 @@ impl Handler<LinkState> for QueueActor {
                 self.flush_scheduled = false;
                 self.gen = gen;
                 self.up = true;
+                self.paused = false;
                 if let Some(d) = self.durable.as_mut() {
                     // Held batches were for the old socket; their messages
                     // are in the window, replayed below.
@@ -686,8 +698,23 @@ impl Handler<LinkState> for QueueActor {
                 self.drain_backlog();
                 self.submit();
             }
+            LinkState::Paused { gen } => {
+                if gen == self.gen {
+                    self.paused = true;
+                }
+            }
+            LinkState::Resumed { gen } => {
+                if gen == self.gen && self.paused {
+                    self.paused = false;
+                    if self.up {
+                        self.drain_backlog();
+                        self.submit();
+                    }
+                }
+            }
             LinkState::Down => {
                 self.up = false;
+                self.paused = false;
                 if self.window.is_none() {
                     // A batch in flight to a dead socket is kept by the
                     // connection and written first on the next one.
