@@ -15,6 +15,7 @@ use resilient_ws::{
     ConnectionState::*,
     Error, Negotiated, Payload, ReconnectMode, ResilientWebSocket,
 };
+use tokio::io::AsyncReadExt;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -157,6 +158,32 @@ async fn peer_close_1000_is_a_clean_end_and_other_codes_are_errors() {
             assert!(err.to_string().contains("1011"), "{err}");
         }
     }
+}
+
+#[actix_rt::test]
+async fn after_answering_the_peers_close_the_client_ends_the_tcp_connection_itself() {
+    // actix-web waits (lingers) for the client to end TCP after a server
+    // close, while RFC 6455 lets either side end it once both Close frames
+    // were exchanged: if the client waited too, every server-initiated
+    // close would stall until one side's timer fired.
+    let server = RawServer::bind().await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(builder(server.ws_url()).close_timeout(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let (conn, ()) = tokio::join!(server.accept(), async { ws.connect().await.unwrap() });
+    let mut conn = conn.unwrap();
+    conn.send_close(1001, "going away").await.unwrap();
+    let echo = conn.read_frame().await.unwrap();
+    assert_eq!(echo.close_code(), Some(1001));
+    // The echo is whole (nothing of it lost to the shutdown), then EOF.
+    let mut tcp = conn.into_inner();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?} {rest:?}");
+    assert!(rec.wait_state(Disconnected, WAIT).await);
+    assert_eq!(rec.closed()[0].code, Some(1001));
 }
 
 #[actix_rt::test]

@@ -739,6 +739,12 @@ impl ConnectionActor {
         // Echo the peer's code, as RFC 6455 §5.5.1 asks.
         let echo = close_reason(code.unwrap_or(close_code::NORMAL), "");
         self.close_write_side(ctx, echo);
+        // Both Close frames are exchanged, so we may end the TCP connection
+        // (§7.1.1); actix-web would otherwise wait a second for it. The sink
+        // writes the echo first (transport::WsFramed), then the actor stops.
+        if let Some(sock) = self.sock.as_mut() {
+            sock.sink.close();
+        }
     }
 
     fn start_graceful_close(&mut self, ctx: &mut Context<Self>) {

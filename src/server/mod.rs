@@ -49,6 +49,9 @@
 //!         let server = server.clone();
 //!         App::new().configure(move |c| reliable_route(c, "/ws", server))
 //!     })
+//!     // Small frames (acks, short messages) go out at once instead of
+//!     // waiting out Nagle's algorithm against the client's delayed ACK.
+//!     .tcp_nodelay(true)
 //!     .bind(("127.0.0.1", 8080))?
 //!     .run()
 //!     .await

@@ -128,6 +128,8 @@ impl TestServer {
             > + 'static,
     {
         let server = HttpServer::new(app)
+            // As a real deployment should: no Nagle delay on small frames.
+            .tcp_nodelay(true)
             .workers(1)
             .disable_signals()
             .shutdown_timeout(1)

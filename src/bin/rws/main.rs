@@ -418,6 +418,9 @@ fn serve(args: ServeArgs) -> i32 {
         // Signals are ours: clients must be told to come back (1012) before
         // the HTTP server stops.
         .disable_signals()
+        // Small frames (acks, short messages) must not wait out Nagle's
+        // algorithm against the client's delayed ACK (a ~40 ms stall).
+        .tcp_nodelay(true)
         .shutdown_timeout(SERVE_SHUTDOWN_SECS);
         // `bind` already listens, so clients may connect as soon as the line
         // below is printed (tests wait for it).
