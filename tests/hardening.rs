@@ -897,6 +897,7 @@ async fn a_client_sending_garbage_reserved_bits_or_bad_close_gets_1002_and_keeps
     let cases: Vec<(&str, u8, Vec<u8>)> = vec![
         ("reserved bits", 0x80 | 0x40 | opcode::BINARY, data(2, "x")),
         ("unknown opcode", 0x80 | 0x3, vec![]),
+        ("control frame too long", 0x80 | opcode::PING, vec![0; 126]),
         (
             "close code 999",
             0x80 | opcode::CLOSE,
@@ -923,5 +924,27 @@ async fn a_client_sending_garbage_reserved_bits_or_bad_close_gets_1002_and_keeps
     assert_eq!(next_data(&mut c).await.1, Payload::Text("two".into()));
     assert_eq!(reliable.sessions(), 2);
     by.still_fine().await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_plain_echo_client_that_never_reads_is_not_read_either() {
+    let (server, _reliable) = echo_server(ServerOptions::default());
+    let mut by = Bystander::connect(&server).await;
+    let mut c = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    // 64 MB of messages, none of the echoes read: the server stops reading
+    // once its echo buffer (ECHO_BUFFER_BYTES) and the socket buffers are
+    // full, so the sender blocks instead of the server's memory growing.
+    let flood = actix_rt::spawn(async move {
+        let chunk = vec![5u8; 64 * 1024];
+        for _ in 0..1024 {
+            c.send_binary(&chunk).await.unwrap();
+        }
+        c
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!flood.is_finished(), "the server kept reading");
+    by.still_fine().await;
+    flood.abort();
     server.stop().await;
 }

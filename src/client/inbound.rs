@@ -531,4 +531,62 @@ mod tests {
         );
         assert_eq!(a.push(Frame::Close(None)).unwrap(), Inbound::Close(None));
     }
+
+    #[test]
+    fn fragment_count_is_bounded_and_reset_per_message() {
+        let mut a = Assembler::with_limits(100, 3);
+        let first = || Frame::Continuation(Item::FirstBinary(Bytes::from_static(b"a")));
+        let more = || Frame::Continuation(Item::Continue(Bytes::from_static(b"b")));
+        let last = || Frame::Continuation(Item::Last(Bytes::from_static(b"c")));
+        for _ in 0..2 {
+            // Exactly 3 frames, twice: the count starts again per message.
+            a.push(first()).unwrap();
+            a.push(more()).unwrap();
+            assert_eq!(
+                msg(a.push(last()).unwrap()),
+                Payload::Binary(Bytes::from_static(b"abc"))
+            );
+        }
+        a.push(first()).unwrap();
+        a.push(more()).unwrap();
+        a.push(more()).unwrap();
+        // The fourth frame of a message with a limit of 3.
+        let e = a.push(more()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Protocol {
+                    close_code: 1009,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let mut one = Assembler::with_limits(100, 1);
+        one.push(first()).unwrap();
+        let e = one.push(last()).unwrap_err();
+        assert_eq!(e.close_code(), Some(1009));
+        assert!(one.partial.is_none());
+    }
+
+    #[test]
+    fn pongs_are_coalesced_to_one_per_interval_with_the_newest_payload() {
+        let mut p = PongLimiter::default();
+        let t0 = Instant::now();
+        let b = |n: u8| Bytes::from(vec![n]);
+        assert_eq!(p.on_ping(b(1), t0), PongAction::Send(b(1)));
+        assert_eq!(
+            p.on_ping(b(2), t0 + Duration::from_millis(10)),
+            PongAction::Later(Duration::from_millis(40))
+        );
+        assert_eq!(
+            p.on_ping(b(3), t0 + Duration::from_millis(20)),
+            PongAction::Coalesced
+        );
+        assert_eq!(p.flush(t0 + PONG_MIN_INTERVAL), Some(b(3)));
+        assert_eq!(p.flush(t0 + PONG_MIN_INTERVAL), None);
+        // After a quiet interval a ping is answered at once.
+        let later = t0 + PONG_MIN_INTERVAL * 3;
+        assert_eq!(p.on_ping(b(4), later), PongAction::Send(b(4)));
+    }
 }

@@ -28,7 +28,7 @@ use actix_ws::{AggregatedMessage, CloseReason, Message, MessageStream, ProtocolE
 use bytes::Bytes;
 use bytestring::ByteString;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{
     handle::{PlainClient, ReliableServer},
@@ -49,6 +49,11 @@ const MAX_BATCH: usize = 256;
 /// with 1008 (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
 pub const PLAIN_CLIENT_BUFFER: usize = 1024;
 
+/// The payload bytes an echo client's answers may take while waiting to be
+/// written (a larger `max_message_size` raises it to one message): a
+/// client that sends and never reads stops being read once this is full.
+pub const ECHO_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Something for the writer task to write.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
@@ -57,6 +62,8 @@ pub(crate) enum Outgoing {
     Pong(Bytes),
     /// Answer the newest ping kept in this slot (if still there).
     LatestPong(Arc<PongSlot>),
+    /// An echo; the permit holds its bytes of the echo buffer until written.
+    Echo(Payload, OwnedSemaphorePermit),
     /// Write this Close frame and end.
     Close(Option<CloseReason>),
     /// End without a Close frame (the connection is gone).
@@ -134,6 +141,10 @@ async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
         Outgoing::LatestPong(slot) => match slot.take() {
             Some(p) => ws.pong(&p).await,
             None => Ok(()),
+        },
+        Outgoing::Echo(payload, _permit) => match payload {
+            Payload::Text(t) => ws.text(t).await,
+            Payload::Binary(b) => ws.binary(b).await,
         },
         Outgoing::Close(reason) => {
             let _ = ws.clone().close(reason).await;
@@ -590,6 +601,9 @@ async fn read_plain(
     tx: mpsc::Sender<Outgoing>,
     mut writer_done: oneshot::Receiver<()>,
 ) {
+    let max = server.shared.options.max_message_size;
+    let budget = ECHO_BUFFER_BYTES.max(max).min(Semaphore::MAX_PERMITS);
+    let echo_bytes = Arc::new(Semaphore::new(budget));
     let end = loop {
         let item = tokio::select! {
             item = stream.next() => item,
@@ -624,12 +638,17 @@ async fn read_plain(
                 server.broadcast(payload);
             }
             _ => {
-                let out = match payload {
-                    Payload::Text(t) => Outgoing::Text(t),
-                    Payload::Binary(b) => Outgoing::Binary(b),
+                // Echo: the client's own pace is the backpressure. Reading
+                // stops while its unwritten answers hold the byte budget.
+                let n = u32::try_from(payload.len().clamp(1, budget)).unwrap_or(u32::MAX);
+                let permit = tokio::select! {
+                    p = echo_bytes.clone().acquire_many_owned(n) => match p {
+                        Ok(p) => p,
+                        Err(_) => break None,
+                    },
+                    _ = &mut writer_done => break None,
                 };
-                // Echo: the client's own pace is the backpressure.
-                if tx.send(out).await.is_err() {
+                if tx.send(Outgoing::Echo(payload, permit)).await.is_err() {
                     break None;
                 }
             }
