@@ -262,6 +262,20 @@ pub struct ClientOptions {
     /// The largest inbound message accepted (after joining fragments); larger
     /// ones close the connection with 1009. Default 16 MiB.
     pub max_message_size: usize,
+    /// The most frames one fragmented inbound message may come in; a
+    /// message in more closes the connection with 1009. Default 4096.
+    pub max_fragments: usize,
+    /// How many inbound messages may wait for a subscriber (in its
+    /// mailbox or being handled) before the client stops reading the
+    /// socket. Reading resumes once the subscriber has handled them; the
+    /// peer is slowed down by TCP flow control, and nothing is dropped.
+    /// Default 1024.
+    pub max_inbound_backlog: usize,
+    /// Like `max_inbound_backlog`, in payload bytes. Default 16 MiB.
+    pub max_inbound_backlog_bytes: usize,
+    /// The largest negotiate response body read (reliable mode); a larger
+    /// one fails the attempt with [`Error::Negotiate`]. Default 64 KiB.
+    pub max_negotiate_body_size: usize,
     /// Extra headers for the upgrade request.
     pub headers: Vec<(String, String)>,
     /// Subprotocols offered in `Sec-WebSocket-Protocol`.
@@ -296,6 +310,10 @@ impl Default for ClientOptions {
             overflow_policy: OverflowPolicy::Reject,
             message_ttl: None,
             max_message_size: 16 * 1024 * 1024,
+            max_fragments: crate::client::inbound::DEFAULT_MAX_FRAGMENTS,
+            max_inbound_backlog: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG,
+            max_inbound_backlog_bytes: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG_BYTES,
+            max_negotiate_body_size: 64 * 1024,
             headers: Vec::new(),
             protocols: Vec::new(),
             auth_token: None,
@@ -359,6 +377,17 @@ impl ClientOptions {
         }
         if self.persistent && !self.enable_message_buffering {
             return bad("persistent needs enable_message_buffering");
+        }
+        if self.max_fragments == 0 {
+            return bad("max_fragments must be greater than zero");
+        }
+        if self.max_inbound_backlog == 0 || self.max_inbound_backlog_bytes == 0 {
+            return bad(
+                "max_inbound_backlog and max_inbound_backlog_bytes must be greater than zero",
+            );
+        }
+        if self.max_negotiate_body_size == 0 {
+            return bad("max_negotiate_body_size must be greater than zero");
         }
         for (name, value) in &self.headers {
             if awc::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {

@@ -116,9 +116,6 @@ impl std::fmt::Debug for SessionInfo {
     }
 }
 
-/// The largest negotiate response body read.
-const MAX_NEGOTIATE_BODY: usize = 64 * 1024;
-
 /// Resolves the URL and token, runs the negotiate hook, and opens the socket.
 ///
 /// In reliable mode (`session` is `Some` to resume, or `stateful` without a
@@ -205,7 +202,7 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
     }
     let body = resp
         .body()
-        .limit(MAX_NEGOTIATE_BODY)
+        .limit(opts.max_negotiate_body_size)
         .await
         .map_err(|e| Error::Negotiate(format!("reading the response: {e}")))?;
     let n = NegotiateResponse::parse(&body)?;
@@ -263,6 +260,10 @@ fn http_client(opts: &ClientOptions, secure: bool) -> awc::Client {
     awc::Client::builder()
         .connector(connector)
         .timeout(opts.connection_timeout)
+        // A redirect is answered as the refusal it is: the protocol moves
+        // clients with negotiate's `url`, and a redirect loop must not cost
+        // ten requests per attempt.
+        .disable_redirects()
         .finish()
 }
 

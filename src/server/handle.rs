@@ -30,6 +30,16 @@ pub enum ServerError {
     /// The server's hub actor is gone (its `System` stopped).
     #[error("the server has stopped")]
     Stopped,
+    /// The identity already holds
+    /// [`max_sessions_per_identity`](ServerOptions::max_sessions_per_identity)
+    /// live sessions (negotiate answers `429`).
+    #[error("too many sessions for this identity")]
+    TooManySessionsForIdentity,
+    /// The server already holds
+    /// [`max_sessions`](ServerOptions::max_sessions) live sessions
+    /// (negotiate answers `503`).
+    #[error("too many sessions")]
+    TooManySessions,
 }
 
 /// A snapshot of a server's counters.
@@ -55,6 +65,8 @@ pub(crate) struct PlainClient {
 pub(crate) struct Shared {
     pub(crate) options: ServerOptions,
     sessions: Mutex<HashMap<String, Addr<SessionActor>>>,
+    /// Live sessions per (non-anonymous) identity.
+    per_identity: Mutex<HashMap<String, usize>>,
     plain: Mutex<HashMap<u64, PlainClient>>,
     pub(crate) events: EventHub,
     attached: AtomicUsize,
@@ -70,15 +82,51 @@ impl Shared {
             .cloned()
     }
 
-    pub(crate) fn insert_session(&self, id: String, addr: Addr<SessionActor>) {
+    /// Whether one more session for `identity` is within the limits.
+    pub(crate) fn admit_session(&self, identity: &str) -> Result<(), ServerError> {
+        if self.sessions.lock().expect("sessions lock").len() >= self.options.max_sessions {
+            return Err(ServerError::TooManySessions);
+        }
+        let held = self
+            .per_identity
+            .lock()
+            .expect("identity lock")
+            .get(identity)
+            .copied()
+            .unwrap_or(0);
+        if !identity.is_empty() && held >= self.options.max_sessions_per_identity {
+            return Err(ServerError::TooManySessionsForIdentity);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn insert_session(&self, id: String, identity: &str, addr: Addr<SessionActor>) {
         self.sessions
             .lock()
             .expect("sessions lock")
             .insert(id, addr);
+        if !identity.is_empty() {
+            *self
+                .per_identity
+                .lock()
+                .expect("identity lock")
+                .entry(identity.to_owned())
+                .or_default() += 1;
+        }
     }
 
-    pub(crate) fn remove_session(&self, id: &str) {
-        self.sessions.lock().expect("sessions lock").remove(id);
+    /// Forgets a session (idempotent).
+    pub(crate) fn remove_session(&self, id: &str, identity: &str) {
+        let removed = self.sessions.lock().expect("sessions lock").remove(id);
+        if removed.is_some() && !identity.is_empty() {
+            let mut counts = self.per_identity.lock().expect("identity lock");
+            if let Some(n) = counts.get_mut(identity) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(identity);
+                }
+            }
+        }
     }
 
     pub(crate) fn all_sessions(&self) -> Vec<Addr<SessionActor>> {
@@ -222,6 +270,7 @@ impl ReliableServer {
         let shared = Arc::new(Shared {
             options: options.normalized(),
             sessions: Mutex::new(HashMap::new()),
+            per_identity: Mutex::new(HashMap::new()),
             plain: Mutex::new(HashMap::new()),
             events: EventHub::default(),
             attached: AtomicUsize::new(0),
@@ -376,6 +425,11 @@ impl ReliableServer {
 
     /// Creates a session for `identity` (what negotiate does); returns its
     /// connection id and reconnect token.
+    ///
+    /// # Errors
+    /// [`ServerError::TooManySessionsForIdentity`] or
+    /// [`ServerError::TooManySessions`] past the limits,
+    /// [`ServerError::Stopped`] if the hub is gone.
     pub(crate) async fn create_session(
         &self,
         identity: String,
@@ -383,7 +437,7 @@ impl ReliableServer {
         self.hub
             .send(CreateSession { identity })
             .await
-            .map_err(|_| ServerError::Stopped)
+            .map_err(|_| ServerError::Stopped)?
     }
 }
 

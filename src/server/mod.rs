@@ -72,4 +72,4 @@ pub use events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, S
 pub use handle::{ReliableServer, ServerError, ServerStats};
 pub use options::{AuthHook, AuthRefusal, PlainMode, ServerOptions};
 pub use routes::reliable_route;
-pub use socket::PLAIN_CLIENT_BUFFER;
+pub use socket::{ECHO_BUFFER_BYTES, PLAIN_CLIENT_BUFFER};

@@ -98,9 +98,21 @@ pub struct ServerOptions {
     /// The largest DATA payload accepted from a client, in bytes; larger
     /// ones close the socket with 1009. Default 1 MiB.
     pub max_message_size: usize,
+    /// The most frames one fragmented client message may come in; a message
+    /// in more closes the socket with 1009. Default 1024.
+    pub max_fragments: usize,
     /// The bound on sent-but-unacknowledged payload bytes, per session and
     /// direction. Default 1 MiB.
     pub max_unacked_bytes: usize,
+    /// How many live sessions (attached or within their resume window) one
+    /// identity may hold; one more negotiate is refused with
+    /// `429 Too Many Requests`. The anonymous identity `""` (no auth hook)
+    /// is not counted: bound anonymous servers with `max_sessions`.
+    /// Default 100.
+    pub max_sessions_per_identity: usize,
+    /// How many live sessions the server holds in all; one more negotiate
+    /// is refused with `503 Service Unavailable`. Default 100 000.
+    pub max_sessions: usize,
     /// The longest the server holds an ack after a delivery. Default 100 ms.
     pub ack_interval: Duration,
     /// After this many unacknowledged deliveries the server acks at once.
@@ -125,7 +137,10 @@ impl Default for ServerOptions {
         ServerOptions {
             resume_window: Duration::from_secs(30),
             max_message_size: 1024 * 1024,
+            max_fragments: 1024,
             max_unacked_bytes: 1024 * 1024,
+            max_sessions_per_identity: 100,
+            max_sessions: 100_000,
             ack_interval: Duration::from_millis(100),
             ack_threshold: 64,
             hello_timeout: Duration::from_secs(10),
@@ -141,7 +156,10 @@ impl fmt::Debug for ServerOptions {
         f.debug_struct("ServerOptions")
             .field("resume_window", &self.resume_window)
             .field("max_message_size", &self.max_message_size)
+            .field("max_fragments", &self.max_fragments)
             .field("max_unacked_bytes", &self.max_unacked_bytes)
+            .field("max_sessions_per_identity", &self.max_sessions_per_identity)
+            .field("max_sessions", &self.max_sessions)
             .field("ack_interval", &self.ack_interval)
             .field("ack_threshold", &self.ack_threshold)
             .field("hello_timeout", &self.hello_timeout)
@@ -196,6 +214,7 @@ impl ServerOptions {
         self.ack_threshold = self.ack_threshold.max(1);
         self.max_unacked_bytes = self.max_unacked_bytes.max(1);
         self.max_message_size = self.max_message_size.max(1);
+        self.max_fragments = self.max_fragments.max(1);
         self
     }
 }

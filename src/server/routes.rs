@@ -10,7 +10,7 @@ use actix_web::{
 };
 
 use super::{
-    handle::ReliableServer,
+    handle::{ReliableServer, ServerError},
     options::{PlainMode, ServerOptions},
     socket::{spawn_plain, spawn_reliable},
 };
@@ -108,6 +108,18 @@ async fn negotiate(req: HttpRequest, server: ReliableServer) -> HttpResponse {
     }
     let (connection_id, reconnect_token) = match server.create_session(identity).await {
         Ok(ids) => ids,
+        Err(ServerError::TooManySessionsForIdentity) => {
+            log::warn!("negotiate refused: too many sessions for one identity");
+            return HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")))
+                .body("too many sessions for this identity");
+        }
+        Err(ServerError::TooManySessions) => {
+            log::warn!("negotiate refused: the server holds max_sessions sessions");
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")))
+                .body("too many sessions");
+        }
         Err(e) => {
             log::error!("negotiate: {e}");
             return HttpResponse::ServiceUnavailable().finish();

@@ -193,7 +193,8 @@ impl SessionActor {
             }
             ExpireReason::Closed => self.close_socket(ctx, close_code::NORMAL, "session closed"),
         }
-        self.shared.remove_session(&self.connection_id);
+        self.shared
+            .remove_session(&self.connection_id, &self.identity);
         let undelivered = self.unacked.len() + self.pending.len();
         log::debug!(
             "session {} ended ({reason:?}), {undelivered} undelivered",
@@ -342,7 +343,8 @@ impl Actor for SessionActor {
         if self.socket.take().is_some() {
             self.shared.socket_detached();
         }
-        self.shared.remove_session(&self.connection_id);
+        self.shared
+            .remove_session(&self.connection_id, &self.identity);
     }
 }
 
