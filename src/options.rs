@@ -269,7 +269,9 @@ pub struct ClientOptions {
     /// mailbox or being handled) before the client stops reading the
     /// socket. Reading resumes once the subscriber has handled them; the
     /// peer is slowed down by TCP flow control, and nothing is dropped.
-    /// Default 1024.
+    /// While reading is paused the heartbeat does not count the silence
+    /// against the peer, and a Close from the peer is seen only once the
+    /// subscriber has caught up. Default 1024.
     pub max_inbound_backlog: usize,
     /// Like `max_inbound_backlog`, in payload bytes. Default 16 MiB.
     pub max_inbound_backlog_bytes: usize,

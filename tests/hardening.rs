@@ -948,3 +948,40 @@ async fn a_plain_echo_client_that_never_reads_is_not_read_either() {
     flood.abort();
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_client_that_acks_without_reading_is_dropped_as_too_slow() {
+    let (server, reliable) = echo_server(ServerOptions {
+        max_unacked_bytes: 1024 * 1024,
+        ..ServerOptions::default()
+    });
+    let mut by = Bystander::connect(&server).await;
+    let (mut c, neg) = reliable_raw(&server).await;
+    assert_eq!(reliable.stats().attached, 2);
+    // The client counts the application's messages and acks them (20
+    // behind: within the window of 16, well inside the pending bound of
+    // 64) without reading a byte, so the window keeps moving: the data
+    // piles up in front of the socket instead.
+    let chunk = vec![1u8; 64 * 1024];
+    let mut dropped_after = None;
+    for seq in 1..=2000u64 {
+        reliable.send_to(&neg.connection_id, chunk.clone()).unwrap();
+        if seq > 20 {
+            let ack = Frame::Ack { seq: seq - 20 }.to_bytes();
+            let sent = tokio::time::timeout(Duration::from_secs(1), c.send_binary(&ack)).await;
+            assert!(matches!(sent, Ok(Ok(()))), "ack {}: {sent:?}", seq - 20);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if reliable.stats().attached == 1 {
+            dropped_after = Some(seq);
+            break;
+        }
+    }
+    // Dropped once more than 2 × max_unacked_bytes waited unwritten
+    // (after the socket buffers filled up); the session stays.
+    let seq = dropped_after.expect("the socket was dropped as too slow");
+    assert!(seq < 1000, "{seq}");
+    assert_eq!(reliable.sessions(), 2);
+    by.still_fine().await;
+    server.stop().await;
+}

@@ -19,7 +19,7 @@ use std::{
 };
 
 use actix::{dev::SendError, Recipient};
-use actix_http::ws::{CloseReason, Frame, Item};
+use actix_http::ws::{CloseReason, Frame, Item, ProtocolError};
 use actix_rt::time::Instant;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -246,8 +246,9 @@ impl Gate {
 ///
 /// awc's codec leaves the bytes it could not decode in its buffer, so its
 /// stream yields the same error again and again: after the first one this
-/// stream stays pending (the socket is being failed; the close timer or
-/// the peer ends it).
+/// stream stays pending (the socket is being failed; the close timer ends
+/// it). An oversize frame is the exception: the codec skips it, so reading
+/// goes on and the peer's answer to our 1009 is seen at once.
 pub(crate) struct Gated<S> {
     inner: S,
     gate: Arc<Gate>,
@@ -264,9 +265,9 @@ impl<S> Gated<S> {
     }
 }
 
-impl<S, T, E> Stream for Gated<S>
+impl<S, T> Stream for Gated<S>
 where
-    S: Stream<Item = Result<T, E>> + Unpin,
+    S: Stream<Item = Result<T, ProtocolError>> + Unpin,
 {
     type Item = S::Item;
 
@@ -282,8 +283,8 @@ where
             }
         }
         let item = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Err(_))) = &item {
-            self.failed = true;
+        if let Poll::Ready(Some(Err(e))) = &item {
+            self.failed = !matches!(e, ProtocolError::Overflow);
         }
         item
     }

@@ -224,6 +224,11 @@ impl Shared {
 /// with [`ExpireReason::Overflow`](super::ExpireReason::Overflow) and the
 /// count of undelivered messages. Nothing is dropped silently.
 ///
+/// A client that acks without reading keeps the window moving while the
+/// data piles up in front of its socket: once more than twice the window
+/// of DATA payload waits unwritten, the socket is closed with 1008
+/// ("too slow") and the session is kept for the resume window.
+///
 /// # Examples
 /// ```no_run
 /// use actix_web::{App, HttpServer};

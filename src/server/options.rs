@@ -58,6 +58,8 @@ pub type AuthHook = Arc<dyn Fn(&HttpRequest) -> Result<String, AuthRefusal> + Se
 pub enum PlainMode {
     /// Every text or binary message comes back to its sender unchanged
     /// (like [`echo_route`](super::echo_route)). No sessions, no guarantees.
+    /// A client that does not read its echoes is not read either once
+    /// [`ECHO_BUFFER_BYTES`](super::ECHO_BUFFER_BYTES) of them wait.
     #[default]
     Echo,
     /// Plain clients join the broadcast: they receive every

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::{
     events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
     handle::Shared,
-    socket::{close_reason, Outgoing, SocketTx},
+    socket::{close_reason, Outgoing, QueueMeter, SocketTx},
 };
 use crate::{
     close_code,
@@ -29,6 +29,8 @@ use crate::{
 pub(crate) struct Attach {
     pub(crate) socket_id: u64,
     pub(crate) tx: SocketTx,
+    /// Counts the bytes written into `tx` and not yet onto the socket.
+    pub(crate) meter: Arc<QueueMeter>,
     pub(crate) token: String,
     pub(crate) identity: String,
     pub(crate) last_received: u64,
@@ -90,6 +92,7 @@ struct Unacked {
 struct Attached {
     id: u64,
     tx: SocketTx,
+    meter: Arc<QueueMeter>,
 }
 
 pub(crate) struct SessionActor {
@@ -210,9 +213,15 @@ impl SessionActor {
         ctx.stop();
     }
 
-    fn write(&self, frame: Bytes) {
+    /// Writes a frame carrying `data` payload bytes (0 but for DATA).
+    fn write(&self, frame: Bytes, data: usize) {
         if let Some(s) = &self.socket {
-            let _ = s.tx.send(Outgoing::Binary(frame));
+            // Counted before it is queued: the writer (another thread) may
+            // write it and count it off at once.
+            s.meter.add(data);
+            if s.tx.send(Outgoing::Metered(frame, data)).is_err() {
+                s.meter.sub(data);
+            }
         }
     }
 
@@ -229,7 +238,7 @@ impl SessionActor {
         let frame = encode_data(seq, payload);
         let len = payload.len();
         if self.socket.is_some() {
-            self.write(frame.clone());
+            self.write(frame.clone(), len);
             self.sent_up_to = seq;
         }
         self.unacked.push_back(Unacked { seq, frame, len });
@@ -276,6 +285,7 @@ impl SessionActor {
                     seq: self.delivered,
                 }
                 .to_bytes(),
+                0,
             );
         }
     }
@@ -395,6 +405,7 @@ impl Handler<Attach> for SessionActor {
         self.socket = Some(Attached {
             id: msg.socket_id,
             tx: msg.tx,
+            meter: msg.meter,
         });
         self.write(
             Frame::Welcome {
@@ -402,12 +413,17 @@ impl Handler<Attach> for SessionActor {
                 last_received: self.delivered,
             }
             .to_bytes(),
+            0,
         );
         // HELLO's last_received is an implicit ack; replay the rest.
         self.release(msg.last_received);
-        let replay: Vec<Bytes> = self.unacked.iter().map(|u| u.frame.clone()).collect();
-        for frame in replay {
-            self.write(frame);
+        let replay: Vec<(Bytes, usize)> = self
+            .unacked
+            .iter()
+            .map(|u| (u.frame.clone(), u.len))
+            .collect();
+        for (frame, len) in replay {
+            self.write(frame, len);
         }
         if let Some(last) = self.unacked.back() {
             self.sent_up_to = self.sent_up_to.max(last.seq);

@@ -16,7 +16,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -62,6 +62,9 @@ pub(crate) enum Outgoing {
     Pong(Bytes),
     /// Answer the newest ping kept in this slot (if still there).
     LatestPong(Arc<PongSlot>),
+    /// A frame from the session, carrying this many DATA payload bytes
+    /// (see [`QueueMeter`]).
+    Metered(Bytes, usize),
     /// An echo; the permit holds its bytes of the echo buffer until written.
     Echo(Payload, OwnedSemaphorePermit),
     /// Write this Close frame and end.
@@ -91,15 +94,64 @@ pub(crate) fn max_ws_message(max: usize) -> usize {
     max.saturating_add(11)
 }
 
+/// What a protocol socket's session has queued for its writer and the
+/// writer has not written yet: DATA payload bytes and frames.
+///
+/// The session's unacked window bounds what it sends, but a client can ack
+/// blindly without reading; the meter catches that: the reader closes the
+/// socket with 1008 ("too slow") once, in more than one frame, more than
+/// twice the window of DATA payload waits (a full window plus its replay
+/// after a resume is the most a reading client can have queued), or more
+/// frames than that plus [`EXTRA_FRAMES`] (acks a flood of DATA caused).
+#[derive(Debug, Default)]
+pub(crate) struct QueueMeter {
+    data: AtomicUsize,
+    frames: AtomicUsize,
+}
+
+/// Frames (acks, WELCOME) allowed in the queue beyond the DATA bound.
+const EXTRA_FRAMES: usize = 4096;
+
+impl QueueMeter {
+    pub(crate) fn add(&self, data: usize) {
+        self.data.fetch_add(data, Ordering::AcqRel);
+        self.frames.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn sub(&self, data: usize) {
+        self.data.fetch_sub(data, Ordering::AcqRel);
+        self.frames.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether the client is too slow for a session with
+    /// `max_unacked_bytes` (see the type's docs).
+    fn too_slow(&self, max_unacked_bytes: usize) -> bool {
+        let limit = max_unacked_bytes.saturating_mul(2);
+        let frames = self.frames.load(Ordering::Acquire);
+        frames > 1
+            && (self.data.load(Ordering::Acquire) > limit
+                || frames > limit.saturating_add(EXTRA_FRAMES))
+    }
+}
+
 /// Writes `Outgoing` items until a Close/Stop, the channel ends, or the
 /// connection is gone; then fires `done`.
 async fn write_loop(
     mut ws: actix_ws::Session,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    meter: Arc<QueueMeter>,
     done: oneshot::Sender<()>,
 ) {
     while let Some(out) = rx.recv().await {
-        if !write_one(&mut ws, out).await {
+        let metered = match &out {
+            Outgoing::Metered(_, data) => Some(*data),
+            _ => None,
+        };
+        let go_on = write_one(&mut ws, out).await;
+        if let Some(len) = metered {
+            meter.sub(len);
+        }
+        if !go_on {
             break;
         }
     }
@@ -135,7 +187,7 @@ fn answer_ping(tx: &SocketTx, slot: &Arc<PongSlot>, ping: Bytes) {
 /// told to stop, or failed).
 async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
     let sent = match out {
-        Outgoing::Binary(b) => ws.binary(b).await,
+        Outgoing::Binary(b) | Outgoing::Metered(b, _) => ws.binary(b).await,
         Outgoing::Text(t) => ws.text(t).await,
         Outgoing::Pong(p) => ws.pong(&p).await,
         Outgoing::LatestPong(slot) => match slot.take() {
@@ -396,8 +448,9 @@ pub(crate) fn spawn_reliable(
     );
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
-    actix_rt::spawn(write_loop(ws, rx, done_tx));
-    actix_rt::spawn(read_reliable(server, identity, stream, tx, done_rx));
+    let meter = Arc::new(QueueMeter::default());
+    actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
+    actix_rt::spawn(read_reliable(server, identity, stream, tx, meter, done_rx));
 }
 
 async fn read_reliable(
@@ -405,6 +458,7 @@ async fn read_reliable(
     identity: String,
     mut stream: Joined,
     tx: SocketTx,
+    meter: Arc<QueueMeter>,
     mut writer_done: oneshot::Receiver<()>,
 ) {
     let shared = server.shared.clone();
@@ -432,6 +486,7 @@ async fn read_reliable(
             .send(Attach {
                 socket_id,
                 tx: tx.clone(),
+                meter: meter.clone(),
                 token: hello.reconnect_token,
                 identity,
                 last_received: hello.last_received,
@@ -474,6 +529,11 @@ async fn read_reliable(
             item = stream.next() => item,
             _ = &mut writer_done => break 'outer Step::End,
         };
+        if meter.too_slow(shared.options.max_unacked_bytes) {
+            // Acks arrive but the data does not leave: the client acks
+            // without reading. Drop the socket; the session stays.
+            break 'outer Step::Violation(close_code::POLICY_VIOLATION, "too slow".to_owned());
+        }
         let mut next = Some(item);
         while let Some(item) = next {
             match checks.classify(item) {
