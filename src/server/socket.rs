@@ -276,6 +276,7 @@ fn finish(tx: &SocketTx, step: Step) {
 pub(crate) fn spawn_reliable(
     server: ReliableServer,
     identity: String,
+    peer: Option<std::net::IpAddr>,
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
@@ -287,12 +288,13 @@ pub(crate) fn spawn_reliable(
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     actix_rt::spawn(write_loop(ws, rx, done_tx));
-    actix_rt::spawn(read_reliable(server, identity, stream, tx, done_rx));
+    actix_rt::spawn(read_reliable(server, identity, peer, stream, tx, done_rx));
 }
 
 async fn read_reliable(
     server: ReliableServer,
     identity: String,
+    peer: Option<std::net::IpAddr>,
     mut stream: AggregatedMessageStream,
     tx: SocketTx,
     mut writer_done: oneshot::Receiver<()>,
@@ -345,6 +347,9 @@ async fn read_reliable(
             return;
         }
         _ => {
+            shared
+                .resume_limiter
+                .record_failure(peer, std::time::Instant::now());
             let _ = tx.send(Outgoing::Close(close_reason(
                 close_code::SESSION_GONE,
                 "session gone",
