@@ -283,13 +283,25 @@ pub struct ClientOptions {
     /// Subprotocols offered in `Sec-WebSocket-Protocol`.
     pub protocols: Vec<String>,
     /// Bearer token provider, called before every attempt. The token goes in
-    /// the `Authorization` header, never in the URL, and is never logged.
+    /// the `Authorization` header, never in the URL (unless
+    /// `auth_token_query_param` opts in), and is never logged.
     pub auth_token: Option<TokenProvider>,
     /// A hook run before every attempt that may change the URL and token.
     pub negotiate: Option<NegotiateHook>,
     /// TLS configuration for `wss://`. `None` uses the Mozilla (webpki) root
     /// certificates with rustls' safe defaults.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Opt-in for servers that cannot read the `Authorization` header (ones
+    /// written for browsers, whose WebSocket API cannot set headers): the
+    /// name of a query parameter that carries the auth token instead of the
+    /// header, on the negotiate request and the socket URL
+    /// (`Some("access_token".into())` gives `...?access_token=<token>`,
+    /// percent-encoded). `None` (the default) keeps the token in the header
+    /// and out of every URL. Servers and proxies often log URLs, so use it
+    /// only when the server needs it. The client's own log lines and error
+    /// messages never show a URL's query either way. The name must be
+    /// non-empty ASCII letters, digits, `-`, `_`, `.` or `~`.
+    pub auth_token_query_param: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -321,6 +333,7 @@ impl Default for ClientOptions {
             auth_token: None,
             negotiate: None,
             tls: None,
+            auth_token_query_param: None,
         }
     }
 }
@@ -401,6 +414,12 @@ impl ClientOptions {
                 return Err(Error::InvalidConfig(format!(
                     "invalid value for header {name:?}"
                 )));
+            }
+        }
+        if let Some(name) = &self.auth_token_query_param {
+            let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
+            if name.is_empty() || !name.bytes().all(unreserved) {
+                return bad("auth_token_query_param must be non-empty and URL-safe");
             }
         }
         for p in &self.protocols {

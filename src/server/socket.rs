@@ -437,6 +437,7 @@ fn finish(tx: &SocketTx, step: Step) {
 pub(crate) fn spawn_reliable(
     server: ReliableServer,
     identity: String,
+    peer: Option<std::net::IpAddr>,
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
@@ -450,12 +451,15 @@ pub(crate) fn spawn_reliable(
     let (done_tx, done_rx) = oneshot::channel();
     let meter = Arc::new(QueueMeter::default());
     actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
-    actix_rt::spawn(read_reliable(server, identity, stream, tx, meter, done_rx));
+    actix_rt::spawn(read_reliable(
+        server, identity, peer, stream, tx, meter, done_rx,
+    ));
 }
 
 async fn read_reliable(
     server: ReliableServer,
     identity: String,
+    peer: Option<std::net::IpAddr>,
     mut stream: Joined,
     tx: SocketTx,
     meter: Arc<QueueMeter>,
@@ -511,6 +515,9 @@ async fn read_reliable(
             return;
         }
         _ => {
+            shared
+                .resume_limiter
+                .record_failure(peer, std::time::Instant::now());
             let _ = tx.send(Outgoing::Close(close_reason(
                 close_code::SESSION_GONE,
                 "session gone",
