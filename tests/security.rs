@@ -14,7 +14,7 @@ use awc::{ws, BoxedSocket};
 use futures_util::{SinkExt, StreamExt};
 use resilient_ws::{
     close_code,
-    protocol::{new_reconnect_token, Frame, NegotiateResponse, SUBPROTOCOL},
+    protocol::{new_connection_id, new_reconnect_token, Frame, NegotiateResponse, SUBPROTOCOL},
     server::{reliable_route, FailedResumeLimit, ReliableServer, ServerOptions},
     testing::{EventRecorder, FaultProxy, RecordedEvent, TestServer},
     ConnectionState, Error, ReconnectMode, ResilientWebSocket,
@@ -571,4 +571,37 @@ async fn wss_expired_certificate_is_a_clear_tls_error() {
     .unwrap();
     assert_tls_error(&err, &["certificate", "expired"]);
     handle.stop(true).await;
+}
+
+#[actix_rt::test]
+async fn unknown_or_expired_sessions_do_not_count_toward_the_limit() {
+    // After a server restart every client's resume names a session the new
+    // server never had: many such clients behind one address must not lock
+    // each other out.
+    let (server, _reliable) =
+        TestServer::reliable_echo(limited(3, Duration::from_secs(60))).unwrap();
+    let addr = server.addr();
+    for _ in 0..10 {
+        assert_eq!(
+            hello(addr, &new_connection_id(), &new_reconnect_token(), 0).await,
+            gone()
+        );
+    }
+    let neg = negotiate(addr, &[]).await.unwrap();
+    assert_eq!(
+        hello(addr, &neg.connection_id, &neg.reconnect_token, 0).await,
+        Answer::Welcome { resumed: false },
+        "ten unknown ids did not block the address"
+    );
+    // A wrong token for a session that exists does count.
+    for _ in 0..3 {
+        assert_eq!(
+            hello(addr, &neg.connection_id, &new_reconnect_token(), 0).await,
+            gone()
+        );
+    }
+    assert_eq!(
+        hello(addr, &neg.connection_id, &neg.reconnect_token, 0).await,
+        Answer::Refused(429)
+    );
 }

@@ -234,10 +234,14 @@ impl ServerOptions {
 /// A limit on failed resumes per peer address: a brake on anyone guessing
 /// reconnect tokens, and on clients stuck retrying a dead session.
 ///
-/// A *failed resume* is a HELLO answered with close 4001 (unknown or
-/// expired session, wrong reconnect token, or another identity's session:
-/// all four count, so the limit tells nothing about which one it was).
-/// Once a peer address has had `max_failures` of them within `window`
+/// A *failed resume* is a HELLO for a session that exists, answered with
+/// close 4001 because its reconnect token is wrong or the socket's identity
+/// is another's: that is what guessing a token looks like. A HELLO for an
+/// unknown or expired session is answered the same way but not counted:
+/// after a server restart every client sends one, and clients sharing an
+/// address would otherwise be locked out just when they all come back
+/// (the price: an address that forges tokens for an id it knows sees the
+/// 429 sooner when that session is live). Once a peer address has had `max_failures` of them within `window`
 /// (counted from its first failure in the window), its protocol socket
 /// requests are refused with HTTP `429 Too Many Requests` and a
 /// `Retry-After` header (seconds) until the window ends. Negotiate, plain
@@ -247,8 +251,7 @@ impl ServerOptions {
 /// `/64` (one host usually holds a whole `/64`). It is the TCP peer address
 /// (forwarding headers are not trusted): behind a reverse proxy every client
 /// shares the proxy's address, so raise the limit there or turn it off and
-/// limit at the proxy. Clients behind one NAT share a budget too: after a
-/// server restart each of them fails one resume, so allow for that.
+/// limit at the proxy.
 ///
 /// At most 65 536 addresses are tracked at once; beyond that (after
 /// forgetting those whose window ended) new addresses are not limited.

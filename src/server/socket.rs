@@ -484,6 +484,7 @@ async fn read_reliable(
     }
     let socket_id = next_socket_id();
     let session: Option<Addr<SessionActor>> = shared.session(&hello.connection_id);
+    let known = session.is_some();
     let attached = match &session {
         None => Err(AttachError::Gone),
         Some(addr) => addr
@@ -515,9 +516,16 @@ async fn read_reliable(
             return;
         }
         _ => {
-            shared
-                .resume_limiter
-                .record_failure(peer, std::time::Instant::now());
+            // Only a wrong token (or identity) for a session that exists
+            // counts: that is what guessing looks like. An unknown or
+            // expired id is what every client sends once after a server
+            // restart; counting it would lock out clients sharing an
+            // address (a NAT, a proxy) just when they all come back.
+            if known {
+                shared
+                    .resume_limiter
+                    .record_failure(peer, std::time::Instant::now());
+            }
             let _ = tx.send(Outgoing::Close(close_reason(
                 close_code::SESSION_GONE,
                 "session gone",
