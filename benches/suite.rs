@@ -106,6 +106,29 @@ impl Plan {
     }
 }
 
+/// Role "tput MODE SIZE N" (run by hand, for profiling one case under
+/// perf or callgrind): one throughput run of our client in MODE (raw or
+/// stateful) against the in-process server, after a short warm-up.
+fn role_tput(args: &str) {
+    let mut it = args.split(' ');
+    let mode = match it.next() {
+        Some("stateful") => ReconnectMode::Stateful,
+        _ => ReconnectMode::None,
+    };
+    let size: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let n: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    actix_rt::System::new().block_on(async move {
+        let (server, _reliable) =
+            TestServer::reliable_echo(ServerOptions::default()).expect("server");
+        let url = server.ws_url();
+        let text = ByteString::from("x".repeat(size));
+        tput_ours(&url, (n / 10).max(1000), &text, mode).await;
+        let took = tput_ours(&url, n, &text, mode).await;
+        println!("{:.0} msgs/s", n as f64 / took.as_secs_f64());
+        server.stop().await;
+    });
+}
+
 /// The results: table rows in order, and the flat JSON object.
 #[derive(Default)]
 struct Report {
@@ -1131,6 +1154,7 @@ fn main() {
     match std::env::var("RWS_BENCH_ROLE").as_deref() {
         Ok("server") => return role_server(&std::env::var("RWS_BENCH_ARGS").unwrap_or_default()),
         Ok("client") => return role_client(&std::env::var("RWS_BENCH_ARGS").unwrap()),
+        Ok("tput") => return role_tput(&std::env::var("RWS_BENCH_ARGS").unwrap()),
         _ => {}
     }
     let plan = Plan::from_env();

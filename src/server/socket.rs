@@ -34,7 +34,11 @@ use super::{
     options::PlainMode,
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
-use crate::{close_code, protocol::Frame, Payload};
+use crate::{
+    close_code,
+    protocol::{encode_data, Frame},
+    Payload,
+};
 
 /// The most frames forwarded to the session in one message.
 const MAX_BATCH: usize = 256;
@@ -47,6 +51,8 @@ pub const PLAIN_CLIENT_BUFFER: usize = 1024;
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     Binary(Bytes),
+    /// A reliable-mode DATA frame, encoded by the writer.
+    Data(u64, Payload),
     Text(ByteString),
     Pong(Bytes),
     /// Write this Close frame and end.
@@ -96,6 +102,7 @@ async fn write_loop(
 async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
     let sent = match out {
         Outgoing::Binary(b) => ws.binary(b).await,
+        Outgoing::Data(seq, payload) => ws.binary(encode_data(seq, &payload)).await,
         Outgoing::Text(t) => ws.text(t).await,
         Outgoing::Pong(p) => ws.pong(&p).await,
         Outgoing::Close(reason) => {
