@@ -6,7 +6,9 @@
 //! `cargo bench --bench suite` runs the full suite; `RWS_BENCH_QUICK=1`
 //! runs every case briefly (a smoke test); `RWS_BENCH_JSON=path` also
 //! writes the figures as one flat JSON object; `RWS_BENCH_ONLY=tput,rtt`
-//! runs only the named sections (memory, tput, rtt, recovery, storm).
+//! runs only the named sections (memory, tput, rtt, recovery, storm);
+//! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
+//! in this process instead of a child process.
 //!
 //! The memory and reconnect-storm figures come from child processes (this
 //! same binary, re-run with `RWS_BENCH_ROLE` set): one runs the server, one
@@ -106,9 +108,10 @@ impl Plan {
     }
 }
 
-/// Role "tput MODE SIZE N" (run by hand, for profiling one case under
-/// perf or callgrind): one throughput run of our client in MODE (raw or
-/// stateful) against the in-process server, after a short warm-up.
+/// Role "tput MODE SIZE N [URL]" (run by hand, for profiling one case
+/// under perf or callgrind): one throughput run of our client in MODE (raw
+/// or stateful) against the in-process server (or URL), after a short
+/// warm-up.
 fn role_tput(args: &str) {
     let mut it = args.split(' ');
     let mode = match it.next() {
@@ -117,10 +120,11 @@ fn role_tput(args: &str) {
     };
     let size: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or(64);
     let n: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let external = it.next().map(str::to_owned);
     actix_rt::System::new().block_on(async move {
         let (server, _reliable) =
             TestServer::reliable_echo(ServerOptions::default()).expect("server");
-        let url = server.ws_url();
+        let url = external.unwrap_or_else(|| server.ws_url());
         let text = ByteString::from("x".repeat(size));
         tput_ours(&url, (n / 10).max(1000), &text, mode).await;
         let took = tput_ours(&url, n, &text, mode).await;
@@ -1173,12 +1177,28 @@ fn main() {
         // (baselines, raw mode) get a plain echo, stateful ones the protocol.
         let (server, _reliable) =
             TestServer::reliable_echo(ServerOptions::default()).expect("server");
-        let url = server.ws_url();
+        // Throughput and latency are measured against the same server code
+        // in a child process, as a deployment has it: in this process its
+        // session actors would run on the clients' thread, so the server's
+        // protocol work would be charged to the stateful client (and not to
+        // the baselines, whose plain echo runs on the server's worker).
+        // `RWS_BENCH_SERVER=inproc` measures that arrangement instead.
+        let inproc = std::env::var("RWS_BENCH_SERVER").is_ok_and(|v| v == "inproc");
+        let mut child = (!inproc && (plan.runs("tput") || plan.runs("rtt")))
+            .then(|| ChildProc::spawn("server", &[]));
+        let url = match child.as_mut() {
+            Some(c) => c.line(),
+            None => server.ws_url(),
+        };
+        report.key("server_in_process", if child.is_some() { 0.0 } else { 1.0 });
         if plan.runs("tput") {
             bench_throughput(&plan, &url, &mut report).await;
         }
         if plan.runs("rtt") {
             bench_rtt(&plan, &url, &mut report).await;
+        }
+        if let Some(c) = child {
+            c.finish();
         }
         if plan.runs("recovery") {
             bench_recovery(&plan, &server, &mut report).await;
