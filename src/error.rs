@@ -138,6 +138,11 @@ pub enum Error {
     /// The outbound buffer is full; the message was not accepted.
     #[error("outbound buffer full ({0} messages)")]
     BufferFull(usize),
+
+    /// The durable store could not be opened (locked, corrupt, unreadable)
+    /// or a commit to it failed.
+    #[error("durable store: {0}")]
+    Store(#[from] crate::queue::StoreError),
 }
 
 impl Error {

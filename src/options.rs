@@ -251,6 +251,14 @@ pub struct ClientOptions {
     /// Whether messages sent while disconnected are kept and sent after the
     /// connection is (re)established. Default true.
     pub enable_message_buffering: bool,
+    /// Whether the outbox (and in reliable mode the unacknowledged messages
+    /// and the session) outlive the process, in the durable store at
+    /// `store_path`. `send()` then returns only once its message is on
+    /// disk. Default false.
+    pub persistent: bool,
+    /// The durable store's file (a redb database, created with mode 0600:
+    /// it holds the reconnect token). Required when `persistent`.
+    pub store_path: Option<std::path::PathBuf>,
     /// The largest inbound message accepted (after joining fragments); larger
     /// ones close the connection with 1009. Default 16 MiB.
     pub max_message_size: usize,
@@ -283,6 +291,8 @@ impl Default for ClientOptions {
             close_timeout: Duration::from_secs(5),
             max_buffered_messages: 1000,
             enable_message_buffering: true,
+            persistent: false,
+            store_path: None,
             overflow_policy: OverflowPolicy::Reject,
             message_ttl: None,
             max_message_size: 16 * 1024 * 1024,
@@ -340,6 +350,15 @@ impl ClientOptions {
         }
         if self.max_message_size == 0 {
             return bad("max_message_size must be greater than zero");
+        }
+        if self.persistent && self.store_path.is_none() {
+            return bad("persistent needs a store_path");
+        }
+        if !self.persistent && self.store_path.is_some() {
+            return bad("store_path is set but persistent is false");
+        }
+        if self.persistent && !self.enable_message_buffering {
+            return bad("persistent needs enable_message_buffering");
         }
         for (name, value) in &self.headers {
             if awc::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {

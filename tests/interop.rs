@@ -481,11 +481,11 @@ async fn policy_violation_is_terminal(stack: Stack) {
         matches!(last, Error::GaveUp { last, .. } if last.close_code() == Some(1008)),
         "GaveUp with the 1008 close as its last error: {last:?} (all: {errors:?})"
     );
-    // Terminal at once: no reconnect attempt is announced or made (the
-    // state passes through Reconnecting while the policy is asked, as for a
-    // terminal 401 in tests/reconnect.rs).
+    // Terminal at once: no reconnect attempt is announced or made, and the
+    // state goes straight to Disconnected, never through Reconnecting.
     assert!(rec.reconnecting().is_empty(), "{:?}", rec.reconnecting());
     let states = rec.states();
+    assert!(!states.contains(&Reconnecting), "{states:?}");
     assert_eq!(
         states.iter().filter(|s| **s == Connected).count(),
         1,

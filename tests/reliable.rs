@@ -515,3 +515,38 @@ async fn a_server_that_breaks_the_rules_gets_1002_and_the_session_survives() {
         ws.disconnect().await.unwrap();
     }
 }
+
+#[actix_rt::test]
+async fn a_flood_against_a_full_window_keeps_the_sequence_in_order() {
+    // A burst collected while the window had room must reach the socket
+    // before messages the next ack releases from the outbox: the other way
+    // round the server sees the sequence go backwards (1002), and the
+    // client pays a reconnect for it.
+    let (server, reliable) = TestServer::reliable(ServerOptions {
+        max_unacked_bytes: 64 * 1024,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let inbox = Inbox::default();
+    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(server.ws_url()))
+        .connect()
+        .await
+        .unwrap();
+    let n = 100_000;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        ws.send_batch(chunk.iter().map(|i| format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    assert!(wait_until(|| inbox.len() >= n, WAIT).await);
+    assert_exactly_once_in_order(&inbox.texts(), n, "server");
+    assert!(
+        rec.closed().is_empty(),
+        "no socket closed: {:?}",
+        rec.closed()
+    );
+    assert_eq!(ws.stats().reconnects, 0);
+}

@@ -10,6 +10,7 @@
 
 use std::{
     collections::VecDeque,
+    rc::Rc,
     sync::{
         atomic::{AtomicU64, AtomicU8, Ordering},
         Arc, Mutex,
@@ -31,8 +32,10 @@ use super::{
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
     stats::{Counters, LiveGuard},
+    store_writer::StoreHandle,
     subscribers::EventBus,
     transport::{self, WsFramed},
+    write_load::{Counted, WriteLoad},
 };
 use crate::{
     close_code,
@@ -42,6 +45,7 @@ use crate::{
     },
     options::{ClientOptions, ReconnectMode, UrlProvider},
     protocol::{encode_data, Frame as ProtoFrame, ShutdownAdvice},
+    queue::{StoreOp, StoredState},
     Error, Result,
 };
 
@@ -175,7 +179,7 @@ enum Closing {
     Done,
 }
 
-type Sink = SinkWrite<WsMessage, SplitSink<WsFramed, WsMessage>>;
+type Sink = SinkWrite<WsMessage, Counted<SplitSink<WsFramed, WsMessage>>>;
 
 /// One open socket. Dropped (and so closed) whenever the actor stops.
 struct Socket {
@@ -189,6 +193,16 @@ struct Socket {
     ready: bool,
     /// Reliable mode: the pending ack timer.
     ack_timer: Option<SpawnHandle>,
+    /// Bytes written and not yet taken by the socket (backpressure).
+    load: Rc<WriteLoad>,
+}
+
+impl Socket {
+    /// Queues a frame for the socket, counting it for backpressure.
+    fn write(&mut self, msg: WsMessage) -> Result<(), WsMessage> {
+        self.load.add(&msg);
+        self.sink.write(msg)
+    }
 }
 
 /// Why the current socket (or attempt) ended. The first reason recorded
@@ -234,6 +248,8 @@ pub struct ConnectionActor {
     failures: usize,
     /// How many more endpoints the first `connect()` may try.
     initial_tries_left: usize,
+    /// The first connect already went on after a `SessionGone`.
+    retried_gone: bool,
     /// Why the last socket or attempt ended; what the retry policy is told.
     last_error: Option<Error>,
     /// The generation of the newest socket.
@@ -250,6 +266,12 @@ pub struct ConnectionActor {
     end: Option<End>,
     /// Reliable mode: session and receive-side sequence state.
     reliable: ReliableState,
+    /// With a durable store: where session changes are recorded.
+    store: Option<StoreHandle>,
+    /// With a durable store: the `delivered` the store holds. Only this much
+    /// is acknowledged or claimed in a HELLO, so a new process never resumes
+    /// from a point the server has already discarded.
+    durable_delivered: u64,
 }
 
 impl ConnectionActor {
@@ -275,6 +297,7 @@ impl ConnectionActor {
             phase: Phase::Idle,
             failures: 0,
             initial_tries_left: 0,
+            retried_gone: false,
             last_error: None,
             gen: 0,
             connect_waiters: Vec::new(),
@@ -284,6 +307,31 @@ impl ConnectionActor {
             attempt: None,
             end: None,
             reliable: ReliableState::default(),
+            store: None,
+            durable_delivered: 0,
+        }
+    }
+
+    /// Resumes from what a durable store held, and records into it.
+    pub(crate) fn attach_store(&mut self, store: StoreHandle, state: &StoredState) {
+        self.reliable.session = state.session.as_ref().map(Into::into);
+        self.reliable.delivered = state.delivered;
+        self.reliable.highest_written = state.next_seq.saturating_sub(1);
+        self.durable_delivered = state.delivered;
+        self.store = Some(store);
+    }
+
+    /// With a durable store: records the session now in use (or none).
+    fn store_session(&mut self) {
+        if let Some(store) = &self.store {
+            let session = self.reliable.session.as_ref().map(Into::into);
+            let delivered = self.reliable.delivered;
+            store.submit(
+                vec![StoreOp::Session(session), StoreOp::Delivered(delivered)],
+                Vec::new(),
+                None,
+            );
+            self.durable_delivered = self.durable_delivered.min(delivered);
         }
     }
 
@@ -340,9 +388,11 @@ impl ConnectionActor {
             conn: ctx.address(),
         });
         self.reconnect.do_send(ConnectionUp);
+        let load = WriteLoad::new(self.gen, self.queue.clone());
         let mut sock = Socket {
             gen: self.gen,
-            sink: SinkWrite::new(sink, ctx),
+            sink: SinkWrite::new(Counted::new(sink, load.clone()), ctx),
+            load,
             assembler: Assembler::new(self.opts.max_message_size),
             closing: Closing::Open,
             ready: false,
@@ -353,14 +403,27 @@ impl ConnectionActor {
             Some(session) => {
                 // Reliable mode: the socket is ready only after WELCOME.
                 self.reliable.new_socket();
+                let last_received = if self.store.is_some() {
+                    self.durable_delivered
+                } else {
+                    self.reliable.delivered
+                };
                 let hello = ProtoFrame::Hello {
                     connection_id: session.connection_id.clone(),
                     reconnect_token: session.reconnect_token.clone(),
-                    last_received: self.reliable.delivered,
+                    last_received,
                     first_seq: self.shared.first_unacked.load(Ordering::Acquire),
                 };
+                let fresh = self
+                    .reliable
+                    .session
+                    .as_ref()
+                    .is_none_or(|old| old.connection_id != session.connection_id);
                 self.reliable.session = Some(session);
-                let _ = sock.sink.write(WsMessage::Binary(hello.to_bytes()));
+                if fresh {
+                    self.store_session();
+                }
+                let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
                 self.sock = Some(sock);
                 let gen = self.gen;
                 ctx.run_later(self.opts.connection_timeout, move |act, ctx| {
@@ -385,7 +448,7 @@ impl ConnectionActor {
         // Raw mode: batches that missed the last socket go out first.
         let backlog = self.pending.len() as u64;
         for p in self.pending.drain(..) {
-            let _ = sock.sink.write(to_ws(p));
+            let _ = sock.write(to_ws(p));
         }
         Counters::add(&self.shared.counters.sent, backlog);
         let max_unacked_bytes = self
@@ -491,12 +554,30 @@ impl ConnectionActor {
         if let Some(h) = sock.ack_timer.take() {
             ctx.cancel_future(h);
         }
-        if sock.closing == Closing::Open {
-            let seq = self.reliable.take_ack();
-            let _ = sock
-                .sink
-                .write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
+        if sock.closing != Closing::Open {
+            return;
         }
+        let seq = self.reliable.take_ack();
+        let Some(store) = &self.store else {
+            let _ = sock.write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
+            return;
+        };
+        // Acknowledge only what the store holds as delivered: after a crash
+        // the server must still have everything past it.
+        let gen = sock.gen;
+        let durable = store.submit_wait(vec![StoreOp::Delivered(seq)]);
+        let write = durable.into_actor(self).map(move |res, act, _| {
+            if !matches!(res, Ok(Ok(()))) {
+                return;
+            }
+            act.durable_delivered = act.durable_delivered.max(seq);
+            if let Some(sock) = act.sock.as_mut() {
+                if sock.gen == gen && sock.closing == Closing::Open {
+                    let _ = sock.write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
+                }
+            }
+        });
+        ctx.spawn(write);
     }
 
     fn record_end(&mut self, end: End) {
@@ -555,7 +636,7 @@ impl ConnectionActor {
         if sock.closing == Closing::Done {
             return;
         }
-        let _ = sock.sink.write(WsMessage::Close(Some(frame)));
+        let _ = sock.write(WsMessage::Close(Some(frame)));
         sock.closing = Closing::Done;
         ctx.run_later(self.opts.close_timeout, |_, ctx| ctx.stop());
     }
@@ -612,7 +693,7 @@ impl ConnectionActor {
                 }
             }
             Ok(Inbound::Ping(b)) => {
-                let _ = sock.sink.write(WsMessage::Pong(b));
+                let _ = sock.write(WsMessage::Pong(b));
             }
             Ok(Inbound::Close(reason)) => self.on_peer_close(reason, ctx),
             Err(e) => self.fail_with_close(ctx, e),
@@ -696,9 +777,7 @@ impl ConnectionActor {
         // The Close frame queues behind every message already written, so
         // the sink flushes them first; we never call `close()` on the sink
         // before the peer answered, which is how awc loses a last frame.
-        let _ = sock
-            .sink
-            .write(WsMessage::Close(Some(close_reason(close_code::NORMAL, ""))));
+        let _ = sock.write(WsMessage::Close(Some(close_reason(close_code::NORMAL, ""))));
         sock.closing = Closing::Sent;
         ctx.run_later(self.opts.close_timeout, |act, ctx| {
             log::debug!("peer did not answer our Close in time");
@@ -771,9 +850,11 @@ impl Actor for ConnectionActor {
             // disconnect() closed with 1000, which ends the session on the
             // server (PROTOCOL.md §6): a later connect() starts a fresh one.
             self.reliable.session_gone();
+            self.store_session();
         }
         if matches!(error, Some(Error::SessionGone)) {
             if let Some(old) = self.reliable.session_gone() {
+                self.store_session();
                 let resending = self.shared.window_len.load(Ordering::Acquire) as usize;
                 log::debug!("session {} is gone; starting fresh", old.connection_id);
                 self.bus.session_lost.publish(SessionLost {
@@ -782,10 +863,23 @@ impl Actor for ConnectionActor {
                 });
             }
         }
-        self.phase = self.next_phase(error.is_some());
+        self.phase = if matches!(error, Some(Error::SessionGone))
+            && self.phase == Phase::Initial
+            && !self.retried_gone
+        {
+            // A session from an earlier run (a durable store's) is gone: the
+            // first connect goes on with a fresh one, as a reconnect would
+            // (once: a server that refuses fresh sessions too is an error).
+            self.retried_gone = true;
+            Phase::Initial
+        } else {
+            self.next_phase(error.is_some())
+        };
         match self.phase {
-            Phase::Reconnecting => self.set_state(ConnectionState::Reconnecting),
-            Phase::Initial => {}
+            // `Reconnecting` is announced once the retry policy said it will
+            // retry (`schedule_retry`): an error it treats as terminal goes
+            // straight to `Disconnected`, never through `Reconnecting`.
+            Phase::Reconnecting | Phase::Initial => {}
             Phase::Idle | Phase::Up => {
                 self.phase = Phase::Idle;
                 self.go_idle(error);
@@ -852,6 +946,7 @@ impl ConnectionActor {
                         _ => delay,
                     };
                     log::debug!("reconnect attempt {attempt} in {delay:?} after: {error}");
+                    act.set_state(ConnectionState::Reconnecting);
                     act.bus.reconnecting.publish(Reconnecting {
                         attempt,
                         delay,
@@ -896,13 +991,17 @@ impl Handler<Connect> for ConnectionActor {
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) {
         match self.state {
-            ConnectionState::Connected => {
+            ConnectionState::Connected if self.phase == Phase::Up => {
                 let _ = msg.0.send(Ok(()));
             }
             ConnectionState::Disconnecting => {
                 let _ = msg.0.send(Err(Error::NotConnected));
             }
-            ConnectionState::Connecting | ConnectionState::Reconnecting => {
+            // `Connected` but not `Up`: the socket just ended and the retry
+            // policy is being asked; the answer settles it.
+            ConnectionState::Connecting
+            | ConnectionState::Reconnecting
+            | ConnectionState::Connected => {
                 self.connect_waiters.push(msg.0);
             }
             ConnectionState::Disconnected => {
@@ -910,6 +1009,7 @@ impl Handler<Connect> for ConnectionActor {
                 self.wanted = true;
                 self.phase = Phase::Initial;
                 self.initial_tries_left = self.url.endpoint_count().saturating_sub(1);
+                self.retried_gone = false;
                 self.begin_attempt(ctx);
             }
         }
@@ -940,11 +1040,9 @@ impl Handler<WriteBatch> for ConnectionActor {
                 for out in msg.items {
                     if reliable {
                         self.reliable.note_written(out.seq);
-                        let _ = sock
-                            .sink
-                            .write(WsMessage::Binary(encode_data(out.seq, &out.payload)));
+                        let _ = sock.write(WsMessage::Binary(encode_data(out.seq, &out.payload)));
                     } else {
-                        let _ = sock.sink.write(to_ws(out.payload));
+                        let _ = sock.write(to_ws(out.payload));
                     }
                 }
                 Counters::add(&self.shared.counters.sent, n);
@@ -1040,9 +1138,7 @@ impl Handler<SendPing> for ConnectionActor {
         if let Some(sock) = self.sock.as_mut() {
             if sock.gen == msg.gen && sock.closing == Closing::Open {
                 let sent = self.shared.nanos_now().to_be_bytes();
-                let _ = sock
-                    .sink
-                    .write(WsMessage::Ping(bytes::Bytes::copy_from_slice(&sent)));
+                let _ = sock.write(WsMessage::Ping(bytes::Bytes::copy_from_slice(&sent)));
             }
         }
     }

@@ -11,6 +11,7 @@ use super::{
     queue_actor::{CloseAfterFlush, Enqueue, QueueActor},
     reconnect::ReconnectSupervisor,
     stats::Stats,
+    store_writer::StoreHandle,
     subscribers::EventBus,
 };
 use crate::{
@@ -23,7 +24,7 @@ use crate::{
         ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
         UrlProvider,
     },
-    queue::QueueOptions,
+    queue::{QueueOptions, QueueStore, RedbStore, StoredState},
     retry::{RetryPolicy, SharedRetryPolicy},
     Error, Result,
 };
@@ -52,6 +53,8 @@ pub struct ResilientWebSocket {
     queue: Addr<QueueActor>,
     shared: Arc<Shared>,
     opts: Arc<ClientOptions>,
+    /// With a durable store, `send()` waits for its commit.
+    durable: bool,
 }
 
 impl std::fmt::Debug for ResilientWebSocket {
@@ -81,6 +84,7 @@ impl ResilientWebSocket {
             url,
             opts: ClientOptions::default(),
             bus: EventBus::default(),
+            store: None,
         }
     }
 
@@ -107,13 +111,17 @@ impl ResilientWebSocket {
     /// `enable_message_buffering`) and goes out first on (re)connect.
     ///
     /// Waits only when the client's mailbox is full (backpressure), or for
-    /// space in a full outbox under [`OverflowPolicy::Wait`].
+    /// space in a full outbox under [`OverflowPolicy::Wait`]. With a durable
+    /// store ([`ClientOptions::persistent`]) it also waits until the message
+    /// is on disk (one commit serves every message sent meanwhile), so what
+    /// `send()` accepted survives a crash of the process.
     ///
     /// # Errors
     /// [`Error::NotConnected`] when not connected and buffering is off or a
     /// close is in progress; [`Error::BufferFull`] when the outbox is full
     /// and the overflow policy rejects (or the wait timed out);
-    /// [`Error::Shutdown`] when the client is gone.
+    /// [`Error::Shutdown`] when the client is gone; [`Error::Store`] when the
+    /// durable store failed to commit it.
     pub async fn send(&self, payload: impl Into<Payload>) -> Result<()> {
         self.send_with_priority(payload, 0).await
     }
@@ -128,25 +136,80 @@ impl ResilientWebSocket {
         payload: impl Into<Payload>,
         priority: u8,
     ) -> Result<()> {
+        let durable = self.enqueue(payload.into(), priority, true).await?;
+        Self::durable(durable).await
+    }
+
+    /// Sends several messages in order, like that many [`send`](Self::send)s,
+    /// but with a durable store it waits for the disk once, at the end:
+    /// the way to stream many messages through a durable client fast.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send). It stops at the first message refused;
+    /// the ones before it were accepted.
+    pub async fn send_batch<P: Into<Payload>>(
+        &self,
+        payloads: impl IntoIterator<Item = P>,
+    ) -> Result<()> {
+        let mut payloads = payloads.into_iter().peekable();
+        let mut durable = None;
+        while let Some(p) = payloads.next() {
+            // Commits happen in order: the last message's is the batch's.
+            let last = payloads.peek().is_none();
+            durable = self.enqueue(p.into(), 0, last).await?;
+        }
+        Self::durable(durable).await
+    }
+
+    /// Admits one message and hands it to the queue actor; with a durable
+    /// store and `wait`, returns what hears of its commit.
+    async fn enqueue(
+        &self,
+        payload: Payload,
+        priority: u8,
+        wait: bool,
+    ) -> Result<Option<oneshot::Receiver<Result<(), crate::queue::StoreError>>>> {
         if let Err(e) = self.admit() {
             match (e, self.wait_policy()) {
                 (Error::BufferFull(_), Some(t)) => self.wait_for_space(t).await?,
                 (e, _) => return Err(e),
             }
         }
+        let (done, durable) = if self.durable && wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let msg = Enqueue {
-            payload: payload.into(),
+            payload,
             priority,
+            done,
         };
         match self.queue.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(m)) => self.queue.send(m).await.map_err(|_| Error::Shutdown),
-            Err(SendError::Closed(_)) => Err(Error::Shutdown),
+            Ok(()) => {}
+            Err(SendError::Full(m)) => self.queue.send(m).await.map_err(|_| Error::Shutdown)?,
+            Err(SendError::Closed(_)) => return Err(Error::Shutdown),
+        }
+        Ok(durable)
+    }
+
+    /// Waits for a commit, if there is one to wait for.
+    async fn durable(
+        rx: Option<oneshot::Receiver<Result<(), crate::queue::StoreError>>>,
+    ) -> Result<()> {
+        match rx {
+            None => Ok(()),
+            Some(rx) => match rx.await {
+                Ok(result) => result.map_err(Error::Store),
+                Err(_) => Err(Error::Shutdown),
+            },
         }
     }
 
     /// Like [`send`](Self::send), but never waits: a full mailbox or outbox
-    /// is [`Error::BufferFull`].
+    /// is [`Error::BufferFull`]. With a durable store it does not wait for
+    /// the commit either: use `send()` for that guarantee.
     ///
     /// # Errors
     /// As for [`send`](Self::send).
@@ -155,6 +218,7 @@ impl ResilientWebSocket {
         let msg = Enqueue {
             payload: payload.into(),
             priority: 0,
+            done: None,
         };
         self.queue.try_send(msg).map_err(|e| match e {
             SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
@@ -205,18 +269,27 @@ impl ResilientWebSocket {
                 _ => Err(Error::BufferFull(self.opts.max_buffered_messages)),
             };
         }
+        let max = self.opts.max_buffered_messages.max(1) as u64;
         match self.state() {
-            ConnectionState::Connected => Ok(()),
+            // Connected, the outbox is empty unless the socket is backed up
+            // (a peer that does not read): then the outbox's bound applies.
+            ConnectionState::Connected if self.buffered() < max => Ok(()),
             ConnectionState::Disconnecting => Err(Error::NotConnected),
+            ConnectionState::Connected => self.admit_overflow(),
             _ if !self.opts.enable_message_buffering => Err(Error::NotConnected),
-            _ if self.buffered() < self.opts.max_buffered_messages as u64 => Ok(()),
-            _ => match self.opts.overflow_policy {
-                // The outbox makes room itself and reports what it drops.
-                OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => Ok(()),
-                OverflowPolicy::Reject | OverflowPolicy::Wait(_) => {
-                    Err(Error::BufferFull(self.opts.max_buffered_messages))
-                }
-            },
+            _ if self.buffered() < max => Ok(()),
+            _ => self.admit_overflow(),
+        }
+    }
+
+    /// Whether one more message may be accepted into a full outbox.
+    fn admit_overflow(&self) -> Result<()> {
+        match self.opts.overflow_policy {
+            // The outbox makes room itself and reports what it drops.
+            OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => Ok(()),
+            OverflowPolicy::Reject | OverflowPolicy::Wait(_) => {
+                Err(Error::BufferFull(self.opts.max_buffered_messages.max(1)))
+            }
         }
     }
 
@@ -339,6 +412,7 @@ pub struct ResilientWebSocketBuilder {
     url: UrlProvider,
     opts: ClientOptions,
     bus: EventBus,
+    store: Option<Box<dyn QueueStore>>,
 }
 
 impl ResilientWebSocketBuilder {
@@ -508,18 +582,54 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Makes the client durable: its outbox, and in reliable mode its
+    /// unacknowledged messages and session, are kept in a redb database at
+    /// `path` (created with mode 0600), so a new process resumes where this
+    /// one stopped. Sets [`ClientOptions::persistent`] and `store_path`.
+    pub fn durable_store(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.opts.persistent = true;
+        self.opts.store_path = Some(path.into());
+        self
+    }
+
+    /// Makes the client durable with a store of your own (see
+    /// [`QueueStore`]); it takes precedence over `store_path`.
+    pub fn store(mut self, store: impl QueueStore) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
     /// Starts the client's actors on the current arbiter, without connecting.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for bad options, or when called outside a
-    /// running actix `System` (awc needs one).
-    pub fn build(self) -> Result<ResilientWebSocket> {
-        self.opts.validate()?;
+    /// running actix `System` (awc needs one); [`Error::Store`] when the
+    /// durable store cannot be opened: locked by another process, corrupt
+    /// (it is left as it is), or unreadable.
+    pub fn build(mut self) -> Result<ResilientWebSocket> {
+        if self.store.is_some() && !self.opts.persistent {
+            self.opts.persistent = true;
+        }
+        if self.store.is_none() || self.opts.store_path.is_some() {
+            self.opts.validate()?;
+        } else {
+            // A store of one's own needs no path.
+            ClientOptions {
+                persistent: false,
+                ..self.opts.clone()
+            }
+            .validate()?;
+        }
         if actix_rt::System::try_current().is_none() {
             return Err(Error::InvalidConfig(
                 "ResilientWebSocket must be built inside a running actix System".into(),
             ));
         }
+        let store: Option<Box<dyn QueueStore>> = match (self.store.take(), &self.opts.store_path) {
+            (Some(s), _) => Some(s),
+            (None, Some(path)) => Some(Box::new(RedbStore::open(path)?)),
+            (None, None) => None,
+        };
         let opts = Arc::new(self.opts);
         let shared = Arc::new(Shared::new());
         let heartbeat = HeartbeatActor::new(
@@ -548,10 +658,44 @@ impl ResilientWebSocketBuilder {
         // the queue actor in it.
         let queue_ctx = Context::<QueueActor>::new();
         let queue = queue_ctx.address();
-        let (o, u, s, q) = (opts.clone(), self.url, shared.clone(), queue.clone());
-        let conn =
-            Supervisor::start(move |_| ConnectionActor::new(o, u, bus, s, heartbeat, reconnect, q));
         let mut queue_actor = queue_actor;
+        let mut conn_store = None;
+        let durable = store.is_some();
+        if let Some(mut store) = store {
+            let state = store.load()?;
+            let (progress_tx, progress) = tokio::sync::mpsc::unbounded_channel();
+            let handle = StoreHandle::start(store, progress_tx)?;
+            if state.session.is_some() || !state.unacked.is_empty() || !state.outbox.is_empty() {
+                log::info!(
+                    "durable store: resuming with {} waiting and {} unacknowledged messages{}",
+                    state.outbox.len(),
+                    state.unacked.len(),
+                    if state.session.is_some() {
+                        " and a session"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            conn_store = Some((
+                handle.clone(),
+                StoredState {
+                    session: state.session.clone(),
+                    delivered: state.delivered,
+                    next_seq: state.next_seq,
+                    ..StoredState::new()
+                },
+            ));
+            queue_actor.attach_store(handle, progress, state);
+        }
+        let (o, u, s, q) = (opts.clone(), self.url, shared.clone(), queue.clone());
+        let conn = Supervisor::start(move |_| {
+            let mut c = ConnectionActor::new(o, u, bus, s, heartbeat, reconnect, q);
+            if let Some((handle, state)) = conn_store {
+                c.attach_store(handle, &state);
+            }
+            c
+        });
         queue_actor.set_connection(conn.clone());
         queue_actor.set_close_timeout(opts.close_timeout);
         queue_ctx.run(queue_actor);
@@ -560,6 +704,7 @@ impl ResilientWebSocketBuilder {
             queue,
             shared,
             opts,
+            durable,
         })
     }
 

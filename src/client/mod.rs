@@ -8,8 +8,10 @@ mod queue_actor;
 mod reconnect;
 mod reliable;
 mod stats;
+mod store_writer;
 mod subscribers;
 mod transport;
+mod write_load;
 
 pub use connection::ConnectionActor;
 pub use facade::{ResilientWebSocket, ResilientWebSocketBuilder};

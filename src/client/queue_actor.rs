@@ -15,8 +15,20 @@
 //! when the outbox is full), and replays the unacknowledged ones after every
 //! reconnect. Because it is not the `ConnectionActor`, none of that is lost
 //! when the connection restarts.
+//!
+//! With a durable store it also records every change (accepted, left the
+//! outbox as seq n, acknowledged, dropped) as a [`StoreOp`] for the store's
+//! writer thread, and answers a `send()` only once its message is durable.
+//! In reliable mode a batch goes to the socket only after the commit that
+//! gave its messages their seqs: a seq the server has seen is never given to
+//! another message after a crash, which is what makes delivery exactly once
+//! across a restart of the process.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -24,11 +36,12 @@ use tokio::sync::oneshot;
 use super::{
     connection::{ConnectionActor, Disconnect, Shared, Subscribe, WriteBatch},
     stats::Counters,
+    store_writer::{Committed, Done, StoreHandle},
     subscribers::Subscribers,
 };
 use crate::{
     events::{ErrorEvent, MessageDropped, Payload},
-    queue::{Dropped, MessageQueue, QueueError, QueueOptions},
+    queue::{Dropped, MessageId, MessageQueue, QueueError, QueueOptions, StoreOp, StoredState},
 };
 
 /// How many backlog messages go to the connection in one batch.
@@ -40,6 +53,8 @@ const BACKLOG_BATCH: usize = 1024;
 pub(crate) struct Enqueue {
     pub(crate) payload: Payload,
     pub(crate) priority: u8,
+    /// With a durable store: answered once the message is durable.
+    pub(crate) done: Option<Done>,
 }
 
 /// The connection's socket is ready for data, or gone.
@@ -56,6 +71,11 @@ pub(crate) enum LinkState {
     },
     /// The socket is gone.
     Down,
+    /// Socket `gen` has too much waiting to be written: hold new messages
+    /// in the outbox (backpressure).
+    Paused { gen: u64 },
+    /// Socket `gen` caught up: let them flow again.
+    Resumed { gen: u64 },
 }
 
 /// Reliable mode: the peer acknowledged everything up to this seq.
@@ -110,6 +130,28 @@ impl Window {
     }
 }
 
+/// With a durable store: what the store must follow, and the batches
+/// waiting for the commit that makes them safe to write.
+struct Durable {
+    store: StoreHandle,
+    /// Changes of this turn, not handed to the writer yet.
+    ops: Vec<StoreOp>,
+    /// `send()`s answered by the commit of `ops`.
+    waiters: Vec<Done>,
+    /// The key the next accepted message gets.
+    next_key: u64,
+    /// The store key of each message in the `MessageQueue`.
+    keys: HashMap<MessageId, u64>,
+    /// Submissions handed to the writer, and how many of them committed.
+    issued: u64,
+    committed: u64,
+    /// Reliable mode: batches (socket generation, messages) waiting for the
+    /// commit with this ticket.
+    held: VecDeque<(u64, u64, Vec<Outbound>)>,
+    /// Commit progress from the writer, until `started()` takes it.
+    progress: Option<tokio::sync::mpsc::UnboundedReceiver<Committed>>,
+}
+
 /// `disconnect()`: pass on after everything accepted before it.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -133,6 +175,8 @@ pub struct QueueActor {
     dropped: Subscribers<MessageDropped>,
     errors: Subscribers<ErrorEvent>,
     up: bool,
+    /// The socket cannot take more for now (see `write_load.rs`).
+    paused: bool,
     /// The socket generation batches are meant for.
     gen: u64,
     /// Reliable mode only.
@@ -143,13 +187,15 @@ pub struct QueueActor {
     /// check and the enqueue are not atomic); they join the outbox, in
     /// order, as space frees. Bounded by what can be in flight to this
     /// actor (its mailbox).
-    overflow: VecDeque<(Payload, u8)>,
+    overflow: VecDeque<(Payload, u8, u64)>,
     flush_scheduled: bool,
     expiry: Option<SpawnHandle>,
     /// `disconnect()`s waiting for the last acks (reliable mode).
     close_waiters: Vec<oneshot::Sender<()>>,
     /// How long a graceful close waits for them.
     close_timeout: Duration,
+    /// With a durable store.
+    durable: Option<Durable>,
 }
 
 impl QueueActor {
@@ -167,6 +213,7 @@ impl QueueActor {
             dropped,
             errors,
             up: false,
+            paused: false,
             gen: 0,
             window: stateful.then(|| Window {
                 next_seq: 1,
@@ -180,7 +227,122 @@ impl QueueActor {
             expiry: None,
             close_waiters: Vec::new(),
             close_timeout: Duration::from_secs(5),
+            durable: None,
         })
+    }
+
+    /// Takes over what a durable store held, and records into it from now
+    /// on. Nothing loaded is dropped: what does not fit the outbox waits
+    /// behind it.
+    pub(crate) fn attach_store(
+        &mut self,
+        store: StoreHandle,
+        progress: tokio::sync::mpsc::UnboundedReceiver<Committed>,
+        state: StoredState,
+    ) {
+        let mut d = Durable {
+            store,
+            ops: Vec::new(),
+            waiters: Vec::new(),
+            next_key: state.next_key(),
+            keys: HashMap::new(),
+            issued: 0,
+            committed: 0,
+            held: VecDeque::new(),
+            progress: Some(progress),
+        };
+        let mut outbox: Vec<(Payload, u8, u64)> = Vec::new();
+        match self.window.as_mut() {
+            Some(w) => {
+                w.next_seq = state.next_seq.max(1);
+                for (seq, payload) in state.unacked {
+                    w.bytes += payload.len();
+                    w.unacked.push_back(Outbound { seq, payload });
+                }
+            }
+            None => {
+                // A store last used in reliable mode: its unacknowledged
+                // messages go first, as plain messages.
+                let upto = state.unacked.last().map(|(seq, _)| *seq);
+                for (_, payload) in state.unacked {
+                    let key = d.next_key;
+                    d.next_key += 1;
+                    d.ops.push(StoreOp::Admit {
+                        key,
+                        priority: 0,
+                        payload: payload.clone(),
+                    });
+                    outbox.push((payload, 0, key));
+                }
+                if let Some(upto) = upto {
+                    d.ops.push(StoreOp::Acked { upto });
+                }
+            }
+        }
+        outbox.extend(
+            state
+                .outbox
+                .into_iter()
+                .map(|m| (m.payload, m.priority, m.key)),
+        );
+        for (payload, priority, key) in outbox {
+            if self.queue.is_full() || !self.overflow.is_empty() {
+                self.overflow.push_back((payload, priority, key));
+                continue;
+            }
+            match self.queue.enqueue(payload, priority) {
+                Ok(outcome) => {
+                    d.keys.insert(outcome.id, key);
+                }
+                Err(e) => {
+                    if let Some(p) = e.into_payload() {
+                        self.overflow.push_back((p, priority, key));
+                    }
+                }
+            }
+        }
+        self.durable = Some(d);
+        self.submit();
+        self.update_buffered();
+    }
+
+    /// Hands this turn's changes to the store's writer.
+    fn submit(&mut self) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if d.ops.is_empty() && d.waiters.is_empty() {
+            return;
+        }
+        d.issued += 1;
+        let ops = std::mem::take(&mut d.ops);
+        let waiters = std::mem::take(&mut d.waiters);
+        d.store.submit(ops, waiters, Some(d.issued));
+    }
+
+    /// Records a change, if there is a durable store.
+    fn record(&mut self, op: StoreOp) {
+        if let Some(d) = self.durable.as_mut() {
+            d.ops.push(op);
+        }
+    }
+
+    /// The store key of a message leaving the `MessageQueue`.
+    fn take_key(&mut self, id: MessageId) -> Option<u64> {
+        self.durable.as_mut().and_then(|d| d.keys.remove(&id))
+    }
+
+    /// Writes the held batches whose commit is done.
+    fn release(&mut self) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        while d.held.front().is_some_and(|(t, _, _)| *t <= d.committed) {
+            let (_, gen, items) = d.held.pop_front().expect("front checked");
+            if let Some(conn) = &self.conn {
+                conn.do_send(WriteBatch { gen, items });
+            }
+        }
     }
 
     /// How long a graceful close waits for the last acks (reliable mode).
@@ -195,6 +357,9 @@ impl QueueActor {
 
     fn report(&mut self, d: Dropped) {
         log::debug!("dropped message {} ({:?})", d.id, d.reason);
+        if let Some(key) = self.take_key(d.id) {
+            self.record(StoreOp::Remove { key });
+        }
         Counters::add(&self.shared.counters.dropped, 1);
         self.dropped.publish(MessageDropped {
             id: d.id,
@@ -206,18 +371,21 @@ impl QueueActor {
     /// Moves sends that raced past a full outbox into it as space frees.
     fn refill(&mut self) {
         while !self.queue.is_full() {
-            let Some((payload, priority)) = self.overflow.pop_front() else {
+            let Some((payload, priority, key)) = self.overflow.pop_front() else {
                 return;
             };
             match self.queue.enqueue(payload, priority) {
                 Ok(outcome) => {
+                    if let Some(d) = self.durable.as_mut() {
+                        d.keys.insert(outcome.id, key);
+                    }
                     if let Some(d) = outcome.dropped {
                         self.report(d);
                     }
                 }
                 Err(e) => {
                     if let Some(p) = e.into_payload() {
-                        self.overflow.push_front((p, priority));
+                        self.overflow.push_front((p, priority, key));
                     }
                     return;
                 }
@@ -237,6 +405,17 @@ impl QueueActor {
         if batch.is_empty() {
             return;
         }
+        if self.window.is_some() && self.durable.is_some() {
+            // Reliable mode with a durable store: not before the seqs in it
+            // are durable (see the module docs).
+            self.submit();
+            let gen = self.gen;
+            if let Some(d) = self.durable.as_mut() {
+                d.held.push_back((d.issued, gen, batch));
+            }
+            self.release();
+            return;
+        }
         if let Some(conn) = &self.conn {
             // do_send: the batch was already admitted by the outbox's limits;
             // a bounded mailbox here could only lose it.
@@ -249,15 +428,33 @@ impl QueueActor {
 
     /// Whether a message may skip the outbox and go straight to the socket.
     fn can_pass(&self, size: usize) -> bool {
-        self.up && self.queue.is_empty() && self.window.as_ref().is_none_or(|w| w.has_room(size))
+        self.up
+            && !self.paused
+            && self.queue.is_empty()
+            && self.window.as_ref().is_none_or(|w| w.has_room(size))
     }
 
-    /// Numbers a message (reliable mode) as it leaves for the socket.
-    fn outbound(&mut self, payload: Payload) -> Outbound {
-        match self.window.as_mut() {
+    /// Numbers a message (reliable mode) as it leaves for the socket, and
+    /// records that with a durable store. `key`: its store key, if it was
+    /// stored in the outbox.
+    fn outbound(&mut self, payload: Payload, key: Option<u64>) -> Outbound {
+        let out = match self.window.as_mut() {
             Some(w) => w.push(payload),
             None => Outbound { seq: 0, payload },
+        };
+        if self.durable.is_some() {
+            if out.seq != 0 {
+                let payload = out.payload.clone();
+                self.record(StoreOp::Assign {
+                    key,
+                    seq: out.seq,
+                    payload,
+                });
+            } else if let Some(key) = key {
+                self.record(StoreOp::Remove { key });
+            }
         }
+        out
     }
 
     fn flush(&mut self) {
@@ -271,8 +468,15 @@ impl QueueActor {
 
     /// Moves the outbox to the socket, as far as the window allows.
     fn drain_backlog(&mut self) {
+        // A burst collected for the socket has lower seqs than anything
+        // leaving the outbox now: it must go first, or the peer sees the
+        // sequence go backwards.
+        if !self.batch.is_empty() {
+            let burst = std::mem::take(&mut self.batch);
+            self.send_batch(burst);
+        }
         let mut batch = Vec::new();
-        loop {
+        while !self.paused {
             self.refill();
             let Some(next) = self.queue.peek() else {
                 break;
@@ -282,7 +486,8 @@ impl QueueActor {
                 break;
             }
             let m = self.queue.dequeue().expect("peeked");
-            batch.push(self.outbound(m.payload));
+            let key = self.take_key(m.id);
+            batch.push(self.outbound(m.payload, key));
             if batch.len() == BACKLOG_BATCH {
                 self.send_batch(std::mem::take(&mut batch));
             }
@@ -309,6 +514,32 @@ impl Actor for QueueActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Must exceed any burst `send()` can produce between two polls.
         ctx.set_mailbox_capacity(4096);
+        if let Some(progress) = self.durable.as_mut().and_then(|d| d.progress.take()) {
+            ctx.add_stream(tokio_stream(progress));
+        }
+    }
+}
+
+/// The writer's progress reports as a stream for `add_stream`.
+fn tokio_stream(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Committed>,
+) -> impl futures_util::Stream<Item = Committed> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+impl StreamHandler<Committed> for QueueActor {
+    fn handle(&mut self, msg: Committed, _: &mut Context<Self>) {
+        if let Err(e) = msg.result {
+            self.errors.publish(ErrorEvent { error: e.into() });
+        }
+        if let Some(d) = self.durable.as_mut() {
+            d.committed = d.committed.max(msg.ticket);
+        }
+        self.release();
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The writer is gone with the store: the actor's life goes on.
     }
 }
 
@@ -316,8 +547,51 @@ impl Handler<Enqueue> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
-        if self.can_pass(msg.payload.len()) {
-            let out = self.outbound(msg.payload);
+        self.enqueue(msg, ctx);
+        self.submit();
+    }
+}
+
+impl QueueActor {
+    fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        let Enqueue {
+            payload,
+            priority,
+            done,
+        } = msg;
+        let passes = self.can_pass(payload.len());
+        // With a durable store, a message that waits is stored under a new
+        // key; one that passes in reliable mode is stored by its seq (in
+        // `outbound`); one that passes in raw mode is not stored at all.
+        let key = match self.durable.as_mut() {
+            Some(d) => {
+                if let Some(done) = done {
+                    if passes && self.window.is_none() {
+                        let _ = done.send(Ok(()));
+                    } else {
+                        d.waiters.push(done);
+                    }
+                }
+                let key = d.next_key;
+                d.next_key += 1;
+                if !passes {
+                    d.ops.push(StoreOp::Admit {
+                        key,
+                        priority,
+                        payload: payload.clone(),
+                    });
+                }
+                key
+            }
+            None => {
+                if let Some(done) = done {
+                    let _ = done.send(Ok(()));
+                }
+                0
+            }
+        };
+        if passes {
+            let out = self.outbound(payload, None);
             self.batch.push(out);
             if !self.flush_scheduled {
                 // Runs after the messages already in the mailbox: a burst
@@ -329,12 +603,15 @@ impl Handler<Enqueue> for QueueActor {
         }
         if !self.overflow.is_empty() {
             // Keep the order: behind those already waiting.
-            self.overflow.push_back((msg.payload, msg.priority));
+            self.overflow.push_back((payload, priority, key));
             self.update_buffered();
             return;
         }
-        match self.queue.enqueue(msg.payload, msg.priority) {
+        match self.queue.enqueue(payload, priority) {
             Ok(outcome) => {
+                if let Some(d) = self.durable.as_mut() {
+                    d.keys.insert(outcome.id, key);
+                }
                 if let Some(d) = outcome.dropped {
                     self.report(d);
                 }
@@ -343,7 +620,7 @@ impl Handler<Enqueue> for QueueActor {
             Err(QueueError::Full { payload, .. } | QueueError::WouldWait { payload, .. }) => {
                 // `send()` checked for space, but other sends were already
                 // on their way: what `send()` accepted is never lost.
-                self.overflow.push_back((payload, msg.priority));
+                self.overflow.push_back((payload, priority, key));
             }
             Err(e) => self.errors.publish(ErrorEvent { error: e.into() }),
         }
@@ -359,6 +636,7 @@ impl Handler<Flush> for QueueActor {
 
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
         self.flush();
+        self.submit();
     }
 }
 
@@ -373,6 +651,7 @@ impl Handler<Expire> for QueueActor {
         self.refill();
         self.update_buffered();
         self.schedule_expiry(ctx);
+        self.submit();
     }
 }
 
@@ -393,25 +672,55 @@ impl Handler<LinkState> for QueueActor {
                 self.flush_scheduled = false;
                 self.gen = gen;
                 self.up = true;
+                self.paused = false;
+                if let Some(d) = self.durable.as_mut() {
+                    // Held batches were for the old socket; their messages
+                    // are in the window, replayed below.
+                    d.held.clear();
+                }
                 if let Some(w) = self.window.as_mut() {
                     w.max_bytes = max_unacked_bytes;
                     if let Some(last) = peer_last_received {
                         w.ack(last);
                     }
-                    let replay: Vec<Outbound> = w.unacked.iter().cloned().collect();
+                    if let Some(upto) = peer_last_received {
+                        self.record(StoreOp::Acked { upto });
+                    }
+                    let replay: Vec<Outbound> = self
+                        .window
+                        .as_ref()
+                        .map(|w| w.unacked.iter().cloned().collect())
+                        .unwrap_or_default();
                     self.send_batch(replay);
                 } else {
                     self.send_batch(stale);
                 }
                 self.drain_backlog();
+                self.submit();
+            }
+            LinkState::Paused { gen } => {
+                if gen == self.gen {
+                    self.paused = true;
+                }
+            }
+            LinkState::Resumed { gen } => {
+                if gen == self.gen && self.paused {
+                    self.paused = false;
+                    if self.up {
+                        self.drain_backlog();
+                        self.submit();
+                    }
+                }
             }
             LinkState::Down => {
                 self.up = false;
+                self.paused = false;
                 if self.window.is_none() {
                     // A batch in flight to a dead socket is kept by the
                     // connection and written first on the next one.
                     self.flush();
                 }
+                self.submit();
             }
         }
     }
@@ -424,6 +733,9 @@ impl Handler<Acked> for QueueActor {
         if let Some(w) = self.window.as_mut() {
             w.ack(msg.0);
         }
+        if self.window.is_some() {
+            self.record(StoreOp::Acked { upto: msg.0 });
+        }
         if self.up {
             self.drain_backlog();
         } else {
@@ -432,6 +744,7 @@ impl Handler<Acked> for QueueActor {
         if !self.close_waiters.is_empty() && self.all_acked() {
             self.release_close();
         }
+        self.submit();
     }
 }
 
@@ -452,6 +765,7 @@ impl Handler<CloseAfterFlush> for QueueActor {
         } else {
             self.release_close();
         }
+        self.submit();
     }
 }
 

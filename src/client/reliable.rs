@@ -7,7 +7,33 @@
 //! `QueueActor`'s.
 
 use super::transport::SessionInfo;
-use crate::{close_code, Error};
+use crate::{close_code, queue::StoredSession, Error};
+
+impl From<&SessionInfo> for StoredSession {
+    fn from(s: &SessionInfo) -> Self {
+        StoredSession {
+            connection_id: s.connection_id.clone(),
+            reconnect_token: s.reconnect_token.clone(),
+            socket_url: s.socket_url.clone(),
+            max_unacked_bytes: s.max_unacked_bytes,
+            ack_interval: s.ack_interval,
+            ack_threshold: s.ack_threshold,
+        }
+    }
+}
+
+impl From<&StoredSession> for SessionInfo {
+    fn from(s: &StoredSession) -> Self {
+        SessionInfo {
+            connection_id: s.connection_id.clone(),
+            reconnect_token: s.reconnect_token.clone(),
+            socket_url: s.socket_url.clone(),
+            max_unacked_bytes: s.max_unacked_bytes,
+            ack_interval: s.ack_interval,
+            ack_threshold: s.ack_threshold,
+        }
+    }
+}
 
 /// What to do with a DATA frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,9 +50,11 @@ pub struct QueueOptions {
     /// tried at most 3 times; 0 behaves like 1). Default
     /// [`DEFAULT_MAX_RETRIES`](Self::DEFAULT_MAX_RETRIES) (3).
     pub max_retries: u32,
-    /// Whether queued messages should outlive the process. That needs a
-    /// durable store, which does not exist yet: `true` is rejected by
-    /// [`MessageQueue::new`] with [`QueueError::InvalidConfig`]. Default `false`.
+    /// Whether queued messages should outlive the process. A `MessageQueue`
+    /// is the in-memory part of the outbox only; persistence is the client's
+    /// durable store ([`RedbStore`](super::RedbStore), enabled with
+    /// `ClientOptions::persistent` and `store_path`), so `true` is rejected
+    /// here with [`QueueError::InvalidConfig`]. Default `false`.
     pub persistent: bool,
     /// What [`MessageQueue::enqueue`] does when the queue is full. Default
     /// [`OverflowPolicy::Reject`].
@@ -353,11 +355,11 @@ impl MessageQueue {
     /// # Errors
     ///
     /// [`QueueError::InvalidConfig`] if `max_size` is 0, `ttl` is zero, or
-    /// `persistent` is set (there is no durable store yet).
+    /// `persistent` is set (that takes the client's durable store).
     pub fn new(options: QueueOptions) -> Result<Self, QueueError> {
         if options.persistent {
             return Err(QueueError::InvalidConfig(
-                "a persistent queue needs a durable store, and none is available yet".into(),
+                "a MessageQueue is memory only; persistence needs the client's durable store (ClientOptions::persistent with a store_path)".into(),
             ));
         }
         if options.max_size == 0 {

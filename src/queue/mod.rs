@@ -8,6 +8,8 @@
 //! [`Dropped`] with its [`MessageId`] and a [`DropReason`].
 //!
 //! The client's queue actor owns one and turns those reports into events.
+//! With a durable store (a [`QueueStore`], such as [`RedbStore`]) it also
+//! records every change to the outbox, so that a new process finds it again.
 //!
 //! ```
 //! use resilient_ws::queue::{MessageQueue, QueueOptions};
@@ -22,8 +24,14 @@
 //! ```
 
 mod message_queue;
+mod redb_store;
+mod store;
 
 pub use message_queue::{
     DropReason, Dropped, EnqueueOutcome, MessageId, MessageQueue, OverflowPolicy, QueueError,
     QueueOptions, QueuedMessage,
+};
+pub use redb_store::RedbStore;
+pub use store::{
+    MemoryStore, QueueStore, StoreError, StoreOp, StoredMessage, StoredSession, StoredState,
 };

@@ -327,6 +327,20 @@ struct ConnectArgs {
     /// larger ones close the connection with 1009. Default 16 MiB.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_message_size: Option<usize>,
+
+    /// Keep the buffer (and with --mode stateful the unacknowledged lines
+    /// and the session) in this file, a redb database readable by you only:
+    /// a later `rws connect` with the same --store resumes, and every line
+    /// accepted before a crash is delivered exactly once. A line counts as
+    /// accepted once it is on disk.
+    #[arg(long, value_name = "PATH")]
+    store: Option<std::path::PathBuf>,
+
+    /// Report each stdin line once the client accepted it (with --store:
+    /// once it is on disk), as `accepted N` (or an `accepted` event with
+    /// --json) on stderr. For scripts that must know what is safe.
+    #[arg(long)]
+    print_accepted: bool,
 }
 
 /// `--mode`, mapped onto [`ReconnectMode`].
@@ -547,6 +561,9 @@ async fn run_client(args: ConnectArgs) -> i32 {
     if let Some(n) = args.max_message_size {
         builder = builder.max_message_size(n);
     }
+    if let Some(path) = &args.store {
+        builder = builder.durable_store(path.clone());
+    }
     for (name, value) in args.headers {
         builder = builder.header(name, value);
     }
@@ -588,7 +605,13 @@ async fn run_client(args: ConnectArgs) -> i32 {
     actix_rt::spawn(forward_stdin(
         ws.clone(),
         line_rx,
-        (!args.echo).then_some(linger),
+        Forwarding {
+            close_at_eof: (!args.echo).then_some(linger),
+            // With a store each send waits for the disk: hand over what
+            // stdin has ready in one batch, one commit.
+            batch: args.store.is_some() && args.mode == Mode::Stateful,
+            print_accepted: args.print_accepted,
+        },
         printer.clone(),
         control_tx.clone(),
     ));
@@ -705,27 +728,63 @@ fn read_stdin(tx: mpsc::Sender<io::Result<String>>) {
 /// its buffer is full is reported as [`NotSent`] and the rest go on: the
 /// connection may come back. Any other failure ends the program.
 ///
-/// `close_at_eof`: at the end of stdin, close after lingering this long for
-/// answers (see [`linger`]); `None` keeps the connection open (`--echo`).
+/// How [`forward_stdin`] hands lines over.
+struct Forwarding {
+    /// At the end of stdin, close after lingering this long for answers (see
+    /// [`linger`]); `None` keeps the connection open (`--echo`).
+    close_at_eof: Option<Duration>,
+    /// Hand the lines stdin has ready over as one `send_batch` (reliable
+    /// mode with a store, where no line is refused and each `send` would
+    /// wait for its own commit).
+    batch: bool,
+    /// Report accepted lines (`--print-accepted`).
+    print_accepted: bool,
+}
+
+/// The most lines handed over in one batch.
+const MAX_BATCH: usize = 1024;
+
 async fn forward_stdin(
     ws: ResilientWebSocket,
     mut lines: mpsc::Receiver<io::Result<String>>,
-    close_at_eof: Option<Duration>,
+    how: Forwarding,
     printer: Addr<Printer>,
     control: mpsc::UnboundedSender<Control>,
 ) {
     let mut line_no = 0u64;
+    let mut batch = Vec::new();
     while let Some(item) = lines.recv().await {
-        let line = match item {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = control.send(Control::Failed(format!("reading stdin: {e}")));
-                return;
+        let mut next = Some(item);
+        let mut failed = None;
+        // Take what else is ready, up to a batch.
+        while let Some(item) = next.take() {
+            match item {
+                Ok(line) => batch.push(line),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if how.batch && batch.len() < MAX_BATCH {
+                next = lines.try_recv().ok();
+            }
+        }
+        let first = line_no + 1;
+        line_no += batch.len() as u64;
+        let result = if how.batch {
+            ws.send_batch(batch.drain(..)).await
+        } else {
+            match batch.pop() {
+                Some(line) => ws.send(line).await,
+                None => Ok(()),
             }
         };
-        line_no += 1;
-        match ws.send(line).await {
-            Ok(()) => {}
+        match result {
+            Ok(()) => {
+                if how.print_accepted && line_no >= first {
+                    printer.do_send(Accepted { line: line_no });
+                }
+            }
             Err(error @ (Error::NotConnected | Error::BufferFull(_))) => {
                 printer.do_send(NotSent {
                     line: line_no,
@@ -737,8 +796,12 @@ async fn forward_stdin(
                 return;
             }
         }
+        if let Some(e) = failed {
+            let _ = control.send(Control::Failed(format!("reading stdin: {e}")));
+            return;
+        }
     }
-    if let Some(quiet) = close_at_eof {
+    if let Some(quiet) = how.close_at_eof {
         settle(&ws).await;
         if !quiet.is_zero() {
             linger(&ws, quiet).await;
@@ -851,6 +914,13 @@ struct NotSent {
     error: Error,
 }
 
+/// Stdin lines up to `line` were accepted (`--print-accepted`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Accepted {
+    line: u64,
+}
+
 /// Receives the client's events: messages to stdout, everything else to
 /// stderr; tells the main loop when the client is finally disconnected.
 ///
@@ -952,6 +1022,9 @@ enum JsonEvent<'a> {
     NotSent {
         line: u64,
         error: &'a str,
+    },
+    Accepted {
+        line: u64,
     },
     SessionLost {
         connection_id: &'a str,
@@ -1141,6 +1214,17 @@ impl Handler<NotSent> for Printer {
                 error: &error,
             },
             format_args!("line {} not sent: {error}", msg.line),
+        );
+    }
+}
+
+impl Handler<Accepted> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Accepted, _: &mut Context<Self>) {
+        self.event(
+            JsonEvent::Accepted { line: msg.line },
+            format_args!("accepted {}", msg.line),
         );
     }
 }
