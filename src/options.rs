@@ -262,18 +262,46 @@ pub struct ClientOptions {
     /// The largest inbound message accepted (after joining fragments); larger
     /// ones close the connection with 1009. Default 16 MiB.
     pub max_message_size: usize,
+    /// The most frames one fragmented inbound message may come in; a
+    /// message in more closes the connection with 1009. Default 4096.
+    pub max_fragments: usize,
+    /// How many inbound messages may wait for a subscriber (in its
+    /// mailbox or being handled) before the client stops reading the
+    /// socket. Reading resumes once the subscriber has handled them; the
+    /// peer is slowed down by TCP flow control, and nothing is dropped.
+    /// While reading is paused the heartbeat does not count the silence
+    /// against the peer, and a Close from the peer is seen only once the
+    /// subscriber has caught up. Default 1024.
+    pub max_inbound_backlog: usize,
+    /// Like `max_inbound_backlog`, in payload bytes. Default 16 MiB.
+    pub max_inbound_backlog_bytes: usize,
+    /// The largest negotiate response body read (reliable mode); a larger
+    /// one fails the attempt with [`Error::Negotiate`]. Default 64 KiB.
+    pub max_negotiate_body_size: usize,
     /// Extra headers for the upgrade request.
     pub headers: Vec<(String, String)>,
     /// Subprotocols offered in `Sec-WebSocket-Protocol`.
     pub protocols: Vec<String>,
     /// Bearer token provider, called before every attempt. The token goes in
-    /// the `Authorization` header, never in the URL, and is never logged.
+    /// the `Authorization` header, never in the URL (unless
+    /// `auth_token_query_param` opts in), and is never logged.
     pub auth_token: Option<TokenProvider>,
     /// A hook run before every attempt that may change the URL and token.
     pub negotiate: Option<NegotiateHook>,
     /// TLS configuration for `wss://`. `None` uses the Mozilla (webpki) root
     /// certificates with rustls' safe defaults.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Opt-in for servers that cannot read the `Authorization` header (ones
+    /// written for browsers, whose WebSocket API cannot set headers): the
+    /// name of a query parameter that carries the auth token instead of the
+    /// header, on the negotiate request and the socket URL
+    /// (`Some("access_token".into())` gives `...?access_token=<token>`,
+    /// percent-encoded). `None` (the default) keeps the token in the header
+    /// and out of every URL. Servers and proxies often log URLs, so use it
+    /// only when the server needs it. The client's own log lines and error
+    /// messages never show a URL's query either way. The name must be
+    /// non-empty ASCII letters, digits, `-`, `_`, `.` or `~`.
+    pub auth_token_query_param: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -296,11 +324,16 @@ impl Default for ClientOptions {
             overflow_policy: OverflowPolicy::Reject,
             message_ttl: None,
             max_message_size: 16 * 1024 * 1024,
+            max_fragments: crate::client::inbound::DEFAULT_MAX_FRAGMENTS,
+            max_inbound_backlog: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG,
+            max_inbound_backlog_bytes: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG_BYTES,
+            max_negotiate_body_size: 64 * 1024,
             headers: Vec::new(),
             protocols: Vec::new(),
             auth_token: None,
             negotiate: None,
             tls: None,
+            auth_token_query_param: None,
         }
     }
 }
@@ -360,6 +393,17 @@ impl ClientOptions {
         if self.persistent && !self.enable_message_buffering {
             return bad("persistent needs enable_message_buffering");
         }
+        if self.max_fragments == 0 {
+            return bad("max_fragments must be greater than zero");
+        }
+        if self.max_inbound_backlog == 0 || self.max_inbound_backlog_bytes == 0 {
+            return bad(
+                "max_inbound_backlog and max_inbound_backlog_bytes must be greater than zero",
+            );
+        }
+        if self.max_negotiate_body_size == 0 {
+            return bad("max_negotiate_body_size must be greater than zero");
+        }
         for (name, value) in &self.headers {
             if awc::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(Error::InvalidConfig(format!(
@@ -370,6 +414,12 @@ impl ClientOptions {
                 return Err(Error::InvalidConfig(format!(
                     "invalid value for header {name:?}"
                 )));
+            }
+        }
+        if let Some(name) = &self.auth_token_query_param {
+            let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-_.~".contains(&b);
+            if name.is_empty() || !name.bytes().all(unreserved) {
+                return bad("auth_token_query_param must be non-empty and URL-safe");
             }
         }
         for p in &self.protocols {

@@ -127,6 +127,9 @@ struct Client {
     stdout: mpsc::Receiver<String>,
     stderr: Arc<Mutex<Vec<String>>>,
     accepted: Arc<AtomicU64>,
+    /// The pipe readers; joined once the process is gone, so everything it
+    /// printed has been read.
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 fn rws_connect(url: &str, store: &Path, extra_env: &[(&str, &str)]) -> Client {
@@ -146,7 +149,7 @@ fn rws_connect(url: &str, store: &Path, extra_env: &[(&str, &str)]) -> Client {
     let out = child.stdout.take().unwrap();
     let err = child.stderr.take().unwrap();
     let (tx, stdout) = mpsc::channel();
-    thread::spawn(move || {
+    let out_reader = thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
@@ -154,7 +157,7 @@ fn rws_connect(url: &str, store: &Path, extra_env: &[(&str, &str)]) -> Client {
     let accepted = Arc::new(AtomicU64::new(0));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let (a, e) = (accepted.clone(), stderr.clone());
-    thread::spawn(move || {
+    let err_reader = thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             if let Some(n) = line.strip_prefix("accepted ") {
                 a.fetch_max(n.trim().parse().unwrap(), Ordering::SeqCst);
@@ -167,6 +170,7 @@ fn rws_connect(url: &str, store: &Path, extra_env: &[(&str, &str)]) -> Client {
         stdout,
         stderr,
         accepted,
+        readers: vec![out_reader, err_reader],
     }
 }
 
@@ -220,6 +224,9 @@ impl Client {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {
+                for r in self.readers.drain(..) {
+                    r.join().unwrap();
+                }
                 return status.code();
             }
             assert!(
@@ -528,10 +535,14 @@ async fn a_durable_client_delivers_exactly_once_in_order_through_cuts() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ws = resilient_ws::ResilientWebSocket::builder(proxy.ws_url())
-        .reconnect_mode(resilient_ws::ReconnectMode::Stateful)
-        .reconnect_delays(Duration::from_millis(10), Duration::from_millis(50), 0)
-        .durable_store(dir.path().join("c.store"))
+    let rec = resilient_ws::testing::EventRecorder::start();
+    let ws = rec
+        .attach(
+            resilient_ws::ResilientWebSocket::builder(proxy.ws_url())
+                .reconnect_mode(resilient_ws::ReconnectMode::Stateful)
+                .reconnect_delays(Duration::from_millis(10), Duration::from_millis(50), 0)
+                .durable_store(dir.path().join("c.store")),
+        )
         .connect()
         .await
         .unwrap();
@@ -552,6 +563,14 @@ async fn a_durable_client_delivers_exactly_once_in_order_through_cuts() {
     }
     sender.await.unwrap();
     ws.disconnect().await.unwrap();
+    // Every cut was resumed: no session was lost (that would re-send with
+    // the same ids, at least once by design).
+    assert_eq!(
+        server.connection_ids().len(),
+        1,
+        "a session was lost; the client saw: {:?}",
+        rec.closed()
+    );
     let texts = server.texts();
     assert_exactly_once_in_order(&texts, total, &[]);
     assert_eq!(texts.len() as u64, total);
@@ -663,10 +682,14 @@ async fn a_failing_store_makes_send_fail_with_a_clear_error() {
     let e = first_error.expect("a send failed once the store did");
     assert!(matches!(e, resilient_ws::Error::Store(_)), "{e:?}");
     assert!(e.to_string().contains("disk full"), "{e}");
+    // The writer answers the send()s first, then tells the queue actor.
     assert!(
-        rec.errors()
+        rec.wait_until(DEADLINE, |events| events
             .iter()
-            .any(|e| e.to_string().contains("disk full")),
+            .any(|e| format!("{e:?}").contains("disk full"))
+            .then_some(()))
+            .await
+            .is_some(),
         "subscribers hear of it too"
     );
 }

@@ -27,7 +27,7 @@ use actix_rt::time::Instant;
 
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
-    inbound::{Assembler, Inbound},
+    inbound::{Assembler, Gated, Inbound, PongAction, PongLimiter},
     queue_actor::{Acked, LinkState, Outbound, QueueActor},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
@@ -195,6 +195,8 @@ struct Socket {
     ack_timer: Option<SpawnHandle>,
     /// Bytes written and not yet taken by the socket (backpressure).
     load: Rc<WriteLoad>,
+    /// Coalesces pongs under a ping flood.
+    pongs: PongLimiter,
 }
 
 impl Socket {
@@ -377,6 +379,8 @@ impl ConnectionActor {
         // The guard lives inside the stream item, so it counts the stream for
         // exactly as long as the context holds it.
         let guard = LiveGuard::new(self.shared.clone());
+        // The gate stops reading while a subscriber is too far behind.
+        let stream = Gated::new(stream, self.bus.messages.gate());
         ctx.add_stream(stream.map(move |frame| {
             let _ = &guard;
             frame
@@ -393,10 +397,11 @@ impl ConnectionActor {
             gen: self.gen,
             sink: SinkWrite::new(Counted::new(sink, load.clone()), ctx),
             load,
-            assembler: Assembler::new(self.opts.max_message_size),
+            assembler: Assembler::with_limits(self.opts.max_message_size, self.opts.max_fragments),
             closing: Closing::Open,
             ready: false,
             ack_timer: None,
+            pongs: PongLimiter::default(),
         };
         *self.shared.protocol.lock().expect("protocol lock") = opened.protocol;
         match opened.session {
@@ -692,9 +697,24 @@ impl ConnectionActor {
                         .store(rtt.max(1), Ordering::Relaxed);
                 }
             }
-            Ok(Inbound::Ping(b)) => {
-                let _ = sock.write(WsMessage::Pong(b));
-            }
+            Ok(Inbound::Ping(b)) => match sock.pongs.on_ping(b, Instant::now()) {
+                PongAction::Send(b) => {
+                    let _ = sock.write(WsMessage::Pong(b));
+                }
+                PongAction::Later(after) => {
+                    let gen = sock.gen;
+                    ctx.run_later(after, move |act, _| {
+                        if let Some(sock) = act.sock.as_mut().filter(|s| s.gen == gen) {
+                            if let Some(b) = sock.pongs.flush(Instant::now()) {
+                                if sock.closing == Closing::Open {
+                                    let _ = sock.write(WsMessage::Pong(b));
+                                }
+                            }
+                        }
+                    });
+                }
+                PongAction::Coalesced => {}
+            },
             Ok(Inbound::Close(reason)) => self.on_peer_close(reason, ctx),
             Err(e) => self.fail_with_close(ctx, e),
         }
@@ -1085,6 +1105,13 @@ impl StreamHandler<Result<Frame, ProtocolError>> for ConnectionActor {
                 let max = self.opts.max_message_size;
                 self.fail_with_close(ctx, Error::MessageTooLarge { size: max + 1, max });
             }
+            Err(ProtocolError::Io(e)) if is_reserved_bits(&e) => self.fail_with_close(
+                ctx,
+                Error::Protocol {
+                    close_code: close_code::PROTOCOL_ERROR,
+                    message: "frame with reserved bits set".into(),
+                },
+            ),
             Err(ProtocolError::Io(e)) => self.fail(ctx, Error::io(e)),
             Err(e) => self.fail_with_close(
                 ctx,
@@ -1149,9 +1176,25 @@ impl Handler<HeartbeatTimeout> for ConnectionActor {
 
     fn handle(&mut self, msg: HeartbeatTimeout, ctx: &mut Context<Self>) {
         if self.sock.as_ref().is_some_and(|s| s.gen == msg.gen) {
+            if self.bus.messages.paused() {
+                // We stopped reading for a slow subscriber: the silence is
+                // ours, not the peer's. Watch again from now.
+                self.shared.touch();
+                self.heartbeat.do_send(Watch {
+                    gen: msg.gen,
+                    conn: ctx.address(),
+                });
+                return;
+            }
             self.fail(ctx, Error::HeartbeatTimeout(msg.timeout));
         }
     }
+}
+
+/// awc's codec reports a frame with RSV bits set as an I/O error of kind
+/// `InvalidData`; it is the peer breaking the protocol, not the network.
+fn is_reserved_bits(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData && e.to_string().contains("reserved bits")
 }
 
 fn frame_name(f: &ProtoFrame) -> &'static str {

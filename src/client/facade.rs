@@ -440,6 +440,26 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Sets `max_fragments` (the most frames of one inbound message).
+    pub fn max_fragments(mut self, n: usize) -> Self {
+        self.opts.max_fragments = n;
+        self
+    }
+
+    /// Sets `max_inbound_backlog` and `max_inbound_backlog_bytes`: how much
+    /// may wait for a slow subscriber before the socket is not read.
+    pub fn inbound_backlog(mut self, messages: usize, bytes: usize) -> Self {
+        self.opts.max_inbound_backlog = messages;
+        self.opts.max_inbound_backlog_bytes = bytes;
+        self
+    }
+
+    /// Sets `max_negotiate_body_size` (reliable mode).
+    pub fn max_negotiate_body_size(mut self, n: usize) -> Self {
+        self.opts.max_negotiate_body_size = n;
+        self
+    }
+
     /// Sets `max_message_size` (inbound, after joining fragments).
     pub fn max_message_size(mut self, n: usize) -> Self {
         self.opts.max_message_size = n;
@@ -641,6 +661,8 @@ impl ResilientWebSocketBuilder {
         let reconnect =
             ReconnectSupervisor::new(opts.effective_retry_policy(), opts.min_uptime).start();
         let mut bus = self.bus;
+        bus.messages
+            .set_limits(opts.max_inbound_backlog, opts.max_inbound_backlog_bytes);
         let queue_actor = QueueActor::new(
             QueueOptions {
                 max_size: opts.max_buffered_messages.max(1),

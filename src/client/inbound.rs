@@ -1,11 +1,31 @@
-//! Turns decoded frames into whole messages: joins fragments, enforces the
-//! message size limit, and validates UTF-8 (awc's codec does not).
+//! The inbound side of a socket, shared by the client and the server:
+//!
+//! - [`Assembler`] turns decoded frames into whole messages: joins
+//!   fragments, enforces the message size and fragment count limits, and
+//!   validates UTF-8 (awc's codec does not);
+//! - [`PongLimiter`] answers a ping flood with few pongs (client);
+//! - [`InboundFanout`] and [`Gated`] bound how many inbound messages may wait
+//!   for slow subscribers: past the bound the socket is not read until they
+//!   catch up (backpressure to the peer through TCP).
 
-use actix_http::ws::{CloseReason, Frame, Item};
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use actix::{dev::SendError, Recipient};
+use actix_http::ws::{CloseReason, Frame, Item, ProtocolError};
+use actix_rt::time::Instant;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
+use futures_util::{task::AtomicWaker, Stream};
 
-use crate::{close_code, events::Payload, Error};
+use crate::{close_code, events::IncomingMessage, events::Payload, Error};
 
 /// What one frame amounts to.
 #[derive(Debug, PartialEq)]
@@ -26,16 +46,30 @@ pub(crate) enum Inbound {
 #[derive(Debug)]
 pub(crate) struct Assembler {
     max_message_size: usize,
+    max_fragments: usize,
     /// The message being joined: whether it is text, and the bytes so far.
     /// `None` between messages, so an idle connection holds no buffer.
     partial: Option<(bool, BytesMut)>,
+    /// Frames of the message being joined, the first included.
+    fragments: usize,
 }
 
 impl Assembler {
+    /// An assembler with the default fragment limit
+    /// ([`DEFAULT_MAX_FRAGMENTS`]).
+    #[cfg(test)]
     pub(crate) fn new(max_message_size: usize) -> Self {
+        Self::with_limits(max_message_size, DEFAULT_MAX_FRAGMENTS)
+    }
+
+    /// An assembler that accepts messages of at most `max_message_size`
+    /// bytes in at most `max_fragments` frames.
+    pub(crate) fn with_limits(max_message_size: usize, max_fragments: usize) -> Self {
         Assembler {
             max_message_size,
+            max_fragments: max_fragments.max(1),
             partial: None,
+            fragments: 0,
         }
     }
 
@@ -79,6 +113,7 @@ impl Assembler {
     fn start(&mut self, is_text: bool, b: Bytes) -> Result<Inbound, Error> {
         // The codec rejects a second first fragment, so any partial here is stale.
         self.partial = Some((is_text, BytesMut::new()));
+        self.fragments = 0;
         self.append(b)?;
         Ok(Inbound::Partial)
     }
@@ -90,6 +125,14 @@ impl Assembler {
         if size > max {
             self.partial = None;
             return Err(Error::MessageTooLarge { size, max });
+        }
+        self.fragments += 1;
+        if self.fragments > self.max_fragments {
+            self.partial = None;
+            return Err(Error::Protocol {
+                close_code: close_code::MESSAGE_TOO_BIG,
+                message: format!("message in more than {} fragments", self.max_fragments),
+            });
         }
         buf.extend_from_slice(&b);
         Ok(())
@@ -111,6 +154,270 @@ impl Assembler {
             close_code: close_code::INVALID_PAYLOAD,
             message: "text message is not valid UTF-8".into(),
         })
+    }
+}
+
+/// The default limit on the frames of one fragmented message.
+pub(crate) const DEFAULT_MAX_FRAGMENTS: usize = 4096;
+
+/// The shortest time between two pongs; pings in between are answered
+/// once, with the newest ping's payload (RFC 6455 §5.5.3 allows answering
+/// only the most recent ping).
+pub(crate) const PONG_MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Coalesces pongs so that a ping flood costs one pong per
+/// [`PONG_MIN_INTERVAL`], whatever the flood's rate. Every ping is still
+/// answered: at once when no pong went out within the interval, otherwise
+/// by the pong sent when the interval is over (carrying the newest ping's
+/// payload).
+#[derive(Debug, Default)]
+pub(crate) struct PongLimiter {
+    last: Option<Instant>,
+    /// The newest ping not answered yet.
+    pending: Option<Bytes>,
+}
+
+/// What to do with a ping.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PongAction {
+    /// Write this pong now.
+    Send(Bytes),
+    /// Call [`PongLimiter::flush`] after this delay (a timer is needed).
+    Later(Duration),
+    /// A pong is already scheduled; it will carry this ping's payload.
+    Coalesced,
+}
+
+impl PongLimiter {
+    /// A ping arrived at `now`.
+    pub(crate) fn on_ping(&mut self, payload: Bytes, now: Instant) -> PongAction {
+        let due = self.last.map(|t| t + PONG_MIN_INTERVAL);
+        match due {
+            Some(due) if due > now => {
+                let scheduled = self.pending.replace(payload).is_some();
+                if scheduled {
+                    PongAction::Coalesced
+                } else {
+                    PongAction::Later(due - now)
+                }
+            }
+            _ => {
+                self.last = Some(now);
+                PongAction::Send(payload)
+            }
+        }
+    }
+
+    /// The timer fired: the pong to write, if a ping is still unanswered.
+    pub(crate) fn flush(&mut self, now: Instant) -> Option<Bytes> {
+        let p = self.pending.take()?;
+        self.last = Some(now);
+        Some(p)
+    }
+}
+
+/// Pauses a socket's stream: while paused, the stream is not polled, so
+/// nothing more is read from the socket and TCP pushes back on the peer.
+/// Paused while at least one subscriber is *blocked* (at its bound).
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    blocked: AtomicUsize,
+    waker: AtomicWaker,
+}
+
+impl Gate {
+    pub(crate) fn is_paused(&self) -> bool {
+        self.blocked.load(Ordering::Acquire) > 0
+    }
+
+    fn block(&self) {
+        self.blocked.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn unblock(&self) {
+        if self.blocked.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waker.wake();
+        }
+    }
+}
+
+/// A stream of decoded frames, read only while its [`Gate`] is open, and
+/// never again after a decoding error.
+///
+/// awc's codec leaves the bytes it could not decode in its buffer, so its
+/// stream yields the same error again and again: after the first one this
+/// stream stays pending (the socket is being failed; the close timer ends
+/// it). An oversize frame is the exception: the codec skips it, so reading
+/// goes on and the peer's answer to our 1009 is seen at once.
+pub(crate) struct Gated<S> {
+    inner: S,
+    gate: Arc<Gate>,
+    failed: bool,
+}
+
+impl<S> Gated<S> {
+    pub(crate) fn new(inner: S, gate: Arc<Gate>) -> Self {
+        Gated {
+            inner,
+            gate,
+            failed: false,
+        }
+    }
+}
+
+impl<S, T> Stream for Gated<S>
+where
+    S: Stream<Item = Result<T, ProtocolError>> + Unpin,
+{
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        if self.failed {
+            return Poll::Pending;
+        }
+        if self.gate.is_paused() {
+            self.gate.waker.register(cx.waker());
+            // Resumed between the check and the registration: go on.
+            if self.gate.is_paused() {
+                return Poll::Pending;
+            }
+        }
+        let item = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Err(e))) = &item {
+            self.failed = !matches!(e, ProtocolError::Overflow);
+        }
+        item
+    }
+}
+
+/// The defaults of the inbound backlog bound (see [`InboundFanout`]).
+pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG: usize = 1024;
+/// See [`DEFAULT_MAX_INBOUND_BACKLOG`].
+pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// One subscriber's progress: what was handed to it and what it handled,
+/// as running totals (messages and payload bytes).
+#[derive(Default)]
+struct Progress {
+    handled: AtomicU64,
+    handled_bytes: AtomicU64,
+}
+
+struct Subscriber {
+    r: Recipient<IncomingMessage>,
+    sent: u64,
+    sent_bytes: u64,
+    /// The count at the last marker, so that one goes out every so often.
+    last_marker: u64,
+    progress: Arc<Progress>,
+}
+
+/// The fan-out of inbound messages, with a bound on how many wait for a
+/// subscriber (in its mailbox, queued or being handled).
+///
+/// actix's `do_send` ignores a mailbox's capacity, so a peer faster than a
+/// subscriber would otherwise grow the client's memory without bound. The
+/// policy: messages are handed over with `try_send`/`do_send` (cheap), and
+/// every so often one with `send` (a *marker*), whose reply says that the
+/// subscriber has handled everything up to it (a mailbox is FIFO). When a
+/// subscriber has `max_messages` messages or `max_bytes` payload bytes
+/// waiting, the socket's [`Gate`] closes: nothing more is read until the
+/// subscriber's marker comes back. Nothing is dropped; the peer is slowed
+/// down by TCP flow control (in reliable mode its unacked window fills).
+pub(crate) struct InboundFanout {
+    subs: Vec<Subscriber>,
+    gate: Arc<Gate>,
+    max_messages: u64,
+    max_bytes: u64,
+}
+
+impl Default for InboundFanout {
+    fn default() -> Self {
+        InboundFanout {
+            subs: Vec::new(),
+            gate: Arc::new(Gate::default()),
+            max_messages: DEFAULT_MAX_INBOUND_BACKLOG as u64,
+            max_bytes: DEFAULT_MAX_INBOUND_BACKLOG_BYTES as u64,
+        }
+    }
+}
+
+impl InboundFanout {
+    /// Sets the bound (values below 1 act as 1).
+    pub(crate) fn set_limits(&mut self, max_messages: usize, max_bytes: usize) {
+        self.max_messages = max_messages.max(1) as u64;
+        self.max_bytes = max_bytes.max(1) as u64;
+    }
+
+    pub(crate) fn add(&mut self, r: Recipient<IncomingMessage>) {
+        self.subs.push(Subscriber {
+            r,
+            sent: 0,
+            sent_bytes: 0,
+            last_marker: 0,
+            progress: Arc::default(),
+        });
+    }
+
+    /// The gate of every socket this fan-out feeds.
+    pub(crate) fn gate(&self) -> Arc<Gate> {
+        self.gate.clone()
+    }
+
+    /// Whether reading is paused for a slow subscriber.
+    pub(crate) fn paused(&self) -> bool {
+        self.gate.is_paused()
+    }
+
+    /// Hands `msg` to every subscriber; closes the gate if one of them is
+    /// now at the bound.
+    pub(crate) fn publish(&mut self, msg: IncomingMessage) {
+        let len = msg.payload.len() as u64;
+        let (max_messages, max_bytes) = (self.max_messages, self.max_bytes);
+        let marker_every = (max_messages / 4).max(1);
+        let gate = &self.gate;
+        self.subs.retain_mut(|s| {
+            let handled = s.progress.handled.load(Ordering::Acquire);
+            let handled_bytes = s.progress.handled_bytes.load(Ordering::Acquire);
+            s.sent += 1;
+            s.sent_bytes += len;
+            let at_bound = s.sent - handled >= max_messages
+                || s.sent_bytes.saturating_sub(handled_bytes) >= max_bytes;
+            if !at_bound && s.sent - s.last_marker < marker_every {
+                return match s.r.try_send(msg.clone()) {
+                    Ok(()) => true,
+                    Err(SendError::Full(m)) => {
+                        s.r.do_send(m);
+                        true
+                    }
+                    Err(SendError::Closed(_)) => false,
+                };
+            }
+            // A marker. A fresh clone of the recipient is never parked, so
+            // `send` always enqueues (like `do_send`) and its reply says the
+            // subscriber handled everything up to here.
+            s.last_marker = s.sent;
+            let (n, bytes) = (s.sent, s.sent_bytes);
+            let progress = s.progress.clone();
+            let reply = s.r.clone().send(msg.clone());
+            let blocking = at_bound.then(|| {
+                gate.block();
+                gate.clone()
+            });
+            actix_rt::spawn(async move {
+                // An error means the subscriber is gone: it waits for
+                // nothing any more.
+                let _ = reply.await;
+                progress.handled.fetch_max(n, Ordering::AcqRel);
+                progress.handled_bytes.fetch_max(bytes, Ordering::AcqRel);
+                if let Some(gate) = blocking {
+                    // Nothing was read since this marker: the subscriber
+                    // has caught up completely.
+                    gate.unblock();
+                }
+            });
+            s.r.connected()
+        });
     }
 }
 
@@ -224,5 +531,63 @@ mod tests {
             Inbound::Pong(Bytes::new())
         );
         assert_eq!(a.push(Frame::Close(None)).unwrap(), Inbound::Close(None));
+    }
+
+    #[test]
+    fn fragment_count_is_bounded_and_reset_per_message() {
+        let mut a = Assembler::with_limits(100, 3);
+        let first = || Frame::Continuation(Item::FirstBinary(Bytes::from_static(b"a")));
+        let more = || Frame::Continuation(Item::Continue(Bytes::from_static(b"b")));
+        let last = || Frame::Continuation(Item::Last(Bytes::from_static(b"c")));
+        for _ in 0..2 {
+            // Exactly 3 frames, twice: the count starts again per message.
+            a.push(first()).unwrap();
+            a.push(more()).unwrap();
+            assert_eq!(
+                msg(a.push(last()).unwrap()),
+                Payload::Binary(Bytes::from_static(b"abc"))
+            );
+        }
+        a.push(first()).unwrap();
+        a.push(more()).unwrap();
+        a.push(more()).unwrap();
+        // The fourth frame of a message with a limit of 3.
+        let e = a.push(more()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Protocol {
+                    close_code: 1009,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let mut one = Assembler::with_limits(100, 1);
+        one.push(first()).unwrap();
+        let e = one.push(last()).unwrap_err();
+        assert_eq!(e.close_code(), Some(1009));
+        assert!(one.partial.is_none());
+    }
+
+    #[test]
+    fn pongs_are_coalesced_to_one_per_interval_with_the_newest_payload() {
+        let mut p = PongLimiter::default();
+        let t0 = Instant::now();
+        let b = |n: u8| Bytes::from(vec![n]);
+        assert_eq!(p.on_ping(b(1), t0), PongAction::Send(b(1)));
+        assert_eq!(
+            p.on_ping(b(2), t0 + Duration::from_millis(10)),
+            PongAction::Later(Duration::from_millis(40))
+        );
+        assert_eq!(
+            p.on_ping(b(3), t0 + Duration::from_millis(20)),
+            PongAction::Coalesced
+        );
+        assert_eq!(p.flush(t0 + PONG_MIN_INTERVAL), Some(b(3)));
+        assert_eq!(p.flush(t0 + PONG_MIN_INTERVAL), None);
+        // After a quiet interval a ping is answered at once.
+        let later = t0 + PONG_MIN_INTERVAL * 3;
+        assert_eq!(p.on_ping(b(4), later), PongAction::Send(b(4)));
     }
 }

@@ -3,7 +3,7 @@
 mod connection;
 mod facade;
 mod heartbeat;
-mod inbound;
+pub(crate) mod inbound;
 mod queue_actor;
 mod reconnect;
 mod reliable;

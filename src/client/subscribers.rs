@@ -6,11 +6,11 @@
 
 use actix::prelude::*;
 
+use super::inbound::InboundFanout;
 use crate::fanout::deliver;
 
 use crate::events::{
-    Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting, SessionLost,
-    StateChanged,
+    Closed, ErrorEvent, MessageDropped, Reconnected, Reconnecting, SessionLost, StateChanged,
 };
 
 /// The subscribers of one event type.
@@ -59,7 +59,9 @@ where
 #[derive(Default)]
 pub(crate) struct EventBus {
     pub(crate) state: Subscribers<StateChanged>,
-    pub(crate) messages: Subscribers<IncomingMessage>,
+    /// Inbound messages: bounded for slow subscribers (see
+    /// [`InboundFanout`]).
+    pub(crate) messages: InboundFanout,
     pub(crate) errors: Subscribers<ErrorEvent>,
     pub(crate) closed: Subscribers<Closed>,
     pub(crate) reconnecting: Subscribers<Reconnecting>,

@@ -116,9 +116,6 @@ impl std::fmt::Debug for SessionInfo {
     }
 }
 
-/// The largest negotiate response body read.
-const MAX_NEGOTIATE_BODY: usize = 64 * 1024;
-
 /// Resolves the URL and token, runs the negotiate hook, and opens the socket.
 ///
 /// In reliable mode (`session` is `Some` to resume, or `stateful` without a
@@ -182,6 +179,7 @@ pub(crate) async fn open(
 /// `POST {base}/negotiate`: a fresh session.
 async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result<SessionInfo> {
     let endpoint = negotiate_url(url)?;
+    let (endpoint, token) = place_token(opts, &endpoint, token);
     let secure = endpoint.starts_with("https:");
     let client = http_client(opts, secure);
     let mut req = client.post(endpoint.as_str());
@@ -205,7 +203,7 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
     }
     let body = resp
         .body()
-        .limit(MAX_NEGOTIATE_BODY)
+        .limit(opts.max_negotiate_body_size)
         .await
         .map_err(|e| Error::Negotiate(format!("reading the response: {e}")))?;
     let n = NegotiateResponse::parse(&body)?;
@@ -263,6 +261,10 @@ fn http_client(opts: &ClientOptions, secure: bool) -> awc::Client {
     awc::Client::builder()
         .connector(connector)
         .timeout(opts.connection_timeout)
+        // A redirect is answered as the refusal it is: the protocol moves
+        // clients with negotiate's `url`, and a redirect loop must not cost
+        // ten requests per attempt.
+        .disable_redirects()
         .finish()
 }
 
@@ -273,20 +275,24 @@ async fn upgrade(
     protocols: &[String],
     required: Option<&str>,
 ) -> Result<Opened> {
+    let (url, token) = place_token(opts, url, token);
+    let url = url.as_str();
+    // Errors show the URL without its query (it may hold a secret).
+    let shown = redact_query(url);
     let uri: Uri = url
         .parse()
-        .map_err(|e| Error::InvalidUrl(format!("{url:?}: {e}")))?;
+        .map_err(|e| Error::InvalidUrl(format!("{shown:?}: {e}")))?;
     let secure = match uri.scheme_str() {
         Some("ws") | Some("http") => false,
         Some("wss") | Some("https") => true,
         _ => {
             return Err(Error::InvalidUrl(format!(
-                "{url:?}: the scheme must be ws or wss"
+                "{shown:?}: the scheme must be ws or wss"
             )))
         }
     };
     if uri.host().is_none() {
-        return Err(Error::InvalidUrl(format!("{url:?}: no host")));
+        return Err(Error::InvalidUrl(format!("{shown:?}: no host")));
     }
 
     let client = http_client(opts, secure);
@@ -362,11 +368,70 @@ fn tls_config(opts: &ClientOptions) -> Arc<rustls::ClientConfig> {
     }
 }
 
-/// A URL for logs: the query string may carry a token, so it is cut.
+/// Where the auth token goes: in the `Authorization` header (the token is
+/// returned for it), or, when `auth_token_query_param` opts in, in that
+/// query parameter of the returned URL (and no header).
+fn place_token<'t>(
+    opts: &ClientOptions,
+    url: &str,
+    token: Option<&'t str>,
+) -> (String, Option<&'t str>) {
+    match (&opts.auth_token_query_param, token) {
+        (Some(name), Some(t)) => (with_query_param(url, name, t), None),
+        _ => (url.to_owned(), token),
+    }
+}
+
+/// `url` with `name=value` (the value percent-encoded) added to its query,
+/// before any fragment.
+pub(crate) fn with_query_param(url: &str, name: &str, value: &str) -> String {
+    let (base, fragment) = match url.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len() + name.len() + value.len() * 3 + 2);
+    out.push_str(base);
+    if !base.contains('?') {
+        out.push('?');
+    } else if !base.ends_with(['?', '&']) {
+        out.push('&');
+    }
+    out.push_str(name);
+    out.push('=');
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// A URL for logs and errors: the query string may carry a token and the
+/// user info a password, so both are cut (and a fragment dropped).
 pub(crate) fn redact_query(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>"),
-        None => url.to_string(),
+    let url = url.split_once('#').map_or(url, |(u, _)| u);
+    let (base, query) = match url.split_once('?') {
+        Some((b, _)) => (b, "?<redacted>"),
+        None => (url, ""),
+    };
+    let (scheme, rest) = match base.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, base),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("<redacted>@{host}"),
+        None => authority.to_owned(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{authority}{path}{query}"),
+        None => format!("{authority}{path}{query}"),
     }
 }
 
@@ -417,5 +482,54 @@ mod tests {
             .await
             .expect("connect");
         assert!(conn.io_ref().nodelay().unwrap());
+    }
+
+    #[test]
+    fn query_param_is_added_and_encoded() {
+        let q = |u: &str, v: &str| with_query_param(u, "access_token", v);
+        assert_eq!(q("ws://h/ws", "abc"), "ws://h/ws?access_token=abc");
+        assert_eq!(q("ws://h/ws?x=1", "abc"), "ws://h/ws?x=1&access_token=abc");
+        assert_eq!(q("ws://h/ws?", "abc"), "ws://h/ws?access_token=abc");
+        assert_eq!(q("ws://h/ws?x&", "a"), "ws://h/ws?x&access_token=a");
+        assert_eq!(q("ws://h/ws#f", "a"), "ws://h/ws?access_token=a#f");
+        assert_eq!(
+            q("ws://h/ws", "a b+c/=&é"),
+            "ws://h/ws?access_token=a%20b%2Bc%2F%3D%26%C3%A9"
+        );
+        assert_eq!(
+            q("ws://h/ws", "A-z_0.9~"),
+            "ws://h/ws?access_token=A-z_0.9~"
+        );
+    }
+
+    #[test]
+    fn the_token_goes_in_the_header_unless_opted_in() {
+        let mut opts = ClientOptions::default();
+        assert_eq!(
+            place_token(&opts, "ws://h/ws", Some("t")),
+            ("ws://h/ws".to_owned(), Some("t"))
+        );
+        opts.auth_token_query_param = Some("access_token".into());
+        assert_eq!(
+            place_token(&opts, "ws://h/ws", Some("t")),
+            ("ws://h/ws?access_token=t".to_owned(), None)
+        );
+        assert_eq!(
+            place_token(&opts, "ws://h/ws", None),
+            ("ws://h/ws".to_owned(), None)
+        );
+    }
+
+    #[test]
+    fn redacted_urls_show_no_query_or_user_info() {
+        let r = redact_query;
+        assert_eq!(r("ws://h/ws?access_token=t"), "ws://h/ws?<redacted>");
+        assert_eq!(r("ws://h/ws?a=1#x"), "ws://h/ws?<redacted>");
+        assert_eq!(r("ws://h:1/ws#x"), "ws://h:1/ws");
+        assert_eq!(r("wss://u:pw@h/ws?t=1"), "wss://<redacted>@h/ws?<redacted>");
+        assert_eq!(r("http://u@h"), "http://<redacted>@h");
+        assert_eq!(r("ws://h/a@b"), "ws://h/a@b");
+        assert_eq!(r("h/ws?x"), "h/ws?<redacted>");
+        assert_eq!(r("ws://[::1]:80/ws"), "ws://[::1]:80/ws");
     }
 }

@@ -531,4 +531,182 @@ mod tests {
             assert_eq!(ShutdownAdvice::from_reason(garbage), None, "{garbage}");
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn parse_str(body: &[u8]) -> Result<NegotiateResponse, String> {
+            NegotiateResponse::parse(body).map_err(|e| e.to_string())
+        }
+
+        fn arb_response() -> impl Strategy<Value = NegotiateResponse> {
+            (
+                "[0-9a-f]{32}",
+                // Any non-empty token of at most 255 bytes.
+                "\\PC{1,60}".prop_filter("at most 255 bytes", |t: &String| t.len() <= 255),
+                proptest::option::of("\\PC{0,40}"),
+                1u64..,
+                1usize..,
+                1usize..,
+                1u64..,
+                1u32..,
+            )
+                .prop_map(|(id, token, url, rw, mms, mub, ack_ms, ack_n)| {
+                    NegotiateResponse {
+                        protocol: SUBPROTOCOL.to_owned(),
+                        version: VERSION,
+                        connection_id: id,
+                        reconnect_token: token,
+                        url,
+                        resume_window_ms: rw,
+                        max_message_size: mms,
+                        max_unacked_bytes: mub,
+                        ack_interval_ms: ack_ms,
+                        ack_threshold: ack_n,
+                    }
+                })
+        }
+
+        /// JSON values shaped like a negotiate body, with fields of any type.
+        fn arb_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
+                "\\PC{0,20}".prop_map(Value::from),
+                Just(Value::from(TOKEN)),
+                "\\PC{0,4}".prop_map(|s| Value::from(format!("{s}{TOKEN}{s}"))),
+            ];
+            let value = leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map("[a-z_]{0,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            });
+            let fields = [
+                "protocol",
+                "version",
+                "connection_id",
+                "reconnect_token",
+                "url",
+                "resume_window_ms",
+                "max_message_size",
+                "max_unacked_bytes",
+                "ack_interval_ms",
+                "ack_threshold",
+            ];
+            (
+                proptest::collection::vec(proptest::option::of(value), fields.len()),
+                any::<bool>(),
+            )
+                .prop_map(move |(values, token_valid)| {
+                    let mut v = valid();
+                    for (field, value) in fields.iter().zip(values) {
+                        match value {
+                            Some(value) => v[*field] = value,
+                            None => {
+                                v.as_object_mut().unwrap().remove(*field);
+                            }
+                        }
+                    }
+                    if token_valid {
+                        v["reconnect_token"] = json!(TOKEN);
+                    }
+                    v
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn prop_negotiate_response_round_trips(r in arb_response()) {
+                let body = serde_json::to_vec(&r).unwrap();
+                prop_assert_eq!(parse_str(&body), Ok(r.clone()));
+                // Debug does not depend on the token at all.
+                let mut other = r.clone();
+                other.reconnect_token = new_reconnect_token();
+                prop_assert_eq!(format!("{r:?}"), format!("{other:?}"));
+            }
+
+            #[test]
+            fn prop_parse_arbitrary_bytes_never_panics(
+                raw in proptest::collection::vec(any::<u8>(), 0..256),
+            ) {
+                let _ = NegotiateResponse::parse(&raw);
+            }
+
+            #[test]
+            fn prop_parse_arbitrary_text_never_panics(raw in "\\PC{0,200}") {
+                let _ = NegotiateResponse::parse(raw.as_bytes());
+            }
+
+            #[test]
+            fn prop_parse_mangled_bodies_never_leak_the_token(v in arb_json()) {
+                let body = v.to_string();
+                // The body's token, when it has one long enough to search for.
+                let token = v["reconnect_token"].as_str().filter(|t| t.len() >= 8);
+                match NegotiateResponse::parse(body.as_bytes()) {
+                    Ok(r) => {
+                        // Whatever parses passed validation and round-trips.
+                        prop_assert_eq!(&r.protocol, SUBPROTOCOL);
+                        prop_assert!(is_connection_id(&r.connection_id));
+                        let again = serde_json::to_vec(&r).unwrap();
+                        prop_assert_eq!(parse_str(&again), Ok(r));
+                    }
+                    Err(Error::Negotiate(msg)) => {
+                        if let Some(t) = token {
+                            prop_assert!(!msg.contains(t), "token leaked: {}", msg);
+                        }
+                    }
+                    Err(other) => prop_assert!(false, "unexpected error {:?}", other),
+                }
+            }
+
+            #[test]
+            fn prop_negotiate_url_never_panics(url in "\\PC{0,80}") {
+                if let Ok(n) = negotiate_url(&url) {
+                    prop_assert!(n.starts_with("http://") || n.starts_with("https://"));
+                    prop_assert!(n.contains("/negotiate"));
+                }
+            }
+
+            #[test]
+            fn prop_negotiate_url_of_ws_urls(
+                secure in any::<bool>(),
+                host in "[a-z0-9.-]{1,20}",
+                port in proptest::option::of(any::<u16>()),
+                path in "(/[a-zA-Z0-9._~-]{0,8}){0,4}",
+                query in proptest::option::of("[a-zA-Z0-9=&%._~-]{0,16}"),
+            ) {
+                let scheme = if secure { "wss" } else { "ws" };
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                let q = query.as_ref().map(|q| format!("?{q}")).unwrap_or_default();
+                let url = format!("{scheme}://{host}{port}{path}{q}");
+                let http = if secure { "https" } else { "http" };
+                let expected = format!(
+                    "{http}://{host}{port}{}/negotiate{q}",
+                    path.trim_end_matches('/')
+                );
+                prop_assert_eq!(negotiate_url(&url).map_err(|e| e.to_string()), Ok(expected));
+            }
+
+            #[test]
+            fn prop_shutdown_advice_round_trips(a in any::<u64>(), b in any::<u64>()) {
+                let advice = ShutdownAdvice { reconnect_after_ms: a, spread_ms: b };
+                let reason = advice.to_reason();
+                prop_assert!(reason.len() <= 123);
+                prop_assert_eq!(ShutdownAdvice::from_reason(&reason), Some(advice));
+            }
+
+            #[test]
+            fn prop_shutdown_advice_from_any_reason_never_panics(s in "\\PC{0,123}") {
+                let _ = ShutdownAdvice::from_reason(&s);
+            }
+        }
+    }
 }

@@ -215,9 +215,13 @@ fn map_db_error(path: &Path, e: redb::DatabaseError) -> StoreError {
 }
 
 /// An I/O error, except that redb reports a file that is not a database
-/// as one of kind `InvalidData`.
+/// as one of kind `InvalidData`, and a truncated one may end early
+/// (`UnexpectedEof`): those are damaged files, not I/O failures.
 fn io_error(path: &Path, source: io::Error) -> StoreError {
-    if source.kind() == io::ErrorKind::InvalidData {
+    if matches!(
+        source.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+    ) {
         StoreError::Corrupt {
             path: path.to_path_buf(),
             detail: source.to_string(),

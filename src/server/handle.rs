@@ -2,10 +2,12 @@
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex, Weak,
     },
+    time::{Duration, Instant},
 };
 
 use actix::prelude::*;
@@ -14,7 +16,7 @@ use tokio::sync::mpsc;
 use super::{
     events::{EventHub, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
     hub::{CreateSession, Hub, Shutdown},
-    options::ServerOptions,
+    options::{FailedResumeLimit, ServerOptions},
     session::{EndSession, Outbound, SessionActor},
     socket::{Outgoing, PlainCloser},
 };
@@ -30,6 +32,16 @@ pub enum ServerError {
     /// The server's hub actor is gone (its `System` stopped).
     #[error("the server has stopped")]
     Stopped,
+    /// The identity already holds
+    /// [`max_sessions_per_identity`](ServerOptions::max_sessions_per_identity)
+    /// live sessions (negotiate answers `429`).
+    #[error("too many sessions for this identity")]
+    TooManySessionsForIdentity,
+    /// The server already holds
+    /// [`max_sessions`](ServerOptions::max_sessions) live sessions
+    /// (negotiate answers `503`).
+    #[error("too many sessions")]
+    TooManySessions,
 }
 
 /// A snapshot of a server's counters.
@@ -55,6 +67,8 @@ pub(crate) struct PlainClient {
 pub(crate) struct Shared {
     pub(crate) options: ServerOptions,
     sessions: Mutex<HashMap<String, Addr<SessionActor>>>,
+    /// Live sessions per (non-anonymous) identity.
+    per_identity: Mutex<HashMap<String, usize>>,
     plain: Mutex<HashMap<u64, PlainClient>>,
     pub(crate) events: EventHub,
     attached: AtomicUsize,
@@ -64,6 +78,8 @@ pub(crate) struct Shared {
     /// would cost two more actor messages, a lock and a lookup per message
     /// (the plain echo does not pay them either).
     pub(crate) echo: bool,
+    /// Failed resumes per peer address.
+    pub(crate) resume_limiter: ResumeLimiter,
 }
 
 impl Shared {
@@ -75,15 +91,51 @@ impl Shared {
             .cloned()
     }
 
-    pub(crate) fn insert_session(&self, id: String, addr: Addr<SessionActor>) {
+    /// Whether one more session for `identity` is within the limits.
+    pub(crate) fn admit_session(&self, identity: &str) -> Result<(), ServerError> {
+        if self.sessions.lock().expect("sessions lock").len() >= self.options.max_sessions {
+            return Err(ServerError::TooManySessions);
+        }
+        let held = self
+            .per_identity
+            .lock()
+            .expect("identity lock")
+            .get(identity)
+            .copied()
+            .unwrap_or(0);
+        if !identity.is_empty() && held >= self.options.max_sessions_per_identity {
+            return Err(ServerError::TooManySessionsForIdentity);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn insert_session(&self, id: String, identity: &str, addr: Addr<SessionActor>) {
         self.sessions
             .lock()
             .expect("sessions lock")
             .insert(id, addr);
+        if !identity.is_empty() {
+            *self
+                .per_identity
+                .lock()
+                .expect("identity lock")
+                .entry(identity.to_owned())
+                .or_default() += 1;
+        }
     }
 
-    pub(crate) fn remove_session(&self, id: &str) {
-        self.sessions.lock().expect("sessions lock").remove(id);
+    /// Forgets a session (idempotent).
+    pub(crate) fn remove_session(&self, id: &str, identity: &str) {
+        let removed = self.sessions.lock().expect("sessions lock").remove(id);
+        if removed.is_some() && !identity.is_empty() {
+            let mut counts = self.per_identity.lock().expect("identity lock");
+            if let Some(n) = counts.get_mut(identity) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(identity);
+                }
+            }
+        }
     }
 
     pub(crate) fn all_sessions(&self) -> Vec<Addr<SessionActor>> {
@@ -181,6 +233,11 @@ impl Shared {
 /// with [`ExpireReason::Overflow`](super::ExpireReason::Overflow) and the
 /// count of undelivered messages. Nothing is dropped silently.
 ///
+/// A client that acks without reading keeps the window moving while the
+/// data piles up in front of its socket: once more than twice the window
+/// of DATA payload waits unwritten, the socket is closed with 1008
+/// ("too slow") and the session is kept for the resume window.
+///
 /// # Examples
 /// ```no_run
 /// use actix_web::{App, HttpServer};
@@ -228,9 +285,12 @@ impl ReliableServer {
     }
 
     fn start_with(options: ServerOptions, echo: bool) -> ReliableServer {
+        let options = options.normalized();
         let shared = Arc::new(Shared {
-            options: options.normalized(),
+            resume_limiter: ResumeLimiter::new(options.failed_resume_limit),
+            options,
             sessions: Mutex::new(HashMap::new()),
+            per_identity: Mutex::new(HashMap::new()),
             plain: Mutex::new(HashMap::new()),
             events: EventHub::default(),
             attached: AtomicUsize::new(0),
@@ -380,6 +440,11 @@ impl ReliableServer {
 
     /// Creates a session for `identity` (what negotiate does); returns its
     /// connection id and reconnect token.
+    ///
+    /// # Errors
+    /// [`ServerError::TooManySessionsForIdentity`] or
+    /// [`ServerError::TooManySessions`] past the limits,
+    /// [`ServerError::Stopped`] if the hub is gone.
     pub(crate) async fn create_session(
         &self,
         identity: String,
@@ -387,7 +452,7 @@ impl ReliableServer {
         self.hub
             .send(CreateSession { identity })
             .await
-            .map_err(|_| ServerError::Stopped)
+            .map_err(|_| ServerError::Stopped)?
     }
 }
 
@@ -406,6 +471,94 @@ fn broadcast(shared: &Shared, payload: Payload) -> usize {
         n += 1;
     }
     n + shared.broadcast_plain(&payload)
+}
+
+/// The most peer addresses the [`ResumeLimiter`] tracks at once.
+const MAX_TRACKED_PEERS: usize = 65_536;
+
+/// Counts failed resumes per peer address (an IPv4 address, or an IPv6
+/// `/64`) in fixed windows that start at an address's first failure; see
+/// [`FailedResumeLimit`].
+pub(crate) struct ResumeLimiter {
+    limit: Option<FailedResumeLimit>,
+    peers: Mutex<HashMap<IpAddr, PeerFailures>>,
+}
+
+struct PeerFailures {
+    since: Instant,
+    failures: u32,
+}
+
+impl ResumeLimiter {
+    pub(crate) fn new(limit: Option<FailedResumeLimit>) -> Self {
+        ResumeLimiter {
+            limit,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key an address counts under: IPv4 (also IPv4-mapped IPv6) as
+    /// is, other IPv6 addresses by their `/64`.
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut seg = v6.segments();
+                    seg[4..].fill(0);
+                    IpAddr::V6(seg.into())
+                }
+            },
+        }
+    }
+
+    /// How much longer `ip` is refused, if it is (at `now`).
+    pub(crate) fn blocked_for(&self, ip: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        let (limit, ip) = (self.limit?, ip?);
+        let peers = self.peers.lock().expect("limiter lock");
+        let p = peers.get(&Self::key(ip))?;
+        let left = limit.window.checked_sub(now.duration_since(p.since))?;
+        (p.failures >= limit.max_failures && !left.is_zero()).then_some(left)
+    }
+
+    /// Counts a failed resume from `ip` (at `now`).
+    pub(crate) fn record_failure(&self, ip: Option<IpAddr>, now: Instant) {
+        let (Some(limit), Some(ip)) = (self.limit, ip) else {
+            return;
+        };
+        let key = Self::key(ip);
+        let mut peers = self.peers.lock().expect("limiter lock");
+        if !peers.contains_key(&key) && peers.len() >= MAX_TRACKED_PEERS {
+            peers.retain(|_, p| now.duration_since(p.since) < limit.window);
+            if peers.len() >= MAX_TRACKED_PEERS {
+                return;
+            }
+        }
+        let p = peers.entry(key).or_insert(PeerFailures {
+            since: now,
+            failures: 0,
+        });
+        if now.duration_since(p.since) >= limit.window {
+            *p = PeerFailures {
+                since: now,
+                failures: 0,
+            };
+        }
+        p.failures = p.failures.saturating_add(1);
+        if p.failures == limit.max_failures {
+            log::warn!(
+                "{} failed resumes from {key} within {:?}: refusing its protocol sockets for the rest of the window",
+                p.failures,
+                limit.window
+            );
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.peers.lock().expect("limiter lock").len()
+    }
 }
 
 /// The internal subscriber of [`ReliableServer::broadcast_mode`]. Holds the
@@ -434,5 +587,94 @@ impl Handler<MessageReceived> for Relay {
             // The session may have ended meanwhile: nothing to echo to.
             let _ = send_to(&shared, &msg.connection_id, msg.payload);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(max_failures: u32, window_ms: u64) -> ResumeLimiter {
+        ResumeLimiter::new(Some(FailedResumeLimit {
+            max_failures,
+            window: Duration::from_millis(window_ms),
+        }))
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn refuses_at_the_limit_until_the_window_ends() {
+        let l = limiter(3, 1000);
+        let t0 = Instant::now();
+        let a = ip("10.0.0.1");
+        for i in 0..2 {
+            l.record_failure(a, t0 + Duration::from_millis(i));
+            assert_eq!(l.blocked_for(a, t0 + Duration::from_millis(i)), None);
+        }
+        l.record_failure(a, t0 + Duration::from_millis(10));
+        let left = l.blocked_for(a, t0 + Duration::from_millis(10)).unwrap();
+        assert_eq!(
+            left,
+            Duration::from_millis(990),
+            "counted from the first failure"
+        );
+        // Another address is not affected.
+        assert_eq!(l.blocked_for(ip("10.0.0.2"), t0), None);
+        // The window ends: free again, and counting starts over.
+        let later = t0 + Duration::from_millis(1000);
+        assert_eq!(l.blocked_for(a, later), None);
+        l.record_failure(a, later);
+        assert_eq!(l.blocked_for(a, later), None);
+        // No address (a Unix socket, say): never limited.
+        l.record_failure(None, t0);
+        assert_eq!(l.blocked_for(None, t0), None);
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let l = limiter(2, 60_000);
+        let t = Instant::now();
+        l.record_failure(ip("2001:db8:1:2::1"), t);
+        l.record_failure(ip("2001:db8:1:2:ffff::9"), t);
+        assert!(l.blocked_for(ip("2001:db8:1:2::77"), t).is_some());
+        assert!(l.blocked_for(ip("2001:db8:1:3::1"), t).is_none());
+        l.record_failure(ip("::ffff:192.0.2.1"), t);
+        l.record_failure(ip("192.0.2.1"), t);
+        assert!(l.blocked_for(ip("192.0.2.1"), t).is_some());
+        assert!(l.blocked_for(ip("::ffff:192.0.2.1"), t).is_some());
+    }
+
+    #[test]
+    fn off_means_never_refused() {
+        let l = ResumeLimiter::new(None);
+        let t = Instant::now();
+        for _ in 0..1000 {
+            l.record_failure(ip("10.0.0.1"), t);
+        }
+        assert_eq!(l.blocked_for(ip("10.0.0.1"), t), None);
+        assert_eq!(l.tracked(), 0);
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let l = limiter(1, 1000);
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED_PEERS as u32 {
+            l.record_failure(Some(IpAddr::V4(i.into())), t0);
+        }
+        assert_eq!(l.tracked(), MAX_TRACKED_PEERS);
+        // Full and nothing expired: a new address is not tracked.
+        let new = ip("255.255.255.255");
+        l.record_failure(new, t0);
+        assert_eq!(l.tracked(), MAX_TRACKED_PEERS);
+        assert_eq!(l.blocked_for(new, t0), None);
+        // Once the windows ended, the old entries make room.
+        let later = t0 + Duration::from_secs(2);
+        l.record_failure(new, later);
+        assert_eq!(l.tracked(), 1);
+        assert!(l.blocked_for(new, later).is_some());
     }
 }

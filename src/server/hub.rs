@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::{
-    handle::Shared,
+    handle::{ServerError, Shared},
     session::{CloseSocket, SessionActor},
 };
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
 /// Creates a session pending its first socket; answers its connection id
 /// and reconnect token.
 #[derive(Message)]
-#[rtype(result = "(String, String)")]
+#[rtype(result = "Result<(String, String), ServerError>")]
 pub(crate) struct CreateSession {
     pub(crate) identity: String,
 }
@@ -48,17 +48,23 @@ impl Handler<CreateSession> for Hub {
     type Result = MessageResult<CreateSession>;
 
     fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
+        // Sessions are created and counted only here (one actor), so the
+        // check and the insert cannot race.
+        if let Err(e) = self.shared.admit_session(&msg.identity) {
+            return MessageResult(Err(e));
+        }
         let connection_id = new_connection_id();
         let token = new_reconnect_token();
         let addr = SessionActor::new(
             self.shared.clone(),
             connection_id.clone(),
             token.clone(),
-            msg.identity,
+            msg.identity.clone(),
         )
         .start();
-        self.shared.insert_session(connection_id.clone(), addr);
-        MessageResult((connection_id, token))
+        self.shared
+            .insert_session(connection_id.clone(), &msg.identity, addr);
+        MessageResult(Ok((connection_id, token)))
     }
 }
 

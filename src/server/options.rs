@@ -58,6 +58,8 @@ pub type AuthHook = Arc<dyn Fn(&HttpRequest) -> Result<String, AuthRefusal> + Se
 pub enum PlainMode {
     /// Every text or binary message comes back to its sender unchanged
     /// (like [`echo_route`](super::echo_route)). No sessions, no guarantees.
+    /// A client that does not read its echoes is not read either once
+    /// [`ECHO_BUFFER_BYTES`](super::ECHO_BUFFER_BYTES) of them wait.
     #[default]
     Echo,
     /// Plain clients join the broadcast: they receive every
@@ -98,9 +100,21 @@ pub struct ServerOptions {
     /// The largest DATA payload accepted from a client, in bytes; larger
     /// ones close the socket with 1009. Default 1 MiB.
     pub max_message_size: usize,
+    /// The most frames one fragmented client message may come in; a message
+    /// in more closes the socket with 1009. Default 1024.
+    pub max_fragments: usize,
     /// The bound on sent-but-unacknowledged payload bytes, per session and
     /// direction. Default 1 MiB.
     pub max_unacked_bytes: usize,
+    /// How many live sessions (attached or within their resume window) one
+    /// identity may hold; one more negotiate is refused with
+    /// `429 Too Many Requests`. The anonymous identity `""` (no auth hook)
+    /// is not counted: bound anonymous servers with `max_sessions`.
+    /// Default 100.
+    pub max_sessions_per_identity: usize,
+    /// How many live sessions the server holds in all; one more negotiate
+    /// is refused with `503 Service Unavailable`. Default 100 000.
+    pub max_sessions: usize,
     /// The longest the server holds an ack after a delivery. Default 100 ms.
     pub ack_interval: Duration,
     /// After this many unacknowledged deliveries the server acks at once.
@@ -118,6 +132,10 @@ pub struct ServerOptions {
     pub auth: Option<AuthHook>,
     /// What to do with WebSocket requests without the subprotocol.
     pub plain: PlainMode,
+    /// The limit on failed resumes (HELLOs answered with 4001) per peer
+    /// address; `None` turns it off. Default: 20 failures per minute (see
+    /// [`FailedResumeLimit`]).
+    pub failed_resume_limit: Option<FailedResumeLimit>,
 }
 
 impl Default for ServerOptions {
@@ -125,13 +143,17 @@ impl Default for ServerOptions {
         ServerOptions {
             resume_window: Duration::from_secs(30),
             max_message_size: 1024 * 1024,
+            max_fragments: 1024,
             max_unacked_bytes: 1024 * 1024,
+            max_sessions_per_identity: 100,
+            max_sessions: 100_000,
             ack_interval: Duration::from_millis(100),
             ack_threshold: 64,
             hello_timeout: Duration::from_secs(10),
             allowed_origins: None,
             auth: None,
             plain: PlainMode::Echo,
+            failed_resume_limit: Some(FailedResumeLimit::default()),
         }
     }
 }
@@ -141,13 +163,17 @@ impl fmt::Debug for ServerOptions {
         f.debug_struct("ServerOptions")
             .field("resume_window", &self.resume_window)
             .field("max_message_size", &self.max_message_size)
+            .field("max_fragments", &self.max_fragments)
             .field("max_unacked_bytes", &self.max_unacked_bytes)
+            .field("max_sessions_per_identity", &self.max_sessions_per_identity)
+            .field("max_sessions", &self.max_sessions)
             .field("ack_interval", &self.ack_interval)
             .field("ack_threshold", &self.ack_threshold)
             .field("hello_timeout", &self.hello_timeout)
             .field("allowed_origins", &self.allowed_origins)
             .field("auth", &self.auth.as_ref().map(|_| "<hook>"))
             .field("plain", &self.plain)
+            .field("failed_resume_limit", &self.failed_resume_limit)
             .finish()
     }
 }
@@ -196,6 +222,66 @@ impl ServerOptions {
         self.ack_threshold = self.ack_threshold.max(1);
         self.max_unacked_bytes = self.max_unacked_bytes.max(1);
         self.max_message_size = self.max_message_size.max(1);
+        self.max_fragments = self.max_fragments.max(1);
+        if let Some(l) = &mut self.failed_resume_limit {
+            l.max_failures = l.max_failures.max(1);
+            l.window = l.window.max(ms);
+        }
         self
+    }
+}
+
+/// A limit on failed resumes per peer address: a brake on anyone guessing
+/// reconnect tokens, and on clients stuck retrying a dead session.
+///
+/// A *failed resume* is a HELLO answered with close 4001 (unknown or
+/// expired session, wrong reconnect token, or another identity's session:
+/// all four count, so the limit tells nothing about which one it was).
+/// Once a peer address has had `max_failures` of them within `window`
+/// (counted from its first failure in the window), its protocol socket
+/// requests are refused with HTTP `429 Too Many Requests` and a
+/// `Retry-After` header (seconds) until the window ends. Negotiate, plain
+/// sockets, other addresses and sockets already open are not affected.
+///
+/// Addresses: an IPv4 address counts on its own; IPv6 addresses count per
+/// `/64` (one host usually holds a whole `/64`). It is the TCP peer address
+/// (forwarding headers are not trusted): behind a reverse proxy every client
+/// shares the proxy's address, so raise the limit there or turn it off and
+/// limit at the proxy. Clients behind one NAT share a budget too: after a
+/// server restart each of them fails one resume, so allow for that.
+///
+/// At most 65 536 addresses are tracked at once; beyond that (after
+/// forgetting those whose window ended) new addresses are not limited.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use resilient_ws::server::{FailedResumeLimit, ServerOptions};
+///
+/// let options = ServerOptions {
+///     failed_resume_limit: Some(FailedResumeLimit {
+///         max_failures: 100,
+///         window: Duration::from_secs(10),
+///     }),
+///     ..ServerOptions::default()
+/// };
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FailedResumeLimit {
+    /// How many failed resumes an address may have within `window` before
+    /// its protocol sockets are refused (0 acts as 1). Default 20.
+    pub max_failures: u32,
+    /// The window the failures are counted in, from the first failure.
+    /// Default 60 s.
+    pub window: Duration,
+}
+
+impl Default for FailedResumeLimit {
+    fn default() -> Self {
+        FailedResumeLimit {
+            max_failures: 20,
+            window: Duration::from_secs(60),
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The actix-web routes of a [`ReliableServer`]: `POST {path}/negotiate` and
 //! `GET {path}` (the socket, protocol or plain).
 
+use std::time::Instant;
+
 use actix_web::{
     http::{
         header::{self, HeaderValue},
@@ -10,7 +12,7 @@ use actix_web::{
 };
 
 use super::{
-    handle::ReliableServer,
+    handle::{ReliableServer, ServerError},
     options::{PlainMode, ServerOptions},
     socket::{spawn_plain, spawn_reliable},
 };
@@ -23,6 +25,8 @@ use crate::protocol::{NegotiateResponse, SUBPROTOCOL, VERSION};
 /// the reliable protocol (docs/PROTOCOL.md); one that does not is a plain
 /// WebSocket handled per [`ServerOptions::plain`]. Both routes check the
 /// origin allow-list (`403`) and run the auth hook (`401`/`403`) first.
+/// A protocol socket from an address with too many failed resumes gets
+/// `429` (see [`FailedResumeLimit`](super::FailedResumeLimit)).
 ///
 /// Call it in the app factory of every worker with clones of one server:
 /// the sessions are shared by all workers.
@@ -108,6 +112,18 @@ async fn negotiate(req: HttpRequest, server: ReliableServer) -> HttpResponse {
     }
     let (connection_id, reconnect_token) = match server.create_session(identity).await {
         Ok(ids) => ids,
+        Err(ServerError::TooManySessionsForIdentity) => {
+            log::warn!("negotiate refused: too many sessions for one identity");
+            return HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")))
+                .body("too many sessions for this identity");
+        }
+        Err(ServerError::TooManySessions) => {
+            log::warn!("negotiate refused: the server holds max_sessions sessions");
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")))
+                .body("too many sessions");
+        }
         Err(e) => {
             log::error!("negotiate: {e}");
             return HttpResponse::ServiceUnavailable().finish();
@@ -143,8 +159,17 @@ async fn socket(
         Err(status) => return Ok(HttpResponse::build(status).finish()),
     };
     if wants_subprotocol(&req) {
+        let peer = req.peer_addr().map(|a| a.ip());
+        let limiter = &server.shared.resume_limiter;
+        if let Some(left) = limiter.blocked_for(peer, Instant::now()) {
+            // Whole seconds, rounded up: never tell a client to come back early.
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            return Ok(HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, secs.to_string()))
+                .body("too many failed resumes from this address"));
+        }
         let (response, ws, stream) = actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL])?;
-        spawn_reliable(server, identity, ws, stream);
+        spawn_reliable(server, identity, peer, ws, stream);
         return Ok(response);
     }
     match server.options().plain {
@@ -155,6 +180,100 @@ async fn socket(
             let (response, ws, stream) = actix_ws::handle(&req, body)?;
             spawn_plain(server, mode, ws, stream);
             Ok(response)
+        }
+    }
+}
+
+/// The auth token a request carries, for an [`AuthHook`](super::AuthHook):
+/// the `Authorization: Bearer <token>` header, or else, when `query_param`
+/// is given, that query parameter (percent-decoded): for clients that
+/// cannot set headers (browsers, or a client with
+/// [`ClientOptions::auth_token_query_param`](crate::ClientOptions::auth_token_query_param)).
+///
+/// A token in a URL shows up wherever the request line is logged: with
+/// actix-web's `Logger`, log the path without the query (`%U`) rather
+/// than the request line (`%r`, which the default format uses).
+///
+/// # Examples
+/// ```
+/// use resilient_ws::server::{request_token, AuthRefusal, ServerOptions};
+///
+/// let options = ServerOptions::default().with_auth(|req| {
+///     match request_token(req, Some("access_token")) {
+///         Some(t) if t == "let-me-in" => Ok("user-1".to_owned()),
+///         _ => Err(AuthRefusal::Unauthorized),
+///     }
+/// });
+/// # let _ = options;
+/// ```
+pub fn request_token(req: &HttpRequest, query_param: Option<&str>) -> Option<String> {
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    if from_header.is_some() {
+        return from_header;
+    }
+    let name = query_param?;
+    let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string()).ok()?;
+    query
+        .0
+        .into_iter()
+        .find(|(k, v)| k == name && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::request_token;
+
+    #[test]
+    fn request_token_from_header_or_opted_in_query() {
+        let req = TestRequest::default()
+            .insert_header(("authorization", "Bearer abc"))
+            .to_http_request();
+        assert_eq!(request_token(&req, None).as_deref(), Some("abc"));
+        let req = TestRequest::default()
+            .insert_header(("authorization", "bearer  abc "))
+            .uri("/ws?access_token=other")
+            .to_http_request();
+        assert_eq!(
+            request_token(&req, Some("access_token")).as_deref(),
+            Some("abc"),
+            "the header wins"
+        );
+        let req = TestRequest::default()
+            .uri("/ws?x=1&access_token=a%20b%2Bc")
+            .to_http_request();
+        assert_eq!(request_token(&req, None), None, "the query only when asked");
+        assert_eq!(
+            request_token(&req, Some("access_token")).as_deref(),
+            Some("a b+c")
+        );
+        for (auth, uri) in [
+            (Some("Basic abc"), "/ws"),
+            (Some("Bearer "), "/ws?access_token="),
+            (None, "/ws?token=abc"),
+            (None, "/ws"),
+        ] {
+            let mut r = TestRequest::default().uri(uri);
+            if let Some(a) = auth {
+                r = r.insert_header(("authorization", a));
+            }
+            let req = r.to_http_request();
+            assert_eq!(
+                request_token(&req, Some("access_token")),
+                None,
+                "{auth:?} {uri}"
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::{
     events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
     handle::Shared,
-    socket::{close_reason, Outgoing, SocketTx},
+    socket::{close_reason, Outgoing, QueueMeter, SocketTx},
 };
 use crate::{
     close_code,
@@ -29,6 +29,8 @@ use crate::{
 pub(crate) struct Attach {
     pub(crate) socket_id: u64,
     pub(crate) tx: SocketTx,
+    /// Counts the bytes written into `tx` and not yet onto the socket.
+    pub(crate) meter: Arc<QueueMeter>,
     pub(crate) token: String,
     pub(crate) identity: String,
     pub(crate) last_received: u64,
@@ -92,6 +94,7 @@ struct Unacked {
 struct Attached {
     id: u64,
     tx: SocketTx,
+    meter: Arc<QueueMeter>,
 }
 
 pub(crate) struct SessionActor {
@@ -195,7 +198,8 @@ impl SessionActor {
             }
             ExpireReason::Closed => self.close_socket(ctx, close_code::NORMAL, "session closed"),
         }
-        self.shared.remove_session(&self.connection_id);
+        self.shared
+            .remove_session(&self.connection_id, &self.identity);
         let undelivered = self.unacked.len() + self.pending.len();
         log::debug!(
             "session {} ended ({reason:?}), {undelivered} undelivered",
@@ -211,9 +215,15 @@ impl SessionActor {
         ctx.stop();
     }
 
-    fn write(&self, frame: Bytes) {
+    /// Writes a frame carrying `data` payload bytes (0 but for DATA).
+    fn write(&self, frame: Bytes, data: usize) {
         if let Some(s) = &self.socket {
-            let _ = s.tx.send(Outgoing::Binary(frame));
+            // Counted before it is queued: the writer (another thread) may
+            // write it and count it off at once.
+            s.meter.add(data);
+            if s.tx.send(Outgoing::Metered(frame, data)).is_err() {
+                s.meter.sub(data);
+            }
         }
     }
 
@@ -223,9 +233,14 @@ impl SessionActor {
             || self.unacked_bytes.saturating_add(len) <= self.shared.options.max_unacked_bytes
     }
 
+    /// Writes a DATA frame (the writer encodes it), metered like `write`.
     fn write_data(&self, seq: u64, payload: Payload) {
         if let Some(s) = &self.socket {
-            let _ = s.tx.send(Outgoing::Data(seq, payload));
+            let data = payload.len();
+            s.meter.add(data);
+            if s.tx.send(Outgoing::Data(seq, payload)).is_err() {
+                s.meter.sub(data);
+            }
         }
     }
 
@@ -281,6 +296,7 @@ impl SessionActor {
                     seq: self.delivered,
                 }
                 .to_bytes(),
+                0,
             );
         }
     }
@@ -359,7 +375,8 @@ impl Actor for SessionActor {
         if self.socket.take().is_some() {
             self.shared.socket_detached();
         }
-        self.shared.remove_session(&self.connection_id);
+        self.shared
+            .remove_session(&self.connection_id, &self.identity);
     }
 }
 
@@ -410,6 +427,7 @@ impl Handler<Attach> for SessionActor {
         self.socket = Some(Attached {
             id: msg.socket_id,
             tx: msg.tx,
+            meter: msg.meter,
         });
         self.write(
             Frame::Welcome {
@@ -417,6 +435,7 @@ impl Handler<Attach> for SessionActor {
                 last_received: self.delivered,
             }
             .to_bytes(),
+            0,
         );
         // HELLO's last_received is an implicit ack; replay the rest.
         self.release(msg.last_received);

@@ -16,18 +16,19 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
 };
 
 use actix::Addr;
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, ProtocolError};
+use actix_http::ws::Frame as WsFrame;
+use actix_ws::{AggregatedMessage, CloseReason, Message, MessageStream, ProtocolError};
 use bytes::Bytes;
 use bytestring::ByteString;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{
     handle::{PlainClient, ReliableServer},
@@ -35,6 +36,7 @@ use super::{
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
 use crate::{
+    client::inbound::{self as joiner, Assembler},
     close_code,
     protocol::{encode_data, Frame},
     Payload,
@@ -47,6 +49,11 @@ const MAX_BATCH: usize = 256;
 /// with 1008 (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
 pub const PLAIN_CLIENT_BUFFER: usize = 1024;
 
+/// The payload bytes an echo client's answers may take while waiting to be
+/// written (a larger `max_message_size` raises it to one message): a
+/// client that sends and never reads stops being read once this is full.
+pub const ECHO_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Something for the writer task to write.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
@@ -55,6 +62,13 @@ pub(crate) enum Outgoing {
     Data(u64, Payload),
     Text(ByteString),
     Pong(Bytes),
+    /// Answer the newest ping kept in this slot (if still there).
+    LatestPong(Arc<PongSlot>),
+    /// A frame from the session, carrying this many DATA payload bytes
+    /// (see [`QueueMeter`]).
+    Metered(Bytes, usize),
+    /// An echo; the permit holds its bytes of the echo buffer until written.
+    Echo(Payload, OwnedSemaphorePermit),
     /// Write this Close frame and end.
     Close(Option<CloseReason>),
     /// End without a Close frame (the connection is gone).
@@ -82,29 +96,112 @@ pub(crate) fn max_ws_message(max: usize) -> usize {
     max.saturating_add(11)
 }
 
+/// What a protocol socket's session has queued for its writer and the
+/// writer has not written yet: DATA payload bytes and frames.
+///
+/// The session's unacked window bounds what it sends, but a client can ack
+/// blindly without reading; the meter catches that: the reader closes the
+/// socket with 1008 ("too slow") once, in more than one frame, more than
+/// twice the window of DATA payload waits (a full window plus its replay
+/// after a resume is the most a reading client can have queued), or more
+/// frames than that plus [`EXTRA_FRAMES`] (acks a flood of DATA caused).
+#[derive(Debug, Default)]
+pub(crate) struct QueueMeter {
+    data: AtomicUsize,
+    frames: AtomicUsize,
+}
+
+/// Frames (acks, WELCOME) allowed in the queue beyond the DATA bound.
+const EXTRA_FRAMES: usize = 4096;
+
+impl QueueMeter {
+    pub(crate) fn add(&self, data: usize) {
+        self.data.fetch_add(data, Ordering::AcqRel);
+        self.frames.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn sub(&self, data: usize) {
+        self.data.fetch_sub(data, Ordering::AcqRel);
+        self.frames.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether the client is too slow for a session with
+    /// `max_unacked_bytes` (see the type's docs).
+    fn too_slow(&self, max_unacked_bytes: usize) -> bool {
+        let limit = max_unacked_bytes.saturating_mul(2);
+        let frames = self.frames.load(Ordering::Acquire);
+        frames > 1
+            && (self.data.load(Ordering::Acquire) > limit
+                || frames > limit.saturating_add(EXTRA_FRAMES))
+    }
+}
+
 /// Writes `Outgoing` items until a Close/Stop, the channel ends, or the
 /// connection is gone; then fires `done`.
 async fn write_loop(
     mut ws: actix_ws::Session,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    meter: Arc<QueueMeter>,
     done: oneshot::Sender<()>,
 ) {
     while let Some(out) = rx.recv().await {
-        if !write_one(&mut ws, out).await {
+        let metered = match &out {
+            Outgoing::Metered(_, data) => Some(*data),
+            Outgoing::Data(_, payload) => Some(payload.len()),
+            _ => None,
+        };
+        let go_on = write_one(&mut ws, out).await;
+        if let Some(len) = metered {
+            meter.sub(len);
+        }
+        if !go_on {
             break;
         }
     }
     let _ = done.send(());
 }
 
+/// The newest unanswered ping of a socket. Under a ping flood from a
+/// client that does not read, at most one pong waits in the writer's
+/// channel: later pings replace the payload (RFC 6455 §5.5.3 allows
+/// answering only the most recent ping).
+#[derive(Debug, Default)]
+pub(crate) struct PongSlot(Mutex<Option<Bytes>>);
+
+impl PongSlot {
+    /// Keeps `ping`; `true` if the writer must be told (the slot was empty).
+    fn put(&self, ping: Bytes) -> bool {
+        self.0.lock().expect("pong lock").replace(ping).is_none()
+    }
+
+    fn take(&self) -> Option<Bytes> {
+        self.0.lock().expect("pong lock").take()
+    }
+}
+
+/// Answers a ping through `slot`: one pong at a time in the channel.
+fn answer_ping(tx: &SocketTx, slot: &Arc<PongSlot>, ping: Bytes) {
+    if slot.put(ping) {
+        let _ = tx.send(Outgoing::LatestPong(slot.clone()));
+    }
+}
+
 /// Writes one outgoing item; `false` once the socket is finished (closed,
 /// told to stop, or failed).
 async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
     let sent = match out {
-        Outgoing::Binary(b) => ws.binary(b).await,
+        Outgoing::Binary(b) | Outgoing::Metered(b, _) => ws.binary(b).await,
         Outgoing::Data(seq, payload) => ws.binary(encode_data(seq, &payload)).await,
         Outgoing::Text(t) => ws.text(t).await,
         Outgoing::Pong(p) => ws.pong(&p).await,
+        Outgoing::LatestPong(slot) => match slot.take() {
+            Some(p) => ws.pong(&p).await,
+            None => Ok(()),
+        },
+        Outgoing::Echo(payload, _permit) => match payload {
+            Payload::Text(t) => ws.text(t).await,
+            Payload::Binary(b) => ws.binary(b).await,
+        },
         Outgoing::Close(reason) => {
             let _ = ws.clone().close(reason).await;
             return false;
@@ -135,8 +232,70 @@ fn stream_error(e: ProtocolError) -> Step {
         ProtocolError::Overflow => {
             Step::Violation(close_code::MESSAGE_TOO_BIG, "message too big".to_owned())
         }
+        // actix's codec reports RSV bits as an I/O error of kind InvalidData.
+        ProtocolError::Io(e)
+            if e.kind() == std::io::ErrorKind::InvalidData
+                && e.to_string().contains("reserved bits") =>
+        {
+            Step::Violation(
+                close_code::PROTOCOL_ERROR,
+                "frame with reserved bits set".to_owned(),
+            )
+        }
         ProtocolError::Io(_) => Step::End,
         e => Step::Violation(close_code::PROTOCOL_ERROR, e.to_string()),
+    }
+}
+
+/// A socket's messages with fragments joined by the client's
+/// [`Assembler`]: the message size and fragment count limits and UTF-8
+/// checks are the same on both ends.
+pub(crate) struct Joined {
+    inner: MessageStream,
+    assembler: Assembler,
+}
+
+/// One item of [`Joined`]: a message, or how to end the socket.
+type JoinedItem = Option<Result<AggregatedMessage, Step>>;
+
+impl Joined {
+    fn new(stream: MessageStream, max_message_size: usize, max_fragments: usize) -> Self {
+        Joined {
+            inner: stream.max_frame_size(max_message_size),
+            assembler: Assembler::with_limits(max_message_size, max_fragments),
+        }
+    }
+
+    /// The next whole message (or control frame).
+    async fn next(&mut self) -> JoinedItem {
+        loop {
+            let msg = match self.inner.next().await? {
+                Ok(m) => m,
+                Err(e) => return Some(Err(stream_error(e))),
+            };
+            let frame = match msg {
+                Message::Text(t) => WsFrame::Text(t.into_bytes()),
+                Message::Binary(b) => WsFrame::Binary(b),
+                Message::Continuation(item) => WsFrame::Continuation(item),
+                Message::Ping(p) => WsFrame::Ping(p),
+                Message::Pong(p) => WsFrame::Pong(p),
+                Message::Close(r) => WsFrame::Close(r),
+                Message::Nop => continue,
+            };
+            let item = match self.assembler.push(frame) {
+                Ok(joiner::Inbound::Partial) => continue,
+                Ok(joiner::Inbound::Message(Payload::Text(t))) => AggregatedMessage::Text(t),
+                Ok(joiner::Inbound::Message(Payload::Binary(b))) => AggregatedMessage::Binary(b),
+                Ok(joiner::Inbound::Ping(p)) => AggregatedMessage::Ping(p),
+                Ok(joiner::Inbound::Pong(p)) => AggregatedMessage::Pong(p),
+                Ok(joiner::Inbound::Close(r)) => AggregatedMessage::Close(r),
+                Err(e) => {
+                    let code = e.close_code().unwrap_or(close_code::PROTOCOL_ERROR);
+                    return Some(Err(Step::Violation(code, e.to_string())));
+                }
+            };
+            return Some(Ok(item));
+        }
     }
 }
 
@@ -147,10 +306,10 @@ struct SocketChecks {
 }
 
 impl SocketChecks {
-    fn classify(&mut self, item: Option<Result<AggregatedMessage, ProtocolError>>) -> Step {
+    fn classify(&mut self, item: JoinedItem) -> Step {
         let msg = match item {
             None => return Step::End,
-            Some(Err(e)) => return stream_error(e),
+            Some(Err(step)) => return step,
             Some(Ok(m)) => m,
         };
         let bytes = match msg {
@@ -204,8 +363,9 @@ struct Hello {
 
 /// Waits for the HELLO (answering pings); `Err` is how to end the socket.
 async fn wait_hello(
-    stream: &mut AggregatedMessageStream,
+    stream: &mut Joined,
     tx: &SocketTx,
+    pongs: &Arc<PongSlot>,
     timeout: Duration,
 ) -> Result<Hello, Step> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -221,13 +381,11 @@ async fn wait_hello(
         };
         let msg = match item {
             None => return Err(Step::End),
-            Some(Err(e)) => return Err(stream_error(e)),
+            Some(Err(step)) => return Err(step),
             Some(Ok(m)) => m,
         };
         match msg {
-            AggregatedMessage::Ping(p) => {
-                let _ = tx.send(Outgoing::Pong(p));
-            }
+            AggregatedMessage::Ping(p) => answer_ping(tx, pongs, p),
             AggregatedMessage::Pong(_) => {}
             AggregatedMessage::Close(r) => return Err(Step::Closed(r)),
             AggregatedMessage::Text(_) => {
@@ -283,30 +441,38 @@ fn finish(tx: &SocketTx, step: Step) {
 pub(crate) fn spawn_reliable(
     server: ReliableServer,
     identity: String,
+    peer: Option<std::net::IpAddr>,
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
-    let max = server.shared.options.max_message_size;
-    let stream = stream
-        .max_frame_size(max_ws_message(max))
-        .aggregate_continuations()
-        .max_continuation_size(max_ws_message(max));
+    let options = &server.shared.options;
+    let stream = Joined::new(
+        stream,
+        max_ws_message(options.max_message_size),
+        options.max_fragments,
+    );
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
-    actix_rt::spawn(write_loop(ws, rx, done_tx));
-    actix_rt::spawn(read_reliable(server, identity, stream, tx, done_rx));
+    let meter = Arc::new(QueueMeter::default());
+    actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
+    actix_rt::spawn(read_reliable(
+        server, identity, peer, stream, tx, meter, done_rx,
+    ));
 }
 
 async fn read_reliable(
     server: ReliableServer,
     identity: String,
-    mut stream: AggregatedMessageStream,
+    peer: Option<std::net::IpAddr>,
+    mut stream: Joined,
     tx: SocketTx,
+    meter: Arc<QueueMeter>,
     mut writer_done: oneshot::Receiver<()>,
 ) {
     let shared = server.shared.clone();
+    let pongs = Arc::new(PongSlot::default());
     let hello = tokio::select! {
-        hello = wait_hello(&mut stream, &tx, shared.options.hello_timeout) => hello,
+        hello = wait_hello(&mut stream, &tx, &pongs, shared.options.hello_timeout) => hello,
         _ = &mut writer_done => return,
     };
     let hello = match hello {
@@ -328,6 +494,7 @@ async fn read_reliable(
             .send(Attach {
                 socket_id,
                 tx: tx.clone(),
+                meter: meter.clone(),
                 token: hello.reconnect_token,
                 identity,
                 last_received: hello.last_received,
@@ -352,6 +519,9 @@ async fn read_reliable(
             return;
         }
         _ => {
+            shared
+                .resume_limiter
+                .record_failure(peer, std::time::Instant::now());
             let _ = tx.send(Outgoing::Close(close_reason(
                 close_code::SESSION_GONE,
                 "session gone",
@@ -370,6 +540,11 @@ async fn read_reliable(
             item = stream.next() => item,
             _ = &mut writer_done => break 'outer Step::End,
         };
+        if meter.too_slow(shared.options.max_unacked_bytes) {
+            // Acks arrive but the data does not leave: the client acks
+            // without reading. Drop the socket; the session stays.
+            break 'outer Step::Violation(close_code::POLICY_VIOLATION, "too slow".to_owned());
+        }
         let mut next = Some(item);
         while let Some(item) = next {
             match checks.classify(item) {
@@ -382,9 +557,7 @@ async fn read_reliable(
                         });
                     }
                 }
-                Step::Ping(p) => {
-                    let _ = tx.send(Outgoing::Pong(p));
-                }
+                Step::Ping(p) => answer_ping(&tx, &pongs, p),
                 Step::Skip => {}
                 other => break 'outer other,
             }
@@ -470,11 +643,8 @@ pub(crate) fn spawn_plain(
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
-    let max = server.shared.options.max_message_size;
-    let stream = stream
-        .max_frame_size(max)
-        .aggregate_continuations()
-        .max_continuation_size(max);
+    let options = &server.shared.options;
+    let stream = Joined::new(stream, options.max_message_size, options.max_fragments);
     let (tx, rx) = mpsc::channel(PLAIN_CLIENT_BUFFER);
     let closer = Arc::new(PlainCloser::default());
     let (done_tx, done_rx) = oneshot::channel();
@@ -498,10 +668,13 @@ async fn read_plain(
     server: ReliableServer,
     mode: PlainMode,
     id: u64,
-    mut stream: AggregatedMessageStream,
+    mut stream: Joined,
     tx: mpsc::Sender<Outgoing>,
     mut writer_done: oneshot::Receiver<()>,
 ) {
+    let max = server.shared.options.max_message_size;
+    let budget = ECHO_BUFFER_BYTES.max(max).min(Semaphore::MAX_PERMITS);
+    let echo_bytes = Arc::new(Semaphore::new(budget));
     let end = loop {
         let item = tokio::select! {
             item = stream.next() => item,
@@ -509,8 +682,8 @@ async fn read_plain(
         };
         let payload = match item {
             None => break Some(Outgoing::Stop),
-            Some(Err(e)) => {
-                break Some(match stream_error(e) {
+            Some(Err(step)) => {
+                break Some(match step {
                     Step::Violation(code, text) => Outgoing::Close(close_reason(code, &text)),
                     _ => Outgoing::Stop,
                 })
@@ -536,12 +709,17 @@ async fn read_plain(
                 server.broadcast(payload);
             }
             _ => {
-                let out = match payload {
-                    Payload::Text(t) => Outgoing::Text(t),
-                    Payload::Binary(b) => Outgoing::Binary(b),
+                // Echo: the client's own pace is the backpressure. Reading
+                // stops while its unwritten answers hold the byte budget.
+                let n = u32::try_from(payload.len().clamp(1, budget)).unwrap_or(u32::MAX);
+                let permit = tokio::select! {
+                    p = echo_bytes.clone().acquire_many_owned(n) => match p {
+                        Ok(p) => p,
+                        Err(_) => break None,
+                    },
+                    _ = &mut writer_done => break None,
                 };
-                // Echo: the client's own pace is the backpressure.
-                if tx.send(out).await.is_err() {
+                if tx.send(Outgoing::Echo(payload, permit)).await.is_err() {
                     break None;
                 }
             }

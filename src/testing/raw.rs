@@ -1,7 +1,10 @@
 //! A scripted raw WebSocket peer: it speaks the wire protocol by hand, so a
 //! test can make it misbehave (never answer, refuse, send invalid UTF-8,
-//! oversize or fragmented frames, ignore a Close) and can read exactly what
-//! the client put on the wire.
+//! oversize or fragmented frames, ignore a Close, send garbage or huge
+//! headers) and can read exactly what the client put on the wire.
+//!
+//! [`RawServer`] plays a server for the client under test;
+//! [`RawConn::connect`] plays a client (masked frames) against a server.
 
 use std::{io, net::SocketAddr};
 
@@ -123,6 +126,19 @@ impl RawServer {
     /// # Errors
     /// If the request is not a WebSocket upgrade or I/O fails.
     pub async fn accept_with(&self, protocol: Option<&str>) -> io::Result<RawConn> {
+        self.accept_with_headers(protocol, &[]).await
+    }
+
+    /// Like [`accept_with`](Self::accept_with), adding `extra` headers to
+    /// the 101 response (for a response head of a chosen size).
+    ///
+    /// # Errors
+    /// If the request is not a WebSocket upgrade or I/O fails.
+    pub async fn accept_with_headers(
+        &self,
+        protocol: Option<&str>,
+        extra: &[(String, String)],
+    ) -> io::Result<RawConn> {
         let (mut stream, _) = self.listener.accept().await?;
         let mut buf = BytesMut::new();
         let request = read_head(&mut stream, &mut buf).await?;
@@ -137,13 +153,32 @@ impl RawServer {
         if let Some(p) = protocol {
             resp.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
         }
+        for (k, v) in extra {
+            resp.push_str(&format!("{k}: {v}\r\n"));
+        }
         resp.push_str("\r\n");
         stream.write_all(resp.as_bytes()).await?;
         Ok(RawConn {
             stream,
             buf,
             request,
+            masked: false,
         })
+    }
+
+    /// Accepts a connection, reads one HTTP request and writes `response`
+    /// as given (any status line, headers and body, valid or not), then
+    /// shuts the connection down.
+    ///
+    /// # Errors
+    /// If I/O fails.
+    pub async fn respond_raw(&self, response: &[u8]) -> io::Result<UpgradeRequest> {
+        let (mut stream, _) = self.listener.accept().await?;
+        let mut buf = BytesMut::new();
+        let request = read_head(&mut stream, &mut buf).await?;
+        stream.write_all(response).await?;
+        stream.shutdown().await?;
+        Ok(request)
     }
 
     /// Accepts a connection, reads one HTTP request (a negotiate `POST`, say)
@@ -207,36 +242,101 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Upg
     }
 }
 
-/// An upgraded connection driven by hand.
+/// An upgraded connection driven by hand: the server side of a
+/// [`RawServer`] (unmasked frames), or a client from
+/// [`connect`](Self::connect) (masked frames).
 #[derive(Debug)]
 pub struct RawConn {
     stream: TcpStream,
     buf: BytesMut,
-    /// The upgrade request the client sent.
+    /// The upgrade request the client sent (for a [`connect`](Self::connect)
+    /// client: the server's response head).
     pub request: UpgradeRequest,
+    /// Whether frames are sent masked (client to server).
+    masked: bool,
 }
 
 impl RawConn {
-    /// Writes one unmasked (server) frame.
+    /// Plays a client: connects to `addr`, sends an upgrade request for
+    /// `path` with `headers`, and expects `101`. Frames are then sent
+    /// masked.
+    ///
+    /// # Errors
+    /// If I/O fails or the answer is not `101` (the error names the status
+    /// line).
+    pub async fn connect(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> io::Result<RawConn> {
+        let mut stream = TcpStream::connect(addr).await?;
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = BytesMut::new();
+        let head = read_head(&mut stream, &mut buf).await?;
+        if !head.raw.starts_with("HTTP/1.1 101") {
+            let line = head.raw.lines().next().unwrap_or_default().to_owned();
+            return Err(io::Error::other(format!("upgrade refused: {line}")));
+        }
+        Ok(RawConn {
+            stream,
+            buf,
+            request: head,
+            masked: true,
+        })
+    }
+
+    /// Writes one frame: unmasked from a server, masked from a client.
     ///
     /// # Errors
     /// If the write fails.
     pub async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 10);
-        out.push(if fin { 0x80 } else { 0 } | opcode);
+        let first = if fin { 0x80 } else { 0 } | opcode;
+        self.send_frame_raw(first, payload).await
+    }
+
+    /// Writes one frame whose first byte (FIN, RSV1-3, opcode) is given as
+    /// is: for frames with reserved bits set or unknown opcodes.
+    ///
+    /// # Errors
+    /// If the write fails.
+    pub async fn send_frame_raw(&mut self, first: u8, payload: &[u8]) -> io::Result<()> {
+        let mut out = Vec::with_capacity(payload.len() + 14);
+        out.push(first);
+        let mask_bit = if self.masked { 0x80 } else { 0 };
         match payload.len() {
-            n if n < 126 => out.push(n as u8),
+            n if n < 126 => out.push(mask_bit | n as u8),
             n if n <= u16::MAX as usize => {
-                out.push(126);
+                out.push(mask_bit | 126);
                 out.extend_from_slice(&(n as u16).to_be_bytes());
             }
             n => {
-                out.push(127);
+                out.push(mask_bit | 127);
                 out.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
-        out.extend_from_slice(payload);
+        if self.masked {
+            let mask: [u8; 4] = rand::random();
+            out.extend_from_slice(&mask);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        } else {
+            out.extend_from_slice(payload);
+        }
         self.stream.write_all(&out).await
+    }
+
+    /// Writes raw bytes (garbage, half a frame, ...).
+    ///
+    /// # Errors
+    /// If the write fails.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
     }
 
     /// Sends a text frame (the bytes are sent as given, valid UTF-8 or not).

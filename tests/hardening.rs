@@ -1,0 +1,987 @@
+//! Hardening (issue 7): every limit tested both ways (just under passes,
+//! just over gets the documented close code or error), and peers that
+//! misbehave on purpose. Real sockets on 127.0.0.1; scripted bad peers are
+//! [`RawServer`] (a bad server) and [`RawConn::connect`] (a bad client).
+//! Server-side tests check that another session on the same server is
+//! unaffected. Every wait is bounded; timers are short configured
+//! durations.
+
+use std::{
+    sync::{Arc, Condvar, Mutex},
+    time::Duration,
+};
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer};
+use bytes::Bytes;
+use resilient_ws::{
+    close_code,
+    protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
+    server::{reliable_route, AuthRefusal, ReliableServer, ServerOptions},
+    testing::{opcode, EventRecorder, RawConn, RawFrame, RawServer, TestServer},
+    ConnectionState, Error, IncomingMessage, Payload, ReconnectMode, ResilientWebSocket,
+    ResilientWebSocketBuilder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn raw_client(url: impl Into<String>) -> ResilientWebSocketBuilder {
+    // A short close timeout: a client that failed a socket waits that long
+    // for the peer to end it.
+    ResilientWebSocket::builder(url)
+        .reconnect_mode(ReconnectMode::None)
+        .close_timeout(Duration::from_millis(500))
+}
+
+/// Connects a client to a raw server; the server side of the socket.
+async fn raw_pair(
+    server: &RawServer,
+    b: ResilientWebSocketBuilder,
+) -> (ResilientWebSocket, RawConn) {
+    let ws = b.build().unwrap();
+    let (conn, res) = tokio::join!(server.accept(), ws.connect());
+    res.unwrap();
+    (ws, conn.unwrap())
+}
+
+/// Reads frames until a Close; its code (`None`: the stream ended first).
+async fn close_code_of(conn: &mut RawConn) -> Option<u16> {
+    let read = async {
+        loop {
+            match conn.read_frame().await {
+                Ok(f) if f.opcode == opcode::CLOSE => return f.close_code(),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("a close in time")
+}
+
+/// The one error the client reported, once it is disconnected.
+async fn the_error(rec: &EventRecorder) -> Error {
+    assert!(rec.wait_state(ConnectionState::Disconnected, WAIT).await);
+    let errors = rec.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    errors[0].clone()
+}
+
+fn protocol_code(e: &Error) -> Option<u16> {
+    match e {
+        Error::Protocol { close_code, .. } => Some(*close_code),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client limits.
+
+#[actix_rt::test]
+async fn client_fragment_count_limit_both_ways() {
+    let server = RawServer::bind().await.unwrap();
+    let rec = EventRecorder::start();
+    let (_ws, mut conn) = raw_pair(
+        &server,
+        rec.attach(raw_client(server.ws_url()).max_fragments(4)),
+    )
+    .await;
+    // Exactly 4 frames: fine.
+    conn.send_frame(false, opcode::TEXT, b"a").await.unwrap();
+    for _ in 0..2 {
+        conn.send_frame(false, opcode::CONTINUATION, b"b")
+            .await
+            .unwrap();
+    }
+    conn.send_frame(true, opcode::CONTINUATION, b"c")
+        .await
+        .unwrap();
+    assert_eq!(
+        rec.wait_messages(1, WAIT).await,
+        vec![Payload::Text("abbc".into())]
+    );
+    // 5 frames: the fifth closes with 1009 (the message is never delivered).
+    conn.send_frame(false, opcode::BINARY, b"1").await.unwrap();
+    for _ in 0..3 {
+        conn.send_frame(false, opcode::CONTINUATION, b"2")
+            .await
+            .unwrap();
+    }
+    conn.send_frame(true, opcode::CONTINUATION, b"3")
+        .await
+        .unwrap();
+    assert_eq!(
+        close_code_of(&mut conn).await,
+        Some(close_code::MESSAGE_TOO_BIG)
+    );
+    drop(conn);
+    let e = the_error(&rec).await;
+    assert_eq!(protocol_code(&e), Some(1009), "{e:?}");
+    assert!(e.to_string().contains("more than 4 fragments"), "{e}");
+    assert_eq!(rec.messages().len(), 1);
+}
+
+fn negotiate_body(url: &str) -> String {
+    serde_json::to_string(&NegotiateResponse {
+        protocol: SUBPROTOCOL.to_owned(),
+        version: 1,
+        connection_id: "0123456789abcdef0123456789abcdef".to_owned(),
+        reconnect_token: "t".repeat(43),
+        url: Some(url.to_owned()),
+        resume_window_ms: 30_000,
+        max_message_size: 1 << 20,
+        max_unacked_bytes: 1 << 20,
+        ack_interval_ms: 100,
+        ack_threshold: 64,
+    })
+    .unwrap()
+}
+
+/// A refused port: where a client that got past negotiate fails with I/O.
+async fn refused_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("ws://{addr}/ws")
+}
+
+#[actix_rt::test]
+async fn negotiate_body_size_limit_both_ways() {
+    let limit = 64 * 1024; // the default
+    let socket = refused_url().await;
+    for (size, passes) in [(limit, true), (limit + 1, false)] {
+        let server = RawServer::bind().await.unwrap();
+        let mut body = negotiate_body(&socket);
+        // Whitespace after the object is still one JSON document.
+        body.push_str(&" ".repeat(size - body.len()));
+        assert_eq!(body.len(), size);
+        let ws = ResilientWebSocket::builder(server.ws_url())
+            .reconnect_mode(ReconnectMode::Stateful)
+            .build()
+            .unwrap();
+        let (req, res) = tokio::join!(server.respond_json(200, &body), ws.connect());
+        assert_eq!(req.unwrap().path, "/ws/negotiate");
+        let err = res.unwrap_err();
+        if passes {
+            // Negotiate succeeded; the socket URL it named refused.
+            assert!(matches!(err, Error::Io(_)), "{size}: {err:?}");
+        } else {
+            assert!(
+                matches!(&err, Error::Negotiate(m) if m.contains("reading the response")),
+                "{size}: {err:?}"
+            );
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_negotiate_answer_that_is_not_json_or_redirects_is_a_clear_error() {
+    let server = RawServer::bind().await.unwrap();
+    let ws = ResilientWebSocket::builder(server.ws_url())
+        .reconnect_mode(ReconnectMode::Stateful)
+        .build()
+        .unwrap();
+    let not_json = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 14\r\nconnection: close\r\n\r\n<html>hi</html";
+    let (_, res) = tokio::join!(server.respond_raw(not_json), ws.connect());
+    let err = res.unwrap_err();
+    assert!(
+        matches!(&err, Error::Negotiate(m) if m.contains("not valid JSON")),
+        "{err:?}"
+    );
+
+    // A redirect to itself: refused at the first answer, no loop.
+    let redirect = b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /ws/negotiate\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let (_, res) = tokio::join!(server.respond_raw(redirect), ws.connect());
+    let err = res.unwrap_err();
+    assert!(
+        matches!(err, Error::NegotiateRejected { status: 307 }),
+        "{err:?}"
+    );
+    let second = tokio::time::timeout(Duration::from_millis(300), server.accept_tcp()).await;
+    assert!(second.is_err(), "the redirect was not followed");
+}
+
+#[actix_rt::test]
+async fn client_upgrade_response_head_size_both_ways() {
+    // awc (actix-http) reads a response head of at most 96 headers and
+    // 128 KiB; a bigger one fails the attempt with a handshake error.
+    let header = |i: usize, len: usize| (format!("x-pad-{i}"), "p".repeat(len));
+    let under: Vec<_> = (0..80).map(|i| header(i, 1500)).collect(); // ~122 KB, 84 headers
+    let over_count: Vec<_> = (0..100).map(|i| header(i, 10)).collect();
+    let over_size = vec![header(0, 140 * 1024)];
+    for (name, extra, passes) in [
+        ("under", under, true),
+        ("too many", over_count, false),
+        ("too large", over_size, false),
+    ] {
+        let server = RawServer::bind().await.unwrap();
+        let ws = raw_client(server.ws_url())
+            .connection_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let (conn, res) = tokio::join!(server.accept_with_headers(None, &extra), ws.connect());
+        if passes {
+            res.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(ws.state(), ConnectionState::Connected);
+            drop(conn);
+        } else {
+            let err = res.unwrap_err();
+            assert!(matches!(err, Error::Handshake(_)), "{name}: {err:?}");
+        }
+    }
+}
+
+/// A subscriber on its own thread that handles nothing until released.
+struct Slow {
+    latch: Arc<(Mutex<bool>, Condvar)>,
+    got: Arc<Mutex<Vec<Payload>>>,
+}
+
+impl Actor for Slow {
+    type Context = Context<Self>;
+}
+
+impl Handler<IncomingMessage> for Slow {
+    type Result = ();
+
+    fn handle(&mut self, msg: IncomingMessage, _: &mut Context<Self>) {
+        let (open, cv) = &*self.latch;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        self.got.lock().unwrap().push(msg.payload);
+    }
+}
+
+#[actix_rt::test]
+async fn a_slow_subscriber_stops_the_reading_not_the_memory() {
+    let latch = Arc::new((Mutex::new(false), Condvar::new()));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let arbiter = Arbiter::new();
+    let (l, g) = (latch.clone(), got.clone());
+    let slow = Slow::start_in_arbiter(&arbiter.handle(), move |_| Slow { latch: l, got: g });
+
+    let server = RawServer::bind().await.unwrap();
+    let rec = EventRecorder::start();
+    let b = rec
+        .attach(raw_client(server.ws_url()))
+        .on_message(slow.recipient())
+        .inbound_backlog(16, 1024 * 1024)
+        .heartbeat(Duration::from_millis(100), Some(Duration::from_millis(300)));
+    let (ws, mut conn) = raw_pair(&server, b).await;
+    let total = 200;
+    let flood = async move {
+        for i in 0..total {
+            conn.send_text(format!("m{i:03}")).await.unwrap();
+        }
+        conn
+    };
+    let flood = actix_rt::spawn(flood);
+    // Well past the heartbeat timeout: the client read exactly the bound
+    // (16 wait for the slow subscriber) and stopped; it did not declare
+    // the link dead for its own silence.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(ws.stats().messages_received, 16);
+    assert_eq!(rec.messages().len(), 16);
+    assert!(rec.errors().is_empty(), "{:?}", rec.errors());
+    assert_eq!(ws.state(), ConnectionState::Connected);
+
+    // Released: everything arrives, in order, nothing dropped.
+    *latch.0.lock().unwrap() = true;
+    latch.1.notify_all();
+    let conn = flood.await.unwrap();
+    let msgs = rec.wait_messages(total, WAIT).await;
+    assert_eq!(msgs.len(), total);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.lock().unwrap().len() < total && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = got.lock().unwrap().clone();
+    let want: Vec<_> = (0..total)
+        .map(|i| Payload::Text(format!("m{i:03}").into()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(msgs, want);
+    drop(conn);
+    arbiter.stop();
+}
+
+// ---------------------------------------------------------------------------
+// A server that misbehaves.
+
+#[actix_rt::test]
+async fn garbage_after_the_upgrade_is_a_protocol_error_1002() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "random bytes",
+            b"\xfa\xce\xb0\x0c garbage, not frames".to_vec(),
+        ),
+        ("unknown opcode", vec![0x83, 0x00]),
+        (
+            "a masked frame from a server",
+            vec![0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2],
+        ),
+        ("control frame too long", {
+            let mut v = vec![0x89, 126, 0, 200];
+            v.extend([0u8; 200]);
+            v
+        }),
+    ];
+    for (name, bytes) in cases {
+        let server = RawServer::bind().await.unwrap();
+        let rec = EventRecorder::start();
+        let (_ws, mut conn) = raw_pair(&server, rec.attach(raw_client(server.ws_url()))).await;
+        conn.send_text("before").await.unwrap();
+        conn.send_raw(&bytes).await.unwrap();
+        assert_eq!(close_code_of(&mut conn).await, Some(1002), "{name}");
+        drop(conn);
+        let e = the_error(&rec).await;
+        assert_eq!(protocol_code(&e), Some(1002), "{name}: {e:?}");
+        assert_eq!(
+            rec.messages(),
+            vec![Payload::Text("before".into())],
+            "{name}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_frame_with_reserved_bits_is_1002() {
+    for rsv in [0x40u8, 0x20, 0x10] {
+        let server = RawServer::bind().await.unwrap();
+        let rec = EventRecorder::start();
+        let (_ws, mut conn) = raw_pair(&server, rec.attach(raw_client(server.ws_url()))).await;
+        conn.send_frame_raw(0x80 | rsv | opcode::TEXT, b"compressed?")
+            .await
+            .unwrap();
+        assert_eq!(close_code_of(&mut conn).await, Some(1002), "rsv {rsv:#x}");
+        drop(conn);
+        let e = the_error(&rec).await;
+        assert!(
+            matches!(&e, Error::Protocol { close_code: 1002, message } if message.contains("reserved bits")),
+            "{e:?}"
+        );
+        assert!(rec.messages().is_empty());
+    }
+}
+
+#[actix_rt::test]
+async fn an_invalid_close_code_or_reason_is_answered_with_1002() {
+    let payload = |code: u16, reason: &[u8]| {
+        let mut p = code.to_be_bytes().to_vec();
+        p.extend_from_slice(reason);
+        p
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("code 999", payload(999, b"")),
+        ("code 1005 (reserved)", payload(1005, b"")),
+        ("code 1006 (reserved)", payload(1006, b"")),
+        ("code 2999", payload(2999, b"")),
+        ("code 5000", payload(5000, b"")),
+        ("invalid UTF-8 reason", payload(1000, &[0xC3, 0x28])),
+        ("one-byte payload", vec![0x03]),
+    ];
+    for (name, p) in cases {
+        let server = RawServer::bind().await.unwrap();
+        let rec = EventRecorder::start();
+        let (_ws, mut conn) = raw_pair(&server, rec.attach(raw_client(server.ws_url()))).await;
+        conn.send_frame(true, opcode::CLOSE, &p).await.unwrap();
+        // Never echoed back: the client answers with its own 1002.
+        assert_eq!(close_code_of(&mut conn).await, Some(1002), "{name}");
+        drop(conn);
+        let e = the_error(&rec).await;
+        assert_eq!(protocol_code(&e), Some(1002), "{name}: {e:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_ping_flood_gets_few_pongs_and_the_newest_is_answered() {
+    let server = RawServer::bind().await.unwrap();
+    let rec = EventRecorder::start();
+    let (ws, mut conn) = raw_pair(&server, rec.attach(raw_client(server.ws_url()))).await;
+    let pings = 20_000u32;
+    for i in 0..pings {
+        conn.send_frame(true, opcode::PING, &i.to_be_bytes())
+            .await
+            .unwrap();
+    }
+    conn.send_text("after the flood").await.unwrap();
+    assert_eq!(
+        rec.wait_messages(1, WAIT).await,
+        vec![Payload::Text("after the flood".into())]
+    );
+    // Every ping is answered, the newest one last; pongs are coalesced.
+    let last = (pings - 1).to_be_bytes().to_vec();
+    let mut pongs = 0;
+    let read = async {
+        loop {
+            let f = conn.read_frame().await.unwrap();
+            assert_eq!(f.opcode, opcode::PONG, "{f:?}");
+            pongs += 1;
+            if f.payload == last {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the newest ping answered");
+    assert!(pongs < 1000, "{pongs} pongs for {pings} pings");
+    assert_eq!(ws.state(), ConnectionState::Connected);
+    assert!(rec.errors().is_empty(), "{:?}", rec.errors());
+}
+
+// ---------------------------------------------------------------------------
+// The server: helpers.
+
+/// A reliable echo server (plain clients get echo too).
+fn echo_server(options: ServerOptions) -> (TestServer, ReliableServer) {
+    TestServer::reliable_echo(options).unwrap()
+}
+
+/// A well-behaved session on the same server, to show it is unaffected.
+struct Bystander {
+    ws: ResilientWebSocket,
+    rec: EventRecorder,
+    sent: usize,
+}
+
+impl Bystander {
+    async fn connect(server: &TestServer) -> Bystander {
+        let rec = EventRecorder::start();
+        let ws = rec
+            .attach(ResilientWebSocket::builder(server.ws_url()))
+            .reconnect_mode(ReconnectMode::Stateful)
+            .connect()
+            .await
+            .unwrap();
+        Bystander { ws, rec, sent: 0 }
+    }
+
+    /// Sends one message and expects it back; no error, no reconnect.
+    async fn still_fine(&mut self) {
+        self.sent += 1;
+        let text = format!("bystander {}", self.sent);
+        self.ws.send(text.as_str()).await.unwrap();
+        let got = self.rec.wait_messages(self.sent, WAIT).await;
+        assert_eq!(got.last(), Some(&Payload::Text(text.into())));
+        assert!(self.rec.errors().is_empty(), "{:?}", self.rec.errors());
+        assert!(self.rec.reconnecting().is_empty());
+        assert_eq!(self.ws.state(), ConnectionState::Connected);
+    }
+}
+
+async fn negotiate(
+    server: &TestServer,
+    headers: &[(&str, &str)],
+) -> Result<NegotiateResponse, u16> {
+    let mut req = awc::Client::default().post(format!("http://{}/ws/negotiate", server.addr()));
+    for (k, v) in headers {
+        req = req.insert_header((*k, *v));
+    }
+    let mut resp = tokio::time::timeout(WAIT, req.send())
+        .await
+        .unwrap()
+        .unwrap();
+    if resp.status().as_u16() != 200 {
+        return Err(resp.status().as_u16());
+    }
+    let body = resp.body().await.unwrap();
+    Ok(NegotiateResponse::parse(&body).unwrap())
+}
+
+/// A raw protocol client: negotiate, upgrade with the subprotocol, HELLO,
+/// WELCOME.
+async fn reliable_raw(server: &TestServer) -> (RawConn, NegotiateResponse) {
+    let neg = negotiate(server, &[]).await.unwrap();
+    let conn = attach_raw(server, &neg, 0).await;
+    (conn, neg)
+}
+
+async fn attach_raw(server: &TestServer, neg: &NegotiateResponse, last_received: u64) -> RawConn {
+    let mut c = RawConn::connect(
+        server.addr(),
+        "/ws",
+        &[("Sec-WebSocket-Protocol", SUBPROTOCOL)],
+    )
+    .await
+    .unwrap();
+    let hello = Frame::Hello {
+        connection_id: neg.connection_id.clone(),
+        reconnect_token: neg.reconnect_token.clone(),
+        last_received,
+        first_seq: 1,
+    };
+    c.send_binary(&hello.to_bytes()).await.unwrap();
+    let welcome = c.read_frame().await.unwrap();
+    assert!(
+        matches!(decode(&welcome), Frame::Welcome { .. }),
+        "{welcome:?}"
+    );
+    c
+}
+
+fn decode(f: &RawFrame) -> Frame {
+    assert_eq!(f.opcode, opcode::BINARY, "{f:?}");
+    Frame::decode(Bytes::from(f.payload.clone())).unwrap()
+}
+
+fn data(seq: u64, payload: impl Into<Payload>) -> Vec<u8> {
+    Frame::Data {
+        seq,
+        payload: payload.into(),
+    }
+    .to_bytes()
+    .to_vec()
+}
+
+/// Reads protocol frames until a DATA; its seq and payload.
+async fn next_data(c: &mut RawConn) -> (u64, Payload) {
+    loop {
+        let f = tokio::time::timeout(WAIT, c.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        if f.opcode != opcode::BINARY {
+            continue;
+        }
+        if let Frame::Data { seq, payload } = decode(&f) {
+            return (seq, payload);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server limits.
+
+#[actix_rt::test]
+async fn server_message_size_limit_both_ways_plain_and_reliable() {
+    let (server, _reliable) = echo_server(ServerOptions {
+        max_message_size: 1024,
+        ..ServerOptions::default()
+    });
+    let mut by = Bystander::connect(&server).await;
+    // Plain client: the whole WebSocket message is bounded.
+    let mut c = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    c.send_binary(&[7; 1024]).await.unwrap();
+    assert_eq!(c.read_frame().await.unwrap().payload.len(), 1024);
+    c.send_binary(&[7; 1025]).await.unwrap();
+    assert_eq!(close_code_of(&mut c).await, Some(1009));
+    // Reliable client: the DATA payload is bounded.
+    let (mut c, _) = reliable_raw(&server).await;
+    c.send_binary(&data(1, vec![1u8; 1024])).await.unwrap();
+    assert_eq!(
+        next_data(&mut c).await,
+        (1, Payload::Binary(vec![1u8; 1024].into()))
+    );
+    c.send_binary(&data(2, vec![1u8; 1025])).await.unwrap();
+    assert_eq!(close_code_of(&mut c).await, Some(1009));
+    by.still_fine().await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn server_fragment_count_limit_both_ways_plain_and_reliable() {
+    let (server, _reliable) = echo_server(ServerOptions {
+        max_fragments: 4,
+        ..ServerOptions::default()
+    });
+    let mut by = Bystander::connect(&server).await;
+    /// Sends `bytes` as one binary message in `frames` frames (one byte
+    /// each, the rest in the last).
+    async fn fragmented(c: &mut RawConn, bytes: &[u8], frames: usize) {
+        for i in 0..frames {
+            let last = i + 1 == frames;
+            let chunk = if last { &bytes[i..] } else { &bytes[i..i + 1] };
+            let op = if i == 0 {
+                opcode::BINARY
+            } else {
+                opcode::CONTINUATION
+            };
+            c.send_frame(last, op, chunk).await.unwrap();
+        }
+    }
+    let mut c = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    fragmented(&mut c, b"abcd", 4).await;
+    assert_eq!(c.read_frame().await.unwrap().payload, b"abcd");
+    fragmented(&mut c, b"abcde", 5).await;
+    assert_eq!(close_code_of(&mut c).await, Some(1009));
+
+    let (mut c, _) = reliable_raw(&server).await;
+    fragmented(&mut c, &data(1, "wxyz"), 4).await;
+    assert_eq!(next_data(&mut c).await, (1, Payload::Text("wxyz".into())));
+    fragmented(&mut c, &data(2, "vwxyz"), 5).await;
+    assert_eq!(close_code_of(&mut c).await, Some(1009));
+    by.still_fine().await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn server_unacked_bytes_bound_both_ways() {
+    let (server, reliable) = echo_server(ServerOptions {
+        max_unacked_bytes: 1000,
+        ..ServerOptions::default()
+    });
+    let (mut c, neg) = reliable_raw(&server).await;
+    // 10 × 100 bytes fill the window exactly; the 11th waits for an ack.
+    for i in 0..11u8 {
+        reliable.send_to(&neg.connection_id, vec![i; 100]).unwrap();
+    }
+    for seq in 1..=10 {
+        assert_eq!(next_data(&mut c).await.0, seq);
+    }
+    let more = tokio::time::timeout(Duration::from_millis(300), c.read_frame()).await;
+    assert!(more.is_err(), "nothing past 1000 unacked bytes: {more:?}");
+    c.send_binary(&Frame::Ack { seq: 1 }.to_bytes())
+        .await
+        .unwrap();
+    assert_eq!(next_data(&mut c).await.0, 11);
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn sessions_per_identity_and_in_all_are_bounded() {
+    let options = ServerOptions {
+        max_sessions_per_identity: 2,
+        max_sessions: 4,
+        ..ServerOptions::default()
+    }
+    .with_auth(|req| {
+        req.headers()
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(|u| {
+                if u == "anon" {
+                    String::new()
+                } else {
+                    u.to_owned()
+                }
+            })
+            .ok_or(AuthRefusal::Unauthorized)
+    });
+    let (server, reliable) = TestServer::reliable(options).unwrap();
+    let alice = [("x-user", "alice")];
+    let a1 = negotiate(&server, &alice).await.unwrap();
+    let _a2 = negotiate(&server, &alice).await.unwrap();
+    assert_eq!(negotiate(&server, &alice).await.unwrap_err(), 429);
+    // Another identity has its own count.
+    let _b1 = negotiate(&server, &[("x-user", "bob")]).await.unwrap();
+    // A session that ends frees its slot.
+    reliable.close_session(&a1.connection_id).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reliable.sessions() != 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _a3 = negotiate(&server, &alice).await.unwrap();
+    // Anonymous callers are bounded only by the total (4).
+    let _n1 = negotiate(&server, &[("x-user", "anon")]).await.unwrap();
+    assert_eq!(reliable.sessions(), 4);
+    assert_eq!(
+        negotiate(&server, &[("x-user", "anon")]).await.unwrap_err(),
+        503
+    );
+    assert_eq!(
+        negotiate(&server, &[("x-user", "carol")])
+            .await
+            .unwrap_err(),
+        503
+    );
+    server.stop().await;
+}
+
+/// Sends a raw HTTP request head and reads the answer's status line (empty
+/// if the connection ended without one).
+async fn raw_request(server: &TestServer, head: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.unwrap();
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[actix_rt::test]
+async fn server_request_head_size_both_ways() {
+    // actix-web reads a request head of at most 96 headers and 128 KiB;
+    // more is refused with 431 before any of our code runs.
+    let (server, _reliable) = echo_server(ServerOptions::default());
+    let mut by = Bystander::connect(&server).await;
+    let upgrade = |extra: String| {
+        format!("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n")
+    };
+    let pad = |n: usize, len: usize| {
+        (0..n)
+            .map(|i| format!("x-pad-{i}: {}\r\n", "p".repeat(len)))
+            .collect::<String>()
+    };
+    assert!(raw_request(&server, &upgrade(pad(80, 1500)))
+        .await
+        .starts_with("HTTP/1.1 101"));
+    assert!(raw_request(&server, &upgrade(pad(100, 10)))
+        .await
+        .starts_with("HTTP/1.1 431"));
+    assert!(raw_request(&server, &upgrade(pad(1, 140 * 1024)))
+        .await
+        .starts_with("HTTP/1.1 431"));
+    by.still_fine().await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// A client that misbehaves.
+
+#[actix_rt::test]
+async fn a_client_that_never_completes_the_handshake_is_dropped() {
+    let reliable = ReliableServer::echo(ServerOptions {
+        hello_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    });
+    let r = reliable.clone();
+    // The HTTP head deadline is actix-web's `client_request_timeout`
+    // (5 s by default); short here (actix measures it from a clock cached
+    // for up to 500 ms, so not shorter than a second).
+    let http = HttpServer::new(move || {
+        let r = r.clone();
+        App::new().configure(move |c| reliable_route(c, "/ws", r))
+    })
+    .workers(1)
+    .disable_signals()
+    .client_request_timeout(Duration::from_secs(1))
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = http.addrs()[0];
+    let http = http.run();
+    let handle = http.handle();
+    actix_rt::spawn(http);
+    let server = TestServer::serve_reliable(([127, 0, 0, 1], 0).into(), &reliable).unwrap();
+    let mut by = Bystander::connect(&server).await;
+
+    // Half a request head, never finished: 408, then the connection ends.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: webs")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "{answer:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Upgraded but no HELLO: closed with 1002 after hello_timeout.
+    let mut c = RawConn::connect(addr, "/ws", &[("Sec-WebSocket-Protocol", SUBPROTOCOL)])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(close_code_of(&mut c).await, Some(1002));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    by.still_fine().await;
+    handle.stop(false).await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_client_that_never_reads_is_bounded_then_dropped() {
+    let (server, reliable) = echo_server(ServerOptions {
+        max_unacked_bytes: 256 * 1024,
+        ..ServerOptions::default()
+    });
+    let mut by = Bystander::connect(&server).await;
+    let (mut c, neg) = reliable_raw(&server).await;
+    // 256 KiB go out unacked, 1 MiB may wait; past that the session ends.
+    let chunk = vec![9u8; 64 * 1024];
+    let mut handed = 0;
+    while reliable.send_to(&neg.connection_id, chunk.clone()).is_ok() {
+        handed += 1;
+        assert!(handed < 100, "the session should have ended");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(handed >= 20, "{handed}");
+    assert_eq!(reliable.sessions(), 1, "the bystander's");
+    by.still_fine().await;
+    // What the non-reader finds when it finally reads: at most the unacked
+    // window of data, then 4001 and the end of the connection.
+    let mut data_bytes = 0;
+    let code = loop {
+        let f = tokio::time::timeout(WAIT, c.read_frame()).await.unwrap();
+        match f {
+            Ok(f) if f.opcode == opcode::CLOSE => break f.close_code(),
+            Ok(f) => data_bytes += f.payload.len(),
+            Err(_) => break None,
+        }
+    };
+    assert_eq!(code, Some(close_code::SESSION_GONE));
+    assert!(data_bytes <= 256 * 1024 + 64, "{data_bytes}");
+    let eof = tokio::time::timeout(WAIT, c.read_frame()).await.unwrap();
+    assert!(eof.is_err(), "{eof:?}");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_ping_flood_from_a_client_that_never_reads_gets_one_pong_at_a_time() {
+    let (server, _reliable) = echo_server(ServerOptions::default());
+    let mut by = Bystander::connect(&server).await;
+    let (mut c, _) = reliable_raw(&server).await;
+    // ~15 MB of pongs if each ping were answered: more than the socket
+    // buffers hold, so the server's writer blocks while the flood goes on.
+    let pings = 120_000u32;
+    let mut payload = vec![0u8; 125];
+    for i in 0..pings {
+        payload[..4].copy_from_slice(&i.to_be_bytes());
+        c.send_frame(true, opcode::PING, &payload).await.unwrap();
+    }
+    by.still_fine().await;
+    c.send_binary(&data(1, "after")).await.unwrap();
+    let last = (pings - 1).to_be_bytes();
+    let mut pongs = 0u32;
+    let mut echoed = false;
+    let read = async {
+        loop {
+            let f = c.read_frame().await.unwrap();
+            match f.opcode {
+                opcode::PONG => {
+                    pongs += 1;
+                    if f.payload[..4] == last && echoed {
+                        return;
+                    }
+                }
+                opcode::BINARY => {
+                    if let Frame::Data { payload, .. } = decode(&f) {
+                        assert_eq!(payload, Payload::Text("after".into()));
+                        echoed = true;
+                        return;
+                    }
+                }
+                other => panic!("unexpected opcode {other}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the echo arrives");
+    assert!(pongs < pings, "{pongs} pongs for {pings} pings");
+    by.still_fine().await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_client_sending_garbage_reserved_bits_or_bad_close_gets_1002_and_keeps_its_session() {
+    let (server, reliable) = echo_server(ServerOptions::default());
+    let mut by = Bystander::connect(&server).await;
+    let (mut c, neg) = reliable_raw(&server).await;
+    c.send_binary(&data(1, "one")).await.unwrap();
+    assert_eq!(next_data(&mut c).await.1, Payload::Text("one".into()));
+    let cases: Vec<(&str, u8, Vec<u8>)> = vec![
+        ("reserved bits", 0x80 | 0x40 | opcode::BINARY, data(2, "x")),
+        ("unknown opcode", 0x80 | 0x3, vec![]),
+        ("control frame too long", 0x80 | opcode::PING, vec![0; 126]),
+        (
+            "close code 999",
+            0x80 | opcode::CLOSE,
+            999u16.to_be_bytes().to_vec(),
+        ),
+        (
+            "close reason not UTF-8",
+            0x80 | opcode::CLOSE,
+            vec![0x03, 0xE8, 0xC3, 0x28],
+        ),
+    ];
+    for (name, first, payload) in cases {
+        let mut c = attach_raw(&server, &neg, 1).await;
+        c.send_frame_raw(first, &payload).await.unwrap();
+        assert_eq!(close_code_of(&mut c).await, Some(1002), "{name}");
+    }
+    // Unmasked frames from a client are refused too.
+    let mut c = attach_raw(&server, &neg, 1).await;
+    c.send_raw(&[0x82, 0x01, 0x05]).await.unwrap();
+    assert_eq!(close_code_of(&mut c).await, Some(1002), "unmasked");
+    // The session is intact and resumes.
+    let mut c = attach_raw(&server, &neg, 1).await;
+    c.send_binary(&data(2, "two")).await.unwrap();
+    assert_eq!(next_data(&mut c).await.1, Payload::Text("two".into()));
+    assert_eq!(reliable.sessions(), 2);
+    by.still_fine().await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_plain_echo_client_that_never_reads_is_not_read_either() {
+    let (server, _reliable) = echo_server(ServerOptions::default());
+    let mut by = Bystander::connect(&server).await;
+    let mut c = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    // 64 MB of messages, none of the echoes read: the server stops reading
+    // once its echo buffer (ECHO_BUFFER_BYTES) and the socket buffers are
+    // full, so the sender blocks instead of the server's memory growing.
+    let flood = actix_rt::spawn(async move {
+        let chunk = vec![5u8; 64 * 1024];
+        for _ in 0..1024 {
+            c.send_binary(&chunk).await.unwrap();
+        }
+        c
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!flood.is_finished(), "the server kept reading");
+    by.still_fine().await;
+    flood.abort();
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_client_that_acks_without_reading_is_dropped_as_too_slow() {
+    let (server, reliable) = echo_server(ServerOptions {
+        max_unacked_bytes: 1024 * 1024,
+        ..ServerOptions::default()
+    });
+    let mut by = Bystander::connect(&server).await;
+    let (mut c, neg) = reliable_raw(&server).await;
+    assert_eq!(reliable.stats().attached, 2);
+    // The client counts the application's messages and acks them (20
+    // behind: within the window of 16, well inside the pending bound of
+    // 64) without reading a byte, so the window keeps moving: the data
+    // piles up in front of the socket instead.
+    let chunk = vec![1u8; 64 * 1024];
+    let mut dropped_after = None;
+    for seq in 1..=2000u64 {
+        reliable.send_to(&neg.connection_id, chunk.clone()).unwrap();
+        if seq > 20 {
+            let ack = Frame::Ack { seq: seq - 20 }.to_bytes();
+            let sent = tokio::time::timeout(Duration::from_secs(1), c.send_binary(&ack)).await;
+            assert!(matches!(sent, Ok(Ok(()))), "ack {}: {sent:?}", seq - 20);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if reliable.stats().attached == 1 {
+            dropped_after = Some(seq);
+            break;
+        }
+    }
+    // Dropped once more than 2 × max_unacked_bytes waited unwritten
+    // (after the socket buffers filled up); the session stays.
+    let seq = dropped_after.expect("the socket was dropped as too slow");
+    assert!(seq < 1000, "{seq}");
+    assert_eq!(reliable.sessions(), 2);
+    by.still_fine().await;
+    server.stop().await;
+}
