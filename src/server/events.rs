@@ -109,6 +109,12 @@ where
         self.list.write().expect("subscribers lock").push(r);
     }
 
+    /// Whether nobody subscribed: the hot path then skips building the
+    /// event (a `MessageReceived` costs a copy of the connection id).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.read().expect("subscribers lock").is_empty()
+    }
+
     /// Sends `msg` to every subscriber: try_send, do_send on Full, and
     /// removes the ones whose actor is gone.
     pub(crate) fn emit(&self, msg: M) {

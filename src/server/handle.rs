@@ -73,6 +73,11 @@ pub(crate) struct Shared {
     pub(crate) events: EventHub,
     attached: AtomicUsize,
     shutdown_reason: Mutex<Option<String>>,
+    /// Echo mode ([`ReliableServer::echo`]): each session sends what it
+    /// delivers straight back itself. Through a subscriber actor that
+    /// would cost two more actor messages, a lock and a lookup per message
+    /// (the plain echo does not pay them either).
+    pub(crate) echo: bool,
     /// Failed resumes per peer address.
     pub(crate) resume_limiter: ResumeLimiter,
 }
@@ -276,6 +281,10 @@ impl ReliableServer {
     /// # Panics
     /// Outside a running actix `System`.
     pub fn start(options: ServerOptions) -> ReliableServer {
+        Self::start_with(options, false)
+    }
+
+    fn start_with(options: ServerOptions, echo: bool) -> ReliableServer {
         let options = options.normalized();
         let shared = Arc::new(Shared {
             resume_limiter: ResumeLimiter::new(options.failed_resume_limit),
@@ -286,26 +295,21 @@ impl ReliableServer {
             events: EventHub::default(),
             attached: AtomicUsize::new(0),
             shutdown_reason: Mutex::new(None),
+            echo,
         });
         let hub = Hub::new(shared.clone()).start();
         ReliableServer { shared, hub }
     }
 
     /// Starts an echo server: every message a session receives is sent back
-    /// to that session (by an internal actor subscribed to
-    /// [`MessageReceived`]). This is `rws serve`'s echo mode.
+    /// to that session (by the session itself, in order, as if with
+    /// [`send_to`](Self::send_to)). [`MessageReceived`] is still reported
+    /// to subscribers. This is `rws serve`'s echo mode.
     ///
     /// # Panics
     /// Outside a running actix `System`.
     pub fn echo(options: ServerOptions) -> ReliableServer {
-        let server = Self::start(options);
-        let echo = Relay {
-            shared: Arc::downgrade(&server.shared),
-            broadcast: false,
-        }
-        .start();
-        server.on_message(echo.recipient());
-        server
+        Self::start_with(options, true)
     }
 
     /// Starts a broadcast server: every message a session receives is
@@ -557,9 +561,9 @@ impl ResumeLimiter {
     }
 }
 
-/// The internal subscriber of [`ReliableServer::echo`] and
-/// [`ReliableServer::broadcast_mode`]. Holds the server weakly so that the
-/// server's subscriber list does not keep itself alive.
+/// The internal subscriber of [`ReliableServer::broadcast_mode`]. Holds the
+/// server weakly so that the server's subscriber list does not keep itself
+/// alive.
 struct Relay {
     shared: Weak<Shared>,
     broadcast: bool,

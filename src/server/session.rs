@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     close_code,
-    protocol::{encode_data, tokens_equal, Frame},
+    protocol::{tokens_equal, Frame},
     Payload,
 };
 
@@ -83,10 +83,12 @@ pub(crate) struct CloseSocket {
 #[rtype(result = "()")]
 pub(crate) struct EndSession;
 
+/// A sent message kept until acked. The payload, not its encoded frame: the
+/// socket's writer encodes (on its worker thread, not this arbiter's, and
+/// into a buffer it reuses), and a replay encodes again.
 struct Unacked {
     seq: u64,
-    frame: Bytes,
-    len: usize,
+    payload: Payload,
 }
 
 struct Attached {
@@ -231,18 +233,27 @@ impl SessionActor {
             || self.unacked_bytes.saturating_add(len) <= self.shared.options.max_unacked_bytes
     }
 
+    /// Writes a DATA frame (the writer encodes it), metered like `write`.
+    fn write_data(&self, seq: u64, payload: Payload) {
+        if let Some(s) = &self.socket {
+            let data = payload.len();
+            s.meter.add(data);
+            if s.tx.send(Outgoing::Data(seq, payload)).is_err() {
+                s.meter.sub(data);
+            }
+        }
+    }
+
     /// Numbers a message, keeps it until acked, and sends it if attached.
-    fn assign(&mut self, payload: &Payload) {
+    fn assign(&mut self, payload: Payload) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let frame = encode_data(seq, payload);
-        let len = payload.len();
+        self.unacked_bytes += payload.len();
         if self.socket.is_some() {
-            self.write(frame.clone(), len);
+            self.write_data(seq, payload.clone());
             self.sent_up_to = seq;
         }
-        self.unacked.push_back(Unacked { seq, frame, len });
-        self.unacked_bytes += len;
+        self.unacked.push_back(Unacked { seq, payload });
     }
 
     /// Moves queued messages into the unacked buffer while they fit.
@@ -254,7 +265,7 @@ impl SessionActor {
             }
             let payload = self.pending.pop_front().expect("front exists");
             self.pending_bytes -= len;
-            self.assign(&payload);
+            self.assign(payload);
         }
     }
 
@@ -269,7 +280,7 @@ impl SessionActor {
             if front.seq > seq {
                 break;
             }
-            self.unacked_bytes -= front.len;
+            self.unacked_bytes -= front.payload.len();
             self.unacked.pop_front();
         }
     }
@@ -306,7 +317,7 @@ impl SessionActor {
     }
 
     /// Handles one DATA or ACK; `Err` is a 1002 reason.
-    fn on_frame(&mut self, frame: Frame) -> Result<(), &'static str> {
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Result<(), &'static str> {
         match frame {
             Frame::Data { seq, payload } => {
                 if seq <= self.delivered {
@@ -316,11 +327,22 @@ impl SessionActor {
                 } else if seq == self.delivered + 1 {
                     self.delivered = seq;
                     self.ack_pending = self.ack_pending.saturating_add(1);
-                    self.shared.events.received.emit(MessageReceived {
-                        connection_id: self.connection_id.clone(),
-                        seq,
-                        payload,
-                    });
+                    // Only what is needed: an event needs a copy of the id,
+                    // and echoing as well a clone of the payload.
+                    let echo = if self.shared.events.received.is_empty() {
+                        self.shared.echo.then_some(payload)
+                    } else {
+                        let echo = self.shared.echo.then(|| payload.clone());
+                        self.shared.events.received.emit(MessageReceived {
+                            connection_id: self.connection_id.clone(),
+                            seq,
+                            payload,
+                        });
+                        echo
+                    };
+                    if let Some(payload) = echo {
+                        self.queue_outbound(payload, ctx);
+                    }
                 } else {
                     return Err("sequence gap");
                 }
@@ -417,13 +439,8 @@ impl Handler<Attach> for SessionActor {
         );
         // HELLO's last_received is an implicit ack; replay the rest.
         self.release(msg.last_received);
-        let replay: Vec<(Bytes, usize)> = self
-            .unacked
-            .iter()
-            .map(|u| (u.frame.clone(), u.len))
-            .collect();
-        for (frame, len) in replay {
-            self.write(frame, len);
+        for u in &self.unacked {
+            self.write_data(u.seq, u.payload.clone());
         }
         if let Some(last) = self.unacked.back() {
             self.sent_up_to = self.sent_up_to.max(last.seq);
@@ -452,7 +469,11 @@ impl Handler<Inbound> for SessionActor {
             return;
         }
         for frame in msg.frames {
-            if let Err(reason) = self.on_frame(frame) {
+            if self.ended {
+                // Echoing overflowed the session: the rest has nowhere to go.
+                return;
+            }
+            if let Err(reason) = self.on_frame(frame, ctx) {
                 log::debug!("session {}: closing socket: {reason}", self.connection_id);
                 self.close_socket(ctx, close_code::PROTOCOL_ERROR, reason);
                 return;
@@ -476,13 +497,20 @@ impl Handler<Outbound> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) {
+        self.queue_outbound(msg.0, ctx);
+    }
+}
+
+impl SessionActor {
+    /// A server→client message: sent now if the unacked buffer has room,
+    /// else queued behind the others; too much queued ends the session.
+    fn queue_outbound(&mut self, payload: Payload, ctx: &mut Context<Self>) {
         if self.ended {
             return;
         }
-        let payload = msg.0;
         let len = payload.len();
         if self.pending.is_empty() && self.fits(len) {
-            self.assign(&payload);
+            self.assign(payload);
             return;
         }
         self.pending.push_back(payload);

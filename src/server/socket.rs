@@ -38,7 +38,7 @@ use super::{
 use crate::{
     client::inbound::{self as joiner, Assembler},
     close_code,
-    protocol::Frame,
+    protocol::{encode_data, Frame},
     Payload,
 };
 
@@ -58,6 +58,8 @@ pub const ECHO_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     Binary(Bytes),
+    /// A reliable-mode DATA frame, encoded by the writer.
+    Data(u64, Payload),
     Text(ByteString),
     Pong(Bytes),
     /// Answer the newest ping kept in this slot (if still there).
@@ -145,6 +147,7 @@ async fn write_loop(
     while let Some(out) = rx.recv().await {
         let metered = match &out {
             Outgoing::Metered(_, data) => Some(*data),
+            Outgoing::Data(_, payload) => Some(payload.len()),
             _ => None,
         };
         let go_on = write_one(&mut ws, out).await;
@@ -188,6 +191,7 @@ fn answer_ping(tx: &SocketTx, slot: &Arc<PongSlot>, ping: Bytes) {
 async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
     let sent = match out {
         Outgoing::Binary(b) | Outgoing::Metered(b, _) => ws.binary(b).await,
+        Outgoing::Data(seq, payload) => ws.binary(encode_data(seq, &payload)).await,
         Outgoing::Text(t) => ws.text(t).await,
         Outgoing::Pong(p) => ws.pong(&p).await,
         Outgoing::LatestPong(slot) => match slot.take() {
