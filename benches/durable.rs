@@ -12,6 +12,8 @@
 //! smoke test); `RWS_BENCH_JSON=path` adds the figures to that JSON object
 //! (creating it if needed).
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     rc::Rc,
@@ -202,25 +204,7 @@ fn main() {
             "durable_batch_ratio",
             dur_batch.msgs_per_s / mem_batch.msgs_per_s,
         );
-        write_json(json);
+        common::write_json(&json);
         server.stop().await;
     });
-}
-
-/// Adds the figures to the JSON object in `RWS_BENCH_JSON` (other benches
-/// write there too).
-fn write_json(figures: BTreeMap<String, f64>) {
-    let Some(path) = std::env::var_os("RWS_BENCH_JSON") else {
-        return;
-    };
-    let mut all: BTreeMap<String, serde_json::Value> = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    for (k, v) in figures {
-        all.insert(k, serde_json::json!(v));
-    }
-    let text = serde_json::to_string_pretty(&all).expect("json");
-    std::fs::write(&path, text + "\n").expect("write RWS_BENCH_JSON");
-    eprintln!("wrote {}", path.to_string_lossy());
 }

@@ -17,6 +17,8 @@
 //! leftovers from earlier cases (freed memory that glibc keeps would
 //! otherwise be reused and make later cases look cheaper).
 
+mod common;
+
 use std::{
     collections::{BTreeMap, HashSet},
     io::{BufRead, BufReader, Write},
@@ -171,21 +173,7 @@ impl Report {
     }
 
     fn write_json(&self) {
-        let Some(path) = std::env::var_os("RWS_BENCH_JSON") else {
-            return;
-        };
-        // Other benches (benches/durable.rs) add their figures to the same
-        // object: keep what is there.
-        let mut all: BTreeMap<String, serde_json::Value> = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        for (k, v) in &self.json {
-            all.insert(k.clone(), serde_json::json!(v));
-        }
-        let text = serde_json::to_string_pretty(&all).expect("json");
-        std::fs::write(&path, text + "\n").expect("write RWS_BENCH_JSON");
-        eprintln!("wrote {}", path.to_string_lossy());
+        common::write_json(&self.json);
     }
 }
 
