@@ -13,7 +13,7 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc, Arc, Mutex,
+        Arc, Mutex,
     },
     thread,
     time::{Duration, Instant},
@@ -124,7 +124,7 @@ impl Drop for ChildGuard {
 /// reported as accepted.
 struct Client {
     child: ChildGuard,
-    stdout: mpsc::Receiver<String>,
+    stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
     accepted: Arc<AtomicU64>,
     /// The pipe readers; joined once the process is gone, so everything it
@@ -148,10 +148,11 @@ fn rws_connect(url: &str, store: &Path, extra_env: &[(&str, &str)]) -> Client {
     let mut child = cmd.spawn().expect("spawn rws connect");
     let out = child.stdout.take().unwrap();
     let err = child.stderr.take().unwrap();
-    let (tx, stdout) = mpsc::channel();
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let lines = stdout.clone();
     let out_reader = thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+            lines.lock().unwrap().push(line);
         }
     });
     let accepted = Arc::new(AtomicU64::new(0));
@@ -239,7 +240,7 @@ impl Client {
     }
 
     fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.try_iter().collect()
+        self.stdout.lock().unwrap().clone()
     }
 }
 
@@ -372,6 +373,14 @@ async fn killed_and_restarted(crash_env: &[(&str, &str)], kill: bool) {
     second
         .wait_until("the re-sent lines accepted", |c| {
             c.accepted.load(Ordering::SeqCst) >= 300
+        })
+        .await;
+    // Close only once the last server message arrived: the end of stdin
+    // lingers for answers only briefly.
+    let last = format!("d{down_total}");
+    second
+        .wait_until("the server's messages", |c| {
+            down_total == 0 || c.stdout_lines().contains(&last)
         })
         .await;
     second.close_stdin();
@@ -563,6 +572,12 @@ async fn a_durable_client_delivers_exactly_once_in_order_through_cuts() {
     }
     sender.await.unwrap();
     ws.disconnect().await.unwrap();
+    // The server acks a message once it handed it to the application; the
+    // recorder may still have the last ones in its mailbox.
+    let start = Instant::now();
+    while (server.texts().len() as u64) < total && start.elapsed() < DEADLINE {
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
     // Every cut was resumed: no session was lost (that would re-send with
     // the same ids, at least once by design).
     assert_eq!(

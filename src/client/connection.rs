@@ -575,9 +575,12 @@ impl ConnectionActor {
             if !matches!(res, Ok(Ok(()))) {
                 return;
             }
-            act.durable_delivered = act.durable_delivered.max(seq);
-            if let Some(sock) = act.sock.as_mut() {
-                if sock.gen == gen && sock.closing == Closing::Open {
+            // Only for the socket (so the session) it was meant for: after a
+            // lost session an old seq must not become the new one's claim.
+            // A later socket just claims less and drops the replayed copies.
+            if let Some(sock) = act.sock.as_mut().filter(|s| s.gen == gen) {
+                act.durable_delivered = act.durable_delivered.max(seq);
+                if sock.closing == Closing::Open {
                     let _ = sock.write(WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes()));
                 }
             }

@@ -29,6 +29,9 @@ use crate::{
     Error, Result,
 };
 
+/// Hears when the durable store committed a message.
+type Commit = oneshot::Receiver<Result<(), crate::queue::StoreError>>;
+
 /// A resilient WebSocket client.
 ///
 /// A cheap, cloneable handle (`Send`) to the client's actors. Build one with
@@ -163,12 +166,7 @@ impl ResilientWebSocket {
 
     /// Admits one message and hands it to the queue actor; with a durable
     /// store and `wait`, returns what hears of its commit.
-    async fn enqueue(
-        &self,
-        payload: Payload,
-        priority: u8,
-        wait: bool,
-    ) -> Result<Option<oneshot::Receiver<Result<(), crate::queue::StoreError>>>> {
+    async fn enqueue(&self, payload: Payload, priority: u8, wait: bool) -> Result<Option<Commit>> {
         if let Err(e) = self.admit() {
             match (e, self.wait_policy()) {
                 (Error::BufferFull(_), Some(t)) => self.wait_for_space(t).await?,
@@ -195,9 +193,7 @@ impl ResilientWebSocket {
     }
 
     /// Waits for a commit, if there is one to wait for.
-    async fn durable(
-        rx: Option<oneshot::Receiver<Result<(), crate::queue::StoreError>>>,
-    ) -> Result<()> {
+    async fn durable(rx: Option<Commit>) -> Result<()> {
         match rx {
             None => Ok(()),
             Some(rx) => match rx.await {
@@ -627,19 +623,7 @@ impl ResilientWebSocketBuilder {
     /// durable store cannot be opened: locked by another process, corrupt
     /// (it is left as it is), or unreadable.
     pub fn build(mut self) -> Result<ResilientWebSocket> {
-        if self.store.is_some() && !self.opts.persistent {
-            self.opts.persistent = true;
-        }
-        if self.store.is_none() || self.opts.store_path.is_some() {
-            self.opts.validate()?;
-        } else {
-            // A store of one's own needs no path.
-            ClientOptions {
-                persistent: false,
-                ..self.opts.clone()
-            }
-            .validate()?;
-        }
+        self.opts.validate()?;
         if actix_rt::System::try_current().is_none() {
             return Err(Error::InvalidConfig(
                 "ResilientWebSocket must be built inside a running actix System".into(),

@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use actix::{dev::SendError, Recipient};
+use actix::Recipient;
 use actix_http::ws::{CloseReason, Frame, Item, ProtocolError};
 use actix_rt::time::Instant;
 use bytes::{Bytes, BytesMut};
@@ -384,14 +384,8 @@ impl InboundFanout {
             let at_bound = s.sent - handled >= max_messages
                 || s.sent_bytes.saturating_sub(handled_bytes) >= max_bytes;
             if !at_bound && s.sent - s.last_marker < marker_every {
-                return match s.r.try_send(msg.clone()) {
-                    Ok(()) => true,
-                    Err(SendError::Full(m)) => {
-                        s.r.do_send(m);
-                        true
-                    }
-                    Err(SendError::Closed(_)) => false,
-                };
+                // The shared fan-out rule; false removes a gone subscriber.
+                return !crate::fanout::deliver(&s.r, msg.clone());
             }
             // A marker. A fresh clone of the recipient is never parked, so
             // `send` always enqueues (like `do_send`) and its reply says the

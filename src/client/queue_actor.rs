@@ -320,6 +320,14 @@ impl QueueActor {
         d.store.submit(ops, waiters, Some(d.issued));
     }
 
+    /// Reliable mode: the peer has everything up to `upto`.
+    fn ack(&mut self, upto: u64) {
+        if let Some(w) = self.window.as_mut() {
+            w.ack(upto);
+            self.record(StoreOp::Acked { upto });
+        }
+    }
+
     /// Records a change, if there is a durable store.
     fn record(&mut self, op: StoreOp) {
         if let Some(d) = self.durable.as_mut() {
@@ -678,19 +686,12 @@ impl Handler<LinkState> for QueueActor {
                     // are in the window, replayed below.
                     d.held.clear();
                 }
+                if let Some(last) = peer_last_received {
+                    self.ack(last);
+                }
                 if let Some(w) = self.window.as_mut() {
                     w.max_bytes = max_unacked_bytes;
-                    if let Some(last) = peer_last_received {
-                        w.ack(last);
-                    }
-                    if let Some(upto) = peer_last_received {
-                        self.record(StoreOp::Acked { upto });
-                    }
-                    let replay: Vec<Outbound> = self
-                        .window
-                        .as_ref()
-                        .map(|w| w.unacked.iter().cloned().collect())
-                        .unwrap_or_default();
+                    let replay: Vec<Outbound> = w.unacked.iter().cloned().collect();
                     self.send_batch(replay);
                 } else {
                     self.send_batch(stale);
@@ -730,12 +731,7 @@ impl Handler<Acked> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: Acked, _: &mut Context<Self>) {
-        if let Some(w) = self.window.as_mut() {
-            w.ack(msg.0);
-        }
-        if self.window.is_some() {
-            self.record(StoreOp::Acked { upto: msg.0 });
-        }
+        self.ack(msg.0);
         if self.up {
             self.drain_backlog();
         } else {

@@ -398,13 +398,13 @@ pub(crate) fn with_query_param(url: &str, name: &str, value: &str) -> String {
     }
     out.push_str(name);
     out.push('=');
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    // RFC 3986: everything but the unreserved characters is escaped.
+    const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    out.extend(percent_encoding::utf8_percent_encode(value, ESCAPED));
     if let Some(f) = fragment {
         out.push('#');
         out.push_str(f);

@@ -324,7 +324,6 @@ impl ReliableServer {
         let server = Self::start(options);
         let relay = Relay {
             shared: Arc::downgrade(&server.shared),
-            broadcast: true,
         }
         .start();
         server.on_message(relay.recipient());
@@ -566,7 +565,6 @@ impl ResumeLimiter {
 /// alive.
 struct Relay {
     shared: Weak<Shared>,
-    broadcast: bool,
 }
 
 impl Actor for Relay {
@@ -581,12 +579,7 @@ impl Handler<MessageReceived> for Relay {
             ctx.stop();
             return;
         };
-        if self.broadcast {
-            broadcast(&shared, msg.payload);
-        } else {
-            // The session may have ended meanwhile: nothing to echo to.
-            let _ = send_to(&shared, &msg.connection_id, msg.payload);
-        }
+        broadcast(&shared, msg.payload);
     }
 }
 

@@ -40,8 +40,12 @@ pub(crate) struct Attach {
 /// Why a socket could not attach.
 #[derive(Debug)]
 pub(crate) enum AttachError {
-    /// Close 4001: unknown, expired, wrong token or identity.
+    /// Close 4001: unknown or expired.
     Gone,
+    /// Close 4001 too (the client cannot tell them apart): a wrong token or
+    /// another identity's session, which counts toward the failed-resume
+    /// limit.
+    Refused,
     /// Close 1002 with this reason.
     Protocol(&'static str),
     /// Close 1012 with this reason: the server is shutting down.
@@ -394,7 +398,7 @@ impl Handler<Attach> for SessionActor {
         let token_ok = tokens_equal(&msg.token, &self.token);
         let identity_ok = msg.identity == self.identity;
         if !(token_ok & identity_ok) {
-            return Err(AttachError::Gone);
+            return Err(AttachError::Refused);
         }
         if !self.had_socket && msg.first_seq == 0 {
             return Err(AttachError::Protocol("first_seq must be at least 1"));

@@ -102,36 +102,46 @@ pub(crate) fn max_ws_message(max: usize) -> usize {
 /// The session's unacked window bounds what it sends, but a client can ack
 /// blindly without reading; the meter catches that: the reader closes the
 /// socket with 1008 ("too slow") once, in more than one frame, more than
-/// twice the window of DATA payload waits (a full window plus its replay
-/// after a resume is the most a reading client can have queued), or more
-/// frames than that plus [`EXTRA_FRAMES`] (acks a flood of DATA caused).
+/// twice the window (or twice the largest message, which may go out alone
+/// when larger than the window) of DATA payload waits (a full window plus
+/// its replay after a resume is the most a reading client can have
+/// queued), or more frames than that plus [`EXTRA_FRAMES`] (acks a flood
+/// of DATA caused).
 #[derive(Debug, Default)]
 pub(crate) struct QueueMeter {
     data: AtomicUsize,
     frames: AtomicUsize,
+    /// The largest DATA payload queued so far.
+    largest: AtomicUsize,
 }
 
 /// Frames (acks, WELCOME) allowed in the queue beyond the DATA bound.
 const EXTRA_FRAMES: usize = 4096;
 
+// Relaxed throughout: these are counters read for an estimate, ordering
+// nothing else, and they are touched twice per message on two threads.
 impl QueueMeter {
     pub(crate) fn add(&self, data: usize) {
-        self.data.fetch_add(data, Ordering::AcqRel);
-        self.frames.fetch_add(1, Ordering::AcqRel);
+        self.data.fetch_add(data, Ordering::Relaxed);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        if data > self.largest.load(Ordering::Relaxed) {
+            self.largest.fetch_max(data, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn sub(&self, data: usize) {
-        self.data.fetch_sub(data, Ordering::AcqRel);
-        self.frames.fetch_sub(1, Ordering::AcqRel);
+        self.data.fetch_sub(data, Ordering::Relaxed);
+        self.frames.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Whether the client is too slow for a session with
     /// `max_unacked_bytes` (see the type's docs).
     fn too_slow(&self, max_unacked_bytes: usize) -> bool {
-        let limit = max_unacked_bytes.saturating_mul(2);
-        let frames = self.frames.load(Ordering::Acquire);
+        let window = max_unacked_bytes.max(self.largest.load(Ordering::Relaxed));
+        let limit = window.saturating_mul(2);
+        let frames = self.frames.load(Ordering::Relaxed);
         frames > 1
-            && (self.data.load(Ordering::Acquire) > limit
+            && (self.data.load(Ordering::Relaxed) > limit
                 || frames > limit.saturating_add(EXTRA_FRAMES))
     }
 }
@@ -488,7 +498,6 @@ async fn read_reliable(
     }
     let socket_id = next_socket_id();
     let session: Option<Addr<SessionActor>> = shared.session(&hello.connection_id);
-    let known = session.is_some();
     let attached = match &session {
         None => Err(AttachError::Gone),
         Some(addr) => addr
@@ -519,13 +528,13 @@ async fn read_reliable(
             )));
             return;
         }
-        _ => {
+        (refusal, _) => {
             // Only a wrong token (or identity) for a session that exists
             // counts: that is what guessing looks like. An unknown or
             // expired id is what every client sends once after a server
             // restart; counting it would lock out clients sharing an
             // address (a NAT, a proxy) just when they all come back.
-            if known {
+            if matches!(refusal, Err(AttachError::Refused)) {
                 shared
                     .resume_limiter
                     .record_failure(peer, std::time::Instant::now());

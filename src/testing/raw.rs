@@ -187,16 +187,11 @@ impl RawServer {
     /// # Errors
     /// If I/O fails.
     pub async fn respond_json(&self, status: u16, body: &str) -> io::Result<UpgradeRequest> {
-        let (mut stream, _) = self.listener.accept().await?;
-        let mut buf = BytesMut::new();
-        let request = read_head(&mut stream, &mut buf).await?;
         let resp = format!(
             "HTTP/1.1 {status} Answer\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
-        stream.write_all(resp.as_bytes()).await?;
-        stream.shutdown().await?;
-        Ok(request)
+        self.respond_raw(resp.as_bytes()).await
     }
 
     /// Accepts a connection, reads the upgrade request and refuses it with
@@ -205,14 +200,9 @@ impl RawServer {
     /// # Errors
     /// If I/O fails.
     pub async fn refuse(&self, status: u16) -> io::Result<UpgradeRequest> {
-        let (mut stream, _) = self.listener.accept().await?;
-        let mut buf = BytesMut::new();
-        let request = read_head(&mut stream, &mut buf).await?;
         let resp =
             format!("HTTP/1.1 {status} Refused\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        stream.write_all(resp.as_bytes()).await?;
-        stream.shutdown().await?;
-        Ok(request)
+        self.respond_raw(resp.as_bytes()).await
     }
 }
 
