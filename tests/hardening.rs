@@ -989,3 +989,29 @@ async fn a_client_that_acks_without_reading_is_dropped_as_too_slow() {
     by.still_fine().await;
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_client_text_frame_that_is_not_utf8_gets_1007_whole_or_fragmented() {
+    let (server, _reliable) = echo_server(ServerOptions::default());
+    let mut by = Bystander::connect(&server).await;
+    // A plain socket: actix-ws rejects a whole text frame itself; the
+    // assembler rejects a fragmented one. Both are 1007.
+    let mut whole = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    whole
+        .send_frame(true, opcode::TEXT, &[0xC3, 0x28])
+        .await
+        .unwrap();
+    assert_eq!(close_code_of(&mut whole).await, Some(1007), "whole");
+    let mut parts = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    parts
+        .send_frame(false, opcode::TEXT, &[b'a', 0xC3])
+        .await
+        .unwrap();
+    parts
+        .send_frame(true, opcode::CONTINUATION, &[0x28])
+        .await
+        .unwrap();
+    assert_eq!(close_code_of(&mut parts).await, Some(1007), "fragmented");
+    by.still_fine().await;
+    server.stop().await;
+}

@@ -27,7 +27,7 @@ use actix_rt::time::Instant;
 
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
-    inbound::{Assembler, Gated, Inbound, PongAction, PongLimiter},
+    inbound::{codec_violation, Assembler, Gated, Inbound, PongAction, PongLimiter},
     queue_actor::{Acked, LinkState, Outbound, QueueActor},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
@@ -1108,14 +1108,16 @@ impl StreamHandler<Result<Frame, ProtocolError>> for ConnectionActor {
                 let max = self.opts.max_message_size;
                 self.fail_with_close(ctx, Error::MessageTooLarge { size: max + 1, max });
             }
-            Err(ProtocolError::Io(e)) if is_reserved_bits(&e) => self.fail_with_close(
-                ctx,
-                Error::Protocol {
-                    close_code: close_code::PROTOCOL_ERROR,
-                    message: "frame with reserved bits set".into(),
-                },
-            ),
-            Err(ProtocolError::Io(e)) => self.fail(ctx, Error::io(e)),
+            Err(ProtocolError::Io(e)) => match codec_violation(&e) {
+                Some((close_code, message)) => self.fail_with_close(
+                    ctx,
+                    Error::Protocol {
+                        close_code,
+                        message: message.into(),
+                    },
+                ),
+                None => self.fail(ctx, Error::io(e)),
+            },
             Err(e) => self.fail_with_close(
                 ctx,
                 Error::Protocol {
@@ -1192,12 +1194,6 @@ impl Handler<HeartbeatTimeout> for ConnectionActor {
             self.fail(ctx, Error::HeartbeatTimeout(msg.timeout));
         }
     }
-}
-
-/// awc's codec reports a frame with RSV bits set as an I/O error of kind
-/// `InvalidData`; it is the peer breaking the protocol, not the network.
-fn is_reserved_bits(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::InvalidData && e.to_string().contains("reserved bits")
 }
 
 fn frame_name(f: &ProtoFrame) -> &'static str {

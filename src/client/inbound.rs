@@ -415,6 +415,29 @@ impl InboundFanout {
     }
 }
 
+/// What an I/O error of kind `InvalidData` from actix's WebSocket codec
+/// stands for, when it is the peer breaking the protocol rather than the
+/// network failing: (close code, reason). actix reports a frame with RSV
+/// bits as such an error (by its message only), and actix-ws a text frame
+/// that is not UTF-8 (with the `Utf8Error` inside). Shared by the client
+/// and the server so both answer alike.
+pub(crate) fn codec_violation(e: &std::io::Error) -> Option<(u16, &'static str)> {
+    if e.kind() != std::io::ErrorKind::InvalidData {
+        return None;
+    }
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<std::str::Utf8Error>())
+    {
+        return Some((
+            close_code::INVALID_PAYLOAD,
+            "text message is not valid UTF-8",
+        ));
+    }
+    e.to_string()
+        .contains("reserved bits")
+        .then_some((close_code::PROTOCOL_ERROR, "frame with reserved bits set"))
+}
+
 fn not_started() -> Error {
     Error::Protocol {
         close_code: close_code::PROTOCOL_ERROR,

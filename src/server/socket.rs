@@ -242,17 +242,10 @@ fn stream_error(e: ProtocolError) -> Step {
         ProtocolError::Overflow => {
             Step::Violation(close_code::MESSAGE_TOO_BIG, "message too big".to_owned())
         }
-        // actix's codec reports RSV bits as an I/O error of kind InvalidData.
-        ProtocolError::Io(e)
-            if e.kind() == std::io::ErrorKind::InvalidData
-                && e.to_string().contains("reserved bits") =>
-        {
-            Step::Violation(
-                close_code::PROTOCOL_ERROR,
-                "frame with reserved bits set".to_owned(),
-            )
-        }
-        ProtocolError::Io(_) => Step::End,
+        ProtocolError::Io(e) => match crate::client::inbound::codec_violation(&e) {
+            Some((code, reason)) => Step::Violation(code, reason.to_owned()),
+            None => Step::End,
+        },
         e => Step::Violation(close_code::PROTOCOL_ERROR, e.to_string()),
     }
 }
