@@ -7,7 +7,10 @@
 //! durations.
 
 use std::{
-    sync::{Arc, Condvar, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Condvar, Mutex,
+    },
     time::Duration,
 };
 
@@ -939,15 +942,36 @@ async fn a_plain_echo_client_that_never_reads_is_not_read_either() {
     // 64 MB of messages, none of the echoes read: the server stops reading
     // once its echo buffer (ECHO_BUFFER_BYTES) and the socket buffers are
     // full, so the sender blocks instead of the server's memory growing.
+    let chunk_size = 64 * 1024;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
     let flood = actix_rt::spawn(async move {
-        let chunk = vec![5u8; 64 * 1024];
+        let chunk = vec![5u8; chunk_size];
         for _ in 0..1024 {
             c.send_binary(&chunk).await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
         }
         c
     });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Wait until the sender has been stuck for a while.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = sent.load(Ordering::SeqCst);
+        if now == last || std::time::Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
     assert!(!flood.is_finished(), "the server kept reading");
+    // What the server took: its echo buffer plus what the kernel's socket
+    // buffers hold on both sides, far below the 64 MiB sent at it.
+    let taken = sent.load(Ordering::SeqCst) * chunk_size;
+    assert!(
+        taken < resilient_ws::server::ECHO_BUFFER_BYTES + 24 * 1024 * 1024,
+        "{taken} bytes taken from a client that never reads"
+    );
     by.still_fine().await;
     flood.abort();
     server.stop().await;
