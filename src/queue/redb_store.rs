@@ -18,7 +18,10 @@ use std::{
     sync::Arc,
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    WriteTransaction,
+};
 
 use super::store::{QueueStore, StoreError, StoreOp, StoredMessage, StoredSession, StoredState};
 use crate::events::Payload;
@@ -30,8 +33,19 @@ const UNACKED: TableDefinition<u64, &[u8]> = TableDefinition::new("unacked");
 /// Session state: name → value.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Marks a file as ours, with the layout version.
-const FORMAT: &[u8] = b"resilient-ws store 1";
+/// Marks a file as ours (`meta["format"]`); the layout's version is
+/// `meta["version"]`, a little-endian `u32`.
+const FORMAT: &[u8] = b"resilient-ws store";
+/// The marker of format 1, which carried its version in the marker itself
+/// and had no `version` entry.
+const FORMAT_1: &[u8] = b"resilient-ws store 1";
+/// The layout this build writes. An older file is migrated when opened
+/// (see [`migrate`]); a newer one is refused with [`StoreError::TooNew`].
+///
+/// History: 1 = the first layout; 2 = the version moved out of the marker
+/// into its own entry (so a later layout can be recognised, and refused
+/// clearly, by every version from 2 on).
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 const TEXT: u8 = 0;
 const BINARY: u8 = 1;
@@ -120,41 +134,70 @@ impl RedbStore {
         map_error(&self.path, e.into())
     }
 
-    /// Marks a new file as ours; refuses a redb file of someone else's.
+    /// Starts a write transaction that commits durably: the commit returns
+    /// only once the data is on disk (redb's `Immediate`, an fsync). Set
+    /// explicitly, so a change of redb's default cannot weaken it.
+    fn begin_durable(&self) -> Result<WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Other(format!("cannot make commits durable: {e}")))?;
+        Ok(tx)
+    }
+
+    /// Marks a new file as ours, migrates one of an older layout, and
+    /// refuses a newer layout or a redb file of someone else's.
     fn check_format(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.begin_durable()?;
         let tables: Vec<String> = tx
             .list_tables()
             .map_err(|e| self.err(e))?
             .map(|t| t.name().to_string())
             .collect();
         {
-            let format = match tx.open_table(META) {
-                Ok(t) => t
-                    .get("format")
-                    .map_err(|e| self.err(e))?
-                    .map(|v| v.value().to_vec()),
-                Err(e) => return Err(self.err(e)),
-            };
-            match format {
-                Some(f) if f == FORMAT => {}
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let format = meta
+                .get("format")
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec());
+            let version = match format.as_deref() {
+                Some(FORMAT) => {
+                    let v = meta
+                        .get("version")
+                        .map_err(|e| self.err(e))?
+                        .map(|v| <[u8; 4]>::try_from(v.value()).map(u32::from_le_bytes));
+                    match v {
+                        Some(Ok(v)) if v >= 1 => v,
+                        _ => return Err(self.corrupt("missing or bad format version")),
+                    }
+                }
+                Some(FORMAT_1) => 1,
                 Some(f) => {
                     return Err(
-                        self.corrupt(format!("unknown format {:?}", String::from_utf8_lossy(&f)))
+                        self.corrupt(format!("unknown format {:?}", String::from_utf8_lossy(f)))
                     )
                 }
                 None if tables.is_empty() => {
-                    let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-                    meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
+                    drop(meta);
                     tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
                     tx.open_table(UNACKED).map_err(|e| self.err(e))?;
+                    meta = tx.open_table(META).map_err(|e| self.err(e))?;
+                    FORMAT_VERSION
                 }
                 None => {
                     return Err(self.corrupt(format!(
                         "a redb database without this crate's format marker (tables {tables:?})"
                     )))
                 }
+            };
+            if version > FORMAT_VERSION {
+                return Err(StoreError::TooNew {
+                    path: self.path.clone(),
+                    found: version,
+                    supported: FORMAT_VERSION,
+                });
             }
+            drop(meta);
+            migrate(&tx, version).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -260,6 +303,29 @@ fn map_error(path: &Path, e: redb::Error) -> StoreError {
     }
 }
 
+/// Brings a file of layout `from` up to [`FORMAT_VERSION`], one step at a
+/// time, inside the caller's transaction (so a crash leaves the old layout
+/// whole). The next change of layout adds its step here.
+fn migrate(tx: &WriteTransaction, from: u32) -> Result<(), redb::Error> {
+    let mut meta = tx.open_table(META)?;
+    let mut version = from;
+    while version < FORMAT_VERSION {
+        match version {
+            // 1 -> 2: the same tables; the version leaves the marker.
+            1 => {}
+            v => {
+                return Err(redb::Error::Corrupted(format!(
+                    "no migration from store format {v}"
+                )))
+            }
+        }
+        version += 1;
+    }
+    meta.insert("format", FORMAT)?;
+    meta.insert("version", FORMAT_VERSION.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
 impl QueueStore for RedbStore {
     fn load(&mut self) -> Result<StoredState, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -300,7 +366,7 @@ impl QueueStore for RedbStore {
     }
 
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.begin_durable()?;
         {
             let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
             let mut unacked = tx.open_table(UNACKED).map_err(|e| self.err(e))?;
@@ -432,6 +498,85 @@ mod tests {
         let err = RedbStore::open(&truncated).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
         assert_eq!(std::fs::read(&truncated).unwrap(), cut, "left untouched");
+    }
+
+    /// Writes a store file the way format 1 did: the version in the
+    /// marker, no `version` entry.
+    fn write_format_1(path: &Path) {
+        let db = Database::create(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut meta = tx.open_table(META).unwrap();
+            meta.insert("format", FORMAT_1).unwrap();
+            meta.insert("next_seq", 5u64.to_le_bytes().as_slice())
+                .unwrap();
+            let mut unacked = tx.open_table(UNACKED).unwrap();
+            unacked
+                .insert(4, encode_payload(None, &Payload::from("four")).as_slice())
+                .unwrap();
+            tx.open_table(OUTBOX).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    fn stored_version(path: &Path) -> Option<u32> {
+        let db = Database::open(path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let meta = tx.open_table(META).unwrap();
+        let v = meta.get("version").unwrap()?;
+        Some(u32::from_le_bytes(v.value().try_into().unwrap()))
+    }
+
+    #[test]
+    fn a_file_of_the_older_format_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.store");
+        write_format_1(&path);
+        assert_eq!(stored_version(&path), None);
+        {
+            let mut store = RedbStore::open(&path).unwrap();
+            let s = store.load().unwrap();
+            assert_eq!(s.unacked, vec![(4, Payload::from("four"))]);
+            assert_eq!(s.next_seq, 5);
+        }
+        assert_eq!(stored_version(&path), Some(FORMAT_VERSION));
+        // And it opens again as a current file.
+        let mut store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.load().unwrap().next_seq, 5);
+    }
+
+    #[test]
+    fn a_file_of_a_newer_format_is_refused_clearly_and_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v9.store");
+        drop(RedbStore::open(&path).unwrap());
+        {
+            let db = Database::open(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("version", 9u32.to_le_bytes().as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::TooNew {
+                    found: 9,
+                    supported: FORMAT_VERSION,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("written by a newer version"),
+            "{err}"
+        );
+        // Not migrated or rewritten: the newer version finds it as it was.
+        assert_eq!(stored_version(&path), Some(9));
     }
 
     #[test]

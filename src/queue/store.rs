@@ -67,13 +67,34 @@ pub enum StoreError {
         /// The underlying error.
         source: Arc<io::Error>,
     },
+    /// The file was written by a newer version of this crate, in a layout
+    /// this version cannot read. It is left as it is: open it with the
+    /// newer version, or move it away to start without it.
+    #[error(
+        "store {} was written by a newer version of resilient-ws (store format {found}, this version reads up to {supported})",
+        path.display()
+    )]
+    TooNew {
+        /// The store's file.
+        path: PathBuf,
+        /// The file's format version.
+        found: u32,
+        /// The newest format version this build reads.
+        supported: u32,
+    },
     /// Any other failure of the store.
     #[error("store failure: {0}")]
     Other(String),
 }
 
 /// Reliable mode: the session a new process resumes.
+///
+/// Stored as JSON. Every field has a default (`#[serde(default)]`) and
+/// unknown fields are ignored, so a record written by an older or a newer
+/// version of this crate still loads: a field added later reads as its
+/// default from an old file, and an old version skips it in a new one.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StoredSession {
     /// The server's id for the session.
     pub connection_id: String,
@@ -88,6 +109,22 @@ pub struct StoredSession {
     pub ack_interval: Duration,
     /// After how many messages the client acks at once.
     pub ack_threshold: u32,
+}
+
+impl Default for StoredSession {
+    /// An empty session record with the protocol's default limits
+    /// (docs/PROTOCOL.md §8): what a field missing from a stored record
+    /// reads as.
+    fn default() -> Self {
+        StoredSession {
+            connection_id: String::new(),
+            reconnect_token: String::new(),
+            socket_url: String::new(),
+            max_unacked_bytes: 1024 * 1024,
+            ack_interval: Duration::from_millis(100),
+            ack_threshold: 64,
+        }
+    }
 }
 
 impl std::fmt::Debug for StoredSession {
@@ -336,6 +373,24 @@ pub(crate) mod tests {
         assert!(s.unacked.is_empty());
         assert_eq!(s.next_seq, 3);
         assert_eq!(s.session, None);
+    }
+
+    #[test]
+    fn a_session_record_of_another_version_still_loads() {
+        // An older version wrote fewer fields: the missing ones default.
+        let old = r#"{"connection_id":"c1","reconnect_token":"t","socket_url":"ws://h/ws"}"#;
+        let s: StoredSession = serde_json::from_str(old).unwrap();
+        assert_eq!(s.connection_id, "c1");
+        assert_eq!(s.max_unacked_bytes, 1024 * 1024);
+        assert_eq!(s.ack_interval, Duration::from_millis(100));
+        assert_eq!(s.ack_threshold, 64);
+        // A newer version added a field: it is ignored.
+        let new = r#"{"connection_id":"c2","reconnect_token":"t","socket_url":"u",
+            "max_unacked_bytes":5,"ack_interval":{"secs":0,"nanos":1000000},
+            "ack_threshold":3,"added_later":{"x":[1,2]}}"#;
+        let s: StoredSession = serde_json::from_str(new).unwrap();
+        assert_eq!((s.connection_id.as_str(), s.max_unacked_bytes), ("c2", 5));
+        assert_eq!(s.ack_threshold, 3);
     }
 
     #[test]
