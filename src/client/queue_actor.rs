@@ -194,6 +194,10 @@ pub struct QueueActor {
     close_waiters: Vec<oneshot::Sender<()>>,
     /// How long a graceful close waits for them.
     close_timeout: Duration,
+    /// The timer that releases `close_waiters` when the acks do not come:
+    /// cancelled once they are released, so it cannot cut a later
+    /// `disconnect()`'s wait short.
+    close_timer: Option<SpawnHandle>,
     /// With a durable store.
     durable: Option<Durable>,
 }
@@ -227,6 +231,7 @@ impl QueueActor {
             expiry: None,
             close_waiters: Vec::new(),
             close_timeout: Duration::from_secs(5),
+            close_timer: None,
             durable: None,
         })
     }
@@ -730,7 +735,7 @@ impl Handler<LinkState> for QueueActor {
 impl Handler<Acked> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Acked, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) {
         self.ack(msg.0);
         if self.up {
             self.drain_backlog();
@@ -738,7 +743,7 @@ impl Handler<Acked> for QueueActor {
             self.update_buffered();
         }
         if !self.close_waiters.is_empty() && self.all_acked() {
-            self.release_close();
+            self.release_close(ctx);
         }
         self.submit();
     }
@@ -755,11 +760,17 @@ impl Handler<CloseAfterFlush> for QueueActor {
         self.close_waiters.push(msg.0);
         if self.up && !self.all_acked() {
             // Reliable mode: close once the server has everything (or the
-            // close timeout passed), so a graceful close loses nothing.
-            let limit = self.close_timeout;
-            ctx.run_later(limit, |act, _| act.release_close());
+            // close timeout passed), so a graceful close loses nothing. A
+            // `disconnect()` joining one already waiting shares its deadline.
+            if self.close_timer.is_none() {
+                let limit = self.close_timeout;
+                self.close_timer = Some(ctx.run_later(limit, |act, ctx| {
+                    act.close_timer = None;
+                    act.release_close(ctx);
+                }));
+            }
         } else {
-            self.release_close();
+            self.release_close(ctx);
         }
         self.submit();
     }
@@ -773,8 +784,12 @@ impl QueueActor {
             && self.window.as_ref().is_none_or(|w| w.unacked.is_empty())
     }
 
-    /// Passes pending `disconnect()`s on to the connection.
-    fn release_close(&mut self) {
+    /// Passes pending `disconnect()`s on to the connection, and disarms
+    /// their timer: it belongs to them, not to a later close.
+    fn release_close(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.close_timer.take() {
+            ctx.cancel_future(timer);
+        }
         for tx in self.close_waiters.drain(..) {
             // Same sender, same mailbox: the Disconnect arrives after the
             // last batch.
