@@ -6,8 +6,9 @@
 use std::time::{Duration, Instant};
 
 use resilient_ws::{
+    protocol::{new_connection_id, new_reconnect_token, Frame, SUBPROTOCOL},
     server::ServerOptions,
-    testing::{FaultProxy, TestServer},
+    testing::{FaultProxy, RawConn, RawServer, TestServer},
     ConnectionState, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
 
@@ -80,4 +81,93 @@ async fn an_old_disconnect_timer_does_not_cut_a_later_close_short() {
     );
     proxy.blackhole(false);
     closing.await.unwrap().unwrap();
+}
+
+/// A negotiate answer for a fresh session of a scripted reliable server.
+fn negotiate_body(max_message_size: usize) -> String {
+    serde_json::json!({
+        "protocol": SUBPROTOCOL, "version": 1, "connection_id": new_connection_id(),
+        "reconnect_token": new_reconnect_token(), "url": null,
+        "resume_window_ms": 30000, "max_message_size": max_message_size,
+        "max_unacked_bytes": 1048576, "ack_interval_ms": 50, "ack_threshold": 64
+    })
+    .to_string()
+}
+
+/// Serves one negotiate and one socket; returns the socket and its HELLO.
+async fn scripted_session(server: &RawServer, max_message_size: usize) -> (RawConn, Frame) {
+    server
+        .respond_json(200, &negotiate_body(max_message_size))
+        .await
+        .unwrap();
+    let mut conn = server.accept_with(Some(SUBPROTOCOL)).await.unwrap();
+    let hello = conn.read_data_frame().await.unwrap();
+    let hello = Frame::decode(hello.payload.into()).unwrap();
+    (conn, hello)
+}
+
+async fn welcome(conn: &mut RawConn, last_received: u64) {
+    let welcome = Frame::Welcome {
+        resumed: false,
+        last_received,
+    };
+    conn.send_binary(&welcome.to_bytes()).await.unwrap();
+}
+
+async fn read_proto(conn: &mut RawConn) -> Frame {
+    let f = conn.read_data_frame().await.unwrap();
+    Frame::decode(f.payload.into()).unwrap()
+}
+
+/// Item 6: a fresh session's HELLO claims `first_seq` from the outbox's own
+/// window at the moment it is built. An ACK the queue has not handled yet
+/// (its handling delayed here) must not make the HELLO claim too little:
+/// the server would then see a gap on the first message and close 1002,
+/// again on every resume.
+#[actix_rt::test]
+async fn a_fresh_sessions_hello_claims_what_the_window_will_send_even_with_a_slow_ack_path() {
+    let server = RawServer::bind().await.unwrap();
+    let ws = stateful(server.ws_url())
+        .test_ack_delay(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let serve = async {
+        let (mut conn, hello) = scripted_session(&server, 1 << 20).await;
+        assert!(
+            matches!(hello, Frame::Hello { first_seq: 1, .. }),
+            "{hello:?}"
+        );
+        welcome(&mut conn, 0).await;
+        conn
+    };
+    let (mut conn, res) = tokio::join!(serve, ws.connect());
+    res.unwrap();
+    for i in 1..=3 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    for seq in 1..=3 {
+        let f = read_proto(&mut conn).await;
+        assert!(matches!(f, Frame::Data { seq: s, .. } if s == seq), "{f:?}");
+    }
+    // Everything is acknowledged; then the session is gone at once.
+    conn.send_binary(&Frame::Ack { seq: 3 }.to_bytes())
+        .await
+        .unwrap();
+    conn.send_close(4001, "session gone").await.unwrap();
+
+    let (mut conn, hello) = scripted_session(&server, 1 << 20).await;
+    let Frame::Hello { first_seq, .. } = hello else {
+        panic!("not a HELLO: {hello:?}");
+    };
+    assert_eq!(
+        first_seq, 4,
+        "messages 1-3 were acknowledged: the fresh session starts at 4"
+    );
+    welcome(&mut conn, first_seq - 1).await;
+    ws.send("m4").await.unwrap();
+    let f = read_proto(&mut conn).await;
+    assert!(
+        matches!(f, Frame::Data { seq, .. } if seq == first_seq),
+        "the first message after the HELLO carries its first_seq: {f:?}"
+    );
 }

@@ -28,7 +28,7 @@ use actix_rt::time::Instant;
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
     inbound::{codec_violation, Assembler, Gated, Inbound, PongAction, PongLimiter},
-    queue_actor::{Acked, LinkState, Outbound, QueueActor},
+    queue_actor::{Acked, FirstSeq, LinkState, Outbound, QueueActor},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
     stats::{Counters, LiveGuard},
@@ -69,10 +69,9 @@ pub(crate) struct Shared {
     /// Woken whenever the outbox shrinks, for `send()` under the `Wait`
     /// overflow policy.
     pub(crate) space: tokio::sync::Notify,
-    /// Reliable mode: the seq of the oldest unacknowledged message (or the
-    /// next seq), for the `first_seq` of a fresh session's HELLO.
-    first_unacked: AtomicU64,
-    /// Reliable mode: how many sent messages wait for an ack.
+    /// Reliable mode: how many sent messages wait for an ack (for the
+    /// `SessionLost` report only; a HELLO's `first_seq` is asked of the
+    /// outbox itself, see `opened`).
     window_len: AtomicU64,
 }
 
@@ -85,14 +84,12 @@ impl Shared {
             base: Instant::now(),
             last_seen_nanos: AtomicU64::new(0),
             space: tokio::sync::Notify::new(),
-            first_unacked: AtomicU64::new(1),
             window_len: AtomicU64::new(0),
         }
     }
 
-    /// Reliable mode: publishes the window's state (see the fields).
-    pub(crate) fn set_window(&self, first_unacked: u64, len: usize) {
-        self.first_unacked.store(first_unacked, Ordering::Release);
+    /// Reliable mode: publishes the window's size (see the field).
+    pub(crate) fn set_window(&self, len: usize) {
         self.window_len.store(len as u64, Ordering::Release);
     }
 
@@ -393,7 +390,7 @@ impl ConnectionActor {
         });
         self.reconnect.do_send(ConnectionUp);
         let load = WriteLoad::new(self.gen, self.queue.clone());
-        let mut sock = Socket {
+        let sock = Socket {
             gen: self.gen,
             sink: SinkWrite::new(Counted::new(sink, load.clone()), ctx),
             load,
@@ -408,29 +405,51 @@ impl ConnectionActor {
             Some(session) => {
                 // Reliable mode: the socket is ready only after WELCOME.
                 self.reliable.new_socket();
-                let last_received = if self.store.is_some() {
-                    self.durable_delivered
-                } else {
-                    self.reliable.delivered
-                };
-                let hello = ProtoFrame::Hello {
-                    connection_id: session.connection_id.clone(),
-                    reconnect_token: session.reconnect_token.clone(),
-                    last_received,
-                    first_seq: self.shared.first_unacked.load(Ordering::Acquire),
-                };
                 let fresh = self
                     .reliable
                     .session
                     .as_ref()
                     .is_none_or(|old| old.connection_id != session.connection_id);
+                let (connection_id, reconnect_token) = (
+                    session.connection_id.clone(),
+                    session.reconnect_token.clone(),
+                );
                 self.reliable.session = Some(session);
                 if fresh {
                     self.store_session();
                 }
-                let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
                 self.sock = Some(sock);
                 let gen = self.gen;
+                // HELLO's `first_seq` is what the outbox's window will send
+                // first, asked of the window itself: the answer comes after
+                // every `Acked` this actor sent before (one mailbox, in
+                // order), so an ack still on its way cannot make the HELLO
+                // claim too little (the server would see a gap, on every
+                // resume). `last_received` is ours, read at the same moment.
+                let hello =
+                    self.queue
+                        .send(FirstSeq)
+                        .into_actor(self)
+                        .map(move |first_seq, act, ctx| {
+                            let Ok(first_seq) = first_seq else {
+                                return act.fail(ctx, Error::Shutdown);
+                            };
+                            let last_received = if act.store.is_some() {
+                                act.durable_delivered
+                            } else {
+                                act.reliable.delivered
+                            };
+                            let hello = ProtoFrame::Hello {
+                                connection_id,
+                                reconnect_token,
+                                last_received,
+                                first_seq,
+                            };
+                            if let Some(sock) = act.sock.as_mut().filter(|s| s.gen == gen) {
+                                let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
+                            }
+                        });
+                ctx.spawn(hello);
                 ctx.run_later(self.opts.connection_timeout, move |act, ctx| {
                     if act.sock.as_ref().is_some_and(|s| s.gen == gen && !s.ready) {
                         act.fail(ctx, Error::ConnectTimeout(act.opts.connection_timeout));

@@ -88,6 +88,7 @@ impl ResilientWebSocket {
             opts: ClientOptions::default(),
             bus: EventBus::default(),
             store: None,
+            ack_delay: None,
         }
     }
 
@@ -409,6 +410,8 @@ pub struct ResilientWebSocketBuilder {
     opts: ClientOptions,
     bus: EventBus,
     store: Option<Box<dyn QueueStore>>,
+    /// Test hook: how long the outbox stalls on each ack.
+    ack_delay: Option<Duration>,
 }
 
 impl ResilientWebSocketBuilder {
@@ -615,6 +618,15 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Test hook: the outbox actor stalls its mailbox for `d` before it
+    /// handles each acknowledgement from the server, to reproduce a slow
+    /// ack path. Not for production use.
+    #[doc(hidden)]
+    pub fn test_ack_delay(mut self, d: Duration) -> Self {
+        self.ack_delay = Some(d);
+        self
+    }
+
     /// Starts the client's actors on the current arbiter, without connecting.
     ///
     /// # Errors
@@ -704,6 +716,7 @@ impl ResilientWebSocketBuilder {
         });
         queue_actor.set_connection(conn.clone());
         queue_actor.set_close_timeout(opts.close_timeout);
+        queue_actor.set_ack_delay(self.ack_delay);
         queue_ctx.run(queue_actor);
         Ok(ResilientWebSocket {
             conn,

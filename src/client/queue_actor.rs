@@ -83,6 +83,12 @@ pub(crate) enum LinkState {
 #[rtype(result = "()")]
 pub(crate) struct Acked(pub(crate) u64);
 
+/// Reliable mode: the seq the window sends first on a new socket (the
+/// oldest unacknowledged, or the next), for a HELLO's `first_seq`.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub(crate) struct FirstSeq;
+
 /// One message on its way to the socket; `seq` is 0 in raw mode.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
@@ -198,6 +204,8 @@ pub struct QueueActor {
     /// cancelled once they are released, so it cannot cut a later
     /// `disconnect()`'s wait short.
     close_timer: Option<SpawnHandle>,
+    /// Test hook: stall the mailbox this long before handling each ack.
+    ack_delay: Option<Duration>,
     /// With a durable store.
     durable: Option<Durable>,
 }
@@ -232,6 +240,7 @@ impl QueueActor {
             close_waiters: Vec::new(),
             close_timeout: Duration::from_secs(5),
             close_timer: None,
+            ack_delay: None,
             durable: None,
         })
     }
@@ -363,6 +372,11 @@ impl QueueActor {
         self.close_timeout = d;
     }
 
+    /// Test hook: see `ResilientWebSocketBuilder::test_ack_delay`.
+    pub(crate) fn set_ack_delay(&mut self, d: Option<Duration>) {
+        self.ack_delay = d;
+    }
+
     /// The connection is started after this actor; it is told who it is.
     pub(crate) fn set_connection(&mut self, conn: Addr<ConnectionActor>) {
         self.conn = Some(conn);
@@ -410,7 +424,7 @@ impl QueueActor {
         self.shared
             .set_buffered(self.queue.len() + self.overflow.len());
         if let Some(w) = &self.window {
-            self.shared.set_window(w.first_unacked(), w.unacked.len());
+            self.shared.set_window(w.unacked.len());
         }
     }
 
@@ -475,7 +489,7 @@ impl QueueActor {
         let batch = std::mem::take(&mut self.batch);
         self.send_batch(batch);
         if let Some(w) = &self.window {
-            self.shared.set_window(w.first_unacked(), w.unacked.len());
+            self.shared.set_window(w.unacked.len());
         }
     }
 
@@ -736,7 +750,21 @@ impl Handler<Acked> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) {
-        self.ack(msg.0);
+        if let Some(delay) = self.ack_delay {
+            // `wait` holds back every later message too, like a busy actor.
+            let acked = actix::clock::sleep(delay)
+                .into_actor(self)
+                .map(move |(), act, ctx| act.on_acked(msg.0, ctx));
+            ctx.wait(acked);
+            return;
+        }
+        self.on_acked(msg.0, ctx);
+    }
+}
+
+impl QueueActor {
+    fn on_acked(&mut self, upto: u64, ctx: &mut Context<Self>) {
+        self.ack(upto);
         if self.up {
             self.drain_backlog();
         } else {
@@ -746,6 +774,14 @@ impl Handler<Acked> for QueueActor {
             self.release_close(ctx);
         }
         self.submit();
+    }
+}
+
+impl Handler<FirstSeq> for QueueActor {
+    type Result = u64;
+
+    fn handle(&mut self, _: FirstSeq, _: &mut Context<Self>) -> u64 {
+        self.window.as_ref().map_or(1, Window::first_unacked)
     }
 }
 
