@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use resilient_ws::{
     protocol::{new_connection_id, new_reconnect_token, Frame, SUBPROTOCOL},
     server::ServerOptions,
-    testing::{FaultProxy, RawConn, RawServer, TestServer},
+    testing::{opcode, EventRecorder, FaultProxy, RawConn, RawServer, TestServer},
     ConnectionState, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
 
@@ -84,20 +84,29 @@ async fn an_old_disconnect_timer_does_not_cut_a_later_close_short() {
 }
 
 /// A negotiate answer for a fresh session of a scripted reliable server.
-fn negotiate_body(max_message_size: usize) -> String {
+fn negotiate_body(max_message_size: usize, ack_interval_ms: u64) -> String {
     serde_json::json!({
         "protocol": SUBPROTOCOL, "version": 1, "connection_id": new_connection_id(),
         "reconnect_token": new_reconnect_token(), "url": null,
         "resume_window_ms": 30000, "max_message_size": max_message_size,
-        "max_unacked_bytes": 1048576, "ack_interval_ms": 50, "ack_threshold": 64
+        "max_unacked_bytes": 1048576, "ack_interval_ms": ack_interval_ms, "ack_threshold": 64
     })
     .to_string()
 }
 
 /// Serves one negotiate and one socket; returns the socket and its HELLO.
 async fn scripted_session(server: &RawServer, max_message_size: usize) -> (RawConn, Frame) {
+    scripted_session_acking(server, max_message_size, 50).await
+}
+
+/// As `scripted_session`, telling the client to ack within `ack_interval_ms`.
+async fn scripted_session_acking(
+    server: &RawServer,
+    max_message_size: usize,
+    ack_interval_ms: u64,
+) -> (RawConn, Frame) {
     server
-        .respond_json(200, &negotiate_body(max_message_size))
+        .respond_json(200, &negotiate_body(max_message_size, ack_interval_ms))
         .await
         .unwrap();
     let mut conn = server.accept_with(Some(SUBPROTOCOL)).await.unwrap();
@@ -170,4 +179,82 @@ async fn a_fresh_sessions_hello_claims_what_the_window_will_send_even_with_a_slo
         matches!(f, Frame::Data { seq, .. } if seq == first_seq),
         "the first message after the HELLO carries its first_seq: {f:?}"
     );
+}
+
+fn data(seq: u64, text: &str) -> Vec<u8> {
+    Frame::Data {
+        seq,
+        payload: text.into(),
+    }
+    .to_bytes()
+    .to_vec()
+}
+
+/// Reads frames up to the client's Close; returns the protocol frames
+/// before it and the Close's code.
+async fn frames_until_close(conn: &mut RawConn) -> (Vec<Frame>, Option<u16>) {
+    let mut frames = Vec::new();
+    loop {
+        let f = tokio::time::timeout(WAIT, conn.read_frame())
+            .await
+            .expect("a Close in time")
+            .unwrap();
+        match f.opcode {
+            opcode::CLOSE => return (frames, f.close_code()),
+            opcode::BINARY => frames.push(Frame::decode(f.payload.into()).unwrap()),
+            _ => {}
+        }
+    }
+}
+
+/// Item 2: a Close the client initiates (disconnect's 1000, and the 1002 of
+/// a protocol violation) follows the pending ACK, so the server does not
+/// keep (and later replay) what the client already delivered. With a
+/// durable store too, where the ACK waits for its `Delivered` commit.
+#[actix_rt::test]
+async fn the_pending_ack_goes_out_before_a_close_the_client_initiates() {
+    for durable in [false, true] {
+        for violation in [false, true] {
+            let what = format!("durable {durable}, violation {violation}");
+            let dir = tempfile::tempdir().unwrap();
+            let server = RawServer::bind().await.unwrap();
+            let rec = EventRecorder::start();
+            let mut b = rec.attach(stateful(server.ws_url()));
+            if durable {
+                b = b.durable_store(dir.path().join("client.redb"));
+            }
+            let ws = b.build().unwrap();
+            // The client would hold its ack for a minute.
+            let serve = async {
+                let (mut conn, _) = scripted_session_acking(&server, 1 << 20, 60_000).await;
+                welcome(&mut conn, 0).await;
+                conn
+            };
+            let (mut conn, res) = tokio::join!(serve, ws.connect());
+            res.unwrap();
+            conn.send_binary(&data(1, "a")).await.unwrap();
+            conn.send_binary(&data(2, "b")).await.unwrap();
+            assert_eq!(rec.wait_messages(2, WAIT).await.len(), 2, "{what}");
+            let closing = if violation {
+                // A gap: the client fails the socket with 1002.
+                conn.send_binary(&data(4, "d")).await.unwrap();
+                None
+            } else {
+                let ws = ws.clone();
+                Some(actix_rt::spawn(async move { ws.disconnect().await }))
+            };
+            let (frames, code) = frames_until_close(&mut conn).await;
+            assert_eq!(code, Some(if violation { 1002 } else { 1000 }), "{what}");
+            assert!(
+                matches!(frames.last(), Some(Frame::Ack { seq: 2 })),
+                "{what}: the ACK of both deliveries precedes the Close: {frames:?}"
+            );
+            let _ = conn.send_close(code.unwrap(), "").await;
+            if let Some(closing) = closing {
+                closing.await.unwrap().unwrap();
+            } else {
+                ws.disconnect().await.unwrap();
+            }
+        }
+    }
 }

@@ -169,6 +169,10 @@ pub(crate) struct Subscribe<E: actix::Message<Result = ()> + Send + Clone + 'sta
 enum Closing {
     /// No Close frame sent or received.
     Open,
+    /// We are closing and first wait (up to `close_timeout`) for the
+    /// durable store to hold what our last ACK claims; nothing more is
+    /// written or delivered meanwhile.
+    Acking,
     /// We sent Close and wait for the peer's.
     Sent,
     /// The socket is finished (the peer closed, or we failed it): our Close
@@ -645,7 +649,62 @@ impl ConnectionActor {
             by_us: true,
             error: Some(error),
         });
-        self.close_write_side(ctx, close_reason(code, ""));
+        self.ack_before_close(ctx, move |act, ctx| {
+            act.close_write_side(ctx, close_reason(code, ""));
+        });
+    }
+
+    /// Reliable mode: writes the pending ACK ahead of a Close we initiate,
+    /// then runs `close`. Without it the peer keeps, and replays to a later
+    /// session, what we had already delivered. With a durable store the ACK
+    /// claims only what the store holds (see `send_ack`): the Close waits
+    /// for that commit up to `close_timeout`, and goes without the ACK if
+    /// the commit fails or is late.
+    fn ack_before_close(
+        &mut self,
+        ctx: &mut Context<Self>,
+        close: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
+        let pending = self.reliable.session.is_some() && self.reliable.ack_pending();
+        let Some(sock) = self.sock.as_mut() else {
+            return close(self, ctx);
+        };
+        if let Some(h) = sock.ack_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if !pending || sock.closing != Closing::Open {
+            return close(self, ctx);
+        }
+        let seq = self.reliable.take_ack();
+        let ack = WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes());
+        let Some(store) = &self.store else {
+            let _ = sock.write(ack);
+            return close(self, ctx);
+        };
+        sock.closing = Closing::Acking;
+        let gen = sock.gen;
+        let durable = actix_rt::time::timeout(
+            self.opts.close_timeout,
+            store.submit_wait(vec![StoreOp::Delivered(seq)]),
+        );
+        let then = durable.into_actor(self).map(move |res, act, ctx| {
+            let Some(sock) = act
+                .sock
+                .as_mut()
+                .filter(|s| s.gen == gen && s.closing == Closing::Acking)
+            else {
+                return;
+            };
+            if matches!(res, Ok(Ok(Ok(())))) {
+                act.durable_delivered = act.durable_delivered.max(seq);
+                let _ = sock.write(ack);
+            } else {
+                log::debug!("closing without the last ack: its delivery is not durable");
+            }
+            sock.closing = Closing::Open;
+            close(act, ctx);
+        });
+        ctx.spawn(then);
     }
 
     /// Writes a Close frame behind everything already queued and waits (up to
@@ -673,7 +732,7 @@ impl ConnectionActor {
             return;
         };
         self.shared.touch();
-        if sock.closing == Closing::Done {
+        if matches!(sock.closing, Closing::Done | Closing::Acking) {
             // Once the socket is failed or closed by the peer, nothing more is
             // delivered; the peer's Close (or the TCP end) finishes it.
             if matches!(frame, Frame::Close(_)) {
@@ -815,7 +874,16 @@ impl ConnectionActor {
             return;
         }
         self.set_state(ConnectionState::Disconnecting);
-        let sock = self.sock.as_mut().expect("socket checked above");
+        self.ack_before_close(ctx, |act, ctx| act.write_normal_close(ctx));
+    }
+
+    /// The Close of a graceful close; the peer's answer is awaited for up to
+    /// `close_timeout`.
+    fn write_normal_close(&mut self, ctx: &mut Context<Self>) {
+        let Some(sock) = self.sock.as_mut() else {
+            ctx.stop();
+            return;
+        };
         // The Close frame queues behind every message already written, so
         // the sink flushes them first; we never call `close()` on the sink
         // before the peer answered, which is how awc loses a last frame.
