@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use resilient_ws::{
     protocol::{new_connection_id, new_reconnect_token, Frame, SUBPROTOCOL},
     server::ServerOptions,
-    testing::{opcode, EventRecorder, FaultProxy, RawConn, RawServer, TestServer},
-    ConnectionState, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
+    testing::{opcode, EventRecorder, FaultProxy, RawConn, RawServer, RecordedEvent, TestServer},
+    ConnectionState, Error, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -257,4 +257,138 @@ async fn the_pending_ack_goes_out_before_a_close_the_client_initiates() {
             }
         }
     }
+}
+
+/// Item 1: the server's `max_message_size` from negotiate is kept, and
+/// `send()` refuses a larger message at once: nothing is queued or replayed,
+/// and what is sent after it flows.
+#[actix_rt::test]
+async fn reliable_send_refuses_a_message_over_the_servers_limit() {
+    let opts = ServerOptions {
+        max_message_size: 1024,
+        ..ServerOptions::default()
+    };
+    let (server, _reliable) = TestServer::reliable_echo(opts).unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(server.ws_url()))
+        .connect()
+        .await
+        .unwrap();
+    let big = "x".repeat(2000);
+    let err = ws.send(big.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MessageTooLarge {
+                size: 2000,
+                max: 1024
+            }
+        ),
+        "{err:?}"
+    );
+    let err = ws.try_send(big).unwrap_err();
+    assert!(matches!(err, Error::MessageTooLarge { .. }), "{err:?}");
+    assert_eq!(ws.stats().messages_buffered, 0, "nothing queued");
+    ws.send("x".repeat(1024)).await.unwrap();
+    ws.send("after").await.unwrap();
+    let got = rec.wait_messages(2, WAIT).await;
+    assert_eq!(got.len(), 2, "what follows is delivered: {got:?}");
+    assert_eq!(got[1].as_text(), Some("after"));
+    assert!(
+        rec.closed().is_empty(),
+        "no socket ended: {:?}",
+        rec.closed()
+    );
+    ws.disconnect().await.unwrap();
+}
+
+/// Item 1, raw mode: with the peer's limit given as an option, `send()`
+/// refuses a larger message.
+#[actix_rt::test]
+async fn raw_send_refuses_a_message_over_the_configured_peer_limit() {
+    let server = TestServer::echo().await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(ResilientWebSocket::builder(server.ws_url()).max_outbound_message_size(100))
+        .connect()
+        .await
+        .unwrap();
+    let err = ws.send(vec![7u8; 101]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MessageTooLarge {
+                size: 101,
+                max: 100
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(matches!(
+        ws.try_send("y".repeat(101)).unwrap_err(),
+        Error::MessageTooLarge { .. }
+    ));
+    ws.send("z".repeat(100)).await.unwrap();
+    let got = rec.wait_messages(1, WAIT).await;
+    assert_eq!(got[0].as_text().map(str::len), Some(100));
+    assert!(
+        ResilientWebSocket::builder(server.ws_url())
+            .max_outbound_message_size(0)
+            .build()
+            .is_err(),
+        "a zero limit is a configuration error"
+    );
+    ws.disconnect().await.unwrap();
+}
+
+/// Item 1, the loop: a message queued before the server's limit was known
+/// is refused by the server (1009) on every replay. After a bounded number
+/// of identical refusals without progress the client ends with a terminal
+/// error naming the cause, instead of reconnecting forever.
+#[actix_rt::test]
+async fn a_replay_the_server_refuses_again_and_again_ends_with_a_clear_error() {
+    let opts = ServerOptions {
+        max_message_size: 1024,
+        ..ServerOptions::default()
+    };
+    let (server, _reliable) = TestServer::reliable_echo(opts).unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec.attach(stateful(proxy.ws_url())).build().unwrap();
+    // Not connected: the limit is not known yet, so it is accepted.
+    ws.send("x".repeat(2000)).await.unwrap();
+    let _ = ws.connect().await;
+    let ended = rec
+        .wait_for(Duration::from_secs(10), |e| {
+            matches!(e, RecordedEvent::Error(e) if matches!(e.error, Error::PeerRefusesReplay { .. }))
+        })
+        .await;
+    let Some(RecordedEvent::Error(e)) = ended else {
+        panic!(
+            "no terminal error after {} connections; errors: {:?}",
+            proxy.connections_total(),
+            rec.errors()
+        );
+    };
+    assert!(
+        matches!(
+            e.error,
+            Error::PeerRefusesReplay {
+                close_code: 1009,
+                refusals: 3
+            }
+        ),
+        "{:?}",
+        e.error
+    );
+    assert!(e.error.to_string().contains("1009"), "{}", e.error);
+    assert!(rec.wait_state(ConnectionState::Disconnected, WAIT).await);
+    assert!(wait_until(|| ws.state() == ConnectionState::Disconnected, WAIT).await);
+    let refused = rec
+        .closed()
+        .iter()
+        .filter(|c| c.code == Some(1009) && !c.by_us)
+        .count();
+    assert_eq!(refused, 3, "no more attempts after it: {:?}", rec.closed());
 }

@@ -12,7 +12,7 @@ use std::{
     collections::VecDeque,
     rc::Rc,
     sync::{
-        atomic::{AtomicU64, AtomicU8, Ordering},
+        atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -53,6 +53,20 @@ use crate::{
 /// so it bounds how far a fast producer can run ahead of the socket.
 const MAILBOX_CAPACITY: usize = 4096;
 
+/// How many sockets in a row the peer may close with the same 1009/1002,
+/// with nothing newly acknowledged, before the client stops: the replay it
+/// refuses would be refused forever (a message over its limit).
+const MAX_REFUSED_REPLAYS: u32 = 3;
+
+/// Consecutive sockets the peer closed with the same refusal code.
+#[derive(Debug, Clone, Copy)]
+struct Refusals {
+    code: u16,
+    count: u32,
+    /// `ConnectionActor::acked` when the run began: progress resets it.
+    acked: u64,
+}
+
 /// State the facade and the heartbeat read without a round trip to the
 /// actor.
 #[derive(Debug)]
@@ -69,6 +83,9 @@ pub(crate) struct Shared {
     /// Woken whenever the outbox shrinks, for `send()` under the `Wait`
     /// overflow policy.
     pub(crate) space: tokio::sync::Notify,
+    /// The largest message the peer accepts, when known (0: unknown):
+    /// `send()` refuses larger ones.
+    pub(crate) peer_max_message_size: AtomicUsize,
     /// Reliable mode: how many sent messages wait for an ack (for the
     /// `SessionLost` report only; a HELLO's `first_seq` is asked of the
     /// outbox itself, see `opened`).
@@ -85,6 +102,7 @@ impl Shared {
             last_seen_nanos: AtomicU64::new(0),
             space: tokio::sync::Notify::new(),
             window_len: AtomicU64::new(0),
+            peer_max_message_size: AtomicUsize::new(0),
         }
     }
 
@@ -98,6 +116,20 @@ impl Shared {
         let before = self.counters.buffered.swap(n as u64, Ordering::AcqRel);
         if (n as u64) < before {
             self.space.notify_waiters();
+        }
+    }
+
+    /// Records the peer's message size limit (`None`: unknown).
+    pub(crate) fn set_peer_max_message_size(&self, max: Option<usize>) {
+        self.peer_max_message_size
+            .store(max.unwrap_or(0), Ordering::Release);
+    }
+
+    /// The peer's message size limit, if known.
+    pub(crate) fn peer_max_message_size(&self) -> Option<usize> {
+        match self.peer_max_message_size.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
         }
     }
 
@@ -275,6 +307,13 @@ pub struct ConnectionActor {
     /// is acknowledged or claimed in a HELLO, so a new process never resumes
     /// from a point the server has already discarded.
     durable_delivered: u64,
+    /// Reliable mode: the highest of our seqs the peer acknowledged (ACK or
+    /// WELCOME); the progress `refusals` looks for.
+    acked: u64,
+    /// The peer's current run of refusals (see `MAX_REFUSED_REPLAYS`).
+    refusals: Option<Refusals>,
+    /// The run reached the bound: stop instead of reconnecting.
+    refused_for_good: bool,
 }
 
 impl ConnectionActor {
@@ -312,6 +351,9 @@ impl ConnectionActor {
             reliable: ReliableState::default(),
             store: None,
             durable_delivered: 0,
+            acked: 0,
+            refusals: None,
+            refused_for_good: false,
         }
     }
 
@@ -414,6 +456,11 @@ impl ConnectionActor {
                     .session
                     .as_ref()
                     .is_none_or(|old| old.connection_id != session.connection_id);
+                self.shared.set_peer_max_message_size(
+                    session
+                        .max_message_size
+                        .or(self.opts.max_outbound_message_size),
+                );
                 let (connection_id, reconnect_token) = (
                     session.connection_id.clone(),
                     session.reconnect_token.clone(),
@@ -522,6 +569,7 @@ impl ConnectionActor {
                 if let Err(e) = self.reliable.on_ack(last_received) {
                     Err(e)
                 } else {
+                    self.acked = self.acked.max(last_received);
                     self.link_up(ctx, Some(last_received));
                     Ok(())
                 }
@@ -538,6 +586,7 @@ impl ConnectionActor {
                 Err(e) => Err(e),
             },
             ProtoFrame::Ack { seq } if ready => self.reliable.on_ack(seq).map(|()| {
+                self.acked = self.acked.max(seq);
                 self.queue.do_send(Acked(seq));
             }),
             other => Err(Error::Protocol {
@@ -942,13 +991,14 @@ impl Actor for ConnectionActor {
                 by_us: false,
                 error: Some(Error::ConnectionLost),
             });
+            let refused = self.count_refusal(&end);
             self.bus.closed.publish(Closed {
                 code: end.code,
                 reason: end.reason,
                 by_us: end.by_us,
                 error: end.error.clone(),
             });
-            end.error
+            refused.or(end.error)
         } else {
             end.and_then(|e| e.error)
         };
@@ -1002,7 +1052,7 @@ impl Actor for ConnectionActor {
 impl ConnectionActor {
     /// What comes after a socket or attempt ended (`failed`: with an error).
     fn next_phase(&mut self, failed: bool) -> Phase {
-        if !self.wanted || !failed {
+        if !self.wanted || !failed || self.refused_for_good {
             // The user closed, or the peer closed normally: that is the end.
             return Phase::Idle;
         }
@@ -1017,6 +1067,47 @@ impl ConnectionActor {
             }
             _ => Phase::Idle,
         }
+    }
+
+    /// Counts a socket the peer closed with 1009 or 1002 (reliable mode: it
+    /// refused what we sent or replayed). The same code on
+    /// `MAX_REFUSED_REPLAYS` sockets in a row, with no ack advancing, is
+    /// a replay it will refuse forever: returns the terminal error.
+    fn count_refusal(&mut self, end: &End) -> Option<Error> {
+        let code = match end.code {
+            Some(c @ (close_code::MESSAGE_TOO_BIG | close_code::PROTOCOL_ERROR))
+                if !end.by_us && self.stateful() =>
+            {
+                c
+            }
+            _ => {
+                self.refusals = None;
+                return None;
+            }
+        };
+        let count = match self.refusals {
+            Some(r) if r.code == code && r.acked == self.acked => r.count + 1,
+            _ => 1,
+        };
+        self.refusals = Some(Refusals {
+            code,
+            count,
+            acked: self.acked,
+        });
+        if count < MAX_REFUSED_REPLAYS {
+            return None;
+        }
+        self.refusals = None;
+        self.refused_for_good = true;
+        let error = Error::PeerRefusesReplay {
+            close_code: code,
+            refusals: count,
+        };
+        log::warn!("{error}");
+        self.bus.errors.publish(ErrorEvent {
+            error: error.clone(),
+        });
+        Some(error)
     }
 
     /// Settles in `Disconnected`, answering everyone who waits.
@@ -1120,6 +1211,8 @@ impl Handler<Connect> for ConnectionActor {
                 self.phase = Phase::Initial;
                 self.initial_tries_left = self.url.endpoint_count().saturating_sub(1);
                 self.retried_gone = false;
+                self.refusals = None;
+                self.refused_for_good = false;
                 self.begin_attempt(ctx);
             }
         }

@@ -124,8 +124,11 @@ impl ResilientWebSocket {
     /// [`Error::NotConnected`] when not connected and buffering is off or a
     /// close is in progress; [`Error::BufferFull`] when the outbox is full
     /// and the overflow policy rejects (or the wait timed out);
-    /// [`Error::Shutdown`] when the client is gone; [`Error::Store`] when the
-    /// durable store failed to commit it.
+    /// [`Error::MessageTooLarge`] when the message is larger than the peer
+    /// accepts (reliable mode: the server's `max_message_size` from
+    /// negotiate; else [`ClientOptions::max_outbound_message_size`]), at
+    /// once and with nothing queued; [`Error::Shutdown`] when the client is
+    /// gone; [`Error::Store`] when the durable store failed to commit it.
     pub async fn send(&self, payload: impl Into<Payload>) -> Result<()> {
         self.send_with_priority(payload, 0).await
     }
@@ -168,6 +171,7 @@ impl ResilientWebSocket {
     /// Admits one message and hands it to the queue actor; with a durable
     /// store and `wait`, returns what hears of its commit.
     async fn enqueue(&self, payload: Payload, priority: u8, wait: bool) -> Result<Option<Commit>> {
+        self.check_size(&payload)?;
         if let Err(e) = self.admit() {
             match (e, self.wait_policy()) {
                 (Error::BufferFull(_), Some(t)) => self.wait_for_space(t).await?,
@@ -211,9 +215,11 @@ impl ResilientWebSocket {
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn try_send(&self, payload: impl Into<Payload>) -> Result<()> {
+        let payload = payload.into();
+        self.check_size(&payload)?;
         self.admit()?;
         let msg = Enqueue {
-            payload: payload.into(),
+            payload,
             priority: 0,
             done: None,
         };
@@ -253,6 +259,19 @@ impl ResilientWebSocket {
 
     fn stateful(&self) -> bool {
         self.opts.reconnect_mode == ReconnectMode::Stateful
+    }
+
+    /// Refuses at once a message the peer is known not to accept: sent, it
+    /// would only make the peer close the socket (1009), and in reliable
+    /// mode be replayed into the same refusal on every resume.
+    fn check_size(&self, payload: &Payload) -> Result<()> {
+        match self.shared.peer_max_message_size() {
+            Some(max) if payload.len() > max => Err(Error::MessageTooLarge {
+                size: payload.len(),
+                max,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether one more message may be accepted now.
@@ -465,6 +484,14 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Sets `max_outbound_message_size`: the largest message the peer
+    /// accepts, when known (raw mode); `send()` refuses larger ones with
+    /// [`Error::MessageTooLarge`].
+    pub fn max_outbound_message_size(mut self, n: usize) -> Self {
+        self.opts.max_outbound_message_size = Some(n);
+        self
+    }
+
     /// Sets `enable_message_buffering` and `max_buffered_messages`.
     pub fn buffering(mut self, enable: bool, max_messages: usize) -> Self {
         self.opts.enable_message_buffering = enable;
@@ -648,6 +675,8 @@ impl ResilientWebSocketBuilder {
         };
         let opts = Arc::new(self.opts);
         let shared = Arc::new(Shared::new());
+        // Until a server says otherwise (reliable mode), the configured limit.
+        shared.set_peer_max_message_size(opts.max_outbound_message_size);
         let heartbeat = HeartbeatActor::new(
             opts.heartbeat_interval,
             opts.effective_heartbeat_timeout(),
