@@ -392,3 +392,68 @@ async fn a_replay_the_server_refuses_again_and_again_ends_with_a_clear_error() {
         .count();
     assert_eq!(refused, 3, "no more attempts after it: {:?}", rec.closed());
 }
+
+/// Item 8: when the last handle is dropped without `disconnect()`, the
+/// client closes its socket and all four actors stop, whatever it was doing:
+/// connected (reliable, heartbeats on), reconnecting to a peer that refuses,
+/// or never connected.
+#[actix_rt::test]
+async fn dropping_the_last_handle_closes_the_client_and_stops_every_actor() {
+    let (server, _reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+
+    // Connected.
+    let ws = rec
+        .attach(stateful(proxy.ws_url()).heartbeat(Duration::from_millis(100), None))
+        .connect()
+        .await
+        .unwrap();
+    let stats = ws.stats_reader();
+    assert_eq!(stats().live_actors, 4);
+    let other = ws.clone();
+    drop(ws);
+    other.send("still here").await.unwrap();
+    assert_eq!(
+        rec.wait_messages(1, WAIT).await.len(),
+        1,
+        "a clone keeps it"
+    );
+    drop(other);
+    assert!(
+        wait_until(|| stats().live_actors == 0, WAIT).await,
+        "connected: {} actors still alive after the last handle was dropped",
+        stats().live_actors
+    );
+    assert!(
+        proxy.wait_open(0, WAIT).await,
+        "the socket was closed: {} open",
+        proxy.connections_open()
+    );
+    assert_eq!(stats().live_socket_tasks, 0);
+
+    // Reconnecting against a peer that refuses every attempt.
+    let ws = stateful(proxy.ws_url()).connect().await.unwrap();
+    let stats = ws.stats_reader();
+    proxy.refuse(true);
+    proxy.cut_all();
+    assert!(wait_until(|| ws.state() == ConnectionState::Reconnecting, WAIT).await);
+    drop(ws);
+    assert!(
+        wait_until(|| stats().live_actors == 0, WAIT).await,
+        "reconnecting: {} actors still alive",
+        stats().live_actors
+    );
+    proxy.refuse(false);
+
+    // Never connected.
+    let ws = ResilientWebSocket::builder(proxy.ws_url()).build().unwrap();
+    let stats = ws.stats_reader();
+    assert!(wait_until(|| stats().live_actors == 4, WAIT).await);
+    drop(ws);
+    assert!(
+        wait_until(|| stats().live_actors == 0, WAIT).await,
+        "idle: {} actors still alive",
+        stats().live_actors
+    );
+}

@@ -28,7 +28,7 @@ use actix_rt::time::Instant;
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
     inbound::{codec_violation, Assembler, Gated, Inbound, PongAction, PongLimiter},
-    queue_actor::{Acked, FirstSeq, LinkState, Outbound, QueueActor},
+    queue_actor::{Acked, FirstSeq, LinkState, Outbound, QueueActor, Shutdown},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
     stats::{Counters, LiveGuard},
@@ -432,7 +432,7 @@ impl ConnectionActor {
         self.shared.touch();
         self.heartbeat.do_send(Watch {
             gen: self.gen,
-            conn: ctx.address(),
+            conn: ctx.address().downgrade(),
         });
         self.reconnect.do_send(ConnectionUp);
         let load = WriteLoad::new(self.gen, self.queue.clone());
@@ -969,6 +969,8 @@ impl Actor for ConnectionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Balanced by `stopped()` on every restart too.
+        self.shared.counters.actor_started();
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         match self.phase {
             Phase::Idle | Phase::Up => {}
@@ -1046,6 +1048,10 @@ impl Actor for ConnectionActor {
             }
         }
         Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_stopped();
     }
 }
 
@@ -1175,6 +1181,14 @@ impl ConnectionActor {
                 }
             });
         ctx.spawn(ask);
+    }
+}
+
+impl Drop for ConnectionActor {
+    /// The actor itself goes only after its last stop (a restart keeps it),
+    /// which happens once no handle is left: the outbox goes with it.
+    fn drop(&mut self) {
+        self.queue.do_send(Shutdown);
     }
 }
 
@@ -1367,7 +1381,7 @@ impl Handler<HeartbeatTimeout> for ConnectionActor {
                 self.shared.touch();
                 self.heartbeat.do_send(Watch {
                     gen: msg.gen,
-                    conn: ctx.address(),
+                    conn: ctx.address().downgrade(),
                 });
                 return;
             }

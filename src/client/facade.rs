@@ -58,6 +58,24 @@ pub struct ResilientWebSocket {
     opts: Arc<ClientOptions>,
     /// With a durable store, `send()` waits for its commit.
     durable: bool,
+    /// Shared by every clone: the last one's drop closes the client.
+    _close_on_drop: Arc<CloseOnDrop>,
+}
+
+/// Closes the client when the last [`ResilientWebSocket`] handle is
+/// dropped, as `disconnect()` would (the outbox flushed, the last acks
+/// awaited up to `close_timeout`, a 1000 Close). Without handles nothing
+/// else holds the connection actor, so it stops for good after that close
+/// and takes the other actors with it.
+struct CloseOnDrop {
+    queue: Addr<QueueActor>,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let (tx, _) = oneshot::channel();
+        self.queue.do_send(CloseAfterFlush(tx));
+    }
 }
 
 impl std::fmt::Debug for ResilientWebSocket {
@@ -404,6 +422,15 @@ impl ResilientWebSocket {
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
     }
+
+    /// A reader of [`stats`](Self::stats) that does not keep the client
+    /// alive: for tests that drop every handle and then check
+    /// [`Stats::live_actors`].
+    #[doc(hidden)]
+    pub fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.counters.snapshot()
+    }
 }
 
 /// Builds a [`ResilientWebSocket`]: options, handshake hooks and subscribers.
@@ -683,8 +710,12 @@ impl ResilientWebSocketBuilder {
             shared.clone(),
         )
         .start();
-        let reconnect =
-            ReconnectSupervisor::new(opts.effective_retry_policy(), opts.min_uptime).start();
+        let reconnect = ReconnectSupervisor::new(
+            opts.effective_retry_policy(),
+            opts.min_uptime,
+            shared.clone(),
+        )
+        .start();
         let mut bus = self.bus;
         bus.messages
             .set_limits(opts.max_inbound_backlog, opts.max_inbound_backlog_bytes);
@@ -743,12 +774,15 @@ impl ResilientWebSocketBuilder {
             }
             c
         });
-        queue_actor.set_connection(conn.clone());
+        queue_actor.set_connection(conn.downgrade());
         queue_actor.set_close_timeout(opts.close_timeout);
         queue_actor.set_ack_delay(self.ack_delay);
         queue_ctx.run(queue_actor);
         Ok(ResilientWebSocket {
             conn,
+            _close_on_drop: Arc::new(CloseOnDrop {
+                queue: queue.clone(),
+            }),
             queue,
             shared,
             opts,

@@ -30,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use actix::prelude::*;
+use actix::{prelude::*, WeakAddr};
 use tokio::sync::oneshot;
 
 use super::{
@@ -163,6 +163,11 @@ struct Durable {
 #[rtype(result = "()")]
 pub(crate) struct CloseAfterFlush(pub(crate) oneshot::Sender<()>);
 
+/// The client is gone (its connection actor was dropped): stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
 /// Ends the current burst: hand the batch to the connection.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -176,7 +181,9 @@ struct Expire;
 /// Owns the outbox; see the module docs.
 pub struct QueueActor {
     queue: MessageQueue,
-    conn: Option<Addr<ConnectionActor>>,
+    /// Weak: the connection holds this actor, not the other way round, so
+    /// dropping the last handle can end both.
+    conn: Option<WeakAddr<ConnectionActor>>,
     shared: Arc<Shared>,
     dropped: Subscribers<MessageDropped>,
     errors: Subscribers<ErrorEvent>,
@@ -361,7 +368,7 @@ impl QueueActor {
         };
         while d.held.front().is_some_and(|(t, _, _)| *t <= d.committed) {
             let (_, gen, items) = d.held.pop_front().expect("front checked");
-            if let Some(conn) = &self.conn {
+            if let Some(conn) = self.conn.as_ref().and_then(WeakAddr::upgrade) {
                 conn.do_send(WriteBatch { gen, items });
             }
         }
@@ -378,7 +385,7 @@ impl QueueActor {
     }
 
     /// The connection is started after this actor; it is told who it is.
-    pub(crate) fn set_connection(&mut self, conn: Addr<ConnectionActor>) {
+    pub(crate) fn set_connection(&mut self, conn: WeakAddr<ConnectionActor>) {
         self.conn = Some(conn);
     }
 
@@ -443,7 +450,7 @@ impl QueueActor {
             self.release();
             return;
         }
-        if let Some(conn) = &self.conn {
+        if let Some(conn) = self.conn.as_ref().and_then(WeakAddr::upgrade) {
             // do_send: the batch was already admitted by the outbox's limits;
             // a bounded mailbox here could only lose it.
             conn.do_send(WriteBatch {
@@ -539,11 +546,16 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.shared.counters.actor_started();
         // Must exceed any burst `send()` can produce between two polls.
         ctx.set_mailbox_capacity(4096);
         if let Some(progress) = self.durable.as_mut().and_then(|d| d.progress.take()) {
             ctx.add_stream(tokio_stream(progress));
         }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_stopped();
     }
 }
 
@@ -777,6 +789,14 @@ impl QueueActor {
     }
 }
 
+impl Handler<Shutdown> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 impl Handler<FirstSeq> for QueueActor {
     type Result = u64;
 
@@ -829,7 +849,7 @@ impl QueueActor {
         for tx in self.close_waiters.drain(..) {
             // Same sender, same mailbox: the Disconnect arrives after the
             // last batch.
-            match &self.conn {
+            match self.conn.as_ref().and_then(WeakAddr::upgrade) {
                 Some(conn) => conn.do_send(Disconnect(tx)),
                 None => {
                     let _ = tx.send(());
