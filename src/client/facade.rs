@@ -37,6 +37,10 @@ type Commit = oneshot::Receiver<Result<(), crate::queue::StoreError>>;
 /// A cheap, cloneable handle (`Send`) to the client's actors. Build one with
 /// [`ResilientWebSocket::builder`] inside a running actix `System`.
 ///
+/// Dropping the last clone without [`disconnect`](Self::disconnect) closes
+/// the client the same way (outbox flushed, last acks awaited up to
+/// `close_timeout`, Close 1000) and then stops all of its actors.
+///
 /// # Examples
 /// ```no_run
 /// use resilient_ws::ResilientWebSocket;
