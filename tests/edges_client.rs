@@ -456,4 +456,33 @@ async fn dropping_the_last_handle_closes_the_client_and_stops_every_actor() {
         "idle: {} actors still alive",
         stats().live_actors
     );
+
+    // Durable: the store is released too (its lock), so a new client opens it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.redb");
+    let ws = stateful(proxy.ws_url())
+        .durable_store(&path)
+        .connect()
+        .await
+        .unwrap();
+    let stats = ws.stats_reader();
+    ws.send("kept").await.unwrap();
+    drop(ws);
+    assert!(
+        wait_until(|| stats().live_actors == 0, WAIT).await,
+        "durable: {} actors still alive",
+        stats().live_actors
+    );
+    let mut reopened = None;
+    assert!(
+        wait_until(
+            || {
+                reopened = stateful(proxy.ws_url()).durable_store(&path).build().ok();
+                reopened.is_some()
+            },
+            WAIT
+        )
+        .await,
+        "the store stays locked by the dropped client"
+    );
 }
