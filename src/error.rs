@@ -72,8 +72,11 @@ pub enum Error {
         message: String,
     },
 
-    /// A message was larger than the configured maximum. When inbound, we
-    /// closed the connection with 1009.
+    /// A message was larger than the maximum. When inbound, we closed the
+    /// connection with 1009. When outbound, `send()` refused it (over the
+    /// limit the server gave in negotiate, or
+    /// [`max_outbound_message_size`](crate::ClientOptions::max_outbound_message_size)):
+    /// nothing was queued.
     #[error("message of {size} bytes exceeds the limit of {max} bytes")]
     MessageTooLarge {
         /// The size seen so far (at least this large).
@@ -86,6 +89,29 @@ pub enum Error {
     /// timeout: the link is presumed dead (half-open).
     #[error("no sign of life from the peer within {0:?}")]
     HeartbeatTimeout(Duration),
+
+    /// Reliable mode: the peer closed the socket with the same code (1009
+    /// message too big, or 1002 protocol error) on `refusals` sockets in a
+    /// row, each time after our replay and with nothing newly acknowledged
+    /// in between: the session cannot move on (an unacknowledged message it
+    /// will never take blocks it), so the client stopped, without asking
+    /// the retry policy. The session and its unacknowledged messages are
+    /// kept: a later `connect()` tries again.
+    #[error(
+        "the peer refused our replay with close code {close_code} on {refusals} sockets in a \
+         row without progress{}",
+        if *close_code == crate::close_code::MESSAGE_TOO_BIG {
+            " (an unacknowledged message is over its size limit)"
+        } else {
+            ""
+        }
+    )]
+    PeerRefusesReplay {
+        /// The close code the peer sent each time (1009 or 1002).
+        close_code: u16,
+        /// How many sockets in a row ended that way.
+        refusals: u32,
+    },
 
     /// The retry policy gave up reconnecting.
     #[error("gave up reconnecting after {attempts} attempts; last error: {last}")]
@@ -162,6 +188,7 @@ impl Error {
     pub fn close_code(&self) -> Option<u16> {
         match self {
             Error::Closed { code, .. } => Some(*code),
+            Error::PeerRefusesReplay { close_code, .. } => Some(*close_code),
             Error::Protocol { close_code, .. } => Some(*close_code),
             Error::MessageTooLarge { .. } => Some(crate::close_code::MESSAGE_TOO_BIG),
             _ => None,

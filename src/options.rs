@@ -262,6 +262,13 @@ pub struct ClientOptions {
     /// The largest inbound message accepted (after joining fragments); larger
     /// ones close the connection with 1009. Default 16 MiB.
     pub max_message_size: usize,
+    /// The largest message the peer accepts, when known from elsewhere (raw
+    /// mode: the server's documented limit): `send()` refuses a larger one
+    /// at once with [`Error::MessageTooLarge`] instead of sending what the
+    /// peer would answer with 1009. `None` (the default): no limit is
+    /// checked in raw mode. In reliable mode the server's `max_message_size`
+    /// from negotiate is used once known; this one applies before that.
+    pub max_outbound_message_size: Option<usize>,
     /// The most frames one fragmented inbound message may come in; a
     /// message in more closes the connection with 1009. Default 4096.
     pub max_fragments: usize,
@@ -324,6 +331,7 @@ impl Default for ClientOptions {
             overflow_policy: OverflowPolicy::Reject,
             message_ttl: None,
             max_message_size: 16 * 1024 * 1024,
+            max_outbound_message_size: None,
             max_fragments: crate::client::inbound::DEFAULT_MAX_FRAGMENTS,
             max_inbound_backlog: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG,
             max_inbound_backlog_bytes: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG_BYTES,
@@ -383,6 +391,9 @@ impl ClientOptions {
         }
         if self.max_message_size == 0 {
             return bad("max_message_size must be greater than zero");
+        }
+        if self.max_outbound_message_size == Some(0) {
+            return bad("max_outbound_message_size must be greater than zero");
         }
         if self.persistent && self.store_path.is_none() {
             return bad("persistent needs a store_path");

@@ -12,7 +12,7 @@ use std::{
     collections::VecDeque,
     rc::Rc,
     sync::{
-        atomic::{AtomicU64, AtomicU8, Ordering},
+        atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -28,7 +28,7 @@ use actix_rt::time::Instant;
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
     inbound::{codec_violation, Assembler, Gated, Inbound, PongAction, PongLimiter},
-    queue_actor::{Acked, LinkState, Outbound, QueueActor},
+    queue_actor::{Acked, FirstSeq, LinkState, Outbound, QueueActor, Shutdown},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
     stats::{Counters, LiveGuard},
@@ -53,6 +53,20 @@ use crate::{
 /// so it bounds how far a fast producer can run ahead of the socket.
 const MAILBOX_CAPACITY: usize = 4096;
 
+/// How many sockets in a row the peer may close with the same 1009/1002,
+/// with nothing newly acknowledged, before the client stops: the replay it
+/// refuses would be refused forever (a message over its limit).
+const MAX_REFUSED_REPLAYS: u32 = 3;
+
+/// Consecutive sockets the peer closed with the same refusal code.
+#[derive(Debug, Clone, Copy)]
+struct Refusals {
+    code: u16,
+    count: u32,
+    /// `ConnectionActor::acked` when the run began: progress resets it.
+    acked: u64,
+}
+
 /// State the facade and the heartbeat read without a round trip to the
 /// actor.
 #[derive(Debug)]
@@ -69,10 +83,12 @@ pub(crate) struct Shared {
     /// Woken whenever the outbox shrinks, for `send()` under the `Wait`
     /// overflow policy.
     pub(crate) space: tokio::sync::Notify,
-    /// Reliable mode: the seq of the oldest unacknowledged message (or the
-    /// next seq), for the `first_seq` of a fresh session's HELLO.
-    first_unacked: AtomicU64,
-    /// Reliable mode: how many sent messages wait for an ack.
+    /// The largest message the peer accepts, when known (0: unknown):
+    /// `send()` refuses larger ones.
+    pub(crate) peer_max_message_size: AtomicUsize,
+    /// Reliable mode: how many sent messages wait for an ack (for the
+    /// `SessionLost` report only; a HELLO's `first_seq` is asked of the
+    /// outbox itself, see `opened`).
     window_len: AtomicU64,
 }
 
@@ -85,14 +101,13 @@ impl Shared {
             base: Instant::now(),
             last_seen_nanos: AtomicU64::new(0),
             space: tokio::sync::Notify::new(),
-            first_unacked: AtomicU64::new(1),
             window_len: AtomicU64::new(0),
+            peer_max_message_size: AtomicUsize::new(0),
         }
     }
 
-    /// Reliable mode: publishes the window's state (see the fields).
-    pub(crate) fn set_window(&self, first_unacked: u64, len: usize) {
-        self.first_unacked.store(first_unacked, Ordering::Release);
+    /// Reliable mode: publishes the window's size (see the field).
+    pub(crate) fn set_window(&self, len: usize) {
         self.window_len.store(len as u64, Ordering::Release);
     }
 
@@ -101,6 +116,20 @@ impl Shared {
         let before = self.counters.buffered.swap(n as u64, Ordering::AcqRel);
         if (n as u64) < before {
             self.space.notify_waiters();
+        }
+    }
+
+    /// Records the peer's message size limit (`None`: unknown).
+    pub(crate) fn set_peer_max_message_size(&self, max: Option<usize>) {
+        self.peer_max_message_size
+            .store(max.unwrap_or(0), Ordering::Release);
+    }
+
+    /// The peer's message size limit, if known.
+    pub(crate) fn peer_max_message_size(&self) -> Option<usize> {
+        match self.peer_max_message_size.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
         }
     }
 
@@ -172,6 +201,10 @@ pub(crate) struct Subscribe<E: actix::Message<Result = ()> + Send + Clone + 'sta
 enum Closing {
     /// No Close frame sent or received.
     Open,
+    /// We are closing and first wait (up to `close_timeout`) for the
+    /// durable store to hold what our last ACK claims; nothing more is
+    /// written or delivered meanwhile.
+    Acking,
     /// We sent Close and wait for the peer's.
     Sent,
     /// The socket is finished (the peer closed, or we failed it): our Close
@@ -274,6 +307,13 @@ pub struct ConnectionActor {
     /// is acknowledged or claimed in a HELLO, so a new process never resumes
     /// from a point the server has already discarded.
     durable_delivered: u64,
+    /// Reliable mode: the highest of our seqs the peer acknowledged (ACK or
+    /// WELCOME); the progress `refusals` looks for.
+    acked: u64,
+    /// The peer's current run of refusals (see `MAX_REFUSED_REPLAYS`).
+    refusals: Option<Refusals>,
+    /// The run reached the bound: stop instead of reconnecting.
+    refused_for_good: bool,
 }
 
 impl ConnectionActor {
@@ -311,6 +351,9 @@ impl ConnectionActor {
             reliable: ReliableState::default(),
             store: None,
             durable_delivered: 0,
+            acked: 0,
+            refusals: None,
+            refused_for_good: false,
         }
     }
 
@@ -389,11 +432,11 @@ impl ConnectionActor {
         self.shared.touch();
         self.heartbeat.do_send(Watch {
             gen: self.gen,
-            conn: ctx.address(),
+            conn: ctx.address().downgrade(),
         });
         self.reconnect.do_send(ConnectionUp);
         let load = WriteLoad::new(self.gen, self.queue.clone());
-        let mut sock = Socket {
+        let sock = Socket {
             gen: self.gen,
             sink: SinkWrite::new(Counted::new(sink, load.clone()), ctx),
             load,
@@ -408,29 +451,56 @@ impl ConnectionActor {
             Some(session) => {
                 // Reliable mode: the socket is ready only after WELCOME.
                 self.reliable.new_socket();
-                let last_received = if self.store.is_some() {
-                    self.durable_delivered
-                } else {
-                    self.reliable.delivered
-                };
-                let hello = ProtoFrame::Hello {
-                    connection_id: session.connection_id.clone(),
-                    reconnect_token: session.reconnect_token.clone(),
-                    last_received,
-                    first_seq: self.shared.first_unacked.load(Ordering::Acquire),
-                };
                 let fresh = self
                     .reliable
                     .session
                     .as_ref()
                     .is_none_or(|old| old.connection_id != session.connection_id);
+                self.shared.set_peer_max_message_size(
+                    session
+                        .max_message_size
+                        .or(self.opts.max_outbound_message_size),
+                );
+                let (connection_id, reconnect_token) = (
+                    session.connection_id.clone(),
+                    session.reconnect_token.clone(),
+                );
                 self.reliable.session = Some(session);
                 if fresh {
                     self.store_session();
                 }
-                let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
                 self.sock = Some(sock);
                 let gen = self.gen;
+                // HELLO's `first_seq` is what the outbox's window will send
+                // first, asked of the window itself: the answer comes after
+                // every `Acked` this actor sent before (one mailbox, in
+                // order), so an ack still on its way cannot make the HELLO
+                // claim too little (the server would see a gap, on every
+                // resume). `last_received` is ours, read at the same moment.
+                let hello =
+                    self.queue
+                        .send(FirstSeq)
+                        .into_actor(self)
+                        .map(move |first_seq, act, ctx| {
+                            let Ok(first_seq) = first_seq else {
+                                return act.fail(ctx, Error::Shutdown);
+                            };
+                            let last_received = if act.store.is_some() {
+                                act.durable_delivered
+                            } else {
+                                act.reliable.delivered
+                            };
+                            let hello = ProtoFrame::Hello {
+                                connection_id,
+                                reconnect_token,
+                                last_received,
+                                first_seq,
+                            };
+                            if let Some(sock) = act.sock.as_mut().filter(|s| s.gen == gen) {
+                                let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
+                            }
+                        });
+                ctx.spawn(hello);
                 ctx.run_later(self.opts.connection_timeout, move |act, ctx| {
                     if act.sock.as_ref().is_some_and(|s| s.gen == gen && !s.ready) {
                         act.fail(ctx, Error::ConnectTimeout(act.opts.connection_timeout));
@@ -499,6 +569,7 @@ impl ConnectionActor {
                 if let Err(e) = self.reliable.on_ack(last_received) {
                     Err(e)
                 } else {
+                    self.acked = self.acked.max(last_received);
                     self.link_up(ctx, Some(last_received));
                     Ok(())
                 }
@@ -515,6 +586,7 @@ impl ConnectionActor {
                 Err(e) => Err(e),
             },
             ProtoFrame::Ack { seq } if ready => self.reliable.on_ack(seq).map(|()| {
+                self.acked = self.acked.max(seq);
                 self.queue.do_send(Acked(seq));
             }),
             other => Err(Error::Protocol {
@@ -626,7 +698,62 @@ impl ConnectionActor {
             by_us: true,
             error: Some(error),
         });
-        self.close_write_side(ctx, close_reason(code, ""));
+        self.ack_before_close(ctx, move |act, ctx| {
+            act.close_write_side(ctx, close_reason(code, ""));
+        });
+    }
+
+    /// Reliable mode: writes the pending ACK ahead of a Close we initiate,
+    /// then runs `close`. Without it the peer keeps, and replays to a later
+    /// session, what we had already delivered. With a durable store the ACK
+    /// claims only what the store holds (see `send_ack`): the Close waits
+    /// for that commit up to `close_timeout`, and goes without the ACK if
+    /// the commit fails or is late.
+    fn ack_before_close(
+        &mut self,
+        ctx: &mut Context<Self>,
+        close: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
+        let pending = self.reliable.session.is_some() && self.reliable.ack_pending();
+        let Some(sock) = self.sock.as_mut() else {
+            return close(self, ctx);
+        };
+        if let Some(h) = sock.ack_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if !pending || sock.closing != Closing::Open {
+            return close(self, ctx);
+        }
+        let seq = self.reliable.take_ack();
+        let ack = WsMessage::Binary(ProtoFrame::Ack { seq }.to_bytes());
+        let Some(store) = &self.store else {
+            let _ = sock.write(ack);
+            return close(self, ctx);
+        };
+        sock.closing = Closing::Acking;
+        let gen = sock.gen;
+        let durable = actix_rt::time::timeout(
+            self.opts.close_timeout,
+            store.submit_wait(vec![StoreOp::Delivered(seq)]),
+        );
+        let then = durable.into_actor(self).map(move |res, act, ctx| {
+            let Some(sock) = act
+                .sock
+                .as_mut()
+                .filter(|s| s.gen == gen && s.closing == Closing::Acking)
+            else {
+                return;
+            };
+            if matches!(res, Ok(Ok(Ok(())))) {
+                act.durable_delivered = act.durable_delivered.max(seq);
+                let _ = sock.write(ack);
+            } else {
+                log::debug!("closing without the last ack: its delivery is not durable");
+            }
+            sock.closing = Closing::Open;
+            close(act, ctx);
+        });
+        ctx.spawn(then);
     }
 
     /// Writes a Close frame behind everything already queued and waits (up to
@@ -654,7 +781,7 @@ impl ConnectionActor {
             return;
         };
         self.shared.touch();
-        if sock.closing == Closing::Done {
+        if matches!(sock.closing, Closing::Done | Closing::Acking) {
             // Once the socket is failed or closed by the peer, nothing more is
             // delivered; the peer's Close (or the TCP end) finishes it.
             if matches!(frame, Frame::Close(_)) {
@@ -796,7 +923,16 @@ impl ConnectionActor {
             return;
         }
         self.set_state(ConnectionState::Disconnecting);
-        let sock = self.sock.as_mut().expect("socket checked above");
+        self.ack_before_close(ctx, |act, ctx| act.write_normal_close(ctx));
+    }
+
+    /// The Close of a graceful close; the peer's answer is awaited for up to
+    /// `close_timeout`.
+    fn write_normal_close(&mut self, ctx: &mut Context<Self>) {
+        let Some(sock) = self.sock.as_mut() else {
+            ctx.stop();
+            return;
+        };
         // The Close frame queues behind every message already written, so
         // the sink flushes them first; we never call `close()` on the sink
         // before the peer answered, which is how awc loses a last frame.
@@ -833,6 +969,8 @@ impl Actor for ConnectionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Balanced by `stopped()` on every restart too.
+        self.shared.counters.actor_started();
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         match self.phase {
             Phase::Idle | Phase::Up => {}
@@ -855,13 +993,14 @@ impl Actor for ConnectionActor {
                 by_us: false,
                 error: Some(Error::ConnectionLost),
             });
+            let refused = self.count_refusal(&end);
             self.bus.closed.publish(Closed {
                 code: end.code,
                 reason: end.reason,
                 by_us: end.by_us,
                 error: end.error.clone(),
             });
-            end.error
+            refused.or(end.error)
         } else {
             end.and_then(|e| e.error)
         };
@@ -910,12 +1049,16 @@ impl Actor for ConnectionActor {
         }
         Running::Stop
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_stopped();
+    }
 }
 
 impl ConnectionActor {
     /// What comes after a socket or attempt ended (`failed`: with an error).
     fn next_phase(&mut self, failed: bool) -> Phase {
-        if !self.wanted || !failed {
+        if !self.wanted || !failed || self.refused_for_good {
             // The user closed, or the peer closed normally: that is the end.
             return Phase::Idle;
         }
@@ -930,6 +1073,47 @@ impl ConnectionActor {
             }
             _ => Phase::Idle,
         }
+    }
+
+    /// Counts a socket the peer closed with 1009 or 1002 (reliable mode: it
+    /// refused what we sent or replayed). The same code on
+    /// `MAX_REFUSED_REPLAYS` sockets in a row, with no ack advancing, is
+    /// a replay it will refuse forever: returns the terminal error.
+    fn count_refusal(&mut self, end: &End) -> Option<Error> {
+        let code = match end.code {
+            Some(c @ (close_code::MESSAGE_TOO_BIG | close_code::PROTOCOL_ERROR))
+                if !end.by_us && self.stateful() =>
+            {
+                c
+            }
+            _ => {
+                self.refusals = None;
+                return None;
+            }
+        };
+        let count = match self.refusals {
+            Some(r) if r.code == code && r.acked == self.acked => r.count + 1,
+            _ => 1,
+        };
+        self.refusals = Some(Refusals {
+            code,
+            count,
+            acked: self.acked,
+        });
+        if count < MAX_REFUSED_REPLAYS {
+            return None;
+        }
+        self.refusals = None;
+        self.refused_for_good = true;
+        let error = Error::PeerRefusesReplay {
+            close_code: code,
+            refusals: count,
+        };
+        log::warn!("{error}");
+        self.bus.errors.publish(ErrorEvent {
+            error: error.clone(),
+        });
+        Some(error)
     }
 
     /// Settles in `Disconnected`, answering everyone who waits.
@@ -1000,6 +1184,14 @@ impl ConnectionActor {
     }
 }
 
+impl Drop for ConnectionActor {
+    /// The actor itself goes only after its last stop (a restart keeps it),
+    /// which happens once no handle is left: the outbox goes with it.
+    fn drop(&mut self) {
+        self.queue.do_send(Shutdown);
+    }
+}
+
 impl Supervised for ConnectionActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // Context items are already gone; make sure no field points at them.
@@ -1033,6 +1225,8 @@ impl Handler<Connect> for ConnectionActor {
                 self.phase = Phase::Initial;
                 self.initial_tries_left = self.url.endpoint_count().saturating_sub(1);
                 self.retried_gone = false;
+                self.refusals = None;
+                self.refused_for_good = false;
                 self.begin_attempt(ctx);
             }
         }
@@ -1187,7 +1381,7 @@ impl Handler<HeartbeatTimeout> for ConnectionActor {
                 self.shared.touch();
                 self.heartbeat.do_send(Watch {
                     gen: msg.gen,
-                    conn: ctx.address(),
+                    conn: ctx.address().downgrade(),
                 });
                 return;
             }

@@ -37,6 +37,10 @@ type Commit = oneshot::Receiver<Result<(), crate::queue::StoreError>>;
 /// A cheap, cloneable handle (`Send`) to the client's actors. Build one with
 /// [`ResilientWebSocket::builder`] inside a running actix `System`.
 ///
+/// Dropping the last clone without [`disconnect`](Self::disconnect) closes
+/// the client the same way (outbox flushed, last acks awaited up to
+/// `close_timeout`, Close 1000) and then stops all of its actors.
+///
 /// # Examples
 /// ```no_run
 /// use resilient_ws::ResilientWebSocket;
@@ -58,6 +62,24 @@ pub struct ResilientWebSocket {
     opts: Arc<ClientOptions>,
     /// With a durable store, `send()` waits for its commit.
     durable: bool,
+    /// Shared by every clone: the last one's drop closes the client.
+    _close_on_drop: Arc<CloseOnDrop>,
+}
+
+/// Closes the client when the last [`ResilientWebSocket`] handle is
+/// dropped, as `disconnect()` would (the outbox flushed, the last acks
+/// awaited up to `close_timeout`, a 1000 Close). Without handles nothing
+/// else holds the connection actor, so it stops for good after that close
+/// and takes the other actors with it.
+struct CloseOnDrop {
+    queue: Addr<QueueActor>,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let (tx, _) = oneshot::channel();
+        self.queue.do_send(CloseAfterFlush(tx));
+    }
 }
 
 impl std::fmt::Debug for ResilientWebSocket {
@@ -88,6 +110,7 @@ impl ResilientWebSocket {
             opts: ClientOptions::default(),
             bus: EventBus::default(),
             store: None,
+            ack_delay: None,
         }
     }
 
@@ -123,8 +146,11 @@ impl ResilientWebSocket {
     /// [`Error::NotConnected`] when not connected and buffering is off or a
     /// close is in progress; [`Error::BufferFull`] when the outbox is full
     /// and the overflow policy rejects (or the wait timed out);
-    /// [`Error::Shutdown`] when the client is gone; [`Error::Store`] when the
-    /// durable store failed to commit it.
+    /// [`Error::MessageTooLarge`] when the message is larger than the peer
+    /// accepts (reliable mode: the server's `max_message_size` from
+    /// negotiate; else [`ClientOptions::max_outbound_message_size`]), at
+    /// once and with nothing queued; [`Error::Shutdown`] when the client is
+    /// gone; [`Error::Store`] when the durable store failed to commit it.
     pub async fn send(&self, payload: impl Into<Payload>) -> Result<()> {
         self.send_with_priority(payload, 0).await
     }
@@ -167,6 +193,7 @@ impl ResilientWebSocket {
     /// Admits one message and hands it to the queue actor; with a durable
     /// store and `wait`, returns what hears of its commit.
     async fn enqueue(&self, payload: Payload, priority: u8, wait: bool) -> Result<Option<Commit>> {
+        self.check_size(&payload)?;
         if let Err(e) = self.admit() {
             match (e, self.wait_policy()) {
                 (Error::BufferFull(_), Some(t)) => self.wait_for_space(t).await?,
@@ -210,9 +237,11 @@ impl ResilientWebSocket {
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn try_send(&self, payload: impl Into<Payload>) -> Result<()> {
+        let payload = payload.into();
+        self.check_size(&payload)?;
         self.admit()?;
         let msg = Enqueue {
-            payload: payload.into(),
+            payload,
             priority: 0,
             done: None,
         };
@@ -252,6 +281,19 @@ impl ResilientWebSocket {
 
     fn stateful(&self) -> bool {
         self.opts.reconnect_mode == ReconnectMode::Stateful
+    }
+
+    /// Refuses at once a message the peer is known not to accept: sent, it
+    /// would only make the peer close the socket (1009), and in reliable
+    /// mode be replayed into the same refusal on every resume.
+    fn check_size(&self, payload: &Payload) -> Result<()> {
+        match self.shared.peer_max_message_size() {
+            Some(max) if payload.len() > max => Err(Error::MessageTooLarge {
+                size: payload.len(),
+                max,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether one more message may be accepted now.
@@ -384,6 +426,15 @@ impl ResilientWebSocket {
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
     }
+
+    /// A reader of [`stats`](Self::stats) that does not keep the client
+    /// alive: for tests that drop every handle and then check
+    /// [`Stats::live_actors`].
+    #[doc(hidden)]
+    pub fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.counters.snapshot()
+    }
 }
 
 /// Builds a [`ResilientWebSocket`]: options, handshake hooks and subscribers.
@@ -409,6 +460,8 @@ pub struct ResilientWebSocketBuilder {
     opts: ClientOptions,
     bus: EventBus,
     store: Option<Box<dyn QueueStore>>,
+    /// Test hook: how long the outbox stalls on each ack.
+    ack_delay: Option<Duration>,
 }
 
 impl ResilientWebSocketBuilder {
@@ -459,6 +512,14 @@ impl ResilientWebSocketBuilder {
     /// Sets `max_message_size` (inbound, after joining fragments).
     pub fn max_message_size(mut self, n: usize) -> Self {
         self.opts.max_message_size = n;
+        self
+    }
+
+    /// Sets `max_outbound_message_size`: the largest message the peer
+    /// accepts, when known (raw mode); `send()` refuses larger ones with
+    /// [`Error::MessageTooLarge`].
+    pub fn max_outbound_message_size(mut self, n: usize) -> Self {
+        self.opts.max_outbound_message_size = Some(n);
         self
     }
 
@@ -615,6 +676,15 @@ impl ResilientWebSocketBuilder {
         self
     }
 
+    /// Test hook: the outbox actor stalls its mailbox for `d` before it
+    /// handles each acknowledgement from the server, to reproduce a slow
+    /// ack path. Not for production use.
+    #[doc(hidden)]
+    pub fn test_ack_delay(mut self, d: Duration) -> Self {
+        self.ack_delay = Some(d);
+        self
+    }
+
     /// Starts the client's actors on the current arbiter, without connecting.
     ///
     /// # Errors
@@ -636,14 +706,20 @@ impl ResilientWebSocketBuilder {
         };
         let opts = Arc::new(self.opts);
         let shared = Arc::new(Shared::new());
+        // Until a server says otherwise (reliable mode), the configured limit.
+        shared.set_peer_max_message_size(opts.max_outbound_message_size);
         let heartbeat = HeartbeatActor::new(
             opts.heartbeat_interval,
             opts.effective_heartbeat_timeout(),
             shared.clone(),
         )
         .start();
-        let reconnect =
-            ReconnectSupervisor::new(opts.effective_retry_policy(), opts.min_uptime).start();
+        let reconnect = ReconnectSupervisor::new(
+            opts.effective_retry_policy(),
+            opts.min_uptime,
+            shared.clone(),
+        )
+        .start();
         let mut bus = self.bus;
         bus.messages
             .set_limits(opts.max_inbound_backlog, opts.max_inbound_backlog_bytes);
@@ -702,11 +778,15 @@ impl ResilientWebSocketBuilder {
             }
             c
         });
-        queue_actor.set_connection(conn.clone());
+        queue_actor.set_connection(conn.downgrade());
         queue_actor.set_close_timeout(opts.close_timeout);
+        queue_actor.set_ack_delay(self.ack_delay);
         queue_ctx.run(queue_actor);
         Ok(ResilientWebSocket {
             conn,
+            _close_on_drop: Arc::new(CloseOnDrop {
+                queue: queue.clone(),
+            }),
             queue,
             shared,
             opts,

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use actix::prelude::*;
+use actix::{prelude::*, WeakAddr};
 use actix_rt::time::Instant;
 
 use super::{
@@ -22,7 +22,9 @@ use std::sync::Arc;
 #[rtype(result = "()")]
 pub(crate) struct Watch {
     pub(crate) gen: u64,
-    pub(crate) conn: Addr<ConnectionActor>,
+    /// Weak: the heartbeat must not keep the connection alive (the last
+    /// handle's drop ends the client).
+    pub(crate) conn: WeakAddr<ConnectionActor>,
 }
 
 /// Stop watching (the socket of generation `gen` is gone).
@@ -35,7 +37,7 @@ pub(crate) struct Unwatch {
 struct Watching {
     _live: LiveGuard,
     gen: u64,
-    conn: Addr<ConnectionActor>,
+    conn: WeakAddr<ConnectionActor>,
     ping: SpawnHandle,
     deadline: SpawnHandle,
 }
@@ -75,10 +77,12 @@ impl HeartbeatActor {
             };
             if silent_for >= act.timeout {
                 log::debug!("heartbeat: silent for {silent_for:?}, declaring the link dead");
-                w.conn.do_send(HeartbeatTimeout {
-                    gen: w.gen,
-                    timeout: act.timeout,
-                });
+                if let Some(conn) = w.conn.upgrade() {
+                    conn.do_send(HeartbeatTimeout {
+                        gen: w.gen,
+                        timeout: act.timeout,
+                    });
+                }
                 act.stop_watching(ctx);
             } else {
                 let left = act.timeout - silent_for;
@@ -93,6 +97,14 @@ impl HeartbeatActor {
 
 impl Actor for HeartbeatActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_started();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_stopped();
+    }
 }
 
 impl Handler<Watch> for HeartbeatActor {
@@ -105,8 +117,8 @@ impl Handler<Watch> for HeartbeatActor {
         }
         let gen = msg.gen;
         let ping = ctx.run_interval(self.interval, move |act, _| {
-            if let Some(w) = &act.watching {
-                w.conn.do_send(SendPing { gen });
+            if let Some(conn) = act.watching.as_ref().and_then(|w| w.conn.upgrade()) {
+                conn.do_send(SendPing { gen });
             }
         });
         let deadline = self.schedule_deadline(ctx, self.timeout);

@@ -30,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use actix::prelude::*;
+use actix::{prelude::*, WeakAddr};
 use tokio::sync::oneshot;
 
 use super::{
@@ -82,6 +82,12 @@ pub(crate) enum LinkState {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Acked(pub(crate) u64);
+
+/// Reliable mode: the seq the window sends first on a new socket (the
+/// oldest unacknowledged, or the next), for a HELLO's `first_seq`.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub(crate) struct FirstSeq;
 
 /// One message on its way to the socket; `seq` is 0 in raw mode.
 #[derive(Debug, Clone)]
@@ -157,6 +163,11 @@ struct Durable {
 #[rtype(result = "()")]
 pub(crate) struct CloseAfterFlush(pub(crate) oneshot::Sender<()>);
 
+/// The client is gone (its connection actor was dropped): stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
 /// Ends the current burst: hand the batch to the connection.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -170,7 +181,9 @@ struct Expire;
 /// Owns the outbox; see the module docs.
 pub struct QueueActor {
     queue: MessageQueue,
-    conn: Option<Addr<ConnectionActor>>,
+    /// Weak: the connection holds this actor, not the other way round, so
+    /// dropping the last handle can end both.
+    conn: Option<WeakAddr<ConnectionActor>>,
     shared: Arc<Shared>,
     dropped: Subscribers<MessageDropped>,
     errors: Subscribers<ErrorEvent>,
@@ -194,6 +207,12 @@ pub struct QueueActor {
     close_waiters: Vec<oneshot::Sender<()>>,
     /// How long a graceful close waits for them.
     close_timeout: Duration,
+    /// The timer that releases `close_waiters` when the acks do not come:
+    /// cancelled once they are released, so it cannot cut a later
+    /// `disconnect()`'s wait short.
+    close_timer: Option<SpawnHandle>,
+    /// Test hook: stall the mailbox this long before handling each ack.
+    ack_delay: Option<Duration>,
     /// With a durable store.
     durable: Option<Durable>,
 }
@@ -227,6 +246,8 @@ impl QueueActor {
             expiry: None,
             close_waiters: Vec::new(),
             close_timeout: Duration::from_secs(5),
+            close_timer: None,
+            ack_delay: None,
             durable: None,
         })
     }
@@ -347,7 +368,7 @@ impl QueueActor {
         };
         while d.held.front().is_some_and(|(t, _, _)| *t <= d.committed) {
             let (_, gen, items) = d.held.pop_front().expect("front checked");
-            if let Some(conn) = &self.conn {
+            if let Some(conn) = self.conn.as_ref().and_then(WeakAddr::upgrade) {
                 conn.do_send(WriteBatch { gen, items });
             }
         }
@@ -358,8 +379,13 @@ impl QueueActor {
         self.close_timeout = d;
     }
 
+    /// Test hook: see `ResilientWebSocketBuilder::test_ack_delay`.
+    pub(crate) fn set_ack_delay(&mut self, d: Option<Duration>) {
+        self.ack_delay = d;
+    }
+
     /// The connection is started after this actor; it is told who it is.
-    pub(crate) fn set_connection(&mut self, conn: Addr<ConnectionActor>) {
+    pub(crate) fn set_connection(&mut self, conn: WeakAddr<ConnectionActor>) {
         self.conn = Some(conn);
     }
 
@@ -405,7 +431,7 @@ impl QueueActor {
         self.shared
             .set_buffered(self.queue.len() + self.overflow.len());
         if let Some(w) = &self.window {
-            self.shared.set_window(w.first_unacked(), w.unacked.len());
+            self.shared.set_window(w.unacked.len());
         }
     }
 
@@ -424,7 +450,7 @@ impl QueueActor {
             self.release();
             return;
         }
-        if let Some(conn) = &self.conn {
+        if let Some(conn) = self.conn.as_ref().and_then(WeakAddr::upgrade) {
             // do_send: the batch was already admitted by the outbox's limits;
             // a bounded mailbox here could only lose it.
             conn.do_send(WriteBatch {
@@ -470,7 +496,7 @@ impl QueueActor {
         let batch = std::mem::take(&mut self.batch);
         self.send_batch(batch);
         if let Some(w) = &self.window {
-            self.shared.set_window(w.first_unacked(), w.unacked.len());
+            self.shared.set_window(w.unacked.len());
         }
     }
 
@@ -520,11 +546,16 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.shared.counters.actor_started();
         // Must exceed any burst `send()` can produce between two polls.
         ctx.set_mailbox_capacity(4096);
         if let Some(progress) = self.durable.as_mut().and_then(|d| d.progress.take()) {
             ctx.add_stream(tokio_stream(progress));
         }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_stopped();
     }
 }
 
@@ -730,17 +761,47 @@ impl Handler<LinkState> for QueueActor {
 impl Handler<Acked> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Acked, _: &mut Context<Self>) {
-        self.ack(msg.0);
+    fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) {
+        if let Some(delay) = self.ack_delay {
+            // `wait` holds back every later message too, like a busy actor.
+            let acked = actix::clock::sleep(delay)
+                .into_actor(self)
+                .map(move |(), act, ctx| act.on_acked(msg.0, ctx));
+            ctx.wait(acked);
+            return;
+        }
+        self.on_acked(msg.0, ctx);
+    }
+}
+
+impl QueueActor {
+    fn on_acked(&mut self, upto: u64, ctx: &mut Context<Self>) {
+        self.ack(upto);
         if self.up {
             self.drain_backlog();
         } else {
             self.update_buffered();
         }
         if !self.close_waiters.is_empty() && self.all_acked() {
-            self.release_close();
+            self.release_close(ctx);
         }
         self.submit();
+    }
+}
+
+impl Handler<Shutdown> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<FirstSeq> for QueueActor {
+    type Result = u64;
+
+    fn handle(&mut self, _: FirstSeq, _: &mut Context<Self>) -> u64 {
+        self.window.as_ref().map_or(1, Window::first_unacked)
     }
 }
 
@@ -755,11 +816,17 @@ impl Handler<CloseAfterFlush> for QueueActor {
         self.close_waiters.push(msg.0);
         if self.up && !self.all_acked() {
             // Reliable mode: close once the server has everything (or the
-            // close timeout passed), so a graceful close loses nothing.
-            let limit = self.close_timeout;
-            ctx.run_later(limit, |act, _| act.release_close());
+            // close timeout passed), so a graceful close loses nothing. A
+            // `disconnect()` joining one already waiting shares its deadline.
+            if self.close_timer.is_none() {
+                let limit = self.close_timeout;
+                self.close_timer = Some(ctx.run_later(limit, |act, ctx| {
+                    act.close_timer = None;
+                    act.release_close(ctx);
+                }));
+            }
         } else {
-            self.release_close();
+            self.release_close(ctx);
         }
         self.submit();
     }
@@ -773,12 +840,16 @@ impl QueueActor {
             && self.window.as_ref().is_none_or(|w| w.unacked.is_empty())
     }
 
-    /// Passes pending `disconnect()`s on to the connection.
-    fn release_close(&mut self) {
+    /// Passes pending `disconnect()`s on to the connection, and disarms
+    /// their timer: it belongs to them, not to a later close.
+    fn release_close(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.close_timer.take() {
+            ctx.cancel_future(timer);
+        }
         for tx in self.close_waiters.drain(..) {
             // Same sender, same mailbox: the Disconnect arrives after the
             // last batch.
-            match &self.conn {
+            match self.conn.as_ref().and_then(WeakAddr::upgrade) {
                 Some(conn) => conn.do_send(Disconnect(tx)),
                 None => {
                     let _ = tx.send(());

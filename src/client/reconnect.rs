@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::time::Instant;
 
+use super::connection::Shared;
 use crate::{
     retry::{RetryContext, SharedRetryPolicy},
     Error,
@@ -50,6 +51,7 @@ pub(crate) enum NextAttempt {
 
 /// Counts reconnect attempts and applies the retry policy.
 pub struct ReconnectSupervisor {
+    shared: std::sync::Arc<Shared>,
     policy: SharedRetryPolicy,
     min_uptime: Duration,
     /// Attempts since the connection was last stable.
@@ -61,8 +63,13 @@ pub struct ReconnectSupervisor {
 }
 
 impl ReconnectSupervisor {
-    pub(crate) fn new(policy: SharedRetryPolicy, min_uptime: Duration) -> Self {
+    pub(crate) fn new(
+        policy: SharedRetryPolicy,
+        min_uptime: Duration,
+        shared: std::sync::Arc<Shared>,
+    ) -> Self {
         ReconnectSupervisor {
+            shared,
             policy,
             min_uptime,
             attempt: 0,
@@ -74,6 +81,14 @@ impl ReconnectSupervisor {
 
 impl Actor for ReconnectSupervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_started();
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.counters.actor_stopped();
+    }
 }
 
 impl Handler<ConnectionUp> for ReconnectSupervisor {

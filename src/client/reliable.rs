@@ -31,6 +31,7 @@ impl From<&StoredSession> for SessionInfo {
             max_unacked_bytes: s.max_unacked_bytes,
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
+            max_message_size: None,
         }
     }
 }

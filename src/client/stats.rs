@@ -29,6 +29,10 @@ pub struct Stats {
     /// connected with heartbeats on, 0 when disconnected. A diagnostic that
     /// shows a restart left nothing of an old socket running.
     pub live_socket_tasks: u64,
+    /// The client's actors running right now (connection, outbox,
+    /// heartbeat, reconnect supervisor): 4 while the client exists, 0 once
+    /// the last handle is dropped and they stopped.
+    pub live_actors: u64,
 }
 
 /// The atomic counters behind [`Stats`].
@@ -43,6 +47,7 @@ pub(crate) struct Counters {
     /// Nanoseconds; 0 = no answer yet.
     pub(crate) last_rtt_nanos: AtomicU64,
     pub(crate) live: AtomicU64,
+    pub(crate) actors: AtomicU64,
 }
 
 impl Counters {
@@ -62,7 +67,18 @@ impl Counters {
             write_batches: get(&self.batches),
             last_rtt: (rtt != 0).then(|| Duration::from_nanos(rtt)),
             live_socket_tasks: get(&self.live),
+            live_actors: get(&self.actors),
         }
+    }
+
+    /// An actor of the client started (called from its `started()`).
+    pub(crate) fn actor_started(&self) {
+        self.actors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An actor of the client stopped (called from its `stopped()`).
+    pub(crate) fn actor_stopped(&self) {
+        self.actors.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

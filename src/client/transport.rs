@@ -105,6 +105,9 @@ pub(crate) struct SessionInfo {
     pub(crate) max_unacked_bytes: usize,
     pub(crate) ack_interval: Duration,
     pub(crate) ack_threshold: u32,
+    /// The largest DATA payload the server accepts, from negotiate (`None`
+    /// for a session loaded from a durable store, which does not keep it).
+    pub(crate) max_message_size: Option<usize>,
 }
 
 impl std::fmt::Debug for SessionInfo {
@@ -214,6 +217,7 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
         max_unacked_bytes: n.max_unacked_bytes,
         ack_interval: Duration::from_millis(n.ack_interval_ms),
         ack_threshold: n.ack_threshold,
+        max_message_size: Some(n.max_message_size),
     })
 }
 
