@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     first_unacked: AtomicU64,
     /// Reliable mode: how many sent messages wait for an ack.
     window_len: AtomicU64,
+    /// The durable store's writer stopped: `send()` is refused.
+    pub(crate) store_dead: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
             space: tokio::sync::Notify::new(),
             first_unacked: AtomicU64::new(1),
             window_len: AtomicU64::new(0),
+            store_dead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -256,6 +256,16 @@ impl ResilientWebSocket {
 
     /// Whether one more message may be accepted now.
     fn admit(&self) -> Result<()> {
+        if self.durable
+            && self
+                .shared
+                .store_dead
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Nothing can be made durable any more: refuse rather than
+            // accept what would never be sent.
+            return Err(Error::Store(super::store_writer::writer_stopped()));
+        }
         if self.stateful() {
             // Reliable mode: the outbox also holds what the unacked window
             // cannot take yet, so it bounds the sender even while connected.
