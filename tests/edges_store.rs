@@ -272,3 +272,126 @@ async fn a_stored_message_whose_seq_failed_to_commit_goes_back_and_is_sent_once(
     );
     ws.disconnect().await.unwrap();
 }
+
+// ---- A session that cannot be resumed is given up (issue 11, item 7) ----
+
+#[actix_rt::test]
+async fn past_the_resume_window_a_stateful_client_fails_over_with_a_fresh_session() {
+    let held_acks = |window: Duration| ServerOptions {
+        resume_window: window,
+        // Acks held long, so the messages are still unacked when A dies.
+        ack_interval: Duration::from_secs(30),
+        ack_threshold: 1_000_000,
+        ..ServerOptions::default()
+    };
+    let (server_a, reliable_a) =
+        TestServer::reliable(held_acks(Duration::from_millis(300))).unwrap();
+    let (server_b, reliable_b) = TestServer::reliable(held_acks(Duration::from_secs(30))).unwrap();
+    let (inbox_a, inbox_b) = (Inbox::default(), Inbox::default());
+    reliable_a.on_message(InboxActor(inbox_a.clone()).start().recipient());
+    reliable_b.on_message(InboxActor(inbox_b.clone()).start().recipient());
+    let proxy_a = resilient_ws::testing::FaultProxy::start(server_a.addr())
+        .await
+        .unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(
+            ResilientWebSocket::builder_with_endpoints(vec![proxy_a.ws_url(), server_b.ws_url()])
+                .reconnect_mode(ReconnectMode::Stateful)
+                .reconnect_delays(Duration::from_millis(5), Duration::from_millis(40), 0)
+                .min_uptime(Duration::ZERO)
+                .heartbeat(Duration::ZERO, None)
+                .close_timeout(Duration::from_millis(200)),
+        )
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..5 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    assert!(wait_until(|| inbox_a.len() == 5, WAIT).await);
+    // A is down for good: the proxy refuses every new connection.
+    proxy_a.refuse(true);
+    proxy_a.cut_all();
+    let lost = rec
+        .wait_for(WAIT, |e| matches!(e, RecordedEvent::SessionLost(_)))
+        .await;
+    let Some(RecordedEvent::SessionLost(lost)) = lost else {
+        let events = rec.events();
+        panic!(
+            "no SessionLost event; {} events, the last: {:?}",
+            events.len(),
+            events.last()
+        );
+    };
+    assert_eq!(lost.resending, 5, "all five were unacked");
+    assert_eq!(lost.connection_id, inbox_a.all()[0].0);
+    assert!(
+        wait_until(|| inbox_b.len() >= 5, WAIT).await,
+        "the client fails over to B; last event: {:?}",
+        rec.events().last()
+    );
+    ws.send("m5").await.unwrap();
+    assert!(wait_until(|| inbox_b.len() >= 6, WAIT).await);
+    let got = inbox_b.all();
+    assert!(
+        got.iter().all(|m| m.0 == got[0].0),
+        "one fresh session on B"
+    );
+    assert_ne!(got[0].0, inbox_a.all()[0].0);
+    // Re-sent with their original ids, then the new one.
+    assert_eq!(
+        inbox_b.seq_texts(),
+        texts(&[
+            (1, "m0"),
+            (2, "m1"),
+            (3, "m2"),
+            (4, "m3"),
+            (5, "m4"),
+            (6, "m5")
+        ])
+    );
+    assert_eq!(ws.state(), Connected);
+    ws.disconnect().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn shutdown_advice_of_u64_max_is_capped_and_never_overflows() {
+    let raw = resilient_ws::testing::RawServer::bind().await.unwrap();
+    let url = raw.ws_url();
+    let advice = resilient_ws::protocol::ShutdownAdvice {
+        reconnect_after_ms: u64::MAX,
+        spread_ms: u64::MAX,
+    };
+    let server = actix_rt::spawn(async move {
+        let mut conn = raw.accept().await.unwrap();
+        conn.send_close(1012, &advice.to_reason()).await.unwrap();
+        (raw, conn)
+    });
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(
+            ResilientWebSocket::builder(url)
+                .reconnect_mode(ReconnectMode::Stateless)
+                .heartbeat(Duration::ZERO, None)
+                .min_uptime(Duration::ZERO),
+        )
+        .connect()
+        .await
+        .unwrap();
+    let again = rec
+        .wait_for(WAIT, |e| matches!(e, RecordedEvent::Reconnecting(_)))
+        .await;
+    let Some(RecordedEvent::Reconnecting(again)) = again else {
+        panic!("no Reconnecting event: {:?}", rec.events());
+    };
+    let cap = Duration::from_millis(resilient_ws::protocol::ShutdownAdvice::MAX_MS);
+    assert!(
+        again.delay >= cap,
+        "waits at least the (capped) advice: {:?}",
+        again.delay
+    );
+    assert!(again.delay <= cap * 2, "capped: {:?}", again.delay);
+    let _server = server.await.unwrap();
+    ws.disconnect().await.unwrap();
+}

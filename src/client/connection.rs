@@ -964,10 +964,10 @@ impl ConnectionActor {
                     // so its clients do not return as a herd.
                     let delay = match &error {
                         Error::Closed { code, reason } if *code == close_code::SERVICE_RESTART => {
-                            ShutdownAdvice::from_reason(reason).map_or(delay, |a| {
-                                let spread = rand::random_range(0..=a.spread_ms);
-                                Duration::from_millis(a.reconnect_after_ms + spread)
-                            })
+                            // Capped when read, and added without overflow:
+                            // a peer cannot park the client for ages.
+                            ShutdownAdvice::from_reason(reason)
+                                .map_or(delay, |a| a.delay(rand::random_range(0..=a.spread_ms)))
                         }
                         _ => delay,
                     };
