@@ -680,7 +680,7 @@ impl ResilientWebSocketBuilder {
         if let Some(mut store) = store {
             let state = store.load()?;
             let (progress_tx, progress) = tokio::sync::mpsc::unbounded_channel();
-            let handle = StoreHandle::start(store, progress_tx)?;
+            let handle = StoreHandle::start(store, progress_tx, shared.store_dead.clone())?;
             if state.session.is_some() || !state.unacked.is_empty() || !state.outbox.is_empty() {
                 log::info!(
                     "durable store: resuming with {} waiting and {} unacknowledged messages{}",

@@ -18,6 +18,7 @@ impl From<&SessionInfo> for StoredSession {
             max_unacked_bytes: s.max_unacked_bytes,
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
+            resume_window: Some(s.resume_window),
         }
     }
 }
@@ -31,6 +32,9 @@ impl From<&StoredSession> for SessionInfo {
             max_unacked_bytes: s.max_unacked_bytes,
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
+            resume_window: s
+                .resume_window
+                .unwrap_or(super::transport::DEFAULT_RESUME_WINDOW),
         }
     }
 }

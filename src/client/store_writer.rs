@@ -22,7 +22,10 @@
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::mpsc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
 };
 
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
@@ -102,9 +105,12 @@ impl std::fmt::Debug for StoreHandle {
 impl StoreHandle {
     /// Starts the writer thread for `store`; commit progress of ticketed
     /// submissions goes to `progress`.
+    /// `dead` is set when the writer stops for good (the store panicked),
+    /// before anyone hears of that commit, so `send()` can refuse at once.
     pub(crate) fn start(
         mut store: Box<dyn QueueStore>,
         progress: tokio_mpsc::UnboundedSender<Committed>,
+        dead: Arc<AtomicBool>,
     ) -> std::io::Result<StoreHandle> {
         let (tx, rx) = mpsc::channel::<Submission>();
         let hook = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
@@ -167,6 +173,9 @@ impl StoreHandle {
                         if let Some(epoch) = epoch {
                             poisoned = Some((epoch, e.clone()));
                         }
+                    }
+                    if died {
+                        dead.store(true, Ordering::Release);
                     }
                     commits += 1;
                     if crash_after == Some(commits) {

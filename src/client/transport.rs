@@ -105,7 +105,14 @@ pub(crate) struct SessionInfo {
     pub(crate) max_unacked_bytes: usize,
     pub(crate) ack_interval: Duration,
     pub(crate) ack_threshold: u32,
+    /// How long the server keeps the session without a socket; past it,
+    /// the client stops trying to resume and negotiates afresh.
+    pub(crate) resume_window: Duration,
 }
+
+/// The resume window of a session stored by a version that did not record
+/// it: the protocol's default (PROTOCOL.md §8).
+pub(crate) const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for SessionInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,6 +221,7 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
         max_unacked_bytes: n.max_unacked_bytes,
         ack_interval: Duration::from_millis(n.ack_interval_ms),
         ack_threshold: n.ack_threshold,
+        resume_window: Duration::from_millis(n.resume_window_ms),
     })
 }
 

@@ -88,6 +88,11 @@ pub struct StoredSession {
     pub ack_interval: Duration,
     /// After how many messages the client acks at once.
     pub ack_threshold: u32,
+    /// How long the server keeps the session without a socket (`None` in a
+    /// store written before this was recorded: the protocol's default, 30 s,
+    /// is assumed).
+    #[serde(default)]
+    pub resume_window: Option<Duration>,
 }
 
 impl std::fmt::Debug for StoredSession {
@@ -279,6 +284,7 @@ pub(crate) mod tests {
             max_unacked_bytes: 1024,
             ack_interval: Duration::from_millis(50),
             ack_threshold: 8,
+            resume_window: Some(Duration::from_secs(30)),
         };
         store
             .commit(&[
@@ -352,6 +358,7 @@ pub(crate) mod tests {
             max_unacked_bytes: 1,
             ack_interval: Duration::ZERO,
             ack_threshold: 1,
+            resume_window: None,
         };
         assert!(!format!("{s:?}").contains("TOPSECRET"));
     }
