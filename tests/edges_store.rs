@@ -395,3 +395,40 @@ async fn shutdown_advice_of_u64_max_is_capped_and_never_overflows() {
     let _server = server.await.unwrap();
     ws.disconnect().await.unwrap();
 }
+
+#[actix_rt::test]
+async fn raw_mode_a_message_whose_commit_failed_is_never_sent() {
+    let server = TestServer::echo().await.unwrap();
+    let (store, sw) = flaky();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(
+            ResilientWebSocket::builder(server.ws_url())
+                .reconnect_mode(ReconnectMode::Stateless)
+                .heartbeat(Duration::ZERO, None)
+                .buffering(true, 100)
+                .store(store),
+        )
+        .build()
+        .unwrap();
+    // Not connected: they wait in the (stored) outbox.
+    ws.send("kept0").await.unwrap();
+    sw.fail.store(true, Ordering::SeqCst);
+    let err = ws.send("lost").await.unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    sw.fail.store(false, Ordering::SeqCst);
+    ws.send("kept1").await.unwrap();
+    ws.connect().await.unwrap();
+    ws.send("kept2").await.unwrap();
+    let echoed = rec.wait_messages(3, WAIT).await;
+    let texts: Vec<_> = echoed
+        .iter()
+        .map(|p| p.as_text().unwrap_or("<binary>").to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        ["kept0", "kept1", "kept2"],
+        "the echo server got exactly these"
+    );
+    ws.disconnect().await.unwrap();
+}

@@ -26,7 +26,7 @@
 //!
 //! A commit that fails is not progress: nothing in it goes to the socket,
 //! the `send()`s in it fail with the store's error, and the actor rolls its
-//! state back to the last commit that held (see [`QueueActor::rollback`]):
+//! state back to the last commit that held (see `rollback`):
 //! the seqs it gave out are given again, messages whose `send()` failed
 //! leave the outbox, messages whose `send()` succeeded earlier go back into
 //! it. Until a commit works again the outbox holds what it has (retried on
@@ -497,6 +497,14 @@ impl QueueActor {
         }
     }
 
+    /// With a durable store: whether the commit admitting this outbox
+    /// message is still to come.
+    fn admission_pending(&self, id: MessageId) -> bool {
+        self.durable
+            .as_ref()
+            .is_some_and(|d| d.keys.get(&id).is_some_and(|k| *k >= d.durable_key))
+    }
+
     /// Whether the store holds messages back: a failed commit waits for
     /// its retry, or the writer is gone.
     fn store_blocked(&self) -> bool {
@@ -563,6 +571,12 @@ impl QueueActor {
             };
             let size = next.payload.len();
             if self.window.as_ref().is_some_and(|w| !w.has_room(size)) {
+                break;
+            }
+            if self.window.is_none() && self.admission_pending(next.id) {
+                // Raw mode writes at once: not before its `send()` is
+                // answered, which may yet be an error. The commit's report
+                // drains again.
                 break;
             }
             let m = self.queue.dequeue().expect("peeked");
@@ -647,9 +661,10 @@ impl StreamHandler<Committed> for QueueActor {
                 if let Some(h) = d.retry.take() {
                     // The store works again: let the outbox flow.
                     ctx.cancel_future(h);
-                    if self.up {
-                        self.drain_backlog();
-                    }
+                }
+                if self.up && !self.queue.is_empty() {
+                    // Also what waited for its admission to commit.
+                    self.drain_backlog();
                 }
                 self.release();
                 self.submit();
