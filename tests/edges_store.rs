@@ -72,14 +72,14 @@ async fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
 /// A user's store: a `MemoryStore` whose commits fail (or panic) while a
 /// switch is on.
 struct FlakyStore {
-    inner: MemoryStore,
+    inner: Arc<Mutex<MemoryStore>>,
     fail: Arc<AtomicBool>,
     panic: Arc<AtomicBool>,
 }
 
 impl QueueStore for FlakyStore {
     fn load(&mut self) -> Result<StoredState, StoreError> {
-        self.inner.load()
+        self.inner.lock().unwrap().load()
     }
 
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
@@ -89,25 +89,32 @@ impl QueueStore for FlakyStore {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Other("test store: disk unplugged".into()));
         }
-        self.inner.commit(ops)
+        self.inner.lock().unwrap().commit(ops)
     }
 }
 
 struct Switches {
     fail: Arc<AtomicBool>,
     panic: Arc<AtomicBool>,
+    /// What the store holds (shared with the client's writer thread).
+    stored: Arc<Mutex<MemoryStore>>,
 }
 
 fn flaky() -> (FlakyStore, Switches) {
     let fail = Arc::new(AtomicBool::new(false));
     let panic = Arc::new(AtomicBool::new(false));
+    let stored = Arc::new(Mutex::new(MemoryStore::default()));
     (
         FlakyStore {
-            inner: MemoryStore::default(),
+            inner: stored.clone(),
             fail: fail.clone(),
             panic: panic.clone(),
         },
-        Switches { fail, panic },
+        Switches {
+            fail,
+            panic,
+            stored,
+        },
     )
 }
 
@@ -429,6 +436,49 @@ async fn raw_mode_a_message_whose_commit_failed_is_never_sent() {
         texts,
         ["kept0", "kept1", "kept2"],
         "the echo server got exactly these"
+    );
+    ws.disconnect().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn raw_mode_a_sent_message_whose_removal_failed_to_commit_is_removed_later() {
+    let server = TestServer::echo().await.unwrap();
+    let (store, sw) = flaky();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(
+            ResilientWebSocket::builder(server.ws_url())
+                .reconnect_mode(ReconnectMode::Stateless)
+                .heartbeat(Duration::ZERO, None)
+                .buffering(true, 100)
+                .store(store),
+        )
+        .build()
+        .unwrap();
+    ws.send("k0").await.unwrap();
+    ws.send("k1").await.unwrap();
+    assert_eq!(sw.stored.lock().unwrap().load().unwrap().outbox.len(), 2);
+    // They are sent on connect; the commit saying so fails.
+    sw.fail.store(true, Ordering::SeqCst);
+    ws.connect().await.unwrap();
+    assert_eq!(rec.wait_messages(2, WAIT).await.len(), 2);
+    let failed = rec
+        .wait_for(
+            WAIT,
+            |e| matches!(e, RecordedEvent::Error(ev) if matches!(ev.error, Error::Store(_))),
+        )
+        .await;
+    assert!(failed.is_some(), "the failed commit is reported");
+    sw.fail.store(false, Ordering::SeqCst);
+    // Recorded again (on the retry timer): a restart would not send them twice.
+    assert!(
+        wait_until(
+            || sw.stored.lock().unwrap().load().unwrap().outbox.is_empty(),
+            WAIT
+        )
+        .await,
+        "the store still holds sent messages: {:?}",
+        sw.stored.lock().unwrap().load().unwrap().outbox
     );
     ws.disconnect().await.unwrap();
 }

@@ -179,6 +179,10 @@ struct Durable {
     /// Reliable mode: messages that left the outbox with a seq that is not
     /// durable yet, to put back if its commit fails.
     assigned: VecDeque<Assigned>,
+    /// Messages that left the outbox without a seq (sent in raw mode, or
+    /// dropped), as (ticket of the commit recording it, key): recorded
+    /// again after a failed commit, so the store does not bring them back.
+    removed: VecDeque<(u64, u64)>,
     /// After a failed commit: the timer that tries the outbox again. While
     /// it runs, nothing new leaves the outbox.
     retry: Option<SpawnHandle>,
@@ -304,6 +308,7 @@ impl QueueActor {
             durable_seq: state.next_seq.max(1),
             durable_key: state.next_key(),
             assigned: VecDeque::new(),
+            removed: VecDeque::new(),
             retry: None,
             retry_delay: STORE_RETRY_MIN,
             dead: false,
@@ -391,6 +396,15 @@ impl QueueActor {
         }
     }
 
+    /// Records that an outbox message left without a seq.
+    fn record_remove(&mut self, key: u64) {
+        if let Some(d) = self.durable.as_mut() {
+            // It goes with the next submission.
+            d.removed.push_back((d.issued + 1, key));
+            d.ops.push(StoreOp::Remove { key });
+        }
+    }
+
     /// Records a change, if there is a durable store.
     fn record(&mut self, op: StoreOp) {
         if let Some(d) = self.durable.as_mut() {
@@ -429,7 +443,7 @@ impl QueueActor {
     fn report(&mut self, d: Dropped) {
         log::debug!("dropped message {} ({:?})", d.id, d.reason);
         if let Some(key) = self.take_key(d.id) {
-            self.record(StoreOp::Remove { key });
+            self.record_remove(key);
         }
         Counters::add(&self.shared.counters.dropped, 1);
         self.dropped.publish(MessageDropped {
@@ -539,7 +553,7 @@ impl QueueActor {
                     payload,
                 });
             } else if let Some(key) = key {
-                self.record(StoreOp::Remove { key });
+                self.record_remove(key);
             }
         }
         out
@@ -657,6 +671,9 @@ impl StreamHandler<Committed> for QueueActor {
                 while d.assigned.front().is_some_and(|a| a.seq < durable_seq) {
                     d.assigned.pop_front();
                 }
+                while d.removed.front().is_some_and(|(t, _)| *t <= msg.ticket) {
+                    d.removed.pop_front();
+                }
                 d.retry_delay = STORE_RETRY_MIN;
                 if let Some(h) = d.retry.take() {
                     // The store works again: let the outbox flow.
@@ -748,6 +765,14 @@ impl QueueActor {
         d.marks.clear();
         let (durable_seq, durable_key) = (d.durable_seq, d.durable_key);
         let assigned = std::mem::take(&mut d.assigned);
+        // Gone from memory, still in the store: say so again, with the
+        // next commit (a key never durably admitted needs nothing).
+        for (_, key) in std::mem::take(&mut d.removed) {
+            if key < durable_key {
+                d.removed.push_back((d.issued + 1, key));
+                d.ops.push(StoreOp::Remove { key });
+            }
+        }
         let held = std::mem::take(&mut d.held);
         let mut back = Vec::new();
         if let Some(w) = self.window.as_mut() {
