@@ -193,6 +193,13 @@ impl StoredState {
 /// after the batch holding its message committed. The client calls
 /// `commit` from one dedicated thread, never concurrently, so a blocking
 /// implementation is right.
+///
+/// An `Err` from `commit` is not progress: the client sends nothing of the
+/// batch, the `send()`s in it fail with that error, and it goes back to
+/// the state of the last batch that committed (it gives the same sequence
+/// numbers again), trying the store again with its next batch. A panic in
+/// `commit` stops the client's store writer for good: the client reports
+/// it and refuses every later `send()`.
 pub trait QueueStore: Send + 'static {
     /// Reads everything stored (at start).
     ///
