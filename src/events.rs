@@ -198,7 +198,9 @@ pub struct MessageDropped {
 }
 
 /// Reliable mode: the server no longer had the session (it expired, or the
-/// server restarted). The client starts a fresh session and re-sends every
+/// server restarted), or the client could not reach it within the session's
+/// resume window (then it negotiates at the URL its endpoints or URL
+/// provider give, so it can fail over). The client starts a fresh session and re-sends every
 /// message that was not acknowledged, each with its original id (its
 /// sequence number), so the receiver can drop one it already has. Messages
 /// the server had sent on the old session and that were not delivered are

@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     /// `SessionLost` report only; a HELLO's `first_seq` is asked of the
     /// outbox itself, see `opened`).
     window_len: AtomicU64,
+    /// The durable store's writer stopped: `send()` is refused.
+    pub(crate) store_dead: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -103,6 +105,7 @@ impl Shared {
             space: tokio::sync::Notify::new(),
             window_len: AtomicU64::new(0),
             peer_max_message_size: AtomicUsize::new(0),
+            store_dead: Arc::default(),
         }
     }
 
@@ -314,6 +317,10 @@ pub struct ConnectionActor {
     refusals: Option<Refusals>,
     /// The run reached the bound: stop instead of reconnecting.
     refused_for_good: bool,
+    /// Reliable mode: since when the session has had no socket. Past its
+    /// resume window the server has dropped it, so an attempt that would
+    /// start later negotiates a fresh session instead (PROTOCOL.md §7).
+    session_lost_at: Option<Instant>,
 }
 
 impl ConnectionActor {
@@ -354,6 +361,7 @@ impl ConnectionActor {
             acked: 0,
             refusals: None,
             refused_for_good: false,
+            session_lost_at: None,
         }
     }
 
@@ -398,6 +406,19 @@ impl ConnectionActor {
     fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
         if self.phase != Phase::Reconnecting {
             self.set_state(ConnectionState::Connecting);
+        }
+        if let (Some(s), Some(lost)) = (&self.reliable.session, self.session_lost_at) {
+            if lost.elapsed() > s.resume_window {
+                // Resuming cannot work any more, and would keep the client
+                // on the old server's socket URL: negotiate afresh through
+                // the URL provider (which rotates failover endpoints).
+                log::debug!(
+                    "session {}: no socket for longer than its resume window ({:?})",
+                    s.connection_id,
+                    s.resume_window
+                );
+                self.give_up_session();
+            }
         }
         let opts = self.opts.clone();
         let url = self.url.clone();
@@ -520,6 +541,7 @@ impl ConnectionActor {
             return;
         };
         sock.ready = true;
+        self.session_lost_at = None;
         // Raw mode: batches that missed the last socket go out first.
         let backlog = self.pending.len() as u64;
         for p in self.pending.drain(..) {
@@ -1015,15 +1037,11 @@ impl Actor for ConnectionActor {
             self.store_session();
         }
         if matches!(error, Some(Error::SessionGone)) {
-            if let Some(old) = self.reliable.session_gone() {
-                self.store_session();
-                let resending = self.shared.window_len.load(Ordering::Acquire) as usize;
-                log::debug!("session {} is gone; starting fresh", old.connection_id);
-                self.bus.session_lost.publish(SessionLost {
-                    connection_id: old.connection_id,
-                    resending,
-                });
-            }
+            self.give_up_session();
+        }
+        if self.reliable.session.is_some() && self.session_lost_at.is_none() {
+            // The resume window starts now (see `begin_attempt`).
+            self.session_lost_at = Some(Instant::now());
         }
         self.phase = if matches!(error, Some(Error::SessionGone))
             && self.phase == Phase::Initial
@@ -1056,6 +1074,23 @@ impl Actor for ConnectionActor {
 }
 
 impl ConnectionActor {
+    /// Reliable mode: the session cannot be resumed (the server said it is
+    /// gone, or its resume window passed): forget it, tell the application
+    /// how many unacknowledged messages the next session gets again, and
+    /// leave the next attempt to negotiate a fresh one (PROTOCOL.md §7).
+    fn give_up_session(&mut self) {
+        self.session_lost_at = None;
+        if let Some(old) = self.reliable.session_gone() {
+            self.store_session();
+            let resending = self.shared.window_len.load(Ordering::Acquire) as usize;
+            log::debug!("session {} is gone; starting fresh", old.connection_id);
+            self.bus.session_lost.publish(SessionLost {
+                connection_id: old.connection_id,
+                resending,
+            });
+        }
+    }
+
     /// What comes after a socket or attempt ended (`failed`: with an error).
     fn next_phase(&mut self, failed: bool) -> Phase {
         if !self.wanted || !failed || self.refused_for_good {
@@ -1145,10 +1180,10 @@ impl ConnectionActor {
                     // so its clients do not return as a herd.
                     let delay = match &error {
                         Error::Closed { code, reason } if *code == close_code::SERVICE_RESTART => {
-                            ShutdownAdvice::from_reason(reason).map_or(delay, |a| {
-                                let spread = rand::random_range(0..=a.spread_ms);
-                                Duration::from_millis(a.reconnect_after_ms + spread)
-                            })
+                            // Capped when read, and added without overflow:
+                            // a peer cannot park the client for ages.
+                            ShutdownAdvice::from_reason(reason)
+                                .map_or(delay, |a| a.delay(rand::random_range(0..=a.spread_ms)))
                         }
                         _ => delay,
                     };

@@ -298,6 +298,16 @@ impl ResilientWebSocket {
 
     /// Whether one more message may be accepted now.
     fn admit(&self) -> Result<()> {
+        if self.durable
+            && self
+                .shared
+                .store_dead
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Nothing can be made durable any more: refuse rather than
+            // accept what would never be sent.
+            return Err(Error::Store(super::store_writer::writer_stopped()));
+        }
         if self.stateful() {
             // Reliable mode: the outbox also holds what the unacked window
             // cannot take yet, so it bounds the sender even while connected.
@@ -746,7 +756,7 @@ impl ResilientWebSocketBuilder {
         if let Some(mut store) = store {
             let state = store.load()?;
             let (progress_tx, progress) = tokio::sync::mpsc::unbounded_channel();
-            let handle = StoreHandle::start(store, progress_tx)?;
+            let handle = StoreHandle::start(store, progress_tx, shared.store_dead.clone())?;
             if state.session.is_some() || !state.unacked.is_empty() || !state.outbox.is_empty() {
                 log::info!(
                     "durable store: resuming with {} waiting and {} unacknowledged messages{}",

@@ -23,6 +23,15 @@
 //! gave its messages their seqs: a seq the server has seen is never given to
 //! another message after a crash, which is what makes delivery exactly once
 //! across a restart of the process.
+//!
+//! A commit that fails is not progress: nothing in it goes to the socket,
+//! the `send()`s in it fail with the store's error, and the actor rolls its
+//! state back to the last commit that held (see `rollback`):
+//! the seqs it gave out are given again, messages whose `send()` failed
+//! leave the outbox, messages whose `send()` succeeded earlier go back into
+//! it. Until a commit works again the outbox holds what it has (retried on
+//! a backoff timer, and with every new change); a writer that died refuses
+//! everything from then on.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -36,16 +45,24 @@ use tokio::sync::oneshot;
 use super::{
     connection::{ConnectionActor, Disconnect, Shared, Subscribe, WriteBatch},
     stats::Counters,
-    store_writer::{Committed, Done, StoreHandle},
+    store_writer::{writer_stopped, Chain, Committed, Done, StoreHandle},
     subscribers::Subscribers,
 };
 use crate::{
     events::{ErrorEvent, MessageDropped, Payload},
-    queue::{Dropped, MessageId, MessageQueue, QueueError, QueueOptions, StoreOp, StoredState},
+    queue::{
+        Dropped, MessageId, MessageQueue, QueueError, QueueOptions, QueuedMessage, StoreOp,
+        StoredState,
+    },
 };
 
 /// How many backlog messages go to the connection in one batch.
 const BACKLOG_BATCH: usize = 1024;
+
+/// After a failed commit, the outbox is tried again after this long,
+/// doubling up to [`STORE_RETRY_MAX`] while commits keep failing.
+const STORE_RETRY_MIN: Duration = Duration::from_millis(50);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// A message from `send()`.
 #[derive(Message)]
@@ -156,7 +173,43 @@ struct Durable {
     held: VecDeque<(u64, u64, Vec<Outbound>)>,
     /// Commit progress from the writer, until `started()` takes it.
     progress: Option<tokio::sync::mpsc::UnboundedReceiver<Committed>>,
+    /// The chain the writer follows; a rollback starts the next one.
+    epoch: u64,
+    /// Per submission not confirmed yet: (ticket, next seq, next key) as
+    /// it left them, which become durable when it commits.
+    marks: VecDeque<(u64, u64, u64)>,
+    /// What the last commit that held made durable: seqs below this...
+    durable_seq: u64,
+    /// ...and the outbox keys below this.
+    durable_key: u64,
+    /// Reliable mode: messages that left the outbox with a seq that is not
+    /// durable yet, to put back if its commit fails.
+    assigned: VecDeque<Assigned>,
+    /// Messages that left the outbox without a seq (sent in raw mode, or
+    /// dropped), as (ticket of the commit recording it, key): recorded
+    /// again after a failed commit, so the store does not bring them back.
+    removed: VecDeque<(u64, u64)>,
+    /// After a failed commit: the timer that tries the outbox again. While
+    /// it runs, nothing new leaves the outbox.
+    retry: Option<SpawnHandle>,
+    retry_delay: Duration,
+    /// The writer thread is gone: nothing is recorded or sent any more.
+    dead: bool,
 }
+
+/// Reliable mode: a message that left the outbox as `seq`, as it was there.
+struct Assigned {
+    seq: u64,
+    key: u64,
+    id: MessageId,
+    priority: u8,
+    enqueued_at: std::time::Instant,
+}
+
+/// The retry timer after a failed commit fired.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RetryStore;
 
 /// `disconnect()`: pass on after everything accepted before it.
 #[derive(Message)]
@@ -271,6 +324,15 @@ impl QueueActor {
             committed: 0,
             held: VecDeque::new(),
             progress: Some(progress),
+            epoch: 0,
+            marks: VecDeque::new(),
+            durable_seq: state.next_seq.max(1),
+            durable_key: state.next_key(),
+            assigned: VecDeque::new(),
+            removed: VecDeque::new(),
+            retry: None,
+            retry_delay: STORE_RETRY_MIN,
+            dead: false,
         };
         let mut outbox: Vec<(Payload, u8, u64)> = Vec::new();
         match self.window.as_mut() {
@@ -338,7 +400,13 @@ impl QueueActor {
         d.issued += 1;
         let ops = std::mem::take(&mut d.ops);
         let waiters = std::mem::take(&mut d.waiters);
-        d.store.submit(ops, waiters, Some(d.issued));
+        let next_seq = self.window.as_ref().map_or(0, |w| w.next_seq);
+        d.marks.push_back((d.issued, next_seq, d.next_key));
+        let chain = Chain {
+            ticket: d.issued,
+            epoch: d.epoch,
+        };
+        d.store.submit(ops, waiters, Some(chain));
     }
 
     /// Reliable mode: the peer has everything up to `upto`.
@@ -346,6 +414,15 @@ impl QueueActor {
         if let Some(w) = self.window.as_mut() {
             w.ack(upto);
             self.record(StoreOp::Acked { upto });
+        }
+    }
+
+    /// Records that an outbox message left without a seq.
+    fn record_remove(&mut self, key: u64) {
+        if let Some(d) = self.durable.as_mut() {
+            // It goes with the next submission.
+            d.removed.push_back((d.issued + 1, key));
+            d.ops.push(StoreOp::Remove { key });
         }
     }
 
@@ -392,7 +469,7 @@ impl QueueActor {
     fn report(&mut self, d: Dropped) {
         log::debug!("dropped message {} ({:?})", d.id, d.reason);
         if let Some(key) = self.take_key(d.id) {
-            self.record(StoreOp::Remove { key });
+            self.record_remove(key);
         }
         Counters::add(&self.shared.counters.dropped, 1);
         self.dropped.publish(MessageDropped {
@@ -460,10 +537,27 @@ impl QueueActor {
         }
     }
 
+    /// With a durable store: whether the commit admitting this outbox
+    /// message is still to come.
+    fn admission_pending(&self, id: MessageId) -> bool {
+        self.durable
+            .as_ref()
+            .is_some_and(|d| d.keys.get(&id).is_some_and(|k| *k >= d.durable_key))
+    }
+
+    /// Whether the store holds messages back: a failed commit waits for
+    /// its retry, or the writer is gone.
+    fn store_blocked(&self) -> bool {
+        self.durable
+            .as_ref()
+            .is_some_and(|d| d.dead || d.retry.is_some())
+    }
+
     /// Whether a message may skip the outbox and go straight to the socket.
     fn can_pass(&self, size: usize) -> bool {
         self.up
             && !self.paused
+            && !self.store_blocked()
             && self.queue.is_empty()
             && self.window.as_ref().is_none_or(|w| w.has_room(size))
     }
@@ -485,7 +579,7 @@ impl QueueActor {
                     payload,
                 });
             } else if let Some(key) = key {
-                self.record(StoreOp::Remove { key });
+                self.record_remove(key);
             }
         }
         out
@@ -510,7 +604,7 @@ impl QueueActor {
             self.send_batch(burst);
         }
         let mut batch = Vec::new();
-        while !self.paused {
+        while !self.paused && !self.store_blocked() {
             self.refill();
             let Some(next) = self.queue.peek() else {
                 break;
@@ -519,9 +613,26 @@ impl QueueActor {
             if self.window.as_ref().is_some_and(|w| !w.has_room(size)) {
                 break;
             }
+            if self.window.is_none() && self.admission_pending(next.id) {
+                // Raw mode writes at once: not before its `send()` is
+                // answered, which may yet be an error. The commit's report
+                // drains again.
+                break;
+            }
             let m = self.queue.dequeue().expect("peeked");
             let key = self.take_key(m.id);
-            batch.push(self.outbound(m.payload, key));
+            let (id, priority, enqueued_at) = (m.id, m.priority, m.enqueued_at);
+            let out = self.outbound(m.payload, key);
+            if let (Some(d), Some(key), true) = (self.durable.as_mut(), key, out.seq != 0) {
+                d.assigned.push_back(Assigned {
+                    seq: out.seq,
+                    key,
+                    id,
+                    priority,
+                    enqueued_at,
+                });
+            }
+            batch.push(out);
             if batch.len() == BACKLOG_BATCH {
                 self.send_batch(std::mem::take(&mut batch));
             }
@@ -567,18 +678,202 @@ fn tokio_stream(
 }
 
 impl StreamHandler<Committed> for QueueActor {
-    fn handle(&mut self, msg: Committed, _: &mut Context<Self>) {
-        if let Err(e) = msg.result {
-            self.errors.publish(ErrorEvent { error: e.into() });
+    fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if msg.epoch != d.epoch {
+            // Built on a commit that failed: the rollback dealt with it.
+            answer(msg.failed, &msg.result);
+            return;
         }
-        if let Some(d) = self.durable.as_mut() {
-            d.committed = d.committed.max(msg.ticket);
+        match msg.result {
+            Ok(()) => {
+                d.committed = d.committed.max(msg.ticket);
+                while let Some(&(ticket, seq, key)) = d.marks.front() {
+                    if ticket > msg.ticket {
+                        break;
+                    }
+                    d.durable_seq = seq;
+                    d.durable_key = key;
+                    d.marks.pop_front();
+                }
+                let durable_seq = d.durable_seq;
+                while d.assigned.front().is_some_and(|a| a.seq < durable_seq) {
+                    d.assigned.pop_front();
+                }
+                while d.removed.front().is_some_and(|(t, _)| *t <= msg.ticket) {
+                    d.removed.pop_front();
+                }
+                d.retry_delay = STORE_RETRY_MIN;
+                if let Some(h) = d.retry.take() {
+                    // The store works again: let the outbox flow.
+                    ctx.cancel_future(h);
+                }
+                if self.up && !self.queue.is_empty() {
+                    // Also what waited for its admission to commit.
+                    self.drain_backlog();
+                }
+                self.release();
+                self.submit();
+            }
+            Err(e) => {
+                self.rollback(ctx);
+                // Only now: a caller that sends again after the error
+                // builds on the rolled-back state.
+                answer(msg.failed, &Err(e.clone()));
+                self.errors.publish(ErrorEvent { error: e.into() });
+            }
         }
-        self.release();
     }
 
-    fn finished(&mut self, _: &mut Context<Self>) {
-        // The writer is gone with the store: the actor's life goes on.
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The writer stopped (the store panicked): what the store holds is
+        // unknown from here, so nothing more is recorded or sent. Held
+        // batches stay held; `send()` fails from now on.
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        d.dead = true;
+        if let Some(h) = d.retry.take() {
+            ctx.cancel_future(h);
+        }
+        self.shared
+            .store_dead
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Wake senders waiting for space: they get the error now.
+        self.shared.space.notify_waiters();
+        log::error!("{}", writer_stopped());
+        self.errors.publish(ErrorEvent {
+            error: writer_stopped().into(),
+        });
+    }
+}
+
+/// Answers the `send()`s of a commit that failed.
+fn answer(waiters: Vec<Done>, result: &Result<(), crate::queue::StoreError>) {
+    for w in waiters {
+        let _ = w.send(result.clone());
+    }
+}
+
+impl Handler<RetryStore> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RetryStore, _: &mut Context<Self>) {
+        if let Some(d) = self.durable.as_mut() {
+            d.retry = None;
+        }
+        // Whatever leaves the outbox now is the store's next try.
+        if self.up {
+            self.drain_backlog();
+        }
+        self.submit();
+    }
+}
+
+impl QueueActor {
+    /// A commit failed: go back to what the last commit that held left,
+    /// so that memory says what the store says.
+    ///
+    /// Everything submitted after that commit was refused by the writer
+    /// (it builds on the failed one), and the `send()`s in it heard the
+    /// error. So: seqs from the first non-durable one on are given out
+    /// again; the messages that held them and came from the outbox (their
+    /// `send()` succeeded, their admission is durable) go back to their
+    /// place in it; messages admitted after that commit leave the outbox
+    /// (their `send()` failed); held batches go out only with their
+    /// durable messages. Then the outbox waits for a retry.
+    fn rollback(&mut self, ctx: &mut Context<Self>) {
+        // Changes of this turn build on the failed ones: let the writer
+        // refuse them too, so their waiters hear the error.
+        self.submit();
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        d.epoch += 1;
+        d.committed = d.issued;
+        d.marks.clear();
+        let (durable_seq, durable_key) = (d.durable_seq, d.durable_key);
+        let assigned = std::mem::take(&mut d.assigned);
+        // Gone from memory, still in the store: say so again, with the
+        // next commit (a key never durably admitted needs nothing).
+        for (_, key) in std::mem::take(&mut d.removed) {
+            if key < durable_key {
+                d.removed.push_back((d.issued + 1, key));
+                d.ops.push(StoreOp::Remove { key });
+            }
+        }
+        let held = std::mem::take(&mut d.held);
+        let mut back = Vec::new();
+        if let Some(w) = self.window.as_mut() {
+            let mut undone = HashMap::new();
+            while w.unacked.back().is_some_and(|m| m.seq >= durable_seq) {
+                let m = w.unacked.pop_back().expect("back checked");
+                w.bytes -= m.payload.len();
+                undone.insert(m.seq, m.payload);
+            }
+            w.next_seq = w.next_seq.min(durable_seq);
+            for a in assigned {
+                if a.key >= durable_key {
+                    continue;
+                }
+                if let Some(payload) = undone.remove(&a.seq) {
+                    back.push((
+                        a.key,
+                        QueuedMessage {
+                            id: a.id,
+                            payload,
+                            priority: a.priority,
+                            attempts: 0,
+                            enqueued_at: a.enqueued_at,
+                        },
+                    ));
+                }
+            }
+            self.batch.retain(|m| m.seq < durable_seq);
+            for (_, gen, mut items) in held {
+                items.retain(|m| m.seq < durable_seq);
+                let conn = self.conn.as_ref().and_then(WeakAddr::upgrade);
+                if let (false, Some(conn)) = (items.is_empty(), conn) {
+                    conn.do_send(WriteBatch { gen, items });
+                }
+            }
+            // An ack whose commit failed: say it again with the next one.
+            let acked = w.first_unacked().saturating_sub(1);
+            if acked > 0 {
+                d.ops.push(StoreOp::Acked { upto: acked });
+            }
+        }
+        let gone: Vec<MessageId> = d
+            .keys
+            .iter()
+            .filter(|(_, key)| **key >= durable_key)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            d.keys.remove(&id);
+            self.queue.remove(id);
+        }
+        self.overflow.retain(|(_, _, key)| *key < durable_key);
+        for (key, m) in back {
+            match self.queue.mark_failed(m) {
+                Ok(id) => {
+                    d.keys.insert(id, key);
+                }
+                Err(dropped) => {
+                    // Only with max_retries <= 1, which the actor never sets.
+                    log::warn!("message {} could not go back to the outbox", dropped.id);
+                }
+            }
+        }
+        let delay = d.retry_delay;
+        d.retry_delay = (delay * 2).min(STORE_RETRY_MAX);
+        if let Some(h) = d.retry.take() {
+            ctx.cancel_future(h);
+        }
+        d.retry = Some(ctx.notify_later(RetryStore, delay));
+        self.update_buffered();
     }
 }
 
@@ -598,6 +893,17 @@ impl QueueActor {
             priority,
             done,
         } = msg;
+        if self.durable.as_ref().is_some_and(|d| d.dead) {
+            match done {
+                Some(done) => {
+                    let _ = done.send(Err(writer_stopped()));
+                }
+                None => self.errors.publish(ErrorEvent {
+                    error: writer_stopped().into(),
+                }),
+            }
+            return;
+        }
         let passes = self.can_pass(payload.len());
         // With a durable store, a message that waits is stored under a new
         // key; one that passes in reliable mode is stored by its seq (in

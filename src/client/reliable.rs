@@ -18,6 +18,7 @@ impl From<&SessionInfo> for StoredSession {
             max_unacked_bytes: s.max_unacked_bytes,
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
+            resume_window: Some(s.resume_window),
         }
     }
 }
@@ -32,6 +33,9 @@ impl From<&StoredSession> for SessionInfo {
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
             max_message_size: None,
+            resume_window: s
+                .resume_window
+                .unwrap_or(super::transport::DEFAULT_RESUME_WINDOW),
         }
     }
 }

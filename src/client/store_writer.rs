@@ -9,8 +9,24 @@
 //! load instead of growing with it. After each commit it answers the
 //! `send()`s whose messages were in it, and tells the queue actor how far
 //! it got, which is when batches of reliable mode may go to the socket.
+//!
+//! A failed commit is not progress. The queue actor's submissions form a
+//! chain (each builds on the state the ones before it left), so once a
+//! commit of chain `epoch` fails, every later submission of that epoch is
+//! refused without touching the store, with the same error: the actor
+//! rolls its state back to the last commit that held, and starts the next
+//! epoch on top of it. A panic in the store's `commit` ends the writer (the
+//! store's state is unknown after it): the submissions of that commit hear
+//! an error, every later one hears that the writer stopped, and the actor
+//! sees the progress stream end.
 
-use std::sync::mpsc;
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+};
 
 use tokio::sync::{mpsc as tokio_mpsc, oneshot};
 
@@ -31,18 +47,46 @@ const CRASH_AFTER_COMMITS: &str = "RWS_STORE_CRASH_AFTER_COMMITS";
 /// 20 ms to act on them, and the process dies before they are durable.
 const CRASH_IN_COMMIT: &str = "RWS_STORE_CRASH_IN_COMMIT";
 
-/// The writer got as far as `ticket`.
+/// The writer is done with `ticket` of chain `epoch`: committed, or not
+/// (then nothing of it was applied).
 #[derive(actix::Message, Debug)]
 #[rtype(result = "()")]
 pub(crate) struct Committed {
     pub(crate) ticket: u64,
+    pub(crate) epoch: u64,
     pub(crate) result: Result<(), StoreError>,
+    /// When it failed: the `send()`s in it, for the queue actor to answer
+    /// after it rolled back, so that a `send()` that saw the error and
+    /// sends again builds on the durable state, never on the failed one.
+    pub(crate) failed: Vec<Done>,
+}
+
+/// A submission's place in the queue actor's chain: its ticket and epoch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chain {
+    pub(crate) ticket: u64,
+    pub(crate) epoch: u64,
 }
 
 struct Submission {
     ops: Vec<StoreOp>,
     waiters: Vec<Done>,
-    ticket: Option<u64>,
+    chain: Option<Chain>,
+}
+
+impl Drop for Submission {
+    fn drop(&mut self) {
+        // Unanswered here only when the writer stopped with it still in
+        // its channel: say why instead of a bare hang-up.
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Err(writer_stopped()));
+        }
+    }
+}
+
+/// What a caller hears when the writer thread is gone.
+pub(crate) fn writer_stopped() -> StoreError {
+    StoreError::Other("the durable store's writer stopped after a panic in the store; no change is recorded any more".into())
 }
 
 /// A handle to the writer thread; the thread ends (and closes the store,
@@ -61,9 +105,12 @@ impl std::fmt::Debug for StoreHandle {
 impl StoreHandle {
     /// Starts the writer thread for `store`; commit progress of ticketed
     /// submissions goes to `progress`.
+    /// `dead` is set when the writer stops for good (the store panicked),
+    /// before anyone hears of that commit, so `send()` can refuse at once.
     pub(crate) fn start(
         mut store: Box<dyn QueueStore>,
         progress: tokio_mpsc::UnboundedSender<Committed>,
+        dead: Arc<AtomicBool>,
     ) -> std::io::Result<StoreHandle> {
         let (tx, rx) = mpsc::channel::<Submission>();
         let hook = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
@@ -72,6 +119,8 @@ impl StoreHandle {
             .name("rws-store".into())
             .spawn(move || {
                 let mut commits = 0u64;
+                // The latest chain epoch whose commit failed, and why.
+                let mut poisoned: Option<(u64, StoreError)> = None;
                 while let Ok(first) = rx.recv() {
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
@@ -80,37 +129,97 @@ impl StoreHandle {
                             Err(_) => break,
                         }
                     }
+                    // A submission that builds on a failed one is refused.
+                    let refused: Vec<Option<StoreError>> = group
+                        .iter()
+                        .map(|s| match (&s.chain, &poisoned) {
+                            (Some(c), Some((e, err))) if c.epoch <= *e => Some(err.clone()),
+                            _ => None,
+                        })
+                        .collect();
                     let mut ops = Vec::with_capacity(group.iter().map(|s| s.ops.len()).sum());
-                    let mut ticket = None;
-                    for s in &mut group {
-                        ops.append(&mut s.ops);
-                        ticket = s.ticket.or(ticket);
+                    let mut epoch = None;
+                    for (s, refused) in group.iter_mut().zip(&refused) {
+                        if refused.is_none() {
+                            ops.append(&mut s.ops);
+                            epoch = s.chain.map(|c| c.epoch).or(epoch);
+                        }
                     }
                     if crash_in == Some(commits + 1) {
                         std::thread::sleep(std::time::Duration::from_millis(20));
                         log::error!("{CRASH_IN_COMMIT} reached: aborting (test hook)");
                         std::process::abort();
                     }
+                    let mut died = false;
                     let result = if ops.is_empty() {
                         Ok(())
                     } else {
-                        store.commit(&ops)
+                        catch_unwind(AssertUnwindSafe(|| store.commit(&ops))).unwrap_or_else(
+                            |panic| {
+                                died = true;
+                                let what = panic
+                                    .downcast_ref::<&str>()
+                                    .map(|s| (*s).to_string())
+                                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                                    .unwrap_or_default();
+                                Err(StoreError::Other(format!(
+                                    "the durable store panicked in commit ({what}); its writer stopped"
+                                )))
+                            },
+                        )
                     };
                     if let Err(e) = &result {
                         log::error!("durable store commit failed: {e}");
+                        if let Some(epoch) = epoch {
+                            poisoned = Some((epoch, e.clone()));
+                        }
+                    }
+                    if died {
+                        dead.store(true, Ordering::Release);
                     }
                     commits += 1;
                     if crash_after == Some(commits) {
                         log::error!("{CRASH_AFTER_COMMITS} reached: aborting (test hook)");
                         std::process::abort();
                     }
-                    for s in group {
-                        for w in s.waiters {
-                            let _ = w.send(result.clone());
+                    for (mut s, refused) in group.into_iter().zip(refused) {
+                        let waiters = std::mem::take(&mut s.waiters);
+                        let result = match refused {
+                            Some(e) => Err(e),
+                            None => result.clone(),
+                        };
+                        let Some(c) = s.chain else {
+                            for w in waiters {
+                                let _ = w.send(result.clone());
+                            }
+                            continue;
+                        };
+                        let failed = if result.is_ok() {
+                            for w in waiters {
+                                let _ = w.send(Ok(()));
+                            }
+                            Vec::new()
+                        } else {
+                            waiters
+                        };
+                        let report = Committed {
+                            ticket: c.ticket,
+                            epoch: c.epoch,
+                            result,
+                            failed,
+                        };
+                        if let Err(tokio_mpsc::error::SendError(report)) = progress.send(report) {
+                            // The queue actor is gone: answer for it.
+                            for w in report.failed {
+                                let _ = w.send(report.result.clone());
+                            }
                         }
                     }
-                    if let Some(ticket) = ticket {
-                        let _ = progress.send(Committed { ticket, result });
+                    if died {
+                        // The store's state is unknown after a panic: stop
+                        // using it. Dropping `rx` and `progress` tells
+                        // everyone (see `submit` and the queue actor).
+                        break;
                     }
                 }
                 log::debug!("durable store closed");
@@ -119,19 +228,17 @@ impl StoreHandle {
     }
 
     /// Queues changes; `waiters` hear when they are durable, and the queue
-    /// actor hears of `ticket`.
-    pub(crate) fn submit(&self, ops: Vec<StoreOp>, waiters: Vec<Done>, ticket: Option<u64>) {
+    /// actor hears of `chain` (a submission without one stands alone: an
+    /// earlier failure does not refuse it).
+    pub(crate) fn submit(&self, ops: Vec<StoreOp>, waiters: Vec<Done>, chain: Option<Chain>) {
         let sub = Submission {
             ops,
             waiters,
-            ticket,
+            chain,
         };
-        if let Err(mpsc::SendError(sub)) = self.tx.send(sub) {
-            // The writer is gone only if it panicked: say so to whoever waits.
-            for w in sub.waiters {
-                let _ = w.send(Err(StoreError::Other("the store writer stopped".into())));
-            }
-        }
+        // The writer is gone only if the store panicked; then dropping
+        // the submission tells whoever waits (see its `Drop`).
+        let _ = self.tx.send(sub);
     }
 
     /// Queues changes and returns a receiver that hears when they are

@@ -108,7 +108,14 @@ pub(crate) struct SessionInfo {
     /// The largest DATA payload the server accepts, from negotiate (`None`
     /// for a session loaded from a durable store, which does not keep it).
     pub(crate) max_message_size: Option<usize>,
+    /// How long the server keeps the session without a socket; past it,
+    /// the client stops trying to resume and negotiates afresh.
+    pub(crate) resume_window: Duration,
 }
+
+/// The resume window of a session stored by a version that did not record
+/// it: the protocol's default (PROTOCOL.md §8).
+pub(crate) const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for SessionInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,6 +225,7 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
         ack_interval: Duration::from_millis(n.ack_interval_ms),
         ack_threshold: n.ack_threshold,
         max_message_size: Some(n.max_message_size),
+        resume_window: Duration::from_millis(n.resume_window_ms),
     })
 }
 

@@ -136,6 +136,10 @@ fn is_connection_id(s: &str) -> bool {
 
 /// The advice a server gives in the reason of its 1012 close: reconnect
 /// after `reconnect_after_ms + random(0..spread_ms)` milliseconds.
+///
+/// Each value is capped at [`MAX_MS`](Self::MAX_MS) (10 minutes) when read
+/// from a close reason, so a peer cannot park a client for ages (or make
+/// the sum overflow): the longest wait it can ask for is 20 minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShutdownAdvice {
     /// The least time to wait before reconnecting, in milliseconds.
@@ -145,6 +149,27 @@ pub struct ShutdownAdvice {
 }
 
 impl ShutdownAdvice {
+    /// The most either value may be, in milliseconds (10 minutes).
+    pub const MAX_MS: u64 = 10 * 60 * 1000;
+
+    /// The advice with each value capped at [`MAX_MS`](Self::MAX_MS).
+    pub fn capped(self) -> Self {
+        ShutdownAdvice {
+            reconnect_after_ms: self.reconnect_after_ms.min(Self::MAX_MS),
+            spread_ms: self.spread_ms.min(Self::MAX_MS),
+        }
+    }
+
+    /// The wait for one client: `reconnect_after_ms` plus `spread` (the
+    /// client's random pick in `0..=spread_ms`), both capped, added without
+    /// overflow.
+    pub fn delay(&self, spread: u64) -> std::time::Duration {
+        let a = self.capped();
+        std::time::Duration::from_millis(
+            a.reconnect_after_ms.saturating_add(spread.min(a.spread_ms)),
+        )
+    }
+
     /// The close reason: `{"reconnect_after_ms":N,"spread_ms":M}` (at most
     /// 57 bytes, within the 123 a close reason may have).
     pub fn to_reason(&self) -> String {
@@ -154,14 +179,15 @@ impl ShutdownAdvice {
         )
     }
 
-    /// Reads the advice from a close reason; `None` if it is not that JSON.
-    /// Unknown fields are ignored.
+    /// Reads the advice from a close reason, capped (see
+    /// [`MAX_MS`](Self::MAX_MS)); `None` if it is not that JSON. Unknown
+    /// fields are ignored.
     pub fn from_reason(s: &str) -> Option<Self> {
         let value: serde_json::Value = serde_json::from_str(s).ok()?;
         if !value.is_object() {
             return None;
         }
-        serde_json::from_value(value).ok()
+        serde_json::from_value::<Self>(value).ok().map(Self::capped)
     }
 }
 
@@ -509,7 +535,17 @@ mod tests {
             spread_ms: u64::MAX,
         };
         assert!(max.to_reason().len() <= 123);
-        assert_eq!(ShutdownAdvice::from_reason(&max.to_reason()), Some(max));
+        let capped = ShutdownAdvice {
+            reconnect_after_ms: ShutdownAdvice::MAX_MS,
+            spread_ms: ShutdownAdvice::MAX_MS,
+        };
+        assert_eq!(ShutdownAdvice::from_reason(&max.to_reason()), Some(capped));
+        // Even built by hand, the wait is capped and never overflows.
+        let cap = std::time::Duration::from_millis(ShutdownAdvice::MAX_MS);
+        assert_eq!(max.delay(u64::MAX), cap * 2);
+        assert_eq!(max.delay(0), cap);
+        assert_eq!(a.delay(u64::MAX), std::time::Duration::from_millis(1750));
+        assert_eq!(a.delay(100), std::time::Duration::from_millis(1600));
         assert_eq!(
             ShutdownAdvice::from_reason(r#"{"spread_ms":1,"reconnect_after_ms":2,"x":3}"#),
             Some(ShutdownAdvice {
@@ -700,7 +736,9 @@ mod tests {
                 let advice = ShutdownAdvice { reconnect_after_ms: a, spread_ms: b };
                 let reason = advice.to_reason();
                 prop_assert!(reason.len() <= 123);
-                prop_assert_eq!(ShutdownAdvice::from_reason(&reason), Some(advice));
+                prop_assert_eq!(ShutdownAdvice::from_reason(&reason), Some(advice.capped()));
+                let d = advice.delay(a ^ b);
+                prop_assert!(d <= std::time::Duration::from_millis(2 * ShutdownAdvice::MAX_MS));
             }
 
             #[test]

@@ -109,6 +109,10 @@ pub struct StoredSession {
     pub ack_interval: Duration,
     /// After how many messages the client acks at once.
     pub ack_threshold: u32,
+    /// How long the server keeps the session without a socket (`None` in a
+    /// store written before this was recorded: the protocol's default, 30 s,
+    /// is assumed).
+    pub resume_window: Option<Duration>,
 }
 
 impl Default for StoredSession {
@@ -123,6 +127,7 @@ impl Default for StoredSession {
             max_unacked_bytes: 1024 * 1024,
             ack_interval: Duration::from_millis(100),
             ack_threshold: 64,
+            resume_window: None,
         }
     }
 }
@@ -225,6 +230,13 @@ impl StoredState {
 /// after the batch holding its message committed. The client calls
 /// `commit` from one dedicated thread, never concurrently, so a blocking
 /// implementation is right.
+///
+/// An `Err` from `commit` is not progress: the client sends nothing of the
+/// batch, the `send()`s in it fail with that error, and it goes back to
+/// the state of the last batch that committed (it gives the same sequence
+/// numbers again), trying the store again with its next batch. A panic in
+/// `commit` stops the client's store writer for good: the client reports
+/// it and refuses every later `send()`.
 pub trait QueueStore: Send + 'static {
     /// Reads everything stored (at start).
     ///
@@ -316,6 +328,7 @@ pub(crate) mod tests {
             max_unacked_bytes: 1024,
             ack_interval: Duration::from_millis(50),
             ack_threshold: 8,
+            resume_window: Some(Duration::from_secs(30)),
         };
         store
             .commit(&[
@@ -407,6 +420,7 @@ pub(crate) mod tests {
             max_unacked_bytes: 1,
             ack_interval: Duration::ZERO,
             ack_threshold: 1,
+            resume_window: None,
         };
         assert!(!format!("{s:?}").contains("TOPSECRET"));
     }
