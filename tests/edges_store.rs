@@ -482,3 +482,38 @@ async fn raw_mode_a_sent_message_whose_removal_failed_to_commit_is_removed_later
     );
     ws.disconnect().await.unwrap();
 }
+
+/// A client started again on a store already knows the server's message
+/// size limit from the stored session: an oversize `send()` is refused at
+/// once, before any socket.
+#[actix::test]
+async fn a_restarted_client_knows_the_servers_limit_from_its_store() {
+    let mut store = MemoryStore::default();
+    store
+        .commit(&[StoreOp::Session(Some(resilient_ws::queue::StoredSession {
+            connection_id: "0123456789abcdef0123456789abcdef".into(),
+            reconnect_token: "t".into(),
+            socket_url: "ws://127.0.0.1:9/ws".into(),
+            max_message_size: Some(100),
+            ..Default::default()
+        }))])
+        .unwrap();
+    let ws = ResilientWebSocket::builder("ws://127.0.0.1:9/ws")
+        .reconnect_mode(ReconnectMode::Stateful)
+        .store(store)
+        .build()
+        .unwrap();
+    let err = ws.send(vec![0u8; 101]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MessageTooLarge {
+                size: 101,
+                max: 100
+            }
+        ),
+        "{err:?}"
+    );
+    // One within the limit is accepted (durably: send() waited for it).
+    ws.send(vec![0u8; 100]).await.unwrap();
+}

@@ -368,6 +368,10 @@ impl ConnectionActor {
     /// Resumes from what a durable store held, and records into it.
     pub(crate) fn attach_store(&mut self, store: StoreHandle, state: &StoredState) {
         self.reliable.session = state.session.as_ref().map(Into::into);
+        if let Some(max) = state.session.as_ref().and_then(|s| s.max_message_size) {
+            // The server's limit is known before the first socket.
+            self.shared.set_peer_max_message_size(Some(max));
+        }
         self.reliable.delivered = state.delivered;
         self.reliable.highest_written = state.next_seq.saturating_sub(1);
         self.durable_delivered = state.delivered;

@@ -19,6 +19,7 @@ impl From<&SessionInfo> for StoredSession {
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
             resume_window: Some(s.resume_window),
+            max_message_size: s.max_message_size,
         }
     }
 }
@@ -32,7 +33,7 @@ impl From<&StoredSession> for SessionInfo {
             max_unacked_bytes: s.max_unacked_bytes,
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
-            max_message_size: None,
+            max_message_size: s.max_message_size,
             resume_window: s
                 .resume_window
                 .unwrap_or(super::transport::DEFAULT_RESUME_WINDOW),
@@ -137,6 +138,20 @@ impl ReliableState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_session_keeps_the_servers_limits() {
+        let stored = StoredSession {
+            connection_id: "c".into(),
+            max_message_size: Some(4096),
+            resume_window: Some(std::time::Duration::from_secs(7)),
+            ..StoredSession::default()
+        };
+        let info = SessionInfo::from(&stored);
+        assert_eq!(info.max_message_size, Some(4096));
+        assert_eq!(info.resume_window, std::time::Duration::from_secs(7));
+        assert_eq!(StoredSession::from(&info), stored);
+    }
 
     #[test]
     fn delivers_in_order_and_drops_duplicates() {

@@ -113,6 +113,11 @@ pub struct StoredSession {
     /// store written before this was recorded: the protocol's default, 30 s,
     /// is assumed).
     pub resume_window: Option<Duration>,
+    /// The largest message the server accepts, from negotiate (`None` in a
+    /// store written before this was recorded: unknown until the next
+    /// negotiate), so a restarted client refuses an oversize `send()` at
+    /// once, before it resumes.
+    pub max_message_size: Option<usize>,
 }
 
 impl Default for StoredSession {
@@ -128,6 +133,7 @@ impl Default for StoredSession {
             ack_interval: Duration::from_millis(100),
             ack_threshold: 64,
             resume_window: None,
+            max_message_size: None,
         }
     }
 }
@@ -329,6 +335,7 @@ pub(crate) mod tests {
             ack_interval: Duration::from_millis(50),
             ack_threshold: 8,
             resume_window: Some(Duration::from_secs(30)),
+            max_message_size: Some(2048),
         };
         store
             .commit(&[
@@ -420,7 +427,7 @@ pub(crate) mod tests {
             max_unacked_bytes: 1,
             ack_interval: Duration::ZERO,
             ack_threshold: 1,
-            resume_window: None,
+            ..StoredSession::default()
         };
         assert!(!format!("{s:?}").contains("TOPSECRET"));
     }
