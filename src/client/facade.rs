@@ -286,6 +286,14 @@ impl ResilientWebSocket {
     /// Refuses at once a message the peer is known not to accept: sent, it
     /// would only make the peer close the socket (1009), and in reliable
     /// mode be replayed into the same refusal on every resume.
+    /// The largest message the peer accepts, when known: in reliable mode
+    /// the server's `max_message_size` from negotiate, else
+    /// [`ClientOptions::max_outbound_message_size`]. `send()` refuses
+    /// larger messages with [`Error::MessageTooLarge`].
+    pub fn peer_max_message_size(&self) -> Option<usize> {
+        self.shared.peer_max_message_size()
+    }
+
     fn check_size(&self, payload: &Payload) -> Result<()> {
         match self.shared.peer_max_message_size() {
             Some(max) if payload.len() > max => Err(Error::MessageTooLarge {

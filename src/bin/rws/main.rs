@@ -328,6 +328,13 @@ struct ConnectArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     max_message_size: Option<usize>,
 
+    /// The largest message the peer accepts, in bytes, when you know it: a
+    /// longer line is reported as not sent instead of being sent (and
+    /// closed with 1009 by the peer). In stateful mode the server's own
+    /// limit from negotiate takes over once known.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    max_outbound_message_size: Option<usize>,
+
     /// Keep the buffer (and with --mode stateful the unacknowledged lines
     /// and the session) in this file, a redb database readable by you only:
     /// a later `rws connect` with the same --store resumes, and every line
@@ -561,6 +568,9 @@ async fn run_client(args: ConnectArgs) -> i32 {
     if let Some(n) = args.max_message_size {
         builder = builder.max_message_size(n);
     }
+    if let Some(n) = args.max_outbound_message_size {
+        builder = builder.max_outbound_message_size(n);
+    }
     if let Some(path) = &args.store {
         builder = builder.durable_store(path.clone());
     }
@@ -744,6 +754,15 @@ struct Forwarding {
 /// The most lines handed over in one batch.
 const MAX_BATCH: usize = 1024;
 
+/// Why `line` cannot be sent, if it is over the peer's known limit.
+fn too_large(ws: &ResilientWebSocket, line: &str) -> Option<Error> {
+    let max = ws.peer_max_message_size()?;
+    (line.len() > max).then_some(Error::MessageTooLarge {
+        size: line.len(),
+        max,
+    })
+}
+
 async fn forward_stdin(
     ws: ResilientWebSocket,
     mut lines: mpsc::Receiver<io::Result<String>>,
@@ -756,10 +775,26 @@ async fn forward_stdin(
     while let Some(item) = lines.recv().await {
         let mut next = Some(item);
         let mut failed = None;
+        // The number of the batch's last line.
+        let mut last = 0;
         // Take what else is ready, up to a batch.
         while let Some(item) = next.take() {
             match item {
-                Ok(line) => batch.push(line),
+                Ok(line) => {
+                    line_no += 1;
+                    match too_large(&ws, &line) {
+                        // Refused alone, so the lines around it still go
+                        // (a batch stops at its first refusal).
+                        Some(error) => printer.do_send(NotSent {
+                            line: line_no,
+                            error,
+                        }),
+                        None => {
+                            batch.push(line);
+                            last = line_no;
+                        }
+                    }
+                }
                 Err(e) => {
                     failed = Some(e);
                     break;
@@ -769,8 +804,6 @@ async fn forward_stdin(
                 next = lines.try_recv().ok();
             }
         }
-        let first = line_no + 1;
-        line_no += batch.len() as u64;
         let result = if how.batch {
             ws.send_batch(batch.drain(..)).await
         } else {
@@ -781,15 +814,15 @@ async fn forward_stdin(
         };
         match result {
             Ok(()) => {
-                if how.print_accepted && line_no >= first {
-                    printer.do_send(Accepted { line: line_no });
+                if how.print_accepted && last > 0 {
+                    printer.do_send(Accepted { line: last });
                 }
             }
-            Err(error @ (Error::NotConnected | Error::BufferFull(_))) => {
-                printer.do_send(NotSent {
-                    line: line_no,
-                    error,
-                });
+            Err(
+                error
+                @ (Error::NotConnected | Error::BufferFull(_) | Error::MessageTooLarge { .. }),
+            ) => {
+                printer.do_send(NotSent { line: last, error });
             }
             Err(e) => {
                 let _ = control.send(Control::Failed(format!("send failed: {e}")));
