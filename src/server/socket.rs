@@ -36,7 +36,7 @@ use super::{
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
 use crate::{
-    client::inbound::{self as joiner, Assembler},
+    client::inbound::{self as joiner, Assembler, PongBucket, PONG_BURST},
     close_code,
     protocol::{encode_data, Frame},
     Payload,
@@ -61,7 +61,9 @@ pub(crate) enum Outgoing {
     /// A reliable-mode DATA frame, encoded by the writer.
     Data(u64, Payload),
     Text(ByteString),
-    Pong(Bytes),
+    /// A pong; counted in the slot's queue while unwritten (a plain
+    /// socket's pongs are bounded by its channel instead).
+    Pong(Bytes, Option<Arc<PongSlot>>),
     /// Answer the newest ping kept in this slot (if still there).
     LatestPong(Arc<PongSlot>),
     /// A frame from the session, carrying this many DATA payload bytes
@@ -171,27 +173,55 @@ async fn write_loop(
     let _ = done.send(());
 }
 
-/// The newest unanswered ping of a socket. Under a ping flood from a
-/// client that does not read, at most one pong waits in the writer's
-/// channel: later pings replace the payload (RFC 6455 §5.5.3 allows
-/// answering only the most recent ping).
+/// A socket's pong state. Pings are answered through a [`PongBucket`]:
+/// every ping of a burst gets its own pong, in order (Autobahn cases 2.10
+/// and 2.11). Once the bucket is empty, or [`PONG_BURST`] pongs wait
+/// unwritten (a client that floods and never reads), pings go to the slot
+/// instead: at most one pong waits there, and later pings replace its
+/// payload (RFC 6455 §5.5.3 allows answering only the most recent ping).
 #[derive(Debug, Default)]
-pub(crate) struct PongSlot(Mutex<Option<Bytes>>);
+pub(crate) struct PongSlot {
+    newest: Mutex<Option<Bytes>>,
+    bucket: Mutex<PongBucket>,
+    /// Pongs queued for the writer and not written yet.
+    queued: AtomicUsize,
+}
 
 impl PongSlot {
     /// Keeps `ping`; `true` if the writer must be told (the slot was empty).
     fn put(&self, ping: Bytes) -> bool {
-        self.0.lock().expect("pong lock").replace(ping).is_none()
+        self.newest
+            .lock()
+            .expect("pong lock")
+            .replace(ping)
+            .is_none()
     }
 
     fn take(&self) -> Option<Bytes> {
-        self.0.lock().expect("pong lock").take()
+        self.newest.lock().expect("pong lock").take()
+    }
+
+    /// Whether a ping may be answered by a pong of its own now. Not while
+    /// the slot holds a ping: its pong would then follow a newer one.
+    fn direct(&self) -> bool {
+        let slot_empty = self.newest.lock().expect("pong lock").is_none();
+        slot_empty
+            && self.queued.load(Ordering::Relaxed) < PONG_BURST as usize
+            && self
+                .bucket
+                .lock()
+                .expect("pong lock")
+                .try_take(actix_rt::time::Instant::now())
     }
 }
 
-/// Answers a ping through `slot`: one pong at a time in the channel.
+/// Answers a ping: its own pong while the bucket allows, else through
+/// `slot` (one pong at a time in the channel).
 fn answer_ping(tx: &SocketTx, slot: &Arc<PongSlot>, ping: Bytes) {
-    if slot.put(ping) {
+    if slot.direct() {
+        slot.queued.fetch_add(1, Ordering::Relaxed);
+        let _ = tx.send(Outgoing::Pong(ping, Some(slot.clone())));
+    } else if slot.put(ping) {
         let _ = tx.send(Outgoing::LatestPong(slot.clone()));
     }
 }
@@ -203,7 +233,12 @@ async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
         Outgoing::Binary(b) | Outgoing::Metered(b, _) => ws.binary(b).await,
         Outgoing::Data(seq, payload) => ws.binary(encode_data(seq, &payload)).await,
         Outgoing::Text(t) => ws.text(t).await,
-        Outgoing::Pong(p) => ws.pong(&p).await,
+        Outgoing::Pong(p, slot) => {
+            if let Some(slot) = slot {
+                slot.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            ws.pong(&p).await
+        }
         Outgoing::LatestPong(slot) => match slot.take() {
             Some(p) => ws.pong(&p).await,
             None => Ok(()),
@@ -705,7 +740,7 @@ async fn read_plain(
                 })))
             }
             Some(Ok(AggregatedMessage::Ping(p))) => {
-                if tx.send(Outgoing::Pong(p)).await.is_err() {
+                if tx.send(Outgoing::Pong(p, None)).await.is_err() {
                     break None;
                 }
                 continue;
