@@ -18,6 +18,7 @@ impl From<&SessionInfo> for StoredSession {
             max_unacked_bytes: s.max_unacked_bytes,
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
+            client_id: s.client_id.clone(),
         }
     }
 }
@@ -31,6 +32,7 @@ impl From<&StoredSession> for SessionInfo {
             max_unacked_bytes: s.max_unacked_bytes,
             ack_interval: s.ack_interval,
             ack_threshold: s.ack_threshold,
+            client_id: s.client_id.clone(),
         }
     }
 }

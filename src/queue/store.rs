@@ -88,6 +88,11 @@ pub struct StoredSession {
     pub ack_interval: Duration,
     /// After how many messages the client acks at once.
     pub ack_threshold: u32,
+    /// The client's stable id (docs/PROTOCOL.md §1), kept so that a
+    /// restarted process goes on with the same id and its seqs stay
+    /// unique per client. Empty in a record written before it existed.
+    #[serde(default)]
+    pub client_id: String,
 }
 
 impl std::fmt::Debug for StoredSession {
@@ -279,6 +284,7 @@ pub(crate) mod tests {
             max_unacked_bytes: 1024,
             ack_interval: Duration::from_millis(50),
             ack_threshold: 8,
+            client_id: "0123456789abcdef0123456789abcdef".into(),
         };
         store
             .commit(&[
@@ -352,6 +358,7 @@ pub(crate) mod tests {
             max_unacked_bytes: 1,
             ack_interval: Duration::ZERO,
             ack_threshold: 1,
+            client_id: String::new(),
         };
         assert!(!format!("{s:?}").contains("TOPSECRET"));
     }

@@ -106,6 +106,9 @@ pub(crate) struct SessionActor {
     connection_id: String,
     token: String,
     identity: String,
+    /// The client's stable id (negotiate's `client_id`, or the connection
+    /// id), for [`MessageReceived`].
+    client_id: String,
     had_socket: bool,
     socket: Option<Attached>,
     /// Bumped on every attach/detach; a resume-window timer only fires for
@@ -132,12 +135,14 @@ impl SessionActor {
         connection_id: String,
         token: String,
         identity: String,
+        client_id: String,
     ) -> Self {
         SessionActor {
             shared,
             connection_id,
             token,
             identity,
+            client_id,
             had_socket: false,
             socket: None,
             generation: 0,
@@ -341,6 +346,7 @@ impl SessionActor {
                             connection_id: self.connection_id.clone(),
                             seq,
                             payload,
+                            client_id: self.client_id.clone(),
                         });
                         echo
                     };

@@ -33,12 +33,13 @@ use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use super::{
     handle::{PlainClient, ReliableServer},
     options::PlainMode,
+    routes::HelloPermit,
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
 use crate::{
     client::inbound::{self as joiner, Assembler, PongBucket, PONG_BURST},
     close_code,
-    protocol::{encode_data, Frame},
+    protocol::{encode_data, Frame, MAX_HELLO_LEN},
     Payload,
 };
 
@@ -95,7 +96,7 @@ fn next_socket_id() -> u64 {
 /// The largest WebSocket message accepted for a payload limit of `max`:
 /// room for the frame type and a 10-byte varint.
 pub(crate) fn max_ws_message(max: usize) -> usize {
-    max.saturating_add(11)
+    max.saturating_add(crate::protocol::MAX_DATA_HEADER_LEN)
 }
 
 /// What a protocol socket's session has queued for its writer and the
@@ -304,6 +305,13 @@ impl Joined {
         }
     }
 
+    /// The same socket with other limits (a protocol socket's grow once
+    /// its HELLO arrived). Called between messages: nothing is half
+    /// joined.
+    fn relimit(self, max_message_size: usize, max_fragments: usize) -> Self {
+        Self::new(self.inner, max_message_size, max_fragments)
+    }
+
     /// The next whole message (or control frame).
     async fn next(&mut self) -> JoinedItem {
         loop {
@@ -400,6 +408,11 @@ struct Hello {
 }
 
 /// Waits for the HELLO (answering pings); `Err` is how to end the socket.
+///
+/// The socket is not authenticated yet, so it may cost little: the stream's
+/// limits are a HELLO's size (a larger message is closed with 1009), and
+/// what comes before the HELLO may add up to one HELLO's size too, counting
+/// two bytes of frame header per message (more is closed with 1008).
 async fn wait_hello(
     stream: &mut Joined,
     tx: &SocketTx,
@@ -407,6 +420,7 @@ async fn wait_hello(
     timeout: Duration,
 ) -> Result<Hello, Step> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut before_hello = 0usize;
     loop {
         let item = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(item) => item,
@@ -422,6 +436,15 @@ async fn wait_hello(
             Some(Err(step)) => return Err(step),
             Some(Ok(m)) => m,
         };
+        if let AggregatedMessage::Ping(p) | AggregatedMessage::Pong(p) = &msg {
+            before_hello += p.len() + 2;
+            if before_hello > MAX_HELLO_LEN {
+                return Err(Step::Violation(
+                    close_code::POLICY_VIOLATION,
+                    "too much before HELLO".to_owned(),
+                ));
+            }
+        }
         match msg {
             AggregatedMessage::Ping(p) => answer_ping(tx, pongs, p),
             AggregatedMessage::Pong(_) => {}
@@ -480,28 +503,28 @@ pub(crate) fn spawn_reliable(
     server: ReliableServer,
     identity: String,
     peer: Option<std::net::IpAddr>,
+    permit: HelloPermit,
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
     let options = &server.shared.options;
-    let stream = Joined::new(
-        stream,
-        max_ws_message(options.max_message_size),
-        options.max_fragments,
-    );
+    // Until HELLO, no message larger than a HELLO (see wait_hello).
+    let stream = Joined::new(stream, MAX_HELLO_LEN, options.max_fragments);
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let meter = Arc::new(QueueMeter::default());
     actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
     actix_rt::spawn(read_reliable(
-        server, identity, peer, stream, tx, meter, done_rx,
+        server, identity, peer, permit, stream, tx, meter, done_rx,
     ));
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_reliable(
     server: ReliableServer,
     identity: String,
     peer: Option<std::net::IpAddr>,
+    permit: HelloPermit,
     mut stream: Joined,
     tx: SocketTx,
     meter: Arc<QueueMeter>,
@@ -513,6 +536,11 @@ async fn read_reliable(
         hello = wait_hello(&mut stream, &tx, &pongs, shared.options.hello_timeout) => hello,
         _ = &mut writer_done => return,
     };
+    drop(permit);
+    let mut stream = stream.relimit(
+        max_ws_message(shared.options.max_message_size),
+        shared.options.max_fragments,
+    );
     let hello = match hello {
         Ok(h) => h,
         Err(step) => return finish(&tx, step),
