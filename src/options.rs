@@ -305,7 +305,7 @@ pub struct ClientOptions {
     /// Reliable mode: whether to follow a negotiate response whose `url`
     /// moves the socket to another host or port, or from `wss` down to
     /// `ws`. Default `false`: such a response fails the attempt with
-    /// [`Error::Negotiate`](crate::Error::Negotiate) and the auth token is
+    /// [`Error::Negotiate`] and the auth token is
     /// not sent there (docs/PROTOCOL.md §1). Set it only when the
     /// application trusts the negotiate server to place its clients (a
     /// load balancer that hands out node URLs, say).

@@ -785,8 +785,10 @@ async fn an_allowed_negotiate_redirect_is_followed_with_the_token() {
     let negotiator = RawServer::bind().await.unwrap();
     let elsewhere = RawServer::bind().await.unwrap();
     let moved = format!("ws://localhost:{}/ws", elsewhere.addr().port());
-    let mut opts = resilient_ws::ClientOptions::default();
-    opts.allow_negotiate_redirect = true;
+    let opts = resilient_ws::ClientOptions {
+        allow_negotiate_redirect: true,
+        ..Default::default()
+    };
     let ws = ResilientWebSocket::builder(negotiator.ws_url())
         .options(opts)
         .reconnect_mode(ReconnectMode::Stateful)

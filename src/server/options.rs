@@ -148,7 +148,11 @@ pub struct ServerOptions {
     /// `""`); over it, negotiate answers `429 Too Many Requests` with a
     /// `Retry-After` header (seconds). Authenticated callers are bounded by
     /// [`max_sessions_per_identity`](Self::max_sessions_per_identity)
-    /// instead. `None` turns it off. Default: 600 per minute. Addresses
+    /// instead. `None` turns it off. Default: 10 000 per minute (so one
+    /// address holds at most about a tenth of the default
+    /// [`max_sessions`](Self::max_sessions) at the default resume window,
+    /// while a NAT full of clients coming back after a restart is not
+    /// locked out). Addresses
     /// count as in [`FailedResumeLimit`] (IPv6 per `/64`; behind a reverse
     /// proxy every client shares the proxy's address).
     pub anonymous_negotiate_limit: Option<NegotiateRateLimit>,
@@ -341,7 +345,7 @@ impl Default for FailedResumeLimit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NegotiateRateLimit {
     /// How many negotiates an address may make within `window` (0 acts as
-    /// 1). Default 600.
+    /// 1). Default 10 000.
     pub max_requests: u32,
     /// The window they are counted in, from the first. Default 60 s.
     pub window: Duration,
@@ -350,7 +354,7 @@ pub struct NegotiateRateLimit {
 impl Default for NegotiateRateLimit {
     fn default() -> Self {
         NegotiateRateLimit {
-            max_requests: 600,
+            max_requests: 10_000,
             window: Duration::from_secs(60),
         }
     }
