@@ -818,3 +818,24 @@ async fn an_allowed_negotiate_redirect_is_followed_with_the_token() {
     res.unwrap();
     assert_eq!(ws.state(), ConnectionState::Connected);
 }
+
+#[actix_rt::test]
+async fn an_echo_server_does_not_echo_more_than_the_client_accepts() {
+    let (server, reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    let log = ServerLog::attach(&reliable);
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(server.ws_url()).max_message_size(1000))
+        .connect()
+        .await
+        .unwrap();
+    ws.send("x".repeat(1001)).await.unwrap();
+    ws.send("small").await.unwrap();
+    // The server got both; only the one the client accepts came back.
+    assert!(wait_until(|| log.received().len() == 2).await);
+    let got = rec.wait_messages(1, WAIT).await;
+    assert_eq!(got, vec![resilient_ws::Payload::Text("small".into())]);
+    assert!(rec.errors().is_empty(), "{:?}", rec.errors());
+    assert_eq!(ws.state(), ConnectionState::Connected);
+    ws.disconnect().await.unwrap();
+}

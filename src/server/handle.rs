@@ -334,8 +334,9 @@ impl ReliableServer {
 
     /// Starts an echo server: every message a session receives is sent back
     /// to that session (by the session itself, in order, as if with
-    /// [`send_to`](Self::send_to)). [`MessageReceived`] is still reported
-    /// to subscribers. This is `rws serve`'s echo mode.
+    /// [`send_to`](Self::send_to); a message larger than the client said it
+    /// accepts is not echoed, and a warning is logged). [`MessageReceived`]
+    /// is still reported to subscribers. This is `rws serve`'s echo mode.
     ///
     /// # Panics
     /// Outside a running actix `System`.

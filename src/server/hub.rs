@@ -67,6 +67,7 @@ impl Handler<CreateSession> for Hub {
             token.clone(),
             msg.identity.clone(),
             client_id,
+            msg.params.max_message_size.unwrap_or(usize::MAX),
         )
         .start();
         if let Some(max) = msg.params.max_message_size {

@@ -109,6 +109,9 @@ pub(crate) struct SessionActor {
     /// The client's stable id (negotiate's `client_id`, or the connection
     /// id), for [`MessageReceived`].
     client_id: String,
+    /// The largest payload the client accepts (negotiate's
+    /// `max_message_size`; `usize::MAX` when it stated none).
+    client_max: usize,
     had_socket: bool,
     socket: Option<Attached>,
     /// Bumped on every attach/detach; a resume-window timer only fires for
@@ -136,6 +139,7 @@ impl SessionActor {
         token: String,
         identity: String,
         client_id: String,
+        client_max: usize,
     ) -> Self {
         SessionActor {
             shared,
@@ -143,6 +147,7 @@ impl SessionActor {
             token,
             identity,
             client_id,
+            client_max,
             had_socket: false,
             socket: None,
             generation: 0,
@@ -351,7 +356,17 @@ impl SessionActor {
                         echo
                     };
                     if let Some(payload) = echo {
-                        self.queue_outbound(payload, ctx);
+                        // The protocol forbids sending more than the
+                        // client accepts, even its own message back.
+                        if payload.len() > self.client_max {
+                            log::warn!(
+                                "echo of {} bytes not sent: the client accepts at most {}",
+                                payload.len(),
+                                self.client_max
+                            );
+                        } else {
+                            self.queue_outbound(payload, ctx);
+                        }
                     }
                 } else {
                     return Err("sequence gap");
