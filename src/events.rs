@@ -130,11 +130,21 @@ pub struct StateChanged {
 
 /// A complete message arrived from the peer (fragments already joined, text
 /// already checked for UTF-8).
+///
+/// In reliable mode each message is delivered exactly once and in order
+/// while the session lives; "delivered" means put in the subscriber's
+/// mailbox (docs/PROTOCOL.md §7): a crash of the application after that
+/// is the application's to cover.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct IncomingMessage {
     /// The message body.
     pub payload: Payload,
+    /// Reliable mode: the server's sequence number of the message, its id
+    /// within the session (1, 2, ... in order, never repeated). It starts
+    /// again at 1 in the session that follows a
+    /// [`SessionLost`]. `None` in raw mode.
+    pub seq: Option<u64>,
 }
 
 /// Something went wrong. The error says what; the connection state events say

@@ -309,6 +309,14 @@ pub struct ClientOptions {
     /// messages never show a URL's query either way. The name must be
     /// non-empty ASCII letters, digits, `-`, `_`, `.` or `~`.
     pub auth_token_query_param: Option<String>,
+    /// Reliable mode: whether to follow a negotiate response whose `url`
+    /// moves the socket to another host or port, or from `wss` down to
+    /// `ws`. Default `false`: such a response fails the attempt with
+    /// [`Error::Negotiate`] and the auth token is
+    /// not sent there (docs/PROTOCOL.md §1). Set it only when the
+    /// application trusts the negotiate server to place its clients (a
+    /// load balancer that hands out node URLs, say).
+    pub allow_negotiate_redirect: bool,
 }
 
 impl Default for ClientOptions {
@@ -342,6 +350,7 @@ impl Default for ClientOptions {
             negotiate: None,
             tls: None,
             auth_token_query_param: None,
+            allow_negotiate_redirect: false,
         }
     }
 }

@@ -44,7 +44,7 @@ use crate::{
         SessionLost, StateChanged,
     },
     options::{ClientOptions, ReconnectMode, UrlProvider},
-    protocol::{encode_data, Frame as ProtoFrame, ShutdownAdvice},
+    protocol::{encode_data, Frame as ProtoFrame, ShutdownAdvice, MAX_DATA_HEADER_LEN},
     queue::{StoreOp, StoredState},
     Error, Result,
 };
@@ -321,6 +321,10 @@ pub struct ConnectionActor {
     /// resume window the server has dropped it, so an attempt that would
     /// start later negotiates a fresh session instead (PROTOCOL.md §7).
     session_lost_at: Option<Instant>,
+    /// Reliable mode: the client's stable id, told to the server at every
+    /// negotiate (docs/PROTOCOL.md §1): random per client, or the one a
+    /// durable store kept.
+    client_id: String,
 }
 
 impl ConnectionActor {
@@ -362,6 +366,7 @@ impl ConnectionActor {
             refusals: None,
             refused_for_good: false,
             session_lost_at: None,
+            client_id: crate::protocol::new_client_id(),
         }
     }
 
@@ -371,6 +376,9 @@ impl ConnectionActor {
         if let Some(max) = state.session.as_ref().and_then(|s| s.max_message_size) {
             // The server's limit is known before the first socket.
             self.shared.set_peer_max_message_size(Some(max));
+        }
+        if let Some(s) = state.session.as_ref().filter(|s| !s.client_id.is_empty()) {
+            self.client_id = s.client_id.clone();
         }
         self.reliable.delivered = state.delivered;
         self.reliable.highest_written = state.next_seq.saturating_sub(1);
@@ -429,16 +437,18 @@ impl ConnectionActor {
         let failures = self.failures;
         let stateful = self.stateful();
         let session = self.reliable.session.clone();
-        let attempt =
-            async move { transport::open(&opts, &url, failures, stateful, session).await }
-                .into_actor(self)
-                .map(|res, act, ctx| {
-                    act.attempt = None;
-                    match res {
-                        Ok(opened) => act.opened(opened, ctx),
-                        Err(e) => act.fail(ctx, e),
-                    }
-                });
+        let client_id = self.client_id.clone();
+        let attempt = async move {
+            transport::open(&opts, &url, failures, stateful, session, client_id).await
+        }
+        .into_actor(self)
+        .map(|res, act, ctx| {
+            act.attempt = None;
+            match res {
+                Ok(opened) => act.opened(opened, ctx),
+                Err(e) => act.fail(ctx, e),
+            }
+        });
         self.attempt = Some(ctx.spawn(attempt));
     }
 
@@ -465,7 +475,16 @@ impl ConnectionActor {
             gen: self.gen,
             sink: SinkWrite::new(Counted::new(sink, load.clone()), ctx),
             load,
-            assembler: Assembler::with_limits(self.opts.max_message_size, self.opts.max_fragments),
+            // Reliable mode: the limit is on the DATA payload, checked on
+            // decoding; the message also holds the frame header.
+            assembler: Assembler::with_limits(
+                if opened.session.is_some() {
+                    (self.opts.max_message_size).saturating_add(MAX_DATA_HEADER_LEN)
+                } else {
+                    self.opts.max_message_size
+                },
+                self.opts.max_fragments,
+            ),
             closing: Closing::Open,
             ready: false,
             ack_timer: None,
@@ -604,7 +623,10 @@ impl ConnectionActor {
                 Ok(verdict) => {
                     if verdict == Verdict::Deliver {
                         Counters::add(&self.shared.counters.received, 1);
-                        self.bus.messages.publish(IncomingMessage { payload });
+                        self.bus.messages.publish(IncomingMessage {
+                            payload,
+                            seq: Some(seq),
+                        });
                     }
                     self.schedule_ack(ctx);
                     Ok(())
@@ -818,6 +840,13 @@ impl ConnectionActor {
         match sock.assembler.push(frame) {
             Ok(Inbound::Message(payload)) if self.reliable.session.is_some() => match payload {
                 Payload::Binary(b) => match ProtoFrame::decode(b) {
+                    Ok(ProtoFrame::Data { payload, .. })
+                        if payload.len() > self.opts.max_message_size =>
+                    {
+                        let max = self.opts.max_message_size;
+                        let size = payload.len();
+                        self.fail_with_close(ctx, Error::MessageTooLarge { size, max });
+                    }
                     Ok(frame) => self.on_protocol_frame(frame, ctx),
                     Err(e) => self.fail_with_close(
                         ctx,
@@ -837,7 +866,9 @@ impl ConnectionActor {
             },
             Ok(Inbound::Message(payload)) => {
                 Counters::add(&self.shared.counters.received, 1);
-                self.bus.messages.publish(IncomingMessage { payload });
+                self.bus
+                    .messages
+                    .publish(IncomingMessage { payload, seq: None });
             }
             Ok(Inbound::Partial) => {}
             Ok(Inbound::Pong(b)) => {

@@ -20,6 +20,7 @@ impl From<&SessionInfo> for StoredSession {
             ack_threshold: s.ack_threshold,
             resume_window: Some(s.resume_window),
             max_message_size: s.max_message_size,
+            client_id: s.client_id.clone(),
         }
     }
 }
@@ -37,6 +38,7 @@ impl From<&StoredSession> for SessionInfo {
             resume_window: s
                 .resume_window
                 .unwrap_or(super::transport::DEFAULT_RESUME_WINDOW),
+            client_id: s.client_id.clone(),
         }
     }
 }

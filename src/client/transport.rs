@@ -25,7 +25,9 @@ use futures_util::{future::LocalBoxFuture, Sink, Stream};
 
 use crate::{
     options::{ClientOptions, NegotiateRequest, UrlProvider},
-    protocol::{negotiate_url, NegotiateResponse, SUBPROTOCOL},
+    protocol::{
+        negotiate_url, NegotiateParams, NegotiateResponse, MAX_DATA_HEADER_LEN, SUBPROTOCOL,
+    },
     Error, Result,
 };
 
@@ -111,6 +113,9 @@ pub(crate) struct SessionInfo {
     /// How long the server keeps the session without a socket; past it,
     /// the client stops trying to resume and negotiates afresh.
     pub(crate) resume_window: Duration,
+    /// The client id negotiate was told (kept with the session so a
+    /// durable store keeps it too).
+    pub(crate) client_id: String,
 }
 
 /// The resume window of a session stored by a version that did not record
@@ -137,6 +142,7 @@ pub(crate) async fn open(
     failures: usize,
     stateful: bool,
     session: Option<SessionInfo>,
+    client_id: String,
 ) -> Result<Opened> {
     let timeout = opts.connection_timeout;
     let attempt = async {
@@ -166,7 +172,7 @@ pub(crate) async fn open(
         }
         let session = match session {
             Some(s) => s,
-            None => negotiate(opts, &url, token.as_deref()).await?,
+            None => negotiate(opts, &url, token.as_deref(), client_id).await?,
         };
         let protocols = [SUBPROTOCOL.to_string()];
         let mut opened = upgrade(
@@ -186,8 +192,14 @@ pub(crate) async fn open(
     }
 }
 
-/// `POST {base}/negotiate`: a fresh session.
-async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Result<SessionInfo> {
+/// `POST {base}/negotiate`: a fresh session. The body tells the server
+/// the client's id and message size limit (docs/PROTOCOL.md §1).
+async fn negotiate(
+    opts: &ClientOptions,
+    url: &str,
+    token: Option<&str>,
+    client_id: String,
+) -> Result<SessionInfo> {
     let endpoint = negotiate_url(url)?;
     let (endpoint, token) = place_token(opts, &endpoint, token);
     let secure = endpoint.starts_with("https:");
@@ -197,8 +209,13 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
         req = req.bearer_auth(t);
     }
     log::debug!("negotiating at {}", redact_query(&endpoint));
+    let params = NegotiateParams {
+        client_id: Some(client_id.clone()),
+        max_message_size: Some(opts.max_message_size),
+    };
     let mut resp = req
-        .send()
+        .content_type("application/json")
+        .send_body(params.to_body())
         .await
         .map_err(|e| map_send_error(e, secure, opts.connection_timeout))?;
     let status = resp.status().as_u16();
@@ -217,7 +234,13 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
         .await
         .map_err(|e| Error::Negotiate(format!("reading the response: {e}")))?;
     let n = NegotiateResponse::parse(&body)?;
+    if let Some(moved) = &n.url {
+        if !opts.allow_negotiate_redirect {
+            check_same_origin(url, moved)?;
+        }
+    }
     Ok(SessionInfo {
+        client_id,
         socket_url: n.url.clone().unwrap_or_else(|| url.to_string()),
         connection_id: n.connection_id,
         reconnect_token: n.reconnect_token,
@@ -227,6 +250,46 @@ async fn negotiate(opts: &ClientOptions, url: &str, token: Option<&str>) -> Resu
         max_message_size: Some(n.max_message_size),
         resume_window: Duration::from_millis(n.resume_window_ms),
     })
+}
+
+/// Whether negotiate's `url` stays where the application sent the client:
+/// the same host and port, and no downgrade from `wss` to `ws` (an upgrade
+/// from `ws` to `wss` may go from port 80 to 443). Otherwise the auth token
+/// would go to a host the application never named, or in clear text
+/// (docs/PROTOCOL.md §1); [`ClientOptions::allow_negotiate_redirect`]
+/// lifts the check. The error names neither URL (a query may hold a
+/// secret).
+fn check_same_origin(from: &str, to: &str) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::Negotiate(format!(
+            "the negotiate response moves the socket {why}; not followed (set allow_negotiate_redirect to allow it)"
+        )))
+    };
+    let parse = |u: &str| -> Option<(bool, String, u16)> {
+        let uri: Uri = u.parse().ok()?;
+        let secure = match uri.scheme_str()?.to_ascii_lowercase().as_str() {
+            "ws" | "http" => false,
+            "wss" | "https" => true,
+            _ => return None,
+        };
+        let host = uri.host()?.to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        Some((secure, host, port))
+    };
+    let (Some(a), Some(b)) = (parse(from), parse(to)) else {
+        return refuse("to a URL that is not ws:// or wss://");
+    };
+    if a.0 && !b.0 {
+        return refuse("from wss to ws");
+    }
+    if a.1 != b.1 {
+        return refuse("to another host");
+    }
+    let upgrade_default_ports = !a.0 && b.0 && a.2 == 80 && b.2 == 443;
+    if a.2 != b.2 && !upgrade_default_ports {
+        return refuse("to another port");
+    }
+    Ok(())
 }
 
 /// awc's TCP connector (DNS, then connect) plus `TCP_NODELAY` on every
@@ -308,7 +371,14 @@ async fn upgrade(
     }
 
     let client = http_client(opts, secure);
-    let mut req = client.ws(uri).max_frame_size(opts.max_message_size);
+    // In reliable mode the limit is on DATA payloads: the frame may be
+    // that plus its header (the connection checks the payload).
+    let frame_limit = if required.is_some() {
+        opts.max_message_size.saturating_add(MAX_DATA_HEADER_LEN)
+    } else {
+        opts.max_message_size
+    };
+    let mut req = client.ws(uri).max_frame_size(frame_limit);
     for (k, v) in &opts.headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -530,6 +600,29 @@ mod tests {
             place_token(&opts, "ws://h/ws", None),
             ("ws://h/ws".to_owned(), None)
         );
+    }
+
+    #[test]
+    fn negotiate_url_must_stay_on_the_same_origin() {
+        let ok = |a: &str, b: &str| assert!(check_same_origin(a, b).is_ok(), "{a} -> {b}");
+        let no = |a: &str, b: &str| {
+            let e = check_same_origin(a, b).unwrap_err().to_string();
+            assert!(e.contains("allow_negotiate_redirect"), "{e}");
+            assert!(!e.contains("secret"), "{e}");
+        };
+        ok("ws://h:1/ws", "ws://h:1/other?x=1");
+        ok("ws://H:1/ws", "ws://h:1/ws");
+        ok("ws://h/ws", "wss://h/ws");
+        ok("ws://h:80/ws", "wss://h/ws");
+        ok("wss://h/ws", "wss://h:443/ws");
+        ok("ws://h:1/ws", "wss://h:1/ws");
+        no("wss://h/ws", "ws://h/ws");
+        no("wss://h/ws", "ws://h:443/ws");
+        no("ws://h:1/ws", "ws://other:1/ws?t=secret");
+        no("ws://h:1/ws", "ws://h:2/ws");
+        no("ws://h:1/ws", "wss://h/ws");
+        no("ws://h/ws", "http//bad");
+        no("ws://h/ws", "ftp://h/ws");
     }
 
     #[test]

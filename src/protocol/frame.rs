@@ -43,6 +43,18 @@ const MAX_VARINT_LEN: usize = 10;
 /// lengths are one byte on the wire).
 pub const MAX_HELLO_FIELD_LEN: usize = u8::MAX as usize;
 
+/// The most bytes a DATA frame adds to its payload: the type byte and a
+/// 10-byte varint. A receiver whose payload limit is `max` accepts
+/// WebSocket messages of `max + MAX_DATA_HEADER_LEN` bytes and checks the
+/// payload itself.
+pub const MAX_DATA_HEADER_LEN: usize = 1 + MAX_VARINT_LEN;
+
+/// The largest HELLO message, in bytes: the type byte, two length-prefixed
+/// fields of at most [`MAX_HELLO_FIELD_LEN`] bytes and two 10-byte varints
+/// (533). A server reads no more than this from a socket before its HELLO
+/// (docs/PROTOCOL.md §4).
+pub const MAX_HELLO_LEN: usize = 1 + 2 * (1 + MAX_HELLO_FIELD_LEN) + 2 * MAX_VARINT_LEN;
+
 /// One frame of the reliable protocol.
 ///
 /// `Debug` never shows the reconnect token of a HELLO (it prints
@@ -413,6 +425,17 @@ fn read_short_str(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_hello_is_max_hello_len() {
+        let hello = Frame::Hello {
+            connection_id: "c".repeat(MAX_HELLO_FIELD_LEN),
+            reconnect_token: "t".repeat(MAX_HELLO_FIELD_LEN),
+            last_received: u64::MAX,
+            first_seq: u64::MAX,
+        };
+        assert_eq!(hello.to_bytes().len(), MAX_HELLO_LEN);
+    }
     use proptest::prelude::*;
 
     fn varint(v: u64) -> Vec<u8> {

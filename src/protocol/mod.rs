@@ -4,7 +4,8 @@
 //! This module is the wire layer shared by the client and the server:
 //! - [`frame`]: the binary frames (HELLO, WELCOME, DATA, ACK) and their
 //!   encoding ([`Frame`], [`encode_data`], [`FrameError`]);
-//! - [`negotiate`]: the negotiate response ([`NegotiateResponse`]), the
+//! - [`negotiate`]: the negotiate request body ([`NegotiateParams`]) and
+//!   response ([`NegotiateResponse`]), the
 //!   negotiate URL ([`negotiate_url`]), session ids and reconnect tokens
 //!   ([`new_connection_id`], [`new_reconnect_token`], [`tokens_equal`]) and
 //!   the shutdown advice of a 1012 close ([`ShutdownAdvice`]).
@@ -17,10 +18,10 @@
 pub mod frame;
 pub mod negotiate;
 
-pub use frame::{encode_data, Frame, FrameError};
+pub use frame::{encode_data, Frame, FrameError, MAX_DATA_HEADER_LEN, MAX_HELLO_LEN};
 pub use negotiate::{
-    negotiate_url, new_connection_id, new_reconnect_token, tokens_equal, NegotiateResponse,
-    ShutdownAdvice,
+    is_client_id, negotiate_url, new_client_id, new_connection_id, new_reconnect_token,
+    tokens_equal, NegotiateParams, NegotiateResponse, ShutdownAdvice, MAX_NEGOTIATE_REQUEST_BODY,
 };
 
 /// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) of the reliable

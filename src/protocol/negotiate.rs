@@ -128,6 +128,98 @@ impl NegotiateResponse {
     }
 }
 
+/// The largest negotiate request body a server reads, in bytes.
+pub const MAX_NEGOTIATE_REQUEST_BODY: usize = 4096;
+
+/// The longest client id, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+
+/// The optional JSON body of a negotiate request (docs/PROTOCOL.md §1):
+/// what the client tells the server about itself.
+///
+/// Both fields are optional and unknown fields are ignored, so the body is
+/// compatible both ways within version 1: a server that predates it ignores
+/// the body (the client still closes an oversize message with 1009, a
+/// clear error), and a server that gets no body assumes no client limit
+/// and uses the connection id as the client id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NegotiateParams {
+    /// The client's stable id: the same for every session the client
+    /// opens (also after a lost session), so that with the client's
+    /// message seqs it names each message uniquely. 1 to 64 bytes of
+    /// ASCII letters, digits, `-` and `_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The largest data payload the client accepts, in bytes (at least 1).
+    /// The server refuses to send it anything larger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_size: Option<usize>,
+}
+
+impl NegotiateParams {
+    /// Parses and checks a negotiate request body. An empty body (or only
+    /// whitespace) is the default: no client id, no limit.
+    ///
+    /// Fails with [`Error::Negotiate`] on a body over
+    /// [`MAX_NEGOTIATE_REQUEST_BODY`] bytes, one that is not a JSON object of
+    /// the expected field types, a `client_id` that is not 1 to 64 bytes of
+    /// `[A-Za-z0-9_-]`, or a zero `max_message_size`. The error text does
+    /// not repeat the body.
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        let neg = |msg: &str| Err(Error::Negotiate(msg.to_owned()));
+        if body.len() > MAX_NEGOTIATE_REQUEST_BODY {
+            return neg("request body too large");
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(NegotiateParams::default());
+        }
+        let value: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(_) => return neg("request body is not valid JSON"),
+        };
+        if !value.is_object() {
+            return neg("request body is not a JSON object");
+        }
+        let params: NegotiateParams = match serde_json::from_value(value) {
+            Ok(p) => p,
+            Err(_) => {
+                return neg("request body: `client_id` must be a string and `max_message_size` a positive integer")
+            }
+        };
+        if let Some(id) = &params.client_id {
+            if !is_client_id(id) {
+                return neg("`client_id` must be 1 to 64 characters of A-Z, a-z, 0-9, - and _");
+            }
+        }
+        if params.max_message_size == Some(0) {
+            return neg("`max_message_size` must not be 0");
+        }
+        Ok(params)
+    }
+
+    /// The body to send (`{}` when both fields are `None`).
+    pub fn to_body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// Whether `s` is a valid client id (see [`NegotiateParams::client_id`]).
+pub fn is_client_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CLIENT_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A new client id: 16 random bytes from the OS RNG as 32 lowercase hex
+/// digits.
+///
+/// # Panics
+/// If the operating system's RNG fails (no unique id can be made then).
+pub fn new_client_id() -> String {
+    new_connection_id()
+}
+
 fn is_connection_id(s: &str) -> bool {
     s.len() == 32
         && s.bytes()
@@ -480,6 +572,43 @@ mod tests {
         url_err("ws://h/ws\n");
         url_err("ws://[::1/ws");
         url_err("ws://[]:80/ws");
+    }
+
+    #[test]
+    fn negotiate_params_cases() {
+        let p = |b: &str| NegotiateParams::parse(b.as_bytes());
+        assert_eq!(p("").unwrap(), NegotiateParams::default());
+        assert_eq!(p(" \r\n").unwrap(), NegotiateParams::default());
+        assert_eq!(p("{}").unwrap(), NegotiateParams::default());
+        let full = p(r#"{"client_id":"ab-C_9","max_message_size":1000,"x":[1]}"#).unwrap();
+        assert_eq!(full.client_id.as_deref(), Some("ab-C_9"));
+        assert_eq!(full.max_message_size, Some(1000));
+        assert_eq!(NegotiateParams::parse(&full.to_body()).unwrap(), full);
+        assert_eq!(NegotiateParams::default().to_body(), b"{}");
+        let id = new_client_id();
+        assert!(is_client_id(&id) && id.len() == 32, "{id}");
+        assert!(is_client_id(&"a".repeat(64)));
+        for bad in [
+            "{",
+            "null",
+            "[]",
+            r#"{"client_id":""}"#,
+            r#"{"client_id":"has space"}"#,
+            r#"{"client_id":"caf\u00e9"}"#,
+            r#"{"client_id":5}"#,
+            r#"{"max_message_size":0}"#,
+            r#"{"max_message_size":-1}"#,
+            r#"{"max_message_size":"big"}"#,
+        ] {
+            match p(bad) {
+                Err(Error::Negotiate(_)) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let long = format!(r#"{{"client_id":"{}"}}"#, "a".repeat(65));
+        assert!(p(&long).is_err());
+        let huge = format!(r#"{{"pad":"{}"}}"#, "a".repeat(MAX_NEGOTIATE_REQUEST_BODY));
+        assert!(p(&huge).is_err());
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub struct StoredSession {
     /// negotiate), so a restarted client refuses an oversize `send()` at
     /// once, before it resumes.
     pub max_message_size: Option<usize>,
+    /// The client's stable id (docs/PROTOCOL.md §1), kept so that a
+    /// restarted process goes on with the same id and its seqs stay
+    /// unique per client. Empty in a record written before it existed.
+    pub client_id: String,
 }
 
 impl Default for StoredSession {
@@ -134,6 +138,7 @@ impl Default for StoredSession {
             ack_threshold: 64,
             resume_window: None,
             max_message_size: None,
+            client_id: String::new(),
         }
     }
 }
@@ -336,6 +341,7 @@ pub(crate) mod tests {
             ack_threshold: 8,
             resume_window: Some(Duration::from_secs(30)),
             max_message_size: Some(2048),
+            client_id: "0123456789abcdef0123456789abcdef".into(),
         };
         store
             .commit(&[

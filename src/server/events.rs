@@ -69,6 +69,13 @@ pub struct SessionExpired {
 
 /// A client's data message was delivered: exactly once and in order per
 /// session (duplicates from replays are dropped before this).
+///
+/// "Delivered" means handed to each subscriber's mailbox: that is where
+/// exactly-once ends (docs/PROTOCOL.md §7). Across a lost session (the
+/// resume window passed, the server restarted) a message may be delivered
+/// again, in the new session, with the same `client_id` and `seq`: an
+/// application whose side effects must happen once keys them by
+/// (`client_id`, `seq`).
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 pub struct MessageReceived {
@@ -80,6 +87,10 @@ pub struct MessageReceived {
     pub seq: u64,
     /// The message body.
     pub payload: Payload,
+    /// The client's stable id from negotiate (the same in every session of
+    /// one client; this crate's client keeps it in its durable store), or
+    /// the connection id when the client sent none (docs/PROTOCOL.md §1).
+    pub client_id: String,
 }
 
 /// One subscriber list with the fan-out rule.

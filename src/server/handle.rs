@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, Weak,
     },
     time::{Duration, Instant},
@@ -42,6 +42,15 @@ pub enum ServerError {
     /// (negotiate answers `503`).
     #[error("too many sessions")]
     TooManySessions,
+    /// The message is larger than the client said it accepts (its
+    /// negotiate `max_message_size`); it was not sent.
+    #[error("message of {size} bytes is larger than the client accepts ({max} bytes)")]
+    MessageTooLarge {
+        /// The message's payload size in bytes.
+        size: usize,
+        /// The client's limit in bytes.
+        max: usize,
+    },
 }
 
 /// A snapshot of a server's counters.
@@ -53,6 +62,9 @@ pub struct ServerStats {
     pub attached: usize,
     /// Open plain (non-protocol) WebSocket clients.
     pub plain_clients: usize,
+    /// Sessions a [`broadcast`](ReliableServer::broadcast) skipped, in
+    /// all, because the message was larger than their client accepts.
+    pub broadcast_skipped: u64,
 }
 
 /// A plain client as the broadcast sees it.
@@ -80,6 +92,13 @@ pub(crate) struct Shared {
     pub(crate) echo: bool,
     /// Failed resumes per peer address.
     pub(crate) resume_limiter: ResumeLimiter,
+    /// Clients' stated message size limits, by connection id (only for
+    /// clients that stated one).
+    client_limits: Mutex<HashMap<String, usize>>,
+    /// See [`ServerStats::broadcast_skipped`].
+    broadcast_skipped: AtomicU64,
+    /// What unauthenticated peers may cost (see `routes::Admission`).
+    pub(crate) admission: super::routes::Admission,
 }
 
 impl Shared {
@@ -124,8 +143,17 @@ impl Shared {
         }
     }
 
+    /// Records the largest message the session's client accepts.
+    pub(crate) fn set_client_limit(&self, id: &str, max: usize) {
+        self.client_limits
+            .lock()
+            .expect("limits lock")
+            .insert(id.to_owned(), max);
+    }
+
     /// Forgets a session (idempotent).
     pub(crate) fn remove_session(&self, id: &str, identity: &str) {
+        self.client_limits.lock().expect("limits lock").remove(id);
         let removed = self.sessions.lock().expect("sessions lock").remove(id);
         if removed.is_some() && !identity.is_empty() {
             let mut counts = self.per_identity.lock().expect("identity lock");
@@ -288,6 +316,9 @@ impl ReliableServer {
         let options = options.normalized();
         let shared = Arc::new(Shared {
             resume_limiter: ResumeLimiter::new(options.failed_resume_limit),
+            client_limits: Mutex::new(HashMap::new()),
+            broadcast_skipped: AtomicU64::new(0),
+            admission: super::routes::Admission::new(&options),
             options,
             sessions: Mutex::new(HashMap::new()),
             per_identity: Mutex::new(HashMap::new()),
@@ -303,8 +334,9 @@ impl ReliableServer {
 
     /// Starts an echo server: every message a session receives is sent back
     /// to that session (by the session itself, in order, as if with
-    /// [`send_to`](Self::send_to)). [`MessageReceived`] is still reported
-    /// to subscribers. This is `rws serve`'s echo mode.
+    /// [`send_to`](Self::send_to); a message larger than the client said it
+    /// accepts is not echoed, and a warning is logged). [`MessageReceived`]
+    /// is still reported to subscribers. This is `rws serve`'s echo mode.
     ///
     /// # Panics
     /// Outside a running actix `System`.
@@ -341,7 +373,9 @@ impl ReliableServer {
     /// not wait for any of that.
     ///
     /// # Errors
-    /// [`ServerError::UnknownSession`] if no session has this id.
+    /// [`ServerError::UnknownSession`] if no session has this id;
+    /// [`ServerError::MessageTooLarge`] if the payload is larger than the
+    /// client said it accepts (nothing is sent).
     pub fn send_to(
         &self,
         connection_id: &str,
@@ -352,7 +386,9 @@ impl ReliableServer {
 
     /// Sends a message to every session (and to the plain clients in
     /// [`PlainMode::Broadcast`](super::PlainMode::Broadcast)); returns how
-    /// many recipients it was handed to.
+    /// many recipients it was handed to. Sessions whose client accepts
+    /// less than the payload's size are skipped (logged, and counted in
+    /// [`ServerStats::broadcast_skipped`]).
     pub fn broadcast(&self, payload: impl Into<Payload>) -> usize {
         broadcast(&self.shared, payload.into())
     }
@@ -434,6 +470,7 @@ impl ReliableServer {
             sessions: self.sessions(),
             attached: self.shared.attached.load(Ordering::Relaxed),
             plain_clients: self.shared.plain.lock().expect("plain lock").len(),
+            broadcast_skipped: self.shared.broadcast_skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -447,11 +484,26 @@ impl ReliableServer {
     pub(crate) async fn create_session(
         &self,
         identity: String,
+        params: crate::protocol::NegotiateParams,
     ) -> Result<(String, String), ServerError> {
         self.hub
-            .send(CreateSession { identity })
+            .send(CreateSession { identity, params })
             .await
             .map_err(|_| ServerError::Stopped)?
+    }
+}
+
+/// Whether the client of `connection_id` accepts a payload of `size`
+/// bytes (a client that stated no limit accepts any).
+fn check_size(shared: &Shared, connection_id: &str, size: usize) -> Result<(), ServerError> {
+    match shared
+        .client_limits
+        .lock()
+        .expect("limits lock")
+        .get(connection_id)
+    {
+        Some(&max) if size > max => Err(ServerError::MessageTooLarge { size, max }),
+        _ => Ok(()),
     }
 }
 
@@ -459,15 +511,32 @@ fn send_to(shared: &Shared, connection_id: &str, payload: Payload) -> Result<(),
     let addr = shared
         .session(connection_id)
         .ok_or(ServerError::UnknownSession)?;
+    check_size(shared, connection_id, payload.len())?;
     addr.do_send(Outbound(payload));
     Ok(())
 }
 
 fn broadcast(shared: &Shared, payload: Payload) -> usize {
-    let mut n = 0;
-    for addr in shared.sessions.lock().expect("sessions lock").values() {
-        addr.do_send(Outbound(payload.clone()));
-        n += 1;
+    let (mut n, mut skipped) = (0, 0u64);
+    {
+        let limits = shared.client_limits.lock().expect("limits lock");
+        for (id, addr) in shared.sessions.lock().expect("sessions lock").iter() {
+            if limits.get(id).is_some_and(|&max| payload.len() > max) {
+                skipped += 1;
+                continue;
+            }
+            addr.do_send(Outbound(payload.clone()));
+            n += 1;
+        }
+    }
+    if skipped > 0 {
+        shared
+            .broadcast_skipped
+            .fetch_add(skipped, Ordering::Relaxed);
+        log::warn!(
+            "broadcast of {} bytes skipped {skipped} session(s) whose client accepts less",
+            payload.len()
+        );
     }
     n + shared.broadcast_plain(&payload)
 }
@@ -481,6 +550,8 @@ const MAX_TRACKED_PEERS: usize = 65_536;
 pub(crate) struct ResumeLimiter {
     limit: Option<FailedResumeLimit>,
     peers: Mutex<HashMap<IpAddr, PeerFailures>>,
+    /// What is counted, for the log line.
+    what: &'static str,
 }
 
 struct PeerFailures {
@@ -490,9 +561,15 @@ struct PeerFailures {
 
 impl ResumeLimiter {
     pub(crate) fn new(limit: Option<FailedResumeLimit>) -> Self {
+        Self::counting(limit, "failed resumes")
+    }
+
+    /// A limiter of other events per address (`what` names them in logs).
+    pub(crate) fn counting(limit: Option<FailedResumeLimit>, what: &'static str) -> Self {
         ResumeLimiter {
             limit,
             peers: Mutex::new(HashMap::new()),
+            what,
         }
     }
 
@@ -547,8 +624,9 @@ impl ResumeLimiter {
         p.failures = p.failures.saturating_add(1);
         if p.failures == limit.max_failures {
             log::warn!(
-                "{} failed resumes from {key} within {:?}: refusing its protocol sockets for the rest of the window",
+                "{} {} from {key} within {:?}: refusing it for the rest of the window",
                 p.failures,
+                self.what,
                 limit.window
             );
         }

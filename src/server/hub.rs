@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     close_code,
-    protocol::{new_connection_id, new_reconnect_token},
+    protocol::{new_connection_id, new_reconnect_token, NegotiateParams},
 };
 
 /// Creates a session pending its first socket; answers its connection id
@@ -21,6 +21,8 @@ use crate::{
 #[rtype(result = "Result<(String, String), ServerError>")]
 pub(crate) struct CreateSession {
     pub(crate) identity: String,
+    /// What the client said about itself in the negotiate body.
+    pub(crate) params: NegotiateParams,
 }
 
 /// Closes every attached socket with 1012 and `reason`; refuses new ones.
@@ -55,13 +57,22 @@ impl Handler<CreateSession> for Hub {
         }
         let connection_id = new_connection_id();
         let token = new_reconnect_token();
+        let client_id = msg
+            .params
+            .client_id
+            .unwrap_or_else(|| connection_id.clone());
         let addr = SessionActor::new(
             self.shared.clone(),
             connection_id.clone(),
             token.clone(),
             msg.identity.clone(),
+            client_id,
+            msg.params.max_message_size.unwrap_or(usize::MAX),
         )
         .start();
+        if let Some(max) = msg.params.max_message_size {
+            self.shared.set_client_limit(&connection_id, max);
+        }
         self.shared
             .insert_session(connection_id.clone(), &msg.identity, addr);
         MessageResult(Ok((connection_id, token)))

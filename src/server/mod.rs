@@ -70,6 +70,8 @@ mod socket;
 pub use echo::{echo_route, EchoConfig};
 pub use events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed};
 pub use handle::{ReliableServer, ServerError, ServerStats};
-pub use options::{AuthHook, AuthRefusal, FailedResumeLimit, PlainMode, ServerOptions};
+pub use options::{
+    AuthHook, AuthRefusal, FailedResumeLimit, NegotiateRateLimit, PlainMode, ServerOptions,
+};
 pub use routes::{reliable_route, request_token};
 pub use socket::{ECHO_BUFFER_BYTES, PLAIN_CLIENT_BUFFER};

@@ -136,6 +136,26 @@ pub struct ServerOptions {
     /// address; `None` turns it off. Default: 20 failures per minute (see
     /// [`FailedResumeLimit`]).
     pub failed_resume_limit: Option<FailedResumeLimit>,
+    /// How many protocol sockets may wait for their HELLO at once, in all.
+    /// One more socket request is refused with `503 Service Unavailable`
+    /// and `Retry-After: 1` before the upgrade. Until its HELLO a socket
+    /// may send no more than a HELLO's size ([`MAX_HELLO_LEN`](crate::protocol::MAX_HELLO_LEN)
+    /// bytes, pings included): a larger message closes it with 1009, more
+    /// messages with 1008. Default 4096 (0 acts as 1).
+    pub max_awaiting_hello: usize,
+    /// The limit on negotiate requests per peer address from anonymous
+    /// callers (the identity `""`: no auth hook, or the hook returned
+    /// `""`); over it, negotiate answers `429 Too Many Requests` with a
+    /// `Retry-After` header (seconds). Authenticated callers are bounded by
+    /// [`max_sessions_per_identity`](Self::max_sessions_per_identity)
+    /// instead. `None` turns it off. Default: 10 000 per minute (so one
+    /// address holds at most about a tenth of the default
+    /// [`max_sessions`](Self::max_sessions) at the default resume window,
+    /// while a NAT full of clients coming back after a restart is not
+    /// locked out). Addresses
+    /// count as in [`FailedResumeLimit`] (IPv6 per `/64`; behind a reverse
+    /// proxy every client shares the proxy's address).
+    pub anonymous_negotiate_limit: Option<NegotiateRateLimit>,
 }
 
 impl Default for ServerOptions {
@@ -154,6 +174,8 @@ impl Default for ServerOptions {
             auth: None,
             plain: PlainMode::Echo,
             failed_resume_limit: Some(FailedResumeLimit::default()),
+            max_awaiting_hello: 4096,
+            anonymous_negotiate_limit: Some(NegotiateRateLimit::default()),
         }
     }
 }
@@ -174,6 +196,8 @@ impl fmt::Debug for ServerOptions {
             .field("auth", &self.auth.as_ref().map(|_| "<hook>"))
             .field("plain", &self.plain)
             .field("failed_resume_limit", &self.failed_resume_limit)
+            .field("max_awaiting_hello", &self.max_awaiting_hello)
+            .field("anonymous_negotiate_limit", &self.anonymous_negotiate_limit)
             .finish()
     }
 }
@@ -225,6 +249,11 @@ impl ServerOptions {
         self.max_fragments = self.max_fragments.max(1);
         if let Some(l) = &mut self.failed_resume_limit {
             l.max_failures = l.max_failures.max(1);
+            l.window = l.window.max(ms);
+        }
+        self.max_awaiting_hello = self.max_awaiting_hello.max(1);
+        if let Some(l) = &mut self.anonymous_negotiate_limit {
+            l.max_requests = l.max_requests.max(1);
             l.window = l.window.max(ms);
         }
         self
@@ -284,6 +313,48 @@ impl Default for FailedResumeLimit {
     fn default() -> Self {
         FailedResumeLimit {
             max_failures: 20,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A limit on anonymous negotiate requests per peer address (see
+/// [`ServerOptions::anonymous_negotiate_limit`]): each one creates a session
+/// that is kept for the resume window, so without it one address could
+/// fill [`max_sessions`](ServerOptions::max_sessions) for everyone.
+///
+/// Counted in fixed windows from an address's first request: once it made
+/// `max_requests` within `window`, its negotiates get `429` with a
+/// `Retry-After` header until the window ends. At most 65 536 addresses
+/// are tracked at once (as for [`FailedResumeLimit`]).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use resilient_ws::server::{NegotiateRateLimit, ServerOptions};
+///
+/// let options = ServerOptions {
+///     anonymous_negotiate_limit: Some(NegotiateRateLimit {
+///         max_requests: 100,
+///         window: Duration::from_secs(10),
+///     }),
+///     ..ServerOptions::default()
+/// };
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NegotiateRateLimit {
+    /// How many negotiates an address may make within `window` (0 acts as
+    /// 1). Default 10 000.
+    pub max_requests: u32,
+    /// The window they are counted in, from the first. Default 60 s.
+    pub window: Duration,
+}
+
+impl Default for NegotiateRateLimit {
+    fn default() -> Self {
+        NegotiateRateLimit {
+            max_requests: 10_000,
             window: Duration::from_secs(60),
         }
     }

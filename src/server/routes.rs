@@ -1,7 +1,13 @@
 //! The actix-web routes of a [`ReliableServer`]: `POST {path}/negotiate` and
 //! `GET {path}` (the socket, protocol or plain).
 
-use std::time::Instant;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use actix_web::{
     http::{
@@ -11,12 +17,65 @@ use actix_web::{
     web, HttpRequest, HttpResponse,
 };
 
+use futures_util::StreamExt;
+
 use super::{
-    handle::{ReliableServer, ServerError},
-    options::{PlainMode, ServerOptions},
+    handle::{ReliableServer, ResumeLimiter, ServerError},
+    options::{FailedResumeLimit, PlainMode, ServerOptions},
     socket::{spawn_plain, spawn_reliable},
 };
-use crate::protocol::{NegotiateResponse, SUBPROTOCOL, VERSION};
+use crate::protocol::{
+    NegotiateParams, NegotiateResponse, MAX_NEGOTIATE_REQUEST_BODY, SUBPROTOCOL, VERSION,
+};
+
+/// What unauthenticated peers may cost a server: the anonymous negotiate
+/// rate per address, and the sockets waiting for their HELLO.
+pub(crate) struct Admission {
+    negotiates: ResumeLimiter,
+    awaiting_hello: Arc<AtomicUsize>,
+    max_awaiting_hello: usize,
+}
+
+impl Admission {
+    pub(crate) fn new(options: &ServerOptions) -> Self {
+        let limit = options
+            .anonymous_negotiate_limit
+            .map(|l| FailedResumeLimit {
+                max_failures: l.max_requests,
+                window: l.window,
+            });
+        Admission {
+            negotiates: ResumeLimiter::counting(limit, "anonymous negotiates"),
+            awaiting_hello: Arc::new(AtomicUsize::new(0)),
+            max_awaiting_hello: options.max_awaiting_hello,
+        }
+    }
+
+    /// A place among the sockets waiting for HELLO, if one is free.
+    fn await_hello(&self) -> Option<HelloPermit> {
+        let before = self.awaiting_hello.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max_awaiting_hello {
+            self.awaiting_hello.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(HelloPermit(self.awaiting_hello.clone()))
+    }
+}
+
+/// Holds a socket's place among those waiting for HELLO; freed on drop.
+pub(crate) struct HelloPermit(Arc<AtomicUsize>);
+
+impl Drop for HelloPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up: never tell a client to come
+/// back early.
+fn retry_after(left: Duration) -> String {
+    (left.as_secs() + u64::from(left.subsec_nanos() > 0)).to_string()
+}
 
 /// Registers a [`ReliableServer`]'s routes on an actix-web app:
 /// `POST {path}/negotiate` and `GET {path}` (the socket).
@@ -26,7 +85,12 @@ use crate::protocol::{NegotiateResponse, SUBPROTOCOL, VERSION};
 /// WebSocket handled per [`ServerOptions::plain`]. Both routes check the
 /// origin allow-list (`403`) and run the auth hook (`401`/`403`) first.
 /// A protocol socket from an address with too many failed resumes gets
-/// `429` (see [`FailedResumeLimit`](super::FailedResumeLimit)).
+/// `429` (see [`FailedResumeLimit`](super::FailedResumeLimit)); one more
+/// than [`ServerOptions::max_awaiting_hello`] sockets waiting for their
+/// HELLO gets `503`. Negotiate reads the optional client body
+/// ([`NegotiateParams`](crate::protocol::NegotiateParams): `413` over 4 KiB,
+/// `400` when invalid) and limits anonymous callers per address
+/// ([`ServerOptions::anonymous_negotiate_limit`], `429`).
 ///
 /// Call it in the app factory of every worker with clones of one server:
 /// the sessions are shared by all workers.
@@ -54,7 +118,9 @@ pub fn reliable_route(cfg: &mut web::ServiceConfig, path: &str, server: Reliable
     let for_negotiate = server.clone();
     cfg.route(
         &negotiate_path,
-        web::post().to(move |req: HttpRequest| negotiate(req, for_negotiate.clone())),
+        web::post().to(move |req: HttpRequest, body: web::Payload| {
+            negotiate(req, body, for_negotiate.clone())
+        }),
     )
     .route(
         path,
@@ -99,7 +165,21 @@ fn wants_subprotocol(req: &HttpRequest) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
-async fn negotiate(req: HttpRequest, server: ReliableServer) -> HttpResponse {
+/// Reads a negotiate body of at most [`MAX_NEGOTIATE_REQUEST_BODY`] bytes;
+/// `None` if it is larger (or the connection failed).
+async fn read_body(mut body: web::Payload) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.ok()?;
+        if buf.len() + chunk.len() > MAX_NEGOTIATE_REQUEST_BODY {
+            return None;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Some(buf)
+}
+
+async fn negotiate(req: HttpRequest, body: web::Payload, server: ReliableServer) -> HttpResponse {
     let options = server.options();
     let identity = match admit(&req, options) {
         Ok(id) => id,
@@ -110,7 +190,27 @@ async fn negotiate(req: HttpRequest, server: ReliableServer) -> HttpResponse {
             .insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")))
             .finish();
     }
-    let (connection_id, reconnect_token) = match server.create_session(identity).await {
+    if identity.is_empty() {
+        // Anonymous sessions are bounded per address (authenticated ones
+        // per identity): one address must not fill max_sessions.
+        let peer = req.peer_addr().map(|a| a.ip());
+        let limiter = &server.shared.admission.negotiates;
+        let now = Instant::now();
+        if let Some(left) = limiter.blocked_for(peer, now) {
+            return HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, retry_after(left)))
+                .body("too many negotiates from this address");
+        }
+        limiter.record_failure(peer, now);
+    }
+    let Some(body) = read_body(body).await else {
+        return HttpResponse::PayloadTooLarge().body("negotiate body too large");
+    };
+    let params = match NegotiateParams::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return HttpResponse::BadRequest().body(e.to_string()),
+    };
+    let (connection_id, reconnect_token) = match server.create_session(identity, params).await {
         Ok(ids) => ids,
         Err(ServerError::TooManySessionsForIdentity) => {
             log::warn!("negotiate refused: too many sessions for one identity");
@@ -162,14 +262,18 @@ async fn socket(
         let peer = req.peer_addr().map(|a| a.ip());
         let limiter = &server.shared.resume_limiter;
         if let Some(left) = limiter.blocked_for(peer, Instant::now()) {
-            // Whole seconds, rounded up: never tell a client to come back early.
-            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             return Ok(HttpResponse::TooManyRequests()
-                .insert_header((header::RETRY_AFTER, secs.to_string()))
+                .insert_header((header::RETRY_AFTER, retry_after(left)))
                 .body("too many failed resumes from this address"));
         }
+        let Some(permit) = server.shared.admission.await_hello() else {
+            log::warn!("protocol socket refused: too many sockets waiting for their HELLO");
+            return Ok(HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")))
+                .body("too many sockets waiting for HELLO"));
+        };
         let (response, ws, stream) = actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL])?;
-        spawn_reliable(server, identity, peer, ws, stream);
+        spawn_reliable(server, identity, peer, permit, ws, stream);
         return Ok(response);
     }
     match server.options().plain {

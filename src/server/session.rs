@@ -106,6 +106,12 @@ pub(crate) struct SessionActor {
     connection_id: String,
     token: String,
     identity: String,
+    /// The client's stable id (negotiate's `client_id`, or the connection
+    /// id), for [`MessageReceived`].
+    client_id: String,
+    /// The largest payload the client accepts (negotiate's
+    /// `max_message_size`; `usize::MAX` when it stated none).
+    client_max: usize,
     had_socket: bool,
     socket: Option<Attached>,
     /// Bumped on every attach/detach; a resume-window timer only fires for
@@ -132,12 +138,16 @@ impl SessionActor {
         connection_id: String,
         token: String,
         identity: String,
+        client_id: String,
+        client_max: usize,
     ) -> Self {
         SessionActor {
             shared,
             connection_id,
             token,
             identity,
+            client_id,
+            client_max,
             had_socket: false,
             socket: None,
             generation: 0,
@@ -341,11 +351,22 @@ impl SessionActor {
                             connection_id: self.connection_id.clone(),
                             seq,
                             payload,
+                            client_id: self.client_id.clone(),
                         });
                         echo
                     };
                     if let Some(payload) = echo {
-                        self.queue_outbound(payload, ctx);
+                        // The protocol forbids sending more than the
+                        // client accepts, even its own message back.
+                        if payload.len() > self.client_max {
+                            log::warn!(
+                                "echo of {} bytes not sent: the client accepts at most {}",
+                                payload.len(),
+                                self.client_max
+                            );
+                        } else {
+                            self.queue_outbound(payload, ctx);
+                        }
                     }
                 } else {
                     return Err("sequence gap");

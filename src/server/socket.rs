@@ -33,12 +33,13 @@ use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use super::{
     handle::{PlainClient, ReliableServer},
     options::PlainMode,
+    routes::HelloPermit,
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
 use crate::{
-    client::inbound::{self as joiner, Assembler},
+    client::inbound::{self as joiner, Assembler, PongBucket, PONG_BURST},
     close_code,
-    protocol::{encode_data, Frame},
+    protocol::{encode_data, Frame, MAX_HELLO_LEN},
     Payload,
 };
 
@@ -61,7 +62,9 @@ pub(crate) enum Outgoing {
     /// A reliable-mode DATA frame, encoded by the writer.
     Data(u64, Payload),
     Text(ByteString),
-    Pong(Bytes),
+    /// A pong; counted in the slot's queue while unwritten (a plain
+    /// socket's pongs are bounded by its channel instead).
+    Pong(Bytes, Option<Arc<PongSlot>>),
     /// Answer the newest ping kept in this slot (if still there).
     LatestPong(Arc<PongSlot>),
     /// A frame from the session, carrying this many DATA payload bytes
@@ -93,7 +96,7 @@ fn next_socket_id() -> u64 {
 /// The largest WebSocket message accepted for a payload limit of `max`:
 /// room for the frame type and a 10-byte varint.
 pub(crate) fn max_ws_message(max: usize) -> usize {
-    max.saturating_add(11)
+    max.saturating_add(crate::protocol::MAX_DATA_HEADER_LEN)
 }
 
 /// What a protocol socket's session has queued for its writer and the
@@ -171,27 +174,55 @@ async fn write_loop(
     let _ = done.send(());
 }
 
-/// The newest unanswered ping of a socket. Under a ping flood from a
-/// client that does not read, at most one pong waits in the writer's
-/// channel: later pings replace the payload (RFC 6455 §5.5.3 allows
-/// answering only the most recent ping).
+/// A socket's pong state. Pings are answered through a [`PongBucket`]:
+/// every ping of a burst gets its own pong, in order (Autobahn cases 2.10
+/// and 2.11). Once the bucket is empty, or [`PONG_BURST`] pongs wait
+/// unwritten (a client that floods and never reads), pings go to the slot
+/// instead: at most one pong waits there, and later pings replace its
+/// payload (RFC 6455 §5.5.3 allows answering only the most recent ping).
 #[derive(Debug, Default)]
-pub(crate) struct PongSlot(Mutex<Option<Bytes>>);
+pub(crate) struct PongSlot {
+    newest: Mutex<Option<Bytes>>,
+    bucket: Mutex<PongBucket>,
+    /// Pongs queued for the writer and not written yet.
+    queued: AtomicUsize,
+}
 
 impl PongSlot {
     /// Keeps `ping`; `true` if the writer must be told (the slot was empty).
     fn put(&self, ping: Bytes) -> bool {
-        self.0.lock().expect("pong lock").replace(ping).is_none()
+        self.newest
+            .lock()
+            .expect("pong lock")
+            .replace(ping)
+            .is_none()
     }
 
     fn take(&self) -> Option<Bytes> {
-        self.0.lock().expect("pong lock").take()
+        self.newest.lock().expect("pong lock").take()
+    }
+
+    /// Whether a ping may be answered by a pong of its own now. Not while
+    /// the slot holds a ping: its pong would then follow a newer one.
+    fn direct(&self) -> bool {
+        let slot_empty = self.newest.lock().expect("pong lock").is_none();
+        slot_empty
+            && self.queued.load(Ordering::Relaxed) < PONG_BURST as usize
+            && self
+                .bucket
+                .lock()
+                .expect("pong lock")
+                .try_take(actix_rt::time::Instant::now())
     }
 }
 
-/// Answers a ping through `slot`: one pong at a time in the channel.
+/// Answers a ping: its own pong while the bucket allows, else through
+/// `slot` (one pong at a time in the channel).
 fn answer_ping(tx: &SocketTx, slot: &Arc<PongSlot>, ping: Bytes) {
-    if slot.put(ping) {
+    if slot.direct() {
+        slot.queued.fetch_add(1, Ordering::Relaxed);
+        let _ = tx.send(Outgoing::Pong(ping, Some(slot.clone())));
+    } else if slot.put(ping) {
         let _ = tx.send(Outgoing::LatestPong(slot.clone()));
     }
 }
@@ -203,7 +234,12 @@ async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
         Outgoing::Binary(b) | Outgoing::Metered(b, _) => ws.binary(b).await,
         Outgoing::Data(seq, payload) => ws.binary(encode_data(seq, &payload)).await,
         Outgoing::Text(t) => ws.text(t).await,
-        Outgoing::Pong(p) => ws.pong(&p).await,
+        Outgoing::Pong(p, slot) => {
+            if let Some(slot) = slot {
+                slot.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            ws.pong(&p).await
+        }
         Outgoing::LatestPong(slot) => match slot.take() {
             Some(p) => ws.pong(&p).await,
             None => Ok(()),
@@ -267,6 +303,13 @@ impl Joined {
             inner: stream.max_frame_size(max_message_size),
             assembler: Assembler::with_limits(max_message_size, max_fragments),
         }
+    }
+
+    /// The same socket with other limits (a protocol socket's grow once
+    /// its HELLO arrived). Called between messages: nothing is half
+    /// joined.
+    fn relimit(self, max_message_size: usize, max_fragments: usize) -> Self {
+        Self::new(self.inner, max_message_size, max_fragments)
     }
 
     /// The next whole message (or control frame).
@@ -365,6 +408,11 @@ struct Hello {
 }
 
 /// Waits for the HELLO (answering pings); `Err` is how to end the socket.
+///
+/// The socket is not authenticated yet, so it may cost little: the stream's
+/// limits are a HELLO's size (a larger message is closed with 1009), and
+/// what comes before the HELLO may add up to one HELLO's size too, counting
+/// two bytes of frame header per message (more is closed with 1008).
 async fn wait_hello(
     stream: &mut Joined,
     tx: &SocketTx,
@@ -372,6 +420,7 @@ async fn wait_hello(
     timeout: Duration,
 ) -> Result<Hello, Step> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut before_hello = 0usize;
     loop {
         let item = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(item) => item,
@@ -387,6 +436,15 @@ async fn wait_hello(
             Some(Err(step)) => return Err(step),
             Some(Ok(m)) => m,
         };
+        if let AggregatedMessage::Ping(p) | AggregatedMessage::Pong(p) = &msg {
+            before_hello += p.len() + 2;
+            if before_hello > MAX_HELLO_LEN {
+                return Err(Step::Violation(
+                    close_code::POLICY_VIOLATION,
+                    "too much before HELLO".to_owned(),
+                ));
+            }
+        }
         match msg {
             AggregatedMessage::Ping(p) => answer_ping(tx, pongs, p),
             AggregatedMessage::Pong(_) => {}
@@ -445,28 +503,28 @@ pub(crate) fn spawn_reliable(
     server: ReliableServer,
     identity: String,
     peer: Option<std::net::IpAddr>,
+    permit: HelloPermit,
     ws: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
     let options = &server.shared.options;
-    let stream = Joined::new(
-        stream,
-        max_ws_message(options.max_message_size),
-        options.max_fragments,
-    );
+    // Until HELLO, no message larger than a HELLO (see wait_hello).
+    let stream = Joined::new(stream, MAX_HELLO_LEN, options.max_fragments);
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let meter = Arc::new(QueueMeter::default());
     actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
     actix_rt::spawn(read_reliable(
-        server, identity, peer, stream, tx, meter, done_rx,
+        server, identity, peer, permit, stream, tx, meter, done_rx,
     ));
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_reliable(
     server: ReliableServer,
     identity: String,
     peer: Option<std::net::IpAddr>,
+    permit: HelloPermit,
     mut stream: Joined,
     tx: SocketTx,
     meter: Arc<QueueMeter>,
@@ -478,6 +536,11 @@ async fn read_reliable(
         hello = wait_hello(&mut stream, &tx, &pongs, shared.options.hello_timeout) => hello,
         _ = &mut writer_done => return,
     };
+    drop(permit);
+    let mut stream = stream.relimit(
+        max_ws_message(shared.options.max_message_size),
+        shared.options.max_fragments,
+    );
     let hello = match hello {
         Ok(h) => h,
         Err(step) => return finish(&tx, step),
@@ -705,7 +768,7 @@ async fn read_plain(
                 })))
             }
             Some(Ok(AggregatedMessage::Ping(p))) => {
-                if tx.send(Outgoing::Pong(p)).await.is_err() {
+                if tx.send(Outgoing::Pong(p, None)).await.is_err() {
                     break None;
                 }
                 continue;
