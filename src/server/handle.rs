@@ -176,7 +176,7 @@ impl Shared {
     }
 
     /// Sends `payload` to every plain client in broadcast mode; a client
-    /// too far behind is closed with 1008 and dropped.
+    /// too far behind is closed with 1013 and dropped.
     fn broadcast_plain(&self, payload: &Payload) -> usize {
         let mut plain = self.plain.lock().expect("plain lock");
         let mut sent = 0;
@@ -195,7 +195,7 @@ impl Shared {
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     log::warn!("plain client too slow for the broadcast; closing it");
-                    c.closer.close(close_code::POLICY_VIOLATION, "too slow");
+                    c.closer.close(close_code::TRY_AGAIN_LATER, "too slow");
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -235,8 +235,9 @@ impl Shared {
 ///
 /// A client that acks without reading keeps the window moving while the
 /// data piles up in front of its socket: once more than twice the window
-/// of DATA payload waits unwritten, the socket is closed with 1008
-/// ("too slow") and the session is kept for the resume window.
+/// of DATA payload waits unwritten, the socket is closed with 1013
+/// ("too slow", try again later) and the session is kept for the resume
+/// window: the client resumes it.
 ///
 /// # Examples
 /// ```no_run

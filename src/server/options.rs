@@ -69,7 +69,7 @@ pub enum PlainMode {
     /// the sender included). Delivery to a plain client is best effort: a
     /// plain client that falls more than
     /// [`PLAIN_CLIENT_BUFFER`](super::PLAIN_CLIENT_BUFFER) messages behind is
-    /// closed with 1008 (policy violation, "too slow").
+    /// closed with 1013 (try again later, "too slow").
     Broadcast,
     /// Plain clients are refused with `426 Upgrade Required` (the response
     /// names the subprotocol in `Sec-WebSocket-Protocol`).

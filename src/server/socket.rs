@@ -46,7 +46,7 @@ use crate::{
 const MAX_BATCH: usize = 256;
 
 /// How many messages a plain client may fall behind before it is closed
-/// with 1008 (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
+/// with 1013 "too slow" (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
 pub const PLAIN_CLIENT_BUFFER: usize = 1024;
 
 /// The payload bytes an echo client's answers may take while waiting to be
@@ -101,7 +101,7 @@ pub(crate) fn max_ws_message(max: usize) -> usize {
 ///
 /// The session's unacked window bounds what it sends, but a client can ack
 /// blindly without reading; the meter catches that: the reader closes the
-/// socket with 1008 ("too slow") once, in more than one frame, more than
+/// socket with 1013 ("too slow", try again later) once, in more than one frame, more than
 /// twice the window (or twice the largest message, which may go out alone
 /// when larger than the window) of DATA payload waits (a full window plus
 /// its replay after a resume is the most a reading client can have
@@ -553,7 +553,7 @@ async fn read_reliable(
         if meter.too_slow(shared.options.max_unacked_bytes) {
             // Acks arrive but the data does not leave: the client acks
             // without reading. Drop the socket; the session stays.
-            break 'outer Step::Violation(close_code::POLICY_VIOLATION, "too slow".to_owned());
+            break 'outer Step::Violation(close_code::TRY_AGAIN_LATER, "too slow".to_owned());
         }
         let mut next = Some(item);
         while let Some(item) = next {

@@ -173,7 +173,7 @@ struct ServeArgs {
 
     /// Send every message to every client, the sender included. Plain
     /// WebSocket clients join the broadcast (best effort: one that falls far
-    /// behind is closed with 1008).
+    /// behind is closed with 1013).
     #[arg(long)]
     broadcast: bool,
 
