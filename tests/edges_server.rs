@@ -4,15 +4,21 @@
 //! clients are [`RawConn`]; timers are short configured durations and every
 //! wait is bounded.
 
-use std::time::Duration;
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use resilient_ws::{
     close_code,
     protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
     server::{ReliableServer, ServerOptions},
-    testing::{opcode, RawConn, RawFrame, TestServer},
-    Payload,
+    testing::{opcode, EventRecorder, RawConn, RawFrame, RecordedEvent, TestServer},
+    Payload, ReconnectMode, ResilientWebSocket,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,6 +37,12 @@ async fn negotiate(server: &TestServer) -> NegotiateResponse {
 /// A raw protocol client: negotiate, upgrade, HELLO, WELCOME.
 async fn reliable_raw(server: &TestServer) -> (RawConn, NegotiateResponse) {
     let neg = negotiate(server).await;
+    let c = attach_raw(server, &neg).await;
+    (c, neg)
+}
+
+/// Upgrade, HELLO for `neg`'s session, WELCOME.
+async fn attach_raw(server: &TestServer, neg: &NegotiateResponse) -> RawConn {
     let mut c = RawConn::connect(
         server.addr(),
         "/ws",
@@ -50,7 +62,29 @@ async fn reliable_raw(server: &TestServer) -> (RawConn, NegotiateResponse) {
         matches!(decode(&welcome), Frame::Welcome { .. }),
         "{welcome:?}"
     );
-    (c, neg)
+    c
+}
+
+/// Reads frames until a Close: the last ACK seen before it, and its code.
+async fn ack_then_close(conn: &mut RawConn) -> (Option<u64>, Option<u16>) {
+    let read = async {
+        let mut ack = None;
+        loop {
+            match conn.read_frame().await {
+                Ok(f) if f.opcode == opcode::CLOSE => return (ack, f.close_code()),
+                Ok(f) if f.opcode == opcode::BINARY => {
+                    if let Frame::Ack { seq } = decode(&f) {
+                        ack = Some(seq);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return (ack, None),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("a close in time")
 }
 
 fn decode(f: &RawFrame) -> Frame {
@@ -127,4 +161,230 @@ async fn a_too_slow_reliable_socket_is_closed_with_1013_not_1008() {
         Some(close_code::TRY_AGAIN_LATER)
     );
     server.stop().await;
+}
+
+/// The server's own closes carry its pending ACK first: a socket replaced
+/// by a newer one (4002) and a session the application ends (1000) hear
+/// the ACK for what was delivered before the Close, even when the ack
+/// timer has not fired.
+#[actix_rt::test]
+async fn the_server_sends_its_pending_ack_before_4002_and_1000() {
+    let (server, reliable) = TestServer::reliable(ServerOptions {
+        // Far longer than the test: only a close can send the ACK.
+        ack_interval: Duration::from_secs(60),
+        ack_threshold: 1000,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let (mut old, neg) = reliable_raw(&server).await;
+    old.send_binary(&data(1, "a")).await.unwrap();
+    old.send_binary(&data(2, "b")).await.unwrap();
+    // A pong proves the server read both DATA frames first (same socket).
+    old.send_frame(true, opcode::PING, b"sync").await.unwrap();
+    loop {
+        let f = tokio::time::timeout(WAIT, old.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(f.opcode, opcode::BINARY, "no ACK yet: {f:?}");
+        if f.opcode == opcode::PONG {
+            break;
+        }
+    }
+    let mut new = attach_raw(&server, &neg).await;
+    assert_eq!(
+        ack_then_close(&mut old).await,
+        (Some(2), Some(close_code::REPLACED))
+    );
+    new.send_binary(&data(3, "c")).await.unwrap();
+    new.send_frame(true, opcode::PING, b"sync").await.unwrap();
+    loop {
+        let f = tokio::time::timeout(WAIT, new.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        if f.opcode == opcode::PONG {
+            break;
+        }
+    }
+    reliable.close_session(&neg.connection_id).unwrap();
+    assert_eq!(
+        ack_then_close(&mut new).await,
+        (Some(3), Some(close_code::NORMAL))
+    );
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Item 2: ack before close, drain on shutdown (a real `rws serve` child).
+
+/// `rws serve` as a child process, killed on drop.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `rws serve --echo --bind ADDR ARGS...` and waits for its address
+/// line; `Err` with its stderr if it exited first (the port is still taken).
+fn try_serve(addr: &str, args: &[&str]) -> Result<Serve, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rws"))
+        .args(["serve", "--echo", "--bind", addr])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rws serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("listening on ws://") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Ok(url.trim_end_matches("/ws").to_owned()));
+                }
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        if let Some(tx) = tx {
+            let _ = tx.send(Err(seen));
+        }
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(Ok(addr)) => Ok(Serve { child, addr }),
+        Ok(Err(stderr)) => {
+            let _ = child.wait();
+            Err(stderr)
+        }
+        Err(_) => panic!("rws serve printed no address in time"),
+    }
+}
+
+/// Starts `rws serve` on `addr`, retrying while the port is still taken.
+fn serve_at(addr: &str, args: &[&str]) -> Serve {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match try_serve(addr, args) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline && e.contains("cannot listen") => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("rws serve failed:\n{e}"),
+        }
+    }
+}
+
+/// Waits (bounded) for the child to exit; its status. Async: the client
+/// in this thread's System must go on running meanwhile.
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "rws serve did not exit in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`serve_at`] off this thread, so the in-process client keeps running.
+async fn serve_at_async(addr: &str, args: &'static [&'static str]) -> Serve {
+    let addr = addr.to_owned();
+    tokio::task::spawn_blocking(move || serve_at(&addr, args))
+        .await
+        .unwrap()
+}
+
+/// A rolling restart of one `rws serve --echo` under a streaming stateful
+/// client: SIGTERM mid-stream, a new process on the same port. The old
+/// server stops taking messages, acks what it delivered, flushes its echoes
+/// and waits for their acks before closing with 1012, so the new session
+/// re-sends exactly what the old one never delivered: every echo arrives
+/// exactly once, in order.
+#[actix_rt::test]
+async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_once() {
+    const N: usize = 6000;
+    const ARGS: &[&str] = &[
+        "--shutdown-reconnect-after",
+        "50ms",
+        "--shutdown-spread",
+        "50ms",
+        "--shutdown-drain",
+        "5s",
+    ];
+    let mut first = serve_at_async("127.0.0.1:0", ARGS).await;
+    let addr = first.addr.clone();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(ResilientWebSocket::builder(format!("ws://{addr}/ws")))
+        .reconnect_mode(ReconnectMode::Stateful)
+        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(100), 0)
+        .buffering(true, 100_000)
+        .build()
+        .unwrap();
+    ws.connect().await.unwrap();
+    let sender = {
+        let ws = ws.clone();
+        actix_rt::spawn(async move {
+            for i in 0..N {
+                ws.send(format!("m{i}")).await.unwrap();
+                if i % 20 == 0 {
+                    // A paced stream, not one burst: the restart lands
+                    // mid-way, with deliveries the server has not acked.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        })
+    };
+    rec.wait_until(WAIT, |log| {
+        let n = log
+            .iter()
+            .filter(|e| matches!(e, RecordedEvent::Message(_)))
+            .count();
+        (n >= N / 4).then_some(())
+    })
+    .await
+    .expect("a quarter of the echoes before the restart");
+    let killed = Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let status = wait_exit(&mut first.child).await;
+    assert!(status.success(), "rws serve exited with {status}");
+    let _second = serve_at_async(&addr, ARGS).await;
+    sender.await.unwrap();
+    // A duplicate takes the place of a later message among the first N.
+    let got = rec.wait_messages(N, WAIT).await;
+    let expected: Vec<Payload> = (0..N)
+        .map(|i| Payload::Text(format!("m{i}").into()))
+        .collect();
+    let got_texts: Vec<String> = got
+        .iter()
+        .map(|p| match p {
+            Payload::Text(t) => t.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let dups = got_texts.len() - {
+        let mut d = got_texts.clone();
+        d.sort();
+        d.dedup();
+        d.len()
+    };
+    assert_eq!(dups, 0, "{dups} echoes arrived twice");
+    assert_eq!(got, expected, "every echo once, in order");
+    ws.disconnect().await.unwrap();
 }

@@ -373,13 +373,25 @@ impl ReliableServer {
         Ok(())
     }
 
-    /// Graceful shutdown: closes every attached protocol socket (and every
-    /// plain client) with 1012 and `advice.to_reason()` as the reason.
-    /// Sessions are kept until their resume window passes, so clients can
-    /// resume on this process while it lives; sockets and negotiates that
-    /// arrive afterwards are refused (a socket is closed with 1012 after
-    /// its HELLO, a negotiate gets `503`). Returns once every session was
-    /// told; the close frames are written by the sockets' tasks.
+    /// Graceful shutdown: drains every attached protocol socket, then
+    /// closes it with 1012 and `advice.to_reason()` as the reason; plain
+    /// clients are closed with 1012 at once.
+    ///
+    /// Draining a session: it stops taking client messages (those not yet
+    /// delivered stay unacknowledged, so the client re-sends them to the
+    /// next server), sends its pending ACK at once, keeps sending what it
+    /// has queued as acks make room, and closes the socket once the client
+    /// acknowledged everything or
+    /// [`shutdown_drain_timeout`](ServerOptions::shutdown_drain_timeout)
+    /// passed. So a rolling restart under a stateful client delivers every
+    /// message exactly once even though the next process knows no session.
+    ///
+    /// Sessions are kept until their resume window passes; sockets and
+    /// negotiates that arrive afterwards are refused (a socket is closed
+    /// with 1012 after its HELLO, a negotiate gets `503`). Returns once
+    /// every session's socket is closed (at the latest about
+    /// `shutdown_drain_timeout` later); the close frames are written by the
+    /// sockets' tasks.
     ///
     /// Then stop the actix-web server (its graceful stop waits for the
     /// closed sockets).
@@ -387,12 +399,18 @@ impl ReliableServer {
     /// # Errors
     /// [`ServerError::Stopped`] if the hub actor is gone.
     pub async fn shutdown(&self, advice: ShutdownAdvice) -> Result<(), ServerError> {
-        self.hub
+        let drained = self
+            .hub
             .send(Shutdown {
                 reason: advice.to_reason(),
             })
             .await
-            .map_err(|_| ServerError::Stopped)
+            .map_err(|_| ServerError::Stopped)?;
+        // Each session closes by its own deadline; the margin only guards
+        // against a session actor that cannot run.
+        let limit = self.shared.options.shutdown_drain_timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(limit, futures_util::future::join_all(drained)).await;
+        Ok(())
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.

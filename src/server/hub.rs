@@ -8,12 +8,9 @@ use actix::prelude::*;
 
 use super::{
     handle::{ServerError, Shared},
-    session::{CloseSocket, SessionActor},
+    session::{Drain, SessionActor},
 };
-use crate::{
-    close_code,
-    protocol::{new_connection_id, new_reconnect_token},
-};
+use crate::protocol::{new_connection_id, new_reconnect_token};
 
 /// Creates a session pending its first socket; answers its connection id
 /// and reconnect token.
@@ -23,9 +20,11 @@ pub(crate) struct CreateSession {
     pub(crate) identity: String,
 }
 
-/// Closes every attached socket with 1012 and `reason`; refuses new ones.
+/// Drains every attached socket and closes it with 1012 and `reason`;
+/// refuses new ones. Answers one receiver per session that fires (or is
+/// dropped) once its socket is closed.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<tokio::sync::oneshot::Receiver<()>>")]
 pub(crate) struct Shutdown {
     pub(crate) reason: String,
 }
@@ -69,15 +68,20 @@ impl Handler<CreateSession> for Hub {
 }
 
 impl Handler<Shutdown> for Hub {
-    type Result = ();
+    type Result = MessageResult<Shutdown>;
 
-    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shared.begin_shutdown(msg.reason.clone());
-        for addr in self.shared.all_sessions() {
-            addr.do_send(CloseSocket {
-                code: close_code::SERVICE_RESTART,
+        let sessions = self.shared.all_sessions();
+        let mut drained = Vec::with_capacity(sessions.len());
+        for addr in sessions {
+            let (done, rx) = tokio::sync::oneshot::channel();
+            addr.do_send(Drain {
                 reason: msg.reason.clone(),
+                done,
             });
+            drained.push(rx);
         }
+        MessageResult(drained)
     }
 }

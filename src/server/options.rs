@@ -136,6 +136,12 @@ pub struct ServerOptions {
     /// address; `None` turns it off. Default: 20 failures per minute (see
     /// [`FailedResumeLimit`]).
     pub failed_resume_limit: Option<FailedResumeLimit>,
+    /// How long [`ReliableServer::shutdown`](super::ReliableServer::shutdown)
+    /// lets a session drain: after its pending ACK and its queued messages
+    /// went out, it waits up to this long for the client to acknowledge
+    /// them before closing the socket with 1012. Zero closes right after
+    /// the ACK. Default 5 s.
+    pub shutdown_drain_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -154,6 +160,7 @@ impl Default for ServerOptions {
             auth: None,
             plain: PlainMode::Echo,
             failed_resume_limit: Some(FailedResumeLimit::default()),
+            shutdown_drain_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -174,6 +181,7 @@ impl fmt::Debug for ServerOptions {
             .field("auth", &self.auth.as_ref().map(|_| "<hook>"))
             .field("plain", &self.plain)
             .field("failed_resume_limit", &self.failed_resume_limit)
+            .field("shutdown_drain_timeout", &self.shutdown_drain_timeout)
             .finish()
     }
 }

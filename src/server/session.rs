@@ -73,13 +73,27 @@ pub(crate) struct Detached {
 #[rtype(result = "()")]
 pub(crate) struct Outbound(pub(crate) Payload);
 
-/// Server shutdown: close the attached socket with 1012 and this reason;
-/// keep the session for the resume window.
+/// Server shutdown: drain the attached socket, then close it with 1012 and
+/// this reason; keep the session for the resume window. `done` fires (or is
+/// dropped) once the socket is closed.
+///
+/// Draining: no more client messages are delivered (they stay unacked, so
+/// the client re-sends them to the next server), the pending ACK goes out
+/// now, queued messages are flushed as acks make room, and the socket is
+/// closed once the client acked everything or `shutdown_drain_timeout`
+/// passed. Without it a restart loses the pending ACK: the client re-sends
+/// what was already delivered, and an echo arrives twice.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct CloseSocket {
-    pub(crate) code: u16,
+pub(crate) struct Drain {
     pub(crate) reason: String,
+    pub(crate) done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A drain in progress (see [`Drain`]).
+struct Draining {
+    reason: String,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The application ends the session.
@@ -124,6 +138,8 @@ pub(crate) struct SessionActor {
     unacked_bytes: usize,
     pending: VecDeque<Payload>,
     pending_bytes: usize,
+    /// Set by a server shutdown (see [`Drain`]).
+    draining: Option<Draining>,
 }
 
 impl SessionActor {
@@ -152,6 +168,7 @@ impl SessionActor {
             unacked_bytes: 0,
             pending: VecDeque::new(),
             pending_bytes: 0,
+            draining: None,
         }
     }
 
@@ -179,13 +196,35 @@ impl SessionActor {
         if !self.ended {
             self.start_expiry(ctx);
         }
+        if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {
+            let _ = done.send(());
+        }
     }
 
-    /// Closes the attached socket with `code` (the session stays).
+    /// Closes the attached socket with `code` (the session stays). The
+    /// pending ACK goes out first: a client that never hears it re-sends
+    /// what was delivered (to this session, harmless; to the next one
+    /// after a restart, a duplicate).
     fn close_socket(&mut self, ctx: &mut Context<Self>, code: u16, reason: &str) {
+        self.send_ack(ctx);
         if let Some(s) = &self.socket {
             let _ = s.tx.send(Outgoing::Close(close_reason(code, reason)));
             self.detach(ctx);
+        }
+    }
+
+    /// Ends a drain once the client acked everything (or `force`: the
+    /// deadline passed, or the socket is gone): closes with 1012.
+    fn check_drained(&mut self, ctx: &mut Context<Self>, force: bool) {
+        let Some(d) = &self.draining else { return };
+        let drained = self.unacked.is_empty() && self.pending.is_empty();
+        if !(drained || force || self.socket.is_none()) {
+            return;
+        }
+        let reason = d.reason.clone();
+        self.close_socket(ctx, close_code::SERVICE_RESTART, &reason);
+        if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {
+            let _ = done.send(());
         }
     }
 
@@ -323,6 +362,10 @@ impl SessionActor {
     /// Handles one DATA or ACK; `Err` is a 1002 reason.
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Result<(), &'static str> {
         match frame {
+            Frame::Data { .. } if self.draining.is_some() => {
+                // Shutting down: not delivered and not acked, so the client
+                // re-sends it to the next server.
+            }
             Frame::Data { seq, payload } => {
                 if seq <= self.delivered {
                     // A duplicate (replay of something delivered): drop it,
@@ -358,6 +401,7 @@ impl SessionActor {
                 if seq > self.peer_acked {
                     self.release(seq);
                     self.promote();
+                    self.check_drained(ctx, false);
                 }
             }
             Frame::Hello { .. } => return Err("unexpected HELLO"),
@@ -410,6 +454,15 @@ impl Handler<Attach> for SessionActor {
         }
         match self.socket.take() {
             Some(old) => {
+                // The pending ACK first (the WELCOME below repeats it on
+                // the new socket, but the old one may be all the client
+                // still reads).
+                if self.ack_pending > 0 {
+                    let ack = Frame::Ack {
+                        seq: self.delivered,
+                    };
+                    let _ = old.tx.send(Outgoing::Binary(ack.to_bytes()));
+                }
                 let _ = old.tx.send(Outgoing::Close(close_reason(
                     close_code::REPLACED,
                     "replaced",
@@ -530,11 +583,31 @@ impl SessionActor {
     }
 }
 
-impl Handler<CloseSocket> for SessionActor {
+impl Handler<Drain> for SessionActor {
     type Result = ();
 
-    fn handle(&mut self, msg: CloseSocket, ctx: &mut Context<Self>) {
-        self.close_socket(ctx, msg.code, &msg.reason);
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) {
+        if self.socket.is_none() || self.ended {
+            // Nothing attached: nothing to drain (`done` fires on drop).
+            return;
+        }
+        self.draining = Some(Draining {
+            reason: msg.reason,
+            done: Some(msg.done),
+        });
+        // What was delivered is acked now, not on the timer: nothing more
+        // will be delivered here.
+        self.send_ack(ctx);
+        let generation = self.generation;
+        ctx.run_later(
+            self.shared.options.shutdown_drain_timeout,
+            move |act, ctx| {
+                if act.generation == generation {
+                    act.check_drained(ctx, true);
+                }
+            },
+        );
+        self.check_drained(ctx, false);
     }
 }
 

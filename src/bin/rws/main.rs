@@ -201,6 +201,13 @@ struct ServeArgs {
     /// so clients do not all return at once.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     shutdown_spread: Duration,
+
+    /// On SIGINT/SIGTERM, how long each reliable session may drain: it acks
+    /// what it delivered, stops taking messages, sends what it has queued
+    /// and waits this long at most for the client's acks before closing
+    /// with 1012.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
+    shutdown_drain: Duration,
 }
 
 // No `Debug`: it would print the token.
@@ -385,6 +392,7 @@ fn main() {
 fn serve(args: ServeArgs) -> i32 {
     let mut options = ServerOptions {
         resume_window: args.resume_window,
+        shutdown_drain_timeout: args.shutdown_drain,
         plain: if args.broadcast {
             PlainMode::Broadcast
         } else {
@@ -446,7 +454,8 @@ fn serve(args: ServeArgs) -> i32 {
     })
 }
 
-/// On the first SIGINT/SIGTERM: tells every client when to come back (close
+/// On the first SIGINT/SIGTERM: drains every reliable session (see
+/// `--shutdown-drain`) and tells every client when to come back (close
 /// 1012 with `advice`), then stops the HTTP server gracefully (it waits up
 /// to [`SERVE_SHUTDOWN_SECS`] for the closing sockets). A second signal
 /// stops it at once.
