@@ -16,7 +16,7 @@ use bytes::Bytes;
 use resilient_ws::{
     close_code,
     protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
-    server::{ReliableServer, ServerOptions},
+    server::{PlainMode, ReliableServer, ServerError, ServerOptions},
     testing::{opcode, EventRecorder, RawConn, RawFrame, RecordedEvent, TestServer},
     Payload, ReconnectMode, ResilientWebSocket,
 };
@@ -387,4 +387,131 @@ async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_
     assert_eq!(dups, 0, "{dups} echoes arrived twice");
     assert_eq!(got, expected, "every echo once, in order");
     ws.disconnect().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Item 5: `send_to` waits instead of ending the session.
+
+/// One client's burst in broadcast mode, far past 4 × the window, reaches
+/// every session in order and ends none: the broadcast waits for room in
+/// each session's buffer instead of overflowing it. The burst comes from a
+/// plain client (no window of its own) and from a reliable one.
+#[actix_rt::test]
+async fn a_burst_in_broadcast_mode_ends_no_session() {
+    const N: usize = 400;
+    let reliable = ReliableServer::broadcast_mode(ServerOptions {
+        max_unacked_bytes: 8 * 1024,
+        plain: PlainMode::Broadcast,
+        ..ServerOptions::default()
+    });
+    let server =
+        TestServer::serve_reliable(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), &reliable)
+            .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let rec = EventRecorder::start();
+        let ws = rec
+            .attach(ResilientWebSocket::builder(server.ws_url()))
+            .reconnect_mode(ReconnectMode::Stateful)
+            .buffering(true, 10_000)
+            .connect()
+            .await
+            .unwrap();
+        clients.push((ws, rec));
+    }
+    // 400 × 512 B = 200 KiB, 25 windows, to every session; from the plain
+    // client first, then from a reliable one.
+    let burst = |tag: char| -> Vec<String> { (0..N).map(|i| format!("{tag}{i:0>511}")).collect() };
+    let mut plain = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    wait_until("the plain client joined", || {
+        reliable.stats().plain_clients == 1
+    })
+    .await;
+    for m in burst('p') {
+        plain.send_text(m).await.unwrap();
+    }
+    for m in burst('r') {
+        clients[0].0.send(m).await.unwrap();
+    }
+    for (_, rec) in &clients {
+        let got = rec.wait_messages(2 * N, WAIT).await;
+        assert_eq!(got.len(), 2 * N, "every message");
+        // The two bursts may interleave; each is whole and in order.
+        for tag in ['p', 'r'] {
+            let from: Vec<String> = got
+                .iter()
+                .filter_map(|p| match p {
+                    Payload::Text(t) if t.starts_with(tag) => Some(t.to_string()),
+                    _ => None,
+                })
+                .collect();
+            assert!(from == burst(tag), "burst {tag}: in order, once");
+        }
+        let lost = rec
+            .events()
+            .iter()
+            .filter(|e| matches!(e, RecordedEvent::SessionLost(_)))
+            .count();
+        assert_eq!(lost, 0, "no session ended: {:?}", rec.errors());
+    }
+    assert_eq!(reliable.sessions(), 2);
+    for (ws, _) in clients {
+        ws.disconnect().await.unwrap();
+    }
+    server.stop().await;
+}
+
+/// `try_send_to` refuses at once when the session's buffer is full;
+/// `send_to` waits for the client's acks, and fails with `Timeout` after
+/// `send_timeout`, without ending the session.
+#[actix_rt::test]
+async fn send_to_waits_for_room_and_try_send_to_is_full_at_once() {
+    let (server, reliable) = TestServer::reliable(ServerOptions {
+        max_unacked_bytes: 1000,
+        send_timeout: Duration::from_millis(200),
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let (mut c, neg) = reliable_raw(&server).await;
+    let id = neg.connection_id.clone();
+    // The buffer holds 4 × 1000 bytes: 40 messages of 100.
+    for i in 0..40u8 {
+        reliable.try_send_to(&id, vec![i; 100]).unwrap();
+    }
+    assert_eq!(
+        reliable.try_send_to(&id, vec![40; 100]),
+        Err(ServerError::Full)
+    );
+    let t0 = Instant::now();
+    assert_eq!(
+        reliable.send_to(&id, vec![40; 100]).await,
+        Err(ServerError::Timeout)
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(reliable.sessions(), 1, "the session stays");
+    // A waiting send_to goes through once the client acks.
+    let waiting = {
+        let (reliable, id) = (reliable.clone(), id.clone());
+        actix_rt::spawn(async move { reliable.send_to(&id, vec![40; 100]).await })
+    };
+    for seq in 1..=10 {
+        let f = tokio::time::timeout(WAIT, c.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(decode(&f), Frame::Data { seq: s, .. } if s == seq));
+    }
+    c.send_binary(&Frame::Ack { seq: 10 }.to_bytes())
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.unwrap(), Ok(()));
+    assert_eq!(
+        reliable.send_to("no-such-session", "x").await,
+        Err(ServerError::UnknownSession)
+    );
+    server.stop().await;
 }

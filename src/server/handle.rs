@@ -4,14 +4,14 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, Weak,
     },
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::{
     events::{EventHub, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
@@ -42,6 +42,138 @@ pub enum ServerError {
     /// (negotiate answers `503`).
     #[error("too many sessions")]
     TooManySessions,
+    /// [`try_send_to`](ReliableServer::try_send_to): the session's send
+    /// buffer has no room for the message now (its client has not
+    /// acknowledged enough yet). Nothing was sent; try again later, or wait
+    /// with [`send_to`](ReliableServer::send_to).
+    #[error("the session's send buffer is full")]
+    Full,
+    /// [`send_to`](ReliableServer::send_to): no room in the session's send
+    /// buffer within [`send_timeout`](ServerOptions::send_timeout) (its
+    /// client does not read, or is gone and has not resumed). Nothing was
+    /// sent; the session is not affected.
+    #[error("timed out waiting for room in the session's send buffer")]
+    Timeout,
+}
+
+/// A session's send buffer as the application's handle sees it: the
+/// payload bytes handed to the session and not yet acknowledged by its
+/// client (sent-but-unacked plus queued), so that
+/// [`ReliableServer::send_to`] can wait for room without asking the
+/// session actor.
+pub(crate) struct SendWindow {
+    queued: AtomicUsize,
+    /// The bound [`ReliableServer::send_to`] waits under
+    /// ([`ServerOptions::max_pending_bytes`]).
+    cap: usize,
+    /// Whether a socket is attached (a detached session's buffer only
+    /// drains after a resume: broadcast does not wait for it).
+    attached: AtomicBool,
+    closed: AtomicBool,
+    room: Notify,
+}
+
+impl SendWindow {
+    pub(crate) fn new(cap: usize) -> Self {
+        SendWindow {
+            queued: AtomicUsize::new(0),
+            cap,
+            attached: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            room: Notify::new(),
+        }
+    }
+
+    /// Takes room for `len` bytes if there is some (a message larger than
+    /// the bound when the buffer is empty too).
+    fn try_reserve(&self, len: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q == 0 || q.saturating_add(len) <= self.cap).then(|| q.saturating_add(len))
+            })
+            .is_ok()
+    }
+
+    /// Counts bytes the session queued by itself (echo, broadcast).
+    pub(crate) fn add(&self, len: usize) {
+        self.queued.fetch_add(len, Ordering::AcqRel);
+    }
+
+    /// The client acknowledged `len` bytes: room for waiting senders.
+    pub(crate) fn release(&self, len: usize) {
+        if len > 0 {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.room.notify_waiters();
+        }
+    }
+
+    pub(crate) fn set_attached(&self, on: bool) {
+        self.attached.store(on, Ordering::Release);
+        if on {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// The session ended: waiting senders get `UnknownSession`.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.room.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A live session: its actor and its send buffer.
+#[derive(Clone)]
+pub(crate) struct SessionEntry {
+    pub(crate) addr: Addr<SessionActor>,
+    pub(crate) window: Arc<SendWindow>,
+}
+
+impl SessionEntry {
+    /// Hands `payload` over once the buffer has room, waiting until
+    /// `deadline` (`None`: not at all). `detached_ok`: do not wait for a
+    /// session without a socket (queue it unreserved instead; the pending
+    /// bound still applies).
+    async fn send(
+        &self,
+        payload: Payload,
+        deadline: Option<tokio::time::Instant>,
+        detached_ok: bool,
+    ) -> Result<(), ServerError> {
+        let len = payload.len();
+        loop {
+            let room = self.window.room.notified();
+            tokio::pin!(room);
+            // Registered before checking, so a release in between is seen.
+            room.as_mut().enable();
+            if self.window.is_closed() {
+                return Err(ServerError::UnknownSession);
+            }
+            if self.window.try_reserve(len) {
+                self.addr.do_send(Outbound {
+                    payload,
+                    reserved: true,
+                });
+                return Ok(());
+            }
+            if detached_ok && !self.window.attached.load(Ordering::Acquire) {
+                self.addr.do_send(Outbound {
+                    payload,
+                    reserved: false,
+                });
+                return Ok(());
+            }
+            let Some(deadline) = deadline else {
+                return Err(ServerError::Full);
+            };
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(ServerError::Timeout);
+            }
+        }
+    }
 }
 
 /// A snapshot of a server's counters.
@@ -66,7 +198,7 @@ pub(crate) struct PlainClient {
 /// The state every part of a server shares.
 pub(crate) struct Shared {
     pub(crate) options: ServerOptions,
-    sessions: Mutex<HashMap<String, Addr<SessionActor>>>,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
     /// Live sessions per (non-anonymous) identity.
     per_identity: Mutex<HashMap<String, usize>>,
     plain: Mutex<HashMap<u64, PlainClient>>,
@@ -84,6 +216,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn session(&self, id: &str) -> Option<Addr<SessionActor>> {
+        self.session_entry(id).map(|e| e.addr)
+    }
+
+    pub(crate) fn session_entry(&self, id: &str) -> Option<SessionEntry> {
         self.sessions
             .lock()
             .expect("sessions lock")
@@ -109,11 +245,17 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) fn insert_session(&self, id: String, identity: &str, addr: Addr<SessionActor>) {
+    pub(crate) fn insert_session(
+        &self,
+        id: String,
+        identity: &str,
+        addr: Addr<SessionActor>,
+        window: Arc<SendWindow>,
+    ) {
         self.sessions
             .lock()
             .expect("sessions lock")
-            .insert(id, addr);
+            .insert(id, SessionEntry { addr, window });
         if !identity.is_empty() {
             *self
                 .per_identity
@@ -143,7 +285,7 @@ impl Shared {
             .lock()
             .expect("sessions lock")
             .values()
-            .cloned()
+            .map(|e| e.addr.clone())
             .collect()
     }
 
@@ -222,6 +364,13 @@ impl Shared {
 /// (see the module docs).
 ///
 /// # Backpressure (server → client)
+/// [`send_to`](Self::send_to) waits (up to
+/// [`send_timeout`](ServerOptions::send_timeout)) while a session's send
+/// buffer (unacked plus queued, `max_pending_bytes`) is full, and
+/// [`try_send_to`](Self::try_send_to) returns [`ServerError::Full`]: neither
+/// ever ends a session. In broadcast mode the relay and broadcasting plain
+/// clients wait the same way for every attached session.
+///
 /// Each session keeps sent-but-unacked messages within
 /// [`max_unacked_bytes`](ServerOptions::max_unacked_bytes) (one message
 /// larger than that is sent when nothing else is unacked). Further messages
@@ -336,24 +485,65 @@ impl ReliableServer {
         &self.shared.options
     }
 
-    /// Sends a message to one session. The session numbers it, sends it
-    /// when the socket is attached and the unacked buffer has room, and
-    /// replays it after a resume until the client acks it. The call does
-    /// not wait for any of that.
+    /// Sends a message to one session, waiting for room in its send
+    /// buffer. The session numbers it, sends it when the socket is attached
+    /// and the unacked window has room, and replays it after a resume until
+    /// the client acks it.
+    ///
+    /// The send buffer holds the session's sent-but-unacknowledged and
+    /// queued messages, up to
+    /// [`max_pending_bytes`](ServerOptions::max_pending_bytes) of payload
+    /// (a larger message goes alone into an empty buffer). When the message
+    /// does not fit, the call waits until the client's acks make room, at
+    /// most [`send_timeout`](ServerOptions::send_timeout). A burst to one
+    /// session so paces the sender and never ends that session or any
+    /// other.
     ///
     /// # Errors
-    /// [`ServerError::UnknownSession`] if no session has this id.
-    pub fn send_to(
+    /// [`ServerError::UnknownSession`] if no session has this id (or it
+    /// ends while waiting); [`ServerError::Timeout`] if no room came in
+    /// time (nothing was sent).
+    pub async fn send_to(
         &self,
         connection_id: &str,
         payload: impl Into<Payload>,
     ) -> Result<(), ServerError> {
-        send_to(&self.shared, connection_id, payload.into())
+        let entry = self
+            .shared
+            .session_entry(connection_id)
+            .ok_or(ServerError::UnknownSession)?;
+        let deadline = tokio::time::Instant::now() + self.shared.options.send_timeout;
+        entry.send(payload.into(), Some(deadline), false).await
+    }
+
+    /// Like [`send_to`](Self::send_to), without waiting: a message that
+    /// does not fit the session's send buffer now is refused.
+    ///
+    /// # Errors
+    /// [`ServerError::UnknownSession`] if no session has this id;
+    /// [`ServerError::Full`] if the buffer has no room now (nothing was
+    /// sent).
+    pub fn try_send_to(
+        &self,
+        connection_id: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<(), ServerError> {
+        let entry = self
+            .shared
+            .session_entry(connection_id)
+            .ok_or(ServerError::UnknownSession)?;
+        // No deadline: the future completes at its first poll.
+        futures_util::FutureExt::now_or_never(entry.send(payload.into(), None, false))
+            .unwrap_or(Err(ServerError::Full))
     }
 
     /// Sends a message to every session (and to the plain clients in
     /// [`PlainMode::Broadcast`](super::PlainMode::Broadcast)); returns how
-    /// many recipients it was handed to.
+    /// many recipients it was handed to. It does not wait: a session whose
+    /// queue passes [`max_pending_bytes`](ServerOptions::max_pending_bytes)
+    /// is ended (see the type's docs). To pace a stream to the readers, use
+    /// [`send_to`](Self::send_to) per session (the relay of
+    /// [`broadcast_mode`](Self::broadcast_mode) does so).
     pub fn broadcast(&self, payload: impl Into<Payload>) -> usize {
         broadcast(&self.shared, payload.into())
     }
@@ -474,21 +664,48 @@ impl ReliableServer {
     }
 }
 
-fn send_to(shared: &Shared, connection_id: &str, payload: Payload) -> Result<(), ServerError> {
-    let addr = shared
-        .session(connection_id)
-        .ok_or(ServerError::UnknownSession)?;
-    addr.do_send(Outbound(payload));
-    Ok(())
-}
-
 fn broadcast(shared: &Shared, payload: Payload) -> usize {
     let mut n = 0;
-    for addr in shared.sessions.lock().expect("sessions lock").values() {
-        addr.do_send(Outbound(payload.clone()));
+    for e in shared.sessions.lock().expect("sessions lock").values() {
+        e.addr.do_send(Outbound {
+            payload: payload.clone(),
+            reserved: false,
+        });
         n += 1;
     }
     n + shared.broadcast_plain(&payload)
+}
+
+/// Broadcasts `payload` to the plain clients and every session, waiting
+/// (up to `send_timeout`) for room in each attached session's send buffer:
+/// what [`ReliableServer::broadcast_mode`] and broadcasting plain clients
+/// use, so that one client's burst paces itself to the readers instead of
+/// overflowing every session. A detached session is not waited for (its
+/// buffer drains only after a resume), and an attached one that made no
+/// room in time gets the message anyway under the pending bound, which
+/// ends only that session.
+pub(crate) async fn broadcast_paced(shared: Arc<Shared>, payload: Payload) {
+    shared.broadcast_plain(&payload);
+    let entries: Vec<SessionEntry> = shared
+        .sessions
+        .lock()
+        .expect("sessions lock")
+        .values()
+        .cloned()
+        .collect();
+    let deadline = tokio::time::Instant::now() + shared.options.send_timeout;
+    let sends = entries.into_iter().map(|e| {
+        let payload = payload.clone();
+        async move {
+            if e.send(payload.clone(), Some(deadline), true).await == Err(ServerError::Timeout) {
+                e.addr.do_send(Outbound {
+                    payload,
+                    reserved: false,
+                });
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await;
 }
 
 /// The most peer addresses the [`ResumeLimiter`] tracks at once.
@@ -591,14 +808,19 @@ impl Actor for Relay {
 }
 
 impl Handler<MessageReceived> for Relay {
-    type Result = ();
+    // Atomic: the next message waits until this one was handed to every
+    // session (order), and the reply (which the receiving session's
+    // inbound backpressure waits for) comes only then, so a burst from one
+    // client is paced by the sessions' acks instead of overflowing them.
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, msg: MessageReceived, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: MessageReceived, ctx: &mut Context<Self>) -> Self::Result {
         let Some(shared) = self.shared.upgrade() else {
             ctx.stop();
-            return;
+            return AtomicResponse::new(Box::pin(fut::ready(())));
         };
-        broadcast(&shared, msg.payload);
+        let all = broadcast_paced(shared, msg.payload);
+        AtomicResponse::new(Box::pin(all.into_actor(self).map(|_, _, _| ())))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::{
-    handle::{ServerError, Shared},
+    handle::{SendWindow, ServerError, Shared},
     session::{Drain, SessionActor},
 };
 use crate::protocol::{new_connection_id, new_reconnect_token};
@@ -54,15 +54,17 @@ impl Handler<CreateSession> for Hub {
         }
         let connection_id = new_connection_id();
         let token = new_reconnect_token();
+        let window = Arc::new(SendWindow::new(self.shared.options.max_pending_bytes()));
         let addr = SessionActor::new(
             self.shared.clone(),
             connection_id.clone(),
             token.clone(),
             msg.identity.clone(),
+            window.clone(),
         )
         .start();
         self.shared
-            .insert_session(connection_id.clone(), &msg.identity, addr);
+            .insert_session(connection_id.clone(), &msg.identity, addr, window);
         MessageResult(Ok((connection_id, token)))
     }
 }

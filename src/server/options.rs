@@ -142,6 +142,11 @@ pub struct ServerOptions {
     /// them before closing the socket with 1012. Zero closes right after
     /// the ACK. Default 5 s.
     pub shutdown_drain_timeout: Duration,
+    /// How long [`ReliableServer::send_to`](super::ReliableServer::send_to)
+    /// waits for room in a session's send buffer before it fails with
+    /// [`ServerError::Timeout`](super::ServerError::Timeout) (the broadcast
+    /// mode's relay waits as long per message). Default 10 s.
+    pub send_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -161,6 +166,7 @@ impl Default for ServerOptions {
             plain: PlainMode::Echo,
             failed_resume_limit: Some(FailedResumeLimit::default()),
             shutdown_drain_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -182,6 +188,7 @@ impl fmt::Debug for ServerOptions {
             .field("plain", &self.plain)
             .field("failed_resume_limit", &self.failed_resume_limit)
             .field("shutdown_drain_timeout", &self.shutdown_drain_timeout)
+            .field("send_timeout", &self.send_timeout)
             .finish()
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::{
     events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
-    handle::Shared,
+    handle::{SendWindow, Shared},
     socket::{close_reason, Outgoing, QueueMeter, SocketTx},
 };
 use crate::{
@@ -71,7 +71,12 @@ pub(crate) struct Detached {
 /// A server→client message from the application.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Outbound(pub(crate) Payload);
+pub(crate) struct Outbound {
+    pub(crate) payload: Payload,
+    /// Whether the sender already counted it in the session's
+    /// [`SendWindow`] (`send_to`); else the session counts it.
+    pub(crate) reserved: bool,
+}
 
 /// Server shutdown: drain the attached socket, then close it with 1012 and
 /// this reason; keep the session for the resume window. `done` fires (or is
@@ -140,6 +145,8 @@ pub(crate) struct SessionActor {
     pending_bytes: usize,
     /// Set by a server shutdown (see [`Drain`]).
     draining: Option<Draining>,
+    /// The application's view of `unacked` + `pending` bytes.
+    window: Arc<SendWindow>,
 }
 
 impl SessionActor {
@@ -148,6 +155,7 @@ impl SessionActor {
         connection_id: String,
         token: String,
         identity: String,
+        window: Arc<SendWindow>,
     ) -> Self {
         SessionActor {
             shared,
@@ -169,6 +177,7 @@ impl SessionActor {
             pending: VecDeque::new(),
             pending_bytes: 0,
             draining: None,
+            window,
         }
     }
 
@@ -187,6 +196,7 @@ impl SessionActor {
     fn detach(&mut self, ctx: &mut Context<Self>) {
         if self.socket.take().is_some() {
             self.shared.socket_detached();
+            self.window.set_attached(false);
         }
         if let Some(h) = self.ack_timer.take() {
             ctx.cancel_future(h);
@@ -255,6 +265,7 @@ impl SessionActor {
         });
         self.unacked.clear();
         self.pending.clear();
+        self.window.close();
         ctx.stop();
     }
 
@@ -319,6 +330,7 @@ impl SessionActor {
             return;
         }
         self.peer_acked = seq;
+        let before = self.unacked_bytes;
         while let Some(front) = self.unacked.front() {
             if front.seq > seq {
                 break;
@@ -326,6 +338,7 @@ impl SessionActor {
             self.unacked_bytes -= front.payload.len();
             self.unacked.pop_front();
         }
+        self.window.release(before - self.unacked_bytes);
     }
 
     fn send_ack(&mut self, ctx: &mut Context<Self>) {
@@ -388,7 +401,7 @@ impl SessionActor {
                         echo
                     };
                     if let Some(payload) = echo {
-                        self.queue_outbound(payload, ctx);
+                        self.queue_outbound(payload, false, ctx);
                     }
                 } else {
                     return Err("sequence gap");
@@ -420,6 +433,7 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.window.close();
         if self.socket.take().is_some() {
             self.shared.socket_detached();
         }
@@ -486,6 +500,7 @@ impl Handler<Attach> for SessionActor {
             tx: msg.tx,
             meter: msg.meter,
         });
+        self.window.set_attached(true);
         self.write(
             Frame::Welcome {
                 resumed,
@@ -554,18 +569,21 @@ impl Handler<Outbound> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) {
-        self.queue_outbound(msg.0, ctx);
+        self.queue_outbound(msg.payload, msg.reserved, ctx);
     }
 }
 
 impl SessionActor {
     /// A server→client message: sent now if the unacked buffer has room,
     /// else queued behind the others; too much queued ends the session.
-    fn queue_outbound(&mut self, payload: Payload, ctx: &mut Context<Self>) {
+    fn queue_outbound(&mut self, payload: Payload, reserved: bool, ctx: &mut Context<Self>) {
         if self.ended {
             return;
         }
         let len = payload.len();
+        if !reserved {
+            self.window.add(len);
+        }
         if self.pending.is_empty() && self.fits(len) {
             self.assign(payload);
             return;

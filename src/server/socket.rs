@@ -31,7 +31,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    handle::{PlainClient, ReliableServer},
+    handle::{broadcast_paced, PlainClient, ReliableServer},
     options::PlainMode,
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
@@ -716,7 +716,9 @@ async fn read_plain(
         };
         match mode {
             PlainMode::Broadcast => {
-                server.broadcast(payload);
+                // Paced: this client is not read while the sessions have no
+                // room (see `broadcast_paced`).
+                broadcast_paced(server.shared.clone(), payload).await;
             }
             _ => {
                 // Echo: the client's own pace is the backpressure. Reading
