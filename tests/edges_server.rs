@@ -515,3 +515,65 @@ async fn send_to_waits_for_room_and_try_send_to_is_full_at_once() {
     );
     server.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Item 11: server heartbeats.
+
+/// The server pings every socket and closes one that stays silent past
+/// `client_timeout`: a reliable socket whose client stopped reading and
+/// answering is detached (the session waits out its resume window, then
+/// expires), a silent plain client is freed, and a client that answers the
+/// pings (here with its own heartbeat off) stays connected.
+#[actix_rt::test]
+async fn silent_sockets_are_closed_by_the_server_heartbeat() {
+    let (server, reliable) = TestServer::reliable_echo(ServerOptions {
+        keep_alive_interval: Duration::from_millis(50),
+        client_timeout: Duration::from_millis(300),
+        resume_window: Duration::from_millis(500),
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    // A live client that sends nothing but answers pings.
+    let rec = EventRecorder::start();
+    let live = rec
+        .attach(ResilientWebSocket::builder(server.ws_url()))
+        .reconnect_mode(ReconnectMode::Stateful)
+        .heartbeat(Duration::ZERO, None)
+        .connect()
+        .await
+        .unwrap();
+    // A reliable and a plain client that go silent after the handshake.
+    let (mut silent, _neg) = reliable_raw(&server).await;
+    let plain = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
+    wait_until("all three attached", || {
+        let s = reliable.stats();
+        s.attached == 2 && s.plain_clients == 1
+    })
+    .await;
+    let t0 = Instant::now();
+    wait_until("the silent sockets dropped", || {
+        let s = reliable.stats();
+        s.attached == 1 && s.plain_clients == 0
+    })
+    .await;
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    // The silent reliable socket was told why (it reads it now).
+    assert_eq!(
+        close_code_of(&mut silent).await,
+        Some(close_code::GOING_AWAY)
+    );
+    // Its session waited for a resume, then expired; the live one stays.
+    assert_eq!(reliable.sessions(), 2);
+    wait_until("the silent session expired", || reliable.sessions() == 1).await;
+    assert_eq!(reliable.stats().attached, 1);
+    assert!(rec.reconnecting().is_empty(), "{:?}", rec.errors());
+    live.send("still here").await.unwrap();
+    assert_eq!(
+        rec.wait_messages(1, WAIT).await,
+        vec![Payload::Text("still here".into())]
+    );
+    drop(plain);
+    live.disconnect().await.unwrap();
+    server.stop().await;
+}

@@ -147,6 +147,20 @@ pub struct ServerOptions {
     /// [`ServerError::Timeout`](super::ServerError::Timeout) (the broadcast
     /// mode's relay waits as long per message). Default 10 s.
     pub send_timeout: Duration,
+    /// How often the server pings each socket (reliable and plain), so a
+    /// live client always has something to answer. Zero turns the server's
+    /// heartbeat off (no pings, no `client_timeout`). Default 15 s (like
+    /// SignalR's keep-alive).
+    pub keep_alive_interval: Duration,
+    /// How long a socket may stay silent (no frame at all: no data, no ack,
+    /// no pong) before the server closes it with 1001 "client timeout" and
+    /// frees it: a reliable session then waits out its resume window, a
+    /// plain client is forgotten. Checked at every ping, so a silent socket
+    /// is closed between `client_timeout` and `client_timeout +
+    /// keep_alive_interval` after its last frame. Default 30 s (like
+    /// SignalR's client timeout); keep it above the round trip plus
+    /// `keep_alive_interval`.
+    pub client_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -167,6 +181,8 @@ impl Default for ServerOptions {
             failed_resume_limit: Some(FailedResumeLimit::default()),
             shutdown_drain_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(10),
+            keep_alive_interval: Duration::from_secs(15),
+            client_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -189,6 +205,8 @@ impl fmt::Debug for ServerOptions {
             .field("failed_resume_limit", &self.failed_resume_limit)
             .field("shutdown_drain_timeout", &self.shutdown_drain_timeout)
             .field("send_timeout", &self.send_timeout)
+            .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("client_timeout", &self.client_timeout)
             .finish()
     }
 }
@@ -234,6 +252,7 @@ impl ServerOptions {
         self.resume_window = self.resume_window.max(ms);
         self.ack_interval = self.ack_interval.max(ms);
         self.hello_timeout = self.hello_timeout.max(ms);
+        self.client_timeout = self.client_timeout.max(ms);
         self.ack_threshold = self.ack_threshold.max(1);
         self.max_unacked_bytes = self.max_unacked_bytes.max(1);
         self.max_message_size = self.max_message_size.max(1);

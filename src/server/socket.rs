@@ -62,6 +62,8 @@ pub(crate) enum Outgoing {
     Data(u64, Payload),
     Text(ByteString),
     Pong(Bytes),
+    /// A heartbeat ping (see [`KeepAlive`]).
+    Ping,
     /// Answer the newest ping kept in this slot (if still there).
     LatestPong(Arc<PongSlot>),
     /// A frame from the session, carrying this many DATA payload bytes
@@ -204,6 +206,7 @@ async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
         Outgoing::Data(seq, payload) => ws.binary(encode_data(seq, &payload)).await,
         Outgoing::Text(t) => ws.text(t).await,
         Outgoing::Pong(p) => ws.pong(&p).await,
+        Outgoing::Ping => ws.ping(b"").await,
         Outgoing::LatestPong(slot) => match slot.take() {
             Some(p) => ws.pong(&p).await,
             None => Ok(()),
@@ -424,6 +427,69 @@ async fn wait_hello(
     }
 }
 
+/// How long a socket's writer may still try to write the Close frame after
+/// a heartbeat timeout before it is aborted: a half-open peer never takes
+/// the bytes, and the writer must not wait for it forever.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The server's heartbeat of one socket
+/// ([`ServerOptions::keep_alive_interval`](super::ServerOptions::keep_alive_interval),
+/// [`client_timeout`](super::ServerOptions::client_timeout)): a ping every
+/// interval, and the verdict "silent" once no frame came for the timeout.
+/// Without it a half-open client (a dead link that never closes) holds its
+/// socket, its tasks and its session's attachment forever.
+struct KeepAlive {
+    ticker: Option<tokio::time::Interval>,
+    timeout: Duration,
+    last_seen: tokio::time::Instant,
+}
+
+impl KeepAlive {
+    fn new(interval: Duration, timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        let ticker = (!interval.is_zero()).then(|| {
+            let mut t = tokio::time::interval_at(now + interval, interval);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        KeepAlive {
+            ticker,
+            timeout,
+            last_seen: now,
+        }
+    }
+
+    fn of(server: &ReliableServer) -> Self {
+        let o = &server.shared.options;
+        Self::new(o.keep_alive_interval, o.client_timeout)
+    }
+
+    /// A frame arrived (or reading was paused by us, not the client).
+    fn seen(&mut self) {
+        self.last_seen = tokio::time::Instant::now();
+    }
+
+    /// Waits for the next tick (forever when off); `true` when the socket
+    /// has been silent past the timeout, else it is time for a ping.
+    async fn tick(&mut self) -> bool {
+        match &mut self.ticker {
+            Some(t) => {
+                t.tick().await;
+                self.last_seen.elapsed() >= self.timeout
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Aborts a writer that is still trying after [`CLOSE_GRACE`].
+fn abort_later(writer: tokio::task::AbortHandle) {
+    actix_rt::spawn(async move {
+        tokio::time::sleep(CLOSE_GRACE).await;
+        writer.abort();
+    });
+}
+
 /// Ends a socket the way `step` says (the writer does the writing).
 fn finish(tx: &SocketTx, step: Step) {
     let out = match step {
@@ -457,9 +523,15 @@ pub(crate) fn spawn_reliable(
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let meter = Arc::new(QueueMeter::default());
-    actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
+    let writer = actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
     actix_rt::spawn(read_reliable(
-        server, identity, peer, stream, tx, meter, done_rx,
+        server,
+        identity,
+        peer,
+        stream,
+        tx,
+        meter,
+        (done_rx, writer.abort_handle()),
     ));
 }
 
@@ -470,7 +542,7 @@ async fn read_reliable(
     mut stream: Joined,
     tx: SocketTx,
     meter: Arc<QueueMeter>,
-    mut writer_done: oneshot::Receiver<()>,
+    (mut writer_done, writer): (oneshot::Receiver<()>, tokio::task::AbortHandle),
 ) {
     let shared = server.shared.clone();
     let pongs = Arc::new(PongSlot::default());
@@ -545,11 +617,24 @@ async fn read_reliable(
         last_seq: 0,
     };
     let mut batch: Vec<Frame> = Vec::new();
+    let mut keep_alive = KeepAlive::of(&server);
     let end = 'outer: loop {
         let item = tokio::select! {
             item = stream.next() => item,
             _ = &mut writer_done => break 'outer Step::End,
+            silent = keep_alive.tick() => {
+                if silent {
+                    abort_later(writer.clone());
+                    break 'outer Step::Violation(
+                        close_code::GOING_AWAY,
+                        "client timeout".to_owned(),
+                    );
+                }
+                let _ = tx.send(Outgoing::Ping);
+                continue;
+            }
         };
+        keep_alive.seen();
         if meter.too_slow(shared.options.max_unacked_bytes) {
             // Acks arrive but the data does not leave: the client acks
             // without reading. Drop the socket; the session stays.
@@ -670,8 +755,16 @@ pub(crate) fn spawn_plain(
     if let Some(reason) = server.shared.shutdown_reason() {
         closer.close(close_code::SERVICE_RESTART, &reason);
     }
-    actix_rt::spawn(write_plain(ws, rx, closer, done_tx));
-    actix_rt::spawn(read_plain(server, mode, id, stream, tx, done_rx));
+    let writer = actix_rt::spawn(write_plain(ws, rx, closer.clone(), done_tx));
+    actix_rt::spawn(read_plain(
+        server,
+        mode,
+        id,
+        stream,
+        tx,
+        (done_rx, writer.abort_handle()),
+        closer,
+    ));
 }
 
 async fn read_plain(
@@ -680,16 +773,31 @@ async fn read_plain(
     id: u64,
     mut stream: Joined,
     tx: mpsc::Sender<Outgoing>,
-    mut writer_done: oneshot::Receiver<()>,
+    (mut writer_done, writer): (oneshot::Receiver<()>, tokio::task::AbortHandle),
+    closer: Arc<PlainCloser>,
 ) {
     let max = server.shared.options.max_message_size;
     let budget = ECHO_BUFFER_BYTES.max(max).min(Semaphore::MAX_PERMITS);
     let echo_bytes = Arc::new(Semaphore::new(budget));
+    let mut keep_alive = KeepAlive::of(&server);
     let end = loop {
         let item = tokio::select! {
             item = stream.next() => item,
             _ = &mut writer_done => break None,
+            silent = keep_alive.tick() => {
+                if silent {
+                    log::debug!("plain socket: closing with 1001: client timeout");
+                    closer.close(close_code::GOING_AWAY, "client timeout");
+                    abort_later(writer);
+                    break None;
+                }
+                // A full channel already has frames for the client to
+                // answer; skip this ping then.
+                let _ = tx.try_send(Outgoing::Ping);
+                continue;
+            }
         };
+        keep_alive.seen();
         let payload = match item {
             None => break Some(Outgoing::Stop),
             Some(Err(step)) => {
