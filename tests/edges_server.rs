@@ -8,15 +8,17 @@ use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::mpsc,
+    sync::{Arc, Condvar, Mutex},
     thread,
     time::{Duration, Instant},
 };
 
+use actix::prelude::*;
 use bytes::Bytes;
 use resilient_ws::{
     close_code,
     protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
-    server::{PlainMode, ReliableServer, ServerError, ServerOptions},
+    server::{MessageReceived, PlainMode, ReliableServer, ServerError, ServerOptions},
     testing::{opcode, EventRecorder, RawConn, RawFrame, RecordedEvent, TestServer},
     Payload, ReconnectMode, ResilientWebSocket,
 };
@@ -576,4 +578,171 @@ async fn silent_sockets_are_closed_by_the_server_heartbeat() {
     drop(plain);
     live.disconnect().await.unwrap();
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Item 4: server inbound backpressure.
+
+/// A subscriber that handles nothing until released, then records.
+struct Slow {
+    latch: Arc<(Mutex<bool>, Condvar)>,
+    got: Arc<Mutex<Vec<Payload>>>,
+}
+
+impl Actor for Slow {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageReceived> for Slow {
+    type Result = ();
+
+    fn handle(&mut self, msg: MessageReceived, _: &mut Context<Self>) {
+        let (lock, cv) = &*self.latch;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        self.got.lock().unwrap().push(msg.payload);
+    }
+}
+
+/// Waits until `value` has not changed for `quiet` (bounded by WAIT); the
+/// value then.
+async fn settled(mut value: impl FnMut() -> u64, quiet: Duration) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    let mut last = value();
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = value();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "never settled: {now}");
+    }
+}
+
+/// A client streaming faster than the application's subscriber: the
+/// server acks only what the subscriber took, so the client stops after
+/// its window, and stops reading past `max_inbound_backlog`: what waits in
+/// the server stays bounded (measured) instead of growing with the stream.
+/// Released, every message arrives once, in order.
+#[actix_rt::test]
+async fn a_client_faster_than_a_slow_subscriber_is_bounded_in_the_server() {
+    const N: usize = 20_000;
+    const BACKLOG: usize = 200;
+    let latch = Arc::new((Mutex::new(false), Condvar::new()));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let arbiter = Arbiter::new();
+    let (l, g) = (latch.clone(), got.clone());
+    let slow = Slow::start_in_arbiter(&arbiter.handle(), move |_| Slow { latch: l, got: g });
+    let (server, reliable) = TestServer::reliable(ServerOptions {
+        // About 600 messages of 100 B in flight per direction.
+        max_unacked_bytes: 64 * 1024,
+        max_inbound_backlog: BACKLOG,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    reliable.on_message(slow.recipient());
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(ResilientWebSocket::builder(server.ws_url()))
+        .reconnect_mode(ReconnectMode::Stateful)
+        .buffering(true, N + 10)
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..N {
+        ws.send(format!("{i:0>100}")).await.unwrap();
+    }
+    // The stream stalls: what the client got onto the socket stops moving.
+    let sent = settled(|| ws.stats().messages_sent, Duration::from_millis(500)).await;
+    let waiting = reliable.stats().inbound_backlog;
+    eprintln!("stalled: the client sent {sent}, {waiting} wait for the subscriber");
+    assert!(
+        sent <= (BACKLOG + 1500) as u64,
+        "the client sent {sent} of {N} into a stalled server"
+    );
+    assert!(
+        (BACKLOG..=BACKLOG + 1500).contains(&waiting),
+        "{waiting} messages wait for the subscriber"
+    );
+    assert!(rec.errors().is_empty(), "{:?}", rec.errors());
+    // Released: everything, once, in order.
+    *latch.0.lock().unwrap() = true;
+    latch.1.notify_all();
+    wait_until("the subscriber got everything", || {
+        got.lock().unwrap().len() >= N
+    })
+    .await;
+    let want: Vec<Payload> = (0..N)
+        .map(|i| Payload::Text(format!("{i:0>100}").into()))
+        .collect();
+    assert!(*got.lock().unwrap() == want, "once, in order");
+    wait_until("the backlog is empty", || {
+        reliable.stats().inbound_backlog == 0
+    })
+    .await;
+    ws.disconnect().await.unwrap();
+    server.stop().await;
+    arbiter.stop();
+}
+
+/// A client that ignores its window (a raw one sending DATA without
+/// waiting for acks) against a slow subscriber: the server stops reading
+/// its socket at `max_inbound_backlog`, so what waits for the subscriber
+/// stays bounded (measured) while the rest stays in TCP; released, every
+/// message arrives once, in order.
+#[actix_rt::test]
+async fn a_client_ignoring_its_window_is_not_read_past_the_inbound_backlog() {
+    const N: u64 = 20_000;
+    const BACKLOG: usize = 200;
+    let latch = Arc::new((Mutex::new(false), Condvar::new()));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let arbiter = Arbiter::new();
+    let (l, g) = (latch.clone(), got.clone());
+    let slow = Slow::start_in_arbiter(&arbiter.handle(), move |_| Slow { latch: l, got: g });
+    let (server, reliable) = TestServer::reliable(ServerOptions {
+        max_inbound_backlog: BACKLOG,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    reliable.on_message(slow.recipient());
+    let (mut c, _neg) = reliable_raw(&server).await;
+    let flood = actix_rt::spawn(async move {
+        for seq in 1..=N {
+            c.send_binary(&data(seq, format!("{seq:0>100}")))
+                .await
+                .unwrap();
+        }
+        c
+    });
+    let waiting = settled(
+        || reliable.stats().inbound_backlog as u64,
+        Duration::from_millis(500),
+    )
+    .await;
+    eprintln!("{waiting} wait for the subscriber");
+    // The bound, plus what the reader had already handed to the session
+    // (at most 4 batches of 256 in its mailbox and one being read).
+    assert!(
+        (BACKLOG as u64..=(BACKLOG + 5 * 256) as u64).contains(&waiting),
+        "{waiting} of {N} messages wait for the subscriber"
+    );
+    *latch.0.lock().unwrap() = true;
+    latch.1.notify_all();
+    wait_until("the subscriber got everything", || {
+        got.lock().unwrap().len() as u64 >= N
+    })
+    .await;
+    let want: Vec<Payload> = (1..=N)
+        .map(|seq| Payload::Text(format!("{seq:0>100}").into()))
+        .collect();
+    assert!(*got.lock().unwrap() == want, "once, in order");
+    drop(flood.await.unwrap());
+    server.stop().await;
+    arbiter.stop();
 }

@@ -185,6 +185,12 @@ pub struct ServerStats {
     pub attached: usize,
     /// Open plain (non-protocol) WebSocket clients.
     pub plain_clients: usize,
+    /// Client messages handed to the
+    /// [`MessageReceived`](super::MessageReceived) subscribers and not yet
+    /// known to be handled, over all sessions (bounded per session by
+    /// [`max_inbound_backlog`](ServerOptions::max_inbound_backlog) plus
+    /// what was in flight).
+    pub inbound_backlog: usize,
 }
 
 /// A plain client as the broadcast sees it.
@@ -204,6 +210,8 @@ pub(crate) struct Shared {
     plain: Mutex<HashMap<u64, PlainClient>>,
     pub(crate) events: EventHub,
     attached: AtomicUsize,
+    /// See [`ServerStats::inbound_backlog`].
+    pub(crate) inbound_backlog: AtomicUsize,
     shutdown_reason: Mutex<Option<String>>,
     /// Echo mode ([`ReliableServer::echo`]): each session sends what it
     /// delivers straight back itself. Through a subscriber actor that
@@ -444,6 +452,7 @@ impl ReliableServer {
             plain: Mutex::new(HashMap::new()),
             events: EventHub::default(),
             attached: AtomicUsize::new(0),
+            inbound_backlog: AtomicUsize::new(0),
             shutdown_reason: Mutex::new(None),
             echo,
         });
@@ -643,6 +652,7 @@ impl ReliableServer {
             sessions: self.sessions(),
             attached: self.shared.attached.load(Ordering::Relaxed),
             plain_clients: self.shared.plain.lock().expect("plain lock").len(),
+            inbound_backlog: self.shared.inbound_backlog.load(Ordering::Relaxed),
         }
     }
 

@@ -161,6 +161,19 @@ pub struct ServerOptions {
     /// SignalR's client timeout); keep it above the round trip plus
     /// `keep_alive_interval`.
     pub client_timeout: Duration,
+    /// How many client messages of one session may wait for the
+    /// application's [`MessageReceived`](super::MessageReceived)
+    /// subscribers (handed to them, not yet handled). The server acks a
+    /// client's message only once every subscriber has taken it, so a
+    /// client faster than its subscribers fills its unacked window and
+    /// waits; at this bound (or `max_inbound_backlog_bytes`) the server
+    /// also stops reading the socket until they catch up. Nothing is
+    /// dropped. 0 acts as 1. Default 1024 (as the client's
+    /// `max_inbound_backlog`).
+    pub max_inbound_backlog: usize,
+    /// The payload bytes that may wait for the subscribers (see
+    /// `max_inbound_backlog`). 0 acts as 1. Default 16 MiB.
+    pub max_inbound_backlog_bytes: usize,
 }
 
 impl Default for ServerOptions {
@@ -183,6 +196,8 @@ impl Default for ServerOptions {
             send_timeout: Duration::from_secs(10),
             keep_alive_interval: Duration::from_secs(15),
             client_timeout: Duration::from_secs(30),
+            max_inbound_backlog: 1024,
+            max_inbound_backlog_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -207,6 +222,8 @@ impl fmt::Debug for ServerOptions {
             .field("send_timeout", &self.send_timeout)
             .field("keep_alive_interval", &self.keep_alive_interval)
             .field("client_timeout", &self.client_timeout)
+            .field("max_inbound_backlog", &self.max_inbound_backlog)
+            .field("max_inbound_backlog_bytes", &self.max_inbound_backlog_bytes)
             .finish()
     }
 }
@@ -257,6 +274,8 @@ impl ServerOptions {
         self.max_unacked_bytes = self.max_unacked_bytes.max(1);
         self.max_message_size = self.max_message_size.max(1);
         self.max_fragments = self.max_fragments.max(1);
+        self.max_inbound_backlog = self.max_inbound_backlog.max(1);
+        self.max_inbound_backlog_bytes = self.max_inbound_backlog_bytes.max(1);
         if let Some(l) = &mut self.failed_resume_limit {
             l.max_failures = l.max_failures.max(1);
             l.window = l.window.max(ms);

@@ -16,7 +16,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -115,6 +115,63 @@ pub(crate) struct QueueMeter {
     frames: AtomicUsize,
     /// The largest DATA payload queued so far.
     largest: AtomicUsize,
+}
+
+/// The most frames a socket's reader lets wait in its session's mailbox:
+/// `do_send` ignores a mailbox's capacity, so without this a reader faster
+/// than its session would pile up batches there.
+const MAX_IN_MAILBOX: usize = 4 * MAX_BATCH;
+
+/// Whether a protocol socket's reader may read: closed by its session
+/// while too many of the client's messages wait for the application's
+/// subscribers (see
+/// [`ServerOptions::max_inbound_backlog`](super::ServerOptions::max_inbound_backlog)),
+/// and while [`MAX_IN_MAILBOX`] frames wait for the session itself.
+#[derive(Debug, Default)]
+pub(crate) struct ReadGate {
+    paused: AtomicBool,
+    in_mailbox: AtomicUsize,
+    open: Notify,
+}
+
+impl ReadGate {
+    pub(crate) fn set_paused(&self, paused: bool) {
+        if self.paused.swap(paused, Ordering::AcqRel) && !paused {
+            self.open.notify_waiters();
+        }
+    }
+
+    /// The reader hands the session `n` frames.
+    fn queue(&self, n: usize) {
+        self.in_mailbox.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// The session took `n` frames out of its mailbox.
+    pub(crate) fn dequeued(&self, n: usize) {
+        let before = self.in_mailbox.fetch_sub(n, Ordering::AcqRel);
+        if before >= MAX_IN_MAILBOX && before - n < MAX_IN_MAILBOX {
+            self.open.notify_waiters();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+            || self.in_mailbox.load(Ordering::Acquire) >= MAX_IN_MAILBOX
+    }
+
+    /// Resolves once the gate is open.
+    async fn opened(&self) {
+        loop {
+            let open = self.open.notified();
+            tokio::pin!(open);
+            // Registered before checking, so an opening in between is seen.
+            open.as_mut().enable();
+            if !self.is_closed() {
+                return;
+            }
+            open.await;
+        }
+    }
 }
 
 /// Frames (acks, WELCOME) allowed in the queue beyond the DATA bound.
@@ -562,6 +619,7 @@ async fn read_reliable(
         return;
     }
     let socket_id = next_socket_id();
+    let gate = Arc::new(ReadGate::default());
     let session: Option<Addr<SessionActor>> = shared.session(&hello.connection_id);
     let attached = match &session {
         None => Err(AttachError::Gone),
@@ -570,6 +628,7 @@ async fn read_reliable(
                 socket_id,
                 tx: tx.clone(),
                 meter: meter.clone(),
+                gate: gate.clone(),
                 token: hello.reconnect_token,
                 identity,
                 last_received: hello.last_received,
@@ -619,6 +678,20 @@ async fn read_reliable(
     let mut batch: Vec<Frame> = Vec::new();
     let mut keep_alive = KeepAlive::of(&server);
     let end = 'outer: loop {
+        if gate.is_closed() {
+            // The subscribers (or the session) are behind: the client's bytes wait in TCP
+            // (and its window) until they catch up. Our pause is not the
+            // client's silence, so the heartbeat only pings meanwhile.
+            tokio::select! {
+                () = gate.opened() => {}
+                _ = &mut writer_done => break 'outer Step::End,
+                _ = keep_alive.tick() => {
+                    let _ = tx.send(Outgoing::Ping);
+                }
+            }
+            keep_alive.seen();
+            continue;
+        }
         let item = tokio::select! {
             item = stream.next() => item,
             _ = &mut writer_done => break 'outer Step::End,
@@ -646,9 +719,12 @@ async fn read_reliable(
                 Step::Frame(f) => {
                     batch.push(f);
                     if batch.len() >= MAX_BATCH {
+                        let frames = std::mem::take(&mut batch);
+                        gate.queue(frames.len());
                         session.do_send(Inbound {
                             socket_id,
-                            frames: std::mem::take(&mut batch),
+                            frames,
+                            gate: gate.clone(),
                         });
                     }
                 }
@@ -660,16 +736,21 @@ async fn read_reliable(
             next = stream.next().now_or_never();
         }
         if !batch.is_empty() {
+            let frames = std::mem::take(&mut batch);
+            gate.queue(frames.len());
             session.do_send(Inbound {
                 socket_id,
-                frames: std::mem::take(&mut batch),
+                frames,
+                gate: gate.clone(),
             });
         }
     };
     if !batch.is_empty() {
+        gate.queue(batch.len());
         session.do_send(Inbound {
             socket_id,
             frames: batch,
+            gate,
         });
     }
     // A client's normal close (1000) ends the session (PROTOCOL.md §6):
