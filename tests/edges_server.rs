@@ -19,7 +19,7 @@ use resilient_ws::{
     close_code,
     protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
     server::{MessageReceived, PlainMode, ReliableServer, ServerError, ServerOptions},
-    testing::{opcode, EventRecorder, RawConn, RawFrame, RecordedEvent, TestServer},
+    testing::{opcode, EventRecorder, RawConn, RawFrame, RawServer, RecordedEvent, TestServer},
     Payload, ReconnectMode, ResilientWebSocket,
 };
 
@@ -215,6 +215,36 @@ async fn the_server_sends_its_pending_ack_before_4002_and_1000() {
         (Some(3), Some(close_code::NORMAL))
     );
     server.stop().await;
+}
+
+/// The client side of the same rule: a server's 1013 is retryable (the
+/// client reconnects after its backoff), unlike 1008.
+#[actix_rt::test]
+async fn a_client_told_1013_reconnects() {
+    let server = RawServer::bind().await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(ResilientWebSocket::builder(server.ws_url()))
+        .reconnect_mode(ReconnectMode::Stateless)
+        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(50), 0)
+        .build()
+        .unwrap();
+    let (conn, res) = tokio::join!(server.accept(), ws.connect());
+    res.unwrap();
+    let mut conn = conn.unwrap();
+    conn.send_close(close_code::TRY_AGAIN_LATER, "too slow")
+        .await
+        .unwrap();
+    // It comes back.
+    let again = tokio::time::timeout(WAIT, server.accept()).await;
+    assert!(matches!(again, Ok(Ok(_))), "the client reconnected");
+    let reconnecting = rec.reconnecting();
+    assert!(
+        !reconnecting.is_empty() && reconnecting[0].reason.close_code() == Some(1013),
+        "{reconnecting:?}"
+    );
+    drop(again);
+    let _ = ws.disconnect().await;
 }
 
 // ---------------------------------------------------------------------------
