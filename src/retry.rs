@@ -187,6 +187,10 @@ mod tests {
         for transient in [
             Error::UpgradeRejected { status: 503 },
             Error::Closed {
+                code: 1013,
+                reason: String::new(),
+            },
+            Error::Closed {
                 code: 1011,
                 reason: String::new(),
             },

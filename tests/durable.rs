@@ -321,7 +321,7 @@ async fn killed_and_restarted(crash_env: &[(&str, &str)], kill: bool) {
         actix_rt::spawn(async move {
             while stop.load(Ordering::SeqCst) == 0 {
                 let n = sent.load(Ordering::SeqCst) + 1;
-                if reliable.send_to(&session, format!("d{n}")).is_err() {
+                if reliable.send_to(&session, format!("d{n}")).await.is_err() {
                     break;
                 }
                 sent.store(n, Ordering::SeqCst);

@@ -258,7 +258,7 @@ async fn incoming_messages_carry_their_seq_in_reliable_mode_and_none_in_raw_mode
     assert!(wait_until(|| log.opened().len() == 1).await);
     let id = log.opened()[0].clone();
     for i in 0..3 {
-        reliable.send_to(&id, format!("s{i}")).unwrap();
+        reliable.send_to(&id, format!("s{i}")).await.unwrap();
     }
     rec.wait_messages(3, WAIT).await;
     let seqs: Vec<Option<u64>> = rec
@@ -393,7 +393,7 @@ async fn send_to_and_broadcast_refuse_a_message_over_the_clients_limit() {
     assert!(wait_until(|| log.opened().len() == 2).await);
 
     let over = "x".repeat(1001);
-    let r = reliable.send_to(&small_id, over.clone());
+    let r = reliable.send_to(&small_id, over.clone()).await;
     assert!(
         matches!(
             r,
@@ -409,7 +409,7 @@ async fn send_to_and_broadcast_refuse_a_message_over_the_clients_limit() {
     assert_eq!(big_rec.wait_messages(1, WAIT).await[0].len(), 1001);
     assert_eq!(reliable.stats().broadcast_skipped, 1);
     // Exactly the limit passes, and the small client is still fine.
-    reliable.send_to(&small_id, "y".repeat(1000)).unwrap();
+    reliable.send_to(&small_id, "y".repeat(1000)).await.unwrap();
     assert_eq!(rec.wait_messages(1, WAIT).await[0].len(), 1000);
     assert!(rec.errors().is_empty(), "{:?}", rec.errors());
     assert_eq!(small.state(), ConnectionState::Connected);

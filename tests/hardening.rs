@@ -637,7 +637,10 @@ async fn server_unacked_bytes_bound_both_ways() {
     let (mut c, neg) = reliable_raw(&server).await;
     // 10 × 100 bytes fill the window exactly; the 11th waits for an ack.
     for i in 0..11u8 {
-        reliable.send_to(&neg.connection_id, vec![i; 100]).unwrap();
+        reliable
+            .send_to(&neg.connection_id, vec![i; 100])
+            .await
+            .unwrap();
     }
     for seq in 1..=10 {
         assert_eq!(next_data(&mut c).await.0, seq);
@@ -819,17 +822,20 @@ async fn a_client_that_never_reads_is_bounded_then_dropped() {
         max_unacked_bytes: 256 * 1024,
         ..ServerOptions::default()
     });
-    let mut by = Bystander::connect(&server).await;
-    let (mut c, neg) = reliable_raw(&server).await;
+    let (mut c, _neg) = reliable_raw(&server).await;
     // 256 KiB go out unacked, 1 MiB may wait; past that the session ends.
+    // (`send_to` would wait for room instead; `broadcast` does not. The
+    // bystander joins afterwards, so that the broadcast is not its.)
     let chunk = vec![9u8; 64 * 1024];
     let mut handed = 0;
-    while reliable.send_to(&neg.connection_id, chunk.clone()).is_ok() {
+    while reliable.sessions() == 1 {
+        reliable.broadcast(chunk.clone());
         handed += 1;
         assert!(handed < 100, "the session should have ended");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert!(handed >= 20, "{handed}");
+    let mut by = Bystander::connect(&server).await;
     assert_eq!(reliable.sessions(), 1, "the bystander's");
     by.still_fine().await;
     // What the non-reader finds when it finally reads: at most the unacked
@@ -999,7 +1005,10 @@ async fn a_client_that_acks_without_reading_is_dropped_as_too_slow() {
     let chunk = vec![1u8; 64 * 1024];
     let mut dropped_after = None;
     for seq in 1..=2000u64 {
-        reliable.send_to(&neg.connection_id, chunk.clone()).unwrap();
+        reliable
+            .send_to(&neg.connection_id, chunk.clone())
+            .await
+            .unwrap();
         if seq > 20 {
             let ack = Frame::Ack { seq: seq - 20 }.to_bytes();
             let sent = tokio::time::timeout(Duration::from_secs(1), c.send_binary(&ack)).await;

@@ -973,6 +973,7 @@ async fn session_expired_reports_undelivered_messages() {
     for i in 1..=3 {
         reliable
             .send_to(&neg.connection_id, format!("s{i}"))
+            .await
             .unwrap();
     }
     assert_eq!(p.recv_data(3).await.len(), 3);
@@ -997,7 +998,7 @@ async fn session_expired_reports_undelivered_messages() {
     assert_eq!(of(&lonely.connection_id).undelivered, 0);
     assert_eq!(reliable.sessions(), 0);
     assert_eq!(
-        reliable.send_to(&neg.connection_id, "late"),
+        reliable.send_to(&neg.connection_id, "late").await,
         Err(resilient_ws::server::ServerError::UnknownSession)
     );
     server.stop().await;
@@ -1018,12 +1019,14 @@ async fn unacked_bytes_bound_what_a_non_acking_peer_receives() {
     for i in 1..=5u64 {
         reliable
             .send_to(&neg.connection_id, vec![i as u8; 100])
+            .await
             .unwrap();
     }
     let (mut p, _, _) = TestPeer::attach(&server, &neg, 0).await;
     for i in 6..=20u64 {
         reliable
             .send_to(&neg.connection_id, vec![i as u8; 100])
+            .await
             .unwrap();
     }
     let seqs = |got: Vec<(u64, Payload)>| got.into_iter().map(|g| g.0).collect::<Vec<_>>();
@@ -1058,10 +1061,9 @@ async fn a_peer_too_slow_for_the_pending_bound_ends_its_session_with_an_event() 
     let neg = negotiate(&server).await;
     let (mut p, _, _) = TestPeer::attach(&server, &neg, 0).await;
     // 10 fit the unacked buffer; 4000 bytes may wait; the 51st overflows.
+    // (`send_to` would wait for room instead; `broadcast` does not.)
     for _ in 0..51 {
-        reliable
-            .send_to(&neg.connection_id, vec![0u8; 100])
-            .unwrap();
+        reliable.broadcast(vec![0u8; 100]);
     }
     assert_eq!(
         p.expect_close().await.map(|c| c.0),

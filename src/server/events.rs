@@ -126,6 +126,20 @@ where
         self.list.read().expect("subscribers lock").is_empty()
     }
 
+    /// Sends `msg` to every subscriber with `send`: the replies say that
+    /// each subscriber has handled everything up to this message (a
+    /// mailbox is FIFO). A fresh clone of a recipient is never parked, so
+    /// `send` always enqueues, like `do_send`. A gone subscriber's reply is
+    /// an error at once (it waits for nothing).
+    pub(crate) fn emit_marker(&self, msg: M) -> Vec<actix::dev::RecipientRequest<M>> {
+        self.list
+            .read()
+            .expect("subscribers lock")
+            .iter()
+            .map(|r| r.clone().send(msg.clone()))
+            .collect()
+    }
+
     /// Sends `msg` to every subscriber: try_send, do_send on Full, and
     /// removes the ones whose actor is gone.
     pub(crate) fn emit(&self, msg: M) {

@@ -4,14 +4,14 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, Weak,
     },
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::{
     events::{EventHub, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
@@ -51,6 +51,138 @@ pub enum ServerError {
         /// The client's limit in bytes.
         max: usize,
     },
+    /// [`try_send_to`](ReliableServer::try_send_to): the session's send
+    /// buffer has no room for the message now (its client has not
+    /// acknowledged enough yet). Nothing was sent; try again later, or wait
+    /// with [`send_to`](ReliableServer::send_to).
+    #[error("the session's send buffer is full")]
+    Full,
+    /// [`send_to`](ReliableServer::send_to): no room in the session's send
+    /// buffer within [`send_timeout`](ServerOptions::send_timeout) (its
+    /// client does not read, or is gone and has not resumed). Nothing was
+    /// sent; the session is not affected.
+    #[error("timed out waiting for room in the session's send buffer")]
+    Timeout,
+}
+
+/// A session's send buffer as the application's handle sees it: the
+/// payload bytes handed to the session and not yet acknowledged by its
+/// client (sent-but-unacked plus queued), so that
+/// [`ReliableServer::send_to`] can wait for room without asking the
+/// session actor.
+pub(crate) struct SendWindow {
+    queued: AtomicUsize,
+    /// The bound [`ReliableServer::send_to`] waits under
+    /// ([`ServerOptions::max_pending_bytes`]).
+    cap: usize,
+    /// Whether a socket is attached (a detached session's buffer only
+    /// drains after a resume: broadcast does not wait for it).
+    attached: AtomicBool,
+    closed: AtomicBool,
+    room: Notify,
+}
+
+impl SendWindow {
+    pub(crate) fn new(cap: usize) -> Self {
+        SendWindow {
+            queued: AtomicUsize::new(0),
+            cap,
+            attached: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            room: Notify::new(),
+        }
+    }
+
+    /// Takes room for `len` bytes if there is some (a message larger than
+    /// the bound when the buffer is empty too).
+    fn try_reserve(&self, len: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q == 0 || q.saturating_add(len) <= self.cap).then(|| q.saturating_add(len))
+            })
+            .is_ok()
+    }
+
+    /// Counts bytes the session queued by itself (echo, broadcast).
+    pub(crate) fn add(&self, len: usize) {
+        self.queued.fetch_add(len, Ordering::AcqRel);
+    }
+
+    /// The client acknowledged `len` bytes: room for waiting senders.
+    pub(crate) fn release(&self, len: usize) {
+        if len > 0 {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.room.notify_waiters();
+        }
+    }
+
+    pub(crate) fn set_attached(&self, on: bool) {
+        self.attached.store(on, Ordering::Release);
+        if on {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// The session ended: waiting senders get `UnknownSession`.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.room.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A live session: its actor and its send buffer.
+#[derive(Clone)]
+pub(crate) struct SessionEntry {
+    pub(crate) addr: Addr<SessionActor>,
+    pub(crate) window: Arc<SendWindow>,
+}
+
+impl SessionEntry {
+    /// Hands `payload` over once the buffer has room, waiting until
+    /// `deadline` (`None`: not at all). `detached_ok`: do not wait for a
+    /// session without a socket (queue it unreserved instead; the pending
+    /// bound still applies).
+    async fn send(
+        &self,
+        payload: Payload,
+        deadline: Option<tokio::time::Instant>,
+        detached_ok: bool,
+    ) -> Result<(), ServerError> {
+        let len = payload.len();
+        loop {
+            let room = self.window.room.notified();
+            tokio::pin!(room);
+            // Registered before checking, so a release in between is seen.
+            room.as_mut().enable();
+            if self.window.is_closed() {
+                return Err(ServerError::UnknownSession);
+            }
+            if self.window.try_reserve(len) {
+                self.addr.do_send(Outbound {
+                    payload,
+                    reserved: true,
+                });
+                return Ok(());
+            }
+            if detached_ok && !self.window.attached.load(Ordering::Acquire) {
+                self.addr.do_send(Outbound {
+                    payload,
+                    reserved: false,
+                });
+                return Ok(());
+            }
+            let Some(deadline) = deadline else {
+                return Err(ServerError::Full);
+            };
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(ServerError::Timeout);
+            }
+        }
+    }
 }
 
 /// A snapshot of a server's counters.
@@ -65,6 +197,12 @@ pub struct ServerStats {
     /// Sessions a [`broadcast`](ReliableServer::broadcast) skipped, in
     /// all, because the message was larger than their client accepts.
     pub broadcast_skipped: u64,
+    /// Client messages handed to the
+    /// [`MessageReceived`](super::MessageReceived) subscribers and not yet
+    /// known to be handled, over all sessions (bounded per session by
+    /// [`max_inbound_backlog`](ServerOptions::max_inbound_backlog) plus
+    /// what was in flight).
+    pub inbound_backlog: usize,
 }
 
 /// A plain client as the broadcast sees it.
@@ -78,12 +216,14 @@ pub(crate) struct PlainClient {
 /// The state every part of a server shares.
 pub(crate) struct Shared {
     pub(crate) options: ServerOptions,
-    sessions: Mutex<HashMap<String, Addr<SessionActor>>>,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
     /// Live sessions per (non-anonymous) identity.
     per_identity: Mutex<HashMap<String, usize>>,
     plain: Mutex<HashMap<u64, PlainClient>>,
     pub(crate) events: EventHub,
     attached: AtomicUsize,
+    /// See [`ServerStats::inbound_backlog`].
+    pub(crate) inbound_backlog: AtomicUsize,
     shutdown_reason: Mutex<Option<String>>,
     /// Echo mode ([`ReliableServer::echo`]): each session sends what it
     /// delivers straight back itself. Through a subscriber actor that
@@ -103,6 +243,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn session(&self, id: &str) -> Option<Addr<SessionActor>> {
+        self.session_entry(id).map(|e| e.addr)
+    }
+
+    pub(crate) fn session_entry(&self, id: &str) -> Option<SessionEntry> {
         self.sessions
             .lock()
             .expect("sessions lock")
@@ -128,11 +272,17 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) fn insert_session(&self, id: String, identity: &str, addr: Addr<SessionActor>) {
+    pub(crate) fn insert_session(
+        &self,
+        id: String,
+        identity: &str,
+        addr: Addr<SessionActor>,
+        window: Arc<SendWindow>,
+    ) {
         self.sessions
             .lock()
             .expect("sessions lock")
-            .insert(id, addr);
+            .insert(id, SessionEntry { addr, window });
         if !identity.is_empty() {
             *self
                 .per_identity
@@ -171,7 +321,7 @@ impl Shared {
             .lock()
             .expect("sessions lock")
             .values()
-            .cloned()
+            .map(|e| e.addr.clone())
             .collect()
     }
 
@@ -204,7 +354,7 @@ impl Shared {
     }
 
     /// Sends `payload` to every plain client in broadcast mode; a client
-    /// too far behind is closed with 1008 and dropped.
+    /// too far behind is closed with 1013 and dropped.
     fn broadcast_plain(&self, payload: &Payload) -> usize {
         let mut plain = self.plain.lock().expect("plain lock");
         let mut sent = 0;
@@ -223,7 +373,7 @@ impl Shared {
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     log::warn!("plain client too slow for the broadcast; closing it");
-                    c.closer.close(close_code::POLICY_VIOLATION, "too slow");
+                    c.closer.close(close_code::TRY_AGAIN_LATER, "too slow");
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -250,6 +400,13 @@ impl Shared {
 /// (see the module docs).
 ///
 /// # Backpressure (server → client)
+/// [`send_to`](Self::send_to) waits (up to
+/// [`send_timeout`](ServerOptions::send_timeout)) while a session's send
+/// buffer (unacked plus queued, `max_pending_bytes`) is full, and
+/// [`try_send_to`](Self::try_send_to) returns [`ServerError::Full`]: neither
+/// ever ends a session. In broadcast mode the relay and broadcasting plain
+/// clients wait the same way for every attached session.
+///
 /// Each session keeps sent-but-unacked messages within
 /// [`max_unacked_bytes`](ServerOptions::max_unacked_bytes) (one message
 /// larger than that is sent when nothing else is unacked). Further messages
@@ -263,8 +420,9 @@ impl Shared {
 ///
 /// A client that acks without reading keeps the window moving while the
 /// data piles up in front of its socket: once more than twice the window
-/// of DATA payload waits unwritten, the socket is closed with 1008
-/// ("too slow") and the session is kept for the resume window.
+/// of DATA payload waits unwritten, the socket is closed with 1013
+/// ("too slow", try again later) and the session is kept for the resume
+/// window: the client resumes it.
 ///
 /// # Examples
 /// ```no_run
@@ -325,6 +483,7 @@ impl ReliableServer {
             plain: Mutex::new(HashMap::new()),
             events: EventHub::default(),
             attached: AtomicUsize::new(0),
+            inbound_backlog: AtomicUsize::new(0),
             shutdown_reason: Mutex::new(None),
             echo,
         });
@@ -367,28 +526,73 @@ impl ReliableServer {
         &self.shared.options
     }
 
-    /// Sends a message to one session. The session numbers it, sends it
-    /// when the socket is attached and the unacked buffer has room, and
-    /// replays it after a resume until the client acks it. The call does
-    /// not wait for any of that.
+    /// Sends a message to one session, waiting for room in its send
+    /// buffer. The session numbers it, sends it when the socket is attached
+    /// and the unacked window has room, and replays it after a resume until
+    /// the client acks it.
+    ///
+    /// The send buffer holds the session's sent-but-unacknowledged and
+    /// queued messages, up to
+    /// [`max_pending_bytes`](ServerOptions::max_pending_bytes) of payload
+    /// (a larger message goes alone into an empty buffer). When the message
+    /// does not fit, the call waits until the client's acks make room, at
+    /// most [`send_timeout`](ServerOptions::send_timeout). A burst to one
+    /// session so paces the sender and never ends that session or any
+    /// other.
     ///
     /// # Errors
-    /// [`ServerError::UnknownSession`] if no session has this id;
-    /// [`ServerError::MessageTooLarge`] if the payload is larger than the
-    /// client said it accepts (nothing is sent).
-    pub fn send_to(
+    /// [`ServerError::UnknownSession`] if no session has this id (or it
+    /// ends while waiting); [`ServerError::MessageTooLarge`] if the payload
+    /// is larger than the client said it accepts; [`ServerError::Timeout`]
+    /// if no room came in time. In each case nothing was sent.
+    pub async fn send_to(
         &self,
         connection_id: &str,
         payload: impl Into<Payload>,
     ) -> Result<(), ServerError> {
-        send_to(&self.shared, connection_id, payload.into())
+        let entry = self
+            .shared
+            .session_entry(connection_id)
+            .ok_or(ServerError::UnknownSession)?;
+        let payload = payload.into();
+        check_size(&self.shared, connection_id, payload.len())?;
+        let deadline = tokio::time::Instant::now() + self.shared.options.send_timeout;
+        entry.send(payload, Some(deadline), false).await
+    }
+
+    /// Like [`send_to`](Self::send_to), without waiting: a message that
+    /// does not fit the session's send buffer now is refused.
+    ///
+    /// # Errors
+    /// [`ServerError::UnknownSession`] if no session has this id;
+    /// [`ServerError::MessageTooLarge`] as for `send_to`;
+    /// [`ServerError::Full`] if the buffer has no room now (nothing was
+    /// sent).
+    pub fn try_send_to(
+        &self,
+        connection_id: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<(), ServerError> {
+        let entry = self
+            .shared
+            .session_entry(connection_id)
+            .ok_or(ServerError::UnknownSession)?;
+        let payload = payload.into();
+        check_size(&self.shared, connection_id, payload.len())?;
+        // No deadline: the future completes at its first poll.
+        futures_util::FutureExt::now_or_never(entry.send(payload, None, false))
+            .unwrap_or(Err(ServerError::Full))
     }
 
     /// Sends a message to every session (and to the plain clients in
     /// [`PlainMode::Broadcast`](super::PlainMode::Broadcast)); returns how
-    /// many recipients it was handed to. Sessions whose client accepts
-    /// less than the payload's size are skipped (logged, and counted in
-    /// [`ServerStats::broadcast_skipped`]).
+    /// many recipients it was handed to. It does not wait: a session whose
+    /// queue passes [`max_pending_bytes`](ServerOptions::max_pending_bytes)
+    /// is ended (see the type's docs). To pace a stream to the readers, use
+    /// [`send_to`](Self::send_to) per session (the relay of
+    /// [`broadcast_mode`](Self::broadcast_mode) does so). Sessions whose
+    /// client accepts less than the payload's size are skipped (logged, and
+    /// counted in [`ServerStats::broadcast_skipped`]).
     pub fn broadcast(&self, payload: impl Into<Payload>) -> usize {
         broadcast(&self.shared, payload.into())
     }
@@ -408,13 +612,25 @@ impl ReliableServer {
         Ok(())
     }
 
-    /// Graceful shutdown: closes every attached protocol socket (and every
-    /// plain client) with 1012 and `advice.to_reason()` as the reason.
-    /// Sessions are kept until their resume window passes, so clients can
-    /// resume on this process while it lives; sockets and negotiates that
-    /// arrive afterwards are refused (a socket is closed with 1012 after
-    /// its HELLO, a negotiate gets `503`). Returns once every session was
-    /// told; the close frames are written by the sockets' tasks.
+    /// Graceful shutdown: drains every attached protocol socket, then
+    /// closes it with 1012 and `advice.to_reason()` as the reason; plain
+    /// clients are closed with 1012 at once.
+    ///
+    /// Draining a session: it stops taking client messages (those not yet
+    /// delivered stay unacknowledged, so the client re-sends them to the
+    /// next server), sends its pending ACK at once, keeps sending what it
+    /// has queued as acks make room, and closes the socket once the client
+    /// acknowledged everything or
+    /// [`shutdown_drain_timeout`](ServerOptions::shutdown_drain_timeout)
+    /// passed. So a rolling restart under a stateful client delivers every
+    /// message exactly once even though the next process knows no session.
+    ///
+    /// Sessions are kept until their resume window passes; sockets and
+    /// negotiates that arrive afterwards are refused (a socket is closed
+    /// with 1012 after its HELLO, a negotiate gets `503`). Returns once
+    /// every session's socket is closed (at the latest about
+    /// `shutdown_drain_timeout` later); the close frames are written by the
+    /// sockets' tasks.
     ///
     /// Then stop the actix-web server (its graceful stop waits for the
     /// closed sockets).
@@ -422,12 +638,18 @@ impl ReliableServer {
     /// # Errors
     /// [`ServerError::Stopped`] if the hub actor is gone.
     pub async fn shutdown(&self, advice: ShutdownAdvice) -> Result<(), ServerError> {
-        self.hub
+        let drained = self
+            .hub
             .send(Shutdown {
                 reason: advice.to_reason(),
             })
             .await
-            .map_err(|_| ServerError::Stopped)
+            .map_err(|_| ServerError::Stopped)?;
+        // Each session closes by its own deadline; the margin only guards
+        // against a session actor that cannot run.
+        let limit = self.shared.options.shutdown_drain_timeout + Duration::from_secs(1);
+        let _ = tokio::time::timeout(limit, futures_util::future::join_all(drained)).await;
+        Ok(())
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
@@ -471,6 +693,7 @@ impl ReliableServer {
             attached: self.shared.attached.load(Ordering::Relaxed),
             plain_clients: self.shared.plain.lock().expect("plain lock").len(),
             broadcast_skipped: self.shared.broadcast_skipped.load(Ordering::Relaxed),
+            inbound_backlog: self.shared.inbound_backlog.load(Ordering::Relaxed),
         }
     }
 
@@ -507,38 +730,72 @@ fn check_size(shared: &Shared, connection_id: &str, size: usize) -> Result<(), S
     }
 }
 
-fn send_to(shared: &Shared, connection_id: &str, payload: Payload) -> Result<(), ServerError> {
-    let addr = shared
-        .session(connection_id)
-        .ok_or(ServerError::UnknownSession)?;
-    check_size(shared, connection_id, payload.len())?;
-    addr.do_send(Outbound(payload));
-    Ok(())
-}
-
-fn broadcast(shared: &Shared, payload: Payload) -> usize {
-    let (mut n, mut skipped) = (0, 0u64);
-    {
+/// The sessions a broadcast of `len` bytes goes to: all but those whose
+/// client accepts less (counted in [`ServerStats::broadcast_skipped`] and
+/// logged).
+fn broadcast_targets(shared: &Shared, len: usize) -> Vec<SessionEntry> {
+    let mut skipped = 0u64;
+    let targets: Vec<SessionEntry> = {
         let limits = shared.client_limits.lock().expect("limits lock");
-        for (id, addr) in shared.sessions.lock().expect("sessions lock").iter() {
-            if limits.get(id).is_some_and(|&max| payload.len() > max) {
-                skipped += 1;
-                continue;
-            }
-            addr.do_send(Outbound(payload.clone()));
-            n += 1;
-        }
-    }
+        shared
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .iter()
+            .filter(|(id, _)| {
+                let skip = limits.get(*id).is_some_and(|&max| len > max);
+                skipped += u64::from(skip);
+                !skip
+            })
+            .map(|(_, e)| e.clone())
+            .collect()
+    };
     if skipped > 0 {
         shared
             .broadcast_skipped
             .fetch_add(skipped, Ordering::Relaxed);
         log::warn!(
-            "broadcast of {} bytes skipped {skipped} session(s) whose client accepts less",
-            payload.len()
+            "broadcast of {len} bytes skipped {skipped} session(s) whose client accepts less"
         );
     }
-    n + shared.broadcast_plain(&payload)
+    targets
+}
+
+fn broadcast(shared: &Shared, payload: Payload) -> usize {
+    let targets = broadcast_targets(shared, payload.len());
+    for e in &targets {
+        e.addr.do_send(Outbound {
+            payload: payload.clone(),
+            reserved: false,
+        });
+    }
+    targets.len() + shared.broadcast_plain(&payload)
+}
+
+/// Broadcasts `payload` to the plain clients and every session, waiting
+/// (up to `send_timeout`) for room in each attached session's send buffer:
+/// what [`ReliableServer::broadcast_mode`] and broadcasting plain clients
+/// use, so that one client's burst paces itself to the readers instead of
+/// overflowing every session. A detached session is not waited for (its
+/// buffer drains only after a resume), and an attached one that made no
+/// room in time gets the message anyway under the pending bound, which
+/// ends only that session.
+pub(crate) async fn broadcast_paced(shared: Arc<Shared>, payload: Payload) {
+    shared.broadcast_plain(&payload);
+    let entries = broadcast_targets(&shared, payload.len());
+    let deadline = tokio::time::Instant::now() + shared.options.send_timeout;
+    let sends = entries.into_iter().map(|e| {
+        let payload = payload.clone();
+        async move {
+            if e.send(payload.clone(), Some(deadline), true).await == Err(ServerError::Timeout) {
+                e.addr.do_send(Outbound {
+                    payload,
+                    reserved: false,
+                });
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await;
 }
 
 /// The most peer addresses the [`ResumeLimiter`] tracks at once.
@@ -650,14 +907,19 @@ impl Actor for Relay {
 }
 
 impl Handler<MessageReceived> for Relay {
-    type Result = ();
+    // Atomic: the next message waits until this one was handed to every
+    // session (order), and the reply (which the receiving session's
+    // inbound backpressure waits for) comes only then, so a burst from one
+    // client is paced by the sessions' acks instead of overflowing them.
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, msg: MessageReceived, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: MessageReceived, ctx: &mut Context<Self>) -> Self::Result {
         let Some(shared) = self.shared.upgrade() else {
             ctx.stop();
-            return;
+            return AtomicResponse::new(Box::pin(fut::ready(())));
         };
-        broadcast(&shared, msg.payload);
+        let all = broadcast_paced(shared, msg.payload);
+        AtomicResponse::new(Box::pin(all.into_actor(self).map(|_, _, _| ())))
     }
 }
 

@@ -7,13 +7,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::{
-    handle::{ServerError, Shared},
-    session::{CloseSocket, SessionActor},
+    handle::{SendWindow, ServerError, Shared},
+    session::{Drain, SessionActor},
 };
-use crate::{
-    close_code,
-    protocol::{new_connection_id, new_reconnect_token, NegotiateParams},
-};
+use crate::protocol::{new_connection_id, new_reconnect_token, NegotiateParams};
 
 /// Creates a session pending its first socket; answers its connection id
 /// and reconnect token.
@@ -25,9 +22,11 @@ pub(crate) struct CreateSession {
     pub(crate) params: NegotiateParams,
 }
 
-/// Closes every attached socket with 1012 and `reason`; refuses new ones.
+/// Drains every attached socket and closes it with 1012 and `reason`;
+/// refuses new ones. Answers one receiver per session that fires (or is
+/// dropped) once its socket is closed.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<tokio::sync::oneshot::Receiver<()>>")]
 pub(crate) struct Shutdown {
     pub(crate) reason: String,
 }
@@ -61,6 +60,7 @@ impl Handler<CreateSession> for Hub {
             .params
             .client_id
             .unwrap_or_else(|| connection_id.clone());
+        let window = Arc::new(SendWindow::new(self.shared.options.max_pending_bytes()));
         let addr = SessionActor::new(
             self.shared.clone(),
             connection_id.clone(),
@@ -68,27 +68,33 @@ impl Handler<CreateSession> for Hub {
             msg.identity.clone(),
             client_id,
             msg.params.max_message_size.unwrap_or(usize::MAX),
+            window.clone(),
         )
         .start();
         if let Some(max) = msg.params.max_message_size {
             self.shared.set_client_limit(&connection_id, max);
         }
         self.shared
-            .insert_session(connection_id.clone(), &msg.identity, addr);
+            .insert_session(connection_id.clone(), &msg.identity, addr, window);
         MessageResult(Ok((connection_id, token)))
     }
 }
 
 impl Handler<Shutdown> for Hub {
-    type Result = ();
+    type Result = MessageResult<Shutdown>;
 
-    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shared.begin_shutdown(msg.reason.clone());
-        for addr in self.shared.all_sessions() {
-            addr.do_send(CloseSocket {
-                code: close_code::SERVICE_RESTART,
+        let sessions = self.shared.all_sessions();
+        let mut drained = Vec::with_capacity(sessions.len());
+        for addr in sessions {
+            let (done, rx) = tokio::sync::oneshot::channel();
+            addr.do_send(Drain {
                 reason: msg.reason.clone(),
+                done,
             });
+            drained.push(rx);
         }
+        MessageResult(drained)
     }
 }

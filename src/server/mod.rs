@@ -36,7 +36,8 @@
 //! impl Handler<MessageReceived> for Counter {
 //!     type Result = ();
 //!     fn handle(&mut self, msg: MessageReceived, _: &mut Context<Self>) {
-//!         let _ = self.0.send_to(&msg.connection_id, msg.payload.len().to_string());
+//!         // `try_send_to` does not wait; `send_to(..).await` waits for room.
+//!         let _ = self.0.try_send_to(&msg.connection_id, msg.payload.len().to_string());
 //!     }
 //! }
 //!

@@ -69,7 +69,7 @@ pub enum PlainMode {
     /// the sender included). Delivery to a plain client is best effort: a
     /// plain client that falls more than
     /// [`PLAIN_CLIENT_BUFFER`](super::PLAIN_CLIENT_BUFFER) messages behind is
-    /// closed with 1008 (policy violation, "too slow").
+    /// closed with 1013 (try again later, "too slow").
     Broadcast,
     /// Plain clients are refused with `426 Upgrade Required` (the response
     /// names the subprotocol in `Sec-WebSocket-Protocol`).
@@ -156,6 +156,44 @@ pub struct ServerOptions {
     /// count as in [`FailedResumeLimit`] (IPv6 per `/64`; behind a reverse
     /// proxy every client shares the proxy's address).
     pub anonymous_negotiate_limit: Option<NegotiateRateLimit>,
+    /// How long [`ReliableServer::shutdown`](super::ReliableServer::shutdown)
+    /// lets a session drain: after its pending ACK and its queued messages
+    /// went out, it waits up to this long for the client to acknowledge
+    /// them before closing the socket with 1012. Zero closes right after
+    /// the ACK. Default 5 s.
+    pub shutdown_drain_timeout: Duration,
+    /// How long [`ReliableServer::send_to`](super::ReliableServer::send_to)
+    /// waits for room in a session's send buffer before it fails with
+    /// [`ServerError::Timeout`](super::ServerError::Timeout) (the broadcast
+    /// mode's relay waits as long per message). Default 10 s.
+    pub send_timeout: Duration,
+    /// How often the server pings each socket (reliable and plain), so a
+    /// live client always has something to answer. Zero turns the server's
+    /// heartbeat off (no pings, no `client_timeout`). Default 15 s (like
+    /// SignalR's keep-alive).
+    pub keep_alive_interval: Duration,
+    /// How long a socket may stay silent (no frame at all: no data, no ack,
+    /// no pong) before the server closes it with 1001 "client timeout" and
+    /// frees it: a reliable session then waits out its resume window, a
+    /// plain client is forgotten. Checked at every ping, so a silent socket
+    /// is closed between `client_timeout` and `client_timeout +
+    /// keep_alive_interval` after its last frame. Default 30 s (like
+    /// SignalR's client timeout); keep it above the round trip plus
+    /// `keep_alive_interval`.
+    pub client_timeout: Duration,
+    /// How many client messages of one session may wait for the
+    /// application's [`MessageReceived`](super::MessageReceived)
+    /// subscribers (handed to them, not yet handled). The server acks a
+    /// client's message only once every subscriber has taken it, so a
+    /// client faster than its subscribers fills its unacked window and
+    /// waits; at this bound (or `max_inbound_backlog_bytes`) the server
+    /// also stops reading the socket until they catch up. Nothing is
+    /// dropped. 0 acts as 1. Default 1024 (as the client's
+    /// `max_inbound_backlog`).
+    pub max_inbound_backlog: usize,
+    /// The payload bytes that may wait for the subscribers (see
+    /// `max_inbound_backlog`). 0 acts as 1. Default 16 MiB.
+    pub max_inbound_backlog_bytes: usize,
 }
 
 impl Default for ServerOptions {
@@ -176,6 +214,12 @@ impl Default for ServerOptions {
             failed_resume_limit: Some(FailedResumeLimit::default()),
             max_awaiting_hello: 4096,
             anonymous_negotiate_limit: Some(NegotiateRateLimit::default()),
+            shutdown_drain_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(10),
+            keep_alive_interval: Duration::from_secs(15),
+            client_timeout: Duration::from_secs(30),
+            max_inbound_backlog: 1024,
+            max_inbound_backlog_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -198,6 +242,12 @@ impl fmt::Debug for ServerOptions {
             .field("failed_resume_limit", &self.failed_resume_limit)
             .field("max_awaiting_hello", &self.max_awaiting_hello)
             .field("anonymous_negotiate_limit", &self.anonymous_negotiate_limit)
+            .field("shutdown_drain_timeout", &self.shutdown_drain_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("client_timeout", &self.client_timeout)
+            .field("max_inbound_backlog", &self.max_inbound_backlog)
+            .field("max_inbound_backlog_bytes", &self.max_inbound_backlog_bytes)
             .finish()
     }
 }
@@ -243,10 +293,13 @@ impl ServerOptions {
         self.resume_window = self.resume_window.max(ms);
         self.ack_interval = self.ack_interval.max(ms);
         self.hello_timeout = self.hello_timeout.max(ms);
+        self.client_timeout = self.client_timeout.max(ms);
         self.ack_threshold = self.ack_threshold.max(1);
         self.max_unacked_bytes = self.max_unacked_bytes.max(1);
         self.max_message_size = self.max_message_size.max(1);
         self.max_fragments = self.max_fragments.max(1);
+        self.max_inbound_backlog = self.max_inbound_backlog.max(1);
+        self.max_inbound_backlog_bytes = self.max_inbound_backlog_bytes.max(1);
         if let Some(l) = &mut self.failed_resume_limit {
             l.max_failures = l.max_failures.max(1);
             l.window = l.window.max(ms);

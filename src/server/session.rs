@@ -7,15 +7,18 @@
 //! outgoing frames into the socket's unbounded channel (bounded in practice
 //! by `max_unacked_bytes` of data plus small acks).
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::VecDeque,
+    sync::{atomic::Ordering, Arc},
+};
 
 use actix::prelude::*;
 use bytes::Bytes;
 
 use super::{
     events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
-    handle::Shared,
-    socket::{close_reason, Outgoing, QueueMeter, SocketTx},
+    handle::{SendWindow, Shared},
+    socket::{close_reason, Outgoing, QueueMeter, ReadGate, SocketTx},
 };
 use crate::{
     close_code,
@@ -31,6 +34,8 @@ pub(crate) struct Attach {
     pub(crate) tx: SocketTx,
     /// Counts the bytes written into `tx` and not yet onto the socket.
     pub(crate) meter: Arc<QueueMeter>,
+    /// Closed by the session while its subscribers are behind.
+    pub(crate) gate: Arc<ReadGate>,
     pub(crate) token: String,
     pub(crate) identity: String,
     pub(crate) last_received: u64,
@@ -59,6 +64,8 @@ pub(crate) enum AttachError {
 pub(crate) struct Inbound {
     pub(crate) socket_id: u64,
     pub(crate) frames: Vec<Frame>,
+    /// The socket's gate, told when the frames left the mailbox.
+    pub(crate) gate: Arc<ReadGate>,
 }
 
 /// The socket `socket_id` ended (the socket task already closed it).
@@ -71,15 +78,34 @@ pub(crate) struct Detached {
 /// A server→client message from the application.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Outbound(pub(crate) Payload);
+pub(crate) struct Outbound {
+    pub(crate) payload: Payload,
+    /// Whether the sender already counted it in the session's
+    /// [`SendWindow`] (`send_to`); else the session counts it.
+    pub(crate) reserved: bool,
+}
 
-/// Server shutdown: close the attached socket with 1012 and this reason;
-/// keep the session for the resume window.
+/// Server shutdown: drain the attached socket, then close it with 1012 and
+/// this reason; keep the session for the resume window. `done` fires (or is
+/// dropped) once the socket is closed.
+///
+/// Draining: no more client messages are delivered (they stay unacked, so
+/// the client re-sends them to the next server), the pending ACK goes out
+/// now, queued messages are flushed as acks make room, and the socket is
+/// closed once the client acked everything or `shutdown_drain_timeout`
+/// passed. Without it a restart loses the pending ACK: the client re-sends
+/// what was already delivered, and an echo arrives twice.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct CloseSocket {
-    pub(crate) code: u16,
+pub(crate) struct Drain {
     pub(crate) reason: String,
+    pub(crate) done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A drain in progress (see [`Drain`]).
+struct Draining {
+    reason: String,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The application ends the session.
@@ -99,6 +125,26 @@ struct Attached {
     id: u64,
     tx: SocketTx,
     meter: Arc<QueueMeter>,
+    gate: Arc<ReadGate>,
+}
+
+/// The client's messages on their way through the application's
+/// [`MessageReceived`] subscribers (running totals): what was handed to
+/// them and what they are known to have handled (learnt from markers, see
+/// [`Subscribers::emit_marker`](super::events::Subscribers::emit_marker)).
+/// The session acks only what was handled, and closes the socket's
+/// [`ReadGate`] at the backlog bound.
+#[derive(Default)]
+struct Intake {
+    handed: u64,
+    handed_bytes: u64,
+    handled: u64,
+    handled_bytes: u64,
+    /// `handed` and `handed_bytes` at the last marker.
+    last_marker: (u64, u64),
+    /// The highest client seq the subscribers handled: what is acked.
+    taken: u64,
+    paused: bool,
 }
 
 pub(crate) struct SessionActor {
@@ -120,6 +166,7 @@ pub(crate) struct SessionActor {
     ended: bool,
     // Client → server.
     delivered: u64,
+    intake: Intake,
     ack_pending: u32,
     ack_timer: Option<SpawnHandle>,
     // Server → client.
@@ -130,6 +177,10 @@ pub(crate) struct SessionActor {
     unacked_bytes: usize,
     pending: VecDeque<Payload>,
     pending_bytes: usize,
+    /// Set by a server shutdown (see [`Drain`]).
+    draining: Option<Draining>,
+    /// The application's view of `unacked` + `pending` bytes.
+    window: Arc<SendWindow>,
 }
 
 impl SessionActor {
@@ -140,6 +191,7 @@ impl SessionActor {
         identity: String,
         client_id: String,
         client_max: usize,
+        window: Arc<SendWindow>,
     ) -> Self {
         SessionActor {
             shared,
@@ -153,6 +205,7 @@ impl SessionActor {
             generation: 0,
             ended: false,
             delivered: 0,
+            intake: Intake::default(),
             ack_pending: 0,
             ack_timer: None,
             next_seq: 1,
@@ -162,6 +215,8 @@ impl SessionActor {
             unacked_bytes: 0,
             pending: VecDeque::new(),
             pending_bytes: 0,
+            draining: None,
+            window,
         }
     }
 
@@ -180,6 +235,7 @@ impl SessionActor {
     fn detach(&mut self, ctx: &mut Context<Self>) {
         if self.socket.take().is_some() {
             self.shared.socket_detached();
+            self.window.set_attached(false);
         }
         if let Some(h) = self.ack_timer.take() {
             ctx.cancel_future(h);
@@ -189,13 +245,37 @@ impl SessionActor {
         if !self.ended {
             self.start_expiry(ctx);
         }
+        if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {
+            let _ = done.send(());
+        }
     }
 
-    /// Closes the attached socket with `code` (the session stays).
+    /// Closes the attached socket with `code` (the session stays). The
+    /// pending ACK goes out first: a client that never hears it re-sends
+    /// what was delivered (to this session, harmless; to the next one
+    /// after a restart, a duplicate).
     fn close_socket(&mut self, ctx: &mut Context<Self>, code: u16, reason: &str) {
+        self.send_ack(ctx);
         if let Some(s) = &self.socket {
             let _ = s.tx.send(Outgoing::Close(close_reason(code, reason)));
             self.detach(ctx);
+        }
+    }
+
+    /// Ends a drain once the client acked everything (or `force`: the
+    /// deadline passed, or the socket is gone): closes with 1012.
+    fn check_drained(&mut self, ctx: &mut Context<Self>, force: bool) {
+        let Some(d) = &self.draining else { return };
+        let drained = self.unacked.is_empty()
+            && self.pending.is_empty()
+            && self.intake.taken == self.delivered;
+        if !(drained || force || self.socket.is_none()) {
+            return;
+        }
+        let reason = d.reason.clone();
+        self.close_socket(ctx, close_code::SERVICE_RESTART, &reason);
+        if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {
+            let _ = done.send(());
         }
     }
 
@@ -226,6 +306,8 @@ impl SessionActor {
         });
         self.unacked.clear();
         self.pending.clear();
+        self.window.close();
+        self.forget_backlog();
         ctx.stop();
     }
 
@@ -290,6 +372,7 @@ impl SessionActor {
             return;
         }
         self.peer_acked = seq;
+        let before = self.unacked_bytes;
         while let Some(front) = self.unacked.front() {
             if front.seq > seq {
                 break;
@@ -297,6 +380,7 @@ impl SessionActor {
             self.unacked_bytes -= front.payload.len();
             self.unacked.pop_front();
         }
+        self.window.release(before - self.unacked_bytes);
     }
 
     fn send_ack(&mut self, ctx: &mut Context<Self>) {
@@ -305,9 +389,11 @@ impl SessionActor {
         }
         if self.ack_pending > 0 {
             self.ack_pending = 0;
+            // What the subscribers took, not what was delivered: a client
+            // faster than them fills its window and waits.
             self.write(
                 Frame::Ack {
-                    seq: self.delivered,
+                    seq: self.intake.taken,
                 }
                 .to_bytes(),
                 0,
@@ -331,8 +417,17 @@ impl SessionActor {
     }
 
     /// Handles one DATA or ACK; `Err` is a 1002 reason.
-    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) -> Result<(), &'static str> {
+    fn on_frame(
+        &mut self,
+        frame: Frame,
+        last_in_batch: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), &'static str> {
         match frame {
+            Frame::Data { .. } if self.draining.is_some() => {
+                // Shutting down: not delivered and not acked, so the client
+                // re-sends it to the next server.
+            }
             Frame::Data { seq, payload } => {
                 if seq <= self.delivered {
                     // A duplicate (replay of something delivered): drop it,
@@ -340,19 +435,23 @@ impl SessionActor {
                     self.ack_pending = self.ack_pending.saturating_add(1);
                 } else if seq == self.delivered + 1 {
                     self.delivered = seq;
-                    self.ack_pending = self.ack_pending.saturating_add(1);
                     // Only what is needed: an event needs a copy of the id,
                     // and echoing as well a clone of the payload.
+                    // Counted for the ack once taken: at once without
+                    // subscribers, else when they handled it.
                     let echo = if self.shared.events.received.is_empty() {
+                        self.intake.taken = seq;
+                        self.ack_pending = self.ack_pending.saturating_add(1);
                         self.shared.echo.then_some(payload)
                     } else {
                         let echo = self.shared.echo.then(|| payload.clone());
-                        self.shared.events.received.emit(MessageReceived {
+                        let msg = MessageReceived {
                             connection_id: self.connection_id.clone(),
                             seq,
                             payload,
                             client_id: self.client_id.clone(),
-                        });
+                        };
+                        self.hand_over(msg, last_in_batch, ctx);
                         echo
                     };
                     if let Some(payload) = echo {
@@ -365,7 +464,7 @@ impl SessionActor {
                                 self.client_max
                             );
                         } else {
-                            self.queue_outbound(payload, ctx);
+                            self.queue_outbound(payload, false, ctx);
                         }
                     }
                 } else {
@@ -379,12 +478,100 @@ impl SessionActor {
                 if seq > self.peer_acked {
                     self.release(seq);
                     self.promote();
+                    self.check_drained(ctx, false);
                 }
             }
             Frame::Hello { .. } => return Err("unexpected HELLO"),
             Frame::Welcome { .. } => return Err("unexpected WELCOME"),
         }
         Ok(())
+    }
+}
+
+impl SessionActor {
+    /// Hands a delivered message to the subscribers: cheaply (`try_send`),
+    /// or as a marker whose replies advance `intake.handled`. A marker goes
+    /// out for the last message of a batch, every quarter of the backlog
+    /// bound (messages, or bytes: also a quarter of the unacked window, so
+    /// a client whose window holds fewer messages never waits for a marker
+    /// it cannot send), and for every message at the bound, where the
+    /// socket's reader is also paused.
+    fn hand_over(&mut self, msg: MessageReceived, last_in_batch: bool, ctx: &mut Context<Self>) {
+        let o = &self.shared.options;
+        let len = msg.payload.len() as u64;
+        let seq = msg.seq;
+        let i = &mut self.intake;
+        i.handed += 1;
+        i.handed_bytes += len;
+        self.shared.inbound_backlog.fetch_add(1, Ordering::Relaxed);
+        let marker_every = (o.max_inbound_backlog as u64 / 4).max(1);
+        let marker_bytes = (o.max_inbound_backlog_bytes.min(o.max_unacked_bytes) as u64 / 4).max(1);
+        let at_bound = Self::at_bound(i, o);
+        let due = at_bound
+            || last_in_batch
+            || i.handed - i.last_marker.0 >= marker_every
+            || i.handed_bytes - i.last_marker.1 >= marker_bytes;
+        if !due {
+            self.shared.events.received.emit(msg);
+            return;
+        }
+        i.last_marker = (i.handed, i.handed_bytes);
+        let (n, bytes) = i.last_marker;
+        let replies = self.shared.events.received.emit_marker(msg);
+        if at_bound {
+            self.set_paused(true);
+        }
+        ctx.spawn(
+            futures_util::future::join_all(replies)
+                .into_actor(self)
+                .map(move |_, act, ctx| act.on_handled(n, bytes, seq, ctx)),
+        );
+    }
+
+    fn at_bound(i: &Intake, o: &super::ServerOptions) -> bool {
+        i.handed - i.handled >= o.max_inbound_backlog as u64
+            || i.handed_bytes - i.handled_bytes >= o.max_inbound_backlog_bytes as u64
+    }
+
+    /// The subscribers handled every message up to the `n`th handed one
+    /// (`bytes` in all), the client's `seq`.
+    fn on_handled(&mut self, n: u64, bytes: u64, seq: u64, ctx: &mut Context<Self>) {
+        let i = &mut self.intake;
+        if n > i.handled {
+            let done = usize::try_from(n - i.handled).unwrap_or(usize::MAX);
+            self.shared
+                .inbound_backlog
+                .fetch_sub(done, Ordering::Relaxed);
+            i.handled = n;
+        }
+        i.handled_bytes = i.handled_bytes.max(bytes);
+        if seq > i.taken {
+            let newly = u32::try_from(seq - i.taken).unwrap_or(u32::MAX);
+            i.taken = seq;
+            self.ack_pending = self.ack_pending.saturating_add(newly);
+            self.schedule_ack(ctx);
+        }
+        if !Self::at_bound(&self.intake, &self.shared.options) {
+            self.set_paused(false);
+        }
+        self.check_drained(ctx, false);
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        self.intake.paused = paused;
+        if let Some(s) = &self.socket {
+            s.gate.set_paused(paused);
+        }
+    }
+
+    /// The session ends: what it handed over no longer counts.
+    fn forget_backlog(&mut self) {
+        let i = &mut self.intake;
+        let left = usize::try_from(i.handed - i.handled).unwrap_or(usize::MAX);
+        self.shared
+            .inbound_backlog
+            .fetch_sub(left, Ordering::Relaxed);
+        i.handled = i.handed;
     }
 }
 
@@ -397,6 +584,8 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.window.close();
+        self.forget_backlog();
         if self.socket.take().is_some() {
             self.shared.socket_detached();
         }
@@ -431,6 +620,15 @@ impl Handler<Attach> for SessionActor {
         }
         match self.socket.take() {
             Some(old) => {
+                // The pending ACK first (the WELCOME below repeats it on
+                // the new socket, but the old one may be all the client
+                // still reads).
+                if self.ack_pending > 0 {
+                    let ack = Frame::Ack {
+                        seq: self.intake.taken,
+                    };
+                    let _ = old.tx.send(Outgoing::Binary(ack.to_bytes()));
+                }
                 let _ = old.tx.send(Outgoing::Close(close_reason(
                     close_code::REPLACED,
                     "replaced",
@@ -447,13 +645,17 @@ impl Handler<Attach> for SessionActor {
         let resumed = self.had_socket;
         if !resumed {
             self.delivered = msg.first_seq - 1;
+            self.intake.taken = self.delivered;
             self.had_socket = true;
         }
+        msg.gate.set_paused(self.intake.paused);
         self.socket = Some(Attached {
             id: msg.socket_id,
             tx: msg.tx,
             meter: msg.meter,
+            gate: msg.gate,
         });
+        self.window.set_attached(true);
         self.write(
             Frame::Welcome {
                 resumed,
@@ -489,16 +691,23 @@ impl Handler<Inbound> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        msg.gate.dequeued(msg.frames.len());
         if self.socket.as_ref().map(|s| s.id) != Some(msg.socket_id) {
             // A stale socket's frames: the client replays them on its new one.
             return;
         }
-        for frame in msg.frames {
+        // The batch's last DATA is handed over as a marker, so that the ack
+        // for it (and all before) comes as soon as the subscribers took it.
+        let last_data = msg
+            .frames
+            .iter()
+            .rposition(|f| matches!(f, Frame::Data { .. }));
+        for (i, frame) in msg.frames.into_iter().enumerate() {
             if self.ended {
                 // Echoing overflowed the session: the rest has nowhere to go.
                 return;
             }
-            if let Err(reason) = self.on_frame(frame, ctx) {
+            if let Err(reason) = self.on_frame(frame, Some(i) == last_data, ctx) {
                 log::debug!("session {}: closing socket: {reason}", self.connection_id);
                 self.close_socket(ctx, close_code::PROTOCOL_ERROR, reason);
                 return;
@@ -522,18 +731,21 @@ impl Handler<Outbound> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) {
-        self.queue_outbound(msg.0, ctx);
+        self.queue_outbound(msg.payload, msg.reserved, ctx);
     }
 }
 
 impl SessionActor {
     /// A server→client message: sent now if the unacked buffer has room,
     /// else queued behind the others; too much queued ends the session.
-    fn queue_outbound(&mut self, payload: Payload, ctx: &mut Context<Self>) {
+    fn queue_outbound(&mut self, payload: Payload, reserved: bool, ctx: &mut Context<Self>) {
         if self.ended {
             return;
         }
         let len = payload.len();
+        if !reserved {
+            self.window.add(len);
+        }
         if self.pending.is_empty() && self.fits(len) {
             self.assign(payload);
             return;
@@ -551,11 +763,31 @@ impl SessionActor {
     }
 }
 
-impl Handler<CloseSocket> for SessionActor {
+impl Handler<Drain> for SessionActor {
     type Result = ();
 
-    fn handle(&mut self, msg: CloseSocket, ctx: &mut Context<Self>) {
-        self.close_socket(ctx, msg.code, &msg.reason);
+    fn handle(&mut self, msg: Drain, ctx: &mut Context<Self>) {
+        if self.socket.is_none() || self.ended {
+            // Nothing attached: nothing to drain (`done` fires on drop).
+            return;
+        }
+        self.draining = Some(Draining {
+            reason: msg.reason,
+            done: Some(msg.done),
+        });
+        // What was delivered is acked now, not on the timer: nothing more
+        // will be delivered here.
+        self.send_ack(ctx);
+        let generation = self.generation;
+        ctx.run_later(
+            self.shared.options.shutdown_drain_timeout,
+            move |act, ctx| {
+                if act.generation == generation {
+                    act.check_drained(ctx, true);
+                }
+            },
+        );
+        self.check_drained(ctx, false);
     }
 }
 

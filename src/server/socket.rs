@@ -16,7 +16,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -31,7 +31,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    handle::{PlainClient, ReliableServer},
+    handle::{broadcast_paced, PlainClient, ReliableServer},
     options::PlainMode,
     routes::HelloPermit,
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
@@ -47,7 +47,7 @@ use crate::{
 const MAX_BATCH: usize = 256;
 
 /// How many messages a plain client may fall behind before it is closed
-/// with 1008 (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
+/// with 1013 "too slow" (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
 pub const PLAIN_CLIENT_BUFFER: usize = 1024;
 
 /// The payload bytes an echo client's answers may take while waiting to be
@@ -65,6 +65,8 @@ pub(crate) enum Outgoing {
     /// A pong; counted in the slot's queue while unwritten (a plain
     /// socket's pongs are bounded by its channel instead).
     Pong(Bytes, Option<Arc<PongSlot>>),
+    /// A heartbeat ping (see [`KeepAlive`]).
+    Ping,
     /// Answer the newest ping kept in this slot (if still there).
     LatestPong(Arc<PongSlot>),
     /// A frame from the session, carrying this many DATA payload bytes
@@ -104,7 +106,7 @@ pub(crate) fn max_ws_message(max: usize) -> usize {
 ///
 /// The session's unacked window bounds what it sends, but a client can ack
 /// blindly without reading; the meter catches that: the reader closes the
-/// socket with 1008 ("too slow") once, in more than one frame, more than
+/// socket with 1013 ("too slow", try again later) once, in more than one frame, more than
 /// twice the window (or twice the largest message, which may go out alone
 /// when larger than the window) of DATA payload waits (a full window plus
 /// its replay after a resume is the most a reading client can have
@@ -116,6 +118,63 @@ pub(crate) struct QueueMeter {
     frames: AtomicUsize,
     /// The largest DATA payload queued so far.
     largest: AtomicUsize,
+}
+
+/// The most frames a socket's reader lets wait in its session's mailbox:
+/// `do_send` ignores a mailbox's capacity, so without this a reader faster
+/// than its session would pile up batches there.
+const MAX_IN_MAILBOX: usize = 4 * MAX_BATCH;
+
+/// Whether a protocol socket's reader may read: closed by its session
+/// while too many of the client's messages wait for the application's
+/// subscribers (see
+/// [`ServerOptions::max_inbound_backlog`](super::ServerOptions::max_inbound_backlog)),
+/// and while [`MAX_IN_MAILBOX`] frames wait for the session itself.
+#[derive(Debug, Default)]
+pub(crate) struct ReadGate {
+    paused: AtomicBool,
+    in_mailbox: AtomicUsize,
+    open: Notify,
+}
+
+impl ReadGate {
+    pub(crate) fn set_paused(&self, paused: bool) {
+        if self.paused.swap(paused, Ordering::AcqRel) && !paused {
+            self.open.notify_waiters();
+        }
+    }
+
+    /// The reader hands the session `n` frames.
+    fn queue(&self, n: usize) {
+        self.in_mailbox.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// The session took `n` frames out of its mailbox.
+    pub(crate) fn dequeued(&self, n: usize) {
+        let before = self.in_mailbox.fetch_sub(n, Ordering::AcqRel);
+        if before >= MAX_IN_MAILBOX && before - n < MAX_IN_MAILBOX {
+            self.open.notify_waiters();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+            || self.in_mailbox.load(Ordering::Acquire) >= MAX_IN_MAILBOX
+    }
+
+    /// Resolves once the gate is open.
+    async fn opened(&self) {
+        loop {
+            let open = self.open.notified();
+            tokio::pin!(open);
+            // Registered before checking, so an opening in between is seen.
+            open.as_mut().enable();
+            if !self.is_closed() {
+                return;
+            }
+            open.await;
+        }
+    }
 }
 
 /// Frames (acks, WELCOME) allowed in the queue beyond the DATA bound.
@@ -240,6 +299,7 @@ async fn write_one(ws: &mut actix_ws::Session, out: Outgoing) -> bool {
             }
             ws.pong(&p).await
         }
+        Outgoing::Ping => ws.ping(b"").await,
         Outgoing::LatestPong(slot) => match slot.take() {
             Some(p) => ws.pong(&p).await,
             None => Ok(()),
@@ -482,6 +542,69 @@ async fn wait_hello(
     }
 }
 
+/// How long a socket's writer may still try to write the Close frame after
+/// a heartbeat timeout before it is aborted: a half-open peer never takes
+/// the bytes, and the writer must not wait for it forever.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The server's heartbeat of one socket
+/// ([`ServerOptions::keep_alive_interval`](super::ServerOptions::keep_alive_interval),
+/// [`client_timeout`](super::ServerOptions::client_timeout)): a ping every
+/// interval, and the verdict "silent" once no frame came for the timeout.
+/// Without it a half-open client (a dead link that never closes) holds its
+/// socket, its tasks and its session's attachment forever.
+struct KeepAlive {
+    ticker: Option<tokio::time::Interval>,
+    timeout: Duration,
+    last_seen: tokio::time::Instant,
+}
+
+impl KeepAlive {
+    fn new(interval: Duration, timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        let ticker = (!interval.is_zero()).then(|| {
+            let mut t = tokio::time::interval_at(now + interval, interval);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        KeepAlive {
+            ticker,
+            timeout,
+            last_seen: now,
+        }
+    }
+
+    fn of(server: &ReliableServer) -> Self {
+        let o = &server.shared.options;
+        Self::new(o.keep_alive_interval, o.client_timeout)
+    }
+
+    /// A frame arrived (or reading was paused by us, not the client).
+    fn seen(&mut self) {
+        self.last_seen = tokio::time::Instant::now();
+    }
+
+    /// Waits for the next tick (forever when off); `true` when the socket
+    /// has been silent past the timeout, else it is time for a ping.
+    async fn tick(&mut self) -> bool {
+        match &mut self.ticker {
+            Some(t) => {
+                t.tick().await;
+                self.last_seen.elapsed() >= self.timeout
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Aborts a writer that is still trying after [`CLOSE_GRACE`].
+fn abort_later(writer: tokio::task::AbortHandle) {
+    actix_rt::spawn(async move {
+        tokio::time::sleep(CLOSE_GRACE).await;
+        writer.abort();
+    });
+}
+
 /// Ends a socket the way `step` says (the writer does the writing).
 fn finish(tx: &SocketTx, step: Step) {
     let out = match step {
@@ -513,9 +636,16 @@ pub(crate) fn spawn_reliable(
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let meter = Arc::new(QueueMeter::default());
-    actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
+    let writer = actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
     actix_rt::spawn(read_reliable(
-        server, identity, peer, permit, stream, tx, meter, done_rx,
+        server,
+        identity,
+        peer,
+        permit,
+        stream,
+        tx,
+        meter,
+        (done_rx, writer.abort_handle()),
     ));
 }
 
@@ -528,7 +658,7 @@ async fn read_reliable(
     mut stream: Joined,
     tx: SocketTx,
     meter: Arc<QueueMeter>,
-    mut writer_done: oneshot::Receiver<()>,
+    (mut writer_done, writer): (oneshot::Receiver<()>, tokio::task::AbortHandle),
 ) {
     let shared = server.shared.clone();
     let pongs = Arc::new(PongSlot::default());
@@ -553,6 +683,7 @@ async fn read_reliable(
         return;
     }
     let socket_id = next_socket_id();
+    let gate = Arc::new(ReadGate::default());
     let session: Option<Addr<SessionActor>> = shared.session(&hello.connection_id);
     let attached = match &session {
         None => Err(AttachError::Gone),
@@ -561,6 +692,7 @@ async fn read_reliable(
                 socket_id,
                 tx: tx.clone(),
                 meter: meter.clone(),
+                gate: gate.clone(),
                 token: hello.reconnect_token,
                 identity,
                 last_received: hello.last_received,
@@ -608,15 +740,42 @@ async fn read_reliable(
         last_seq: 0,
     };
     let mut batch: Vec<Frame> = Vec::new();
+    let mut keep_alive = KeepAlive::of(&server);
     let end = 'outer: loop {
+        if gate.is_closed() {
+            // The subscribers (or the session) are behind: the client's bytes wait in TCP
+            // (and its window) until they catch up. Our pause is not the
+            // client's silence, so the heartbeat only pings meanwhile.
+            tokio::select! {
+                () = gate.opened() => {}
+                _ = &mut writer_done => break 'outer Step::End,
+                _ = keep_alive.tick() => {
+                    let _ = tx.send(Outgoing::Ping);
+                }
+            }
+            keep_alive.seen();
+            continue;
+        }
         let item = tokio::select! {
             item = stream.next() => item,
             _ = &mut writer_done => break 'outer Step::End,
+            silent = keep_alive.tick() => {
+                if silent {
+                    abort_later(writer.clone());
+                    break 'outer Step::Violation(
+                        close_code::GOING_AWAY,
+                        "client timeout".to_owned(),
+                    );
+                }
+                let _ = tx.send(Outgoing::Ping);
+                continue;
+            }
         };
+        keep_alive.seen();
         if meter.too_slow(shared.options.max_unacked_bytes) {
             // Acks arrive but the data does not leave: the client acks
             // without reading. Drop the socket; the session stays.
-            break 'outer Step::Violation(close_code::POLICY_VIOLATION, "too slow".to_owned());
+            break 'outer Step::Violation(close_code::TRY_AGAIN_LATER, "too slow".to_owned());
         }
         let mut next = Some(item);
         while let Some(item) = next {
@@ -624,9 +783,12 @@ async fn read_reliable(
                 Step::Frame(f) => {
                     batch.push(f);
                     if batch.len() >= MAX_BATCH {
+                        let frames = std::mem::take(&mut batch);
+                        gate.queue(frames.len());
                         session.do_send(Inbound {
                             socket_id,
-                            frames: std::mem::take(&mut batch),
+                            frames,
+                            gate: gate.clone(),
                         });
                     }
                 }
@@ -638,16 +800,21 @@ async fn read_reliable(
             next = stream.next().now_or_never();
         }
         if !batch.is_empty() {
+            let frames = std::mem::take(&mut batch);
+            gate.queue(frames.len());
             session.do_send(Inbound {
                 socket_id,
-                frames: std::mem::take(&mut batch),
+                frames,
+                gate: gate.clone(),
             });
         }
     };
     if !batch.is_empty() {
+        gate.queue(batch.len());
         session.do_send(Inbound {
             socket_id,
             frames: batch,
+            gate,
         });
     }
     // A client's normal close (1000) ends the session (PROTOCOL.md §6):
@@ -733,8 +900,16 @@ pub(crate) fn spawn_plain(
     if let Some(reason) = server.shared.shutdown_reason() {
         closer.close(close_code::SERVICE_RESTART, &reason);
     }
-    actix_rt::spawn(write_plain(ws, rx, closer, done_tx));
-    actix_rt::spawn(read_plain(server, mode, id, stream, tx, done_rx));
+    let writer = actix_rt::spawn(write_plain(ws, rx, closer.clone(), done_tx));
+    actix_rt::spawn(read_plain(
+        server,
+        mode,
+        id,
+        stream,
+        tx,
+        (done_rx, writer.abort_handle()),
+        closer,
+    ));
 }
 
 async fn read_plain(
@@ -743,16 +918,31 @@ async fn read_plain(
     id: u64,
     mut stream: Joined,
     tx: mpsc::Sender<Outgoing>,
-    mut writer_done: oneshot::Receiver<()>,
+    (mut writer_done, writer): (oneshot::Receiver<()>, tokio::task::AbortHandle),
+    closer: Arc<PlainCloser>,
 ) {
     let max = server.shared.options.max_message_size;
     let budget = ECHO_BUFFER_BYTES.max(max).min(Semaphore::MAX_PERMITS);
     let echo_bytes = Arc::new(Semaphore::new(budget));
+    let mut keep_alive = KeepAlive::of(&server);
     let end = loop {
         let item = tokio::select! {
             item = stream.next() => item,
             _ = &mut writer_done => break None,
+            silent = keep_alive.tick() => {
+                if silent {
+                    log::debug!("plain socket: closing with 1001: client timeout");
+                    closer.close(close_code::GOING_AWAY, "client timeout");
+                    abort_later(writer);
+                    break None;
+                }
+                // A full channel already has frames for the client to
+                // answer; skip this ping then.
+                let _ = tx.try_send(Outgoing::Ping);
+                continue;
+            }
         };
+        keep_alive.seen();
         let payload = match item {
             None => break Some(Outgoing::Stop),
             Some(Err(step)) => {
@@ -779,7 +969,9 @@ async fn read_plain(
         };
         match mode {
             PlainMode::Broadcast => {
-                server.broadcast(payload);
+                // Paced: this client is not read while the sessions have no
+                // room (see `broadcast_paced`).
+                broadcast_paced(server.shared.clone(), payload).await;
             }
             _ => {
                 // Echo: the client's own pace is the backpressure. Reading

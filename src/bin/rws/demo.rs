@@ -217,7 +217,7 @@ impl Handler<SessionOpened> for ServerApp {
         actix_rt::spawn(async move {
             let chunk = per_tick(n);
             for i in 0..n {
-                if let Err(e) = server.send_to(&msg.connection_id, format!("srv {i}")) {
+                if let Err(e) = server.send_to(&msg.connection_id, format!("srv {i}")).await {
                     say!("server: cannot send srv {i}: {e}");
                     break;
                 }

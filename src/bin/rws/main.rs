@@ -173,7 +173,7 @@ struct ServeArgs {
 
     /// Send every message to every client, the sender included. Plain
     /// WebSocket clients join the broadcast (best effort: one that falls far
-    /// behind is closed with 1008).
+    /// behind is closed with 1013).
     #[arg(long)]
     broadcast: bool,
 
@@ -201,6 +201,23 @@ struct ServeArgs {
     /// so clients do not all return at once.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     shutdown_spread: Duration,
+
+    /// On SIGINT/SIGTERM, how long each reliable session may drain: it acks
+    /// what it delivered, stops taking messages, sends what it has queued
+    /// and waits this long at most for the client's acks before closing
+    /// with 1012.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
+    shutdown_drain: Duration,
+
+    /// How often the server pings each client; 0 turns the server's
+    /// heartbeat off.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_interval)]
+    keep_alive: Duration,
+
+    /// How long a client may stay silent (no frame, no pong) before the
+    /// server closes it with 1001 and frees it.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    client_timeout: Duration,
 }
 
 // No `Debug`: it would print the token.
@@ -392,6 +409,9 @@ fn main() {
 fn serve(args: ServeArgs) -> i32 {
     let mut options = ServerOptions {
         resume_window: args.resume_window,
+        shutdown_drain_timeout: args.shutdown_drain,
+        keep_alive_interval: args.keep_alive,
+        client_timeout: args.client_timeout,
         plain: if args.broadcast {
             PlainMode::Broadcast
         } else {
@@ -453,7 +473,8 @@ fn serve(args: ServeArgs) -> i32 {
     })
 }
 
-/// On the first SIGINT/SIGTERM: tells every client when to come back (close
+/// On the first SIGINT/SIGTERM: drains every reliable session (see
+/// `--shutdown-drain`) and tells every client when to come back (close
 /// 1012 with `advice`), then stops the HTTP server gracefully (it waits up
 /// to [`SERVE_SHUTDOWN_SECS`] for the closing sockets). A second signal
 /// stops it at once.
@@ -1490,6 +1511,9 @@ mod tests {
         assert_eq!(a.max_unacked_bytes, None);
         assert_eq!(a.shutdown_reconnect_after, Duration::from_secs(1));
         assert_eq!(a.shutdown_spread, Duration::from_secs(2));
+        assert_eq!(a.shutdown_drain, Duration::from_secs(5));
+        assert_eq!(a.keep_alive, Duration::from_secs(15));
+        assert_eq!(a.client_timeout, Duration::from_secs(30));
 
         let a = serve_args(&[
             "--broadcast",
@@ -1503,9 +1527,18 @@ mod tests {
             "0",
             "--shutdown-spread",
             "500ms",
+            "--shutdown-drain",
+            "0",
+            "--keep-alive",
+            "0",
+            "--client-timeout",
+            "2s",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(a.broadcast);
+        assert_eq!(a.shutdown_drain, Duration::ZERO);
+        assert_eq!(a.keep_alive, Duration::ZERO);
+        assert_eq!(a.client_timeout, Duration::from_secs(2));
         assert_eq!(a.resume_window, Duration::from_secs(120));
         assert_eq!(a.max_message_size, Some(4096));
         assert_eq!(a.max_unacked_bytes, Some(65536));
@@ -1517,6 +1550,7 @@ mod tests {
             &["--resume-window", "0s"],
             &["--max-unacked-bytes", "0"],
             &["--shutdown-spread", "soon"],
+            &["--client-timeout", "0"],
         ] {
             assert!(serve_args(bad).is_err(), "{bad:?} should be rejected");
         }
