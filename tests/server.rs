@@ -675,6 +675,43 @@ async fn a_session_past_its_resume_window_is_4001() {
     server.stop().await;
 }
 
+/// The resume window counts from the last detach: the timer of an earlier
+/// detach (the session resumed since) neither ends it early nor lingers
+/// (it is cancelled on resume).
+#[actix_rt::test]
+async fn an_earlier_detachs_resume_window_timer_does_not_end_a_resumed_session() {
+    let window = Duration::from_millis(1000);
+    let options = ServerOptions {
+        resume_window: window,
+        ..ServerOptions::default()
+    };
+    let (server, reliable) = TestServer::reliable_echo(options).unwrap();
+    let neg = negotiate(&server).await;
+    let (p, _, _) = TestPeer::attach(&server, &neg, 0).await;
+    let first_detach = tokio::time::Instant::now();
+    drop(p);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (p, resumed, _) = TestPeer::attach(&server, &neg, 0).await;
+    assert!(resumed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(p);
+    let second_detach = tokio::time::Instant::now();
+    // Past the first detach's window, within the second's.
+    tokio::time::sleep_until(first_detach + window + Duration::from_millis(200)).await;
+    assert!(
+        second_detach.elapsed() < window,
+        "the machine was too slow for this check"
+    );
+    assert_eq!(
+        reliable.sessions(),
+        1,
+        "ended by the earlier detach's timer"
+    );
+    // The second detach's window ends it.
+    assert!(eventually(WAIT, || reliable.sessions() == 0).await);
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // 4. Protocol violations: 1002/1009, the session survives.
 

@@ -163,6 +163,10 @@ pub(crate) struct SessionActor {
     /// Bumped on every attach/detach; a resume-window timer only fires for
     /// the generation it was started in.
     generation: u64,
+    /// The running resume-window timer: cancelled when a socket attaches or
+    /// the session ends, so timers of past detaches do not pile up in the
+    /// context of a client that drops and resumes often.
+    expiry: Option<SpawnHandle>,
     ended: bool,
     // Client → server.
     delivered: u64,
@@ -203,6 +207,7 @@ impl SessionActor {
             had_socket: false,
             socket: None,
             generation: 0,
+            expiry: None,
             ended: false,
             delivered: 0,
             intake: Intake::default(),
@@ -222,12 +227,23 @@ impl SessionActor {
 
     /// Starts the resume-window timer for the current generation.
     fn start_expiry(&mut self, ctx: &mut Context<Self>) {
+        self.cancel_expiry(ctx);
         let generation = self.generation;
-        ctx.run_later(self.shared.options.resume_window, move |act, ctx| {
+        let h = ctx.run_later(self.shared.options.resume_window, move |act, ctx| {
+            act.expiry = None;
             if act.socket.is_none() && act.generation == generation {
                 act.end(ctx, ExpireReason::ResumeWindow);
             }
         });
+        self.expiry = Some(h);
+    }
+
+    /// Stops the resume-window timer (a socket attached, or the session
+    /// ended).
+    fn cancel_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.expiry.take() {
+            ctx.cancel_future(h);
+        }
     }
 
     /// Drops the current socket (after it was told to close, or it ended)
@@ -285,6 +301,7 @@ impl SessionActor {
             return;
         }
         self.ended = true;
+        self.cancel_expiry(ctx);
         match reason {
             ExpireReason::ResumeWindow => {}
             ExpireReason::Overflow => {
@@ -642,6 +659,7 @@ impl Handler<Attach> for SessionActor {
         }
         self.ack_pending = 0;
         self.generation += 1;
+        self.cancel_expiry(ctx);
         let resumed = self.had_socket;
         if !resumed {
             self.delivered = msg.first_seq - 1;
