@@ -1167,3 +1167,32 @@ fn mode_none_exits_when_the_connection_is_lost() {
     let last = client.seen_stderr.last().cloned().unwrap_or_default();
     assert!(last.starts_with("rws: connection closed"), "{dump}");
 }
+
+/// The reported case end to end: a stateful `rws connect` through
+/// `rws serve --echo` with a line over the server's message size limit
+/// used to reconnect about eight times a second forever (the server closed
+/// with 1009, the client replayed the line) and delivered nothing after it.
+/// Now the line is reported as not sent and the others flow; in raw mode
+/// the same with `--max-outbound-message-size`.
+#[test]
+fn a_line_over_the_servers_limit_is_reported_and_the_rest_is_delivered() {
+    let server = start_server(&["--echo", "--max-message-size", "1000"]);
+    let input = format!("before\n{}\nafter\n", "x".repeat(2000));
+    for mode in ["stateful", "none"] {
+        let mut cmd = rws();
+        cmd.args(["connect", &server.url, "--mode", mode]);
+        if mode == "none" {
+            // Raw mode knows the peer's limit only when told.
+            cmd.args(["--max-outbound-message-size", "1000"]);
+        }
+        let out = run(cmd, Input::Bytes(input.clone().into_bytes()));
+        let err = &out.stderr;
+        assert!(out.status.success(), "{mode}: {}\n{err}", out.status);
+        assert_eq!(out.stdout, "before\nafter\n", "{mode}: stderr:\n{err}");
+        assert!(
+            err.contains("line 2 not sent") && err.contains("exceeds the limit"),
+            "{mode}: {err}"
+        );
+        assert!(!err.contains("reconnecting"), "{mode}: {err}");
+    }
+}

@@ -403,21 +403,30 @@ async fn shutdown_advice_of_u64_max_is_capped_and_never_overflows() {
     ws.disconnect().await.unwrap();
 }
 
+/// A raw-mode (`Stateless`) client of `server` on `store`, not connected,
+/// its events in `rec`.
+fn raw_client(
+    server: &TestServer,
+    store: impl QueueStore,
+    rec: &EventRecorder,
+) -> ResilientWebSocket {
+    rec.attach(
+        ResilientWebSocket::builder(server.ws_url())
+            .reconnect_mode(ReconnectMode::Stateless)
+            .heartbeat(Duration::ZERO, None)
+            .buffering(true, 100)
+            .store(store),
+    )
+    .build()
+    .unwrap()
+}
+
 #[actix_rt::test]
 async fn raw_mode_a_message_whose_commit_failed_is_never_sent() {
     let server = TestServer::echo().await.unwrap();
     let (store, sw) = flaky();
     let rec = EventRecorder::start();
-    let ws = rec
-        .attach(
-            ResilientWebSocket::builder(server.ws_url())
-                .reconnect_mode(ReconnectMode::Stateless)
-                .heartbeat(Duration::ZERO, None)
-                .buffering(true, 100)
-                .store(store),
-        )
-        .build()
-        .unwrap();
+    let ws = raw_client(&server, store, &rec);
     // Not connected: they wait in the (stored) outbox.
     ws.send("kept0").await.unwrap();
     sw.fail.store(true, Ordering::SeqCst);
@@ -445,16 +454,7 @@ async fn raw_mode_a_sent_message_whose_removal_failed_to_commit_is_removed_later
     let server = TestServer::echo().await.unwrap();
     let (store, sw) = flaky();
     let rec = EventRecorder::start();
-    let ws = rec
-        .attach(
-            ResilientWebSocket::builder(server.ws_url())
-                .reconnect_mode(ReconnectMode::Stateless)
-                .heartbeat(Duration::ZERO, None)
-                .buffering(true, 100)
-                .store(store),
-        )
-        .build()
-        .unwrap();
+    let ws = raw_client(&server, store, &rec);
     ws.send("k0").await.unwrap();
     ws.send("k1").await.unwrap();
     assert_eq!(sw.stored.lock().unwrap().load().unwrap().outbox.len(), 2);

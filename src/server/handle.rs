@@ -550,12 +550,8 @@ impl ReliableServer {
         connection_id: &str,
         payload: impl Into<Payload>,
     ) -> Result<(), ServerError> {
-        let entry = self
-            .shared
-            .session_entry(connection_id)
-            .ok_or(ServerError::UnknownSession)?;
         let payload = payload.into();
-        check_size(&self.shared, connection_id, payload.len())?;
+        let entry = self.sendable(connection_id, &payload)?;
         let deadline = tokio::time::Instant::now() + self.shared.options.send_timeout;
         entry.send(payload, Some(deadline), false).await
     }
@@ -573,15 +569,26 @@ impl ReliableServer {
         connection_id: &str,
         payload: impl Into<Payload>,
     ) -> Result<(), ServerError> {
+        let payload = payload.into();
+        let entry = self.sendable(connection_id, &payload)?;
+        // No deadline: the future completes at its first poll.
+        futures_util::FutureExt::now_or_never(entry.send(payload, None, false))
+            .unwrap_or(Err(ServerError::Full))
+    }
+
+    /// The session a message for `connection_id` goes to, if it exists and
+    /// its client accepts the payload's size.
+    fn sendable(
+        &self,
+        connection_id: &str,
+        payload: &Payload,
+    ) -> Result<SessionEntry, ServerError> {
         let entry = self
             .shared
             .session_entry(connection_id)
             .ok_or(ServerError::UnknownSession)?;
-        let payload = payload.into();
         check_size(&self.shared, connection_id, payload.len())?;
-        // No deadline: the future completes at its first poll.
-        futures_util::FutureExt::now_or_never(entry.send(payload, None, false))
-            .unwrap_or(Err(ServerError::Full))
+        Ok(entry)
     }
 
     /// Sends a message to every session (and to the plain clients in
