@@ -3,36 +3,22 @@
 //! HELLO, no orphan actors after the last handle is dropped, and timers that
 //! belong to their moment.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{
+    assert_too_large, connect_recorded, data, decode, negotiate_body, read_until_close, stateful,
+    wait_until, welcome,
+};
 use resilient_ws::{
-    protocol::{new_connection_id, new_reconnect_token, Frame, SUBPROTOCOL},
+    protocol::{Frame, SUBPROTOCOL},
     server::ServerOptions,
     testing::{opcode, EventRecorder, FaultProxy, RawConn, RawServer, RecordedEvent, TestServer},
-    ConnectionState, Error, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
+    ConnectionState, Error, ResilientWebSocket,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn stateful(url: String) -> ResilientWebSocketBuilder {
-    ResilientWebSocket::builder(url)
-        .reconnect_mode(ReconnectMode::Stateful)
-        .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50), 0)
-        .min_uptime(Duration::ZERO)
-        .heartbeat(Duration::ZERO, None)
-}
-
-/// Polls `f` every 5 ms until it holds or `limit` passed.
-async fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        actix_rt::time::sleep(Duration::from_millis(5)).await;
-    }
-    f()
-}
 
 /// Item 9: the close timer of one `disconnect()` (armed while the last acks
 /// were awaited) must not release a later `disconnect()` early: the second
@@ -83,17 +69,6 @@ async fn an_old_disconnect_timer_does_not_cut_a_later_close_short() {
     closing.await.unwrap().unwrap();
 }
 
-/// A negotiate answer for a fresh session of a scripted reliable server.
-fn negotiate_body(max_message_size: usize, ack_interval_ms: u64) -> String {
-    serde_json::json!({
-        "protocol": SUBPROTOCOL, "version": 1, "connection_id": new_connection_id(),
-        "reconnect_token": new_reconnect_token(), "url": null,
-        "resume_window_ms": 30000, "max_message_size": max_message_size,
-        "max_unacked_bytes": 1048576, "ack_interval_ms": ack_interval_ms, "ack_threshold": 64
-    })
-    .to_string()
-}
-
 /// Serves one negotiate and one socket; returns the socket and its HELLO.
 async fn scripted_session(server: &RawServer, max_message_size: usize) -> (RawConn, Frame) {
     scripted_session_acking(server, max_message_size, 50).await
@@ -106,21 +81,16 @@ async fn scripted_session_acking(
     ack_interval_ms: u64,
 ) -> (RawConn, Frame) {
     server
-        .respond_json(200, &negotiate_body(max_message_size, ack_interval_ms))
+        .respond_json(
+            200,
+            &negotiate_body(None, max_message_size, ack_interval_ms),
+        )
         .await
         .unwrap();
     let mut conn = server.accept_with(Some(SUBPROTOCOL)).await.unwrap();
     let hello = conn.read_data_frame().await.unwrap();
     let hello = Frame::decode(hello.payload.into()).unwrap();
     (conn, hello)
-}
-
-async fn welcome(conn: &mut RawConn, last_received: u64) {
-    let welcome = Frame::Welcome {
-        resumed: false,
-        last_received,
-    };
-    conn.send_binary(&welcome.to_bytes()).await.unwrap();
 }
 
 async fn read_proto(conn: &mut RawConn) -> Frame {
@@ -181,30 +151,17 @@ async fn a_fresh_sessions_hello_claims_what_the_window_will_send_even_with_a_slo
     );
 }
 
-fn data(seq: u64, text: &str) -> Vec<u8> {
-    Frame::Data {
-        seq,
-        payload: text.into(),
-    }
-    .to_bytes()
-    .to_vec()
-}
-
 /// Reads frames up to the client's Close; returns the protocol frames
 /// before it and the Close's code.
 async fn frames_until_close(conn: &mut RawConn) -> (Vec<Frame>, Option<u16>) {
     let mut frames = Vec::new();
-    loop {
-        let f = tokio::time::timeout(WAIT, conn.read_frame())
-            .await
-            .expect("a Close in time")
-            .unwrap();
-        match f.opcode {
-            opcode::CLOSE => return (frames, f.close_code()),
-            opcode::BINARY => frames.push(Frame::decode(f.payload.into()).unwrap()),
-            _ => {}
+    let code = read_until_close(conn, |f| {
+        if f.opcode == opcode::BINARY {
+            frames.push(decode(&f));
         }
-    }
+    })
+    .await;
+    (frames, code)
 }
 
 /// Item 2: a Close the client initiates (disconnect's 1000, and the 1002 of
@@ -269,24 +226,10 @@ async fn reliable_send_refuses_a_message_over_the_servers_limit() {
         ..ServerOptions::default()
     };
     let (server, _reliable) = TestServer::reliable_echo(opts).unwrap();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(stateful(server.ws_url()))
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(stateful(server.ws_url())).await;
     let big = "x".repeat(2000);
     let err = ws.send(big.clone()).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::MessageTooLarge {
-                size: 2000,
-                max: 1024
-            }
-        ),
-        "{err:?}"
-    );
+    assert_too_large(&err, 2000, 1024);
     let err = ws.try_send(big).unwrap_err();
     assert!(matches!(err, Error::MessageTooLarge { .. }), "{err:?}");
     assert_eq!(ws.stats().messages_buffered, 0, "nothing queued");
@@ -308,23 +251,12 @@ async fn reliable_send_refuses_a_message_over_the_servers_limit() {
 #[actix_rt::test]
 async fn raw_send_refuses_a_message_over_the_configured_peer_limit() {
     let server = TestServer::echo().await.unwrap();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(ResilientWebSocket::builder(server.ws_url()).max_outbound_message_size(100))
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(
+        ResilientWebSocket::builder(server.ws_url()).max_outbound_message_size(100),
+    )
+    .await;
     let err = ws.send(vec![7u8; 101]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::MessageTooLarge {
-                size: 101,
-                max: 100
-            }
-        ),
-        "{err:?}"
-    );
+    assert_too_large(&err, 101, 100);
     assert!(matches!(
         ws.try_send("y".repeat(101)).unwrap_err(),
         Error::MessageTooLarge { .. }
@@ -401,14 +333,11 @@ async fn a_replay_the_server_refuses_again_and_again_ends_with_a_clear_error() {
 async fn dropping_the_last_handle_closes_the_client_and_stops_every_actor() {
     let (server, _reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
-    let rec = EventRecorder::start();
 
     // Connected.
-    let ws = rec
-        .attach(stateful(proxy.ws_url()).heartbeat(Duration::from_millis(100), None))
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) =
+        connect_recorded(stateful(proxy.ws_url()).heartbeat(Duration::from_millis(100), None))
+            .await;
     let stats = ws.stats_reader();
     assert_eq!(stats().live_actors, 4);
     let other = ws.clone();

@@ -3,92 +3,25 @@
 //! scripted peers are [`RawServer`] (a server) and [`RawConn::connect`] (a
 //! client). Every wait is bounded.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod common;
 
-use actix::prelude::*;
-use bytes::Bytes;
+use std::time::Duration;
+
+use common::{
+    assert_too_large, close_code_of, connect_recorded, decode, held_acks, negotiate,
+    negotiate_body, pongs_until, protocol_socket, raw_pair, reliable_raw, stateful, wait_until,
+    welcome, ChildGuard, Inbox,
+};
 use resilient_ws::{
-    protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
-    server::{MessageReceived, ReliableServer, ServerOptions, SessionOpened},
+    protocol::{Frame, SUBPROTOCOL},
+    server::{ReliableServer, ServerOptions},
     testing::{
         opcode, EventRecorder, FaultProxy, RawConn, RawFrame, RawServer, RecordedEvent, TestServer,
     },
-    ConnectionState, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
+    ConnectionState, ReconnectMode, ResilientWebSocket,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// What the server application saw.
-#[derive(Clone, Default)]
-struct ServerLog {
-    opened: Arc<Mutex<Vec<String>>>,
-    received: Arc<Mutex<Vec<MessageReceived>>>,
-}
-
-struct ServerLogActor(ServerLog);
-impl Actor for ServerLogActor {
-    type Context = Context<Self>;
-}
-impl Handler<SessionOpened> for ServerLogActor {
-    type Result = ();
-    fn handle(&mut self, m: SessionOpened, _: &mut Context<Self>) {
-        self.0.opened.lock().unwrap().push(m.connection_id);
-    }
-}
-impl Handler<MessageReceived> for ServerLogActor {
-    type Result = ();
-    fn handle(&mut self, m: MessageReceived, _: &mut Context<Self>) {
-        self.0.received.lock().unwrap().push(m);
-    }
-}
-
-impl ServerLog {
-    fn attach(reliable: &ReliableServer) -> ServerLog {
-        let log = ServerLog::default();
-        let addr = ServerLogActor(log.clone()).start();
-        reliable.on_session_opened(addr.clone().recipient());
-        reliable.on_message(addr.recipient());
-        log
-    }
-
-    fn received(&self) -> Vec<MessageReceived> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn opened(&self) -> Vec<String> {
-        self.opened.lock().unwrap().clone()
-    }
-}
-
-/// Polls `f` until it holds (bounded).
-async fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    f()
-}
-
-fn stateful(url: String) -> ResilientWebSocketBuilder {
-    ResilientWebSocket::builder(url)
-        .reconnect_mode(ReconnectMode::Stateful)
-        .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50), 0)
-        .min_uptime(Duration::ZERO)
-        .heartbeat(Duration::ZERO, None)
-}
-
-/// Ten pings of Autobahn cases 2.10/2.11: "payload-0".."payload-9".
-fn ten_payloads() -> Vec<Vec<u8>> {
-    (0..10)
-        .map(|i| format!("payload-{i}").into_bytes())
-        .collect()
-}
 
 /// `pings` as ping frames in one buffer, so they arrive back to back
 /// (masked with a zero key when sent by a client).
@@ -108,6 +41,17 @@ fn ping_burst(pings: &[Vec<u8>], masked: bool) -> Vec<u8> {
     out
 }
 
+/// Sends the ten pings of Autobahn cases 2.10/2.11 ("payload-0" to
+/// "payload-9") in one burst (`masked` as a client does) and expects ten
+/// pongs with their payloads, in order.
+async fn ten_pings_get_ten_pongs(conn: &mut RawConn, masked: bool) {
+    let pings: Vec<Vec<u8>> = (0..10)
+        .map(|i| format!("payload-{i}").into_bytes())
+        .collect();
+    conn.send_raw(&ping_burst(&pings, masked)).await.unwrap();
+    assert_eq!(read_pongs(conn, 10).await, pings);
+}
+
 /// Reads frames until `n` pongs arrived (skipping anything else); their
 /// payloads in order.
 async fn read_pongs(conn: &mut RawConn, n: usize) -> Vec<Vec<u8>> {
@@ -125,62 +69,18 @@ async fn read_pongs(conn: &mut RawConn, n: usize) -> Vec<Vec<u8>> {
     pongs
 }
 
-async fn negotiate(server: &TestServer) -> NegotiateResponse {
-    let mut resp = tokio::time::timeout(
-        WAIT,
-        awc::Client::default()
-            .post(format!("http://{}/ws/negotiate", server.addr()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    NegotiateResponse::parse(&resp.body().await.unwrap()).unwrap()
-}
-
-/// A raw protocol client past its WELCOME.
-async fn reliable_raw(server: &TestServer) -> RawConn {
-    let neg = negotiate(server).await;
-    let mut c = RawConn::connect(
-        server.addr(),
-        "/ws",
-        &[("Sec-WebSocket-Protocol", SUBPROTOCOL)],
-    )
-    .await
-    .unwrap();
-    let hello = Frame::Hello {
-        connection_id: neg.connection_id.clone(),
-        reconnect_token: neg.reconnect_token.clone(),
-        last_received: 0,
-        first_seq: 1,
-    };
-    c.send_binary(&hello.to_bytes()).await.unwrap();
-    let welcome = tokio::time::timeout(WAIT, c.read_frame())
-        .await
-        .unwrap()
-        .unwrap();
-    let frame = Frame::decode(Bytes::from(welcome.payload)).unwrap();
-    assert!(matches!(frame, Frame::Welcome { .. }), "{frame:?}");
-    c
-}
-
 // ---------------------------------------------------------------------------
 // Item 13: every ping of a burst gets its pong; a flood stays bounded.
 
 #[actix_rt::test]
 async fn client_answers_each_of_ten_pings_in_a_row_autobahn_2_10() {
     let server = RawServer::bind().await.unwrap();
-    let ws = ResilientWebSocket::builder(server.ws_url())
-        .reconnect_mode(ReconnectMode::None)
-        .build()
-        .unwrap();
-    let (conn, res) = tokio::join!(server.accept(), ws.connect());
-    res.unwrap();
-    let mut conn = conn.unwrap();
-    let pings = ten_payloads();
-    conn.send_raw(&ping_burst(&pings, false)).await.unwrap();
-    assert_eq!(read_pongs(&mut conn, 10).await, pings);
+    let (ws, mut conn) = raw_pair(
+        &server,
+        ResilientWebSocket::builder(server.ws_url()).reconnect_mode(ReconnectMode::None),
+    )
+    .await;
+    ten_pings_get_ten_pongs(&mut conn, false).await;
     assert_eq!(ws.state(), ConnectionState::Connected);
 }
 
@@ -188,33 +88,16 @@ async fn client_answers_each_of_ten_pings_in_a_row_autobahn_2_10() {
 async fn client_still_bounds_a_sustained_ping_flood() {
     let server = RawServer::bind().await.unwrap();
     let rec = EventRecorder::start();
-    let ws = rec
+    let b = rec
         .attach(ResilientWebSocket::builder(server.ws_url()))
-        .reconnect_mode(ReconnectMode::None)
-        .build()
-        .unwrap();
-    let (conn, res) = tokio::join!(server.accept(), ws.connect());
-    res.unwrap();
-    let mut conn = conn.unwrap();
+        .reconnect_mode(ReconnectMode::None);
+    let (ws, mut conn) = raw_pair(&server, b).await;
     let pings = 20_000u32;
     let all: Vec<Vec<u8>> = (0..pings).map(|i| i.to_be_bytes().to_vec()).collect();
     conn.send_raw(&ping_burst(&all, false)).await.unwrap();
     // The newest ping is answered; pongs are far fewer than pings.
     let last = (pings - 1).to_be_bytes().to_vec();
-    let mut pongs = 0u32;
-    let read = async {
-        loop {
-            let f = conn.read_frame().await.unwrap();
-            assert_eq!(f.opcode, opcode::PONG, "{f:?}");
-            pongs += 1;
-            if f.payload == last {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("the newest ping answered");
+    let pongs = pongs_until(&mut conn, &last).await;
     // The burst allowance plus one per 50 ms for however long reading took.
     assert!(pongs < 1000, "{pongs} pongs for {pings} pings");
     assert_eq!(ws.state(), ConnectionState::Connected);
@@ -225,10 +108,8 @@ async fn client_still_bounds_a_sustained_ping_flood() {
 async fn server_answers_each_of_ten_pings_in_a_row_on_a_protocol_socket() {
     let (server, _reliable): (TestServer, ReliableServer) =
         TestServer::reliable_echo(ServerOptions::default()).unwrap();
-    let mut c = reliable_raw(&server).await;
-    let pings = ten_payloads();
-    c.send_raw(&ping_burst(&pings, true)).await.unwrap();
-    assert_eq!(read_pongs(&mut c, 10).await, pings);
+    let (mut c, _neg) = reliable_raw(&server).await;
+    ten_pings_get_ten_pongs(&mut c, true).await;
     server.stop().await;
 }
 
@@ -236,9 +117,7 @@ async fn server_answers_each_of_ten_pings_in_a_row_on_a_protocol_socket() {
 async fn server_answers_each_of_ten_pings_in_a_row_on_a_plain_socket() {
     let (server, _reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
     let mut c = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
-    let pings = ten_payloads();
-    c.send_raw(&ping_burst(&pings, true)).await.unwrap();
-    assert_eq!(read_pongs(&mut c, 10).await, pings);
+    ten_pings_get_ten_pongs(&mut c, true).await;
     server.stop().await;
 }
 
@@ -248,14 +127,9 @@ async fn server_answers_each_of_ten_pings_in_a_row_on_a_plain_socket() {
 #[actix_rt::test]
 async fn incoming_messages_carry_their_seq_in_reliable_mode_and_none_in_raw_mode() {
     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
-    let log = ServerLog::attach(&reliable);
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(stateful(server.ws_url()))
-        .connect()
-        .await
-        .unwrap();
-    assert!(wait_until(|| log.opened().len() == 1).await);
+    let log = Inbox::attach(&reliable);
+    let (ws, rec) = connect_recorded(stateful(server.ws_url())).await;
+    assert!(wait_until(|| log.opened().len() == 1, WAIT).await);
     let id = log.opened()[0].clone();
     for i in 0..3 {
         reliable.send_to(&id, format!("s{i}")).await.unwrap();
@@ -274,12 +148,7 @@ async fn incoming_messages_carry_their_seq_in_reliable_mode_and_none_in_raw_mode
 
     // Raw mode: no seq.
     let plain = TestServer::echo().await.unwrap();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(ResilientWebSocket::builder(plain.ws_url()))
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(ResilientWebSocket::builder(plain.ws_url())).await;
     ws.send("x").await.unwrap();
     rec.wait_messages(1, WAIT).await;
     let m = rec.events().into_iter().find_map(|e| match e {
@@ -291,35 +160,25 @@ async fn incoming_messages_carry_their_seq_in_reliable_mode_and_none_in_raw_mode
 
 #[actix_rt::test]
 async fn the_client_id_survives_a_lost_session_so_a_resent_message_is_recognised() {
-    let options = ServerOptions {
-        resume_window: Duration::from_millis(200),
-        // Acks held long, so the messages are unacked when the link dies.
-        ack_interval: Duration::from_secs(30),
-        ack_threshold: 1_000_000,
-        ..ServerOptions::default()
-    };
-    let (server, reliable) = TestServer::reliable(options).unwrap();
-    let log = ServerLog::attach(&reliable);
+    // Acks held long, so the messages are unacked when the link dies.
+    let (server, reliable) = TestServer::reliable(held_acks(Duration::from_millis(200))).unwrap();
+    let log = Inbox::attach(&reliable);
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(
-            stateful(proxy.ws_url())
-                .reconnect_delays(Duration::from_millis(600), Duration::from_millis(600), 0)
-                .close_timeout(Duration::from_millis(200)),
-        )
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(
+        stateful(proxy.ws_url())
+            .reconnect_delays(Duration::from_millis(600), Duration::from_millis(600), 0)
+            .close_timeout(Duration::from_millis(200)),
+    )
+    .await;
     ws.send("a").await.unwrap();
     ws.send("b").await.unwrap();
-    assert!(wait_until(|| log.received().len() == 2).await);
+    assert!(wait_until(|| log.received().len() == 2, WAIT).await);
     proxy.cut_all();
     assert!(rec
         .wait_for(WAIT, |e| matches!(e, RecordedEvent::SessionLost(_)))
         .await
         .is_some());
-    assert!(wait_until(|| log.received().len() == 4).await);
+    assert!(wait_until(|| log.received().len() == 4, WAIT).await);
     let got = log.received();
     // Delivered twice (at least once across a lost session), in two
     // sessions, by one client: (client_id, seq) names each message.
@@ -342,7 +201,7 @@ async fn the_client_id_survives_a_lost_session_so_a_resent_message_is_recognised
     // Another client has another id.
     let other = stateful(server.ws_url()).connect().await.unwrap();
     other.send("c").await.unwrap();
-    assert!(wait_until(|| log.received().len() == 5).await);
+    assert!(wait_until(|| log.received().len() == 5, WAIT).await);
     assert_ne!(log.received()[4].client_id, client);
     ws.disconnect().await.unwrap();
     other.disconnect().await.unwrap();
@@ -351,8 +210,8 @@ async fn the_client_id_survives_a_lost_session_so_a_resent_message_is_recognised
 #[actix_rt::test]
 async fn a_negotiate_without_a_body_uses_the_connection_id_as_client_id() {
     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
-    let log = ServerLog::attach(&reliable);
-    let mut c = reliable_raw(&server).await;
+    let log = Inbox::attach(&reliable);
+    let (mut c, _neg) = reliable_raw(&server).await;
     c.send_binary(
         &Frame::Data {
             seq: 1,
@@ -362,7 +221,7 @@ async fn a_negotiate_without_a_body_uses_the_connection_id_as_client_id() {
     )
     .await
     .unwrap();
-    assert!(wait_until(|| log.received().len() == 1).await);
+    assert!(wait_until(|| log.received().len() == 1, WAIT).await);
     let m = &log.received()[0];
     assert_eq!(m.client_id, m.connection_id);
     server.stop().await;
@@ -375,22 +234,12 @@ async fn a_negotiate_without_a_body_uses_the_connection_id_as_client_id() {
 #[actix_rt::test]
 async fn send_to_and_broadcast_refuse_a_message_over_the_clients_limit() {
     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
-    let log = ServerLog::attach(&reliable);
-    let rec = EventRecorder::start();
-    let small = rec
-        .attach(stateful(server.ws_url()).max_message_size(1000))
-        .connect()
-        .await
-        .unwrap();
-    assert!(wait_until(|| log.opened().len() == 1).await);
+    let log = Inbox::attach(&reliable);
+    let (small, rec) = connect_recorded(stateful(server.ws_url()).max_message_size(1000)).await;
+    assert!(wait_until(|| log.opened().len() == 1, WAIT).await);
     let small_id = log.opened()[0].clone();
-    let big_rec = EventRecorder::start();
-    let big = big_rec
-        .attach(stateful(server.ws_url()))
-        .connect()
-        .await
-        .unwrap();
-    assert!(wait_until(|| log.opened().len() == 2).await);
+    let (big, big_rec) = connect_recorded(stateful(server.ws_url())).await;
+    assert!(wait_until(|| log.opened().len() == 2, WAIT).await);
 
     let over = "x".repeat(1001);
     let r = reliable.send_to(&small_id, over.clone()).await;
@@ -430,17 +279,13 @@ async fn against_a_server_that_ignores_the_limit_the_client_closes_1009() {
         .unwrap();
     let script = async {
         server
-            .respond_json(200, &negotiate_body(None))
+            .respond_json(200, &negotiate_body(None, 1 << 20, 100))
             .await
             .unwrap();
         let mut conn = server.accept_with(Some(SUBPROTOCOL)).await.unwrap();
         let hello = conn.read_frame().await.unwrap();
         assert_eq!(hello.payload[0], 0x01, "HELLO first");
-        let welcome = Frame::Welcome {
-            resumed: false,
-            last_received: 0,
-        };
-        conn.send_binary(&welcome.to_bytes()).await.unwrap();
+        welcome(&mut conn, 0).await;
         conn
     };
     let (mut conn, res) = tokio::join!(script, ws.connect());
@@ -470,33 +315,7 @@ async fn against_a_server_that_ignores_the_limit_the_client_closes_1009() {
         })
         .await
         .expect("an error event");
-    assert!(
-        matches!(
-            e,
-            resilient_ws::Error::MessageTooLarge {
-                size: 1001,
-                max: 1000
-            }
-        ),
-        "{e:?}"
-    );
-}
-
-/// A valid negotiate response, with `url` if given.
-fn negotiate_body(url: Option<&str>) -> String {
-    serde_json::json!({
-        "protocol": SUBPROTOCOL,
-        "version": 1,
-        "connection_id": "0123456789abcdef0123456789abcdef",
-        "reconnect_token": "Qm9vZ2llV29vZ2llQm9vZ2llV29vZ2llQm9vZ2llV29",
-        "url": url,
-        "resume_window_ms": 30000,
-        "max_message_size": 1048576,
-        "max_unacked_bytes": 1048576,
-        "ack_interval_ms": 100,
-        "ack_threshold": 64,
-    })
-    .to_string()
+    assert_too_large(&e, 1001, 1000);
 }
 
 #[actix_rt::test]
@@ -504,40 +323,36 @@ async fn a_durable_client_keeps_its_client_id_across_a_crash_and_a_lost_session(
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
-    let options = ServerOptions {
-        resume_window: Duration::from_millis(200),
-        // Acks held long: what the first process sent is unacked when it
-        // dies, so the second one re-sends it in a new session.
-        ack_interval: Duration::from_secs(30),
-        ack_threshold: 1_000_000,
-        ..ServerOptions::default()
-    };
-    let (server, reliable) = TestServer::reliable(options).unwrap();
-    let log = ServerLog::attach(&reliable);
+    // Acks held long: what the first process sent is unacked when it
+    // dies, so the second one re-sends it in a new session.
+    let (server, reliable) = TestServer::reliable(held_acks(Duration::from_millis(200))).unwrap();
+    let log = Inbox::attach(&reliable);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("client.store");
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_rws"))
-            .args(["connect", &server.ws_url(), "--mode", "stateful"])
-            .arg("--store")
-            .arg(&store)
-            .args(["--initial-delay", "50ms", "--max-delay", "200ms"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn rws connect")
+        ChildGuard(
+            Command::new(env!("CARGO_BIN_EXE_rws"))
+                .args(["connect", &server.ws_url(), "--mode", "stateful"])
+                .arg("--store")
+                .arg(&store)
+                .args(["--initial-delay", "50ms", "--max-delay", "200ms"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn rws connect"),
+        )
     };
     let mut first = spawn();
     first.stdin.as_mut().unwrap().write_all(b"a\nb\n").unwrap();
-    assert!(wait_until(|| log.received().len() == 2).await);
+    assert!(wait_until(|| log.received().len() == 2, WAIT).await);
     first.kill().unwrap();
     first.wait().unwrap();
     // The session expires: the second process starts a new one.
-    assert!(wait_until(|| reliable.sessions() == 0).await);
+    assert!(wait_until(|| reliable.sessions() == 0, WAIT).await);
     let mut second = spawn();
     second.stdin.take().unwrap().write_all(b"c\n").unwrap();
-    assert!(wait_until(|| log.received().len() == 5).await);
+    assert!(wait_until(|| log.received().len() == 5, WAIT).await);
     let got = log.received();
     let seen: Vec<(u64, &str)> = got
         .iter()
@@ -551,38 +366,10 @@ async fn a_durable_client_keeps_its_client_id_across_a_crash_and_a_lost_session(
         got.iter().map(|m| &m.client_id).collect::<Vec<_>>()
     );
     assert_ne!(got[0].client_id, got[0].connection_id);
-    let _ = second.kill();
-    let _ = second.wait();
 }
 
 // ---------------------------------------------------------------------------
 // Item 12: unauthenticated peers are cheap to serve.
-
-async fn protocol_socket(server: &TestServer) -> RawConn {
-    RawConn::connect(
-        server.addr(),
-        "/ws",
-        &[("Sec-WebSocket-Protocol", SUBPROTOCOL)],
-    )
-    .await
-    .unwrap()
-}
-
-/// Reads frames until a Close; its code (`None`: the stream ended first).
-async fn close_code_of(conn: &mut RawConn) -> Option<u16> {
-    let read = async {
-        loop {
-            match conn.read_frame().await {
-                Ok(f) if f.opcode == opcode::CLOSE => return f.close_code(),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("the socket is closed in time")
-}
 
 #[actix_rt::test]
 async fn before_hello_a_socket_may_send_no_more_than_a_hello() {
@@ -621,7 +408,7 @@ async fn before_hello_a_socket_may_send_no_more_than_a_hello() {
         loop {
             let f = c.read_frame().await.unwrap();
             if f.opcode == opcode::BINARY {
-                return Frame::decode(Bytes::from(f.payload)).unwrap();
+                return decode(&f);
             }
         }
     })
@@ -763,7 +550,7 @@ async fn a_negotiate_url_to_another_host_is_not_followed_and_gets_no_token() {
         .auth_token(|| async { Ok("secret-token".to_owned()) })
         .build()
         .unwrap();
-    let body = negotiate_body(Some(&moved));
+    let body = negotiate_body(Some(&moved), 1 << 20, 100);
     let (req, res) = tokio::join!(negotiator.respond_json(200, &body), ws.connect());
     let req = req.unwrap();
     assert_eq!(req.header("authorization"), Some("Bearer secret-token"));
@@ -798,7 +585,7 @@ async fn an_allowed_negotiate_redirect_is_followed_with_the_token() {
         .unwrap();
     let script = async {
         negotiator
-            .respond_json(200, &negotiate_body(Some(&moved)))
+            .respond_json(200, &negotiate_body(Some(&moved), 1 << 20, 100))
             .await
             .unwrap();
         let mut conn = elsewhere.accept_with(Some(SUBPROTOCOL)).await.unwrap();
@@ -807,11 +594,7 @@ async fn an_allowed_negotiate_redirect_is_followed_with_the_token() {
             Some("Bearer secret-token")
         );
         conn.read_frame().await.unwrap();
-        let welcome = Frame::Welcome {
-            resumed: false,
-            last_received: 0,
-        };
-        conn.send_binary(&welcome.to_bytes()).await.unwrap();
+        welcome(&mut conn, 0).await;
         conn
     };
     let (_conn, res) = tokio::join!(script, ws.connect());
@@ -822,17 +605,12 @@ async fn an_allowed_negotiate_redirect_is_followed_with_the_token() {
 #[actix_rt::test]
 async fn an_echo_server_does_not_echo_more_than_the_client_accepts() {
     let (server, reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
-    let log = ServerLog::attach(&reliable);
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(stateful(server.ws_url()).max_message_size(1000))
-        .connect()
-        .await
-        .unwrap();
+    let log = Inbox::attach(&reliable);
+    let (ws, rec) = connect_recorded(stateful(server.ws_url()).max_message_size(1000)).await;
     ws.send("x".repeat(1001)).await.unwrap();
     ws.send("small").await.unwrap();
     // The server got both; only the one the client accepts came back.
-    assert!(wait_until(|| log.received().len() == 2).await);
+    assert!(wait_until(|| log.received().len() == 2, WAIT).await);
     let got = rec.wait_messages(1, WAIT).await;
     assert_eq!(got, vec![resilient_ws::Payload::Text("small".into())]);
     assert!(rec.errors().is_empty(), "{:?}", rec.errors());

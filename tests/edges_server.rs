@@ -4,128 +4,43 @@
 //! clients are [`RawConn`]; timers are short configured durations and every
 //! wait is bounded.
 
+mod common;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     sync::mpsc,
-    sync::{Arc, Condvar, Mutex},
     thread,
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
-use bytes::Bytes;
+use common::{
+    attach_raw, close_code_of, connect_recorded, data, decode, raw_pair, read_until_close,
+    reliable_raw, wait_until, ChildGuard, Slow,
+};
 use resilient_ws::{
     close_code,
-    protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
-    server::{MessageReceived, PlainMode, ReliableServer, ServerError, ServerOptions},
-    testing::{opcode, EventRecorder, RawConn, RawFrame, RawServer, RecordedEvent, TestServer},
+    protocol::Frame,
+    server::{PlainMode, ReliableServer, ServerError, ServerOptions},
+    testing::{opcode, EventRecorder, RawConn, RawServer, RecordedEvent, TestServer},
     Payload, ReconnectMode, ResilientWebSocket,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn negotiate(server: &TestServer) -> NegotiateResponse {
-    let req = awc::Client::default().post(format!("http://{}/ws/negotiate", server.addr()));
-    let mut resp = tokio::time::timeout(WAIT, req.send())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let body = resp.body().await.unwrap();
-    NegotiateResponse::parse(&body).unwrap()
-}
-
-/// A raw protocol client: negotiate, upgrade, HELLO, WELCOME.
-async fn reliable_raw(server: &TestServer) -> (RawConn, NegotiateResponse) {
-    let neg = negotiate(server).await;
-    let c = attach_raw(server, &neg).await;
-    (c, neg)
-}
-
-/// Upgrade, HELLO for `neg`'s session, WELCOME.
-async fn attach_raw(server: &TestServer, neg: &NegotiateResponse) -> RawConn {
-    let mut c = RawConn::connect(
-        server.addr(),
-        "/ws",
-        &[("Sec-WebSocket-Protocol", SUBPROTOCOL)],
-    )
-    .await
-    .unwrap();
-    let hello = Frame::Hello {
-        connection_id: neg.connection_id.clone(),
-        reconnect_token: neg.reconnect_token.clone(),
-        last_received: 0,
-        first_seq: 1,
-    };
-    c.send_binary(&hello.to_bytes()).await.unwrap();
-    let welcome = c.read_frame().await.unwrap();
-    assert!(
-        matches!(decode(&welcome), Frame::Welcome { .. }),
-        "{welcome:?}"
-    );
-    c
-}
-
 /// Reads frames until a Close: the last ACK seen before it, and its code.
 async fn ack_then_close(conn: &mut RawConn) -> (Option<u64>, Option<u16>) {
-    let read = async {
-        let mut ack = None;
-        loop {
-            match conn.read_frame().await {
-                Ok(f) if f.opcode == opcode::CLOSE => return (ack, f.close_code()),
-                Ok(f) if f.opcode == opcode::BINARY => {
-                    if let Frame::Ack { seq } = decode(&f) {
-                        ack = Some(seq);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return (ack, None),
+    let mut ack = None;
+    let code = read_until_close(conn, |f| {
+        if f.opcode == opcode::BINARY {
+            if let Frame::Ack { seq } = decode(&f) {
+                ack = Some(seq);
             }
         }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("a close in time")
-}
-
-fn decode(f: &RawFrame) -> Frame {
-    assert_eq!(f.opcode, opcode::BINARY, "{f:?}");
-    Frame::decode(Bytes::from(f.payload.clone())).unwrap()
-}
-
-fn data(seq: u64, payload: impl Into<Payload>) -> Vec<u8> {
-    Frame::Data {
-        seq,
-        payload: payload.into(),
-    }
-    .to_bytes()
-    .to_vec()
-}
-
-/// Reads frames until a Close; its code (`None`: the stream ended first).
-async fn close_code_of(conn: &mut RawConn) -> Option<u16> {
-    let read = async {
-        loop {
-            match conn.read_frame().await {
-                Ok(f) if f.opcode == opcode::CLOSE => return f.close_code(),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("a close in time")
-}
-
-/// Waits (bounded) until `check` holds, polling every few ms.
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
+    (ack, code)
 }
 
 // ---------------------------------------------------------------------------
@@ -193,7 +108,7 @@ async fn the_server_sends_its_pending_ack_before_4002_and_1000() {
             break;
         }
     }
-    let mut new = attach_raw(&server, &neg).await;
+    let mut new = attach_raw(&server, &neg, 0).await;
     assert_eq!(
         ack_then_close(&mut old).await,
         (Some(2), Some(close_code::REPLACED))
@@ -223,15 +138,11 @@ async fn the_server_sends_its_pending_ack_before_4002_and_1000() {
 async fn a_client_told_1013_reconnects() {
     let server = RawServer::bind().await.unwrap();
     let rec = EventRecorder::start();
-    let ws = rec
+    let b = rec
         .attach(ResilientWebSocket::builder(server.ws_url()))
         .reconnect_mode(ReconnectMode::Stateless)
-        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(50), 0)
-        .build()
-        .unwrap();
-    let (conn, res) = tokio::join!(server.accept(), ws.connect());
-    res.unwrap();
-    let mut conn = conn.unwrap();
+        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(50), 0);
+    let (ws, mut conn) = raw_pair(&server, b).await;
     conn.send_close(close_code::TRY_AGAIN_LATER, "too slow")
         .await
         .unwrap();
@@ -252,29 +163,24 @@ async fn a_client_told_1013_reconnects() {
 
 /// `rws serve` as a child process, killed on drop.
 struct Serve {
-    child: Child,
+    child: ChildGuard,
     addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `rws serve --echo --bind ADDR ARGS...` and waits for its address
 /// line; `Err` with its stderr if it exited first (the port is still taken).
 fn try_serve(addr: &str, args: &[&str]) -> Result<Serve, String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rws"))
-        .args(["serve", "--echo", "--bind", addr])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rws serve");
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_rws"))
+            .args(["serve", "--echo", "--bind", addr])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rws serve"),
+    );
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -441,24 +347,22 @@ async fn a_burst_in_broadcast_mode_ends_no_session() {
             .unwrap();
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let rec = EventRecorder::start();
-        let ws = rec
-            .attach(ResilientWebSocket::builder(server.ws_url()))
-            .reconnect_mode(ReconnectMode::Stateful)
-            .buffering(true, 10_000)
-            .connect()
-            .await
-            .unwrap();
+        let (ws, rec) = connect_recorded(
+            ResilientWebSocket::builder(server.ws_url())
+                .reconnect_mode(ReconnectMode::Stateful)
+                .buffering(true, 10_000),
+        )
+        .await;
         clients.push((ws, rec));
     }
     // 400 × 512 B = 200 KiB, 25 windows, to every session; from the plain
     // client first, then from a reliable one.
     let burst = |tag: char| -> Vec<String> { (0..N).map(|i| format!("{tag}{i:0>511}")).collect() };
     let mut plain = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
-    wait_until("the plain client joined", || {
-        reliable.stats().plain_clients == 1
-    })
-    .await;
+    assert!(
+        wait_until(|| reliable.stats().plain_clients == 1, WAIT).await,
+        "timed out: the plain client joined"
+    );
     for m in burst('p') {
         plain.send_text(m).await.unwrap();
     }
@@ -566,28 +470,28 @@ async fn silent_sockets_are_closed_by_the_server_heartbeat() {
     })
     .unwrap();
     // A live client that sends nothing but answers pings.
-    let rec = EventRecorder::start();
-    let live = rec
-        .attach(ResilientWebSocket::builder(server.ws_url()))
-        .reconnect_mode(ReconnectMode::Stateful)
-        .heartbeat(Duration::ZERO, None)
-        .connect()
-        .await
-        .unwrap();
+    let (live, rec) = connect_recorded(
+        ResilientWebSocket::builder(server.ws_url())
+            .reconnect_mode(ReconnectMode::Stateful)
+            .heartbeat(Duration::ZERO, None),
+    )
+    .await;
     // A reliable and a plain client that go silent after the handshake.
     let t0 = Instant::now();
     let (mut silent, _neg) = reliable_raw(&server).await;
     let plain = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
-    wait_until("all three attached", || {
+    let attached = |sockets: usize, plain: usize| {
         let s = reliable.stats();
-        s.attached == 2 && s.plain_clients == 1
-    })
-    .await;
-    wait_until("the silent sockets dropped", || {
-        let s = reliable.stats();
-        s.attached == 1 && s.plain_clients == 0
-    })
-    .await;
+        s.attached == sockets && s.plain_clients == plain
+    };
+    assert!(
+        wait_until(|| attached(2, 1), WAIT).await,
+        "timed out: all three attached"
+    );
+    assert!(
+        wait_until(|| attached(1, 0), WAIT).await,
+        "timed out: the silent sockets dropped"
+    );
     // Not before client_timeout after their last frame.
     let took = t0.elapsed();
     assert!(took >= Duration::from_millis(300), "{took:?}");
@@ -598,7 +502,10 @@ async fn silent_sockets_are_closed_by_the_server_heartbeat() {
     );
     // Its session waited for a resume, then expired; the live one stays.
     assert_eq!(reliable.sessions(), 2);
-    wait_until("the silent session expired", || reliable.sessions() == 1).await;
+    assert!(
+        wait_until(|| reliable.sessions() == 1, WAIT).await,
+        "timed out: the silent session expired"
+    );
     assert_eq!(reliable.stats().attached, 1);
     assert!(rec.reconnecting().is_empty(), "{:?}", rec.errors());
     live.send("still here").await.unwrap();
@@ -613,29 +520,6 @@ async fn silent_sockets_are_closed_by_the_server_heartbeat() {
 
 // ---------------------------------------------------------------------------
 // Item 4: server inbound backpressure.
-
-/// A subscriber that handles nothing until released, then records.
-struct Slow {
-    latch: Arc<(Mutex<bool>, Condvar)>,
-    got: Arc<Mutex<Vec<Payload>>>,
-}
-
-impl Actor for Slow {
-    type Context = Context<Self>;
-}
-
-impl Handler<MessageReceived> for Slow {
-    type Result = ();
-
-    fn handle(&mut self, msg: MessageReceived, _: &mut Context<Self>) {
-        let (lock, cv) = &*self.latch;
-        let mut open = lock.lock().unwrap();
-        while !*open {
-            open = cv.wait(open).unwrap();
-        }
-        self.got.lock().unwrap().push(msg.payload);
-    }
-}
 
 /// Waits until `value` has not changed for `quiet` (bounded by WAIT); the
 /// value then.
@@ -665,11 +549,8 @@ async fn settled(mut value: impl FnMut() -> u64, quiet: Duration) -> u64 {
 async fn a_client_faster_than_a_slow_subscriber_is_bounded_in_the_server() {
     const N: usize = 20_000;
     const BACKLOG: usize = 200;
-    let latch = Arc::new((Mutex::new(false), Condvar::new()));
-    let got = Arc::new(Mutex::new(Vec::new()));
     let arbiter = Arbiter::new();
-    let (l, g) = (latch.clone(), got.clone());
-    let slow = Slow::start_in_arbiter(&arbiter.handle(), move |_| Slow { latch: l, got: g });
+    let (slow, gate) = Slow::start_on(&arbiter);
     let (server, reliable) = TestServer::reliable(ServerOptions {
         // About 600 messages of 100 B in flight per direction.
         max_unacked_bytes: 64 * 1024,
@@ -678,14 +559,12 @@ async fn a_client_faster_than_a_slow_subscriber_is_bounded_in_the_server() {
     })
     .unwrap();
     reliable.on_message(slow.recipient());
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(ResilientWebSocket::builder(server.ws_url()))
-        .reconnect_mode(ReconnectMode::Stateful)
-        .buffering(true, N + 10)
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(
+        ResilientWebSocket::builder(server.ws_url())
+            .reconnect_mode(ReconnectMode::Stateful)
+            .buffering(true, N + 10),
+    )
+    .await;
     for i in 0..N {
         ws.send(format!("{i:0>100}")).await.unwrap();
     }
@@ -703,20 +582,19 @@ async fn a_client_faster_than_a_slow_subscriber_is_bounded_in_the_server() {
     );
     assert!(rec.errors().is_empty(), "{:?}", rec.errors());
     // Released: everything, once, in order.
-    *latch.0.lock().unwrap() = true;
-    latch.1.notify_all();
-    wait_until("the subscriber got everything", || {
-        got.lock().unwrap().len() >= N
-    })
-    .await;
+    gate.release();
+    assert!(
+        wait_until(|| gate.len() >= N, WAIT).await,
+        "timed out: the subscriber got everything"
+    );
     let want: Vec<Payload> = (0..N)
         .map(|i| Payload::Text(format!("{i:0>100}").into()))
         .collect();
-    assert!(*got.lock().unwrap() == want, "once, in order");
-    wait_until("the backlog is empty", || {
-        reliable.stats().inbound_backlog == 0
-    })
-    .await;
+    assert!(gate.got() == want, "once, in order");
+    assert!(
+        wait_until(|| reliable.stats().inbound_backlog == 0, WAIT).await,
+        "timed out: the backlog is empty"
+    );
     ws.disconnect().await.unwrap();
     server.stop().await;
     arbiter.stop();
@@ -731,11 +609,8 @@ async fn a_client_faster_than_a_slow_subscriber_is_bounded_in_the_server() {
 async fn a_client_ignoring_its_window_is_not_read_past_the_inbound_backlog() {
     const N: u64 = 20_000;
     const BACKLOG: usize = 200;
-    let latch = Arc::new((Mutex::new(false), Condvar::new()));
-    let got = Arc::new(Mutex::new(Vec::new()));
     let arbiter = Arbiter::new();
-    let (l, g) = (latch.clone(), got.clone());
-    let slow = Slow::start_in_arbiter(&arbiter.handle(), move |_| Slow { latch: l, got: g });
+    let (slow, gate) = Slow::start_on(&arbiter);
     let (server, reliable) = TestServer::reliable(ServerOptions {
         max_inbound_backlog: BACKLOG,
         ..ServerOptions::default()
@@ -763,16 +638,15 @@ async fn a_client_ignoring_its_window_is_not_read_past_the_inbound_backlog() {
         (BACKLOG as u64..=(BACKLOG + 5 * 256) as u64).contains(&waiting),
         "{waiting} of {N} messages wait for the subscriber"
     );
-    *latch.0.lock().unwrap() = true;
-    latch.1.notify_all();
-    wait_until("the subscriber got everything", || {
-        got.lock().unwrap().len() as u64 >= N
-    })
-    .await;
+    gate.release();
+    assert!(
+        wait_until(|| gate.len() as u64 >= N, WAIT).await,
+        "timed out: the subscriber got everything"
+    );
     let want: Vec<Payload> = (1..=N)
         .map(|seq| Payload::Text(format!("{seq:0>100}").into()))
         .collect();
-    assert!(*got.lock().unwrap() == want, "once, in order");
+    assert!(gate.got() == want, "once, in order");
     drop(flood.await.unwrap());
     server.stop().await;
     arbiter.stop();

@@ -7,6 +7,8 @@
 //! Peers are real servers on 127.0.0.1, faults come from a user's
 //! `QueueStore` that fails on demand and from stopping a server.
 
+mod common;
+
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -15,59 +17,16 @@ use std::{
     time::Duration,
 };
 
-use actix::prelude::*;
+use common::{assert_too_large, connect_recorded, held_acks, wait_until, Inbox};
 use resilient_ws::{
     queue::{MemoryStore, QueueStore, StoreError, StoreOp, StoredState},
-    server::{MessageReceived, ServerOptions},
+    server::ServerOptions,
     testing::{EventRecorder, RecordedEvent, TestServer},
     ConnectionState::*,
     Error, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// What the server application received: (connection id, seq, text).
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<(String, u64, String)>>>);
-
-struct InboxActor(Inbox);
-impl Actor for InboxActor {
-    type Context = Context<Self>;
-}
-impl Handler<MessageReceived> for InboxActor {
-    type Result = ();
-    fn handle(&mut self, m: MessageReceived, _: &mut Context<Self>) {
-        let text = m.payload.as_text().unwrap_or("<binary>").to_string();
-        self.0
-             .0
-            .lock()
-            .unwrap()
-            .push((m.connection_id, m.seq, text));
-    }
-}
-
-impl Inbox {
-    fn all(&self) -> Vec<(String, u64, String)> {
-        self.0.lock().unwrap().clone()
-    }
-    fn seq_texts(&self) -> Vec<(u64, String)> {
-        self.all().into_iter().map(|m| (m.1, m.2)).collect()
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
-
-async fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    f()
-}
 
 /// A user's store: a `MemoryStore` whose commits fail (or panic) while a
 /// switch is on.
@@ -118,12 +77,10 @@ fn flaky() -> (FlakyStore, Switches) {
     )
 }
 
+/// A quick stateful client (see [`common::stateful`]) that buffers while
+/// disconnected and gives a close 200 ms.
 fn stateful(url: String) -> ResilientWebSocketBuilder {
-    ResilientWebSocket::builder(url)
-        .reconnect_mode(ReconnectMode::Stateful)
-        .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50), 0)
-        .min_uptime(Duration::ZERO)
-        .heartbeat(Duration::ZERO, None)
+    common::stateful(url)
         .buffering(true, 1000)
         .close_timeout(Duration::from_millis(200))
 }
@@ -132,11 +89,45 @@ fn texts(v: &[(u64, &str)]) -> Vec<(u64, String)> {
     v.iter().map(|(s, t)| (*s, t.to_string())).collect()
 }
 
+/// The client sends "kept0" (not connected: into the outbox), "lost" while
+/// the store's commits fail (that `send()` fails with a store error),
+/// "kept1" once they work again, then connects and sends "kept2". The
+/// server must get the three kept ones only.
+async fn send_around_a_failed_commit(ws: &ResilientWebSocket, sw: &Switches) {
+    ws.send("kept0").await.unwrap();
+    sw.fail.store(true, Ordering::SeqCst);
+    let err = ws.send("lost").await.unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    sw.fail.store(false, Ordering::SeqCst);
+    ws.send("kept1").await.unwrap();
+    ws.connect().await.unwrap();
+    ws.send("kept2").await.unwrap();
+}
+
+/// Waits until the server got three messages: "kept0" to "kept2", with
+/// the seqs 1 to 3 (a failed commit took no seq).
+async fn assert_got_the_kept_ones(inbox: &Inbox) {
+    assert!(wait_until(|| inbox.len() >= 3, WAIT).await);
+    assert_eq!(
+        inbox.seq_texts(),
+        texts(&[(1, "kept0"), (2, "kept1"), (3, "kept2")])
+    );
+}
+
+/// Whether the client reports a store error (waits for it, bounded).
+async fn store_error_reported(rec: &EventRecorder) -> bool {
+    rec.wait_for(
+        WAIT,
+        |e| matches!(e, RecordedEvent::Error(ev) if matches!(ev.error, Error::Store(_))),
+    )
+    .await
+    .is_some()
+}
+
 #[actix_rt::test]
 async fn a_failed_commit_sends_nothing_and_the_sequence_does_not_advance() {
     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let (store, sw) = flaky();
     let ws = stateful(server.ws_url())
         .store(store)
@@ -176,39 +167,21 @@ async fn a_failed_commit_sends_nothing_and_the_sequence_does_not_advance() {
 #[actix_rt::test]
 async fn a_message_whose_commit_failed_in_the_outbox_is_never_sent() {
     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let (store, sw) = flaky();
     // Not connected yet: the messages wait in the outbox.
     let ws = stateful(server.ws_url()).store(store).build().unwrap();
-    ws.send("kept0").await.unwrap();
-    sw.fail.store(true, Ordering::SeqCst);
-    let err = ws.send("lost").await.unwrap_err();
-    assert!(matches!(err, Error::Store(_)), "{err:?}");
-    sw.fail.store(false, Ordering::SeqCst);
-    ws.send("kept1").await.unwrap();
-    ws.connect().await.unwrap();
-    ws.send("kept2").await.unwrap();
-    assert!(wait_until(|| inbox.len() >= 3, WAIT).await);
-    assert_eq!(
-        inbox.seq_texts(),
-        texts(&[(1, "kept0"), (2, "kept1"), (3, "kept2")])
-    );
+    send_around_a_failed_commit(&ws, &sw).await;
+    assert_got_the_kept_ones(&inbox).await;
     ws.disconnect().await.unwrap();
 }
 
 #[actix_rt::test]
 async fn a_store_writer_that_dies_is_reported_and_sends_fail_clearly() {
     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let (store, sw) = flaky();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(stateful(server.ws_url()).store(store))
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(stateful(server.ws_url()).store(store)).await;
     ws.send("m0").await.unwrap();
     assert!(wait_until(|| inbox.len() == 1, WAIT).await);
 
@@ -217,13 +190,10 @@ async fn a_store_writer_that_dies_is_reported_and_sends_fail_clearly() {
         .await
         .expect("send() must not hang when the store writer dies");
     assert!(matches!(first, Err(Error::Store(_))), "{first:?}");
-    let reported = rec
-        .wait_for(
-            WAIT,
-            |e| matches!(e, RecordedEvent::Error(ev) if matches!(ev.error, Error::Store(_))),
-        )
-        .await;
-    assert!(reported.is_some(), "an error event says the store failed");
+    assert!(
+        store_error_reported(&rec).await,
+        "an error event says the store failed"
+    );
     // Later sends fail clearly too, even with the switch off: the writer is
     // gone and the store's state unknown.
     sw.panic.store(false, Ordering::SeqCst);
@@ -245,8 +215,7 @@ async fn a_store_writer_that_dies_is_reported_and_sends_fail_clearly() {
 #[actix_rt::test]
 async fn a_stored_message_whose_seq_failed_to_commit_goes_back_and_is_sent_once() {
     let (server, reliable) = TestServer::reliable(ServerOptions::default()).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let (store, sw) = flaky();
     let rec = EventRecorder::start();
     let ws = rec
@@ -259,24 +228,17 @@ async fn a_stored_message_whose_seq_failed_to_commit_goes_back_and_is_sent_once(
     // The commit giving them their seqs on connect fails...
     sw.fail.store(true, Ordering::SeqCst);
     ws.connect().await.unwrap();
-    let failed = rec
-        .wait_for(
-            WAIT,
-            |e| matches!(e, RecordedEvent::Error(ev) if matches!(ev.error, Error::Store(_))),
-        )
-        .await;
-    assert!(failed.is_some(), "the failed commit is reported");
+    assert!(
+        store_error_reported(&rec).await,
+        "the failed commit is reported"
+    );
     assert_eq!(inbox.len(), 0, "nothing of a failed commit is sent");
     // ...and once the store works, they go out (retried), once, in order,
     // with the seqs they would have had.
     sw.fail.store(false, Ordering::SeqCst);
     assert!(wait_until(|| inbox.len() >= 2, WAIT).await);
     ws.send("kept2").await.unwrap();
-    assert!(wait_until(|| inbox.len() >= 3, WAIT).await);
-    assert_eq!(
-        inbox.seq_texts(),
-        texts(&[(1, "kept0"), (2, "kept1"), (3, "kept2")])
-    );
+    assert_got_the_kept_ones(&inbox).await;
     ws.disconnect().await.unwrap();
 }
 
@@ -284,35 +246,23 @@ async fn a_stored_message_whose_seq_failed_to_commit_goes_back_and_is_sent_once(
 
 #[actix_rt::test]
 async fn past_the_resume_window_a_stateful_client_fails_over_with_a_fresh_session() {
-    let held_acks = |window: Duration| ServerOptions {
-        resume_window: window,
-        // Acks held long, so the messages are still unacked when A dies.
-        ack_interval: Duration::from_secs(30),
-        ack_threshold: 1_000_000,
-        ..ServerOptions::default()
-    };
+    // Acks held long, so the messages are still unacked when A dies.
     let (server_a, reliable_a) =
         TestServer::reliable(held_acks(Duration::from_millis(300))).unwrap();
     let (server_b, reliable_b) = TestServer::reliable(held_acks(Duration::from_secs(30))).unwrap();
-    let (inbox_a, inbox_b) = (Inbox::default(), Inbox::default());
-    reliable_a.on_message(InboxActor(inbox_a.clone()).start().recipient());
-    reliable_b.on_message(InboxActor(inbox_b.clone()).start().recipient());
+    let (inbox_a, inbox_b) = (Inbox::attach(&reliable_a), Inbox::attach(&reliable_b));
     let proxy_a = resilient_ws::testing::FaultProxy::start(server_a.addr())
         .await
         .unwrap();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(
-            ResilientWebSocket::builder_with_endpoints(vec![proxy_a.ws_url(), server_b.ws_url()])
-                .reconnect_mode(ReconnectMode::Stateful)
-                .reconnect_delays(Duration::from_millis(5), Duration::from_millis(40), 0)
-                .min_uptime(Duration::ZERO)
-                .heartbeat(Duration::ZERO, None)
-                .close_timeout(Duration::from_millis(200)),
-        )
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(
+        ResilientWebSocket::builder_with_endpoints(vec![proxy_a.ws_url(), server_b.ws_url()])
+            .reconnect_mode(ReconnectMode::Stateful)
+            .reconnect_delays(Duration::from_millis(5), Duration::from_millis(40), 0)
+            .min_uptime(Duration::ZERO)
+            .heartbeat(Duration::ZERO, None)
+            .close_timeout(Duration::from_millis(200)),
+    )
+    .await;
     for i in 0..5 {
         ws.send(format!("m{i}")).await.unwrap();
     }
@@ -375,17 +325,13 @@ async fn shutdown_advice_of_u64_max_is_capped_and_never_overflows() {
         conn.send_close(1012, &advice.to_reason()).await.unwrap();
         (raw, conn)
     });
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(
-            ResilientWebSocket::builder(url)
-                .reconnect_mode(ReconnectMode::Stateless)
-                .heartbeat(Duration::ZERO, None)
-                .min_uptime(Duration::ZERO),
-        )
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = connect_recorded(
+        ResilientWebSocket::builder(url)
+            .reconnect_mode(ReconnectMode::Stateless)
+            .heartbeat(Duration::ZERO, None)
+            .min_uptime(Duration::ZERO),
+    )
+    .await;
     let again = rec
         .wait_for(WAIT, |e| matches!(e, RecordedEvent::Reconnecting(_)))
         .await;
@@ -428,14 +374,7 @@ async fn raw_mode_a_message_whose_commit_failed_is_never_sent() {
     let rec = EventRecorder::start();
     let ws = raw_client(&server, store, &rec);
     // Not connected: they wait in the (stored) outbox.
-    ws.send("kept0").await.unwrap();
-    sw.fail.store(true, Ordering::SeqCst);
-    let err = ws.send("lost").await.unwrap_err();
-    assert!(matches!(err, Error::Store(_)), "{err:?}");
-    sw.fail.store(false, Ordering::SeqCst);
-    ws.send("kept1").await.unwrap();
-    ws.connect().await.unwrap();
-    ws.send("kept2").await.unwrap();
+    send_around_a_failed_commit(&ws, &sw).await;
     let echoed = rec.wait_messages(3, WAIT).await;
     let texts: Vec<_> = echoed
         .iter()
@@ -462,13 +401,10 @@ async fn raw_mode_a_sent_message_whose_removal_failed_to_commit_is_removed_later
     sw.fail.store(true, Ordering::SeqCst);
     ws.connect().await.unwrap();
     assert_eq!(rec.wait_messages(2, WAIT).await.len(), 2);
-    let failed = rec
-        .wait_for(
-            WAIT,
-            |e| matches!(e, RecordedEvent::Error(ev) if matches!(ev.error, Error::Store(_))),
-        )
-        .await;
-    assert!(failed.is_some(), "the failed commit is reported");
+    assert!(
+        store_error_reported(&rec).await,
+        "the failed commit is reported"
+    );
     sw.fail.store(false, Ordering::SeqCst);
     // Recorded again (on the retry timer): a restart would not send them twice.
     assert!(
@@ -504,16 +440,7 @@ async fn a_restarted_client_knows_the_servers_limit_from_its_store() {
         .build()
         .unwrap();
     let err = ws.send(vec![0u8; 101]).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::MessageTooLarge {
-                size: 101,
-                max: 100
-            }
-        ),
-        "{err:?}"
-    );
+    assert_too_large(&err, 101, 100);
     // One within the limit is accepted (durably: send() waited for it).
     ws.send(vec![0u8; 100]).await.unwrap();
 }

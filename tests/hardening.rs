@@ -6,24 +6,28 @@
 //! unaffected. Every wait is bounded; timers are short configured
 //! durations.
 
+mod common;
+
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc, Condvar, Mutex,
+        Arc,
     },
     time::Duration,
 };
 
 use actix::prelude::*;
 use actix_web::{App, HttpServer};
-use bytes::Bytes;
+use common::{
+    attach_raw, close_code_of, data, decode, negotiate_with, pongs_until, raw_pair, reliable_raw,
+    wait_until, Slow,
+};
 use resilient_ws::{
     close_code,
     protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
     server::{reliable_route, AuthRefusal, ReliableServer, ServerOptions},
-    testing::{opcode, EventRecorder, RawConn, RawFrame, RawServer, TestServer},
-    ConnectionState, Error, IncomingMessage, Payload, ReconnectMode, ResilientWebSocket,
-    ResilientWebSocketBuilder,
+    testing::{opcode, EventRecorder, RawConn, RawServer, TestServer},
+    ConnectionState, Error, Payload, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -35,33 +39,6 @@ fn raw_client(url: impl Into<String>) -> ResilientWebSocketBuilder {
     ResilientWebSocket::builder(url)
         .reconnect_mode(ReconnectMode::None)
         .close_timeout(Duration::from_millis(500))
-}
-
-/// Connects a client to a raw server; the server side of the socket.
-async fn raw_pair(
-    server: &RawServer,
-    b: ResilientWebSocketBuilder,
-) -> (ResilientWebSocket, RawConn) {
-    let ws = b.build().unwrap();
-    let (conn, res) = tokio::join!(server.accept(), ws.connect());
-    res.unwrap();
-    (ws, conn.unwrap())
-}
-
-/// Reads frames until a Close; its code (`None`: the stream ended first).
-async fn close_code_of(conn: &mut RawConn) -> Option<u16> {
-    let read = async {
-        loop {
-            match conn.read_frame().await {
-                Ok(f) if f.opcode == opcode::CLOSE => return f.close_code(),
-                Ok(_) => {}
-                Err(_) => return None,
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("a close in time")
 }
 
 /// The one error the client reported, once it is disconnected.
@@ -242,36 +219,10 @@ async fn client_upgrade_response_head_size_both_ways() {
     }
 }
 
-/// A subscriber on its own thread that handles nothing until released.
-struct Slow {
-    latch: Arc<(Mutex<bool>, Condvar)>,
-    got: Arc<Mutex<Vec<Payload>>>,
-}
-
-impl Actor for Slow {
-    type Context = Context<Self>;
-}
-
-impl Handler<IncomingMessage> for Slow {
-    type Result = ();
-
-    fn handle(&mut self, msg: IncomingMessage, _: &mut Context<Self>) {
-        let (open, cv) = &*self.latch;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = cv.wait(open).unwrap();
-        }
-        self.got.lock().unwrap().push(msg.payload);
-    }
-}
-
 #[actix_rt::test]
 async fn a_slow_subscriber_stops_the_reading_not_the_memory() {
-    let latch = Arc::new((Mutex::new(false), Condvar::new()));
-    let got = Arc::new(Mutex::new(Vec::new()));
     let arbiter = Arbiter::new();
-    let (l, g) = (latch.clone(), got.clone());
-    let slow = Slow::start_in_arbiter(&arbiter.handle(), move |_| Slow { latch: l, got: g });
+    let (slow, gate) = Slow::start_on(&arbiter);
 
     let server = RawServer::bind().await.unwrap();
     let rec = EventRecorder::start();
@@ -299,16 +250,12 @@ async fn a_slow_subscriber_stops_the_reading_not_the_memory() {
     assert_eq!(ws.state(), ConnectionState::Connected);
 
     // Released: everything arrives, in order, nothing dropped.
-    *latch.0.lock().unwrap() = true;
-    latch.1.notify_all();
+    gate.release();
     let conn = flood.await.unwrap();
     let msgs = rec.wait_messages(total, WAIT).await;
     assert_eq!(msgs.len(), total);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while got.lock().unwrap().len() < total && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let got = got.lock().unwrap().clone();
+    wait_until(|| gate.len() >= total, WAIT).await;
+    let got = gate.got();
     let want: Vec<_> = (0..total)
         .map(|i| Payload::Text(format!("m{i:03}").into()))
         .collect();
@@ -424,20 +371,7 @@ async fn a_ping_flood_gets_few_pongs_and_the_newest_is_answered() {
     );
     // Every ping is answered, the newest one last; pongs are coalesced.
     let last = (pings - 1).to_be_bytes().to_vec();
-    let mut pongs = 0;
-    let read = async {
-        loop {
-            let f = conn.read_frame().await.unwrap();
-            assert_eq!(f.opcode, opcode::PONG, "{f:?}");
-            pongs += 1;
-            if f.payload == last {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("the newest ping answered");
+    let pongs = pongs_until(&mut conn, &last).await;
     assert!(pongs < 1000, "{pongs} pongs for {pings} pings");
     assert_eq!(ws.state(), ConnectionState::Connected);
     assert!(rec.errors().is_empty(), "{:?}", rec.errors());
@@ -481,70 +415,6 @@ impl Bystander {
         assert!(self.rec.reconnecting().is_empty());
         assert_eq!(self.ws.state(), ConnectionState::Connected);
     }
-}
-
-async fn negotiate(
-    server: &TestServer,
-    headers: &[(&str, &str)],
-) -> Result<NegotiateResponse, u16> {
-    let mut req = awc::Client::default().post(format!("http://{}/ws/negotiate", server.addr()));
-    for (k, v) in headers {
-        req = req.insert_header((*k, *v));
-    }
-    let mut resp = tokio::time::timeout(WAIT, req.send())
-        .await
-        .unwrap()
-        .unwrap();
-    if resp.status().as_u16() != 200 {
-        return Err(resp.status().as_u16());
-    }
-    let body = resp.body().await.unwrap();
-    Ok(NegotiateResponse::parse(&body).unwrap())
-}
-
-/// A raw protocol client: negotiate, upgrade with the subprotocol, HELLO,
-/// WELCOME.
-async fn reliable_raw(server: &TestServer) -> (RawConn, NegotiateResponse) {
-    let neg = negotiate(server, &[]).await.unwrap();
-    let conn = attach_raw(server, &neg, 0).await;
-    (conn, neg)
-}
-
-async fn attach_raw(server: &TestServer, neg: &NegotiateResponse, last_received: u64) -> RawConn {
-    let mut c = RawConn::connect(
-        server.addr(),
-        "/ws",
-        &[("Sec-WebSocket-Protocol", SUBPROTOCOL)],
-    )
-    .await
-    .unwrap();
-    let hello = Frame::Hello {
-        connection_id: neg.connection_id.clone(),
-        reconnect_token: neg.reconnect_token.clone(),
-        last_received,
-        first_seq: 1,
-    };
-    c.send_binary(&hello.to_bytes()).await.unwrap();
-    let welcome = c.read_frame().await.unwrap();
-    assert!(
-        matches!(decode(&welcome), Frame::Welcome { .. }),
-        "{welcome:?}"
-    );
-    c
-}
-
-fn decode(f: &RawFrame) -> Frame {
-    assert_eq!(f.opcode, opcode::BINARY, "{f:?}");
-    Frame::decode(Bytes::from(f.payload.clone())).unwrap()
-}
-
-fn data(seq: u64, payload: impl Into<Payload>) -> Vec<u8> {
-    Frame::Data {
-        seq,
-        payload: payload.into(),
-    }
-    .to_bytes()
-    .to_vec()
 }
 
 /// Reads protocol frames until a DATA; its seq and payload.
@@ -676,27 +546,31 @@ async fn sessions_per_identity_and_in_all_are_bounded() {
     });
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let alice = [("x-user", "alice")];
-    let a1 = negotiate(&server, &alice).await.unwrap();
-    let _a2 = negotiate(&server, &alice).await.unwrap();
-    assert_eq!(negotiate(&server, &alice).await.unwrap_err(), 429);
+    let a1 = negotiate_with(&server, &alice).await.unwrap();
+    let _a2 = negotiate_with(&server, &alice).await.unwrap();
+    assert_eq!(negotiate_with(&server, &alice).await.unwrap_err(), 429);
     // Another identity has its own count.
-    let _b1 = negotiate(&server, &[("x-user", "bob")]).await.unwrap();
+    let _b1 = negotiate_with(&server, &[("x-user", "bob")]).await.unwrap();
     // A session that ends frees its slot.
     reliable.close_session(&a1.connection_id).unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while reliable.sessions() != 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let _a3 = negotiate(&server, &alice).await.unwrap();
+    let _a3 = negotiate_with(&server, &alice).await.unwrap();
     // Anonymous callers are bounded only by the total (4).
-    let _n1 = negotiate(&server, &[("x-user", "anon")]).await.unwrap();
+    let _n1 = negotiate_with(&server, &[("x-user", "anon")])
+        .await
+        .unwrap();
     assert_eq!(reliable.sessions(), 4);
     assert_eq!(
-        negotiate(&server, &[("x-user", "anon")]).await.unwrap_err(),
+        negotiate_with(&server, &[("x-user", "anon")])
+            .await
+            .unwrap_err(),
         503
     );
     assert_eq!(
-        negotiate(&server, &[("x-user", "carol")])
+        negotiate_with(&server, &[("x-user", "carol")])
             .await
             .unwrap_err(),
         503

@@ -3,15 +3,14 @@
 //! across cuts and a blackhole; backpressure; a lost session; a server
 //! without the protocol.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod common;
 
-use actix::prelude::*;
+use std::time::Duration;
+
+use common::{held_acks, wait_until, Inbox};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use resilient_ws::{
-    server::{MessageReceived, ServerOptions},
+    server::ServerOptions,
     testing::{EventRecorder, FaultProxy, RecordedEvent, TestServer},
     ConnectionState::*,
     Error, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
@@ -19,42 +18,10 @@ use resilient_ws::{
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Collects what the server application receives.
-#[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<Vec<(String, u64, String)>>>);
-
-struct InboxActor(Inbox);
-impl Actor for InboxActor {
-    type Context = Context<Self>;
-}
-impl Handler<MessageReceived> for InboxActor {
-    type Result = ();
-    fn handle(&mut self, m: MessageReceived, _: &mut Context<Self>) {
-        let text = m.payload.as_text().unwrap_or("<binary>").to_string();
-        self.0
-             .0
-            .lock()
-            .unwrap()
-            .push((m.connection_id, m.seq, text));
-    }
-}
-
-impl Inbox {
-    fn texts(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().map(|m| m.2.clone()).collect()
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
-
+/// A quick stateful client (see [`common::stateful`]) with room for a
+/// long stream.
 fn stateful(url: String) -> ResilientWebSocketBuilder {
-    ResilientWebSocket::builder(url)
-        .reconnect_mode(ReconnectMode::Stateful)
-        .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50), 0)
-        .min_uptime(Duration::ZERO)
-        .heartbeat(Duration::ZERO, None)
-        .buffering(true, 10_000)
+    common::stateful(url).buffering(true, 10_000)
 }
 
 fn assert_exactly_once_in_order(got: &[String], n: usize, what: &str) {
@@ -73,22 +40,10 @@ fn assert_exactly_once_in_order(got: &[String], n: usize, what: &str) {
     }
 }
 
-async fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    f()
-}
-
 #[actix_rt::test]
 async fn twenty_thousand_each_way_survive_random_cuts_exactly_once_in_order() {
     let (server, reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let rec = EventRecorder::start();
     let ws = rec
@@ -225,16 +180,9 @@ async fn the_sender_blocks_on_a_full_window_and_resumes_when_acks_arrive() {
 
 #[actix_rt::test]
 async fn after_the_resume_window_the_client_starts_fresh_and_resends_unacked() {
-    let options = ServerOptions {
-        resume_window: Duration::from_millis(200),
-        // Acks held long, so messages are still unacked when the link dies.
-        ack_interval: Duration::from_secs(30),
-        ack_threshold: 1_000_000,
-        ..ServerOptions::default()
-    };
-    let (server, reliable) = TestServer::reliable(options).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    // Acks held long, so messages are still unacked when the link dies.
+    let (server, reliable) = TestServer::reliable(held_acks(Duration::from_millis(200))).unwrap();
+    let inbox = Inbox::attach(&reliable);
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let rec = EventRecorder::start();
     let ws = rec
@@ -263,7 +211,7 @@ async fn after_the_resume_window_the_client_starts_fresh_and_resends_unacked() {
     assert!(rec.wait_state(Connected, WAIT).await);
     ws.send("m5").await.unwrap();
     assert!(wait_until(|| inbox.len() == 11, Duration::from_secs(10)).await);
-    let got = reliable_inbox(&inbox);
+    let got = inbox.all();
     // At least once across a lost session: the old session delivered 0..5,
     // the new one gets them again with the same ids, then m5.
     let first: Vec<_> = got[..5].iter().map(|m| (m.1, m.2.clone())).collect();
@@ -272,10 +220,6 @@ async fn after_the_resume_window_the_client_starts_fresh_and_resends_unacked() {
     assert_ne!(got[0].0, got[5].0, "in a new session");
     assert_eq!((got[10].1, got[10].2.as_str()), (6, "m5"));
     ws.disconnect().await.unwrap();
-}
-
-fn reliable_inbox(i: &Inbox) -> Vec<(String, u64, String)> {
-    i.0.lock().unwrap().clone()
 }
 
 #[actix_rt::test]
@@ -313,8 +257,7 @@ async fn a_graceful_close_waits_until_the_server_has_everything() {
         ..ServerOptions::default()
     };
     let (server, reliable) = TestServer::reliable(options).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let ws = stateful(server.ws_url()).connect().await.unwrap();
     for i in 0..100 {
         ws.send(format!("m{i}")).await.unwrap();
@@ -338,8 +281,7 @@ async fn a_flood_far_larger_than_the_outbox_is_delivered_once_with_send_waiting(
         ..ServerOptions::default()
     };
     let (server, reliable) = TestServer::reliable_echo(options).unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let rec = EventRecorder::start();
     // An outbox of 500 and an unpaced flood of 30 000: send() must wait,
     // and every message it accepted must arrive.
@@ -527,8 +469,7 @@ async fn a_flood_against_a_full_window_keeps_the_sequence_in_order() {
         ..ServerOptions::default()
     })
     .unwrap();
-    let inbox = Inbox::default();
-    reliable.on_message(InboxActor(inbox.clone()).start().recipient());
+    let inbox = Inbox::attach(&reliable);
     let rec = EventRecorder::start();
     let ws = rec
         .attach(stateful(server.ws_url()))
