@@ -324,13 +324,74 @@ async fn a_frame_with_reserved_bits_is_1002() {
     }
 }
 
+/// After a violation the codec cannot read on, so the peer's answering
+/// Close can never be seen: the client ends the TCP connection once its
+/// Close is written, instead of waiting out `close_timeout` (which delayed
+/// every reconnect after such a violation by 5 s by default; found by the
+/// Autobahn TestSuite). The Close frame is not lost on the way.
+#[actix_rt::test]
+async fn after_a_codec_violation_the_client_ends_tcp_without_waiting_out_the_close_timeout() {
+    let server = RawServer::bind().await.unwrap();
+    let rec = EventRecorder::start();
+    let b = ResilientWebSocket::builder(server.ws_url())
+        .reconnect_mode(ReconnectMode::None)
+        .close_timeout(Duration::from_secs(60));
+    let (_ws, mut conn) = raw_pair(&server, rec.attach(b)).await;
+    conn.send_frame_raw(0x80 | 0x40 | opcode::TEXT, b"compressed?")
+        .await
+        .unwrap();
+    // The peer never answers the Close and keeps TCP open: only the
+    // client can end it.
+    assert_eq!(close_code_of(&mut conn).await, Some(1002));
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(WAIT, conn.into_inner().read_to_end(&mut rest)).await;
+    assert!(
+        matches!(eof, Ok(Ok(0))),
+        "the client ended TCP after its Close: {eof:?}"
+    );
+    assert!(rec.wait_state(ConnectionState::Disconnected, WAIT).await);
+}
+
+/// The payload of a Close frame: the code, then the reason.
+fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason);
+    p
+}
+
+/// Autobahn case 7.1.2: the peer sends two Close frames in a row. The
+/// client answers the first with its own Close, and that answer must reach
+/// the peer before the client ends TCP: the second Close must not make the
+/// client drop the connection with its answer still unwritten.
+#[actix_rt::test]
+async fn two_close_frames_in_a_row_still_get_the_clients_close_answer() {
+    for round in 0..20 {
+        let server = RawServer::bind().await.unwrap();
+        let rec = EventRecorder::start();
+        let (_ws, mut conn) = raw_pair(&server, rec.attach(raw_client(server.ws_url()))).await;
+        let mut both = close_payload(1000, b"");
+        let frame = |p: &[u8]| {
+            let mut f = vec![0x80 | opcode::CLOSE, p.len() as u8];
+            f.extend_from_slice(p);
+            f
+        };
+        let mut bytes = frame(&both);
+        both = close_payload(1000, b"again");
+        bytes.extend(frame(&both));
+        // One write: both frames reach the client together.
+        conn.send_raw(&bytes).await.unwrap();
+        assert_eq!(
+            close_code_of(&mut conn).await,
+            Some(1000),
+            "round {round}: the client's Close answer arrived"
+        );
+        assert!(rec.wait_state(ConnectionState::Disconnected, WAIT).await);
+    }
+}
+
 #[actix_rt::test]
 async fn an_invalid_close_code_or_reason_is_answered_with_1002() {
-    let payload = |code: u16, reason: &[u8]| {
-        let mut p = code.to_be_bytes().to_vec();
-        p.extend_from_slice(reason);
-        p
-    };
+    let payload = close_payload;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("code 999", payload(999, b"")),
         ("code 1005 (reserved)", payload(1005, b"")),

@@ -735,6 +735,19 @@ impl ConnectionActor {
     /// We must fail the connection (protocol violation, oversize message):
     /// send a Close with the matching code, then stop once the peer is done.
     fn fail_with_close(&mut self, ctx: &mut Context<Self>, error: Error) {
+        self.fail_closing(ctx, error, false);
+    }
+
+    /// Like [`fail_with_close`](Self::fail_with_close) when the codec failed:
+    /// the socket cannot be read any more, so no Close of the peer's will
+    /// be seen. Instead of waiting out `close_timeout` for it, the TCP
+    /// connection ends once our Close is written (RFC 6455 §7.1.7), and a
+    /// reconnect starts at once.
+    fn fail_unreadable(&mut self, ctx: &mut Context<Self>, error: Error) {
+        self.fail_closing(ctx, error, true);
+    }
+
+    fn fail_closing(&mut self, ctx: &mut Context<Self>, error: Error, end_tcp: bool) {
         let code = error.close_code().unwrap_or(close_code::PROTOCOL_ERROR);
         log::warn!("closing with {code}: {error}");
         self.bus.errors.publish(ErrorEvent {
@@ -748,6 +761,13 @@ impl ConnectionActor {
         });
         self.ack_before_close(ctx, move |act, ctx| {
             act.close_write_side(ctx, close_reason(code, ""));
+            if end_tcp {
+                // The sink writes the Close first (transport::WsFramed);
+                // its end stops the actor (WriteHandler::finished).
+                if let Some(sock) = act.sock.as_mut() {
+                    sock.sink.close();
+                }
+            }
         });
     }
 
@@ -831,9 +851,13 @@ impl ConnectionActor {
         self.shared.touch();
         if matches!(sock.closing, Closing::Done | Closing::Acking) {
             // Once the socket is failed or closed by the peer, nothing more is
-            // delivered; the peer's Close (or the TCP end) finishes it.
+            // delivered; the peer's Close (or the TCP end) finishes it. Not
+            // by stopping at once: our own Close may still be unwritten (a
+            // peer that sends two Closes in a row), and dropping the sink
+            // would lose it. Closing the sink writes it first; its end
+            // stops the actor.
             if matches!(frame, Frame::Close(_)) {
-                ctx.stop();
+                sock.sink.close();
             }
             return;
         }
@@ -1372,8 +1396,10 @@ impl StreamHandler<Result<Frame, ProtocolError>> for ConnectionActor {
                 let max = self.opts.max_message_size;
                 self.fail_with_close(ctx, Error::MessageTooLarge { size: max + 1, max });
             }
+            // The codec stops after these (inbound::Gated): nothing more
+            // can be read.
             Err(ProtocolError::Io(e)) => match codec_violation(&e) {
-                Some((close_code, message)) => self.fail_with_close(
+                Some((close_code, message)) => self.fail_unreadable(
                     ctx,
                     Error::Protocol {
                         close_code,
@@ -1382,7 +1408,7 @@ impl StreamHandler<Result<Frame, ProtocolError>> for ConnectionActor {
                 ),
                 None => self.fail(ctx, Error::io(e)),
             },
-            Err(e) => self.fail_with_close(
+            Err(e) => self.fail_unreadable(
                 ctx,
                 Error::Protocol {
                     close_code: close_code::PROTOCOL_ERROR,
