@@ -66,7 +66,12 @@ const MAX_LINGER: Duration = Duration::from_secs(5);
 macro_rules! say {
     ($($arg:tt)*) => {{
         use ::std::io::Write as _;
-        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
+        // One write per line: stderr is unbuffered, and `writeln!` would
+        // write each piece of the format separately, so a process killed
+        // mid-line (or a log line from another thread) could leave a torn
+        // line ("accepted " without its number) for whoever reads it.
+        let line = ::std::format!("{}\n", ::std::format_args!($($arg)*));
+        let _ = ::std::io::stderr().lock().write_all(line.as_bytes());
     }};
 }
 
