@@ -42,6 +42,8 @@
 //!   the frame assembler (fragments, UTF-8, size limit), awc transport, and
 //!   event fan-out.
 //! - [`server`]: actix-web + actix-ws endpoints.
+//! - `ws` (internal): what both ends do alike with WebSocket frames
+//!   (fragment assembly and limits, codec errors to close codes, pongs).
 //! - [`testing`]: test servers on port 0 for your own actor-level tests.
 //! - [`events`], [`options`], [`error`], [`close_code`]: the public types.
 
@@ -58,6 +60,7 @@ pub mod queue;
 pub mod retry;
 pub mod server;
 pub mod testing;
+mod ws;
 
 pub use client::Stats;
 pub use client::{ResilientWebSocket, ResilientWebSocketBuilder};

@@ -10,6 +10,15 @@ use crate::{
     Error, Result,
 };
 
+/// The default limit on the frames of one fragmented message (client).
+pub(crate) const DEFAULT_MAX_FRAGMENTS: usize = 4096;
+
+/// The default bound on inbound messages waiting for slow subscribers
+/// (the client's `max_inbound_backlog`; the server's is the same).
+pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG: usize = 1024;
+/// The default byte bound beside [`DEFAULT_MAX_INBOUND_BACKLOG`].
+pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
+
 /// What the client does when a connection is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReconnectMode {
@@ -340,9 +349,9 @@ impl Default for ClientOptions {
             message_ttl: None,
             max_message_size: 16 * 1024 * 1024,
             max_outbound_message_size: None,
-            max_fragments: crate::client::inbound::DEFAULT_MAX_FRAGMENTS,
-            max_inbound_backlog: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG,
-            max_inbound_backlog_bytes: crate::client::inbound::DEFAULT_MAX_INBOUND_BACKLOG_BYTES,
+            max_fragments: DEFAULT_MAX_FRAGMENTS,
+            max_inbound_backlog: DEFAULT_MAX_INBOUND_BACKLOG,
+            max_inbound_backlog_bytes: DEFAULT_MAX_INBOUND_BACKLOG_BYTES,
             max_negotiate_body_size: 64 * 1024,
             headers: Vec::new(),
             protocols: Vec::new(),

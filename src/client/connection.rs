@@ -27,7 +27,7 @@ use actix_rt::time::Instant;
 
 use super::{
     heartbeat::{HeartbeatActor, Unwatch, Watch},
-    inbound::{codec_violation, Assembler, Gated, Inbound, PongAction, PongLimiter},
+    inbound::Gated,
     queue_actor::{Acked, FirstSeq, LinkState, Outbound, QueueActor, Shutdown},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
     reliable::{ReliableState, Verdict},
@@ -46,6 +46,7 @@ use crate::{
     options::{ClientOptions, ReconnectMode, UrlProvider},
     protocol::{encode_data, Frame as ProtoFrame, ShutdownAdvice, MAX_DATA_HEADER_LEN},
     queue::{StoreOp, StoredState},
+    ws::{codec_violation, Assembler, Inbound, PongAction, PongLimiter},
     Error, Result,
 };
 

@@ -37,9 +37,9 @@ use super::{
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
 };
 use crate::{
-    client::inbound::{self as joiner, Assembler, PongBucket, PONG_BURST},
     close_code,
     protocol::{encode_data, Frame, MAX_HELLO_LEN},
+    ws::{self, codec_violation, Assembler, PongBucket, PONG_BURST},
     Payload,
 };
 
@@ -338,7 +338,7 @@ fn stream_error(e: ProtocolError) -> Step {
         ProtocolError::Overflow => {
             Step::Violation(close_code::MESSAGE_TOO_BIG, "message too big".to_owned())
         }
-        ProtocolError::Io(e) => match crate::client::inbound::codec_violation(&e) {
+        ProtocolError::Io(e) => match codec_violation(&e) {
             Some((code, reason)) => Step::Violation(code, reason.to_owned()),
             None => Step::End,
         },
@@ -389,12 +389,12 @@ impl Joined {
                 Message::Nop => continue,
             };
             let item = match self.assembler.push(frame) {
-                Ok(joiner::Inbound::Partial) => continue,
-                Ok(joiner::Inbound::Message(Payload::Text(t))) => AggregatedMessage::Text(t),
-                Ok(joiner::Inbound::Message(Payload::Binary(b))) => AggregatedMessage::Binary(b),
-                Ok(joiner::Inbound::Ping(p)) => AggregatedMessage::Ping(p),
-                Ok(joiner::Inbound::Pong(p)) => AggregatedMessage::Pong(p),
-                Ok(joiner::Inbound::Close(r)) => AggregatedMessage::Close(r),
+                Ok(ws::Inbound::Partial) => continue,
+                Ok(ws::Inbound::Message(Payload::Text(t))) => AggregatedMessage::Text(t),
+                Ok(ws::Inbound::Message(Payload::Binary(b))) => AggregatedMessage::Binary(b),
+                Ok(ws::Inbound::Ping(p)) => AggregatedMessage::Ping(p),
+                Ok(ws::Inbound::Pong(p)) => AggregatedMessage::Pong(p),
+                Ok(ws::Inbound::Close(r)) => AggregatedMessage::Close(r),
                 Err(e) => {
                     let code = e.close_code().unwrap_or(close_code::PROTOCOL_ERROR);
                     return Some(Err(Step::Violation(code, e.to_string())));
