@@ -19,7 +19,7 @@ use std::{
 };
 
 use actix::{io::SinkWrite, prelude::*};
-use actix_http::ws::{CloseCode, CloseReason, Frame, Message as WsMessage, ProtocolError};
+use actix_http::ws::{CloseReason, Frame, Message as WsMessage, ProtocolError};
 use futures_util::stream::{SplitSink, StreamExt};
 use tokio::sync::oneshot;
 
@@ -46,7 +46,7 @@ use crate::{
     options::{ClientOptions, ReconnectMode, UrlProvider},
     protocol::{encode_data, Frame as ProtoFrame, ShutdownAdvice, MAX_DATA_HEADER_LEN},
     queue::{StoreOp, StoredState},
-    ws::{codec_violation, Assembler, Inbound, PongAction, PongLimiter},
+    ws::{close_reason, codec_violation, Assembler, Inbound, PongAction, PongLimiter},
     Error, Result,
 };
 
@@ -1030,13 +1030,6 @@ impl ConnectionActor {
             });
             ctx.stop();
         });
-    }
-}
-
-fn close_reason(code: u16, text: &str) -> CloseReason {
-    CloseReason {
-        code: CloseCode::from(code),
-        description: (!text.is_empty()).then(|| text.to_string()),
     }
 }
 

@@ -18,12 +18,12 @@ use bytes::Bytes;
 use super::{
     events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
     handle::{SendWindow, Shared},
-    socket::{close_reason, Outgoing, QueueMeter, ReadGate, SocketTx},
+    socket::{Outgoing, QueueMeter, ReadGate, SocketTx},
 };
 use crate::{
     close_code,
     protocol::{tokens_equal, Frame},
-    Payload,
+    ws, Payload,
 };
 
 /// A socket asks to attach after its HELLO.
@@ -321,7 +321,8 @@ impl SessionActor {
     fn close_socket(&mut self, ctx: &mut Context<Self>, code: u16, reason: &str) {
         self.send_ack(ctx);
         if let Some(s) = &self.socket {
-            let _ = s.tx.send(Outgoing::Close(close_reason(code, reason)));
+            let _ =
+                s.tx.send(Outgoing::Close(Some(ws::close_reason(code, reason))));
             self.detach(ctx);
         }
     }
@@ -678,10 +679,10 @@ impl Handler<Attach> for SessionActor {
                     };
                     let _ = old.tx.send(Outgoing::Binary(ack.to_bytes()));
                 }
-                let _ = old.tx.send(Outgoing::Close(close_reason(
+                let _ = old.tx.send(Outgoing::Close(Some(ws::close_reason(
                     close_code::REPLACED,
                     "replaced",
-                )));
+                ))));
                 // One socket replaces another: the attached count stays.
             }
             None => self.shared.socket_attached(),

@@ -83,13 +83,6 @@ pub(crate) enum Outgoing {
 pub(crate) type SocketTx = mpsc::UnboundedSender<Outgoing>;
 
 /// A close reason with `code` and (when not empty) `text`.
-pub(crate) fn close_reason(code: u16, text: &str) -> Option<CloseReason> {
-    Some(CloseReason {
-        code: code.into(),
-        description: (!text.is_empty()).then(|| text.to_owned()),
-    })
-}
-
 fn next_socket_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -614,7 +607,7 @@ fn finish(tx: &SocketTx, step: Step) {
         })),
         Step::Violation(code, text) => {
             log::debug!("reliable socket: closing with {code}: {text}");
-            Outgoing::Close(close_reason(code, &text))
+            Outgoing::Close(Some(ws::close_reason(code, &text)))
         }
         _ => Outgoing::Stop,
     };
@@ -676,10 +669,10 @@ async fn read_reliable(
         Err(step) => return finish(&tx, step),
     };
     if let Some(reason) = shared.shutdown_reason() {
-        let _ = tx.send(Outgoing::Close(close_reason(
+        let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
             close_code::SERVICE_RESTART,
             &reason,
-        )));
+        ))));
         return;
     }
     let socket_id = next_socket_id();
@@ -710,10 +703,10 @@ async fn read_reliable(
             )
         }
         (Err(AttachError::ShuttingDown(reason)), _) => {
-            let _ = tx.send(Outgoing::Close(close_reason(
+            let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
                 close_code::SERVICE_RESTART,
                 &reason,
-            )));
+            ))));
             return;
         }
         (refusal, _) => {
@@ -727,10 +720,10 @@ async fn read_reliable(
                     .resume_limiter
                     .record_failure(peer, std::time::Instant::now());
             }
-            let _ = tx.send(Outgoing::Close(close_reason(
+            let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
                 close_code::SESSION_GONE,
                 "session gone",
-            )));
+            ))));
             return;
         }
     };
@@ -844,7 +837,7 @@ impl PlainCloser {
     pub(crate) fn close(&self, code: u16, text: &str) {
         let mut r = self.reason.lock().expect("closer lock");
         if r.is_none() {
-            *r = Some(close_reason(code, text));
+            *r = Some(Some(ws::close_reason(code, text)));
             self.notify.notify_one();
         }
     }
@@ -947,7 +940,9 @@ async fn read_plain(
             None => break Some(Outgoing::Stop),
             Some(Err(step)) => {
                 break Some(match step {
-                    Step::Violation(code, text) => Outgoing::Close(close_reason(code, &text)),
+                    Step::Violation(code, text) => {
+                        Outgoing::Close(Some(ws::close_reason(code, &text)))
+                    }
                     _ => Outgoing::Stop,
                 })
             }
