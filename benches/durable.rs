@@ -10,7 +10,9 @@
 //!
 //! `cargo bench --bench durable`; `RWS_BENCH_QUICK=1` runs it briefly (a
 //! smoke test); `RWS_BENCH_JSON=path` adds the figures to that JSON object
-//! (creating it if needed).
+//! (creating it if needed). With debug info for a profiler:
+//! `cargo bench --profile profiling --bench durable` (binary in
+//! `target/profiling/deps/`). Figures: docs/PERFORMANCE.md.
 
 mod common;
 

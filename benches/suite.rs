@@ -8,7 +8,15 @@
 //! writes the figures as one flat JSON object; `RWS_BENCH_ONLY=tput,rtt`
 //! runs only the named sections (memory, tput, rtt, recovery, storm);
 //! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
-//! in this process instead of a child process.
+//! in this process instead of a child process. Figures and how they were
+//! read: docs/PERFORMANCE.md.
+//!
+//! To profile, build with debug info in the `profiling` profile (release
+//! plus line tables; the release profile itself carries none) and run one
+//! case alone (`role_tput`):
+//! `cargo bench --profile profiling --bench suite --no-run`, then
+//! `RWS_BENCH_ROLE=tput RWS_BENCH_ARGS="stateful 64 200000" valgrind
+//! --tool=callgrind target/profiling/deps/suite-<hash>` (or `perf record -g`).
 //!
 //! The memory and reconnect-storm figures come from child processes (this
 //! same binary, re-run with `RWS_BENCH_ROLE` set): one runs the server, one
@@ -110,10 +118,10 @@ impl Plan {
     }
 }
 
-/// Role "tput MODE SIZE N [URL]" (run by hand, for profiling one case
-/// under perf or callgrind): one throughput run of our client in MODE (raw
-/// or stateful) against the in-process server (or URL), after a short
-/// warm-up.
+/// Role `tput`, `RWS_BENCH_ARGS="MODE SIZE N [URL]"` (run by hand, for
+/// profiling one case under perf or callgrind in the `profiling` profile):
+/// one throughput run of our client in MODE (raw or stateful) against the
+/// in-process server (or URL), after a short warm-up.
 fn role_tput(args: &str) {
     let mut it = args.split(' ');
     let mode = match it.next() {

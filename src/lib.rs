@@ -1,13 +1,6 @@
-//! # resilient-ws
-//!
 //! A resilient WebSocket framework for [actix](https://docs.rs/actix): a
 //! client that survives network faults without losing messages, and a server
-//! that lets it resume.
-//!
-//! The client is a small set of actors behind one handle,
-//! [`ResilientWebSocket`]: a supervised [`ConnectionActor`](client::ConnectionActor)
-//! owns the awc socket; events ([`StateChanged`], [`IncomingMessage`],
-//! [`ErrorEvent`], [`Closed`]) fan out to the `Recipient`s you subscribe.
+//! (actix-web + actix-ws) that lets it resume.
 //!
 //! ```no_run
 //! use actix::prelude::*;
@@ -33,19 +26,94 @@
 //!         .await?;
 //!     ws.send("hello").await?;
 //!     ws.send_json(&serde_json::json!({"n": 1})).await?;
-//!     ws.disconnect().await
+//!     ws.disconnect().await // writes what was sent, then closes with 1000
 //! }
 //! ```
 //!
-//! ## Layout
-//! - `client/`: the facade ([`ResilientWebSocket`]), the `ConnectionActor`,
-//!   the frame assembler (fragments, UTF-8, size limit), awc transport, and
-//!   event fan-out.
-//! - [`server`]: actix-web + actix-ws endpoints.
-//! - `ws` (internal): what both ends do alike with WebSocket frames
-//!   (fragment assembly and limits, codec errors to close codes, pongs).
-//! - [`testing`]: test servers on port 0 for your own actor-level tests.
-//! - [`events`], [`options`], [`error`], [`close_code`]: the public types.
+//! # The client: four actors behind one handle
+//!
+//! [`ResilientWebSocket`] is a cheap, cloneable handle to four actors that
+//! talk only through typed messages:
+//! - the **`ConnectionActor`** owns the awc socket and its codec. It runs
+//!   under `actix::Supervisor`, and every socket end is a stop: its restart
+//!   *is* the reconnect, rebuilding every socket-bound thing from scratch.
+//! - the **`QueueActor`** holds the outbox, the unacknowledged messages and
+//!   the session's sequence state. It outlives every restart of the
+//!   connection, which is what lets a session resume.
+//! - the **`HeartbeatActor`** pings every `heartbeat_interval` and reports a
+//!   link on which nothing arrived in time (a half-open connection).
+//! - the **`ReconnectSupervisor`** counts attempts and asks the
+//!   [`RetryPolicy`] (by default [`ExponentialBackoff`], full jitter) how
+//!   long to wait, or whether to give up.
+//!
+//! Events ([`StateChanged`], [`IncomingMessage`], [`ErrorEvent`],
+//! [`Closed`], [`Reconnecting`], [`Reconnected`], [`SessionLost`],
+//! [`MessageDropped`]) fan out to the `Recipient`s you subscribe. Dropping
+//! the last handle closes the client like `disconnect()` and stops its
+//! actors.
+//!
+//! # Modes
+//!
+//! [`ReconnectMode`] says what a lost connection costs:
+//! - `None`: the client ends in `Disconnected` with the error.
+//! - `Stateless` (the default): it reconnects to a fresh session against any
+//!   RFC 6455 server; the outbox survives, a message written to a socket
+//!   that died may be lost (at most once).
+//! - `Stateful`: the reliable protocol (`docs/PROTOCOL.md` in the
+//!   repository) with a server from this crate ([`server::ReliableServer`]):
+//!   every message is delivered exactly once and in order, both directions,
+//!   across any number of drops while the server keeps the session; after a
+//!   lost session, at least once, each message with its id.
+//!
+//! # Durability
+//!
+//! With a store (`ResilientWebSocketBuilder::durable_store`, a redb file, or
+//! your own [`queue::QueueStore`]) `send()` returns once its message is on
+//! disk, and a client started again on the same store resumes its session:
+//! what `send()` accepted survives a crash of the process.
+//!
+//! # The test kit
+//!
+//! [`testing`] has what this crate's own tests use, for tests of your
+//! actors against real sockets on 127.0.0.1: `TestServer` (echo and
+//! reliable servers on port 0), `RawServer` (a scripted, misbehaving peer),
+//! `FaultProxy` (cuts, half-open links, latency, refusals) and
+//! `EventRecorder` (waits for a client's events with a timeout).
+//!
+//! # Features
+//!
+//! `client`, `server` (actix-web), `durable` (redb) and `testing` are on by
+//! default; `cli` builds the `rws` command. A client-only build
+//! (`default-features = false, features = ["client"]`) compiles no web
+//! server, database or argument parser.
+//!
+//! # Layout
+//!
+//! Each layer uses only the layers below it; client and server meet only in
+//! `protocol` and `ws`.
+//! - `src/bin/rws/`: the `rws` command (`serve`, `connect`, `demo`): its
+//!   arguments, the server and client it runs, what it prints.
+//! - [`testing`] (`src/testing/`): the test kit (`server.rs`, `raw.rs`,
+//!   `proxy.rs`, `recorder.rs`).
+//! - [`client`] (`src/client/`): `facade.rs` ([`ResilientWebSocket`] and its
+//!   builder) and one file per actor: `connection.rs`, `queue_actor.rs`,
+//!   `heartbeat.rs`, `reconnect.rs`; around them `transport.rs` (awc
+//!   upgrade, TLS, negotiate), `inbound.rs` (backpressure to slow
+//!   subscribers), `store_writer.rs` (the durable store's group commit),
+//!   `stats.rs`.
+//! - [`server`] (`src/server/`): routes, sessions that outlive their
+//!   sockets, the registry behind [`server::ReliableServer`], the echo and
+//!   broadcast modes, its options and events.
+//! - [`protocol`] (`src/protocol/`): the reliable protocol's frames,
+//!   negotiate, and its sequence rules (`sequence.rs`: one `Sender` and one
+//!   `Receiver`, plain types used by both ends).
+//! - `ws` (`src/ws/`, internal): what both ends do alike with WebSocket
+//!   frames: fragment assembly and limits, codec errors to close codes, the
+//!   pong throttle, close reasons.
+//! - The vocabulary, depending on nothing above it: [`events`],
+//!   [`options`], [`error`], [`retry`], [`close_code`], and the payload and
+//!   message-id types; and [`queue`] (`src/queue/`): [`queue::MessageQueue`]
+//!   and the stores (`store.rs`, `redb_store.rs`).
 
 #![deny(missing_docs)]
 
