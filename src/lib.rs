@@ -113,7 +113,13 @@
 //! - The vocabulary, depending on nothing above it: [`events`],
 //!   [`options`], [`error`], [`retry`], [`close_code`], and the payload and
 //!   message-id types; and [`queue`] (`src/queue/`): [`queue::MessageQueue`]
-//!   and the stores (`store.rs`, `redb_store.rs`).
+//!   and the stores (`store.rs`: `QueueStore`, `MemoryStore`;
+//!   `redb_store.rs`: `RedbStore`).
+//!
+//! Beside `src/`: `tests/` (integration tests against real peers on
+//! 127.0.0.1, helpers in `tests/common/`), `examples/` (`echo_client`, and
+//! `actix_web_app`: the client inside an actix-web app's own actor),
+//! `benches/` (docs/PERFORMANCE.md), `fuzz/` (the parsers' fuzz targets).
 
 #![deny(missing_docs)]
 
