@@ -71,3 +71,36 @@ fn demo_delivers_every_message_once_in_order_through_cuts() {
     );
     assert!(out.stderr.contains("cut #1 at "), "{}", out.stderr);
 }
+
+/// A stdout that fails (here a full disk: /dev/full) is reported like
+/// `rws connect` reports it, with exit status 1, not a panic.
+#[cfg(target_os = "linux")]
+#[test]
+fn demo_reports_a_failing_stdout_instead_of_panicking() {
+    use std::{io::Read, process::Stdio};
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let mut cmd = rws();
+    cmd.args(["demo", "--messages", "10", "--server-messages", "0"])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard(cmd.spawn().expect("spawn rws demo"));
+    let mut stderr = child.0.stderr.take().expect("stderr");
+    // The demo's stderr is a few dozen lines: it fits the pipe, so the
+    // child cannot block on it before it exits.
+    let status = wait_child(&mut child.0, TIMEOUT)
+        .unwrap_or_else(|| panic!("rws demo did not exit within {TIMEOUT:?}"));
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).expect("read stderr");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("rws: writing to stdout: ") && last.contains("No space left"),
+        "unclear error: {err}"
+    );
+}

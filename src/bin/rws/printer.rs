@@ -154,10 +154,6 @@ fn serde_name<T: serde::Serialize + std::fmt::Debug>(v: T) -> String {
     }
 }
 
-fn state_name(s: ConnectionState) -> String {
-    serde_name(s)
-}
-
 impl Actor for Printer {
     type Context = Context<Self>;
 }
@@ -184,7 +180,7 @@ impl Handler<StateChanged> for Printer {
     type Result = ();
 
     fn handle(&mut self, msg: StateChanged, _: &mut Context<Self>) {
-        let (previous, current) = (state_name(msg.previous), state_name(msg.current));
+        let (previous, current) = (serde_name(msg.previous), serde_name(msg.current));
         self.event(
             JsonEvent::State {
                 previous: &previous,
