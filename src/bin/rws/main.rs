@@ -21,6 +21,7 @@
 //! - `parse.rs`: the value parsers of the flags (durations, sizes, ...).
 //! - `serve.rs`: `rws serve`.
 //! - `connect.rs`: `rws connect`: builds the client, runs its main loop.
+//! - `control.rs`: what the tasks of `connect` report to that loop.
 //! - `stdin.rs`: stdin lines to the client, and the end of input.
 //! - `printer.rs`: the client's events to stdout and stderr.
 //! - `signals.rs`: SIGINT/SIGTERM, for `serve` and `connect`.
