@@ -12,6 +12,7 @@
 
 use std::{
     fmt,
+    io::{self, Write as _},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -27,6 +28,8 @@ use resilient_ws::{
     testing::{FaultProxy, TestServer},
     IncomingMessage, ReconnectMode, ResilientWebSocket, SessionLost,
 };
+
+use crate::EXIT_FAILURE;
 
 /// The seed used without `--seed`, so two plain runs cut at the same times.
 const DEFAULT_SEED: u64 = 24_301;
@@ -72,16 +75,22 @@ pub fn run(args: DemoArgs) -> i32 {
     actix_rt::System::new().block_on(async move {
         match stream(&args).await {
             Ok(report) => {
-                print!("{report}");
+                // Not `print!`: it panics when stdout fails (a full disk, a
+                // closed pipe), and no panic may reach the user.
+                let mut out = io::stdout().lock();
+                if let Err(e) = write!(out, "{report}").and_then(|()| out.flush()) {
+                    say!("rws: writing to stdout: {e}");
+                    return EXIT_FAILURE;
+                }
                 if report.ok() {
                     0
                 } else {
-                    1
+                    EXIT_FAILURE
                 }
             }
             Err(e) => {
                 say!("rws: demo failed: {e}");
-                1
+                EXIT_FAILURE
             }
         }
     })

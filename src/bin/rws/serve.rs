@@ -1,0 +1,119 @@
+//! `rws serve`: the reliable server at `/ws`, echoing or broadcasting, that
+//! tells its clients when to come back before it stops on a signal.
+
+use actix_web::{App, HttpServer};
+use resilient_ws::{
+    protocol::ShutdownAdvice,
+    server::{reliable_route, PlainMode, ReliableServer, ServerOptions},
+};
+use tokio::sync::mpsc;
+
+use crate::{args::ServeArgs, millis, signals::watch_signals, EXIT_FAILURE, EXIT_SETUP};
+
+/// How long `rws serve` waits for open connections on shutdown. actix-web's
+/// default of 30 s would keep a Ctrl-C'd server alive as long as any
+/// WebSocket stays open.
+const SERVE_SHUTDOWN_SECS: u64 = 3;
+
+/// Runs `rws serve` until it is stopped; returns the process exit code.
+pub(crate) fn run(args: ServeArgs) -> i32 {
+    let mut options = ServerOptions {
+        resume_window: args.resume_window,
+        shutdown_drain_timeout: args.shutdown_drain,
+        keep_alive_interval: args.keep_alive,
+        client_timeout: args.client_timeout,
+        plain: if args.broadcast {
+            PlainMode::Broadcast
+        } else {
+            PlainMode::Echo
+        },
+        ..ServerOptions::default()
+    };
+    if let Some(n) = args.max_message_size {
+        options.max_message_size = n;
+    }
+    if let Some(n) = args.max_unacked_bytes {
+        options.max_unacked_bytes = n;
+    }
+    let advice = ShutdownAdvice {
+        reconnect_after_ms: millis(args.shutdown_reconnect_after),
+        spread_ms: millis(args.shutdown_spread),
+    };
+    actix_rt::System::new().block_on(async move {
+        // The hub and session actors live on this (the main) arbiter; the
+        // workers reach them through `Send` addresses.
+        let reliable = if args.broadcast {
+            ReliableServer::broadcast_mode(options)
+        } else {
+            ReliableServer::echo(options)
+        };
+        let for_workers = reliable.clone();
+        let server = HttpServer::new(move || {
+            let reliable = for_workers.clone();
+            App::new().configure(move |c| reliable_route(c, "/ws", reliable))
+        })
+        // Signals are ours: clients must be told to come back (1012) before
+        // the HTTP server stops.
+        .disable_signals()
+        // Small frames (acks, short messages) must not wait out Nagle's
+        // algorithm against the client's delayed ACK (a ~40 ms stall).
+        .tcp_nodelay(true)
+        .shutdown_timeout(SERVE_SHUTDOWN_SECS);
+        // `bind` already listens, so clients may connect as soon as the line
+        // below is printed (tests wait for it).
+        let server = match server.bind(args.bind.as_str()) {
+            Ok(s) => s,
+            Err(e) => {
+                say!("rws: cannot listen on {}: {e}", args.bind);
+                return EXIT_SETUP;
+            }
+        };
+        for addr in server.addrs() {
+            say!("listening on ws://{addr}/ws");
+        }
+        let server = server.run();
+        actix_rt::spawn(stop_on_signal(reliable, server.handle(), advice));
+        match server.await {
+            Ok(()) => 0,
+            Err(e) => {
+                say!("rws: server failed: {e}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
+/// On the first SIGINT/SIGTERM: drains every reliable session (see
+/// `--shutdown-drain`) and tells every client when to come back (close
+/// 1012 with `advice`), then stops the HTTP server gracefully (it waits up
+/// to [`SERVE_SHUTDOWN_SECS`] for the closing sockets). A second signal
+/// stops it at once.
+async fn stop_on_signal(
+    reliable: ReliableServer,
+    handle: actix_web::dev::ServerHandle,
+    advice: ShutdownAdvice,
+) {
+    let (tx, mut signals) = mpsc::unbounded_channel();
+    actix_rt::spawn(watch_signals(move || tx.send(()).is_ok()));
+    if signals.recv().await.is_none() {
+        return;
+    }
+    say!(
+        "rws: shutting down; clients are told to reconnect in {} ms (+ up to {} ms)",
+        advice.reconnect_after_ms,
+        advice.spread_ms
+    );
+    let graceful = {
+        let handle = handle.clone();
+        async move {
+            if let Err(e) = reliable.shutdown(advice).await {
+                log::warn!("shutdown advice not sent: {e}");
+            }
+            handle.stop(true).await;
+        }
+    };
+    tokio::select! {
+        () = graceful => {}
+        _ = signals.recv() => handle.stop(false).await,
+    }
+}
