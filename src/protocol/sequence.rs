@@ -202,6 +202,11 @@ impl<T> Sender<T> {
         self.next_seq
     }
 
+    /// The highest seq the peer acknowledged (explicitly or by a claim).
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
     /// The HELLO's `first_seq` claim: the oldest unacked seq, or the next
     /// one if nothing waits (§4, §7).
     pub fn first_unacked(&self) -> u64 {
@@ -273,14 +278,22 @@ impl<T> Sender<T> {
         &mut self,
         peer_last_received: u64,
     ) -> Result<(usize, impl Iterator<Item = &Sent<T>>), SequenceError> {
-        if peer_last_received > self.sent_up_to {
-            return Err(SequenceError::ClaimAhead);
-        }
+        self.check_claim(peer_last_received)?;
         let freed = self.release(peer_last_received);
         if let Some(last) = self.unacked.back() {
             self.sent_up_to = self.sent_up_to.max(last.seq);
         }
         Ok((freed, self.unacked.iter()))
+    }
+
+    /// Checks a peer's `last_received` claim without acting on it (for a
+    /// caller that must refuse a socket before it changes anything).
+    pub fn check_claim(&self, peer_last_received: u64) -> Result<(), SequenceError> {
+        if peer_last_received > self.sent_up_to {
+            Err(SequenceError::ClaimAhead)
+        } else {
+            Ok(())
+        }
     }
 
     /// Sent and not acked, in seq order.
