@@ -35,6 +35,8 @@ mod inbound;
 mod intake;
 mod messages;
 mod outbound;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use messages::{Attach, AttachError, Detached, Drain, EndSession, Inbound, Outbound};
 
