@@ -15,7 +15,7 @@ use super::{
         socket::{Outgoing, QueueMeter, ReadGate},
         ServerOptions,
     },
-    Attach, AttachError, Detached, Inbound, Outbound, SessionActor,
+    Attach, AttachError, Detached, Drain, Inbound, Outbound, SessionActor,
 };
 use crate::{close_code, protocol::Frame, Payload};
 
@@ -412,4 +412,38 @@ async fn a_detached_session_expires_after_the_resume_window() {
         session.send(Detached { socket_id: 2 }).await.is_err(),
         "the actor stopped"
     );
+}
+
+#[actix_rt::test]
+async fn a_drain_acks_now_delivers_nothing_more_and_closes_once_all_is_acked() {
+    let (_server, session) = start(ServerOptions {
+        ack_threshold: 10,
+        shutdown_drain_timeout: NEVER,
+        ..options()
+    });
+    let mut sock = attached(&session, 1, 0, false, 0).await;
+    feed(&session, &sock, vec![data(1, "a")]).await;
+    send(&session, "x").await;
+    assert_eq!(sock.written(), vec![Wrote::Data(1, "x".into())]);
+
+    let (done, mut drained) = tokio::sync::oneshot::channel();
+    session
+        .send(Drain {
+            reason: "restart".into(),
+            done,
+        })
+        .await
+        .unwrap();
+    assert_eq!(sock.written(), vec![ack(1)], "the pending ack, at once");
+    // Not delivered (nor acked): the client re-sends it to the next server.
+    feed(&session, &sock, vec![data(2, "b")]).await;
+    assert!(sock.written().is_empty());
+    assert!(drained.try_recv().is_err(), "x is not acked yet");
+
+    feed(&session, &sock, vec![Frame::Ack { seq: 1 }]).await;
+    assert_eq!(
+        sock.written(),
+        vec![Wrote::Close(close_code::SERVICE_RESTART, "restart".into())]
+    );
+    assert!(drained.await.is_ok(), "done fires once closed");
 }
