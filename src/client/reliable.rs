@@ -1,7 +1,6 @@
 //! Reliable mode, receiving side and session bookkeeping of the connection.
-//! The sequence rules themselves are the protocol's
-//! ([`Receiver`](crate::protocol::sequence::Receiver), shared with the
-//! server); this adds what the client keeps around them.
+//! The sequence rules themselves are the protocol's ([`Receiver`], shared
+//! with the server); this adds what the client keeps around them.
 //!
 //! It lives in the `ConnectionActor`'s fields (which survive its restarts);
 //! the sending half (numbering, the unacked window, replay) is the
