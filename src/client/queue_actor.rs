@@ -50,6 +50,7 @@ use super::{
 };
 use crate::{
     events::{ErrorEvent, MessageDropped, Payload},
+    protocol::sequence::Sender,
     queue::{
         Dropped, MessageId, MessageQueue, QueueError, QueueOptions, QueuedMessage, StoreOp,
         StoredState,
@@ -113,45 +114,9 @@ pub(crate) struct Outbound {
     pub(crate) payload: Payload,
 }
 
-/// Reliable mode: the sending half of the session.
-#[derive(Debug)]
-struct Window {
-    /// The seq the next message that leaves the outbox gets.
-    next_seq: u64,
-    /// Sent and not yet acknowledged, in seq order.
-    unacked: VecDeque<Outbound>,
-    bytes: usize,
-    max_bytes: usize,
-}
-
-impl Window {
-    fn has_room(&self, size: usize) -> bool {
-        // A message larger than the whole window still goes, alone.
-        self.unacked.is_empty() || self.bytes + size <= self.max_bytes
-    }
-
-    fn push(&mut self, payload: Payload) -> Outbound {
-        let out = Outbound {
-            seq: self.next_seq,
-            payload,
-        };
-        self.next_seq += 1;
-        self.bytes += out.payload.len();
-        self.unacked.push_back(out.clone());
-        out
-    }
-
-    fn ack(&mut self, seq: u64) {
-        while self.unacked.front().is_some_and(|m| m.seq <= seq) {
-            let m = self.unacked.pop_front().expect("front checked");
-            self.bytes -= m.payload.len();
-        }
-    }
-
-    fn first_unacked(&self) -> u64 {
-        self.unacked.front().map_or(self.next_seq, |m| m.seq)
-    }
-}
+/// Reliable mode: the sending half of the session (numbering, the unacked
+/// window, replay), the protocol's own rules.
+type Window = Sender<Payload>;
 
 /// With a durable store: what the store must follow, and the batches
 /// waiting for the commit that makes them safe to write.
@@ -287,12 +252,8 @@ impl QueueActor {
             up: false,
             paused: false,
             gen: 0,
-            window: stateful.then(|| Window {
-                next_seq: 1,
-                unacked: VecDeque::new(),
-                bytes: 0,
-                max_bytes: usize::MAX,
-            }),
+            // The window's bound comes with each socket (`LinkState::Up`).
+            window: stateful.then(|| Window::new(1, usize::MAX)),
             batch: Vec::new(),
             overflow: VecDeque::new(),
             flush_scheduled: false,
@@ -336,13 +297,13 @@ impl QueueActor {
         };
         let mut outbox: Vec<(Payload, u8, u64)> = Vec::new();
         match self.window.as_mut() {
-            Some(w) => {
-                w.next_seq = state.next_seq.max(1);
-                for (seq, payload) in state.unacked {
-                    w.bytes += payload.len();
-                    w.unacked.push_back(Outbound { seq, payload });
-                }
-            }
+            Some(w) => w.restore(
+                state.next_seq,
+                state.unacked.into_iter().map(|(seq, payload)| {
+                    let bytes = payload.len();
+                    (seq, payload, bytes)
+                }),
+            ),
             None => {
                 // A store last used in reliable mode: its unacknowledged
                 // messages go first, as plain messages.
@@ -400,7 +361,7 @@ impl QueueActor {
         d.issued += 1;
         let ops = std::mem::take(&mut d.ops);
         let waiters = std::mem::take(&mut d.waiters);
-        let next_seq = self.window.as_ref().map_or(0, |w| w.next_seq);
+        let next_seq = self.window.as_ref().map_or(0, Window::next_seq);
         d.marks.push_back((d.issued, next_seq, d.next_key));
         let chain = Chain {
             ticket: d.issued,
@@ -412,7 +373,8 @@ impl QueueActor {
     /// Reliable mode: the peer has everything up to `upto`.
     fn ack(&mut self, upto: u64) {
         if let Some(w) = self.window.as_mut() {
-            w.ack(upto);
+            // Checked by the connection against what it wrote.
+            w.release(upto);
             self.record(StoreOp::Acked { upto });
         }
     }
@@ -508,7 +470,7 @@ impl QueueActor {
         self.shared
             .set_buffered(self.queue.len() + self.overflow.len());
         if let Some(w) = &self.window {
-            self.shared.set_window(w.unacked.len());
+            self.shared.set_window(w.len());
         }
     }
 
@@ -567,7 +529,10 @@ impl QueueActor {
     /// stored in the outbox.
     fn outbound(&mut self, payload: Payload, key: Option<u64>) -> Outbound {
         let out = match self.window.as_mut() {
-            Some(w) => w.push(payload),
+            Some(w) => Outbound {
+                seq: w.push(payload.clone(), payload.len()),
+                payload,
+            },
             None => Outbound { seq: 0, payload },
         };
         if self.durable.is_some() {
@@ -590,7 +555,7 @@ impl QueueActor {
         let batch = std::mem::take(&mut self.batch);
         self.send_batch(batch);
         if let Some(w) = &self.window {
-            self.shared.set_window(w.unacked.len());
+            self.shared.set_window(w.len());
         }
     }
 
@@ -808,12 +773,9 @@ impl QueueActor {
         let mut back = Vec::new();
         if let Some(w) = self.window.as_mut() {
             let mut undone = HashMap::new();
-            while w.unacked.back().is_some_and(|m| m.seq >= durable_seq) {
-                let m = w.unacked.pop_back().expect("back checked");
-                w.bytes -= m.payload.len();
+            for m in w.rewind(durable_seq) {
                 undone.insert(m.seq, m.payload);
             }
-            w.next_seq = w.next_seq.min(durable_seq);
             for a in assigned {
                 if a.key >= durable_key {
                     continue;
@@ -1027,8 +989,14 @@ impl Handler<LinkState> for QueueActor {
                     self.ack(last);
                 }
                 if let Some(w) = self.window.as_mut() {
-                    w.max_bytes = max_unacked_bytes;
-                    let replay: Vec<Outbound> = w.unacked.iter().cloned().collect();
+                    w.set_max_bytes(max_unacked_bytes);
+                    let replay: Vec<Outbound> = w
+                        .unacked()
+                        .map(|m| Outbound {
+                            seq: m.seq,
+                            payload: m.payload.clone(),
+                        })
+                        .collect();
                     self.send_batch(replay);
                 } else {
                     self.send_batch(stale);
@@ -1143,7 +1111,7 @@ impl QueueActor {
     fn all_acked(&self) -> bool {
         self.queue.is_empty()
             && self.overflow.is_empty()
-            && self.window.as_ref().is_none_or(|w| w.unacked.is_empty())
+            && self.window.as_ref().is_none_or(Window::is_empty)
     }
 
     /// Passes pending `disconnect()`s on to the connection, and disarms

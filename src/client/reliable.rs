@@ -1,13 +1,18 @@
-//! Reliable mode, receiving side and session bookkeeping of the connection:
-//! the sequence rules of docs/PROTOCOL.md §5 as a plain type, so they are
-//! unit-tested apart from sockets and actors.
+//! Reliable mode, receiving side and session bookkeeping of the connection.
+//! The sequence rules themselves are the protocol's ([`Receiver`], shared
+//! with the server); this adds what the client keeps around them.
 //!
 //! It lives in the `ConnectionActor`'s fields (which survive its restarts);
 //! the sending half (numbering, the unacked window, replay) is the
 //! `QueueActor`'s.
 
 use super::transport::SessionInfo;
-use crate::{close_code, queue::StoredSession, Error};
+use crate::{
+    close_code,
+    protocol::sequence::{check_ack, Receiver, SequenceError},
+    queue::StoredSession,
+    Error,
+};
 
 impl From<&SessionInfo> for StoredSession {
     fn from(s: &SessionInfo) -> Self {
@@ -43,76 +48,77 @@ impl From<&StoredSession> for SessionInfo {
     }
 }
 
-/// What to do with a DATA frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// The next message: hand it to the application.
-    Deliver,
-    /// Already delivered (a replay): drop it, but ack it.
-    Duplicate,
-}
+/// What to do with a DATA frame (the protocol's rule, re-exported for the
+/// connection).
+pub(crate) use crate::protocol::sequence::Verdict;
 
-/// The session state of the receiving side.
+/// The session state of the receiving side: the session in use, the
+/// [`Receiver`] that applies §5 to the server's DATA, and what this side
+/// wrote (the check of the server's acks).
+///
+/// It derefs to its [`Receiver`] so the connection reads and restores
+/// `delivered` directly; the rules themselves are the Receiver's.
 #[derive(Debug, Default)]
 pub(crate) struct ReliableState {
     /// The session being used; `None` until negotiated, and after the server
     /// said it is gone.
     pub(crate) session: Option<SessionInfo>,
-    /// The highest server seq delivered to the application.
-    pub(crate) delivered: u64,
+    /// The server's messages: delivered so far, per-socket order, acks due.
+    receiver: Receiver,
     /// The highest client seq written to any socket of this session: an
-    /// ack beyond it acknowledges something never sent.
+    /// ack beyond it acknowledges something never sent. Here, not in the
+    /// outbox's [`Sender`](crate::protocol::sequence::Sender): the outbox
+    /// numbers messages before the connection writes them.
     pub(crate) highest_written: u64,
-    /// The previous DATA seq on the current socket.
-    last_on_socket: u64,
-    /// Deliveries (and duplicates) not acknowledged yet.
-    unacked: u32,
 }
 
-fn violation(message: &str) -> Error {
+impl std::ops::Deref for ReliableState {
+    type Target = Receiver;
+
+    fn deref(&self) -> &Receiver {
+        &self.receiver
+    }
+}
+
+impl std::ops::DerefMut for ReliableState {
+    fn deref_mut(&mut self) -> &mut Receiver {
+        &mut self.receiver
+    }
+}
+
+fn violation(e: SequenceError) -> Error {
     Error::Protocol {
         close_code: close_code::PROTOCOL_ERROR,
-        message: message.into(),
+        message: e.reason().into(),
     }
 }
 
 impl ReliableState {
     /// A new socket: per-socket rules start again.
     pub(crate) fn new_socket(&mut self) {
-        self.last_on_socket = 0;
-        self.unacked = 0;
+        self.receiver.new_socket();
     }
 
     /// The server lost the session: the next one numbers its messages to us
     /// from 1 again. Our own numbering goes on (the seq is the message id).
     pub(crate) fn session_gone(&mut self) -> Option<SessionInfo> {
-        self.delivered = 0;
+        self.receiver.reset();
         self.session.take()
     }
 
-    /// Applies §5 to a DATA frame's seq.
+    /// Applies §5 to a DATA frame's seq. The client's application takes a
+    /// message when it is delivered, so it counts for the ack at once.
     pub(crate) fn on_data(&mut self, seq: u64) -> Result<Verdict, Error> {
-        if seq <= self.last_on_socket {
-            return Err(violation("data sequence went backwards"));
+        let verdict = self.receiver.on_data(seq).map_err(violation)?;
+        if verdict == Verdict::Deliver {
+            self.receiver.count_for_ack(1);
         }
-        self.last_on_socket = seq;
-        self.unacked += 1;
-        if seq <= self.delivered {
-            Ok(Verdict::Duplicate)
-        } else if seq == self.delivered + 1 {
-            self.delivered = seq;
-            Ok(Verdict::Deliver)
-        } else {
-            Err(violation("gap in data sequence"))
-        }
+        Ok(verdict)
     }
 
-    /// Checks an ACK from the peer.
+    /// Checks an ACK (or a WELCOME's claim) from the peer.
     pub(crate) fn on_ack(&self, seq: u64) -> Result<(), Error> {
-        if seq > self.highest_written {
-            return Err(violation("ack for a message never sent"));
-        }
-        Ok(())
+        check_ack(seq, self.highest_written).map_err(violation)
     }
 
     /// Records a DATA frame we wrote.
@@ -122,18 +128,13 @@ impl ReliableState {
 
     /// Whether an ack must go out now (threshold reached).
     pub(crate) fn ack_now(&self, threshold: u32) -> bool {
-        self.unacked >= threshold.max(1)
-    }
-
-    /// Whether anything waits to be acknowledged.
-    pub(crate) fn ack_pending(&self) -> bool {
-        self.unacked > 0
+        self.receiver.ack_due(threshold)
     }
 
     /// An ACK is being sent: returns its seq.
     pub(crate) fn take_ack(&mut self) -> u64 {
-        self.unacked = 0;
-        self.delivered
+        self.receiver.ack_sent();
+        self.receiver.delivered
     }
 }
 

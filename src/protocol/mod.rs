@@ -8,7 +8,9 @@
 //!   response ([`NegotiateResponse`]), the
 //!   negotiate URL ([`negotiate_url`]), session ids and reconnect tokens
 //!   ([`new_connection_id`], [`new_reconnect_token`], [`tokens_equal`]) and
-//!   the shutdown advice of a 1012 close ([`ShutdownAdvice`]).
+//!   the shutdown advice of a 1012 close ([`ShutdownAdvice`]);
+//! - [`sequence`]: the sequence rules (§4–§5) both ends apply, a
+//!   [`Sender`](sequence::Sender) and a [`Receiver`](sequence::Receiver).
 //!
 //! The close codes the protocol uses are in [`close_code`](crate::close_code)
 //! ([`SERVICE_RESTART`](crate::close_code::SERVICE_RESTART),
@@ -17,6 +19,7 @@
 
 pub mod frame;
 pub mod negotiate;
+pub mod sequence;
 
 pub use frame::{encode_data, Frame, FrameError, MAX_DATA_HEADER_LEN, MAX_HELLO_LEN};
 pub use negotiate::{
