@@ -30,7 +30,7 @@ use super::{
 use crate::{close_code, ws, Payload};
 
 /// How many messages a plain client may fall behind before it is closed
-/// with 1013 "too slow" (in [`PlainMode::Broadcast`](super::PlainMode::Broadcast)).
+/// with 1013 "too slow" (in [`PlainMode::Broadcast`]).
 pub const PLAIN_CLIENT_BUFFER: usize = 1024;
 
 /// The payload bytes an echo client's answers may take while waiting to be
