@@ -95,3 +95,53 @@ impl<S> Shared<S> {
         self.plain.close_all(close_code::SERVICE_RESTART, &reason);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::server::{plain_clients::PlainClient, send_window::SendWindow, writer::PlainCloser};
+
+    #[test]
+    fn shutdown_closes_the_plain_clients_and_stats_count_everything() {
+        let shared = Shared::<u32>::new(ServerOptions::default(), false);
+        assert_eq!(shared.shutdown_reason(), None);
+        let closer = Arc::new(PlainCloser::default());
+        let (tx, _rx) = mpsc::channel(1);
+        shared.plain.add(
+            7,
+            PlainClient {
+                tx,
+                closer: closer.clone(),
+                broadcast: false,
+            },
+        );
+        shared
+            .sessions
+            .insert("s".into(), "", 1, Arc::new(SendWindow::new(1)));
+        shared.socket_attached();
+        shared.inbound_backlog.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(
+            shared.stats(),
+            ServerStats {
+                sessions: 1,
+                attached: 1,
+                plain_clients: 1,
+                broadcast_skipped: 0,
+                inbound_backlog: 3,
+            }
+        );
+
+        shared.begin_shutdown("bye".to_owned());
+        assert_eq!(shared.shutdown_reason().as_deref(), Some("bye"));
+        assert!(closer.is_closing(), "plain clients are closed at once");
+
+        shared.socket_detached();
+        shared.remove_session("s", "");
+        assert_eq!(shared.stats().sessions, 0);
+        assert_eq!(shared.stats().attached, 0);
+    }
+}
