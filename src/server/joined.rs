@@ -1,12 +1,15 @@
 //! A server socket's incoming side before any protocol: whole messages
 //! ([`Joined`]: fragments joined by the shared `ws` layer's
 //! [`Assembler`], so the limits and UTF-8 checks are the client's too) and
-//! what each means for the reader ([`Step`]).
+//! what each means for the reader ([`Step`]), and how a socket ends for
+//! it ([`Step::ending`]).
 
 use actix_http::ws::Frame as WsFrame;
 use actix_ws::{AggregatedMessage, CloseReason, Message, MessageStream, ProtocolError};
 use bytes::Bytes;
 use futures_util::StreamExt;
+
+use super::socket_tx::Outgoing;
 
 use crate::{
     close_code,
@@ -30,6 +33,23 @@ pub(crate) enum Step {
     Violation(u16, String),
     /// The connection ended without a Close frame.
     End,
+}
+
+impl Step {
+    /// What the writer does to end the socket for this step, the same for
+    /// the plain and the protocol socket: the client's Close is answered
+    /// with its code (and no reason), a violation closes with its code and
+    /// reason, anything else ends without a Close frame.
+    pub(crate) fn ending(self) -> Outgoing {
+        match self {
+            Step::Closed(reason) => Outgoing::Close(reason.map(|r| CloseReason {
+                code: r.code,
+                description: None,
+            })),
+            Step::Violation(code, text) => Outgoing::Close(Some(ws::close_reason(code, &text))),
+            _ => Outgoing::Stop,
+        }
+    }
 }
 
 fn stream_error(e: ProtocolError) -> Step {
@@ -105,5 +125,36 @@ impl Joined {
             };
             return Some(Ok(item));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_ws::CloseCode;
+
+    use super::*;
+
+    #[test]
+    fn a_socket_ends_by_answering_the_close_or_naming_the_violation() {
+        let asked = Some(CloseReason {
+            code: CloseCode::Away,
+            description: Some("bye".to_owned()),
+        });
+        match Step::Closed(asked).ending() {
+            Outgoing::Close(Some(r)) => {
+                assert_eq!(r.code, CloseCode::Away, "the client's code");
+                assert_eq!(r.description, None, "not its reason");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Step::Closed(None).ending(), Outgoing::Close(None)));
+        match Step::Violation(close_code::MESSAGE_TOO_BIG, "too big".to_owned()).ending() {
+            Outgoing::Close(Some(r)) => {
+                assert_eq!(u16::from(r.code), close_code::MESSAGE_TOO_BIG);
+                assert_eq!(r.description.as_deref(), Some("too big"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Step::End.ending(), Outgoing::Stop));
     }
 }

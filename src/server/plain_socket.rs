@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use actix_ws::{AggregatedMessage, CloseReason};
+use actix_ws::AggregatedMessage;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{
@@ -27,7 +27,7 @@ use super::{
     socket_tx::{next_socket_id, Outgoing},
     writer::{write_plain, PlainCloser},
 };
-use crate::{close_code, ws, Payload};
+use crate::{close_code, Payload};
 
 /// How many messages a plain client may fall behind before it is closed
 /// with 1013 "too slow" (in [`PlainMode::Broadcast`]).
@@ -108,20 +108,8 @@ async fn read_plain(
         keep_alive.seen();
         let payload = match item {
             None => break Some(Outgoing::Stop),
-            Some(Err(step)) => {
-                break Some(match step {
-                    Step::Violation(code, text) => {
-                        Outgoing::Close(Some(ws::close_reason(code, &text)))
-                    }
-                    _ => Outgoing::Stop,
-                })
-            }
-            Some(Ok(AggregatedMessage::Close(r))) => {
-                break Some(Outgoing::Close(r.map(|r| CloseReason {
-                    code: r.code,
-                    description: None,
-                })))
-            }
+            Some(Err(step)) => break Some(step.ending()),
+            Some(Ok(AggregatedMessage::Close(r))) => break Some(Step::Closed(r).ending()),
             Some(Ok(AggregatedMessage::Ping(p))) => {
                 if tx.send(Outgoing::Pong(p, None)).await.is_err() {
                     break None;

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use actix::Addr;
-use actix_ws::{AggregatedMessage, CloseReason};
+use actix_ws::AggregatedMessage;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -106,18 +106,10 @@ impl SocketChecks {
 
 /// Ends a socket the way `step` says (the writer does the writing).
 fn finish(tx: &SocketTx, step: Step) {
-    let out = match step {
-        Step::Closed(reason) => Outgoing::Close(reason.map(|r| CloseReason {
-            code: r.code,
-            description: None,
-        })),
-        Step::Violation(code, text) => {
-            log::debug!("reliable socket: closing with {code}: {text}");
-            Outgoing::Close(Some(ws::close_reason(code, &text)))
-        }
-        _ => Outgoing::Stop,
-    };
-    let _ = tx.send(out);
+    if let Step::Violation(code, text) = &step {
+        log::debug!("reliable socket: closing with {code}: {text}");
+    }
+    let _ = tx.send(step.ending());
 }
 
 /// Starts the tasks of a protocol socket.
