@@ -587,7 +587,7 @@ impl ResilientWebSocketBuilder {
     }
 
     /// Subscribes a recipient to state changes.
-    pub fn on_state(mut self, r: Recipient<StateChanged>) -> Self {
+    pub fn on_state(self, r: Recipient<StateChanged>) -> Self {
         self.bus.state.add(r);
         self
     }
@@ -599,26 +599,26 @@ impl ResilientWebSocketBuilder {
     }
 
     /// Subscribes a recipient to errors.
-    pub fn on_error(mut self, r: Recipient<ErrorEvent>) -> Self {
+    pub fn on_error(self, r: Recipient<ErrorEvent>) -> Self {
         self.bus.errors.add(r);
         self
     }
 
     /// Subscribes a recipient to socket-closed events.
-    pub fn on_closed(mut self, r: Recipient<Closed>) -> Self {
+    pub fn on_closed(self, r: Recipient<Closed>) -> Self {
         self.bus.closed.add(r);
         self
     }
 
     /// Reliable mode: subscribes a recipient to session-lost reports (the
     /// server no longer had the session; a fresh one is started).
-    pub fn on_session_lost(mut self, r: Recipient<SessionLost>) -> Self {
+    pub fn on_session_lost(self, r: Recipient<SessionLost>) -> Self {
         self.bus.session_lost.add(r);
         self
     }
 
     /// Subscribes a recipient to dropped-message reports.
-    pub fn on_dropped(mut self, r: Recipient<MessageDropped>) -> Self {
+    pub fn on_dropped(self, r: Recipient<MessageDropped>) -> Self {
         self.bus.dropped.add(r);
         self
     }
@@ -636,13 +636,13 @@ impl ResilientWebSocketBuilder {
     }
 
     /// Subscribes a recipient to reconnect announcements.
-    pub fn on_reconnecting(mut self, r: Recipient<Reconnecting>) -> Self {
+    pub fn on_reconnecting(self, r: Recipient<Reconnecting>) -> Self {
         self.bus.reconnecting.add(r);
         self
     }
 
     /// Subscribes a recipient to reconnect successes.
-    pub fn on_reconnected(mut self, r: Recipient<Reconnected>) -> Self {
+    pub fn on_reconnected(self, r: Recipient<Reconnected>) -> Self {
         self.bus.reconnected.add(r);
         self
     }

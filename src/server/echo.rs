@@ -1,4 +1,19 @@
 //! An echo endpoint: every text or binary message comes back unchanged.
+//!
+//! One of three echo paths, kept apart on purpose because each answers to
+//! a different contract:
+//! - this one is stateless and server-less: no [`ReliableServer`](super::ReliableServer),
+//!   no keep-alive, no shutdown, actix-ws's own fragment aggregation, and
+//!   the client's close answered with its code and reason. It is the peer
+//!   of the test kit's `TestServer::echo` (nearly every client test) and
+//!   of conformance runs, so its wire behaviour stays fixed;
+//! - the plain echo of a `ReliableServer` (`plain_socket.rs`,
+//!   [`PlainMode::Echo`](super::PlainMode::Echo)) is one of that server's
+//!   clients: counted, kept alive, closed by its shutdown, limited by its
+//!   options and paced by an echo byte budget;
+//! - the reliable echo mode ([`ReliableServer::echo`](super::ReliableServer::echo))
+//!   is done by the session actor: numbered, acknowledged, replayed across
+//!   resumes (exactly once).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};

@@ -3,16 +3,14 @@
 //!
 //! Subscribe with [`ReliableServer::on_session_opened`](super::ReliableServer::on_session_opened)
 //! and its siblings. Every event is `Clone` because one event goes to many
-//! subscribers. Fan-out rule: `try_send`; on a full mailbox `do_send` (the
-//! event is never dropped for a slow subscriber); a subscriber whose actor
-//! is gone is removed.
+//! subscribers. The fan-out is the client's too ([`Subscribers`] in
+//! `src/fanout.rs`): `try_send`; on a full mailbox `do_send` (the event is
+//! never dropped for a slow subscriber); a subscriber whose actor is gone
+//! is removed.
 
-use std::sync::RwLock;
+use actix::Message;
 
-use actix::{Message, Recipient};
-
-use crate::fanout::deliver;
-
+pub(crate) use crate::fanout::Subscribers;
 use crate::Payload;
 
 /// A session got its first socket (its WELCOME said `resumed = false`).
@@ -91,78 +89,6 @@ pub struct MessageReceived {
     /// one client; this crate's client keeps it in its durable store), or
     /// the connection id when the client sent none (docs/PROTOCOL.md §1).
     pub client_id: String,
-}
-
-/// One subscriber list with the fan-out rule.
-pub(crate) struct Subscribers<M>
-where
-    M: Message<Result = ()> + Send + Clone + 'static,
-{
-    list: RwLock<Vec<Recipient<M>>>,
-}
-
-impl<M> Default for Subscribers<M>
-where
-    M: Message<Result = ()> + Send + Clone + 'static,
-{
-    fn default() -> Self {
-        Subscribers {
-            list: RwLock::new(Vec::new()),
-        }
-    }
-}
-
-impl<M> Subscribers<M>
-where
-    M: Message<Result = ()> + Send + Clone + 'static,
-{
-    pub(crate) fn add(&self, r: Recipient<M>) {
-        self.list.write().expect("subscribers lock").push(r);
-    }
-
-    /// Whether nobody subscribed: the hot path then skips building the
-    /// event (a `MessageReceived` costs a copy of the connection id).
-    pub(crate) fn is_empty(&self) -> bool {
-        self.list.read().expect("subscribers lock").is_empty()
-    }
-
-    /// Sends `msg` to every subscriber with `send`: the replies say that
-    /// each subscriber has handled everything up to this message (a
-    /// mailbox is FIFO). A fresh clone of a recipient is never parked, so
-    /// `send` always enqueues, like `do_send`. A gone subscriber's reply is
-    /// an error at once (it waits for nothing).
-    pub(crate) fn emit_marker(&self, msg: M) -> Vec<actix::dev::RecipientRequest<M>> {
-        self.list
-            .read()
-            .expect("subscribers lock")
-            .iter()
-            .map(|r| r.clone().send(msg.clone()))
-            .collect()
-    }
-
-    /// Sends `msg` to every subscriber: try_send, do_send on Full, and
-    /// removes the ones whose actor is gone.
-    pub(crate) fn emit(&self, msg: M) {
-        let closed = {
-            let list = self.list.read().expect("subscribers lock");
-            match list.split_last() {
-                None => false,
-                Some((last, rest)) => {
-                    let mut closed = false;
-                    for r in rest {
-                        closed |= deliver(r, msg.clone());
-                    }
-                    closed | deliver(last, msg)
-                }
-            }
-        };
-        if closed {
-            self.list
-                .write()
-                .expect("subscribers lock")
-                .retain(|r| r.connected());
-        }
-    }
 }
 
 /// Every subscriber list of a server.

@@ -1,387 +1,36 @@
 //! [`ReliableServer`]: the application's handle on the reliable server.
+//!
+//! The parts it drives live below it, one concept each: the shared state
+//! (`shared.rs`) with the session registry (`registry.rs`) and the send
+//! windows (`send_window.rs`), the resume limiter (`resume_limiter.rs`),
+//! the stats (`stats.rs`), the errors (`error.rs`), the hub actor
+//! (`hub.rs`) and the broadcast relay (`relay.rs`).
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex, Weak,
-    },
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, Notify};
 
 use super::{
-    events::{EventHub, MessageReceived, SessionExpired, SessionOpened, SessionResumed},
-    hub::{CreateSession, Hub, Shutdown},
-    options::{FailedResumeLimit, ServerOptions},
-    session::{EndSession, Outbound, SessionActor},
-    socket::{Outgoing, PlainCloser},
+    events::{MessageReceived, SessionExpired, SessionOpened, SessionResumed},
+    hub::{CreateSession, Hub, ServerShared, Shutdown},
+    options::ServerOptions,
+    registry::SessionEntry,
+    relay::{broadcast, send_when_room, Relay},
+    session::{EndSession, SessionActor},
+    shared::Shared as SharedState,
 };
-use crate::{close_code, protocol::ShutdownAdvice, Payload};
+use crate::{protocol::ShutdownAdvice, Payload};
 
-/// Why a [`ReliableServer`] call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// No session has this connection id (never negotiated, or it ended).
-    #[error("unknown session")]
-    UnknownSession,
-    /// The server's hub actor is gone (its `System` stopped).
-    #[error("the server has stopped")]
-    Stopped,
-    /// The identity already holds
-    /// [`max_sessions_per_identity`](ServerOptions::max_sessions_per_identity)
-    /// live sessions (negotiate answers `429`).
-    #[error("too many sessions for this identity")]
-    TooManySessionsForIdentity,
-    /// The server already holds
-    /// [`max_sessions`](ServerOptions::max_sessions) live sessions
-    /// (negotiate answers `503`).
-    #[error("too many sessions")]
-    TooManySessions,
-    /// The message is larger than the client said it accepts (its
-    /// negotiate `max_message_size`); it was not sent.
-    #[error("message of {size} bytes is larger than the client accepts ({max} bytes)")]
-    MessageTooLarge {
-        /// The message's payload size in bytes.
-        size: usize,
-        /// The client's limit in bytes.
-        max: usize,
-    },
-    /// [`try_send_to`](ReliableServer::try_send_to): the session's send
-    /// buffer has no room for the message now (its client has not
-    /// acknowledged enough yet). Nothing was sent; try again later, or wait
-    /// with [`send_to`](ReliableServer::send_to).
-    #[error("the session's send buffer is full")]
-    Full,
-    /// [`send_to`](ReliableServer::send_to): no room in the session's send
-    /// buffer within [`send_timeout`](ServerOptions::send_timeout) (its
-    /// client does not read, or is gone and has not resumed). Nothing was
-    /// sent; the session is not affected.
-    #[error("timed out waiting for room in the session's send buffer")]
-    Timeout,
-}
+pub use super::{error::ServerError, stats::ServerStats};
 
-/// A session's send buffer as the application's handle sees it: the
-/// payload bytes handed to the session and not yet acknowledged by its
-/// client (sent-but-unacked plus queued), so that
-/// [`ReliableServer::send_to`] can wait for room without asking the
-/// session actor.
-pub(crate) struct SendWindow {
-    queued: AtomicUsize,
-    /// The bound [`ReliableServer::send_to`] waits under
-    /// ([`ServerOptions::max_pending_bytes`]).
-    cap: usize,
-    /// Whether a socket is attached (a detached session's buffer only
-    /// drains after a resume: broadcast does not wait for it).
-    attached: AtomicBool,
-    closed: AtomicBool,
-    room: Notify,
-}
-
-impl SendWindow {
-    pub(crate) fn new(cap: usize) -> Self {
-        SendWindow {
-            queued: AtomicUsize::new(0),
-            cap,
-            attached: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            room: Notify::new(),
-        }
-    }
-
-    /// Takes room for `len` bytes if there is some (a message larger than
-    /// the bound when the buffer is empty too).
-    fn try_reserve(&self, len: usize) -> bool {
-        self.queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                (q == 0 || q.saturating_add(len) <= self.cap).then(|| q.saturating_add(len))
-            })
-            .is_ok()
-    }
-
-    /// Counts bytes the session queued by itself (echo, broadcast).
-    pub(crate) fn add(&self, len: usize) {
-        self.queued.fetch_add(len, Ordering::AcqRel);
-    }
-
-    /// The client acknowledged `len` bytes: room for waiting senders.
-    pub(crate) fn release(&self, len: usize) {
-        if len > 0 {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            self.room.notify_waiters();
-        }
-    }
-
-    pub(crate) fn set_attached(&self, on: bool) {
-        self.attached.store(on, Ordering::Release);
-        if on {
-            self.room.notify_waiters();
-        }
-    }
-
-    /// The session ended: waiting senders get `UnknownSession`.
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.room.notify_waiters();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-}
-
-/// A live session: its actor and its send buffer.
-#[derive(Clone)]
-pub(crate) struct SessionEntry {
-    pub(crate) addr: Addr<SessionActor>,
-    pub(crate) window: Arc<SendWindow>,
-}
-
-impl SessionEntry {
-    /// Hands `payload` over once the buffer has room, waiting until
-    /// `deadline` (`None`: not at all). `detached_ok`: do not wait for a
-    /// session without a socket (queue it unreserved instead; the pending
-    /// bound still applies).
-    async fn send(
-        &self,
-        payload: Payload,
-        deadline: Option<tokio::time::Instant>,
-        detached_ok: bool,
-    ) -> Result<(), ServerError> {
-        let len = payload.len();
-        loop {
-            let room = self.window.room.notified();
-            tokio::pin!(room);
-            // Registered before checking, so a release in between is seen.
-            room.as_mut().enable();
-            if self.window.is_closed() {
-                return Err(ServerError::UnknownSession);
-            }
-            if self.window.try_reserve(len) {
-                self.addr.do_send(Outbound {
-                    payload,
-                    reserved: true,
-                });
-                return Ok(());
-            }
-            if detached_ok && !self.window.attached.load(Ordering::Acquire) {
-                self.addr.do_send(Outbound {
-                    payload,
-                    reserved: false,
-                });
-                return Ok(());
-            }
-            let Some(deadline) = deadline else {
-                return Err(ServerError::Full);
-            };
-            if tokio::time::timeout_at(deadline, room).await.is_err() {
-                return Err(ServerError::Timeout);
-            }
-        }
-    }
-}
-
-/// A snapshot of a server's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ServerStats {
-    /// Live sessions (attached or waiting within their resume window).
-    pub sessions: usize,
-    /// Sessions with an attached protocol socket.
-    pub attached: usize,
-    /// Open plain (non-protocol) WebSocket clients.
-    pub plain_clients: usize,
-    /// Sessions a [`broadcast`](ReliableServer::broadcast) skipped, in
-    /// all, because the message was larger than their client accepts.
-    pub broadcast_skipped: u64,
-    /// Client messages handed to the
-    /// [`MessageReceived`](super::MessageReceived) subscribers and not yet
-    /// known to be handled, over all sessions (bounded per session by
-    /// [`max_inbound_backlog`](ServerOptions::max_inbound_backlog) plus
-    /// what was in flight).
-    pub inbound_backlog: usize,
-}
-
-/// A plain client as the broadcast sees it.
-pub(crate) struct PlainClient {
-    pub(crate) tx: mpsc::Sender<Outgoing>,
-    pub(crate) closer: Arc<PlainCloser>,
-    /// Whether it receives broadcasts (plain mode Broadcast).
-    pub(crate) broadcast: bool,
-}
-
-/// The state every part of a server shares.
-pub(crate) struct Shared {
-    pub(crate) options: ServerOptions,
-    sessions: Mutex<HashMap<String, SessionEntry>>,
-    /// Live sessions per (non-anonymous) identity.
-    per_identity: Mutex<HashMap<String, usize>>,
-    plain: Mutex<HashMap<u64, PlainClient>>,
-    pub(crate) events: EventHub,
-    attached: AtomicUsize,
-    /// See [`ServerStats::inbound_backlog`].
-    pub(crate) inbound_backlog: AtomicUsize,
-    shutdown_reason: Mutex<Option<String>>,
-    /// Echo mode ([`ReliableServer::echo`]): each session sends what it
-    /// delivers straight back itself. Through a subscriber actor that
-    /// would cost two more actor messages, a lock and a lookup per message
-    /// (the plain echo does not pay them either).
-    pub(crate) echo: bool,
-    /// Failed resumes per peer address.
-    pub(crate) resume_limiter: ResumeLimiter,
-    /// Clients' stated message size limits, by connection id (only for
-    /// clients that stated one).
-    client_limits: Mutex<HashMap<String, usize>>,
-    /// See [`ServerStats::broadcast_skipped`].
-    broadcast_skipped: AtomicU64,
-    /// What unauthenticated peers may cost (see `routes::Admission`).
-    pub(crate) admission: super::routes::Admission,
-}
-
-impl Shared {
-    pub(crate) fn session(&self, id: &str) -> Option<Addr<SessionActor>> {
-        self.session_entry(id).map(|e| e.addr)
-    }
-
-    pub(crate) fn session_entry(&self, id: &str) -> Option<SessionEntry> {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .get(id)
-            .cloned()
-    }
-
-    /// Whether one more session for `identity` is within the limits.
-    pub(crate) fn admit_session(&self, identity: &str) -> Result<(), ServerError> {
-        if self.sessions.lock().expect("sessions lock").len() >= self.options.max_sessions {
-            return Err(ServerError::TooManySessions);
-        }
-        let held = self
-            .per_identity
-            .lock()
-            .expect("identity lock")
-            .get(identity)
-            .copied()
-            .unwrap_or(0);
-        if !identity.is_empty() && held >= self.options.max_sessions_per_identity {
-            return Err(ServerError::TooManySessionsForIdentity);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn insert_session(
-        &self,
-        id: String,
-        identity: &str,
-        addr: Addr<SessionActor>,
-        window: Arc<SendWindow>,
-    ) {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(id, SessionEntry { addr, window });
-        if !identity.is_empty() {
-            *self
-                .per_identity
-                .lock()
-                .expect("identity lock")
-                .entry(identity.to_owned())
-                .or_default() += 1;
-        }
-    }
-
-    /// Records the largest message the session's client accepts.
-    pub(crate) fn set_client_limit(&self, id: &str, max: usize) {
-        self.client_limits
-            .lock()
-            .expect("limits lock")
-            .insert(id.to_owned(), max);
-    }
-
-    /// Forgets a session (idempotent).
-    pub(crate) fn remove_session(&self, id: &str, identity: &str) {
-        self.client_limits.lock().expect("limits lock").remove(id);
-        let removed = self.sessions.lock().expect("sessions lock").remove(id);
-        if removed.is_some() && !identity.is_empty() {
-            let mut counts = self.per_identity.lock().expect("identity lock");
-            if let Some(n) = counts.get_mut(identity) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(identity);
-                }
-            }
-        }
-    }
-
-    pub(crate) fn all_sessions(&self) -> Vec<Addr<SessionActor>> {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .values()
-            .map(|e| e.addr.clone())
-            .collect()
-    }
-
-    pub(crate) fn socket_attached(&self) {
-        self.attached.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn socket_detached(&self) {
-        self.attached.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_plain(&self, id: u64, client: PlainClient) {
-        self.plain.lock().expect("plain lock").insert(id, client);
-    }
-
-    pub(crate) fn remove_plain(&self, id: u64) {
-        self.plain.lock().expect("plain lock").remove(&id);
-    }
-
-    /// The 1012 reason once the server is shutting down.
-    pub(crate) fn shutdown_reason(&self) -> Option<String> {
-        self.shutdown_reason.lock().expect("shutdown lock").clone()
-    }
-
-    pub(crate) fn begin_shutdown(&self, reason: String) {
-        *self.shutdown_reason.lock().expect("shutdown lock") = Some(reason.clone());
-        for c in self.plain.lock().expect("plain lock").values() {
-            c.closer.close(close_code::SERVICE_RESTART, &reason);
-        }
-    }
-
-    /// Sends `payload` to every plain client in broadcast mode; a client
-    /// too far behind is closed with 1013 and dropped.
-    fn broadcast_plain(&self, payload: &Payload) -> usize {
-        let mut plain = self.plain.lock().expect("plain lock");
-        let mut sent = 0;
-        plain.retain(|_, c| {
-            if !c.broadcast {
-                return true;
-            }
-            let out = match payload {
-                Payload::Text(t) => Outgoing::Text(t.clone()),
-                Payload::Binary(b) => Outgoing::Binary(b.clone()),
-            };
-            match c.tx.try_send(out) {
-                Ok(()) => {
-                    sent += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    log::warn!("plain client too slow for the broadcast; closing it");
-                    c.closer.close(close_code::TRY_AGAIN_LATER, "too slow");
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
-        sent
-    }
-}
+// Compatibility for src/server/session.rs (rewritten on another branch this
+// session), which still imports these from here. After the merge the lead
+// points its `use` lines at `send_window::SendWindow` and `shared::Shared`
+// (as `type Shared = shared::Shared<Addr<SessionActor>>;` in the session:
+// not `hub::ServerShared`, the hub imports the session), then removes
+// these two lines; that ends the last import circle in src/server/.
+pub(crate) use super::hub::ServerShared as Shared;
+pub(crate) use super::send_window::SendWindow;
 
 /// The reliable-protocol server: sessions that outlive sockets, and the
 /// application's handle on them. Cheap to clone, `Send`: keep one wherever
@@ -444,7 +93,9 @@ impl Shared {
 /// ```
 #[derive(Clone)]
 pub struct ReliableServer {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ServerShared>,
+    /// The hub is owned here (a strong address on purpose): the server
+    /// runs as long as a handle exists.
     pub(crate) hub: Addr<Hub>,
 }
 
@@ -472,21 +123,7 @@ impl ReliableServer {
 
     fn start_with(options: ServerOptions, echo: bool) -> ReliableServer {
         let options = options.normalized();
-        let shared = Arc::new(Shared {
-            resume_limiter: ResumeLimiter::new(options.failed_resume_limit),
-            client_limits: Mutex::new(HashMap::new()),
-            broadcast_skipped: AtomicU64::new(0),
-            admission: super::routes::Admission::new(&options),
-            options,
-            sessions: Mutex::new(HashMap::new()),
-            per_identity: Mutex::new(HashMap::new()),
-            plain: Mutex::new(HashMap::new()),
-            events: EventHub::default(),
-            attached: AtomicUsize::new(0),
-            inbound_backlog: AtomicUsize::new(0),
-            shutdown_reason: Mutex::new(None),
-            echo,
-        });
+        let shared = Arc::new(SharedState::new(options, echo));
         let hub = Hub::new(shared.clone()).start();
         ReliableServer { shared, hub }
     }
@@ -513,10 +150,7 @@ impl ReliableServer {
     /// Outside a running actix `System`.
     pub fn broadcast_mode(options: ServerOptions) -> ReliableServer {
         let server = Self::start(options);
-        let relay = Relay {
-            shared: Arc::downgrade(&server.shared),
-        }
-        .start();
+        let relay = Relay::new(&server.shared).start();
         server.on_message(relay.recipient());
         server
     }
@@ -553,7 +187,7 @@ impl ReliableServer {
         let payload = payload.into();
         let entry = self.sendable(connection_id, &payload)?;
         let deadline = tokio::time::Instant::now() + self.shared.options.send_timeout;
-        entry.send(payload, Some(deadline), false).await
+        send_when_room(&entry, payload, Some(deadline), false).await
     }
 
     /// Like [`send_to`](Self::send_to), without waiting: a message that
@@ -572,7 +206,7 @@ impl ReliableServer {
         let payload = payload.into();
         let entry = self.sendable(connection_id, &payload)?;
         // No deadline: the future completes at its first poll.
-        futures_util::FutureExt::now_or_never(entry.send(payload, None, false))
+        futures_util::FutureExt::now_or_never(send_when_room(&entry, payload, None, false))
             .unwrap_or(Err(ServerError::Full))
     }
 
@@ -582,12 +216,12 @@ impl ReliableServer {
         &self,
         connection_id: &str,
         payload: &Payload,
-    ) -> Result<SessionEntry, ServerError> {
-        let entry = self
-            .shared
-            .session_entry(connection_id)
+    ) -> Result<SessionEntry<Addr<SessionActor>>, ServerError> {
+        let sessions = &self.shared.sessions;
+        let entry = sessions
+            .entry(connection_id)
             .ok_or(ServerError::UnknownSession)?;
-        check_size(&self.shared, connection_id, payload.len())?;
+        sessions.check_size(connection_id, payload.len())?;
         Ok(entry)
     }
 
@@ -613,6 +247,7 @@ impl ReliableServer {
     pub fn close_session(&self, connection_id: &str) -> Result<(), ServerError> {
         let addr = self
             .shared
+            .sessions
             .session(connection_id)
             .ok_or(ServerError::UnknownSession)?;
         addr.do_send(EndSession);
@@ -690,18 +325,12 @@ impl ReliableServer {
 
     /// The number of live sessions.
     pub fn sessions(&self) -> usize {
-        self.shared.sessions.lock().expect("sessions lock").len()
+        self.shared.sessions.len()
     }
 
     /// A snapshot of the server's counters.
     pub fn stats(&self) -> ServerStats {
-        ServerStats {
-            sessions: self.sessions(),
-            attached: self.shared.attached.load(Ordering::Relaxed),
-            plain_clients: self.shared.plain.lock().expect("plain lock").len(),
-            broadcast_skipped: self.shared.broadcast_skipped.load(Ordering::Relaxed),
-            inbound_backlog: self.shared.inbound_backlog.load(Ordering::Relaxed),
-        }
+        self.shared.stats()
     }
 
     /// Creates a session for `identity` (what negotiate does); returns its
@@ -720,301 +349,5 @@ impl ReliableServer {
             .send(CreateSession { identity, params })
             .await
             .map_err(|_| ServerError::Stopped)?
-    }
-}
-
-/// Whether the client of `connection_id` accepts a payload of `size`
-/// bytes (a client that stated no limit accepts any).
-fn check_size(shared: &Shared, connection_id: &str, size: usize) -> Result<(), ServerError> {
-    match shared
-        .client_limits
-        .lock()
-        .expect("limits lock")
-        .get(connection_id)
-    {
-        Some(&max) if size > max => Err(ServerError::MessageTooLarge { size, max }),
-        _ => Ok(()),
-    }
-}
-
-/// The sessions a broadcast of `len` bytes goes to: all but those whose
-/// client accepts less (counted in [`ServerStats::broadcast_skipped`] and
-/// logged).
-fn broadcast_targets(shared: &Shared, len: usize) -> Vec<SessionEntry> {
-    let mut skipped = 0u64;
-    let targets: Vec<SessionEntry> = {
-        let limits = shared.client_limits.lock().expect("limits lock");
-        shared
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .iter()
-            .filter(|(id, _)| {
-                let skip = limits.get(*id).is_some_and(|&max| len > max);
-                skipped += u64::from(skip);
-                !skip
-            })
-            .map(|(_, e)| e.clone())
-            .collect()
-    };
-    if skipped > 0 {
-        shared
-            .broadcast_skipped
-            .fetch_add(skipped, Ordering::Relaxed);
-        log::warn!(
-            "broadcast of {len} bytes skipped {skipped} session(s) whose client accepts less"
-        );
-    }
-    targets
-}
-
-fn broadcast(shared: &Shared, payload: Payload) -> usize {
-    let targets = broadcast_targets(shared, payload.len());
-    for e in &targets {
-        e.addr.do_send(Outbound {
-            payload: payload.clone(),
-            reserved: false,
-        });
-    }
-    targets.len() + shared.broadcast_plain(&payload)
-}
-
-/// Broadcasts `payload` to the plain clients and every session, waiting
-/// (up to `send_timeout`) for room in each attached session's send buffer:
-/// what [`ReliableServer::broadcast_mode`] and broadcasting plain clients
-/// use, so that one client's burst paces itself to the readers instead of
-/// overflowing every session. A detached session is not waited for (its
-/// buffer drains only after a resume), and an attached one that made no
-/// room in time gets the message anyway under the pending bound, which
-/// ends only that session.
-pub(crate) async fn broadcast_paced(shared: Arc<Shared>, payload: Payload) {
-    shared.broadcast_plain(&payload);
-    let entries = broadcast_targets(&shared, payload.len());
-    let deadline = tokio::time::Instant::now() + shared.options.send_timeout;
-    let sends = entries.into_iter().map(|e| {
-        let payload = payload.clone();
-        async move {
-            if e.send(payload.clone(), Some(deadline), true).await == Err(ServerError::Timeout) {
-                e.addr.do_send(Outbound {
-                    payload,
-                    reserved: false,
-                });
-            }
-        }
-    });
-    futures_util::future::join_all(sends).await;
-}
-
-/// The most peer addresses the [`ResumeLimiter`] tracks at once.
-const MAX_TRACKED_PEERS: usize = 65_536;
-
-/// Counts failed resumes per peer address (an IPv4 address, or an IPv6
-/// `/64`) in fixed windows that start at an address's first failure; see
-/// [`FailedResumeLimit`].
-pub(crate) struct ResumeLimiter {
-    limit: Option<FailedResumeLimit>,
-    peers: Mutex<HashMap<IpAddr, PeerFailures>>,
-    /// What is counted, for the log line.
-    what: &'static str,
-}
-
-struct PeerFailures {
-    since: Instant,
-    failures: u32,
-}
-
-impl ResumeLimiter {
-    pub(crate) fn new(limit: Option<FailedResumeLimit>) -> Self {
-        Self::counting(limit, "failed resumes")
-    }
-
-    /// A limiter of other events per address (`what` names them in logs).
-    pub(crate) fn counting(limit: Option<FailedResumeLimit>, what: &'static str) -> Self {
-        ResumeLimiter {
-            limit,
-            peers: Mutex::new(HashMap::new()),
-            what,
-        }
-    }
-
-    /// The key an address counts under: IPv4 (also IPv4-mapped IPv6) as
-    /// is, other IPv6 addresses by their `/64`.
-    fn key(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let mut seg = v6.segments();
-                    seg[4..].fill(0);
-                    IpAddr::V6(seg.into())
-                }
-            },
-        }
-    }
-
-    /// How much longer `ip` is refused, if it is (at `now`).
-    pub(crate) fn blocked_for(&self, ip: Option<IpAddr>, now: Instant) -> Option<Duration> {
-        let (limit, ip) = (self.limit?, ip?);
-        let peers = self.peers.lock().expect("limiter lock");
-        let p = peers.get(&Self::key(ip))?;
-        let left = limit.window.checked_sub(now.duration_since(p.since))?;
-        (p.failures >= limit.max_failures && !left.is_zero()).then_some(left)
-    }
-
-    /// Counts a failed resume from `ip` (at `now`).
-    pub(crate) fn record_failure(&self, ip: Option<IpAddr>, now: Instant) {
-        let (Some(limit), Some(ip)) = (self.limit, ip) else {
-            return;
-        };
-        let key = Self::key(ip);
-        let mut peers = self.peers.lock().expect("limiter lock");
-        if !peers.contains_key(&key) && peers.len() >= MAX_TRACKED_PEERS {
-            peers.retain(|_, p| now.duration_since(p.since) < limit.window);
-            if peers.len() >= MAX_TRACKED_PEERS {
-                return;
-            }
-        }
-        let p = peers.entry(key).or_insert(PeerFailures {
-            since: now,
-            failures: 0,
-        });
-        if now.duration_since(p.since) >= limit.window {
-            *p = PeerFailures {
-                since: now,
-                failures: 0,
-            };
-        }
-        p.failures = p.failures.saturating_add(1);
-        if p.failures == limit.max_failures {
-            log::warn!(
-                "{} {} from {key} within {:?}: refusing it for the rest of the window",
-                p.failures,
-                self.what,
-                limit.window
-            );
-        }
-    }
-
-    #[cfg(test)]
-    fn tracked(&self) -> usize {
-        self.peers.lock().expect("limiter lock").len()
-    }
-}
-
-/// The internal subscriber of [`ReliableServer::broadcast_mode`]. Holds the
-/// server weakly so that the server's subscriber list does not keep itself
-/// alive.
-struct Relay {
-    shared: Weak<Shared>,
-}
-
-impl Actor for Relay {
-    type Context = Context<Self>;
-}
-
-impl Handler<MessageReceived> for Relay {
-    // Atomic: the next message waits until this one was handed to every
-    // session (order), and the reply (which the receiving session's
-    // inbound backpressure waits for) comes only then, so a burst from one
-    // client is paced by the sessions' acks instead of overflowing them.
-    type Result = AtomicResponse<Self, ()>;
-
-    fn handle(&mut self, msg: MessageReceived, ctx: &mut Context<Self>) -> Self::Result {
-        let Some(shared) = self.shared.upgrade() else {
-            ctx.stop();
-            return AtomicResponse::new(Box::pin(fut::ready(())));
-        };
-        let all = broadcast_paced(shared, msg.payload);
-        AtomicResponse::new(Box::pin(all.into_actor(self).map(|_, _, _| ())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limiter(max_failures: u32, window_ms: u64) -> ResumeLimiter {
-        ResumeLimiter::new(Some(FailedResumeLimit {
-            max_failures,
-            window: Duration::from_millis(window_ms),
-        }))
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
-    }
-
-    #[test]
-    fn refuses_at_the_limit_until_the_window_ends() {
-        let l = limiter(3, 1000);
-        let t0 = Instant::now();
-        let a = ip("10.0.0.1");
-        for i in 0..2 {
-            l.record_failure(a, t0 + Duration::from_millis(i));
-            assert_eq!(l.blocked_for(a, t0 + Duration::from_millis(i)), None);
-        }
-        l.record_failure(a, t0 + Duration::from_millis(10));
-        let left = l.blocked_for(a, t0 + Duration::from_millis(10)).unwrap();
-        assert_eq!(
-            left,
-            Duration::from_millis(990),
-            "counted from the first failure"
-        );
-        // Another address is not affected.
-        assert_eq!(l.blocked_for(ip("10.0.0.2"), t0), None);
-        // The window ends: free again, and counting starts over.
-        let later = t0 + Duration::from_millis(1000);
-        assert_eq!(l.blocked_for(a, later), None);
-        l.record_failure(a, later);
-        assert_eq!(l.blocked_for(a, later), None);
-        // No address (a Unix socket, say): never limited.
-        l.record_failure(None, t0);
-        assert_eq!(l.blocked_for(None, t0), None);
-    }
-
-    #[test]
-    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
-        let l = limiter(2, 60_000);
-        let t = Instant::now();
-        l.record_failure(ip("2001:db8:1:2::1"), t);
-        l.record_failure(ip("2001:db8:1:2:ffff::9"), t);
-        assert!(l.blocked_for(ip("2001:db8:1:2::77"), t).is_some());
-        assert!(l.blocked_for(ip("2001:db8:1:3::1"), t).is_none());
-        l.record_failure(ip("::ffff:192.0.2.1"), t);
-        l.record_failure(ip("192.0.2.1"), t);
-        assert!(l.blocked_for(ip("192.0.2.1"), t).is_some());
-        assert!(l.blocked_for(ip("::ffff:192.0.2.1"), t).is_some());
-    }
-
-    #[test]
-    fn off_means_never_refused() {
-        let l = ResumeLimiter::new(None);
-        let t = Instant::now();
-        for _ in 0..1000 {
-            l.record_failure(ip("10.0.0.1"), t);
-        }
-        assert_eq!(l.blocked_for(ip("10.0.0.1"), t), None);
-        assert_eq!(l.tracked(), 0);
-    }
-
-    #[test]
-    fn the_table_is_bounded() {
-        let l = limiter(1, 1000);
-        let t0 = Instant::now();
-        for i in 0..MAX_TRACKED_PEERS as u32 {
-            l.record_failure(Some(IpAddr::V4(i.into())), t0);
-        }
-        assert_eq!(l.tracked(), MAX_TRACKED_PEERS);
-        // Full and nothing expired: a new address is not tracked.
-        let new = ip("255.255.255.255");
-        l.record_failure(new, t0);
-        assert_eq!(l.tracked(), MAX_TRACKED_PEERS);
-        assert_eq!(l.blocked_for(new, t0), None);
-        // Once the windows ended, the old entries make room.
-        let later = t0 + Duration::from_secs(2);
-        l.record_failure(new, later);
-        assert_eq!(l.tracked(), 1);
-        assert!(l.blocked_for(new, later).is_some());
     }
 }

@@ -1,15 +1,26 @@
 //! The hub actor: creates session actors (on its own arbiter, so every
 //! session of a server lives on one thread whatever worker negotiated it)
 //! and fans out the shutdown.
+//!
+//! It holds the sessions' strong addresses (through the registry) on
+//! purpose: a session must live for its resume window while no socket and
+//! no application code refers to it, so the registry is its owner.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::{
-    handle::{SendWindow, ServerError, Shared},
+    error::ServerError,
+    send_window::SendWindow,
     session::{Drain, SessionActor},
+    shared::Shared,
 };
+
+/// A server's shared state with this crate's session actor as the
+/// registry's address type: the one the handle, the hub and the sockets
+/// use (tests of the lower files use plain values instead).
+pub(crate) type ServerShared = Shared<Addr<SessionActor>>;
 use crate::protocol::{new_connection_id, new_reconnect_token, NegotiateParams};
 
 /// Creates a session pending its first socket; answers its connection id
@@ -32,11 +43,11 @@ pub(crate) struct Shutdown {
 }
 
 pub(crate) struct Hub {
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
 }
 
 impl Hub {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<ServerShared>) -> Self {
         Hub { shared }
     }
 }
@@ -51,7 +62,7 @@ impl Handler<CreateSession> for Hub {
     fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
         // Sessions are created and counted only here (one actor), so the
         // check and the insert cannot race.
-        if let Err(e) = self.shared.admit_session(&msg.identity) {
+        if let Err(e) = self.shared.sessions.admit(&msg.identity) {
             return MessageResult(Err(e));
         }
         let connection_id = new_connection_id();
@@ -72,10 +83,11 @@ impl Handler<CreateSession> for Hub {
         )
         .start();
         if let Some(max) = msg.params.max_message_size {
-            self.shared.set_client_limit(&connection_id, max);
+            self.shared.sessions.set_client_limit(&connection_id, max);
         }
         self.shared
-            .insert_session(connection_id.clone(), &msg.identity, addr, window);
+            .sessions
+            .insert(connection_id.clone(), &msg.identity, addr, window);
         MessageResult(Ok((connection_id, token)))
     }
 }
@@ -85,7 +97,7 @@ impl Handler<Shutdown> for Hub {
 
     fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shared.begin_shutdown(msg.reason.clone());
-        let sessions = self.shared.all_sessions();
+        let sessions = self.shared.sessions.all();
         let mut drained = Vec::with_capacity(sessions.len());
         for addr in sessions {
             let (done, rx) = tokio::sync::oneshot::channel();

@@ -59,14 +59,44 @@
 //! }
 //! ```
 
-mod echo;
+// Layered bottom-up: a file imports only from its own or a lower group
+// (the `pub(crate) use` compatibility re-exports in handle.rs and socket.rs
+// aside; see there). No file below `session` names the session actor.
+//
+// Nouns and limits.
+mod error;
 mod events;
-mod handle;
-mod hub;
 mod options;
-mod routes;
+mod stats;
+
+// Plain state with no actor: per-address limits, send windows, the session
+// registry, the socket's channel and liveness, the plain clients, and the
+// state they make up together.
+mod admission;
+mod keep_alive;
+mod plain_clients;
+mod registry;
+mod resume_limiter;
+mod send_window;
+mod shared;
+mod socket_tx;
+mod writer;
+
+// The actors and what drives them.
+mod hub;
+mod relay;
 mod session;
+
+// Sockets: incoming messages, the pre-HELLO phase, the two kinds of socket.
+mod hello;
+mod joined;
+mod plain_socket;
 mod socket;
+
+// The application's entry points.
+mod echo;
+mod handle;
+mod routes;
 
 pub use echo::{echo_route, EchoConfig};
 pub use events::{ExpireReason, MessageReceived, SessionExpired, SessionOpened, SessionResumed};

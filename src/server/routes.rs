@@ -1,13 +1,7 @@
 //! The actix-web routes of a [`ReliableServer`]: `POST {path}/negotiate` and
 //! `GET {path}` (the socket, protocol or plain).
 
-use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use actix_web::{
     http::{
@@ -20,56 +14,15 @@ use actix_web::{
 use futures_util::StreamExt;
 
 use super::{
-    handle::{ReliableServer, ResumeLimiter, ServerError},
-    options::{FailedResumeLimit, PlainMode, ServerOptions},
-    socket::{spawn_plain, spawn_reliable},
+    error::ServerError,
+    handle::ReliableServer,
+    options::{PlainMode, ServerOptions},
+    plain_socket::spawn_plain,
+    socket::spawn_reliable,
 };
 use crate::protocol::{
     NegotiateParams, NegotiateResponse, MAX_NEGOTIATE_REQUEST_BODY, SUBPROTOCOL, VERSION,
 };
-
-/// What unauthenticated peers may cost a server: the anonymous negotiate
-/// rate per address, and the sockets waiting for their HELLO.
-pub(crate) struct Admission {
-    negotiates: ResumeLimiter,
-    awaiting_hello: Arc<AtomicUsize>,
-    max_awaiting_hello: usize,
-}
-
-impl Admission {
-    pub(crate) fn new(options: &ServerOptions) -> Self {
-        let limit = options
-            .anonymous_negotiate_limit
-            .map(|l| FailedResumeLimit {
-                max_failures: l.max_requests,
-                window: l.window,
-            });
-        Admission {
-            negotiates: ResumeLimiter::counting(limit, "anonymous negotiates"),
-            awaiting_hello: Arc::new(AtomicUsize::new(0)),
-            max_awaiting_hello: options.max_awaiting_hello,
-        }
-    }
-
-    /// A place among the sockets waiting for HELLO, if one is free.
-    fn await_hello(&self) -> Option<HelloPermit> {
-        let before = self.awaiting_hello.fetch_add(1, Ordering::AcqRel);
-        if before >= self.max_awaiting_hello {
-            self.awaiting_hello.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(HelloPermit(self.awaiting_hello.clone()))
-    }
-}
-
-/// Holds a socket's place among those waiting for HELLO; freed on drop.
-pub(crate) struct HelloPermit(Arc<AtomicUsize>);
-
-impl Drop for HelloPermit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// `Retry-After` in whole seconds, rounded up: never tell a client to come
 /// back early.
@@ -273,7 +226,7 @@ async fn socket(
                 .body("too many sockets waiting for HELLO"));
         };
         let (response, ws, stream) = actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL])?;
-        spawn_reliable(server, identity, peer, permit, ws, stream);
+        spawn_reliable(server.shared, identity, peer, permit, ws, stream);
         return Ok(response);
     }
     match server.options().plain {
@@ -282,7 +235,7 @@ async fn socket(
             .body("this endpoint requires the rws.reliable.v1 subprotocol")),
         mode => {
             let (response, ws, stream) = actix_ws::handle(&req, body)?;
-            spawn_plain(server, mode, ws, stream);
+            spawn_plain(server.shared, mode, ws, stream);
             Ok(response)
         }
     }

@@ -1,0 +1,251 @@
+//! [`Registry`]: a server's live sessions by connection id, with the
+//! session limits, the live sessions per identity, and the message size
+//! each client said it accepts.
+//!
+//! Generic over the session's address `S` so that it sits below the
+//! session actor (the actor removes itself from it) and can be tested
+//! with plain values; the server uses `Addr<SessionActor>` (see
+//! `hub::ServerShared`).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use super::{error::ServerError, send_window::SendWindow};
+
+/// A live session: its address and its send buffer.
+#[derive(Clone)]
+pub(crate) struct SessionEntry<S> {
+    pub(crate) addr: S,
+    pub(crate) window: Arc<SendWindow>,
+}
+
+/// The live sessions of one server.
+pub(crate) struct Registry<S> {
+    sessions: Mutex<HashMap<String, SessionEntry<S>>>,
+    /// Live sessions per (non-anonymous) identity.
+    per_identity: Mutex<HashMap<String, usize>>,
+    /// Clients' stated message size limits, by connection id (only for
+    /// clients that stated one).
+    client_limits: Mutex<HashMap<String, usize>>,
+    /// See [`ServerStats::broadcast_skipped`](super::ServerStats::broadcast_skipped).
+    broadcast_skipped: AtomicU64,
+    max_sessions: usize,
+    max_sessions_per_identity: usize,
+}
+
+impl<S: Clone> Registry<S> {
+    pub(crate) fn new(max_sessions: usize, max_sessions_per_identity: usize) -> Self {
+        Registry {
+            sessions: Mutex::new(HashMap::new()),
+            per_identity: Mutex::new(HashMap::new()),
+            client_limits: Mutex::new(HashMap::new()),
+            broadcast_skipped: AtomicU64::new(0),
+            max_sessions,
+            max_sessions_per_identity,
+        }
+    }
+
+    pub(crate) fn session(&self, id: &str) -> Option<S> {
+        self.entry(id).map(|e| e.addr)
+    }
+
+    pub(crate) fn entry(&self, id: &str) -> Option<SessionEntry<S>> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(id)
+            .cloned()
+    }
+
+    /// Whether one more session for `identity` is within the limits.
+    /// Call it and [`insert`](Self::insert) from one actor (the hub), so
+    /// the check and the insert cannot race.
+    pub(crate) fn admit(&self, identity: &str) -> Result<(), ServerError> {
+        if self.len() >= self.max_sessions {
+            return Err(ServerError::TooManySessions);
+        }
+        let held = self
+            .per_identity
+            .lock()
+            .expect("identity lock")
+            .get(identity)
+            .copied()
+            .unwrap_or(0);
+        if !identity.is_empty() && held >= self.max_sessions_per_identity {
+            return Err(ServerError::TooManySessionsForIdentity);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn insert(&self, id: String, identity: &str, addr: S, window: Arc<SendWindow>) {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(id, SessionEntry { addr, window });
+        if !identity.is_empty() {
+            *self
+                .per_identity
+                .lock()
+                .expect("identity lock")
+                .entry(identity.to_owned())
+                .or_default() += 1;
+        }
+    }
+
+    /// Records the largest message the session's client accepts.
+    pub(crate) fn set_client_limit(&self, id: &str, max: usize) {
+        self.client_limits
+            .lock()
+            .expect("limits lock")
+            .insert(id.to_owned(), max);
+    }
+
+    /// Forgets a session (idempotent).
+    pub(crate) fn remove(&self, id: &str, identity: &str) {
+        self.client_limits.lock().expect("limits lock").remove(id);
+        let removed = self.sessions.lock().expect("sessions lock").remove(id);
+        if removed.is_some() && !identity.is_empty() {
+            let mut counts = self.per_identity.lock().expect("identity lock");
+            if let Some(n) = counts.get_mut(identity) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(identity);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn all(&self) -> Vec<S> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .values()
+            .map(|e| e.addr.clone())
+            .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").len()
+    }
+
+    /// Whether the client of `connection_id` accepts a payload of `size`
+    /// bytes (a client that stated no limit accepts any).
+    pub(crate) fn check_size(&self, connection_id: &str, size: usize) -> Result<(), ServerError> {
+        match self
+            .client_limits
+            .lock()
+            .expect("limits lock")
+            .get(connection_id)
+        {
+            Some(&max) if size > max => Err(ServerError::MessageTooLarge { size, max }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The sessions a broadcast of `len` bytes goes to: all but those whose
+    /// client accepts less (counted in
+    /// [`broadcast_skipped`](Self::broadcast_skipped) and logged).
+    pub(crate) fn broadcast_targets(&self, len: usize) -> Vec<SessionEntry<S>> {
+        let mut skipped = 0u64;
+        let targets: Vec<SessionEntry<S>> = {
+            let limits = self.client_limits.lock().expect("limits lock");
+            self.sessions
+                .lock()
+                .expect("sessions lock")
+                .iter()
+                .filter(|(id, _)| {
+                    let skip = limits.get(*id).is_some_and(|&max| len > max);
+                    skipped += u64::from(skip);
+                    !skip
+                })
+                .map(|(_, e)| e.clone())
+                .collect()
+        };
+        if skipped > 0 {
+            self.broadcast_skipped.fetch_add(skipped, Ordering::Relaxed);
+            log::warn!(
+                "broadcast of {len} bytes skipped {skipped} session(s) whose client accepts less"
+            );
+        }
+        targets
+    }
+
+    /// Sessions broadcasts skipped so far, in all.
+    pub(crate) fn broadcast_skipped(&self) -> u64 {
+        self.broadcast_skipped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(max: usize, per_identity: usize) -> Registry<u32> {
+        Registry::new(max, per_identity)
+    }
+
+    fn window() -> Arc<SendWindow> {
+        Arc::new(SendWindow::new(1024))
+    }
+
+    #[test]
+    fn session_limits_count_live_sessions_per_identity_and_in_all() {
+        let r = registry(3, 2);
+        r.admit("alice").unwrap();
+        r.insert("a1".into(), "alice", 1, window());
+        r.insert("a2".into(), "alice", 2, window());
+        assert_eq!(
+            r.admit("alice"),
+            Err(ServerError::TooManySessionsForIdentity)
+        );
+        assert_eq!(r.admit("bob"), Ok(()), "another identity is not affected");
+        assert_eq!(r.admit(""), Ok(()), "anonymous: no per-identity bound");
+        r.insert("b1".into(), "bob", 3, window());
+        assert_eq!(r.admit("carol"), Err(ServerError::TooManySessions));
+
+        r.remove("a1", "alice");
+        r.remove("a1", "alice");
+        assert_eq!(r.len(), 2, "removing twice removes once");
+        assert_eq!(
+            r.admit("alice"),
+            Ok(()),
+            "the identity's count went down once"
+        );
+        assert_eq!(r.session("a2"), Some(2));
+        assert_eq!(r.session("a1"), None);
+        let mut all = r.all();
+        all.sort_unstable();
+        assert_eq!(all, vec![2, 3]);
+    }
+
+    #[test]
+    fn client_limits_gate_sends_and_broadcasts() {
+        let r = registry(10, 10);
+        r.insert("small".into(), "", 1, window());
+        r.insert("any".into(), "", 2, window());
+        r.set_client_limit("small", 10);
+        assert_eq!(r.check_size("small", 10), Ok(()));
+        assert_eq!(
+            r.check_size("small", 11),
+            Err(ServerError::MessageTooLarge { size: 11, max: 10 })
+        );
+        assert_eq!(r.check_size("any", usize::MAX), Ok(()));
+
+        assert_eq!(r.broadcast_targets(10).len(), 2);
+        let targets: Vec<u32> = r
+            .broadcast_targets(11)
+            .into_iter()
+            .map(|e| e.addr)
+            .collect();
+        assert_eq!(targets, vec![2], "the small client is skipped");
+        assert_eq!(r.broadcast_skipped(), 1);
+
+        r.remove("small", "");
+        assert_eq!(r.check_size("small", 11), Ok(()), "its limit went with it");
+    }
+}

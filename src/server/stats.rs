@@ -1,0 +1,23 @@
+//! [`ServerStats`]: a snapshot of a server's counters (the counters
+//! themselves live in the server's shared state, where the sessions and
+//! sockets update them).
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerStats {
+    /// Live sessions (attached or waiting within their resume window).
+    pub sessions: usize,
+    /// Sessions with an attached protocol socket.
+    pub attached: usize,
+    /// Open plain (non-protocol) WebSocket clients.
+    pub plain_clients: usize,
+    /// Sessions a [`broadcast`](super::ReliableServer::broadcast) skipped, in
+    /// all, because the message was larger than their client accepts.
+    pub broadcast_skipped: u64,
+    /// Client messages handed to the
+    /// [`MessageReceived`](super::MessageReceived) subscribers and not yet
+    /// known to be handled, over all sessions (bounded per session by
+    /// [`max_inbound_backlog`](super::ServerOptions::max_inbound_backlog) plus
+    /// what was in flight).
+    pub inbound_backlog: usize,
+}
