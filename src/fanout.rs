@@ -114,13 +114,6 @@ where
         }
     }
 
-    /// The server session's name for [`publish`](Self::publish), kept until
-    /// its call sites are renamed (src/server/session.rs is rewritten on
-    /// another branch this session).
-    pub(crate) fn emit(&self, msg: M) {
-        self.publish(msg);
-    }
-
     /// Sends `msg` to every subscriber with `send`: the replies say that
     /// each subscriber has handled everything up to this message (a
     /// mailbox is FIFO). A fresh clone of a recipient is never parked, so
@@ -207,7 +200,7 @@ mod tests {
         while subs.read().len() > 1 {
             assert!(Instant::now() < deadline, "a gone subscriber was kept");
             actix_rt::time::sleep(Duration::from_millis(5)).await;
-            subs.emit(Ping(1));
+            subs.publish(Ping(1));
         }
         assert!(subs.read()[0].connected(), "the live one stays");
         assert_eq!(copy.read().len(), 2, "a clone is a list of its own");

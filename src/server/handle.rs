@@ -29,8 +29,6 @@ pub use super::{error::ServerError, stats::ServerStats};
 // (as `type Shared = shared::Shared<Addr<SessionActor>>;` in the session:
 // not `hub::ServerShared`, the hub imports the session), then removes
 // these two lines; that ends the last import circle in src/server/.
-pub(crate) use super::hub::ServerShared as Shared;
-pub(crate) use super::send_window::SendWindow;
 
 /// The reliable-protocol server: sessions that outlive sockets, and the
 /// application's handle on them. Cheap to clone, `Send`: keep one wherever

@@ -41,7 +41,7 @@ pub use super::plain_socket::{ECHO_BUFFER_BYTES, PLAIN_CLIENT_BUFFER};
 // Compatibility for src/server/session.rs (rewritten on another branch this
 // session), which still imports these from here; the lead points its `use`
 // line at `socket_tx` after the merge and then makes this a private `use`.
-pub(crate) use super::socket_tx::{Outgoing, QueueMeter, ReadGate, SocketTx};
+use super::socket_tx::{Outgoing, QueueMeter, ReadGate, SocketTx};
 
 /// The largest WebSocket message accepted for a payload limit of `max`:
 /// room for the frame type and a 10-byte varint.

@@ -150,7 +150,7 @@ impl SessionActor {
             self.set_paused(true);
         }
         let Some((n, bytes)) = step.marker else {
-            self.shared.events.received.emit(msg);
+            self.shared.events.received.publish(msg);
             return;
         };
         let replies = self.shared.events.received.emit_marker(msg);

@@ -9,7 +9,7 @@ use super::super::ServerOptions;
 /// The client's messages on their way through the application's
 /// `MessageReceived` subscribers (running totals): what was handed to
 /// them and what they are known to have handled (learnt from markers, see
-/// [`Subscribers::emit_marker`](super::super::events::Subscribers::emit_marker)).
+/// [`Subscribers::emit_marker`](crate::fanout::Subscribers::emit_marker)).
 /// The session acks only what was handled, and closes the socket's
 /// [`ReadGate`](super::super::socket::ReadGate) at the backlog bound.
 #[derive(Default)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::super::socket::{QueueMeter, ReadGate, SocketTx};
+use super::super::socket_tx::{QueueMeter, ReadGate, SocketTx};
 use crate::{protocol::Frame, Payload};
 
 /// A socket asks to attach after its HELLO.
@@ -64,7 +64,7 @@ pub(crate) struct Detached {
 pub(crate) struct Outbound {
     pub(crate) payload: Payload,
     /// Whether the sender already counted it in the session's
-    /// [`SendWindow`](super::super::handle::SendWindow) (`send_to`); else
+    /// [`SendWindow`](super::super::send_window::SendWindow) (`send_to`); else
     /// the session counts it.
     pub(crate) reserved: bool,
 }

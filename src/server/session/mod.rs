@@ -19,8 +19,9 @@ use actix::prelude::*;
 
 use super::{
     events::{ExpireReason, SessionExpired, SessionOpened, SessionResumed},
-    handle::{SendWindow, Shared},
-    socket::{Outgoing, QueueMeter, ReadGate, SocketTx},
+    send_window::SendWindow,
+    shared,
+    socket_tx::{Outgoing, QueueMeter, ReadGate, SocketTx},
 };
 use crate::{
     close_code,
@@ -30,6 +31,10 @@ use crate::{
     },
     ws, Payload,
 };
+
+/// The server state as the session sees it; named here, not through the
+/// hub, because the hub imports the session.
+type Shared = shared::Shared<Addr<SessionActor>>;
 
 mod inbound;
 mod intake;
@@ -220,7 +225,7 @@ impl SessionActor {
             "session {} ended ({reason:?}), {undelivered} undelivered",
             self.connection_id
         );
-        self.shared.events.expired.emit(SessionExpired {
+        self.shared.events.expired.publish(SessionExpired {
             connection_id: self.connection_id.clone(),
             undelivered,
             reason,
@@ -336,11 +341,11 @@ impl Handler<Attach> for SessionActor {
         }
         self.promote();
         if resumed {
-            self.shared.events.resumed.emit(SessionResumed {
+            self.shared.events.resumed.publish(SessionResumed {
                 connection_id: self.connection_id.clone(),
             });
         } else {
-            self.shared.events.opened.emit(SessionOpened {
+            self.shared.events.opened.publish(SessionOpened {
                 connection_id: self.connection_id.clone(),
                 identity: self.identity.clone(),
             });

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use super::{
-    super::{events::ExpireReason, socket::Outgoing},
+    super::{events::ExpireReason, socket_tx::Outgoing},
     messages::Outbound,
     SessionActor,
 };

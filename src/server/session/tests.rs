@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 use super::{
     super::{
         events::{ExpireReason, MessageReceived, SessionExpired},
-        handle::{ReliableServer, SendWindow},
-        socket::{Outgoing, QueueMeter, ReadGate},
+        handle::ReliableServer,
+        send_window::SendWindow,
+        socket_tx::{Outgoing, QueueMeter, ReadGate},
         ServerOptions,
     },
     Attach, AttachError, Detached, Drain, Inbound, Outbound, SessionActor,
