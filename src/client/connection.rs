@@ -11,11 +11,7 @@
 use std::{
     collections::VecDeque,
     rc::Rc,
-    sync::{
-        atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
+    sync::{atomic::Ordering, Arc},
 };
 
 use actix::{io::SinkWrite, prelude::*};
@@ -26,12 +22,13 @@ use tokio::sync::oneshot;
 use actix_rt::time::Instant;
 
 use super::{
-    heartbeat::{HeartbeatActor, Unwatch, Watch},
+    heartbeat::{Unwatch, Watch},
     inbound::Gated,
-    queue_actor::{Acked, FirstSeq, LinkState, Outbound, QueueActor, Shutdown},
-    reconnect::{AskRetry, ConnectionUp, NextAttempt, ReconnectSupervisor, TakeRecovery},
+    queue_actor::messages::{Acked, FirstSeq, LinkState, Shutdown},
+    reconnect::{AskRetry, ConnectionUp, NextAttempt, TakeRecovery},
     reliable::{ReliableState, Verdict},
-    stats::{Counters, LiveGuard},
+    shared::{LiveGuard, Shared},
+    stats::Counters,
     store_writer::StoreHandle,
     subscribers::EventBus,
     transport::{self, WsFramed},
@@ -68,137 +65,9 @@ struct Refusals {
     acked: u64,
 }
 
-/// State the facade and the heartbeat read without a round trip to the
-/// actor.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    state: AtomicU8,
-    /// The subprotocol the server selected on the current socket.
-    pub(crate) protocol: Mutex<Option<String>>,
-    pub(crate) counters: Counters,
-    /// The zero point for `last_seen_nanos` (tokio's clock, so paused time
-    /// in tests moves it too).
-    base: Instant,
-    /// When the last inbound frame arrived, as nanoseconds since `base`.
-    last_seen_nanos: AtomicU64,
-    /// Woken whenever the outbox shrinks, for `send()` under the `Wait`
-    /// overflow policy.
-    pub(crate) space: tokio::sync::Notify,
-    /// The largest message the peer accepts, when known (0: unknown):
-    /// `send()` refuses larger ones.
-    pub(crate) peer_max_message_size: AtomicUsize,
-    /// Reliable mode: how many sent messages wait for an ack (for the
-    /// `SessionLost` report only; a HELLO's `first_seq` is asked of the
-    /// outbox itself, see `opened`).
-    window_len: AtomicU64,
-    /// The durable store's writer stopped: `send()` is refused.
-    pub(crate) store_dead: Arc<std::sync::atomic::AtomicBool>,
-}
+pub(crate) mod messages;
 
-impl Shared {
-    pub(crate) fn new() -> Self {
-        Shared {
-            state: AtomicU8::new(ConnectionState::Disconnected.to_u8()),
-            protocol: Mutex::new(None),
-            counters: Counters::default(),
-            base: Instant::now(),
-            last_seen_nanos: AtomicU64::new(0),
-            space: tokio::sync::Notify::new(),
-            window_len: AtomicU64::new(0),
-            peer_max_message_size: AtomicUsize::new(0),
-            store_dead: Arc::default(),
-        }
-    }
-
-    /// Reliable mode: publishes the window's size (see the field).
-    pub(crate) fn set_window(&self, len: usize) {
-        self.window_len.store(len as u64, Ordering::Release);
-    }
-
-    /// Publishes the outbox length; wakes senders waiting for space.
-    pub(crate) fn set_buffered(&self, n: usize) {
-        let before = self.counters.buffered.swap(n as u64, Ordering::AcqRel);
-        if (n as u64) < before {
-            self.space.notify_waiters();
-        }
-    }
-
-    /// Records the peer's message size limit (`None`: unknown).
-    pub(crate) fn set_peer_max_message_size(&self, max: Option<usize>) {
-        self.peer_max_message_size
-            .store(max.unwrap_or(0), Ordering::Release);
-    }
-
-    /// The peer's message size limit, if known.
-    pub(crate) fn peer_max_message_size(&self) -> Option<usize> {
-        match self.peer_max_message_size.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(n),
-        }
-    }
-
-    pub(crate) fn state(&self) -> ConnectionState {
-        ConnectionState::from_u8(self.state.load(Ordering::Acquire))
-    }
-
-    /// Records a sign of life from the peer.
-    fn touch(&self) {
-        let nanos = self.base.elapsed().as_nanos() as u64;
-        self.last_seen_nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    pub(crate) fn last_seen(&self) -> Instant {
-        self.base + Duration::from_nanos(self.last_seen_nanos.load(Ordering::Relaxed))
-    }
-
-    fn nanos_now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-}
-
-/// The heartbeat asks for a ping on the socket of generation `gen`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct SendPing {
-    pub(crate) gen: u64,
-}
-
-/// The heartbeat saw nothing from the peer of socket `gen` for `timeout`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct HeartbeatTimeout {
-    pub(crate) gen: u64,
-    pub(crate) timeout: Duration,
-}
-
-/// Ask for a connection; the reply comes on the channel once connected or
-/// failed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Connect(pub(crate) oneshot::Sender<Result<()>>);
-
-/// Ask for a graceful close; the channel is told when the socket is gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Disconnect(pub(crate) oneshot::Sender<()>);
-
-/// Messages from the outbox to write, in order. `gen` is the socket the
-/// outbox meant them for: in reliable mode a batch for an older socket is
-/// dropped (the outbox replays it); in raw mode it is written on the next
-/// socket.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct WriteBatch {
-    pub(crate) gen: u64,
-    pub(crate) items: Vec<Outbound>,
-}
-
-/// Add a subscriber for one event type.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Subscribe<E: actix::Message<Result = ()> + Send + Clone + 'static>(
-    pub(crate) Recipient<E>,
-);
+use messages::{Connect, Disconnect, HeartbeatTimeout, SendPing, Subscribe, WriteBatch};
 
 /// How far the close handshake of the current socket has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +135,32 @@ enum Phase {
     Reconnecting,
 }
 
+/// What the connection holds of the other actors: a `Recipient` per message
+/// it sends them, never their concrete addresses, so a test can stand any
+/// of them in with a recorder. Strong, like the facade's handles: the
+/// connection outlives its restarts, and when it goes for good (the last
+/// handle dropped) these go with it, and so do the actors behind them.
+pub(crate) struct Links {
+    /// The heartbeat: watch a new socket.
+    pub(crate) watch: Recipient<Watch>,
+    /// The heartbeat: a socket is gone.
+    pub(crate) unwatch: Recipient<Unwatch>,
+    /// The reconnect supervisor: a socket is up (for `min_uptime`).
+    pub(crate) connection_up: Recipient<ConnectionUp>,
+    /// The reconnect supervisor: how long the outage took.
+    pub(crate) take_recovery: Recipient<TakeRecovery>,
+    /// The reconnect supervisor: when to try again.
+    pub(crate) ask_retry: Recipient<AskRetry>,
+    /// The outbox: the socket is ready, gone, backed up or caught up.
+    pub(crate) link_state: Recipient<LinkState>,
+    /// The outbox: the peer acknowledged up to a seq.
+    pub(crate) acked: Recipient<Acked>,
+    /// The outbox: the seq a HELLO claims to send first.
+    pub(crate) first_seq: Recipient<FirstSeq>,
+    /// The outbox: the client is gone.
+    pub(crate) shutdown: Recipient<Shutdown>,
+}
+
 /// The supervised actor that owns the socket. Created by
 /// [`ResilientWebSocket`](crate::ResilientWebSocket); users talk to it
 /// through that facade.
@@ -274,9 +169,7 @@ pub struct ConnectionActor {
     url: UrlProvider,
     bus: EventBus,
     shared: Arc<Shared>,
-    heartbeat: Addr<HeartbeatActor>,
-    reconnect: Addr<ReconnectSupervisor>,
-    queue: Addr<QueueActor>,
+    links: Links,
     state: ConnectionState,
     /// Whether the user wants a connection: set by `connect()`, cleared by
     /// `disconnect()` and by a failure the client gives up on.
@@ -334,18 +227,14 @@ impl ConnectionActor {
         url: UrlProvider,
         bus: EventBus,
         shared: Arc<Shared>,
-        heartbeat: Addr<HeartbeatActor>,
-        reconnect: Addr<ReconnectSupervisor>,
-        queue: Addr<QueueActor>,
+        links: Links,
     ) -> Self {
         ConnectionActor {
             opts,
             url,
             bus,
             shared,
-            heartbeat,
-            reconnect,
-            queue,
+            links,
             state: ConnectionState::Disconnected,
             wanted: false,
             phase: Phase::Idle,
@@ -401,6 +290,17 @@ impl ConnectionActor {
         }
     }
 
+    /// Has the heartbeat watch socket `gen`, talking back to this actor
+    /// through weak recipients (it must not keep the connection alive).
+    fn watch(&self, gen: u64, ctx: &mut Context<Self>) {
+        let me = ctx.address().downgrade();
+        self.links.watch.do_send(Watch {
+            gen,
+            ping: me.clone().recipient(),
+            timeout: me.recipient(),
+        });
+    }
+
     fn stateful(&self) -> bool {
         self.opts.reconnect_mode == ReconnectMode::Stateful
     }
@@ -411,7 +311,7 @@ impl ConnectionActor {
             return;
         }
         self.state = current;
-        self.shared.state.store(current.to_u8(), Ordering::Release);
+        self.shared.set_state(current);
         log::debug!("state {previous:?} -> {current:?}");
         self.bus.state.publish(StateChanged { previous, current });
     }
@@ -466,12 +366,9 @@ impl ConnectionActor {
         }));
         self.gen += 1;
         self.shared.touch();
-        self.heartbeat.do_send(Watch {
-            gen: self.gen,
-            conn: ctx.address().downgrade(),
-        });
-        self.reconnect.do_send(ConnectionUp);
-        let load = WriteLoad::new(self.gen, self.queue.clone());
+        self.watch(self.gen, ctx);
+        self.links.connection_up.do_send(ConnectionUp);
+        let load = WriteLoad::new(self.gen, self.links.link_state.clone());
         let sock = Socket {
             gen: self.gen,
             sink: SinkWrite::new(Counted::new(sink, load.clone()), ctx),
@@ -522,29 +419,27 @@ impl ConnectionActor {
                 // order), so an ack still on its way cannot make the HELLO
                 // claim too little (the server would see a gap, on every
                 // resume). `last_received` is ours, read at the same moment.
-                let hello =
-                    self.queue
-                        .send(FirstSeq)
-                        .into_actor(self)
-                        .map(move |first_seq, act, ctx| {
-                            let Ok(first_seq) = first_seq else {
-                                return act.fail(ctx, Error::Shutdown);
-                            };
-                            let last_received = if act.store.is_some() {
-                                act.durable_delivered
-                            } else {
-                                act.reliable.delivered
-                            };
-                            let hello = ProtoFrame::Hello {
-                                connection_id,
-                                reconnect_token,
-                                last_received,
-                                first_seq,
-                            };
-                            if let Some(sock) = act.sock.as_mut().filter(|s| s.gen == gen) {
-                                let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
-                            }
-                        });
+                let hello = self.links.first_seq.send(FirstSeq).into_actor(self).map(
+                    move |first_seq, act, ctx| {
+                        let Ok(first_seq) = first_seq else {
+                            return act.fail(ctx, Error::Shutdown);
+                        };
+                        let last_received = if act.store.is_some() {
+                            act.durable_delivered
+                        } else {
+                            act.reliable.delivered
+                        };
+                        let hello = ProtoFrame::Hello {
+                            connection_id,
+                            reconnect_token,
+                            last_received,
+                            first_seq,
+                        };
+                        if let Some(sock) = act.sock.as_mut().filter(|s| s.gen == gen) {
+                            let _ = sock.write(WsMessage::Binary(hello.to_bytes()));
+                        }
+                    },
+                );
                 ctx.spawn(hello);
                 ctx.run_later(self.opts.connection_timeout, move |act, ctx| {
                     if act.sock.as_ref().is_some_and(|s| s.gen == gen && !s.ready) {
@@ -577,7 +472,7 @@ impl ConnectionActor {
             .session
             .as_ref()
             .map_or(usize::MAX, |s| s.max_unacked_bytes);
-        self.queue.do_send(LinkState::Up {
+        self.links.link_state.do_send(LinkState::Up {
             gen: self.gen,
             peer_last_received,
             max_unacked_bytes,
@@ -589,7 +484,8 @@ impl ConnectionActor {
         if was_reconnecting {
             Counters::add(&self.shared.counters.reconnects, 1);
             let ask = self
-                .reconnect
+                .links
+                .take_recovery
                 .send(TakeRecovery)
                 .into_actor(self)
                 .map(|r, act, _| {
@@ -636,7 +532,7 @@ impl ConnectionActor {
             },
             ProtoFrame::Ack { seq } if ready => self.reliable.on_ack(seq).map(|()| {
                 self.acked = self.acked.max(seq);
-                self.queue.do_send(Acked(seq));
+                self.links.acked.do_send(Acked(seq));
             }),
             other => Err(Error::Protocol {
                 close_code: close_code::PROTOCOL_ERROR,
@@ -1060,8 +956,8 @@ impl Actor for ConnectionActor {
         self.attempt = None;
         *self.shared.protocol.lock().expect("protocol lock") = None;
         let error = if let Some(sock) = sock {
-            self.heartbeat.do_send(Unwatch { gen: sock.gen });
-            self.queue.do_send(LinkState::Down);
+            self.links.unwatch.do_send(Unwatch { gen: sock.gen });
+            self.links.link_state.do_send(LinkState::Down);
             let end = end.unwrap_or(End {
                 code: None,
                 reason: String::new(),
@@ -1135,7 +1031,7 @@ impl ConnectionActor {
         self.session_lost_at = None;
         if let Some(old) = self.reliable.session_gone() {
             self.store_session();
-            let resending = self.shared.window_len.load(Ordering::Acquire) as usize;
+            let resending = self.shared.window_len();
             log::debug!("session {} is gone; starting fresh", old.connection_id);
             self.bus.session_lost.publish(SessionLost {
                 connection_id: old.connection_id,
@@ -1222,7 +1118,8 @@ impl ConnectionActor {
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
         let error = self.last_error.clone().unwrap_or(Error::ConnectionLost);
         let ask = self
-            .reconnect
+            .links
+            .ask_retry
             .send(AskRetry {
                 error: error.clone(),
             })
@@ -1276,7 +1173,7 @@ impl Drop for ConnectionActor {
     /// The actor itself goes only after its last stop (a restart keeps it),
     /// which happens once no handle is left: the outbox goes with it.
     fn drop(&mut self) {
-        self.queue.do_send(Shutdown);
+        self.links.shutdown.do_send(Shutdown);
     }
 }
 
@@ -1469,10 +1366,7 @@ impl Handler<HeartbeatTimeout> for ConnectionActor {
                 // We stopped reading for a slow subscriber: the silence is
                 // ours, not the peer's. Watch again from now.
                 self.shared.touch();
-                self.heartbeat.do_send(Watch {
-                    gen: msg.gen,
-                    conn: ctx.address().downgrade(),
-                });
+                self.watch(msg.gen, ctx);
                 return;
             }
             self.fail(ctx, Error::HeartbeatTimeout(msg.timeout));

@@ -6,10 +6,17 @@ use actix::{prelude::*, Supervisor};
 use tokio::sync::oneshot;
 
 use super::{
-    connection::{Connect, ConnectionActor, Shared, Subscribe},
+    connection::{
+        messages::{Connect, Subscribe},
+        ConnectionActor, Links,
+    },
     heartbeat::HeartbeatActor,
-    queue_actor::{CloseAfterFlush, Enqueue, QueueActor},
+    queue_actor::{
+        messages::{CloseAfterFlush, Enqueue},
+        ConnectionLink, QueueActor,
+    },
     reconnect::ReconnectSupervisor,
+    shared::Shared,
     stats::Stats,
     store_writer::StoreHandle,
     subscribers::EventBus,
@@ -788,15 +795,31 @@ impl ResilientWebSocketBuilder {
             ));
             queue_actor.attach_store(handle, progress, state);
         }
-        let (o, u, s, q) = (opts.clone(), self.url, shared.clone(), queue.clone());
+        // The connection holds the others only as recipients of what it
+        // tells them; the strong addresses end with it.
+        let links = Links {
+            watch: heartbeat.clone().recipient(),
+            unwatch: heartbeat.recipient(),
+            connection_up: reconnect.clone().recipient(),
+            take_recovery: reconnect.clone().recipient(),
+            ask_retry: reconnect.recipient(),
+            link_state: queue.clone().recipient(),
+            acked: queue.clone().recipient(),
+            first_seq: queue.clone().recipient(),
+            shutdown: queue.clone().recipient(),
+        };
+        let (o, u, s) = (opts.clone(), self.url, shared.clone());
         let conn = Supervisor::start(move |_| {
-            let mut c = ConnectionActor::new(o, u, bus, s, heartbeat, reconnect, q);
+            let mut c = ConnectionActor::new(o, u, bus, s, links);
             if let Some((handle, state)) = conn_store {
                 c.attach_store(handle, &state);
             }
             c
         });
-        queue_actor.set_connection(conn.downgrade());
+        queue_actor.set_connection(ConnectionLink {
+            write: conn.downgrade().recipient(),
+            disconnect: conn.downgrade().recipient(),
+        });
         queue_actor.set_close_timeout(opts.close_timeout);
         queue_actor.set_ack_delay(self.ack_delay);
         queue_ctx.run(queue_actor);

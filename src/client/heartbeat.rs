@@ -8,23 +8,27 @@
 
 use std::time::Duration;
 
-use actix::{prelude::*, WeakAddr};
+use std::sync::Arc;
+
+use actix::{prelude::*, WeakRecipient};
 use actix_rt::time::Instant;
 
 use super::{
-    connection::{ConnectionActor, HeartbeatTimeout, SendPing, Shared},
-    stats::LiveGuard,
+    connection::messages::{HeartbeatTimeout, SendPing},
+    shared::{LiveGuard, Shared},
 };
-use std::sync::Arc;
 
-/// Start watching the socket of generation `gen`.
+/// Start watching the socket of generation `gen`: ping it through `ping`
+/// every interval, and tell `timeout` when it fell silent.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Watch {
     pub(crate) gen: u64,
     /// Weak: the heartbeat must not keep the connection alive (the last
     /// handle's drop ends the client).
-    pub(crate) conn: WeakAddr<ConnectionActor>,
+    pub(crate) ping: WeakRecipient<SendPing>,
+    /// Weak, for the same reason.
+    pub(crate) timeout: WeakRecipient<HeartbeatTimeout>,
 }
 
 /// Stop watching (the socket of generation `gen` is gone).
@@ -37,7 +41,8 @@ pub(crate) struct Unwatch {
 struct Watching {
     _live: LiveGuard,
     gen: u64,
-    conn: WeakAddr<ConnectionActor>,
+    to_ping: WeakRecipient<SendPing>,
+    to_timeout: WeakRecipient<HeartbeatTimeout>,
     ping: SpawnHandle,
     deadline: SpawnHandle,
 }
@@ -77,7 +82,7 @@ impl HeartbeatActor {
             };
             if silent_for >= act.timeout {
                 log::debug!("heartbeat: silent for {silent_for:?}, declaring the link dead");
-                if let Some(conn) = w.conn.upgrade() {
+                if let Some(conn) = w.to_timeout.upgrade() {
                     conn.do_send(HeartbeatTimeout {
                         gen: w.gen,
                         timeout: act.timeout,
@@ -117,7 +122,7 @@ impl Handler<Watch> for HeartbeatActor {
         }
         let gen = msg.gen;
         let ping = ctx.run_interval(self.interval, move |act, _| {
-            if let Some(conn) = act.watching.as_ref().and_then(|w| w.conn.upgrade()) {
+            if let Some(conn) = act.watching.as_ref().and_then(|w| w.to_ping.upgrade()) {
                 conn.do_send(SendPing { gen });
             }
         });
@@ -125,7 +130,8 @@ impl Handler<Watch> for HeartbeatActor {
         self.watching = Some(Watching {
             _live: LiveGuard::new(self.shared.clone()),
             gen,
-            conn: msg.conn,
+            to_ping: msg.ping,
+            to_timeout: msg.timeout,
             ping,
             deadline,
         });

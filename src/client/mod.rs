@@ -7,6 +7,7 @@ pub(crate) mod inbound;
 mod queue_actor;
 mod reconnect;
 mod reliable;
+mod shared;
 mod stats;
 mod store_writer;
 mod subscribers;

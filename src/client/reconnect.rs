@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::time::Instant;
 
-use super::connection::Shared;
+use super::shared::Shared;
 use crate::{
     retry::{RetryContext, SharedRetryPolicy},
     Error,
