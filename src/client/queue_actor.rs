@@ -44,9 +44,12 @@ use tokio::sync::oneshot;
 
 pub(crate) mod messages;
 
-use messages::{Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, Outbound, Shutdown};
+use messages::{
+    Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, Outbound, OutgoingMessage, Shutdown,
+};
 
 use super::{
+    admission::Admission,
     connection::messages::{Disconnect, Subscribe, WriteBatch},
     shared::Shared,
     stats::Counters,
@@ -243,6 +246,8 @@ pub struct QueueActor {
     ack_delay: Option<Duration>,
     /// With a durable store.
     durable: Option<Durable>,
+    /// The facade's check, for an `OutgoingMessage` (which skips the facade).
+    admission: Option<Admission>,
 }
 
 impl QueueActor {
@@ -277,6 +282,7 @@ impl QueueActor {
             close_timer: None,
             ack_delay: None,
             durable: None,
+            admission: None,
         })
     }
 
@@ -434,6 +440,11 @@ impl QueueActor {
     /// Test hook: see `ResilientWebSocketBuilder::test_ack_delay`.
     pub(crate) fn set_ack_delay(&mut self, d: Option<Duration>) {
         self.ack_delay = d;
+    }
+
+    /// The check an `OutgoingMessage` passes, the same as `send()`'s.
+    pub(crate) fn set_admission(&mut self, admission: Admission) {
+        self.admission = Some(admission);
     }
 
     /// The connection is started after this actor; it is told who it is.
@@ -846,6 +857,26 @@ impl QueueActor {
         }
         d.retry = Some(ctx.notify_later(RetryStore, delay));
         self.update_buffered();
+    }
+}
+
+/// A user's actor sending through `ResilientWebSocket::sender()`: the
+/// facade's `try_send`, answered from here.
+impl Handler<OutgoingMessage> for QueueActor {
+    type Result = crate::Result<()>;
+
+    fn handle(&mut self, msg: OutgoingMessage, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(admission) = &self.admission {
+            admission.check(&msg.payload)?;
+        }
+        let enqueue = Enqueue {
+            payload: msg.payload,
+            priority: msg.priority,
+            done: None,
+        };
+        self.enqueue(enqueue, ctx);
+        self.submit();
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::{client::store_writer::Done, events::Payload};
+use crate::{client::store_writer::Done, events::Payload, Result};
 
 /// A message from `send()`.
 #[derive(Message)]
@@ -68,3 +68,38 @@ pub(crate) struct CloseAfterFlush(pub(crate) oneshot::Sender<()>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
+
+/// A message for the client to send, as an actix message: what an actor of
+/// yours sends to the [`Recipient`] that
+/// [`ResilientWebSocket::sender`](crate::ResilientWebSocket::sender) gives.
+/// Its answer is what [`try_send`](crate::ResilientWebSocket::try_send)
+/// would return: `Ok` once the client took it, or why not.
+///
+/// In a unit test of your actor, a recorder actor that handles this message
+/// stands in for the client (see `tests/user_actor.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "Result<()>")]
+#[non_exhaustive]
+pub struct OutgoingMessage {
+    /// What to send.
+    pub payload: Payload,
+    /// While messages wait in the outbox, higher priorities go out first
+    /// (FIFO within a priority); 0 by default.
+    pub priority: u8,
+}
+
+impl OutgoingMessage {
+    /// A message of priority 0.
+    pub fn new(payload: impl Into<Payload>) -> Self {
+        OutgoingMessage {
+            payload: payload.into(),
+            priority: 0,
+        }
+    }
+
+    /// The same message with another priority.
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+}
