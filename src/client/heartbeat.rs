@@ -147,3 +147,177 @@ impl Handler<Unwatch> for HeartbeatActor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The heartbeat alone: paused time, and a recorder standing in for
+    //! the connection through the weak recipients of `Watch`.
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// What the fake connection was told, and when.
+    #[derive(Debug, PartialEq)]
+    enum Told {
+        Ping { gen: u64 },
+        Timeout { gen: u64, timeout: Duration },
+    }
+
+    /// Stands in for the `ConnectionActor`.
+    struct FakeConn(mpsc::UnboundedSender<(Instant, Told)>);
+
+    impl Actor for FakeConn {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<SendPing> for FakeConn {
+        type Result = ();
+        fn handle(&mut self, msg: SendPing, _: &mut Context<Self>) {
+            let _ = self.0.send((Instant::now(), Told::Ping { gen: msg.gen }));
+        }
+    }
+
+    impl Handler<HeartbeatTimeout> for FakeConn {
+        type Result = ();
+        fn handle(&mut self, msg: HeartbeatTimeout, _: &mut Context<Self>) {
+            let _ = self.0.send((
+                Instant::now(),
+                Told::Timeout {
+                    gen: msg.gen,
+                    timeout: msg.timeout,
+                },
+            ));
+        }
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// Tokio's timers round up to the next millisecond, once per timer.
+    fn near(got: Duration, want: Duration) -> bool {
+        got >= want && got <= want + Duration::from_millis(10)
+    }
+
+    struct Setup {
+        heartbeat: Addr<HeartbeatActor>,
+        conn: Addr<FakeConn>,
+        told: mpsc::UnboundedReceiver<(Instant, Told)>,
+        shared: Arc<Shared>,
+        start: Instant,
+    }
+
+    /// A heartbeat (interval 1 s, timeout 3 s) watching socket 7 of a fake
+    /// connection, in paused time.
+    fn watching(interval: Duration) -> Setup {
+        tokio::time::pause();
+        let shared = Arc::new(Shared::new());
+        shared.touch();
+        let heartbeat = HeartbeatActor::new(interval, 3 * SECOND, shared.clone()).start();
+        let (tx, told) = mpsc::unbounded_channel();
+        let conn = FakeConn(tx).start();
+        heartbeat.do_send(Watch {
+            gen: 7,
+            ping: conn.downgrade().recipient(),
+            timeout: conn.downgrade().recipient(),
+        });
+        Setup {
+            heartbeat,
+            conn,
+            told,
+            shared,
+            start: Instant::now(),
+        }
+    }
+
+    /// Everything the fake connection is told within `within` of now.
+    async fn told_within(
+        told: &mut mpsc::UnboundedReceiver<(Instant, Told)>,
+        within: Duration,
+    ) -> Vec<(Instant, Told)> {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        while let Ok(Some(t)) = tokio::time::timeout_at(deadline, told.recv()).await {
+            out.push(t);
+        }
+        out
+    }
+
+    #[actix_rt::test]
+    async fn pings_every_interval_and_declares_a_silent_peer_dead_after_the_timeout() {
+        let mut s = watching(SECOND);
+        let told = told_within(&mut s.told, 10 * SECOND).await;
+        let at = |i: usize| told[i].0 - s.start;
+
+        assert_eq!(told[0].1, Told::Ping { gen: 7 });
+        assert!(near(at(0), SECOND), "{told:?}");
+        assert_eq!(told[1].1, Told::Ping { gen: 7 });
+        assert!(near(at(1), 2 * SECOND), "{told:?}");
+        let timeout = told
+            .iter()
+            .position(|(_, t)| matches!(t, Told::Timeout { .. }))
+            .expect("a timeout");
+        assert_eq!(
+            told[timeout].1,
+            Told::Timeout {
+                gen: 7,
+                timeout: 3 * SECOND
+            }
+        );
+        assert!(near(at(timeout), 3 * SECOND), "{told:?}");
+        // Watching ends with the timeout: no ping after it.
+        assert!(
+            told.iter()
+                .all(|(t, _)| near(*t - s.start, 3 * SECOND) || *t - s.start < 3 * SECOND),
+            "{told:?}"
+        );
+        assert_eq!(s.shared.counters.snapshot().live_socket_tasks, 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_frame_from_the_peer_pushes_the_deadline_back() {
+        let mut s = watching(SECOND);
+        // A frame arrives 2 s in: the peer is silent from then on.
+        tokio::time::sleep(2 * SECOND).await;
+        s.shared.touch();
+        let told = told_within(&mut s.told, 10 * SECOND).await;
+        let (when, _) = told
+            .iter()
+            .find(|(_, t)| matches!(t, Told::Timeout { .. }))
+            .expect("a timeout");
+        assert!(near(*when - s.start, 5 * SECOND), "{told:?}");
+    }
+
+    #[actix_rt::test]
+    async fn unwatch_of_another_socket_is_ignored_and_of_this_one_stops_everything() {
+        let mut s = watching(SECOND);
+        s.heartbeat.do_send(Unwatch { gen: 6 });
+        let first = s.told.recv().await.unwrap();
+        assert_eq!(first.1, Told::Ping { gen: 7 }, "still watching 7");
+        assert_eq!(s.shared.counters.snapshot().live_socket_tasks, 1);
+
+        s.heartbeat.do_send(Unwatch { gen: 7 });
+        let told = told_within(&mut s.told, 10 * SECOND).await;
+        assert!(told.is_empty(), "nothing after Unwatch: {told:?}");
+        assert_eq!(s.shared.counters.snapshot().live_socket_tasks, 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_zero_interval_watches_nothing() {
+        let mut s = watching(Duration::ZERO);
+        let told = told_within(&mut s.told, 60 * SECOND).await;
+        assert!(told.is_empty(), "{told:?}");
+        assert_eq!(s.shared.counters.snapshot().live_socket_tasks, 0);
+    }
+
+    #[actix_rt::test]
+    async fn the_heartbeat_does_not_keep_the_connection_alive() {
+        let s = watching(SECOND);
+        let conn = s.conn.downgrade();
+        drop(s.conn);
+        // The fake connection goes although the heartbeat still watches it;
+        // its next ping and the timeout find nobody, and nothing breaks.
+        tokio::time::sleep(5 * SECOND).await;
+        assert!(conn.upgrade().is_none(), "the heartbeat kept it alive");
+        assert!(s.heartbeat.connected());
+    }
+}
