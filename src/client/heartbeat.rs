@@ -56,6 +56,10 @@ pub struct HeartbeatActor {
 }
 
 impl HeartbeatActor {
+    /// A heartbeat that pings every `interval` (zero: never, and watches
+    /// nothing) and declares a socket dead after `timeout` of silence, read
+    /// from `shared`'s last-seen time. Crate-internal: it needs the
+    /// connection's `Shared`; its unit tests below show it alone.
     pub(crate) fn new(interval: Duration, timeout: Duration, shared: Arc<Shared>) -> Self {
         HeartbeatActor {
             interval,

@@ -63,6 +63,9 @@ pub struct ReconnectSupervisor {
 }
 
 impl ReconnectSupervisor {
+    /// A supervisor that asks `policy` for each delay and resets its count
+    /// only after a connection lasted `min_uptime`. Crate-internal, like its
+    /// messages; its unit tests below show it alone.
     pub(crate) fn new(
         policy: SharedRetryPolicy,
         min_uptime: Duration,

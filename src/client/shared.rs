@@ -46,6 +46,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Disconnected, nothing counted, the peer's limit unknown.
     pub(crate) fn new() -> Self {
         Shared {
             state: AtomicU8::new(ConnectionState::Disconnected.to_u8()),

@@ -140,6 +140,10 @@ pub struct ConnectionActor {
 }
 
 impl ConnectionActor {
+    /// A connection to what `url` yields, publishing into `shared` and
+    /// `bus`, and telling the other actors through `links`. Run it under
+    /// `actix::Supervisor` (a restart is how it reconnects). Crate-internal:
+    /// the facade builds it; `connection/tests.rs` shows it alone.
     pub(crate) fn new(
         opts: Arc<ClientOptions>,
         url: UrlProvider,
