@@ -6,10 +6,18 @@ use actix::{prelude::*, Supervisor};
 use tokio::sync::oneshot;
 
 use super::{
-    connection::{Connect, ConnectionActor, Shared, Subscribe},
+    admission::Admission,
+    connection::{
+        messages::{Connect, Subscribe},
+        ConnectionActor, Links,
+    },
     heartbeat::HeartbeatActor,
-    queue_actor::{CloseAfterFlush, Enqueue, QueueActor},
+    queue_actor::{
+        messages::{CloseAfterFlush, Enqueue, OutgoingMessage},
+        ConnectionLink, QueueActor,
+    },
     reconnect::ReconnectSupervisor,
+    shared::Shared,
     stats::Stats,
     store_writer::StoreHandle,
     subscribers::EventBus,
@@ -62,6 +70,8 @@ pub struct ResilientWebSocket {
     opts: Arc<ClientOptions>,
     /// With a durable store, `send()` waits for its commit.
     durable: bool,
+    /// The check `send()` shares with the outbox's `OutgoingMessage`.
+    admission: Admission,
     /// Shared by every clone: the last one's drop closes the client.
     _close_on_drop: Arc<CloseOnDrop>,
 }
@@ -251,6 +261,53 @@ impl ResilientWebSocket {
         })
     }
 
+    /// A [`Recipient`] of [`OutgoingMessage`]: how an actor of yours sends
+    /// through this client. Depend on the recipient, not on the client, and
+    /// the actor's unit tests can hand it a recorder instead of a network.
+    ///
+    /// The message is checked and taken like [`try_send`](Self::try_send):
+    /// it never waits (a full outbox answers [`Error::BufferFull`]) and
+    /// with a durable store it answers once the message is accepted, not
+    /// once it is on disk. `send(..).await` gives that answer; `do_send`
+    /// ignores it. The recipient does not keep the client alive: once the
+    /// last handle is dropped (and the client closed), sending through it
+    /// fails with [`MailboxError::Closed`](actix::MailboxError::Closed).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use actix::prelude::*;
+    /// use resilient_ws::{client::OutgoingMessage, ResilientWebSocket};
+    ///
+    /// /// An actor that reports readings; it knows only where to send them.
+    /// struct Reporter {
+    ///     out: Recipient<OutgoingMessage>,
+    /// }
+    ///
+    /// impl Actor for Reporter {
+    ///     type Context = Context<Self>;
+    /// }
+    ///
+    /// #[derive(Message)]
+    /// #[rtype(result = "()")]
+    /// struct Reading(f64);
+    ///
+    /// impl Handler<Reading> for Reporter {
+    ///     type Result = ();
+    ///     fn handle(&mut self, r: Reading, _: &mut Context<Self>) {
+    ///         self.out.do_send(OutgoingMessage::new(format!("reading {}", r.0)));
+    ///     }
+    /// }
+    ///
+    /// # async fn f() -> Result<(), resilient_ws::Error> {
+    /// let ws = ResilientWebSocket::builder("ws://127.0.0.1:8080/ws").connect().await?;
+    /// let reporter = Reporter { out: ws.sender() }.start();
+    /// reporter.do_send(Reading(21.5));
+    /// # Ok(()) }
+    /// ```
+    pub fn sender(&self) -> Recipient<OutgoingMessage> {
+        self.queue.clone().recipient()
+    }
+
     /// Serializes `value` as JSON and sends it as a text message.
     ///
     /// # Errors
@@ -258,13 +315,6 @@ impl ResilientWebSocket {
     pub async fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let text = serde_json::to_string(value).map_err(|e| Error::Serialize(e.to_string()))?;
         self.send(text).await
-    }
-
-    fn buffered(&self) -> u64 {
-        self.shared
-            .counters
-            .buffered
-            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How long `send()` may wait for space: the `Wait` policy's timeout;
@@ -295,58 +345,12 @@ impl ResilientWebSocket {
     }
 
     fn check_size(&self, payload: &Payload) -> Result<()> {
-        match self.shared.peer_max_message_size() {
-            Some(max) if payload.len() > max => Err(Error::MessageTooLarge {
-                size: payload.len(),
-                max,
-            }),
-            _ => Ok(()),
-        }
+        self.admission.check_size(payload)
     }
 
-    /// Whether one more message may be accepted now.
+    /// Whether one more message may be accepted now (see `admission.rs`).
     fn admit(&self) -> Result<()> {
-        if self.durable
-            && self
-                .shared
-                .store_dead
-                .load(std::sync::atomic::Ordering::Acquire)
-        {
-            // Nothing can be made durable any more: refuse rather than
-            // accept what would never be sent.
-            return Err(Error::Store(super::store_writer::writer_stopped()));
-        }
-        if self.stateful() {
-            // Reliable mode: the outbox also holds what the unacked window
-            // cannot take yet, so it bounds the sender even while connected.
-            return match self.state() {
-                ConnectionState::Disconnecting => Err(Error::NotConnected),
-                _ if self.buffered() < self.opts.max_buffered_messages as u64 => Ok(()),
-                _ => Err(Error::BufferFull(self.opts.max_buffered_messages)),
-            };
-        }
-        let max = self.opts.max_buffered_messages.max(1) as u64;
-        match self.state() {
-            // Connected, the outbox is empty unless the socket is backed up
-            // (a peer that does not read): then the outbox's bound applies.
-            ConnectionState::Connected if self.buffered() < max => Ok(()),
-            ConnectionState::Disconnecting => Err(Error::NotConnected),
-            ConnectionState::Connected => self.admit_overflow(),
-            _ if !self.opts.enable_message_buffering => Err(Error::NotConnected),
-            _ if self.buffered() < max => Ok(()),
-            _ => self.admit_overflow(),
-        }
-    }
-
-    /// Whether one more message may be accepted into a full outbox.
-    fn admit_overflow(&self) -> Result<()> {
-        match self.opts.overflow_policy {
-            // The outbox makes room itself and reports what it drops.
-            OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => Ok(()),
-            OverflowPolicy::Reject | OverflowPolicy::Wait(_) => {
-                Err(Error::BufferFull(self.opts.max_buffered_messages.max(1)))
-            }
-        }
+        self.admission.admit()
     }
 
     async fn wait_for_space(&self, limit: std::time::Duration) -> Result<()> {
@@ -788,17 +792,35 @@ impl ResilientWebSocketBuilder {
             ));
             queue_actor.attach_store(handle, progress, state);
         }
-        let (o, u, s, q) = (opts.clone(), self.url, shared.clone(), queue.clone());
+        // The connection holds the others only as recipients of what it
+        // tells them; the strong addresses end with it.
+        let links = Links {
+            watch: heartbeat.clone().recipient(),
+            unwatch: heartbeat.recipient(),
+            connection_up: reconnect.clone().recipient(),
+            take_recovery: reconnect.clone().recipient(),
+            ask_retry: reconnect.recipient(),
+            link_state: queue.clone().recipient(),
+            acked: queue.clone().recipient(),
+            first_seq: queue.clone().recipient(),
+            shutdown: queue.clone().recipient(),
+        };
+        let (o, u, s) = (opts.clone(), self.url, shared.clone());
         let conn = Supervisor::start(move |_| {
-            let mut c = ConnectionActor::new(o, u, bus, s, heartbeat, reconnect, q);
+            let mut c = ConnectionActor::new(o, u, bus, s, links);
             if let Some((handle, state)) = conn_store {
                 c.attach_store(handle, &state);
             }
             c
         });
-        queue_actor.set_connection(conn.downgrade());
+        queue_actor.set_connection(ConnectionLink {
+            write: conn.downgrade().recipient(),
+            disconnect: conn.downgrade().recipient(),
+        });
         queue_actor.set_close_timeout(opts.close_timeout);
         queue_actor.set_ack_delay(self.ack_delay);
+        let admission = Admission::new(opts.clone(), shared.clone(), durable);
+        queue_actor.set_admission(admission.clone());
         queue_ctx.run(queue_actor);
         Ok(ResilientWebSocket {
             conn,
@@ -809,6 +831,7 @@ impl ResilientWebSocketBuilder {
             shared,
             opts,
             durable,
+            admission,
         })
     }
 

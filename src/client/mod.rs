@@ -1,5 +1,6 @@
 //! The client: the facade and the actors behind it.
 
+mod admission;
 mod connection;
 mod facade;
 mod heartbeat;
@@ -7,6 +8,7 @@ pub(crate) mod inbound;
 mod queue_actor;
 mod reconnect;
 mod reliable;
+mod shared;
 mod stats;
 mod store_writer;
 mod subscribers;
@@ -16,6 +18,6 @@ mod write_load;
 pub use connection::ConnectionActor;
 pub use facade::{ResilientWebSocket, ResilientWebSocketBuilder};
 pub use heartbeat::HeartbeatActor;
-pub use queue_actor::QueueActor;
+pub use queue_actor::{messages::OutgoingMessage, QueueActor};
 pub use reconnect::ReconnectSupervisor;
 pub use stats::Stats;

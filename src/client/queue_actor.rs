@@ -39,11 +39,19 @@ use std::{
     time::Duration,
 };
 
-use actix::{prelude::*, WeakAddr};
+use actix::{prelude::*, WeakRecipient};
 use tokio::sync::oneshot;
 
+pub(crate) mod messages;
+
+use messages::{
+    Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, Outbound, OutgoingMessage, Shutdown,
+};
+
 use super::{
-    connection::{ConnectionActor, Disconnect, Shared, Subscribe, WriteBatch},
+    admission::Admission,
+    connection::messages::{Disconnect, Subscribe, WriteBatch},
+    shared::Shared,
     stats::Counters,
     store_writer::{writer_stopped, Chain, Committed, Done, StoreHandle},
     subscribers::Subscribers,
@@ -64,55 +72,6 @@ const BACKLOG_BATCH: usize = 1024;
 /// doubling up to [`STORE_RETRY_MAX`] while commits keep failing.
 const STORE_RETRY_MIN: Duration = Duration::from_millis(50);
 const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
-
-/// A message from `send()`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Enqueue {
-    pub(crate) payload: Payload,
-    pub(crate) priority: u8,
-    /// With a durable store: answered once the message is durable.
-    pub(crate) done: Option<Done>,
-}
-
-/// The connection's socket is ready for data, or gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) enum LinkState {
-    /// Socket `gen` is ready. Reliable mode: the peer has delivered
-    /// everything up to `peer_last_received`, and at most `max_unacked_bytes`
-    /// may be unacknowledged.
-    Up {
-        gen: u64,
-        peer_last_received: Option<u64>,
-        max_unacked_bytes: usize,
-    },
-    /// The socket is gone.
-    Down,
-    /// Socket `gen` has too much waiting to be written: hold new messages
-    /// in the outbox (backpressure).
-    Paused { gen: u64 },
-    /// Socket `gen` caught up: let them flow again.
-    Resumed { gen: u64 },
-}
-
-/// Reliable mode: the peer acknowledged everything up to this seq.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Acked(pub(crate) u64);
-
-/// Reliable mode: the seq the window sends first on a new socket (the
-/// oldest unacknowledged, or the next), for a HELLO's `first_seq`.
-#[derive(Message)]
-#[rtype(result = "u64")]
-pub(crate) struct FirstSeq;
-
-/// One message on its way to the socket; `seq` is 0 in raw mode.
-#[derive(Debug, Clone)]
-pub(crate) struct Outbound {
-    pub(crate) seq: u64,
-    pub(crate) payload: Payload,
-}
 
 /// Reliable mode: the sending half of the session (numbering, the unacked
 /// window, replay), the protocol's own rules.
@@ -176,16 +135,6 @@ struct Assigned {
 #[rtype(result = "()")]
 struct RetryStore;
 
-/// `disconnect()`: pass on after everything accepted before it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct CloseAfterFlush(pub(crate) oneshot::Sender<()>);
-
-/// The client is gone (its connection actor was dropped): stop.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Shutdown;
-
 /// Ends the current burst: hand the batch to the connection.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -196,12 +145,41 @@ struct Flush;
 #[rtype(result = "()")]
 struct Expire;
 
+/// What the outbox holds of the connection. Weak: the connection holds
+/// this actor, not the other way round, so dropping the last handle can end
+/// both. Both recipients reach one mailbox, so a `Disconnect` arrives
+/// after every batch written before it.
+pub(crate) struct ConnectionLink {
+    pub(crate) write: WeakRecipient<WriteBatch>,
+    pub(crate) disconnect: WeakRecipient<Disconnect>,
+}
+
+impl ConnectionLink {
+    /// Hands a batch to the connection, if it is still there. `do_send`:
+    /// the batch was already admitted by the outbox's limits; a bounded
+    /// mailbox here could only lose it.
+    fn write(&self, batch: WriteBatch) {
+        if let Some(conn) = self.write.upgrade() {
+            conn.do_send(batch);
+        }
+    }
+
+    /// Passes a `disconnect()` on; answers it at once when the connection
+    /// is gone.
+    fn disconnect(&self, tx: oneshot::Sender<()>) {
+        match self.disconnect.upgrade().filter(Recipient::connected) {
+            Some(conn) => conn.do_send(Disconnect(tx)),
+            None => {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
 /// Owns the outbox; see the module docs.
 pub struct QueueActor {
     queue: MessageQueue,
-    /// Weak: the connection holds this actor, not the other way round, so
-    /// dropping the last handle can end both.
-    conn: Option<WeakAddr<ConnectionActor>>,
+    conn: Option<ConnectionLink>,
     shared: Arc<Shared>,
     dropped: Subscribers<MessageDropped>,
     errors: Subscribers<ErrorEvent>,
@@ -233,6 +211,8 @@ pub struct QueueActor {
     ack_delay: Option<Duration>,
     /// With a durable store.
     durable: Option<Durable>,
+    /// The facade's check, for an `OutgoingMessage` (which skips the facade).
+    admission: Option<Admission>,
 }
 
 impl QueueActor {
@@ -263,6 +243,7 @@ impl QueueActor {
             close_timer: None,
             ack_delay: None,
             durable: None,
+            admission: None,
         })
     }
 
@@ -407,8 +388,8 @@ impl QueueActor {
         };
         while d.held.front().is_some_and(|(t, _, _)| *t <= d.committed) {
             let (_, gen, items) = d.held.pop_front().expect("front checked");
-            if let Some(conn) = self.conn.as_ref().and_then(WeakAddr::upgrade) {
-                conn.do_send(WriteBatch { gen, items });
+            if let Some(conn) = &self.conn {
+                conn.write(WriteBatch { gen, items });
             }
         }
     }
@@ -423,8 +404,13 @@ impl QueueActor {
         self.ack_delay = d;
     }
 
+    /// The check an `OutgoingMessage` passes, the same as `send()`'s.
+    pub(crate) fn set_admission(&mut self, admission: Admission) {
+        self.admission = Some(admission);
+    }
+
     /// The connection is started after this actor; it is told who it is.
-    pub(crate) fn set_connection(&mut self, conn: WeakAddr<ConnectionActor>) {
+    pub(crate) fn set_connection(&mut self, conn: ConnectionLink) {
         self.conn = Some(conn);
     }
 
@@ -489,10 +475,8 @@ impl QueueActor {
             self.release();
             return;
         }
-        if let Some(conn) = self.conn.as_ref().and_then(WeakAddr::upgrade) {
-            // do_send: the batch was already admitted by the outbox's limits;
-            // a bounded mailbox here could only lose it.
-            conn.do_send(WriteBatch {
+        if let Some(conn) = &self.conn {
+            conn.write(WriteBatch {
                 gen: self.gen,
                 items: batch,
             });
@@ -796,9 +780,8 @@ impl QueueActor {
             self.batch.retain(|m| m.seq < durable_seq);
             for (_, gen, mut items) in held {
                 items.retain(|m| m.seq < durable_seq);
-                let conn = self.conn.as_ref().and_then(WeakAddr::upgrade);
-                if let (false, Some(conn)) = (items.is_empty(), conn) {
-                    conn.do_send(WriteBatch { gen, items });
+                if let (false, Some(conn)) = (items.is_empty(), &self.conn) {
+                    conn.write(WriteBatch { gen, items });
                 }
             }
             // An ack whose commit failed: say it again with the next one.
@@ -836,6 +819,26 @@ impl QueueActor {
         }
         d.retry = Some(ctx.notify_later(RetryStore, delay));
         self.update_buffered();
+    }
+}
+
+/// A user's actor sending through `ResilientWebSocket::sender()`: the
+/// facade's `try_send`, answered from here.
+impl Handler<OutgoingMessage> for QueueActor {
+    type Result = crate::Result<()>;
+
+    fn handle(&mut self, msg: OutgoingMessage, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(admission) = &self.admission {
+            admission.check(&msg.payload)?;
+        }
+        let enqueue = Enqueue {
+            payload: msg.payload,
+            priority: msg.priority,
+            done: None,
+        };
+        self.enqueue(enqueue, ctx);
+        self.submit();
+        Ok(())
     }
 }
 
@@ -1123,8 +1126,8 @@ impl QueueActor {
         for tx in self.close_waiters.drain(..) {
             // Same sender, same mailbox: the Disconnect arrives after the
             // last batch.
-            match self.conn.as_ref().and_then(WeakAddr::upgrade) {
-                Some(conn) => conn.do_send(Disconnect(tx)),
+            match &self.conn {
+                Some(conn) => conn.disconnect(tx),
                 None => {
                     let _ = tx.send(());
                 }

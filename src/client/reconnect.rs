@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::time::Instant;
 
-use super::connection::Shared;
+use super::shared::Shared;
 use crate::{
     retry::{RetryContext, SharedRetryPolicy},
     Error,
@@ -63,6 +63,9 @@ pub struct ReconnectSupervisor {
 }
 
 impl ReconnectSupervisor {
+    /// A supervisor that asks `policy` for each delay and resets its count
+    /// only after a connection lasted `min_uptime`. Crate-internal, like its
+    /// messages; its unit tests below show it alone.
     pub(crate) fn new(
         policy: SharedRetryPolicy,
         min_uptime: Duration,
@@ -142,5 +145,154 @@ impl Handler<AskRetry> for ReconnectSupervisor {
                 NextAttempt::GiveUp { attempts }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The supervisor alone: its attempt count, the context the policy
+    //! sees, `min_uptime` and the recovery report, in paused time.
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::retry::{ExponentialBackoff, RetryPolicy};
+
+    /// Answers `attempt * 100 ms` up to `give_up_after` attempts, and
+    /// records every context it was asked with.
+    struct Recording {
+        seen: Arc<Mutex<Vec<RetryContext>>>,
+        give_up_after: u32,
+    }
+
+    impl RetryPolicy for Recording {
+        fn next_delay(&self, ctx: &RetryContext) -> Option<Duration> {
+            self.seen.lock().unwrap().push(ctx.clone());
+            (ctx.attempt <= self.give_up_after).then(|| ctx.attempt * MS100)
+        }
+    }
+
+    const MS100: Duration = Duration::from_millis(100);
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// Tokio's sleeps round up to the next millisecond, once per sleep.
+    fn near(got: Duration, want: Duration) -> bool {
+        got >= want && got <= want + Duration::from_millis(10)
+    }
+
+    fn start(
+        give_up_after: u32,
+        min_uptime: Duration,
+    ) -> (Addr<ReconnectSupervisor>, Arc<Mutex<Vec<RetryContext>>>) {
+        tokio::time::pause();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let policy = SharedRetryPolicy::new(Recording {
+            seen: seen.clone(),
+            give_up_after,
+        });
+        let shared = Arc::new(Shared::new());
+        (
+            ReconnectSupervisor::new(policy, min_uptime, shared).start(),
+            seen,
+        )
+    }
+
+    async fn ask(sup: &Addr<ReconnectSupervisor>, error: Error) -> NextAttempt {
+        sup.send(AskRetry { error }).await.unwrap()
+    }
+
+    fn attempt(next: NextAttempt) -> u32 {
+        match next {
+            NextAttempt::After { attempt, .. } => attempt,
+            NextAttempt::GiveUp { .. } => panic!("gave up: {next:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn counts_attempts_until_the_policy_gives_up_then_starts_again() {
+        let (sup, seen) = start(3, SECOND);
+        for n in 1..=3 {
+            match ask(&sup, Error::ConnectionLost).await {
+                NextAttempt::After { attempt, delay } => {
+                    assert_eq!(attempt, n);
+                    assert_eq!(delay, n * MS100);
+                }
+                other => panic!("attempt {n}: {other:?}"),
+            }
+        }
+        match ask(&sup, Error::HeartbeatTimeout(SECOND)).await {
+            NextAttempt::GiveUp { attempts } => assert_eq!(attempts, 3),
+            other => panic!("{other:?}"),
+        }
+        // The policy saw each error, numbered.
+        let seen = seen.lock().unwrap().clone();
+        let numbers: Vec<u32> = seen.iter().map(|c| c.attempt).collect();
+        assert_eq!(numbers, vec![1, 2, 3, 4]);
+        assert!(matches!(seen[3].error, Error::HeartbeatTimeout(_)));
+        // A later loss starts from attempt 1.
+        assert_eq!(attempt(ask(&sup, Error::ConnectionLost).await), 1);
+    }
+
+    #[actix_rt::test]
+    async fn the_policy_sees_how_long_ago_the_connection_was_lost() {
+        let (sup, seen) = start(10, SECOND);
+        ask(&sup, Error::ConnectionLost).await;
+        tokio::time::sleep(5 * SECOND).await;
+        ask(&sup, Error::ConnectionLost).await;
+        let elapsed: Vec<Duration> = seen.lock().unwrap().iter().map(|c| c.elapsed).collect();
+        assert_eq!(elapsed[0], Duration::ZERO);
+        assert!(near(elapsed[1], 5 * SECOND), "{elapsed:?}");
+    }
+
+    #[actix_rt::test]
+    async fn only_a_connection_that_lasted_min_uptime_resets_the_count() {
+        let (sup, _) = start(10, 10 * SECOND);
+        assert_eq!(attempt(ask(&sup, Error::ConnectionLost).await), 1);
+        // Up, but dropped again after 2 s: still backing off.
+        sup.send(ConnectionUp).await.unwrap();
+        tokio::time::sleep(2 * SECOND).await;
+        assert_eq!(attempt(ask(&sup, Error::ConnectionLost).await), 2);
+        // Up for 10 s: a fresh start.
+        sup.send(ConnectionUp).await.unwrap();
+        tokio::time::sleep(10 * SECOND).await;
+        assert_eq!(attempt(ask(&sup, Error::ConnectionLost).await), 1);
+    }
+
+    #[actix_rt::test]
+    async fn take_recovery_reports_the_outage_once() {
+        let (sup, _) = start(10, SECOND);
+        assert!(
+            sup.send(TakeRecovery).await.unwrap().is_none(),
+            "no loss yet"
+        );
+        ask(&sup, Error::ConnectionLost).await;
+        tokio::time::sleep(3 * SECOND).await;
+        ask(&sup, Error::ConnectionLost).await;
+        tokio::time::sleep(SECOND).await;
+        let r = sup.send(TakeRecovery).await.unwrap().expect("a recovery");
+        assert_eq!(r.attempts, 2);
+        assert!(near(r.downtime, 4 * SECOND), "{r:?}");
+        assert!(sup.send(TakeRecovery).await.unwrap().is_none(), "once");
+    }
+
+    #[actix_rt::test]
+    async fn the_default_backoff_stops_at_once_on_a_401() {
+        tokio::time::pause();
+        let policy = SharedRetryPolicy::new(ExponentialBackoff {
+            initial: SECOND,
+            max: 8 * SECOND,
+            max_attempts: 0,
+        });
+        let sup = ReconnectSupervisor::new(policy, SECOND, Arc::new(Shared::new())).start();
+        let delay = match ask(&sup, Error::ConnectionLost).await {
+            NextAttempt::After { attempt: 1, delay } => delay,
+            other => panic!("{other:?}"),
+        };
+        assert!(delay >= SECOND && delay <= 2 * SECOND, "{delay:?}");
+        let refused = Error::UpgradeRejected { status: 401 };
+        assert!(matches!(
+            ask(&sup, refused).await,
+            NextAttempt::GiveUp { attempts: 1 }
+        ));
     }
 }

@@ -81,21 +81,3 @@ impl Counters {
         self.actors.fetch_sub(1, Ordering::Relaxed);
     }
 }
-
-/// Counts one live task in [`Counters::live`] for as long as it exists; it
-/// is owned by the context item it tracks, so it goes when the item goes.
-#[derive(Debug)]
-pub(crate) struct LiveGuard(std::sync::Arc<super::connection::Shared>);
-
-impl LiveGuard {
-    pub(crate) fn new(shared: std::sync::Arc<super::connection::Shared>) -> Self {
-        shared.counters.live.fetch_add(1, Ordering::Relaxed);
-        LiveGuard(shared)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.counters.live.fetch_sub(1, Ordering::Relaxed);
-    }
-}

@@ -18,11 +18,11 @@ use std::{
     task::{Context, Poll},
 };
 
-use actix::Addr;
+use actix::Recipient;
 use actix_http::ws::Message as WsMessage;
 use futures_util::Sink;
 
-use super::queue_actor::{LinkState, QueueActor};
+use super::queue_actor::messages::LinkState;
 
 /// Bytes waiting for the socket above which the outbox holds new messages.
 pub(crate) const HIGH_WATERMARK: usize = 1024 * 1024;
@@ -35,11 +35,12 @@ pub(crate) struct WriteLoad {
     queued: Cell<usize>,
     paused: Cell<bool>,
     gen: u64,
-    queue: Addr<QueueActor>,
+    /// The outbox, told when to hold and when to resume.
+    queue: Recipient<LinkState>,
 }
 
 impl WriteLoad {
-    pub(crate) fn new(gen: u64, queue: Addr<QueueActor>) -> Rc<WriteLoad> {
+    pub(crate) fn new(gen: u64, queue: Recipient<LinkState>) -> Rc<WriteLoad> {
         Rc::new(WriteLoad {
             queued: Cell::new(0),
             paused: Cell::new(false),

@@ -1,0 +1,40 @@
+//! The write path: batches from the outbox onto the socket.
+
+use actix::prelude::*;
+use actix_http::ws::Message as WsMessage;
+
+use super::{
+    actor::ConnectionActor,
+    messages::WriteBatch,
+    socket::{to_ws, Closing},
+};
+use crate::{client::stats::Counters, protocol::encode_data};
+
+impl Handler<WriteBatch> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriteBatch, _ctx: &mut Context<Self>) {
+        let reliable = self.reliable.session.is_some();
+        if let Some(sock) = self.sock.as_mut() {
+            if sock.closing == Closing::Open && sock.ready && (!reliable || msg.gen == sock.gen) {
+                let n = msg.items.len() as u64;
+                for out in msg.items {
+                    if reliable {
+                        self.reliable.note_written(out.seq);
+                        let _ = sock.write(WsMessage::Binary(encode_data(out.seq, &out.payload)));
+                    } else {
+                        let _ = sock.write(to_ws(out.payload));
+                    }
+                }
+                Counters::add(&self.shared.counters.sent, n);
+                Counters::add(&self.shared.counters.batches, 1);
+                return;
+            }
+        }
+        if !self.stateful() {
+            self.pending
+                .extend(msg.items.into_iter().map(|o| o.payload));
+        }
+        // Reliable mode: the outbox still holds these and replays them.
+    }
+}
