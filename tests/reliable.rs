@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{held_acks, wait_until, Inbox};
+use common::{assert_exactly_once_in_order, held_acks, numbered, wait_until, Inbox};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use resilient_ws::{
     server::ServerOptions,
@@ -22,22 +22,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// long stream.
 fn stateful(url: String) -> ResilientWebSocketBuilder {
     common::stateful(url).buffering(true, 10_000)
-}
-
-fn assert_exactly_once_in_order(got: &[String], n: usize, what: &str) {
-    let expected: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
-    if got != expected {
-        let first_bad = got
-            .iter()
-            .zip(&expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(n));
-        panic!(
-            "{what}: {} of {n} messages; first difference at {first_bad}: got {:?}",
-            got.len(),
-            got.get(first_bad)
-        );
-    }
 }
 
 #[actix_rt::test]
@@ -82,8 +66,8 @@ async fn twenty_thousand_each_way_survive_random_cuts_exactly_once_in_order() {
         .iter()
         .map(|p| p.as_text().unwrap().to_string())
         .collect();
-    assert_exactly_once_in_order(&inbox.texts(), n, "client -> server");
-    assert_exactly_once_in_order(&got, n, "server -> client (echoes)");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..n), "client -> server");
+    assert_exactly_once_in_order(&got, &numbered("m", 0..n), "server -> client (echoes)");
     let stats = ws.stats();
     println!(
         "chaos: {n} each way, {} reconnects, {} proxy connections",
@@ -135,7 +119,7 @@ async fn a_blackholed_link_mid_stream_resumes_without_loss() {
         .iter()
         .map(|p| p.as_text().unwrap().to_string())
         .collect();
-    assert_exactly_once_in_order(&got, n, "echoes across a blackhole");
+    assert_exactly_once_in_order(&got, &numbered("m", 0..n), "echoes across a blackhole");
     ws.disconnect().await.unwrap();
 }
 
@@ -269,7 +253,7 @@ async fn a_graceful_close_waits_until_the_server_has_everything() {
         "waited for the acks"
     );
     assert_eq!(ws.stats().messages_sent, 100);
-    assert_exactly_once_in_order(&inbox.texts(), 100, "before the close");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..100), "before the close");
     server.stop().await;
 }
 
@@ -305,8 +289,8 @@ async fn a_flood_far_larger_than_the_outbox_is_delivered_once_with_send_waiting(
         "{:?}",
         &rec.errors()[..3.min(rec.errors().len())]
     );
-    assert_exactly_once_in_order(&inbox.texts(), n, "client -> server");
-    assert_exactly_once_in_order(&got, n, "echoes");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..n), "client -> server");
+    assert_exactly_once_in_order(&got, &numbered("m", 0..n), "echoes");
     ws.disconnect().await.unwrap();
 }
 
@@ -483,7 +467,7 @@ async fn a_flood_against_a_full_window_keeps_the_sequence_in_order() {
             .unwrap();
     }
     assert!(wait_until(|| inbox.len() >= n, WAIT).await);
-    assert_exactly_once_in_order(&inbox.texts(), n, "server");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..n), "server");
     assert!(
         rec.closed().is_empty(),
         "no socket closed: {:?}",

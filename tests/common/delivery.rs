@@ -4,7 +4,10 @@
 
 /// `prefix` followed by each number of `range`: the texts a numbered
 /// stream is made of (`numbered("m", 1..=3)` is m1, m2, m3).
-pub fn numbered(prefix: &str, range: impl IntoIterator<Item = u64>) -> Vec<String> {
+pub fn numbered<N: std::fmt::Display>(
+    prefix: &str,
+    range: impl IntoIterator<Item = N>,
+) -> Vec<String> {
     range.into_iter().map(|i| format!("{prefix}{i}")).collect()
 }
 

@@ -2,6 +2,9 @@
 //! what the server does with frames a well-behaved client would not send;
 //! and reading a raw socket, from either side.
 
+use std::net::SocketAddr;
+
+use awc::http::header::HeaderValue;
 use bytes::Bytes;
 use resilient_ws::{
     protocol::{Frame, NegotiateResponse, SUBPROTOCOL},
@@ -17,19 +20,30 @@ pub async fn negotiate_with(
     server: &TestServer,
     headers: &[(&str, &str)],
 ) -> Result<NegotiateResponse, u16> {
-    let mut req = awc::Client::default().post(format!("http://{}/ws/negotiate", server.addr()));
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    negotiate_at(server.addr(), &headers).await
+}
+
+/// POSTs negotiate to the server at `addr` with `headers` (bytes, so a
+/// test can send a value that is not text): the parsed answer, or the
+/// HTTP status when it is not 200.
+pub async fn negotiate_at(
+    addr: SocketAddr,
+    headers: &[(&str, &[u8])],
+) -> Result<NegotiateResponse, u16> {
+    let mut req = awc::Client::default().post(format!("http://{addr}/ws/negotiate"));
     for (k, v) in headers {
-        req = req.insert_header((*k, *v));
+        req = req.insert_header((*k, HeaderValue::from_bytes(v).unwrap()));
     }
     let mut resp = tokio::time::timeout(STEP, req.send())
         .await
-        .unwrap()
-        .unwrap();
+        .expect("negotiate in time")
+        .expect("negotiate request");
     if resp.status().as_u16() != 200 {
         return Err(resp.status().as_u16());
     }
-    let body = resp.body().await.unwrap();
-    Ok(NegotiateResponse::parse(&body).unwrap())
+    let body = resp.body().await.expect("negotiate body");
+    Ok(NegotiateResponse::parse(&body).expect("a valid negotiate response"))
 }
 
 /// POSTs negotiate to `server`, which must answer 200.

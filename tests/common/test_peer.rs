@@ -2,7 +2,7 @@
 //! reliable server: it opens sockets with or without the subprotocol,
 //! sends the frames a test scripts and reads what the server answers.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use actix_codec::Framed;
 use awc::{ws, BoxedSocket};
@@ -47,7 +47,16 @@ impl TestPeer {
         reliable: bool,
         headers: &[(&str, &str)],
     ) -> Result<TestPeer, u16> {
-        let mut req = awc::Client::default().ws(server.ws_url());
+        Self::open_at(server.addr(), reliable, headers).await
+    }
+
+    /// [`TestPeer::open`] on the server at `addr` (path `/ws`).
+    pub async fn open_at(
+        addr: SocketAddr,
+        reliable: bool,
+        headers: &[(&str, &str)],
+    ) -> Result<TestPeer, u16> {
+        let mut req = awc::Client::default().ws(format!("ws://{addr}/ws"));
         if reliable {
             req = req.protocols([SUBPROTOCOL]);
         }
