@@ -21,7 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{assert_exactly_once_in_order, numbered, ChildGuard, Inbox, ServerEvent};
+use common::{
+    assert_exactly_once_in_order, numbered, server_options, ChildGuard, Inbox, ServerEvent,
+};
 use resilient_ws::{
     server::{ReliableServer, ServerOptions},
     testing::TestServer,
@@ -38,10 +40,9 @@ struct Server {
 
 impl Server {
     fn start(resume_window: Duration) -> Server {
-        let (tcp, reliable) = TestServer::reliable(ServerOptions {
-            resume_window,
-            ..ServerOptions::default()
-        })
+        let (tcp, reliable) = TestServer::reliable(server_options(|o| {
+            o.resume_window = resume_window;
+        }))
         .unwrap();
         let inbox = Inbox::attach(&reliable);
         Server {

@@ -17,12 +17,12 @@ use std::{
 use actix::prelude::*;
 use common::{
     attach_raw, close_code_of, connect_recorded, data, decode, raw_pair, read_until_close,
-    reliable_raw, wait_until, ChildGuard, Slow,
+    reliable_raw, server_options, wait_until, ChildGuard, Slow,
 };
 use resilient_ws::{
     close_code,
     protocol::Frame,
-    server::{PlainMode, ReliableServer, ServerError, ServerOptions},
+    server::{PlainMode, ReliableServer, ServerError},
     testing::{opcode, EventRecorder, RawConn, RawServer, RecordedEvent, TestServer},
     Payload, ReconnectMode, ResilientWebSocket,
 };
@@ -52,10 +52,9 @@ async fn ack_then_close(conn: &mut RawConn) -> (Option<u64>, Option<u16>) {
 #[actix_rt::test]
 async fn a_too_slow_reliable_socket_is_closed_with_1013_not_1008() {
     let (server, reliable): (TestServer, ReliableServer) =
-        TestServer::reliable_echo(ServerOptions {
-            max_unacked_bytes: 256 * 1024,
-            ..ServerOptions::default()
-        })
+        TestServer::reliable_echo(server_options(|o| {
+            o.max_unacked_bytes = 256 * 1024;
+        }))
         .unwrap();
     let (mut c, _neg) = reliable_raw(&server).await;
     let chunk = vec![7u8; 32 * 1024];
@@ -86,12 +85,11 @@ async fn a_too_slow_reliable_socket_is_closed_with_1013_not_1008() {
 /// timer has not fired.
 #[actix_rt::test]
 async fn the_server_sends_its_pending_ack_before_4002_and_1000() {
-    let (server, reliable) = TestServer::reliable(ServerOptions {
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
         // Far longer than the test: only a close can send the ACK.
-        ack_interval: Duration::from_secs(60),
-        ack_threshold: 1000,
-        ..ServerOptions::default()
-    })
+        o.ack_interval = Duration::from_secs(60);
+        o.ack_threshold = 1000;
+    }))
     .unwrap();
     let (mut old, neg) = reliable_raw(&server).await;
     old.send_binary(&data(1, "a")).await.unwrap();
@@ -337,11 +335,10 @@ async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_
 #[actix_rt::test]
 async fn a_burst_in_broadcast_mode_ends_no_session() {
     const N: usize = 400;
-    let reliable = ReliableServer::broadcast_mode(ServerOptions {
-        max_unacked_bytes: 8 * 1024,
-        plain: PlainMode::Broadcast,
-        ..ServerOptions::default()
-    });
+    let reliable = ReliableServer::broadcast_mode(server_options(|o| {
+        o.max_unacked_bytes = 8 * 1024;
+        o.plain = PlainMode::Broadcast;
+    }));
     let server =
         TestServer::serve_reliable(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), &reliable)
             .unwrap();
@@ -402,11 +399,10 @@ async fn a_burst_in_broadcast_mode_ends_no_session() {
 /// `send_timeout`, without ending the session.
 #[actix_rt::test]
 async fn send_to_waits_for_room_and_try_send_to_is_full_at_once() {
-    let (server, reliable) = TestServer::reliable(ServerOptions {
-        max_unacked_bytes: 1000,
-        send_timeout: Duration::from_millis(200),
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
+        o.max_unacked_bytes = 1000;
+        o.send_timeout = Duration::from_millis(200);
+    }))
     .unwrap();
     let (mut c, neg) = reliable_raw(&server).await;
     let id = neg.connection_id.clone();
@@ -462,12 +458,11 @@ async fn send_to_waits_for_room_and_try_send_to_is_full_at_once() {
 /// pings (here with its own heartbeat off) stays connected.
 #[actix_rt::test]
 async fn silent_sockets_are_closed_by_the_server_heartbeat() {
-    let (server, reliable) = TestServer::reliable_echo(ServerOptions {
-        keep_alive_interval: Duration::from_millis(50),
-        client_timeout: Duration::from_millis(300),
-        resume_window: Duration::from_millis(500),
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable_echo(server_options(|o| {
+        o.keep_alive_interval = Duration::from_millis(50);
+        o.client_timeout = Duration::from_millis(300);
+        o.resume_window = Duration::from_millis(500);
+    }))
     .unwrap();
     // A live client that sends nothing but answers pings.
     let (live, rec) = connect_recorded(
@@ -551,12 +546,11 @@ async fn a_client_faster_than_a_slow_subscriber_is_bounded_in_the_server() {
     const BACKLOG: usize = 200;
     let arbiter = Arbiter::new();
     let (slow, gate) = Slow::start_on(&arbiter);
-    let (server, reliable) = TestServer::reliable(ServerOptions {
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
         // About 600 messages of 100 B in flight per direction.
-        max_unacked_bytes: 64 * 1024,
-        max_inbound_backlog: BACKLOG,
-        ..ServerOptions::default()
-    })
+        o.max_unacked_bytes = 64 * 1024;
+        o.max_inbound_backlog = BACKLOG;
+    }))
     .unwrap();
     reliable.on_message(slow.recipient());
     let (ws, rec) = connect_recorded(
@@ -611,10 +605,9 @@ async fn a_client_ignoring_its_window_is_not_read_past_the_inbound_backlog() {
     const BACKLOG: usize = 200;
     let arbiter = Arbiter::new();
     let (slow, gate) = Slow::start_on(&arbiter);
-    let (server, reliable) = TestServer::reliable(ServerOptions {
-        max_inbound_backlog: BACKLOG,
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
+        o.max_inbound_backlog = BACKLOG;
+    }))
     .unwrap();
     reliable.on_message(slow.recipient());
     let (mut c, _neg) = reliable_raw(&server).await;

@@ -129,10 +129,8 @@ async fn negotiate_body_size_limit_both_ways() {
         body.push_str(&" ".repeat(size - body.len()));
         assert_eq!(body.len(), size);
         // The socket URL is on another port: allowed here on purpose.
-        let opts = resilient_ws::ClientOptions {
-            allow_negotiate_redirect: true,
-            ..Default::default()
-        };
+        let mut opts = resilient_ws::ClientOptions::default();
+        opts.allow_negotiate_redirect = true;
         let ws = ResilientWebSocket::builder(server.ws_url())
             .options(opts)
             .reconnect_mode(ReconnectMode::Stateful)

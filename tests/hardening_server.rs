@@ -16,7 +16,9 @@ use std::{
 };
 
 use actix_web::{App, HttpServer};
-use common::{attach_raw, close_code_of, data, decode, negotiate_with, reliable_raw};
+use common::{
+    attach_raw, close_code_of, data, decode, negotiate_with, reliable_raw, server_options,
+};
 use resilient_ws::{
     close_code,
     protocol::{Frame, SUBPROTOCOL},
@@ -89,10 +91,9 @@ async fn next_data(c: &mut RawConn) -> (u64, Payload) {
 
 #[actix_rt::test]
 async fn server_message_size_limit_both_ways_plain_and_reliable() {
-    let (server, _reliable) = echo_server(ServerOptions {
-        max_message_size: 1024,
-        ..ServerOptions::default()
-    });
+    let (server, _reliable) = echo_server(server_options(|o| {
+        o.max_message_size = 1024;
+    }));
     let mut by = Bystander::connect(&server).await;
     // Plain client: the whole WebSocket message is bounded.
     let mut c = RawConn::connect(server.addr(), "/ws", &[]).await.unwrap();
@@ -115,10 +116,9 @@ async fn server_message_size_limit_both_ways_plain_and_reliable() {
 
 #[actix_rt::test]
 async fn server_fragment_count_limit_both_ways_plain_and_reliable() {
-    let (server, _reliable) = echo_server(ServerOptions {
-        max_fragments: 4,
-        ..ServerOptions::default()
-    });
+    let (server, _reliable) = echo_server(server_options(|o| {
+        o.max_fragments = 4;
+    }));
     let mut by = Bystander::connect(&server).await;
     /// Sends `bytes` as one binary message in `frames` frames (one byte
     /// each, the rest in the last).
@@ -151,10 +151,9 @@ async fn server_fragment_count_limit_both_ways_plain_and_reliable() {
 
 #[actix_rt::test]
 async fn server_unacked_bytes_bound_both_ways() {
-    let (server, reliable) = echo_server(ServerOptions {
-        max_unacked_bytes: 1000,
-        ..ServerOptions::default()
-    });
+    let (server, reliable) = echo_server(server_options(|o| {
+        o.max_unacked_bytes = 1000;
+    }));
     let (mut c, neg) = reliable_raw(&server).await;
     // 10 × 100 bytes fill the window exactly; the 11th waits for an ack.
     for i in 0..11u8 {
@@ -177,11 +176,10 @@ async fn server_unacked_bytes_bound_both_ways() {
 
 #[actix_rt::test]
 async fn sessions_per_identity_and_in_all_are_bounded() {
-    let options = ServerOptions {
-        max_sessions_per_identity: 2,
-        max_sessions: 4,
-        ..ServerOptions::default()
-    }
+    let options = server_options(|o| {
+        o.max_sessions_per_identity = 2;
+        o.max_sessions = 4;
+    })
     .with_auth(|req| {
         req.headers()
             .get("x-user")
@@ -287,10 +285,9 @@ async fn server_request_head_size_both_ways() {
 
 #[actix_rt::test]
 async fn a_client_that_never_completes_the_handshake_is_dropped() {
-    let reliable = ReliableServer::echo(ServerOptions {
-        hello_timeout: Duration::from_millis(300),
-        ..ServerOptions::default()
-    });
+    let reliable = ReliableServer::echo(server_options(|o| {
+        o.hello_timeout = Duration::from_millis(300);
+    }));
     let r = reliable.clone();
     // The HTTP head deadline is actix-web's `client_request_timeout`
     // (5 s by default); short here (actix measures it from a clock cached
@@ -343,10 +340,9 @@ async fn a_client_that_never_completes_the_handshake_is_dropped() {
 
 #[actix_rt::test]
 async fn a_client_that_never_reads_is_bounded_then_dropped() {
-    let (server, reliable) = echo_server(ServerOptions {
-        max_unacked_bytes: 256 * 1024,
-        ..ServerOptions::default()
-    });
+    let (server, reliable) = echo_server(server_options(|o| {
+        o.max_unacked_bytes = 256 * 1024;
+    }));
     let (mut c, _neg) = reliable_raw(&server).await;
     // 256 KiB go out unacked, 1 MiB may wait; past that the session ends.
     // (`send_to` would wait for room instead; `broadcast` does not. The
@@ -516,10 +512,9 @@ async fn a_plain_echo_client_that_never_reads_is_not_read_either() {
 
 #[actix_rt::test]
 async fn a_client_that_acks_without_reading_is_dropped_as_too_slow() {
-    let (server, reliable) = echo_server(ServerOptions {
-        max_unacked_bytes: 1024 * 1024,
-        ..ServerOptions::default()
-    });
+    let (server, reliable) = echo_server(server_options(|o| {
+        o.max_unacked_bytes = 1024 * 1024;
+    }));
     let mut by = Bystander::connect(&server).await;
     let (mut c, neg) = reliable_raw(&server).await;
     assert_eq!(reliable.stats().attached, 2);

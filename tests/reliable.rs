@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_exactly_once_in_order, held_acks, numbered, wait_until, Inbox};
+use common::{
+    assert_exactly_once_in_order, held_acks, numbered, server_options, wait_until, Inbox,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use resilient_ws::{
     server::ServerOptions,
@@ -125,11 +127,9 @@ async fn a_blackholed_link_mid_stream_resumes_without_loss() {
 
 #[actix_rt::test]
 async fn the_sender_blocks_on_a_full_window_and_resumes_when_acks_arrive() {
-    let options = ServerOptions {
-        ack_interval: Duration::from_millis(50),
-        max_unacked_bytes: 1_000,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.ack_interval = Duration::from_millis(50);
+    options.max_unacked_bytes = 1_000;
     let (server, _reliable) = TestServer::reliable(options).unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let ws = stateful(proxy.ws_url())
@@ -233,13 +233,11 @@ async fn a_reliable_server_still_answers_plain_clients() {
 
 #[actix_rt::test]
 async fn a_graceful_close_waits_until_the_server_has_everything() {
-    let options = ServerOptions {
-        // Acks come late: a close that did not wait for them would leave
-        // messages unacknowledged (and, on a lossy link, undelivered).
-        ack_interval: Duration::from_millis(300),
-        ack_threshold: 1_000_000,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    // Acks come late: a close that did not wait for them would leave
+    // messages unacknowledged (and, on a lossy link, undelivered).
+    options.ack_interval = Duration::from_millis(300);
+    options.ack_threshold = 1_000_000;
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let inbox = Inbox::attach(&reliable);
     let ws = stateful(server.ws_url()).connect().await.unwrap();
@@ -260,10 +258,8 @@ async fn a_graceful_close_waits_until_the_server_has_everything() {
 #[actix_rt::test]
 async fn a_flood_far_larger_than_the_outbox_is_delivered_once_with_send_waiting() {
     // A small window, so the outbox fills and send() has to wait.
-    let options = ServerOptions {
-        max_unacked_bytes: 4096,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.max_unacked_bytes = 4096;
     let (server, reliable) = TestServer::reliable_echo(options).unwrap();
     let inbox = Inbox::attach(&reliable);
     let rec = EventRecorder::start();
@@ -448,10 +444,9 @@ async fn a_flood_against_a_full_window_keeps_the_sequence_in_order() {
     // before messages the next ack releases from the outbox: the other way
     // round the server sees the sequence go backwards (1002), and the
     // client pays a reconnect for it.
-    let (server, reliable) = TestServer::reliable(ServerOptions {
-        max_unacked_bytes: 64 * 1024,
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
+        o.max_unacked_bytes = 64 * 1024;
+    }))
     .unwrap();
     let inbox = Inbox::attach(&reliable);
     let rec = EventRecorder::start();

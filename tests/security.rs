@@ -11,7 +11,7 @@ use std::{
 };
 
 use actix_web::{App, HttpServer};
-use common::{certificate, negotiate_at, server_config, trusting, In, TestPeer};
+use common::{certificate, negotiate_at, server_config, server_options, trusting, In, TestPeer};
 use resilient_ws::{
     close_code,
     protocol::{new_connection_id, new_reconnect_token, Frame, SUBPROTOCOL},
@@ -107,13 +107,12 @@ fn localhost() -> IpAddr {
 }
 
 fn limited(max_failures: u32, window: Duration) -> ServerOptions {
-    ServerOptions {
-        failed_resume_limit: Some(FailedResumeLimit {
+    server_options(|o| {
+        o.failed_resume_limit = Some(FailedResumeLimit {
             max_failures,
             window,
-        }),
-        ..ServerOptions::default()
-    }
+        });
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -201,10 +200,8 @@ async fn failed_resume_limit_default_is_on_and_none_turns_it_off() {
     );
     server.stop().await;
 
-    let off = ServerOptions {
-        failed_resume_limit: None,
-        ..ServerOptions::default()
-    };
+    let mut off = ServerOptions::default();
+    off.failed_resume_limit = None;
     let (server, _) = TestServer::reliable_echo(off).unwrap();
     let neg = negotiate_at(server.addr(), &[]).await.unwrap();
     for i in 0..40 {
@@ -319,10 +316,8 @@ async fn forged_tokens_of_every_shape_get_the_same_4001() {
 /// allowed; without a list every origin is allowed.
 #[actix_rt::test]
 async fn origin_allow_list_allows_exact_matches_only() {
-    let options = ServerOptions {
-        allowed_origins: Some(vec!["https://app.example.com".into()]),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.allowed_origins = Some(vec!["https://app.example.com".into()]);
     let (server, _) = TestServer::reliable_echo(options).unwrap();
     let addr = server.addr();
     for good in ["https://app.example.com", "HTTPS://APP.Example.COM"] {

@@ -104,11 +104,9 @@ async fn negotiate_handshake_and_echo_with_acks() {
 
 #[actix_rt::test]
 async fn acks_come_at_the_threshold_and_on_the_timer() {
-    let options = ServerOptions {
-        ack_threshold: 5,
-        ack_interval: Duration::from_millis(1000),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.ack_threshold = 5;
+    options.ack_interval = Duration::from_millis(1000);
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let rec = Inbox::attach(&reliable);
     let neg = negotiate(&server).await;
@@ -284,10 +282,8 @@ async fn wrong_token_identity_or_id_is_4001_and_the_session_is_untouched() {
 
 #[actix_rt::test]
 async fn a_session_past_its_resume_window_is_4001() {
-    let options = ServerOptions {
-        resume_window: Duration::from_millis(200),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.resume_window = Duration::from_millis(200);
     let (server, reliable) = TestServer::reliable_echo(options).unwrap();
     let neg = negotiate(&server).await;
     let (mut p, _, _) = TestPeer::attach(&server, &neg, 0).await;
@@ -316,10 +312,8 @@ async fn a_session_past_its_resume_window_is_4001() {
 #[actix_rt::test]
 async fn an_earlier_detachs_resume_window_timer_does_not_end_a_resumed_session() {
     let window = Duration::from_millis(1000);
-    let options = ServerOptions {
-        resume_window: window,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.resume_window = window;
     let (server, reliable) = TestServer::reliable_echo(options).unwrap();
     let neg = negotiate(&server).await;
     let (p, _, _) = TestPeer::attach(&server, &neg, 0).await;
@@ -352,11 +346,9 @@ async fn an_earlier_detachs_resume_window_timer_does_not_end_a_resumed_session()
 
 #[actix_rt::test]
 async fn protocol_violations_close_the_socket_but_keep_the_session() {
-    let options = ServerOptions {
-        max_message_size: 1024,
-        hello_timeout: Duration::from_millis(300),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.max_message_size = 1024;
+    options.hello_timeout = Duration::from_millis(300);
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let rec = Inbox::attach(&reliable);
     let neg = negotiate(&server).await;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use awc::ws;
 use bytes::Bytes;
 use common::{
-    data_seqs, negotiate, negotiate_with, text, user_auth, wait_until, In, Inbox, ServerEvent,
-    TestPeer,
+    data_seqs, negotiate, negotiate_with, server_options, text, user_auth, wait_until, In, Inbox,
+    ServerEvent, TestPeer,
 };
 use resilient_ws::{
     close_code,
@@ -49,10 +49,8 @@ async fn a_plain_client_gets_echo_on_the_same_path() {
 
 #[actix_rt::test]
 async fn plain_reject_mode_answers_426() {
-    let options = ServerOptions {
-        plain: PlainMode::Reject,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.plain = PlainMode::Reject;
     let (server, _reliable) = TestServer::reliable(options).unwrap();
     assert_eq!(TestPeer::open(&server, false, &[]).await.err(), Some(426));
     // The protocol still works.
@@ -64,10 +62,8 @@ async fn plain_reject_mode_answers_426() {
 
 #[actix_rt::test]
 async fn broadcast_mode_reaches_sessions_and_plain_clients() {
-    let options = ServerOptions {
-        plain: PlainMode::Broadcast,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.plain = PlainMode::Broadcast;
     let reliable = ReliableServer::broadcast_mode(options);
     let server =
         TestServer::serve_reliable(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), &reliable)
@@ -101,10 +97,9 @@ async fn broadcast_mode_reaches_sessions_and_plain_clients() {
 
 #[actix_rt::test]
 async fn origin_allow_list_and_auth_refusals() {
-    let options = user_auth(ServerOptions {
-        allowed_origins: Some(vec!["http://good.example".into()]),
-        ..ServerOptions::default()
-    });
+    let options = user_auth(server_options(|o| {
+        o.allowed_origins = Some(vec!["http://good.example".into()]);
+    }));
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let user = ("x-user", "u1");
     let bad_origin = ("origin", "http://evil.example");
@@ -192,10 +187,8 @@ async fn shutdown_closes_sockets_with_1012_and_advice() {
 
 #[actix_rt::test]
 async fn session_expired_reports_undelivered_messages() {
-    let options = ServerOptions {
-        resume_window: Duration::from_millis(200),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.resume_window = Duration::from_millis(200);
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let rec = Inbox::attach(&reliable);
 
@@ -243,10 +236,8 @@ async fn session_expired_reports_undelivered_messages() {
 
 #[actix_rt::test]
 async fn unacked_bytes_bound_what_a_non_acking_peer_receives() {
-    let options = ServerOptions {
-        max_unacked_bytes: 1000,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.max_unacked_bytes = 1000;
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let neg = negotiate(&server).await;
     // Messages queued before the first socket go out when it attaches.
@@ -286,10 +277,8 @@ async fn unacked_bytes_bound_what_a_non_acking_peer_receives() {
 
 #[actix_rt::test]
 async fn a_peer_too_slow_for_the_pending_bound_ends_its_session_with_an_event() {
-    let options = ServerOptions {
-        max_unacked_bytes: 1000,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.max_unacked_bytes = 1000;
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let rec = Inbox::attach(&reliable);
     let neg = negotiate(&server).await;

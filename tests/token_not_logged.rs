@@ -145,11 +145,9 @@ async fn an_opted_in_query_token_reaches_the_server_but_no_log_or_error() {
     capture_logs();
     let encoded = "qu3ry-T0KEN%2Fwith%2Bodd%3Dchars";
     let server = RawServer::bind().await.unwrap();
-    let opts = ClientOptions {
-        reconnect_mode: ReconnectMode::None,
-        auth_token_query_param: Some("access_token".into()),
-        ..ClientOptions::default()
-    };
+    let mut opts = ClientOptions::default();
+    opts.reconnect_mode = ReconnectMode::None;
+    opts.auth_token_query_param = Some("access_token".into());
     let ws = ResilientWebSocket::builder(format!("{}?room=1", server.ws_url()))
         .options(opts.clone())
         .auth_token(|| async { Ok(QUERY_TOKEN.to_string()) })
@@ -195,10 +193,8 @@ async fn an_opted_in_query_token_reaches_the_server_but_no_log_or_error() {
         );
     }
     // A bad parameter name is refused up front.
-    let bad_name = ClientOptions {
-        auth_token_query_param: Some("a b".into()),
-        ..ClientOptions::default()
-    };
+    let mut bad_name = ClientOptions::default();
+    bad_name.auth_token_query_param = Some("a b".into());
     assert!(matches!(bad_name.validate(), Err(Error::InvalidConfig(_))));
 }
 
@@ -248,22 +244,18 @@ async fn reconnect_tokens_never_reach_a_log_line_or_an_error() {
     capture_logs();
     for in_query in [false, true] {
         let tokens = Arc::new(Mutex::new(Vec::new()));
-        let options = ServerOptions {
-            resume_window: Duration::from_millis(300),
-            ..ServerOptions::default()
-        };
+        let mut options = ServerOptions::default();
+        options.resume_window = Duration::from_millis(300);
         let server = spy_server(options, tokens.clone());
         let proxy = FaultProxy::start(server.addr()).await.unwrap();
         let rec = EventRecorder::start();
-        let opts = ClientOptions {
-            reconnect_mode: ReconnectMode::Stateful,
-            reconnect_initial_delay: Duration::from_millis(20),
-            reconnect_max_delay: Duration::from_millis(50),
-            min_uptime: Duration::ZERO,
-            heartbeat_interval: Duration::ZERO,
-            auth_token_query_param: in_query.then(|| "access_token".to_owned()),
-            ..ClientOptions::default()
-        };
+        let mut opts = ClientOptions::default();
+        opts.reconnect_mode = ReconnectMode::Stateful;
+        opts.reconnect_initial_delay = Duration::from_millis(20);
+        opts.reconnect_max_delay = Duration::from_millis(50);
+        opts.min_uptime = Duration::ZERO;
+        opts.heartbeat_interval = Duration::ZERO;
+        opts.auth_token_query_param = in_query.then(|| "access_token".to_owned());
         let ws = rec
             .attach(
                 ResilientWebSocket::builder(proxy.ws_url())

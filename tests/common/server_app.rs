@@ -19,12 +19,20 @@ use resilient_ws::{
 /// client sent is still unacknowledged when its link dies; sessions can be
 /// resumed for `resume_window`. For tests of replay and of lost sessions.
 pub fn held_acks(resume_window: Duration) -> ServerOptions {
-    ServerOptions {
-        resume_window,
-        ack_interval: Duration::from_secs(30),
-        ack_threshold: 1_000_000,
-        ..ServerOptions::default()
-    }
+    server_options(|o| {
+        o.resume_window = resume_window;
+        o.ack_interval = Duration::from_secs(30);
+        o.ack_threshold = 1_000_000;
+    })
+}
+
+/// The default server options with the changes `set` makes: the options
+/// are `#[non_exhaustive]` (no struct literal outside the crate), and a
+/// test reads best with its changes in one expression.
+pub fn server_options(set: impl FnOnce(&mut ServerOptions)) -> ServerOptions {
+    let mut options = ServerOptions::default();
+    set(&mut options);
+    options
 }
 
 /// `options` with an auth hook that takes the user from an `x-user`
