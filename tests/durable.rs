@@ -22,7 +22,8 @@ use std::{
 };
 
 use common::{
-    assert_exactly_once_in_order, numbered, server_options, ChildGuard, Inbox, ServerEvent,
+    assert_exactly_once_in_order, numbered, server_options, wait_until, ChildGuard, Inbox,
+    ServerEvent,
 };
 use resilient_ws::{
     server::{ReliableServer, ServerOptions},
@@ -314,7 +315,14 @@ async fn killed_and_restarted(crash_env: &[(&str, &str)], kill: bool) {
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
     // A few more while the client is down, then the stream stops.
-    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    let down_from = sent_down.load(Ordering::SeqCst);
+    assert!(
+        wait_until(
+            || sent_down.load(Ordering::SeqCst) >= down_from + 10,
+            DEADLINE
+        )
+        .await
+    );
     stop.store(1, Ordering::SeqCst);
     streamer.await.unwrap();
     let down_total = sent_down.load(Ordering::SeqCst);

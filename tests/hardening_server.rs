@@ -18,6 +18,7 @@ use std::{
 use actix_web::{App, HttpServer};
 use common::{
     attach_raw, close_code_of, data, decode, negotiate_with, reliable_raw, server_options,
+    wait_until,
 };
 use resilient_ws::{
     close_code,
@@ -202,10 +203,7 @@ async fn sessions_per_identity_and_in_all_are_bounded() {
     let _b1 = negotiate_with(&server, &[("x-user", "bob")]).await.unwrap();
     // A session that ends frees its slot.
     reliable.close_session(&a1.connection_id).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while reliable.sessions() != 2 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(wait_until(|| reliable.sessions() == 2, WAIT).await);
     let _a3 = negotiate_with(&server, &alice).await.unwrap();
     // Anonymous callers are bounded only by the total (4).
     let _n1 = negotiate_with(&server, &[("x-user", "anon")])

@@ -146,7 +146,11 @@ async fn the_sender_blocks_on_a_full_window_and_resumes_when_acks_arrive() {
             .unwrap_or_else(|_| panic!("send {i} should not block yet"))
             .unwrap();
     }
-    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        wait_until(|| ws.stats().messages_buffered == 5, WAIT).await,
+        "{:?}",
+        ws.stats()
+    );
     let ws2 = ws.clone();
     let blocked = actix_rt::spawn(async move { ws2.send("y".repeat(100)).await });
     actix_rt::time::sleep(Duration::from_millis(300)).await;

@@ -291,7 +291,7 @@ async fn a_session_past_its_resume_window_is_4001() {
     assert_eq!(p.recv_data(1).await[0].0, 1);
     // Within the window a resume works...
     drop(p);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(wait_until(|| reliable.stats().attached == 0, WAIT).await);
     let (p, resumed, last) = TestPeer::attach(&server, &neg, 1).await;
     assert!(resumed);
     assert_eq!(last, 1);
