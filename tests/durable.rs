@@ -12,7 +12,7 @@ use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Write},
     path::Path,
-    process::{Command, Stdio},
+    process::Stdio,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -22,8 +22,8 @@ use std::{
 };
 
 use common::{
-    assert_exactly_once_in_order, numbered, server_options, wait_until, ChildGuard, Inbox,
-    ServerEvent,
+    assert_exactly_once_in_order, numbered, rws_command, server_options, wait_until, ChildGuard,
+    Inbox, ServerEvent,
 };
 use resilient_ws::{
     server::{ReliableServer, ServerOptions},
@@ -94,7 +94,7 @@ struct Client {
 }
 
 fn rws_connect(url: &str, store: &Path, extra_env: &[(&str, &str)]) -> Client {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rws"));
+    let mut cmd = rws_command();
     cmd.args(["connect", url, "--mode", "stateful", "--print-accepted"])
         .arg("--store")
         .arg(store)

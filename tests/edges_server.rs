@@ -7,17 +7,14 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    thread,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
 use common::{
     attach_raw, close_code_of, connect_recorded, data, decode, raw_pair, read_until_close,
-    reliable_raw, server_options, wait_until, ChildGuard, Slow,
+    reliable_raw, server_options, wait_until, RwsServe, Slow,
 };
 use resilient_ws::{
     close_code,
@@ -159,90 +156,6 @@ async fn a_client_told_1013_reconnects() {
 // ---------------------------------------------------------------------------
 // Item 2: ack before close, drain on shutdown (a real `rws serve` child).
 
-/// `rws serve` as a child process, killed on drop.
-struct Serve {
-    child: ChildGuard,
-    addr: String,
-}
-
-/// Starts `rws serve --echo --bind ADDR ARGS...` and waits for its address
-/// line; `Err` with its stderr if it exited first (the port is still taken).
-fn try_serve(addr: &str, args: &[&str]) -> Result<Serve, String> {
-    let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_rws"))
-            .args(["serve", "--echo", "--bind", addr])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rws serve"),
-    );
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening on ws://") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(Ok(url.trim_end_matches("/ws").to_owned()));
-                }
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        if let Some(tx) = tx {
-            let _ = tx.send(Err(seen));
-        }
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(Ok(addr)) => Ok(Serve { child, addr }),
-        Ok(Err(stderr)) => {
-            let _ = child.wait();
-            Err(stderr)
-        }
-        Err(_) => panic!("rws serve printed no address in time"),
-    }
-}
-
-/// Starts `rws serve` on `addr`, retrying while the port is still taken.
-fn serve_at(addr: &str, args: &[&str]) -> Serve {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match try_serve(addr, args) {
-            Ok(s) => return s,
-            Err(e) if Instant::now() < deadline && e.contains("cannot listen") => {
-                thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("rws serve failed:\n{e}"),
-        }
-    }
-}
-
-/// Waits (bounded) for the child to exit; its status. Async: the client
-/// in this thread's System must go on running meanwhile.
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "rws serve did not exit in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// [`serve_at`] off this thread, so the in-process client keeps running.
-async fn serve_at_async(addr: &str, args: &'static [&'static str]) -> Serve {
-    let addr = addr.to_owned();
-    tokio::task::spawn_blocking(move || serve_at(&addr, args))
-        .await
-        .unwrap()
-}
-
 /// A rolling restart of one `rws serve --echo` under a streaming stateful
 /// client: SIGTERM mid-stream, a new process on the same port. The old
 /// server stops taking messages, acks what it delivered, flushes its echoes
@@ -253,6 +166,7 @@ async fn serve_at_async(addr: &str, args: &'static [&'static str]) -> Serve {
 async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_once() {
     const N: usize = 6000;
     const ARGS: &[&str] = &[
+        "--echo",
         "--shutdown-reconnect-after",
         "50ms",
         "--shutdown-spread",
@@ -260,8 +174,8 @@ async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_
         "--shutdown-drain",
         "5s",
     ];
-    let mut first = serve_at_async("127.0.0.1:0", ARGS).await;
-    let addr = first.addr.clone();
+    let mut first = RwsServe::start_async("127.0.0.1:0", ARGS).await;
+    let addr = first.addr().to_owned();
     let rec = EventRecorder::start();
     let ws = rec
         .attach(ResilientWebSocket::builder(format!("ws://{addr}/ws")))
@@ -298,9 +212,9 @@ async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_
         .status()
         .expect("run kill");
     assert!(killed.success());
-    let status = wait_exit(&mut first.child).await;
+    let status = first.wait_exit().await;
     assert!(status.success(), "rws serve exited with {status}");
-    let _second = serve_at_async(&addr, ARGS).await;
+    let _second = RwsServe::start_async(&addr, ARGS).await;
     sender.await.unwrap();
     // A duplicate takes the place of a later message among the first N.
     let got = rec.wait_messages(N, WAIT).await;
