@@ -40,7 +40,11 @@ impl DerefMut for ChildGuard {
 /// The `rws` binary. Looked up when used, not at compile time, so the test
 /// files that never start it build without the `cli` feature.
 pub fn rws_command() -> Command {
-    let bin = option_env!("CARGO_BIN_EXE_rws").expect("the rws binary (feature `cli`)");
+    // Not `env!`: that would fail to compile every test file that declares
+    // `mod common` when the binary is not built (the `cli` feature off).
+    let Some(bin) = option_env!("CARGO_BIN_EXE_rws") else {
+        panic!("this test needs the rws binary: run it with the `cli` feature");
+    };
     Command::new(bin)
 }
 
