@@ -989,10 +989,8 @@ fn role_server(args: &str) {
         // had do not count toward the limit). Only the anonymous negotiate
         // limit is off: the memory section opens 10 000 idle sessions from
         // this one address, more than that limit lets one address open.
-        let options = ServerOptions {
-            anonymous_negotiate_limit: None,
-            ..ServerOptions::default()
-        };
+        let mut options = ServerOptions::default();
+        options.anonymous_negotiate_limit = None;
         let reliable = resilient_ws::server::ReliableServer::echo(options);
         let seen = Arc::new(Mutex::new(HashSet::new()));
         reliable.on_message(StormCounter(seen.clone()).start().recipient());

@@ -13,6 +13,7 @@ use crate::Error;
 /// The lifecycle state of a client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ConnectionState {
     /// No connection and none being made.
     Disconnected,
@@ -121,11 +122,20 @@ impl From<Bytes> for Payload {
 /// The connection moved from one state to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct StateChanged {
     /// The state before.
     pub previous: ConnectionState,
     /// The state now.
     pub current: ConnectionState,
+}
+
+impl StateChanged {
+    /// A move from `previous` to `current`, for a test that feeds its own
+    /// actor (the event is `#[non_exhaustive]`).
+    pub fn new(previous: ConnectionState, current: ConnectionState) -> Self {
+        StateChanged { previous, current }
+    }
 }
 
 /// A complete message arrived from the peer (fragments already joined, text
@@ -137,6 +147,7 @@ pub struct StateChanged {
 /// is the application's to cover.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct IncomingMessage {
     /// The message body.
     pub payload: Payload,
@@ -147,10 +158,37 @@ pub struct IncomingMessage {
     pub seq: Option<u64>,
 }
 
+impl IncomingMessage {
+    /// A raw-mode message (no `seq`), as the client hands it to its
+    /// subscribers. The event is `#[non_exhaustive]` (it may gain fields),
+    /// so a test that feeds its own actor builds one here.
+    ///
+    /// ```
+    /// use resilient_ws::{IncomingMessage, Payload};
+    ///
+    /// let msg = IncomingMessage::new("hello");
+    /// assert_eq!(msg.payload, Payload::Text("hello".into()));
+    /// assert_eq!(msg.seq, None);
+    /// ```
+    pub fn new(payload: impl Into<Payload>) -> Self {
+        IncomingMessage {
+            payload: payload.into(),
+            seq: None,
+        }
+    }
+
+    /// This message with the reliable-mode sequence number `seq`.
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+}
+
 /// Something went wrong. The error says what; the connection state events say
 /// what the client does about it.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct ErrorEvent {
     /// What went wrong.
     pub error: Error,
@@ -160,6 +198,7 @@ pub struct ErrorEvent {
 /// state leaves `Connected`/`Disconnecting`.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct Closed {
     /// The close code of the Close frame the peer sent, if it sent one.
     pub code: Option<u16>,
@@ -175,6 +214,7 @@ pub struct Closed {
 /// The connection was lost and the client will try again after `delay`.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct Reconnecting {
     /// The number of the attempt that follows the delay (1 for the first).
     pub attempt: u32,
@@ -187,6 +227,7 @@ pub struct Reconnecting {
 /// The connection is back after a loss.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct Reconnected {
     /// How many attempts it took.
     pub attempts: u32,
@@ -198,6 +239,7 @@ pub struct Reconnected {
 /// live, retries exhausted). Nothing is ever dropped without this event.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct MessageDropped {
     /// The id the outbox gave the message.
     pub id: crate::queue::MessageId,
@@ -218,6 +260,7 @@ pub struct MessageDropped {
 /// re-establish it here.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct SessionLost {
     /// The connection id of the session that is gone.
     pub connection_id: String,

@@ -21,6 +21,7 @@ pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the client does when a connection is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ReconnectMode {
     /// A lost connection ends in `Disconnected` with the error.
     None,
@@ -138,6 +139,7 @@ impl fmt::Debug for UrlProvider {
 /// What the negotiate hook is given: the URL about to be used and the auth
 /// token (if a provider is set).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct NegotiateRequest {
     /// The URL the client would connect to.
     pub url: String,
@@ -160,12 +162,25 @@ impl fmt::Debug for NegotiateRequest {
 /// What the negotiate hook returns: the URL to open the socket on and the
 /// token to present there.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Negotiated {
     /// The socket URL to connect to.
     pub url: String,
     /// The bearer token to send on the upgrade request (replaces the auth
     /// provider's token; `None` sends none).
     pub auth_token: Option<String>,
+}
+
+impl Negotiated {
+    /// What a negotiate hook returns: open the socket on `url`, present
+    /// `auth_token` there (`None`: no token). The struct is
+    /// `#[non_exhaustive]`, so hooks build it here.
+    pub fn new(url: impl Into<String>, auth_token: Option<String>) -> Self {
+        Negotiated {
+            url: url.into(),
+            auth_token,
+        }
+    }
 }
 
 impl fmt::Debug for Negotiated {
@@ -213,14 +228,14 @@ impl fmt::Debug for NegotiateHook {
 /// use std::time::Duration;
 /// use resilient_ws::{ClientOptions, ReconnectMode};
 ///
-/// let opts = ClientOptions {
-///     reconnect_mode: ReconnectMode::None,
-///     connection_timeout: Duration::from_secs(3),
-///     ..ClientOptions::default()
-/// };
+/// // `#[non_exhaustive]`: start from the defaults, set what differs.
+/// let mut opts = ClientOptions::default();
+/// opts.reconnect_mode = ReconnectMode::None;
+/// opts.connection_timeout = Duration::from_secs(3);
 /// assert!(opts.validate().is_ok());
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// How many reconnect attempts before giving up; 0 means unlimited.
     pub max_reconnect_attempts: u32,

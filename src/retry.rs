@@ -9,6 +9,7 @@ use crate::Error;
 
 /// What a [`RetryPolicy`] sees before each reconnect attempt.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RetryContext {
     /// The number of the attempt about to be made: 1 for the first retry.
     pub attempt: u32,
@@ -19,6 +20,19 @@ pub struct RetryContext {
     /// code and reason ([`Error::close_code`]), a heartbeat timeout, a
     /// connect timeout, ...
     pub error: Error,
+}
+
+impl RetryContext {
+    /// The context of attempt `attempt`, `elapsed` after the loss, caused
+    /// by `error`: for a test of a custom [`RetryPolicy`] (the struct is
+    /// `#[non_exhaustive]`).
+    pub fn new(attempt: u32, elapsed: Duration, error: Error) -> Self {
+        RetryContext {
+            attempt,
+            elapsed,
+            error,
+        }
+    }
 }
 
 /// Decides the delay before each reconnect attempt, or that the client
@@ -68,6 +82,7 @@ impl fmt::Debug for SharedRetryPolicy {
 /// retrying cannot fix: HTTP 401 or 403 on the upgrade, close code 1008
 /// (policy violation), and an invalid URL or configuration.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ExponentialBackoff {
     /// The shortest delay (`reconnect_initial_delay`).
     pub initial: Duration,
@@ -75,6 +90,18 @@ pub struct ExponentialBackoff {
     pub max: Duration,
     /// How many attempts before giving up; 0 means never give up.
     pub max_attempts: u32,
+}
+
+impl ExponentialBackoff {
+    /// Delays from `initial` up to `max`, giving up after `max_attempts`
+    /// (0: never). The struct is `#[non_exhaustive]`, so it is built here.
+    pub fn new(initial: Duration, max: Duration, max_attempts: u32) -> Self {
+        ExponentialBackoff {
+            initial,
+            max,
+            max_attempts,
+        }
+    }
 }
 
 impl ExponentialBackoff {

@@ -441,10 +441,7 @@ async fn the_negotiate_hook_can_change_url_and_token() {
             let url = real_url.clone();
             async move {
                 assert_eq!(req.auth_token.as_deref(), Some("first"));
-                Ok(Negotiated {
-                    url,
-                    auth_token: Some("second".into()),
-                })
+                Ok(Negotiated::new(url, Some("second".into())))
             }
         })
         .build()

@@ -6,11 +6,13 @@
 //!
 //! Every wait has a deadline and every child is killed on drop.
 
+mod common;
+
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Write},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Stdio,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -19,78 +21,35 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::prelude::*;
+use common::{
+    assert_exactly_once_in_order, numbered, rws_command, server_options, wait_until, ChildGuard,
+    Inbox, ServerEvent,
+};
 use resilient_ws::{
-    server::{MessageReceived, ReliableServer, ServerOptions, SessionResumed},
+    server::{ReliableServer, ServerOptions},
     testing::TestServer,
-    Payload,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Everything the server received, in order: (connection id, seq, text).
-#[derive(Default, Clone)]
-struct Received(Arc<Mutex<Vec<(String, u64, String)>>>);
-
-struct Recorder {
-    received: Received,
-    resumed: Arc<Mutex<Vec<String>>>,
-}
-
-impl Actor for Recorder {
-    type Context = Context<Self>;
-}
-
-impl Handler<MessageReceived> for Recorder {
-    type Result = ();
-    fn handle(&mut self, m: MessageReceived, _: &mut Context<Self>) {
-        let text = match m.payload {
-            Payload::Text(t) => t.to_string(),
-            Payload::Binary(b) => format!("{b:?}"),
-        };
-        self.received
-            .0
-            .lock()
-            .unwrap()
-            .push((m.connection_id, m.seq, text));
-    }
-}
-
-impl Handler<SessionResumed> for Recorder {
-    type Result = ();
-    fn handle(&mut self, m: SessionResumed, _: &mut Context<Self>) {
-        self.resumed.lock().unwrap().push(m.connection_id);
-    }
-}
-
+/// A reliable server in this process and what its application saw.
 struct Server {
     tcp: Option<TestServer>,
     reliable: ReliableServer,
-    received: Received,
-    resumed: Arc<Mutex<Vec<String>>>,
+    inbox: Inbox,
 }
 
 impl Server {
     fn start(resume_window: Duration) -> Server {
-        let (tcp, reliable) = TestServer::reliable(ServerOptions {
-            resume_window,
-            ..ServerOptions::default()
-        })
+        let (tcp, reliable) = TestServer::reliable(server_options(|o| {
+            o.resume_window = resume_window;
+        }))
         .unwrap();
-        let received = Received::default();
-        let resumed = Arc::new(Mutex::new(Vec::new()));
-        let rec = Recorder {
-            received: received.clone(),
-            resumed: resumed.clone(),
-        }
-        .start();
-        reliable.on_message(rec.clone().recipient());
-        reliable.on_session_resumed(rec.recipient());
+        let inbox = Inbox::attach(&reliable);
         Server {
             tcp: Some(tcp),
             reliable,
-            received,
-            resumed,
+            inbox,
         }
     }
 
@@ -99,24 +58,26 @@ impl Server {
     }
 
     fn texts(&self) -> Vec<String> {
-        let r = self.received.0.lock().unwrap();
-        r.iter().map(|(_, _, t)| t.clone()).collect()
+        self.inbox.texts()
     }
 
+    /// The sessions messages arrived on, in order.
     fn connection_ids(&self) -> Vec<String> {
-        let r = self.received.0.lock().unwrap();
-        let mut ids: Vec<String> = r.iter().map(|(c, _, _)| c.clone()).collect();
+        let mut ids: Vec<String> = self.inbox.all().into_iter().map(|(c, _, _)| c).collect();
         ids.dedup();
         ids
     }
-}
 
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    /// The sessions resumed, in order.
+    fn resumed(&self) -> Vec<String> {
+        let events = self.inbox.events();
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                ServerEvent::Resumed(r) => Some(r.connection_id),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -133,7 +94,7 @@ struct Client {
 }
 
 fn rws_connect(url: &str, store: &Path, extra_env: &[(&str, &str)]) -> Client {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rws"));
+    let mut cmd = rws_command();
     cmd.args(["connect", url, "--mode", "stateful", "--print-accepted"])
         .arg("--store")
         .arg(store)
@@ -246,7 +207,7 @@ impl Client {
 
 /// `texts` is m1..=mK, each once, in order, for a K of at least
 /// `accepted`, followed by `then` (what the second run sent); returns K.
-fn assert_exactly_once_in_order(texts: &[String], accepted: u64, then: &[String]) -> u64 {
+fn assert_once_in_order_then(texts: &[String], accepted: u64, then: &[String]) -> u64 {
     // Lines after `accepted` that were on disk but never confirmed are
     // delivered from the store, and again when the application re-sends
     // them: that is at-least-once by construction. Nothing else may repeat.
@@ -257,13 +218,11 @@ fn assert_exactly_once_in_order(texts: &[String], accepted: u64, then: &[String]
         &texts[texts.len().saturating_sub(then.len())..]
     );
     let k = texts.len() - then.len();
-    for (i, t) in texts[..k].iter().enumerate() {
-        assert_eq!(
-            *t,
-            format!("m{}", i + 1),
-            "before the second run's lines: m1..m{k} once each, in order"
-        );
-    }
+    assert_exactly_once_in_order(
+        &texts[..k],
+        &numbered("m", 1..=k as u64),
+        "before the second run's lines",
+    );
     assert!(
         k as u64 >= accepted,
         "the client had accepted m1..m{accepted}, the server has m1..m{k}"
@@ -275,7 +234,7 @@ fn assert_exactly_once_in_order(texts: &[String], accepted: u64, then: &[String]
 /// or reordered; the only repeats are lines the first run printed and the
 /// second printed again (delivered, not yet on disk as delivered).
 fn assert_inbound_complete(first: &[String], second: &[String], m: u64) {
-    let expect: Vec<String> = (1..=m).map(|i| format!("d{i}")).collect();
+    let expect = numbered("d", 1..=m);
     assert_eq!(first, &expect[..first.len()], "first run in order");
     let resume_at = second
         .first()
@@ -356,7 +315,14 @@ async fn killed_and_restarted(crash_env: &[(&str, &str)], kill: bool) {
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
     // A few more while the client is down, then the stream stops.
-    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    let down_from = sent_down.load(Ordering::SeqCst);
+    assert!(
+        wait_until(
+            || sent_down.load(Ordering::SeqCst) >= down_from + 10,
+            DEADLINE
+        )
+        .await
+    );
     stop.store(1, Ordering::SeqCst);
     streamer.await.unwrap();
     let down_total = sent_down.load(Ordering::SeqCst);
@@ -387,13 +353,13 @@ async fn killed_and_restarted(crash_env: &[(&str, &str)], kill: bool) {
     let code = second.exit_code().await;
     assert_eq!(code, Some(0), "second run failed:\n{}", second.stderr());
 
-    let k = assert_exactly_once_in_order(&server.texts(), accepted, &resend);
+    let k = assert_once_in_order_then(&server.texts(), accepted, &resend);
     assert_eq!(
         server.connection_ids(),
         vec![session.clone()],
         "the second run resumed the same session"
     );
-    assert_eq!(server.resumed.lock().unwrap().as_slice(), [session]);
+    assert_eq!(server.resumed().as_slice(), [session]);
     let second_out = second.stdout_lines();
     assert_inbound_complete(&first_out, &second_out, down_total);
     eprintln!(
@@ -454,7 +420,7 @@ async fn outside_the_resume_window_a_fresh_session_gets_every_line_with_its_id()
         "the client says it fell back: {}",
         second.stderr()
     );
-    let received = server.received.0.lock().unwrap().clone();
+    let received = server.inbox.all();
     assert_eq!(server.connection_ids().len(), 2, "a fresh session");
     // Every accepted line arrived; one that arrived twice (delivered on the
     // old session, unacknowledged when it died) kept its id.
@@ -587,7 +553,7 @@ async fn a_durable_client_delivers_exactly_once_in_order_through_cuts() {
         rec.closed()
     );
     let texts = server.texts();
-    assert_exactly_once_in_order(&texts, total, &[]);
+    assert_once_in_order_then(&texts, total, &[]);
     assert_eq!(texts.len() as u64, total);
     assert!(proxy.connections_total() > 1, "the cuts forced reconnects");
 }

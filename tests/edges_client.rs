@@ -25,10 +25,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// one waits its own `close_timeout` for its acks.
 #[actix_rt::test]
 async fn an_old_disconnect_timer_does_not_cut_a_later_close_short() {
-    let opts = ServerOptions {
-        ack_threshold: 1,
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.ack_threshold = 1;
     let (server, _reliable) = TestServer::reliable_echo(opts).unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let close_timeout = Duration::from_secs(2);
@@ -221,10 +219,8 @@ async fn the_pending_ack_goes_out_before_a_close_the_client_initiates() {
 /// and what is sent after it flows.
 #[actix_rt::test]
 async fn reliable_send_refuses_a_message_over_the_servers_limit() {
-    let opts = ServerOptions {
-        max_message_size: 1024,
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.max_message_size = 1024;
     let (server, _reliable) = TestServer::reliable_echo(opts).unwrap();
     let (ws, rec) = connect_recorded(stateful(server.ws_url())).await;
     let big = "x".repeat(2000);
@@ -280,10 +276,8 @@ async fn raw_send_refuses_a_message_over_the_configured_peer_limit() {
 /// error naming the cause, instead of reconnecting forever.
 #[actix_rt::test]
 async fn a_replay_the_server_refuses_again_and_again_ends_with_a_clear_error() {
-    let opts = ServerOptions {
-        max_message_size: 1024,
-        ..ServerOptions::default()
-    };
+    let mut opts = ServerOptions::default();
+    opts.max_message_size = 1024;
     let (server, _reliable) = TestServer::reliable_echo(opts).unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let rec = EventRecorder::start();

@@ -373,11 +373,9 @@ async fn a_durable_client_keeps_its_client_id_across_a_crash_and_a_lost_session(
 
 #[actix_rt::test]
 async fn before_hello_a_socket_may_send_no_more_than_a_hello() {
-    let options = ServerOptions {
-        // Longer than the test waits: only the size rules may close.
-        hello_timeout: Duration::from_secs(60),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    // Longer than the test waits: only the size rules may close.
+    options.hello_timeout = Duration::from_secs(60);
     let (server, _reliable) = TestServer::reliable(options).unwrap();
     // One message larger than the largest HELLO.
     let mut c = protocol_socket(&server).await;
@@ -432,11 +430,9 @@ async fn before_hello_a_socket_may_send_no_more_than_a_hello() {
 
 #[actix_rt::test]
 async fn the_sockets_waiting_for_hello_are_capped() {
-    let options = ServerOptions {
-        max_awaiting_hello: 2,
-        hello_timeout: Duration::from_secs(60),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.max_awaiting_hello = 2;
+    options.hello_timeout = Duration::from_secs(60);
     let (server, _reliable) = TestServer::reliable(options).unwrap();
     let a = protocol_socket(&server).await;
     let _b = protocol_socket(&server).await;
@@ -493,13 +489,11 @@ async fn negotiate_status(server: &TestServer, body: &str) -> (u16, Option<Strin
 
 #[actix_rt::test]
 async fn anonymous_negotiates_are_limited_per_address() {
-    let options = ServerOptions {
-        anonymous_negotiate_limit: Some(resilient_ws::server::NegotiateRateLimit {
-            max_requests: 3,
-            window: Duration::from_secs(60),
-        }),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.anonymous_negotiate_limit = Some(resilient_ws::server::NegotiateRateLimit {
+        max_requests: 3,
+        window: Duration::from_secs(60),
+    });
     let (server, reliable) = TestServer::reliable(options.clone()).unwrap();
     for _ in 0..3 {
         assert_eq!(negotiate_status(&server, "").await.0, 200);
@@ -572,10 +566,8 @@ async fn an_allowed_negotiate_redirect_is_followed_with_the_token() {
     let negotiator = RawServer::bind().await.unwrap();
     let elsewhere = RawServer::bind().await.unwrap();
     let moved = format!("ws://localhost:{}/ws", elsewhere.addr().port());
-    let opts = resilient_ws::ClientOptions {
-        allow_negotiate_redirect: true,
-        ..Default::default()
-    };
+    let mut opts = resilient_ws::ClientOptions::default();
+    opts.allow_negotiate_redirect = true;
     let ws = ResilientWebSocket::builder(negotiator.ws_url())
         .options(opts)
         .reconnect_mode(ReconnectMode::Stateful)

@@ -7,22 +7,19 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    thread,
+    process::Command,
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
 use common::{
     attach_raw, close_code_of, connect_recorded, data, decode, raw_pair, read_until_close,
-    reliable_raw, wait_until, ChildGuard, Slow,
+    reliable_raw, server_options, wait_until, RwsServe, Slow,
 };
 use resilient_ws::{
     close_code,
     protocol::Frame,
-    server::{PlainMode, ReliableServer, ServerError, ServerOptions},
+    server::{PlainMode, ReliableServer, ServerError},
     testing::{opcode, EventRecorder, RawConn, RawServer, RecordedEvent, TestServer},
     Payload, ReconnectMode, ResilientWebSocket,
 };
@@ -52,10 +49,9 @@ async fn ack_then_close(conn: &mut RawConn) -> (Option<u64>, Option<u16>) {
 #[actix_rt::test]
 async fn a_too_slow_reliable_socket_is_closed_with_1013_not_1008() {
     let (server, reliable): (TestServer, ReliableServer) =
-        TestServer::reliable_echo(ServerOptions {
-            max_unacked_bytes: 256 * 1024,
-            ..ServerOptions::default()
-        })
+        TestServer::reliable_echo(server_options(|o| {
+            o.max_unacked_bytes = 256 * 1024;
+        }))
         .unwrap();
     let (mut c, _neg) = reliable_raw(&server).await;
     let chunk = vec![7u8; 32 * 1024];
@@ -86,12 +82,11 @@ async fn a_too_slow_reliable_socket_is_closed_with_1013_not_1008() {
 /// timer has not fired.
 #[actix_rt::test]
 async fn the_server_sends_its_pending_ack_before_4002_and_1000() {
-    let (server, reliable) = TestServer::reliable(ServerOptions {
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
         // Far longer than the test: only a close can send the ACK.
-        ack_interval: Duration::from_secs(60),
-        ack_threshold: 1000,
-        ..ServerOptions::default()
-    })
+        o.ack_interval = Duration::from_secs(60);
+        o.ack_threshold = 1000;
+    }))
     .unwrap();
     let (mut old, neg) = reliable_raw(&server).await;
     old.send_binary(&data(1, "a")).await.unwrap();
@@ -161,90 +156,6 @@ async fn a_client_told_1013_reconnects() {
 // ---------------------------------------------------------------------------
 // Item 2: ack before close, drain on shutdown (a real `rws serve` child).
 
-/// `rws serve` as a child process, killed on drop.
-struct Serve {
-    child: ChildGuard,
-    addr: String,
-}
-
-/// Starts `rws serve --echo --bind ADDR ARGS...` and waits for its address
-/// line; `Err` with its stderr if it exited first (the port is still taken).
-fn try_serve(addr: &str, args: &[&str]) -> Result<Serve, String> {
-    let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_rws"))
-            .args(["serve", "--echo", "--bind", addr])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rws serve"),
-    );
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening on ws://") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(Ok(url.trim_end_matches("/ws").to_owned()));
-                }
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        if let Some(tx) = tx {
-            let _ = tx.send(Err(seen));
-        }
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(Ok(addr)) => Ok(Serve { child, addr }),
-        Ok(Err(stderr)) => {
-            let _ = child.wait();
-            Err(stderr)
-        }
-        Err(_) => panic!("rws serve printed no address in time"),
-    }
-}
-
-/// Starts `rws serve` on `addr`, retrying while the port is still taken.
-fn serve_at(addr: &str, args: &[&str]) -> Serve {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match try_serve(addr, args) {
-            Ok(s) => return s,
-            Err(e) if Instant::now() < deadline && e.contains("cannot listen") => {
-                thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("rws serve failed:\n{e}"),
-        }
-    }
-}
-
-/// Waits (bounded) for the child to exit; its status. Async: the client
-/// in this thread's System must go on running meanwhile.
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "rws serve did not exit in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// [`serve_at`] off this thread, so the in-process client keeps running.
-async fn serve_at_async(addr: &str, args: &'static [&'static str]) -> Serve {
-    let addr = addr.to_owned();
-    tokio::task::spawn_blocking(move || serve_at(&addr, args))
-        .await
-        .unwrap()
-}
-
 /// A rolling restart of one `rws serve --echo` under a streaming stateful
 /// client: SIGTERM mid-stream, a new process on the same port. The old
 /// server stops taking messages, acks what it delivered, flushes its echoes
@@ -255,6 +166,7 @@ async fn serve_at_async(addr: &str, args: &'static [&'static str]) -> Serve {
 async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_once() {
     const N: usize = 6000;
     const ARGS: &[&str] = &[
+        "--echo",
         "--shutdown-reconnect-after",
         "50ms",
         "--shutdown-spread",
@@ -262,8 +174,8 @@ async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_
         "--shutdown-drain",
         "5s",
     ];
-    let mut first = serve_at_async("127.0.0.1:0", ARGS).await;
-    let addr = first.addr.clone();
+    let mut first = RwsServe::start_async("127.0.0.1:0", ARGS).await;
+    let addr = first.addr().to_owned();
     let rec = EventRecorder::start();
     let ws = rec
         .attach(ResilientWebSocket::builder(format!("ws://{addr}/ws")))
@@ -300,9 +212,9 @@ async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_
         .status()
         .expect("run kill");
     assert!(killed.success());
-    let status = wait_exit(&mut first.child).await;
+    let status = first.wait_exit().await;
     assert!(status.success(), "rws serve exited with {status}");
-    let _second = serve_at_async(&addr, ARGS).await;
+    let _second = RwsServe::start_async(&addr, ARGS).await;
     sender.await.unwrap();
     // A duplicate takes the place of a later message among the first N.
     let got = rec.wait_messages(N, WAIT).await;
@@ -337,11 +249,10 @@ async fn a_rolling_restart_under_a_streaming_client_echoes_each_message_exactly_
 #[actix_rt::test]
 async fn a_burst_in_broadcast_mode_ends_no_session() {
     const N: usize = 400;
-    let reliable = ReliableServer::broadcast_mode(ServerOptions {
-        max_unacked_bytes: 8 * 1024,
-        plain: PlainMode::Broadcast,
-        ..ServerOptions::default()
-    });
+    let reliable = ReliableServer::broadcast_mode(server_options(|o| {
+        o.max_unacked_bytes = 8 * 1024;
+        o.plain = PlainMode::Broadcast;
+    }));
     let server =
         TestServer::serve_reliable(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), &reliable)
             .unwrap();
@@ -402,11 +313,10 @@ async fn a_burst_in_broadcast_mode_ends_no_session() {
 /// `send_timeout`, without ending the session.
 #[actix_rt::test]
 async fn send_to_waits_for_room_and_try_send_to_is_full_at_once() {
-    let (server, reliable) = TestServer::reliable(ServerOptions {
-        max_unacked_bytes: 1000,
-        send_timeout: Duration::from_millis(200),
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
+        o.max_unacked_bytes = 1000;
+        o.send_timeout = Duration::from_millis(200);
+    }))
     .unwrap();
     let (mut c, neg) = reliable_raw(&server).await;
     let id = neg.connection_id.clone();
@@ -462,12 +372,11 @@ async fn send_to_waits_for_room_and_try_send_to_is_full_at_once() {
 /// pings (here with its own heartbeat off) stays connected.
 #[actix_rt::test]
 async fn silent_sockets_are_closed_by_the_server_heartbeat() {
-    let (server, reliable) = TestServer::reliable_echo(ServerOptions {
-        keep_alive_interval: Duration::from_millis(50),
-        client_timeout: Duration::from_millis(300),
-        resume_window: Duration::from_millis(500),
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable_echo(server_options(|o| {
+        o.keep_alive_interval = Duration::from_millis(50);
+        o.client_timeout = Duration::from_millis(300);
+        o.resume_window = Duration::from_millis(500);
+    }))
     .unwrap();
     // A live client that sends nothing but answers pings.
     let (live, rec) = connect_recorded(
@@ -551,12 +460,11 @@ async fn a_client_faster_than_a_slow_subscriber_is_bounded_in_the_server() {
     const BACKLOG: usize = 200;
     let arbiter = Arbiter::new();
     let (slow, gate) = Slow::start_on(&arbiter);
-    let (server, reliable) = TestServer::reliable(ServerOptions {
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
         // About 600 messages of 100 B in flight per direction.
-        max_unacked_bytes: 64 * 1024,
-        max_inbound_backlog: BACKLOG,
-        ..ServerOptions::default()
-    })
+        o.max_unacked_bytes = 64 * 1024;
+        o.max_inbound_backlog = BACKLOG;
+    }))
     .unwrap();
     reliable.on_message(slow.recipient());
     let (ws, rec) = connect_recorded(
@@ -611,10 +519,9 @@ async fn a_client_ignoring_its_window_is_not_read_past_the_inbound_backlog() {
     const BACKLOG: usize = 200;
     let arbiter = Arbiter::new();
     let (slow, gate) = Slow::start_on(&arbiter);
-    let (server, reliable) = TestServer::reliable(ServerOptions {
-        max_inbound_backlog: BACKLOG,
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
+        o.max_inbound_backlog = BACKLOG;
+    }))
     .unwrap();
     reliable.on_message(slow.recipient());
     let (mut c, _neg) = reliable_raw(&server).await;

@@ -365,8 +365,18 @@ async fn restart_mid_stream(stack: Stack) {
         ws.send(p.clone()).await.unwrap();
         expected.push(p);
     }
-    // A few refused attempts happen before the server is back.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A few refused attempts happen before the server is back (the first
+    // Reconnecting is the loss, each next one a refused attempt).
+    let refused = rec
+        .wait_until(WAIT, |events| {
+            let n = events
+                .iter()
+                .filter(|e| matches!(e, RecordedEvent::Reconnecting(_)))
+                .count();
+            (n >= 3).then_some(n)
+        })
+        .await;
+    assert!(refused.is_some(), "{:?}", rec.events());
     assert_eq!(rec.messages().len(), 1, "nothing echoed while down");
     let _second = EchoServer::start(stack, Some(port));
     assert!(

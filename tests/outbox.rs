@@ -2,8 +2,11 @@
 //! disconnected, each overflow policy with its drop events, time to live,
 //! priorities, and batched writes while connected.
 
+mod common;
+
 use std::time::Duration;
 
+use common::wait_until;
 use resilient_ws::{
     queue::{DropReason, MessageId},
     testing::{EventRecorder, TestServer},
@@ -32,7 +35,7 @@ async fn reject_refuses_the_message_that_does_not_fit_and_drops_nothing() {
     for i in 0..3 {
         ws.send(format!("m{i}")).await.unwrap();
     }
-    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    assert!(wait_until(|| ws.stats().messages_buffered == 3, WAIT).await);
     assert!(matches!(ws.send("m3").await, Err(Error::BufferFull(3))));
     assert!(matches!(ws.try_send("m3"), Err(Error::BufferFull(3))));
     assert_eq!(ws.stats().messages_buffered, 3);
@@ -102,7 +105,7 @@ async fn wait_holds_the_sender_until_space_frees_up_or_the_timeout() {
         .unwrap();
     ws.send("a").await.unwrap();
     ws.send("b").await.unwrap();
-    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    assert!(wait_until(|| ws.stats().messages_buffered == 2, WAIT).await);
     // The third send waits; connecting drains the outbox and lets it in.
     let ws2 = ws.clone();
     let third = actix_rt::spawn(async move { ws2.send("c").await });
@@ -123,7 +126,7 @@ async fn wait_holds_the_sender_until_space_frees_up_or_the_timeout() {
         .build()
         .unwrap();
     ws.send("x").await.unwrap();
-    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    assert!(wait_until(|| ws.stats().messages_buffered == 1, WAIT).await);
     tokio::time::pause();
     let start = tokio::time::Instant::now();
     assert!(matches!(ws.send("y").await, Err(Error::BufferFull(1))));

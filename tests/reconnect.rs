@@ -50,11 +50,7 @@ async fn backoff_delays_grow_with_jitter_and_max_attempts_ends_in_disconnected()
     let reconnecting = rec.reconnecting();
     let attempts: Vec<u32> = reconnecting.iter().map(|r| r.attempt).collect();
     assert_eq!(attempts, vec![1, 2, 3, 4, 5, 6]);
-    let policy = ExponentialBackoff {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(8),
-        max_attempts: 6,
-    };
+    let policy = ExponentialBackoff::new(Duration::from_secs(1), Duration::from_secs(8), 6);
     for r in &reconnecting {
         assert!(r.delay >= Duration::from_secs(1), "{r:?}");
         assert!(r.delay <= policy.ceiling(r.attempt), "{r:?}");

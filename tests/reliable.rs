@@ -7,7 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{held_acks, wait_until, Inbox};
+use common::{
+    assert_exactly_once_in_order, held_acks, numbered, server_options, wait_until, Inbox,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use resilient_ws::{
     server::ServerOptions,
@@ -22,22 +24,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// long stream.
 fn stateful(url: String) -> ResilientWebSocketBuilder {
     common::stateful(url).buffering(true, 10_000)
-}
-
-fn assert_exactly_once_in_order(got: &[String], n: usize, what: &str) {
-    let expected: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
-    if got != expected {
-        let first_bad = got
-            .iter()
-            .zip(&expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(n));
-        panic!(
-            "{what}: {} of {n} messages; first difference at {first_bad}: got {:?}",
-            got.len(),
-            got.get(first_bad)
-        );
-    }
 }
 
 #[actix_rt::test]
@@ -82,8 +68,8 @@ async fn twenty_thousand_each_way_survive_random_cuts_exactly_once_in_order() {
         .iter()
         .map(|p| p.as_text().unwrap().to_string())
         .collect();
-    assert_exactly_once_in_order(&inbox.texts(), n, "client -> server");
-    assert_exactly_once_in_order(&got, n, "server -> client (echoes)");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..n), "client -> server");
+    assert_exactly_once_in_order(&got, &numbered("m", 0..n), "server -> client (echoes)");
     let stats = ws.stats();
     println!(
         "chaos: {n} each way, {} reconnects, {} proxy connections",
@@ -135,17 +121,15 @@ async fn a_blackholed_link_mid_stream_resumes_without_loss() {
         .iter()
         .map(|p| p.as_text().unwrap().to_string())
         .collect();
-    assert_exactly_once_in_order(&got, n, "echoes across a blackhole");
+    assert_exactly_once_in_order(&got, &numbered("m", 0..n), "echoes across a blackhole");
     ws.disconnect().await.unwrap();
 }
 
 #[actix_rt::test]
 async fn the_sender_blocks_on_a_full_window_and_resumes_when_acks_arrive() {
-    let options = ServerOptions {
-        ack_interval: Duration::from_millis(50),
-        max_unacked_bytes: 1_000,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.ack_interval = Duration::from_millis(50);
+    options.max_unacked_bytes = 1_000;
     let (server, _reliable) = TestServer::reliable(options).unwrap();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let ws = stateful(proxy.ws_url())
@@ -162,7 +146,11 @@ async fn the_sender_blocks_on_a_full_window_and_resumes_when_acks_arrive() {
             .unwrap_or_else(|_| panic!("send {i} should not block yet"))
             .unwrap();
     }
-    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        wait_until(|| ws.stats().messages_buffered == 5, WAIT).await,
+        "{:?}",
+        ws.stats()
+    );
     let ws2 = ws.clone();
     let blocked = actix_rt::spawn(async move { ws2.send("y".repeat(100)).await });
     actix_rt::time::sleep(Duration::from_millis(300)).await;
@@ -249,13 +237,11 @@ async fn a_reliable_server_still_answers_plain_clients() {
 
 #[actix_rt::test]
 async fn a_graceful_close_waits_until_the_server_has_everything() {
-    let options = ServerOptions {
-        // Acks come late: a close that did not wait for them would leave
-        // messages unacknowledged (and, on a lossy link, undelivered).
-        ack_interval: Duration::from_millis(300),
-        ack_threshold: 1_000_000,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    // Acks come late: a close that did not wait for them would leave
+    // messages unacknowledged (and, on a lossy link, undelivered).
+    options.ack_interval = Duration::from_millis(300);
+    options.ack_threshold = 1_000_000;
     let (server, reliable) = TestServer::reliable(options).unwrap();
     let inbox = Inbox::attach(&reliable);
     let ws = stateful(server.ws_url()).connect().await.unwrap();
@@ -269,17 +255,15 @@ async fn a_graceful_close_waits_until_the_server_has_everything() {
         "waited for the acks"
     );
     assert_eq!(ws.stats().messages_sent, 100);
-    assert_exactly_once_in_order(&inbox.texts(), 100, "before the close");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..100), "before the close");
     server.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_flood_far_larger_than_the_outbox_is_delivered_once_with_send_waiting() {
     // A small window, so the outbox fills and send() has to wait.
-    let options = ServerOptions {
-        max_unacked_bytes: 4096,
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.max_unacked_bytes = 4096;
     let (server, reliable) = TestServer::reliable_echo(options).unwrap();
     let inbox = Inbox::attach(&reliable);
     let rec = EventRecorder::start();
@@ -305,8 +289,8 @@ async fn a_flood_far_larger_than_the_outbox_is_delivered_once_with_send_waiting(
         "{:?}",
         &rec.errors()[..3.min(rec.errors().len())]
     );
-    assert_exactly_once_in_order(&inbox.texts(), n, "client -> server");
-    assert_exactly_once_in_order(&got, n, "echoes");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..n), "client -> server");
+    assert_exactly_once_in_order(&got, &numbered("m", 0..n), "echoes");
     ws.disconnect().await.unwrap();
 }
 
@@ -464,10 +448,9 @@ async fn a_flood_against_a_full_window_keeps_the_sequence_in_order() {
     // before messages the next ack releases from the outbox: the other way
     // round the server sees the sequence go backwards (1002), and the
     // client pays a reconnect for it.
-    let (server, reliable) = TestServer::reliable(ServerOptions {
-        max_unacked_bytes: 64 * 1024,
-        ..ServerOptions::default()
-    })
+    let (server, reliable) = TestServer::reliable(server_options(|o| {
+        o.max_unacked_bytes = 64 * 1024;
+    }))
     .unwrap();
     let inbox = Inbox::attach(&reliable);
     let rec = EventRecorder::start();
@@ -483,7 +466,7 @@ async fn a_flood_against_a_full_window_keeps_the_sequence_in_order() {
             .unwrap();
     }
     assert!(wait_until(|| inbox.len() >= n, WAIT).await);
-    assert_exactly_once_in_order(&inbox.texts(), n, "server");
+    assert_exactly_once_in_order(&inbox.texts(), &numbered("m", 0..n), "server");
     assert!(
         rec.closed().is_empty(),
         "no socket closed: {:?}",

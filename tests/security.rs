@@ -3,69 +3,29 @@
 //! certificate verification. Real sockets on the loopback range (a second
 //! peer address is 127.0.0.2); every wait is bounded.
 
+mod common;
+
 use std::{
     net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
-use actix_codec::Framed;
 use actix_web::{App, HttpServer};
-use awc::{ws, BoxedSocket};
-use futures_util::{SinkExt, StreamExt};
+use common::{certificate, negotiate_at, server_config, server_options, trusting, In, TestPeer};
 use resilient_ws::{
     close_code,
-    protocol::{new_connection_id, new_reconnect_token, Frame, NegotiateResponse, SUBPROTOCOL},
+    protocol::{new_connection_id, new_reconnect_token, Frame, SUBPROTOCOL},
     server::{reliable_route, FailedResumeLimit, ReliableServer, ServerOptions},
     testing::{EventRecorder, FaultProxy, RecordedEvent, TestServer},
     ConnectionState, Error, ReconnectMode, ResilientWebSocket,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // Helpers: negotiate, a HELLO and its answer, a raw upgrade from an address.
-
-/// POSTs negotiate with `headers`: the response, or the HTTP status.
-async fn negotiate(addr: SocketAddr, headers: &[(&str, &[u8])]) -> Result<NegotiateResponse, u16> {
-    let mut req = awc::Client::default().post(format!("http://{addr}/ws/negotiate"));
-    for (k, v) in headers {
-        req = req.insert_header((*k, awc::http::header::HeaderValue::from_bytes(v).unwrap()));
-    }
-    let mut resp = tokio::time::timeout(WAIT, req.send())
-        .await
-        .expect("negotiate in time")
-        .expect("negotiate request");
-    match resp.status().as_u16() {
-        200 => Ok(NegotiateResponse::parse(&resp.body().await.unwrap()).unwrap()),
-        s => Err(s),
-    }
-}
-
-/// Opens a socket (with the subprotocol when `reliable`): the socket, or
-/// the HTTP status of a refused upgrade.
-async fn open(
-    addr: SocketAddr,
-    reliable: bool,
-    headers: &[(&str, &str)],
-) -> Result<Framed<BoxedSocket, ws::Codec>, u16> {
-    let mut req = awc::Client::default().ws(format!("ws://{addr}/ws"));
-    if reliable {
-        req = req.protocols([SUBPROTOCOL]);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    match tokio::time::timeout(WAIT, req.connect())
-        .await
-        .expect("upgrade in time")
-    {
-        Ok((_, framed)) => Ok(framed),
-        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => Err(s.as_u16()),
-        Err(e) => panic!("upgrade failed: {e}"),
-    }
-}
 
 /// How the server answered a HELLO.
 #[derive(Debug, PartialEq)]
@@ -81,38 +41,21 @@ enum Answer {
 /// Opens a protocol socket, sends HELLO with `id` and `token`, and reads
 /// the answer.
 async fn hello(addr: SocketAddr, id: &str, token: &str, last_received: u64) -> Answer {
-    let mut framed = match open(addr, true, &[]).await {
-        Ok(f) => f,
+    let mut p = match TestPeer::open_at(addr, true, &[]).await {
+        Ok(p) => p,
         Err(status) => return Answer::Refused(status),
     };
-    let frame = Frame::Hello {
+    p.send_frame(Frame::Hello {
         connection_id: id.to_owned(),
         reconnect_token: token.to_owned(),
         last_received,
         first_seq: 1,
-    };
-    framed
-        .send(ws::Message::Binary(frame.to_bytes()))
-        .await
-        .expect("send HELLO");
-    loop {
-        let item = tokio::time::timeout(WAIT, framed.next())
-            .await
-            .expect("an answer to HELLO in time");
-        match item {
-            Some(Ok(ws::Frame::Binary(b))) => match Frame::decode(b) {
-                Ok(Frame::Welcome { resumed, .. }) => return Answer::Welcome { resumed },
-                other => panic!("expected WELCOME, got {other:?}"),
-            },
-            Some(Ok(ws::Frame::Close(r))) => {
-                return Answer::Closed(
-                    r.as_ref().map_or(1005, |r| r.code.into()),
-                    r.and_then(|r| r.description).unwrap_or_default(),
-                )
-            }
-            Some(Ok(_)) => {}
-            other => panic!("the socket ended without an answer: {other:?}"),
-        }
+    })
+    .await;
+    match p.recv(WAIT).await {
+        In::Frame(Frame::Welcome { resumed, .. }) => Answer::Welcome { resumed },
+        In::Close(code, reason) => Answer::Closed(code.unwrap_or(1005), reason),
+        other => panic!("expected WELCOME or a close, got {other:?}"),
     }
 }
 
@@ -164,13 +107,12 @@ fn localhost() -> IpAddr {
 }
 
 fn limited(max_failures: u32, window: Duration) -> ServerOptions {
-    ServerOptions {
-        failed_resume_limit: Some(FailedResumeLimit {
+    server_options(|o| {
+        o.failed_resume_limit = Some(FailedResumeLimit {
             max_failures,
             window,
-        }),
-        ..ServerOptions::default()
-    }
+        });
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -185,7 +127,7 @@ async fn failed_resumes_past_the_limit_get_429_until_the_window_ends() {
     let window = Duration::from_secs(3);
     let (server, reliable) = TestServer::reliable_echo(limited(3, window)).unwrap();
     let addr = server.addr();
-    let neg = negotiate(addr, &[]).await.unwrap();
+    let neg = negotiate_at(addr, &[]).await.unwrap();
     let (id, token) = (&neg.connection_id, &neg.reconnect_token);
     assert_eq!(
         hello(addr, id, token, 0).await,
@@ -221,7 +163,7 @@ async fn failed_resumes_past_the_limit_get_429_until_the_window_ends() {
     assert_eq!(status, 101, "{head}");
     let (status, head) = raw_upgrade(localhost(), addr, false).await;
     assert_eq!(status, 101, "{head}");
-    negotiate(addr, &[])
+    negotiate_at(addr, &[])
         .await
         .expect("negotiate is not limited");
 
@@ -247,7 +189,7 @@ async fn failed_resume_limit_default_is_on_and_none_turns_it_off() {
         })
     );
     let (server, _) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
-    let neg = negotiate(server.addr(), &[]).await.unwrap();
+    let neg = negotiate_at(server.addr(), &[]).await.unwrap();
     for i in 0..20 {
         let a = hello(server.addr(), &neg.connection_id, &new_reconnect_token(), 0).await;
         assert_eq!(a, gone(), "attempt {i}");
@@ -258,12 +200,10 @@ async fn failed_resume_limit_default_is_on_and_none_turns_it_off() {
     );
     server.stop().await;
 
-    let off = ServerOptions {
-        failed_resume_limit: None,
-        ..ServerOptions::default()
-    };
+    let mut off = ServerOptions::default();
+    off.failed_resume_limit = None;
     let (server, _) = TestServer::reliable_echo(off).unwrap();
-    let neg = negotiate(server.addr(), &[]).await.unwrap();
+    let neg = negotiate_at(server.addr(), &[]).await.unwrap();
     for i in 0..40 {
         let a = hello(server.addr(), &neg.connection_id, &new_reconnect_token(), 0).await;
         assert_eq!(a, gone(), "attempt {i}");
@@ -298,7 +238,7 @@ async fn a_blocked_client_backs_off_and_resumes_after_the_window() {
     assert_eq!(rec.wait_messages(1, WAIT).await.len(), 1);
 
     // Someone on the same address guesses tokens for an unknown session.
-    let other = negotiate(server.addr(), &[]).await.unwrap();
+    let other = negotiate_at(server.addr(), &[]).await.unwrap();
     for _ in 0..2 {
         let a = hello(
             server.addr(),
@@ -342,8 +282,8 @@ async fn a_blocked_client_backs_off_and_resumes_after_the_window() {
 async fn forged_tokens_of_every_shape_get_the_same_4001() {
     let (server, _) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
     let addr = server.addr();
-    let a = negotiate(addr, &[]).await.unwrap();
-    let b = negotiate(addr, &[]).await.unwrap();
+    let a = negotiate_at(addr, &[]).await.unwrap();
+    let b = negotiate_at(addr, &[]).await.unwrap();
     let mut flipped = a.reconnect_token.clone().into_bytes();
     flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap();
@@ -376,21 +316,21 @@ async fn forged_tokens_of_every_shape_get_the_same_4001() {
 /// allowed; without a list every origin is allowed.
 #[actix_rt::test]
 async fn origin_allow_list_allows_exact_matches_only() {
-    let options = ServerOptions {
-        allowed_origins: Some(vec!["https://app.example.com".into()]),
-        ..ServerOptions::default()
-    };
+    let mut options = ServerOptions::default();
+    options.allowed_origins = Some(vec!["https://app.example.com".into()]);
     let (server, _) = TestServer::reliable_echo(options).unwrap();
     let addr = server.addr();
     for good in ["https://app.example.com", "HTTPS://APP.Example.COM"] {
-        negotiate(addr, &[("origin", good.as_bytes())])
+        negotiate_at(addr, &[("origin", good.as_bytes())])
             .await
             .unwrap_or_else(|s| panic!("{good}: {s}"));
         for reliable in [true, false] {
-            assert!(open(addr, reliable, &[("origin", good)]).await.is_ok());
+            assert!(TestPeer::open_at(addr, reliable, &[("origin", good)])
+                .await
+                .is_ok());
         }
     }
-    negotiate(addr, &[]).await.expect("no Origin: allowed");
+    negotiate_at(addr, &[]).await.expect("no Origin: allowed");
     let bad: [&[u8]; 8] = [
         b"https://app.example.com.evil.com",
         b"https://evil-app.example.com",
@@ -404,14 +344,16 @@ async fn origin_allow_list_allows_exact_matches_only() {
     for origin in bad {
         let shown = String::from_utf8_lossy(origin);
         assert_eq!(
-            negotiate(addr, &[("origin", origin)]).await.err(),
+            negotiate_at(addr, &[("origin", origin)]).await.err(),
             Some(403),
             "{shown}"
         );
         if let Ok(o) = std::str::from_utf8(origin) {
             for reliable in [true, false] {
                 assert_eq!(
-                    open(addr, reliable, &[("origin", o)]).await.err(),
+                    TestPeer::open_at(addr, reliable, &[("origin", o)])
+                        .await
+                        .err(),
                     Some(403)
                 );
             }
@@ -420,7 +362,7 @@ async fn origin_allow_list_allows_exact_matches_only() {
     server.stop().await;
 
     let (server, _) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
-    negotiate(server.addr(), &[("origin", b"https://anyone.example")])
+    negotiate_at(server.addr(), &[("origin", b"https://anyone.example")])
         .await
         .expect("no allow-list: any origin");
     server.stop().await;
@@ -429,37 +371,12 @@ async fn origin_allow_list_allows_exact_matches_only() {
 // ---------------------------------------------------------------------------
 // Reliable mode over TLS, certificate verification on.
 
-fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
-    std::sync::Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A certificate for `names` (self-signed), expired when `expired`.
-fn certificate(names: &[&str], expired: bool) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let mut params = rcgen::CertificateParams::new(names).unwrap();
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-    }
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (
-        cert.der().clone(),
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-}
-
 /// A reliable echo server over rustls; its port.
 fn tls_reliable_server(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 ) -> (u16, actix_web::dev::ServerHandle) {
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
+    let config = server_config(cert, key);
     let reliable = ReliableServer::echo(ServerOptions::default());
     let server = HttpServer::new(move || {
         let reliable = reliable.clone();
@@ -475,18 +392,6 @@ fn tls_reliable_server(
     let handle = server.handle();
     actix_rt::spawn(server);
     (port, handle)
-}
-
-fn trusting(cert: &CertificateDer<'static>) -> std::sync::Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.clone()).unwrap();
-    std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
 }
 
 /// Connects a stateful client; its error, if it fails.
@@ -587,7 +492,7 @@ async fn unknown_or_expired_sessions_do_not_count_toward_the_limit() {
             gone()
         );
     }
-    let neg = negotiate(addr, &[]).await.unwrap();
+    let neg = negotiate_at(addr, &[]).await.unwrap();
     assert_eq!(
         hello(addr, &neg.connection_id, &neg.reconnect_token, 0).await,
         Answer::Welcome { resumed: false },

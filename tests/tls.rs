@@ -5,40 +5,23 @@
 //! Every crypto provider is passed explicitly (`ring`); nothing relies on a
 //! process-default provider.
 
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use actix_web::{dev::ServerHandle, App, HttpServer};
+use common::{certificate, server_config, trusting};
 use resilient_ws::{
     server::{echo_route, EchoConfig},
     testing::TestServer,
     ConnectionState, Error, IncomingMessage, Payload, ReconnectMode, ResilientWebSocket,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
 
 /// How long any single wait in these tests may take before it counts as a hang.
 const WAIT: Duration = Duration::from_secs(5);
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A self-signed certificate and its key.
-struct SelfSigned {
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-/// A self-signed certificate valid for `names` (IP addresses become IP SANs).
-fn self_signed(names: &[&str]) -> SelfSigned {
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let ck = rcgen::generate_simple_self_signed(names).expect("rcgen generates a certificate");
-    SelfSigned {
-        cert: ck.cert.der().clone(),
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der())),
-    }
-}
 
 /// A running `wss://` echo server.
 struct TlsEchoServer {
@@ -52,13 +35,8 @@ impl TlsEchoServer {
     /// certificate for `names`. The server offers ALPN `h2` and `http/1.1`,
     /// like a typical production server, so the client must pin HTTP/1.1.
     fn start(names: &[&str]) -> TlsEchoServer {
-        let SelfSigned { cert, key } = self_signed(names);
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .expect("the server accepts the rcgen key");
+        let (cert, key) = certificate(names, false);
+        let mut config = server_config(cert.clone(), key);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let server = HttpServer::new(|| {
@@ -83,21 +61,6 @@ impl TlsEchoServer {
     async fn stop(self) {
         self.handle.stop(true).await;
     }
-}
-
-/// A client TLS config whose only root is `cert`.
-fn trusting(cert: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(cert.clone())
-        .expect("the self-signed cert is a valid root");
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
 }
 
 /// Forwards every `IncomingMessage` into a channel the test awaits.
@@ -242,7 +205,7 @@ async fn wss_name_mismatch_is_tls_error() {
 async fn wss_against_plain_server_fails_cleanly() {
     let server = TestServer::echo().await.expect("plain echo server");
     let url = format!("wss://{}/ws", server.addr());
-    let cert = self_signed(&["127.0.0.1"]).cert;
+    let (cert, _) = certificate(&["127.0.0.1"], false);
     let err = connect_err(url, Some(trusting(&cert))).await;
     eprintln!("wss against plain server: {err:?} / {err}");
     assert!(

@@ -8,6 +8,8 @@
 //! is its own test file. Its tests run in parallel and share the capture:
 //! each checks that its own secrets appear in no line at all.
 
+mod common;
+
 use std::{
     sync::{Arc, Mutex, Once},
     time::Duration,
@@ -18,6 +20,7 @@ use actix_web::{
     dev::{Service, ServiceResponse},
     App,
 };
+use common::wait_until;
 use resilient_ws::{
     protocol::NegotiateResponse,
     server::{reliable_route, request_token, AuthRefusal, ReliableServer, ServerOptions},
@@ -84,13 +87,10 @@ fn error_texts(rec: &EventRecorder) -> Vec<String> {
 }
 
 async fn wait_state(ws: &ResilientWebSocket, state: ConnectionState) {
-    for _ in 0..500 {
-        if ws.state() == state {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never reached {state:?}");
+    assert!(
+        wait_until(|| ws.state() == state, Duration::from_secs(5)).await,
+        "never reached {state:?}"
+    );
 }
 
 const TOKEN: &str = "s3cr3t-T0KEN-value";
@@ -145,11 +145,9 @@ async fn an_opted_in_query_token_reaches_the_server_but_no_log_or_error() {
     capture_logs();
     let encoded = "qu3ry-T0KEN%2Fwith%2Bodd%3Dchars";
     let server = RawServer::bind().await.unwrap();
-    let opts = ClientOptions {
-        reconnect_mode: ReconnectMode::None,
-        auth_token_query_param: Some("access_token".into()),
-        ..ClientOptions::default()
-    };
+    let mut opts = ClientOptions::default();
+    opts.reconnect_mode = ReconnectMode::None;
+    opts.auth_token_query_param = Some("access_token".into());
     let ws = ResilientWebSocket::builder(format!("{}?room=1", server.ws_url()))
         .options(opts.clone())
         .auth_token(|| async { Ok(QUERY_TOKEN.to_string()) })
@@ -195,10 +193,8 @@ async fn an_opted_in_query_token_reaches_the_server_but_no_log_or_error() {
         );
     }
     // A bad parameter name is refused up front.
-    let bad_name = ClientOptions {
-        auth_token_query_param: Some("a b".into()),
-        ..ClientOptions::default()
-    };
+    let mut bad_name = ClientOptions::default();
+    bad_name.auth_token_query_param = Some("a b".into());
     assert!(matches!(bad_name.validate(), Err(Error::InvalidConfig(_))));
 }
 
@@ -207,13 +203,17 @@ const AUTH: &str = "r3liable-AUTH-token";
 /// A reliable echo server whose auth hook takes the token from the header
 /// or `?access_token=`, and whose negotiate responses are copied into
 /// `tokens` (so the test knows every reconnect token it handed out).
-fn spy_server(options: ServerOptions, tokens: Arc<Mutex<Vec<String>>>) -> TestServer {
+fn spy_server(
+    options: ServerOptions,
+    tokens: Arc<Mutex<Vec<String>>>,
+) -> (TestServer, ReliableServer) {
     let options = options.with_auth(|req| match request_token(req, Some("access_token")) {
         Some(t) if t == AUTH => Ok("user".to_owned()),
         _ => Err(AuthRefusal::Unauthorized),
     });
     let reliable = ReliableServer::echo(options);
-    TestServer::bind(move || {
+    let handle = reliable.clone();
+    let server = TestServer::bind(move || {
         let (reliable, tokens) = (reliable.clone(), tokens.clone());
         App::new()
             .wrap_fn(move |req, srv| {
@@ -236,7 +236,8 @@ fn spy_server(options: ServerOptions, tokens: Arc<Mutex<Vec<String>>>) -> TestSe
             })
             .configure(move |c| reliable_route(c, "/ws", reliable))
     })
-    .unwrap()
+    .unwrap();
+    (server, handle)
 }
 
 /// Reliable mode: a session negotiated, resumed across cuts, and lost
@@ -248,22 +249,18 @@ async fn reconnect_tokens_never_reach_a_log_line_or_an_error() {
     capture_logs();
     for in_query in [false, true] {
         let tokens = Arc::new(Mutex::new(Vec::new()));
-        let options = ServerOptions {
-            resume_window: Duration::from_millis(300),
-            ..ServerOptions::default()
-        };
-        let server = spy_server(options, tokens.clone());
+        let mut options = ServerOptions::default();
+        options.resume_window = Duration::from_millis(300);
+        let (server, reliable) = spy_server(options, tokens.clone());
         let proxy = FaultProxy::start(server.addr()).await.unwrap();
         let rec = EventRecorder::start();
-        let opts = ClientOptions {
-            reconnect_mode: ReconnectMode::Stateful,
-            reconnect_initial_delay: Duration::from_millis(20),
-            reconnect_max_delay: Duration::from_millis(50),
-            min_uptime: Duration::ZERO,
-            heartbeat_interval: Duration::ZERO,
-            auth_token_query_param: in_query.then(|| "access_token".to_owned()),
-            ..ClientOptions::default()
-        };
+        let mut opts = ClientOptions::default();
+        opts.reconnect_mode = ReconnectMode::Stateful;
+        opts.reconnect_initial_delay = Duration::from_millis(20);
+        opts.reconnect_max_delay = Duration::from_millis(50);
+        opts.min_uptime = Duration::ZERO;
+        opts.heartbeat_interval = Duration::ZERO;
+        opts.auth_token_query_param = in_query.then(|| "access_token".to_owned());
         let ws = rec
             .attach(
                 ResilientWebSocket::builder(proxy.ws_url())
@@ -282,7 +279,7 @@ async fn reconnect_tokens_never_reach_a_log_line_or_an_error() {
         // A long outage: the session is gone (4001), a new one starts.
         proxy.refuse(true);
         proxy.cut_all();
-        actix_rt::time::sleep(Duration::from_millis(600)).await;
+        assert!(wait_until(|| reliable.sessions() == 0, Duration::from_secs(10)).await);
         proxy.refuse(false);
         ws.send("three").await.unwrap();
         let lost = rec

@@ -135,6 +135,7 @@ impl fmt::Debug for Frame {
 ///
 /// The `Display` text never contains frame contents (no token, no payload).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The message has no bytes at all.
     #[error("empty frame")]

@@ -23,22 +23,22 @@ use crate::events::Payload;
 
 /// Settings for a [`MessageQueue`].
 ///
-/// Build one with struct update syntax:
+/// Build one from the defaults (it is `#[non_exhaustive]`):
 ///
 /// ```
 /// use std::time::Duration;
 /// use resilient_ws::queue::{MessageQueue, OverflowPolicy, QueueOptions};
 ///
-/// let queue = MessageQueue::new(QueueOptions {
-///     max_size: 100,
-///     overflow: OverflowPolicy::DropOldest,
-///     ttl: Some(Duration::from_secs(30)),
-///     ..QueueOptions::default()
-/// })?;
+/// let mut options = QueueOptions::default();
+/// options.max_size = 100;
+/// options.overflow = OverflowPolicy::DropOldest;
+/// options.ttl = Some(Duration::from_secs(30));
+/// let queue = MessageQueue::new(options)?;
 /// assert_eq!(queue.max_size(), 100);
 /// # Ok::<(), resilient_ws::queue::QueueError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueueOptions {
     /// How many messages the queue holds before [`overflow`](Self::overflow)
     /// decides what happens to the next one. At least 1. Default
@@ -92,11 +92,10 @@ impl Default for QueueOptions {
 /// ```
 /// use resilient_ws::queue::{DropReason, MessageQueue, OverflowPolicy, QueueOptions};
 ///
-/// let mut queue = MessageQueue::new(QueueOptions {
-///     max_size: 2,
-///     overflow: OverflowPolicy::DropOldest,
-///     ..QueueOptions::default()
-/// })?;
+/// let mut options = QueueOptions::default();
+/// options.max_size = 2;
+/// options.overflow = OverflowPolicy::DropOldest;
+/// let mut queue = MessageQueue::new(options)?;
 /// let first = queue.enqueue("a", 0)?.id;
 /// queue.enqueue("b", 0)?;
 /// let outcome = queue.enqueue("c", 0)?;
@@ -106,6 +105,7 @@ impl Default for QueueOptions {
 /// # Ok::<(), resilient_ws::queue::QueueError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum OverflowPolicy {
     /// Refuse the new message with [`QueueError::Full`], handing it back.
     #[default]
@@ -175,6 +175,7 @@ pub struct QueuedMessage {
 /// Why the queue dropped a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DropReason {
     /// The queue was full and the [`OverflowPolicy`] chose this message.
     Overflow,
@@ -314,10 +315,9 @@ impl PrioritySet {
 /// ```
 /// use resilient_ws::queue::{DropReason, MessageQueue, QueueOptions};
 ///
-/// let mut queue = MessageQueue::new(QueueOptions {
-///     max_retries: 2,
-///     ..QueueOptions::default()
-/// })?;
+/// let mut options = QueueOptions::default();
+/// options.max_retries = 2;
+/// let mut queue = MessageQueue::new(options)?;
 /// let id = queue.enqueue("hello", 0)?.id;
 ///
 /// // Sending failed: put it back at the front, to be tried again.

@@ -20,6 +20,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 
 /// Limits for the echo endpoint.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EchoConfig {
     /// The largest message accepted (after joining fragments); larger ones
     /// close the socket with 1009.

@@ -19,6 +19,7 @@ use crate::Payload;
 /// this (between negotiate and the first socket) are queued and delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct SessionOpened {
     /// The session's connection id.
     pub connection_id: String,
@@ -29,6 +30,7 @@ pub struct SessionOpened {
 /// A later socket resumed a session (its WELCOME said `resumed = true`).
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct SessionResumed {
     /// The session's connection id.
     pub connection_id: String,
@@ -36,6 +38,7 @@ pub struct SessionResumed {
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ExpireReason {
     /// The resume window passed without a socket (also for a negotiated
     /// session whose first socket never came: no [`SessionOpened`] preceded
@@ -55,6 +58,7 @@ pub enum ExpireReason {
 /// resuming it gets close 4001).
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct SessionExpired {
     /// The session's connection id.
     pub connection_id: String,
@@ -76,6 +80,7 @@ pub struct SessionExpired {
 /// (`client_id`, `seq`).
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub struct MessageReceived {
     /// The session's connection id.
     pub connection_id: String,
@@ -89,6 +94,35 @@ pub struct MessageReceived {
     /// one client; this crate's client keeps it in its durable store), or
     /// the connection id when the client sent none (docs/PROTOCOL.md §1).
     pub client_id: String,
+}
+
+impl MessageReceived {
+    /// A message of session `connection_id` with the client's `seq`, as
+    /// the server hands it to its subscribers; `client_id` is the
+    /// connection id (a client that sent none). For a test that feeds its
+    /// own actor (the event is `#[non_exhaustive]`).
+    ///
+    /// ```
+    /// use resilient_ws::server::MessageReceived;
+    ///
+    /// let msg = MessageReceived::new("c1", 1, "hello").with_client_id("app-7");
+    /// assert_eq!((msg.seq, msg.client_id.as_str()), (1, "app-7"));
+    /// ```
+    pub fn new(connection_id: impl Into<String>, seq: u64, payload: impl Into<Payload>) -> Self {
+        let connection_id = connection_id.into();
+        MessageReceived {
+            client_id: connection_id.clone(),
+            connection_id,
+            seq,
+            payload: payload.into(),
+        }
+    }
+
+    /// This message with the client's stable id `client_id`.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
 }
 
 /// Every subscriber list of a server.

@@ -7,6 +7,7 @@ use actix_web::HttpRequest;
 
 /// Why the [`AuthHook`] refused a request; decides the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AuthRefusal {
     /// No or bad credentials: `401 Unauthorized`.
     Unauthorized,
@@ -55,6 +56,7 @@ pub type AuthHook = Arc<dyn Fn(&HttpRequest) -> Result<String, AuthRefusal> + Se
 /// What the reliable endpoint does with a WebSocket request that does not
 /// ask for the `rws.reliable.v1` subprotocol (a *plain* client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum PlainMode {
     /// Every text or binary message comes back to its sender unchanged
     /// (like [`echo_route`](super::echo_route)). No sessions, no guarantees.
@@ -84,15 +86,15 @@ pub enum PlainMode {
 /// use std::time::Duration;
 /// use resilient_ws::server::{PlainMode, ServerOptions};
 ///
-/// let options = ServerOptions {
-///     resume_window: Duration::from_secs(60),
-///     allowed_origins: Some(vec!["https://app.example.com".into()]),
-///     plain: PlainMode::Reject,
-///     ..ServerOptions::default()
-/// };
+/// // `#[non_exhaustive]`: start from the defaults, set what differs.
+/// let mut options = ServerOptions::default();
+/// options.resume_window = Duration::from_secs(60);
+/// options.allowed_origins = Some(vec!["https://app.example.com".into()]);
+/// options.plain = PlainMode::Reject;
 /// # let _ = options;
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ServerOptions {
     /// How long a session outlives its socket (and how long a negotiated
     /// session waits for its first socket). Default 30 s.
@@ -343,13 +345,11 @@ impl ServerOptions {
 /// use std::time::Duration;
 /// use resilient_ws::server::{FailedResumeLimit, ServerOptions};
 ///
-/// let options = ServerOptions {
-///     failed_resume_limit: Some(FailedResumeLimit {
-///         max_failures: 100,
-///         window: Duration::from_secs(10),
-///     }),
-///     ..ServerOptions::default()
-/// };
+/// let mut options = ServerOptions::default();
+/// options.failed_resume_limit = Some(FailedResumeLimit {
+///     max_failures: 100,
+///     window: Duration::from_secs(10),
+/// });
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -386,13 +386,11 @@ impl Default for FailedResumeLimit {
 /// use std::time::Duration;
 /// use resilient_ws::server::{NegotiateRateLimit, ServerOptions};
 ///
-/// let options = ServerOptions {
-///     anonymous_negotiate_limit: Some(NegotiateRateLimit {
-///         max_requests: 100,
-///         window: Duration::from_secs(10),
-///     }),
-///     ..ServerOptions::default()
-/// };
+/// let mut options = ServerOptions::default();
+/// options.anonymous_negotiate_limit = Some(NegotiateRateLimit {
+///     max_requests: 100,
+///     window: Duration::from_secs(10),
+/// });
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

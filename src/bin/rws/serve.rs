@@ -17,17 +17,15 @@ const SERVE_SHUTDOWN_SECS: u64 = 3;
 
 /// Runs `rws serve` until it is stopped; returns the process exit code.
 pub(crate) fn run(args: ServeArgs) -> i32 {
-    let mut options = ServerOptions {
-        resume_window: args.resume_window,
-        shutdown_drain_timeout: args.shutdown_drain,
-        keep_alive_interval: args.keep_alive,
-        client_timeout: args.client_timeout,
-        plain: if args.broadcast {
-            PlainMode::Broadcast
-        } else {
-            PlainMode::Echo
-        },
-        ..ServerOptions::default()
+    let mut options = ServerOptions::default();
+    options.resume_window = args.resume_window;
+    options.shutdown_drain_timeout = args.shutdown_drain;
+    options.keep_alive_interval = args.keep_alive;
+    options.client_timeout = args.client_timeout;
+    options.plain = if args.broadcast {
+        PlainMode::Broadcast
+    } else {
+        PlainMode::Echo
     };
     if let Some(n) = args.max_message_size {
         options.max_message_size = n;
