@@ -1,0 +1,137 @@
+// Stateful mode against a real `rws serve` (RWS_BIN): exactly once, in order,
+// both ways, through a proxy that keeps cutting the TCP link; an oversized
+// message refused at send().
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { ResilientWebSocketTransport, ReconnectMode, ConnectionState } from '../dist/index.js';
+import { startRws } from './helpers/rws.mjs';
+import { startFaultProxy } from './helpers/proxy.mjs';
+
+const COUNT = Number(process.env.RWS_JS_MESSAGES ?? 10_000);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+test(`stateful: ${COUNT} messages each way through random cuts, exactly once and in order`, { timeout: 180_000 }, async () => {
+  const server = await startRws(['--echo']);
+  const proxy = await startFaultProxy(server.port, {
+    minLifeMs: Number(process.env.RWS_JS_CUT_MIN_MS ?? 30),
+    maxLifeMs: Number(process.env.RWS_JS_CUT_MAX_MS ?? 300),
+    seed: Number(process.env.RWS_JS_SEED ?? 7),
+    cutting: false,
+  });
+  const received = [];
+  const seqs = [];
+  const events = { reconnects: 0, connected: 0, sessionLost: 0, errors: [] };
+  const client = new ResilientWebSocketTransport(`ws://127.0.0.1:${proxy.port}/ws`, {
+    onMessage: (e) => { received.push(e.data); seqs.push(e.seq); },
+    onConnected: () => events.connected++,
+    onReconnect: () => events.reconnects++,
+    onSessionLost: () => events.sessionLost++,
+    onError: (e) => events.errors.push(e.kind),
+  }, WebSocket, {
+    reconnectMode: ReconnectMode.Stateful,
+    reconnectInitialDelayMs: 5,
+    reconnectMaxDelayMs: 100,
+    connectionTimeoutMs: 2000,
+    maxBufferedMessages: COUNT + 1,
+    heartbeatIntervalMs: 0,
+  });
+  const started = Date.now();
+  try {
+    await client.connect();
+    assert.equal(client.state, ConnectionState.Connected);
+    proxy.storm();
+    // Spread the stream over about 3 s (many cuts) rather than one burst.
+    const pause = Math.max(1, Math.round(3000 / (COUNT / 100)));
+    for (let i = 1; i <= COUNT; i++) {
+      await client.send(`m${i}`);
+      if (i % 100 === 0) await sleep(pause);
+    }
+    await until(() => received.length >= COUNT, 150_000, `${COUNT} echoes (got ${received.length})`);
+    proxy.calm();
+    await until(() => client.unackedCount === 0, 20_000, 'the server to ack everything');
+    await sleep(300); // anything delivered twice would show up by now
+    const elapsed = Date.now() - started;
+    assert.equal(received.length, COUNT, 'no duplicates');
+    for (let i = 0; i < COUNT; i++) {
+      if (received[i] !== `m${i + 1}`) assert.fail(`echo ${i + 1} is ${received[i]}, expected m${i + 1}`);
+      if (seqs[i] !== i + 1) assert.fail(`server seq ${seqs[i]} at position ${i + 1}`);
+    }
+    assert.equal(events.sessionLost, 0, 'the session was resumed every time');
+    assert.ok(proxy.stats.cuts >= 3, `the proxy cut the link (${proxy.stats.cuts} cuts)`);
+    console.log(`# stateful: ${COUNT} messages each way in ${elapsed} ms, ${proxy.stats.cuts} cuts, `
+      + `${events.reconnects} reconnect attempts, ${events.connected} connections`);
+    await client.disconnect();
+    assert.equal(client.state, ConnectionState.Disconnected);
+  } finally {
+    await client.disconnect();
+    await proxy.close();
+    await server.stop();
+  }
+});
+
+test('stateful: a message over the server\'s max_message_size is refused at send()', { timeout: 30_000 }, async () => {
+  const server = await startRws(['--echo', '--max-message-size', '1000']);
+  const received = [];
+  const client = new ResilientWebSocketTransport(server.url, {
+    onMessage: (e) => received.push(e.data),
+  }, WebSocket, { reconnectMode: ReconnectMode.Stateful, heartbeatIntervalMs: 0 });
+  try {
+    await client.connect();
+    assert.equal(client.peerMaxMessageSize, 1000);
+    await assert.rejects(client.send('x'.repeat(1001)), (e) => e.kind === 'messageTooLarge');
+    // UTF-8 bytes count, not UTF-16 units: 501 x 'é' is 1002 bytes.
+    await assert.rejects(client.send('é'.repeat(501)), (e) => e.kind === 'messageTooLarge');
+    await assert.rejects(client.send(new Uint8Array(1001)), (e) => e.kind === 'messageTooLarge');
+    await client.send('y'.repeat(1000));
+    await client.send(new Uint8Array([1, 2, 3]));
+    await until(() => received.length === 2, 5000, 'the echoes');
+    assert.equal(received[0], 'y'.repeat(1000));
+    assert.deepEqual([...new Uint8Array(received[1])], [1, 2, 3]);
+    assert.equal(client.state, ConnectionState.Connected, 'nothing oversized reached the server');
+  } finally {
+    await client.disconnect();
+    await server.stop();
+  }
+});
+
+test('stateful: a restarted server (session gone, 4001) gets the unacknowledged messages again (PROTOCOL.md §7)', { timeout: 60_000 }, async () => {
+  let server = await startRws(['--echo']);
+  const port = server.port;
+  const received = [];
+  const lost = [];
+  const client = new ResilientWebSocketTransport(server.url, {
+    onMessage: (e) => received.push(e.data),
+    onSessionLost: (e) => lost.push(e),
+  }, WebSocket, {
+    reconnectMode: ReconnectMode.Stateful,
+    reconnectInitialDelayMs: 20,
+    reconnectMaxDelayMs: 200,
+    heartbeatIntervalMs: 0,
+  });
+  try {
+    await client.connect();
+    for (let i = 1; i <= 50; i++) await client.send(`a${i}`);
+    await until(() => received.length === 50 && client.unackedCount === 0, 10_000, 'the first 50');
+    await server.stop();
+    // Sent while the server is down: they wait in the window.
+    for (let i = 1; i <= 50; i++) await client.send(`b${i}`);
+    assert.equal(client.unackedCount, 50);
+    server = await startRws(['--echo'], { bind: `127.0.0.1:${port}` });
+    await until(() => received.length === 100, 20_000, `the 50 sent while down (got ${received.length - 50})`);
+    assert.equal(lost.length, 1, 'one session-lost event');
+    assert.equal(lost[0].resending, 50);
+    assert.deepEqual(received.slice(50), Array.from({ length: 50 }, (_, i) => `b${i + 1}`));
+  } finally {
+    await client.disconnect();
+    await server.stop();
+  }
+});
