@@ -19,7 +19,7 @@ async function until(cond, timeoutMs, what) {
   }
 }
 
-test(`stateful: ${COUNT} messages each way through random cuts, exactly once and in order`, { timeout: 180_000 }, async () => {
+test(`stateful: ${COUNT} messages each way through random cuts and one blackholed link, exactly once and in order`, { timeout: 180_000 }, async () => {
   const server = await startRws(['--echo']);
   const proxy = await startFaultProxy(server.port, {
     minLifeMs: Number(process.env.RWS_JS_CUT_MIN_MS ?? 30),
@@ -29,20 +29,23 @@ test(`stateful: ${COUNT} messages each way through random cuts, exactly once and
   });
   const received = [];
   const seqs = [];
-  const events = { reconnects: 0, connected: 0, sessionLost: 0, errors: [] };
+  const events = { reconnects: 0, connected: 0, sessionLost: 0, heartbeatTimeouts: 0, errors: [] };
   const client = new ResilientWebSocketTransport(`ws://127.0.0.1:${proxy.port}/ws`, {
     onMessage: (e) => { received.push(e.data); seqs.push(e.seq); },
     onConnected: () => events.connected++,
     onReconnect: () => events.reconnects++,
     onSessionLost: () => events.sessionLost++,
     onError: (e) => events.errors.push(e.kind),
+    onClose: (e) => { if (e.error?.kind === 'heartbeatTimeout') events.heartbeatTimeouts++; },
   }, WebSocket, {
     reconnectMode: ReconnectMode.Stateful,
     reconnectInitialDelayMs: 5,
     reconnectMaxDelayMs: 100,
     connectionTimeoutMs: 2000,
     maxBufferedMessages: COUNT + 1,
-    heartbeatIntervalMs: 0,
+    // Node's ws socket is pinged: the blackholed link is noticed by silence.
+    heartbeatIntervalMs: 250,
+    heartbeatTimeoutMs: 750,
   });
   const started = Date.now();
   try {
@@ -54,6 +57,10 @@ test(`stateful: ${COUNT} messages each way through random cuts, exactly once and
     for (let i = 1; i <= COUNT; i++) {
       await client.send(`m${i}`);
       if (i % 100 === 0) await sleep(pause);
+      if (i === Math.floor(COUNT / 2)) {
+        await until(() => client.state === ConnectionState.Connected, 10_000, 'a live link to blackhole');
+        proxy.blackhole();
+      }
     }
     await until(() => received.length >= COUNT, 150_000, `${COUNT} echoes (got ${received.length})`);
     proxy.calm();
@@ -67,8 +74,11 @@ test(`stateful: ${COUNT} messages each way through random cuts, exactly once and
     }
     assert.equal(events.sessionLost, 0, 'the session was resumed every time');
     assert.ok(proxy.stats.cuts >= 3, `the proxy cut the link (${proxy.stats.cuts} cuts)`);
+    assert.ok(proxy.stats.blackholed >= 1, 'a link was blackholed');
+    assert.ok(events.heartbeatTimeouts >= 1, 'and noticed by the heartbeat');
     console.log(`# stateful: ${COUNT} messages each way in ${elapsed} ms, ${proxy.stats.cuts} cuts, `
-      + `${events.reconnects} reconnect attempts, ${events.connected} connections`);
+      + `${events.reconnects} reconnect attempts, ${events.connected} connections, `
+      + `${events.heartbeatTimeouts} half-open link(s) noticed by the heartbeat`);
     await client.disconnect();
     assert.equal(client.state, ConnectionState.Disconnected);
   } finally {
@@ -132,6 +142,43 @@ test('stateful: a restarted server (session gone, 4001) gets the unacknowledged 
     assert.deepEqual(received.slice(50), Array.from({ length: 50 }, (_, i) => `b${i + 1}`));
   } finally {
     await client.disconnect();
+    await server.stop();
+  }
+});
+
+test('stateful: a blackholed (half-open) link is detected within the heartbeat timeout and the stream goes on', { timeout: 60_000 }, async () => {
+  const server = await startRws(['--echo']);
+  const proxy = await startFaultProxy(server.port, { cutting: false });
+  const received = [];
+  const closes = [];
+  const client = new ResilientWebSocketTransport(`ws://127.0.0.1:${proxy.port}/ws`, {
+    onMessage: (e) => received.push(e.data),
+    onClose: (e) => closes.push({ at: Date.now(), kind: e.error?.kind }),
+  }, WebSocket, {
+    reconnectMode: ReconnectMode.Stateful,
+    reconnectInitialDelayMs: 10,
+    reconnectMaxDelayMs: 50,
+    heartbeatIntervalMs: 200,
+    heartbeatTimeoutMs: 600,
+  });
+  try {
+    await client.connect();
+    for (let i = 1; i <= 100; i++) await client.send(`m${i}`);
+    await until(() => received.length === 100 && client.unackedCount === 0, 10_000, 'the first 100');
+    proxy.blackhole();
+    const t0 = Date.now();
+    for (let i = 101; i <= 200; i++) await client.send(`m${i}`);
+    await until(() => closes.length > 0, 5000, 'the dead link to be noticed');
+    const detectedMs = closes[0].at - t0;
+    assert.equal(closes[0].kind, 'heartbeatTimeout');
+    assert.ok(detectedMs <= 600 + 200 + 300, `detected after ${detectedMs} ms (timeout 600 ms, interval 200 ms)`);
+    await until(() => received.length >= 200, 10_000, `the rest (got ${received.length})`);
+    await sleep(200);
+    assert.deepEqual(received, Array.from({ length: 200 }, (_, i) => `m${i + 1}`));
+    console.log(`# half-open link detected after ${detectedMs} ms (heartbeat 200 ms, timeout 600 ms)`);
+  } finally {
+    await client.disconnect();
+    await proxy.close();
     await server.stop();
   }
 });

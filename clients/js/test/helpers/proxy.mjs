@@ -53,6 +53,22 @@ export async function startFaultProxy(targetPort, { minLifeMs = 50, maxLifeMs = 
       cutting = true;
       for (const p of live) if (p.timer === undefined) arm(p);
     },
+    /**
+     * Blackholes every live connection: nothing passes any more, in either
+     * direction, and neither end is told (a half-open link). New
+     * connections pass.
+     */
+    blackhole() {
+      for (const p of live) {
+        clearTimeout(p.timer);
+        p.timer = setTimeout(() => {}, 0);
+        p.client.unpipe(p.upstream);
+        p.upstream.unpipe(p.client);
+        p.client.on('data', () => {});
+        p.upstream.on('data', () => {});
+        stats.blackholed = (stats.blackholed ?? 0) + 1;
+      }
+    },
     /** Stop cutting (connections made from now on live until closed). */
     calm() { cutting = false; },
     close() {
