@@ -120,6 +120,7 @@ export class ResilientWebSocketTransport {
   private connectWaiters: { resolve: () => void; reject: (e: ResilientWebSocketError) => void }[] = [];
   private disconnectWaiters: (() => void)[] = [];
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
   private wakeRetry: (() => void) | undefined;
   private looping = false;
 
@@ -243,11 +244,25 @@ export class ResilientWebSocketTransport {
   private enqueue(data: MessageData, priority: number): true | ResilientWebSocketError {
     try {
       this.outbox.enqueue(data, priority);
+      this.scheduleExpiry();
       return true;
     } catch (e) {
       if (e instanceof QueueFullError) return e;
       return asWsError(e, 'invalidConfig');
     }
+  }
+
+  /** With `messageTtlMs`: drops (and reports) expired messages when they expire. */
+  private scheduleExpiry(): void {
+    if (this.expiryTimer !== undefined) return;
+    const at = this.outbox.nextExpiry();
+    if (at === undefined) return;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.outbox.drainExpired();
+      this.notifySpace();
+      this.scheduleExpiry();
+    }, Math.max(0, at - Date.now()));
   }
 
   private waitForSpace(waitMs: number, error: ResilientWebSocketError): Promise<void> {
@@ -352,8 +367,13 @@ export class ResilientWebSocketTransport {
         return;
       } catch (e) {
         const error = asWsError(e);
+        if (!this.wanted) {
+          // disconnect() was called while connecting.
+          this.goIdle(wsError('notConnected', 'disconnect() was called while connecting'));
+          return;
+        }
         this.emit('onError', error);
-        if (error.kind === 'sessionGone' && !retriedGone && this.wanted) {
+        if (error.kind === 'sessionGone' && !retriedGone) {
           retriedGone = true;
           this.giveUpSession();
           continue;
