@@ -182,3 +182,34 @@ test('stateful: a blackholed (half-open) link is detected within the heartbeat t
     await server.stop();
   }
 });
+
+test('stateful: a server shutting down (1012) is left after its drain and rejoined after the advised delay, nothing lost', { timeout: 60_000 }, async () => {
+  const args = ['--echo', '--shutdown-reconnect-after', '300ms', '--shutdown-spread', '100ms', '--shutdown-drain', '2s'];
+  let server = await startRws(args);
+  const port = server.port;
+  const received = [];
+  const reconnects = [];
+  const closes = [];
+  const client = new ResilientWebSocketTransport(server.url, {
+    onMessage: (e) => received.push(e.data),
+    onReconnect: (e) => reconnects.push(e),
+    onClose: (e) => closes.push(e),
+  }, WebSocket, { reconnectMode: ReconnectMode.Stateful, reconnectInitialDelayMs: 10, reconnectMaxDelayMs: 50, heartbeatIntervalMs: 0 });
+  try {
+    await client.connect();
+    for (let i = 1; i <= 500; i++) await client.send(`m${i}`);
+    const stopped = server.terminate();
+    await until(() => closes.length > 0, 10_000, 'the 1012 close');
+    assert.equal(closes[0].code, 1012);
+    await stopped;
+    assert.ok(reconnects[0].delayMs >= 300 && reconnects[0].delayMs <= 401, `advised delay, got ${reconnects[0].delayMs}`);
+    for (let i = 501; i <= 600; i++) await client.send(`m${i}`);
+    server = await startRws(args, { bind: `127.0.0.1:${port}` });
+    await until(() => received.length >= 600, 20_000, `all echoes (got ${received.length})`);
+    await sleep(200);
+    assert.deepEqual(received, Array.from({ length: 600 }, (_, i) => `m${i + 1}`), 'the drain delivered and acked everything: exactly once');
+  } finally {
+    await client.disconnect();
+    await server.stop();
+  }
+});

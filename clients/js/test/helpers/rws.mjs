@@ -36,6 +36,14 @@ export async function startRws(args = [], { bind = '127.0.0.1:0' } = {}) {
     url,
     port,
     child,
+    /** SIGTERM: the server drains its sessions and closes them with 1012. */
+    terminate() {
+      return new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+    },
     stop() {
       return new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
