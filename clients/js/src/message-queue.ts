@@ -67,9 +67,89 @@ export class QueueFullError extends ResilientWebSocketError {
   }
 }
 
+/** An array with an O(1) front: taking from the front moves a head index. */
+class Deque {
+  private items: QueuedMessage[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  at(i: number): QueuedMessage | undefined {
+    return this.items[this.head + i];
+  }
+
+  set(i: number, m: QueuedMessage): void {
+    this.items[this.head + i] = m;
+  }
+
+  push(m: QueuedMessage): void {
+    this.items.push(m);
+  }
+
+  shift(): QueuedMessage | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const m = this.items[this.head]!;
+    (this.items as (QueuedMessage | undefined)[])[this.head] = undefined;
+    this.head++;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return m;
+  }
+
+  /** Inserts before position `i` (0..length). */
+  insert(i: number, m: QueuedMessage): void {
+    if (i === 0 && this.head > 0) {
+      this.head--;
+      this.items[this.head] = m;
+    } else {
+      this.items.splice(this.head + i, 0, m);
+    }
+  }
+
+  removeAt(i: number): QueuedMessage {
+    if (i === 0) return this.shift()!;
+    return this.items.splice(this.head + i, 1)[0]!;
+  }
+
+  /** Removes the first `n`. */
+  removeFront(n: number): QueuedMessage[] {
+    const out = this.items.slice(this.head, this.head + n);
+    for (let i = 0; i < n; i++) this.shift();
+    return out;
+  }
+
+  toArray(): QueuedMessage[] {
+    return this.items.slice(this.head);
+  }
+
+  /** The first position whose id is >= id (ids ascend along a lane). */
+  insertionPoint(id: number): number {
+    let lo = 0;
+    let hi = this.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.items[this.head + mid]!.id < id) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  findById(id: number): number {
+    const pos = this.insertionPoint(id);
+    return this.at(pos)?.id === id ? pos : -1;
+  }
+}
+
 interface Lane {
   priority: number;
-  messages: QueuedMessage[];
+  messages: Deque;
 }
 
 /**
@@ -185,7 +265,7 @@ export class MessageQueue {
 
   /** The next message without taking it. */
   peek(): QueuedMessage | undefined {
-    return this.lanes[0]?.messages[0];
+    return this.lanes[0]?.messages.at(0);
   }
 
   /** Removes a waiting or in-flight message (sent, or no longer wanted). */
@@ -197,9 +277,9 @@ export class MessageQueue {
     }
     for (let i = 0; i < this.lanes.length; i++) {
       const lane = this.lanes[i]!;
-      const pos = findById(lane.messages, id);
+      const pos = lane.messages.findById(id);
       if (pos >= 0) {
-        const [m] = lane.messages.splice(pos, 1);
+        const m = lane.messages.removeAt(pos);
         if (lane.messages.length === 0) this.lanes.splice(i, 1);
         this.count--;
         return m;
@@ -223,16 +303,16 @@ export class MessageQueue {
     let queued: { lane: Lane; pos: number; index: number } | undefined;
     for (let i = 0; i < this.lanes.length && !queued; i++) {
       const lane = this.lanes[i]!;
-      const pos = findById(lane.messages, id);
+      const pos = lane.messages.findById(id);
       if (pos >= 0) queued = { lane, pos, index: i };
     }
-    if (!message && queued) message = queued.lane.messages[queued.pos];
+    if (!message && queued) message = queued.lane.messages.at(queued.pos);
     if (!message && typeof idOrMessage === 'object') message = idOrMessage;
     if (!message) return false;
     const attempts = message.attempts + 1;
     if (attempts >= this.maxRetries) {
       if (queued) {
-        queued.lane.messages.splice(queued.pos, 1);
+        queued.lane.messages.removeAt(queued.pos);
         if (queued.lane.messages.length === 0) this.lanes.splice(queued.index, 1);
         this.count--;
       }
@@ -241,17 +321,17 @@ export class MessageQueue {
     }
     const updated: QueuedMessage = { ...message, attempts };
     if (queued) {
-      queued.lane.messages[queued.pos] = updated;
+      queued.lane.messages.set(queued.pos, updated);
       return true;
     }
     const lane = this.laneFor(updated.priority);
-    const pos = insertionPoint(lane.messages, id);
+    const pos = lane.messages.insertionPoint(id);
     // Keep enqueuedAt sorted along the lane so expiry stops at the first live one.
-    const before = lane.messages[pos - 1];
-    const after = lane.messages[pos];
+    const before = pos > 0 ? lane.messages.at(pos - 1) : undefined;
+    const after = lane.messages.at(pos);
     if (before) updated.enqueuedAt = Math.max(updated.enqueuedAt, before.enqueuedAt);
     if (after) updated.enqueuedAt = Math.min(updated.enqueuedAt, after.enqueuedAt);
-    lane.messages.splice(pos, 0, updated);
+    lane.messages.insert(pos, updated);
     this.count++;
     return true;
   }
@@ -263,8 +343,8 @@ export class MessageQueue {
     const expired: DroppedMessage[] = [];
     for (const lane of this.lanes) {
       let n = 0;
-      while (n < lane.messages.length && now - lane.messages[n]!.enqueuedAt >= ttl) n++;
-      for (const m of lane.messages.splice(0, n)) {
+      while (n < lane.messages.length && now - lane.messages.at(n)!.enqueuedAt >= ttl) n++;
+      for (const m of lane.messages.removeFront(n)) {
         expired.push({ id: m.id, data: m.data, reason: DropReason.Expired });
       }
     }
@@ -279,7 +359,7 @@ export class MessageQueue {
     if (this.ttlMs === undefined) return undefined;
     let min: number | undefined;
     for (const lane of this.lanes) {
-      const t = lane.messages[0]!.enqueuedAt + this.ttlMs;
+      const t = lane.messages.at(0)!.enqueuedAt + this.ttlMs;
       if (min === undefined || t < min) min = t;
     }
     return min;
@@ -295,7 +375,7 @@ export class MessageQueue {
 
   /** The waiting messages in dequeue order. */
   toArray(): QueuedMessage[] {
-    return this.lanes.flatMap((l) => l.messages);
+    return this.lanes.flatMap((l) => l.messages.toArray());
   }
 
   private dropIncoming(data: MessageData): number {
@@ -324,7 +404,7 @@ export class MessageQueue {
     }
     const found = this.lanes[lo];
     if (found && found.priority === priority) return found;
-    const lane: Lane = { priority, messages: [] };
+    const lane: Lane = { priority, messages: new Deque() };
     this.lanes.splice(lo, 0, lane);
     return lane;
   }
@@ -343,21 +423,4 @@ function checkPriority(p: number): void {
   if (!Number.isInteger(p) || p < 0 || p > 255) {
     throw new ResilientWebSocketError('invalidConfig', 'priority must be an integer from 0 to 255');
   }
-}
-
-function findById(messages: QueuedMessage[], id: number): number {
-  const pos = insertionPoint(messages, id);
-  return messages[pos]?.id === id ? pos : -1;
-}
-
-/** The first index whose id is >= id (ids ascend along a lane). */
-function insertionPoint(messages: QueuedMessage[], id: number): number {
-  let lo = 0;
-  let hi = messages.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (messages[mid]!.id < id) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
