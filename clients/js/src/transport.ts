@@ -536,14 +536,24 @@ export class ResilientWebSocketTransport {
   }
 
   private open(url: string, token: string | undefined, protocols: string[]): Promise<void> {
-    let target = url;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw wsError('invalidUrl', `not a URL: ${JSON.stringify(redactQuery(url))}`);
+    }
+    if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
+    else if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
+    else if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
+      throw wsError('invalidUrl', `${redactQuery(url)}: the scheme must be ws or wss`);
+    }
+    let target = parsed.toString();
     const headers: Record<string, string> = { ...this.options.headers };
     if (token !== undefined) {
       const param = this.options.authTokenQueryParam;
       if (param !== null) {
-        const u = new URL(url);
-        u.searchParams.set(param, token);
-        target = u.toString();
+        parsed.searchParams.set(param, token);
+        target = parsed.toString();
       } else {
         headers.Authorization = `Bearer ${token}`;
       }
@@ -554,7 +564,9 @@ export class ResilientWebSocketTransport {
         ? new this.Ctor(target, protocols, { headers })
         : new this.Ctor(target, protocols);
     } catch (e) {
-      throw wsError('invalidUrl', `cannot open a WebSocket: ${asWsError(e).message}`);
+      // The constructor's message may quote the URL, and so the token in its query.
+      const message = token !== undefined ? asWsError(e).message.split(token).join('<redacted>') : asWsError(e).message;
+      throw wsError('invalidUrl', `cannot open a WebSocket to ${redactQuery(url)}: ${message}`);
     }
     ws.binaryType = 'arraybuffer';
     const link: Link = { ws, phase: 'opening', dead: false, connectedAt: 0, lastInbound: Date.now(), timers: [] };
@@ -911,6 +923,12 @@ export class ResilientWebSocketTransport {
     this.refusedForGood = true;
     return wsError('peerRefusesReplay', `the server refused our messages with ${code} on ${count} sockets in a row`, { closeCode: code });
   }
+}
+
+/** A URL without its query (which may hold a token) for messages. */
+function redactQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : `${url.slice(0, q)}?<redacted>`;
 }
 
 function toArrayBuffer(data: unknown): ArrayBuffer {

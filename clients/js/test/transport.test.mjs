@@ -147,3 +147,26 @@ test('the first connect is not retried: it rejects, and the state is Disconnecte
   await sleep(20);
   assert.equal(world.sockets.length, 1);
 });
+
+test('a bad URL fails with invalidUrl, never showing the token', async () => {
+  const world = fakeWorld();
+  for (const url of ['http://[bad', 'ftp://h/x?access_token=old']) {
+    const client = new ResilientWebSocketTransport(url, {}, world.Ctor, { getAuthToken: () => 's3cret' });
+    await assert.rejects(client.connect(), (e) => e.kind === 'invalidUrl' && !e.message.includes('s3cret') && !e.message.includes('old'));
+  }
+  // http(s) URLs are taken as ws(s), with the token in the opted-in query parameter.
+  const client = new ResilientWebSocketTransport('http://h/ws?x=1', {}, world.Ctor, { getAuthToken: () => 's3cret' });
+  await client.connect();
+  assert.equal(world.sockets.at(-1).url, 'ws://h/ws?x=1&access_token=s3cret');
+  await client.disconnect();
+  const header = new ResilientWebSocketTransport('ws://h/ws', {}, class extends world.Ctor {
+    constructor(url, protocols, options) {
+      super(url, protocols);
+      this.options = options;
+    }
+  }, { getAuthToken: () => 's3cret', authTokenQueryParam: null });
+  await header.connect();
+  assert.equal(world.sockets.at(-1).url, 'ws://h/ws');
+  assert.deepEqual(world.sockets.at(-1).options, { headers: { Authorization: 'Bearer s3cret' } });
+  await header.disconnect();
+});
