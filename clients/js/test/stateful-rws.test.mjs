@@ -213,3 +213,39 @@ test('stateful: a server shutting down (1012) is left after its drain and rejoin
     await server.stop();
   }
 });
+
+test('stateful: binary messages up to 20 KB through cuts with a 64 KiB unacked window (backpressure), exactly once and in order', { timeout: 90_000 }, async () => {
+  const server = await startRws(['--echo', '--max-unacked-bytes', '65536']);
+  const proxy = await startFaultProxy(server.port, { minLifeMs: 50, maxLifeMs: 300, seed: 3, cutting: false });
+  const got = [];
+  const client = new ResilientWebSocketTransport(`ws://127.0.0.1:${proxy.port}/ws`, { onMessage: (e) => got.push(e.data) }, WebSocket, {
+    reconnectMode: ReconnectMode.Stateful, reconnectInitialDelayMs: 5, reconnectMaxDelayMs: 50, maxBufferedMessages: 1000, heartbeatIntervalMs: 0,
+  });
+  try {
+    await client.connect();
+    proxy.storm();
+    const N = 300;
+    const sizes = [];
+    for (let i = 0; i < N; i++) {
+      const len = 1 + ((i * 7919) % 20_000);
+      const b = new Uint8Array(len);
+      b[0] = i & 255;
+      b[len - 1] = i >> 8;
+      sizes.push(len);
+      await client.send(b);
+    }
+    assert.ok(client.bufferedCount > 0, 'the window was full: the rest waited in the outbox');
+    await until(() => got.length >= N, 60_000, `${N} echoes (got ${got.length})`);
+    await sleep(200);
+    assert.equal(got.length, N);
+    got.forEach((data, i) => {
+      const b = new Uint8Array(data);
+      if (b.length !== sizes[i] || b[0] !== (i & 255) || b[b.length - 1] !== i >> 8) assert.fail(`echo ${i} differs`);
+    });
+    assert.ok(proxy.stats.cuts >= 3, `${proxy.stats.cuts} cuts`);
+  } finally {
+    await client.disconnect();
+    await proxy.close();
+    await server.stop();
+  }
+});
