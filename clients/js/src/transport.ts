@@ -1,0 +1,952 @@
+import { ConnectionState, ReconnectMode } from './enums.js';
+import { ResilientWebSocketError, asWsError, wsError } from './errors.js';
+import { MessageQueue, QueueFullError, type DroppedMessage, type MessageData } from './message-queue.js';
+import {
+  CloseCode, ReliableState, SUBPROTOCOL, decodeFrame, encodeAck, encodeData, encodeHello,
+  negotiateUrl, parseNegotiateResponse, shutdownAdviceDelay, utf8Encode, utf8Length, type SessionInfo,
+} from './protocol.js';
+import { exponentialBackoff, type RetryPolicy } from './retry.js';
+import type {
+  ConnectionHandlerOptions, TransportCallbacks, WebSocketConstructor, WebSocketLike,
+} from './types.js';
+
+const OPEN = 1;
+/** Same code on this many sockets in a row, no ack advancing: the peer refuses our replay for good (§6). */
+const MAX_REFUSED_REPLAYS = 3;
+
+type Resolved = Required<Omit<ConnectionHandlerOptions,
+  'negotiate' | 'getAuthToken' | 'retryPolicy' | 'messageTtlMs' | 'maxOutboundMessageSize' | 'heartbeatTimeoutMs' | 'authTokenQueryParam'>>
+  & Pick<ConnectionHandlerOptions, 'negotiate' | 'getAuthToken' | 'messageTtlMs' | 'maxOutboundMessageSize'>
+  & { heartbeatTimeoutMs: number; retryPolicy: RetryPolicy; authTokenQueryParam: string | null };
+
+/** The design's option defaults (and the Rust client's for what it added). */
+export function resolveOptions(o: ConnectionHandlerOptions = {}): Resolved {
+  const heartbeatIntervalMs = o.heartbeatIntervalMs ?? 30_000;
+  const r: Resolved = {
+    maxReconnectAttempts: o.maxReconnectAttempts ?? 0,
+    reconnectInitialDelayMs: o.reconnectInitialDelayMs ?? 1000,
+    reconnectMaxDelayMs: o.reconnectMaxDelayMs ?? 30_000,
+    reconnectMode: o.reconnectMode ?? ReconnectMode.Stateless,
+    heartbeatIntervalMs,
+    heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? heartbeatIntervalMs * 2,
+    connectionTimeoutMs: o.connectionTimeoutMs ?? 10_000,
+    closeTimeoutMs: o.closeTimeoutMs ?? 5000,
+    maxBufferedMessages: o.maxBufferedMessages ?? 1000,
+    enableMessageBuffering: o.enableMessageBuffering ?? true,
+    overflowPolicy: o.overflowPolicy ?? 'reject',
+    minUptimeMs: o.minUptimeMs ?? 5000,
+    maxMessageSize: o.maxMessageSize ?? 16 * 1024 * 1024,
+    allowNegotiateRedirect: o.allowNegotiateRedirect ?? false,
+    authTokenQueryParam: o.authTokenQueryParam === undefined ? 'access_token' : o.authTokenQueryParam,
+    persistent: o.persistent ?? false,
+    headers: o.headers ?? {},
+    protocols: o.protocols ?? [],
+    retryPolicy: o.retryPolicy ?? exponentialBackoff(
+      o.reconnectInitialDelayMs ?? 1000, o.reconnectMaxDelayMs ?? 30_000, o.maxReconnectAttempts ?? 0),
+    negotiate: o.negotiate,
+    getAuthToken: o.getAuthToken,
+    messageTtlMs: o.messageTtlMs,
+    maxOutboundMessageSize: o.maxOutboundMessageSize,
+  };
+  const bad = (m: string) => { throw wsError('invalidConfig', m); };
+  if (!(r.connectionTimeoutMs > 0)) bad('connectionTimeoutMs must be greater than zero');
+  if (!(r.closeTimeoutMs > 0)) bad('closeTimeoutMs must be greater than zero');
+  if (r.reconnectInitialDelayMs > r.reconnectMaxDelayMs) bad('reconnectInitialDelayMs must not exceed reconnectMaxDelayMs');
+  if (r.heartbeatIntervalMs < 0 || !(r.heartbeatTimeoutMs >= 0)) bad('heartbeat durations must not be negative');
+  if (r.enableMessageBuffering && r.maxBufferedMessages < 1) bad('maxBufferedMessages must be greater than zero when buffering is on');
+  if (r.persistent) bad('persistent: true is not implemented yet in the JS client');
+  if (r.maxMessageSize < 1) bad('maxMessageSize must be greater than zero');
+  if (r.authTokenQueryParam !== null && !/^[A-Za-z0-9._~-]+$/.test(r.authTokenQueryParam)) {
+    bad('authTokenQueryParam must be non-empty and URL-safe');
+  }
+  if (!Object.values(ReconnectMode).includes(r.reconnectMode)) bad(`unknown reconnectMode ${String(r.reconnectMode)}`);
+  return r;
+}
+
+/** One unacknowledged message of the Stateful window. */
+interface Outgoing {
+  seq: number;
+  payload: Uint8Array;
+  text: boolean;
+}
+
+/** One socket and what belongs to it. */
+interface Link {
+  ws: WebSocketLike;
+  phase: 'opening' | 'hello' | 'up';
+  dead: boolean;
+  connectedAt: number;
+  lastInbound: number;
+  timers: ReturnType<typeof setTimeout>[];
+  settle?: { resolve: () => void; reject: (e: ResilientWebSocketError) => void };
+  closingByUs?: boolean;
+}
+
+function randomHex(bytes: number): string {
+  const b = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+function toBytes(data: ArrayBuffer | ArrayBufferView): Uint8Array {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data.slice(0));
+  return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer);
+}
+
+function dataLength(data: MessageData): number {
+  return typeof data === 'string' ? utf8Length(data) : data.byteLength;
+}
+
+/**
+ * The design's core transport: a WebSocket that reconnects with
+ * full-jitter backoff, buffers while disconnected, and in `Stateful` mode
+ * speaks `rws.reliable.v1` for exactly-once, in-order delivery.
+ */
+export class ResilientWebSocketTransport {
+  private readonly urlProvider: () => Promise<string> | string;
+  private readonly cb: TransportCallbacks;
+  private readonly Ctor: WebSocketConstructor;
+  readonly options: Resolved;
+  private currentState = ConnectionState.Disconnected;
+  private readonly outbox: MessageQueue;
+  /** Stable for this client's life (PROTOCOL.md §1). */
+  readonly clientId = randomHex(16);
+
+  // Connection management.
+  private link: Link | undefined;
+  private wanted = false;
+  private attemptNo = 0;
+  private lostAt = 0;
+  private connectWaiters: { resolve: () => void; reject: (e: ResilientWebSocketError) => void }[] = [];
+  private disconnectWaiters: (() => void)[] = [];
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  private wakeRetry: (() => void) | undefined;
+  private looping = false;
+
+  // Stateful mode.
+  private session: SessionInfo | undefined;
+  private sessionLostAt: number | undefined;
+  private readonly rs = new ReliableState();
+  private window: Outgoing[] = [];
+  private windowHead = 0;
+  private windowBytes = 0;
+  private nextSeq = 1;
+  private acked = 0;
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  private refusals: { code: number; count: number; acked: number } | undefined;
+  private refusedForGood = false;
+  private spaceWaiters: (() => void)[] = [];
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(
+    urlProvider: (() => Promise<string> | string) | string,
+    callbacks: TransportCallbacks = {},
+    WebSocketCtor?: WebSocketConstructor,
+    options: ConnectionHandlerOptions = {},
+  ) {
+    this.urlProvider = typeof urlProvider === 'string' ? () => urlProvider : urlProvider;
+    this.cb = callbacks;
+    const ctor = WebSocketCtor ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!ctor) throw wsError('invalidConfig', 'no WebSocket constructor: pass one (e.g. the ws package\'s) on Node.js before 22');
+    this.Ctor = ctor;
+    this.options = resolveOptions(options);
+    this.outbox = new MessageQueue({
+      maxSize: Math.max(this.options.maxBufferedMessages, 1),
+      maxRetries: Number.MAX_SAFE_INTEGER,
+      overflow: this.options.overflowPolicy,
+      ...(this.options.messageTtlMs !== undefined ? { ttlMs: this.options.messageTtlMs } : {}),
+      onDropped: (d: DroppedMessage) => this.emit('onMessageDropped', d),
+    });
+  }
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  private get stateful(): boolean {
+    return this.options.reconnectMode === ReconnectMode.Stateful;
+  }
+
+  /** The largest message `send()` accepts, when known (Stateful: the server's from negotiate). */
+  get peerMaxMessageSize(): number | undefined {
+    return (this.stateful ? this.session?.maxMessageSize : undefined) ?? this.options.maxOutboundMessageSize;
+  }
+
+  /** Messages waiting to be sent (Stateful: not yet given a seq). */
+  get bufferedCount(): number {
+    return this.outbox.size();
+  }
+
+  /** Stateful: messages sent and not yet acknowledged. */
+  get unackedCount(): number {
+    return this.window.length - this.windowHead;
+  }
+
+  /** Connects; resolves once connected (after WELCOME in Stateful mode). The first attempt is not retried. */
+  connect(): Promise<void> {
+    if (this.currentState === ConnectionState.Connected) return Promise.resolve();
+    const p = new Promise<void>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this.currentState === ConnectionState.Disconnected) {
+      this.wanted = true;
+      this.refusedForGood = false;
+      this.refusals = undefined;
+      this.setState(ConnectionState.Connecting);
+      void this.initialConnect();
+    }
+    return p;
+  }
+
+  /**
+   * Sends a message (higher `priority` first among buffered ones). Resolves
+   * once the client took it: written, or buffered for after the reconnect.
+   * Rejects with `messageTooLarge` over the server's limit, `bufferFull`
+   * when the outbox is full (after waiting with the `{ waitMs }` policy),
+   * `notConnected` when buffering is off or a close is in progress.
+   */
+  async send(data: MessageData, priority = 0): Promise<void> {
+    const size = dataLength(data);
+    const max = this.peerMaxMessageSize;
+    if (max !== undefined && size > max) {
+      throw wsError('messageTooLarge', `message of ${size} bytes is over the server's limit of ${max}`);
+    }
+    const owned: MessageData = typeof data === 'string' ? data : toBytes(data);
+    for (;;) {
+      const admitted = this.tryAdmit(owned, priority);
+      if (admitted === true) return;
+      const policy = this.options.overflowPolicy;
+      if (typeof policy !== 'object') throw admitted;
+      await this.waitForSpace(policy.waitMs, admitted);
+    }
+  }
+
+  private tryAdmit(data: MessageData, priority: number): true | ResilientWebSocketError {
+    const state = this.currentState;
+    if (state === ConnectionState.Disconnecting) return wsError('notConnected', 'the connection is closing');
+    if (this.stateful) {
+      if (this.refusedForGood) return wsError('notConnected', 'the server refused this client\'s messages for good');
+      if (this.outbox.isEmpty() && this.windowHasRoom(dataLength(data))) {
+        this.pushWindow(data);
+        return true;
+      }
+      return this.enqueue(data, priority);
+    }
+    const link = this.link;
+    if (state === ConnectionState.Connected && link && link.phase === 'up' && this.outbox.isEmpty()) {
+      if (this.writeRaw(link, data)) return true;
+    }
+    if (state !== ConnectionState.Connected && !this.options.enableMessageBuffering) {
+      return wsError('notConnected', 'not connected and message buffering is off');
+    }
+    return this.enqueue(data, priority);
+  }
+
+  private enqueue(data: MessageData, priority: number): true | ResilientWebSocketError {
+    try {
+      this.outbox.enqueue(data, priority);
+      this.scheduleExpiry();
+      return true;
+    } catch (e) {
+      if (e instanceof QueueFullError) return e;
+      return asWsError(e, 'invalidConfig');
+    }
+  }
+
+  /** With `messageTtlMs`: drops (and reports) expired messages when they expire. */
+  private scheduleExpiry(): void {
+    if (this.expiryTimer !== undefined) return;
+    const at = this.outbox.nextExpiry();
+    if (at === undefined) return;
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.outbox.drainExpired();
+      this.notifySpace();
+      this.scheduleExpiry();
+    }, Math.max(0, at - Date.now()));
+  }
+
+  private waitForSpace(waitMs: number, error: ResilientWebSocketError): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.spaceWaiters = this.spaceWaiters.filter((w) => w !== wake);
+        reject(error);
+      }, waitMs);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.spaceWaiters.push(wake);
+    });
+  }
+
+  private notifySpace(): void {
+    if (this.spaceWaiters.length === 0 || this.outbox.isFull()) return;
+    const waiters = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /**
+   * Closes gracefully: Stateful mode waits (up to `closeTimeoutMs`) until the
+   * server acknowledged everything sent, sends its pending ACK, then a Close
+   * 1000 (which ends the session on the server); the peer's Close is awaited
+   * up to `closeTimeoutMs`. Resolves when `Disconnected`.
+   */
+  async disconnect(): Promise<void> {
+    this.wanted = false;
+    if (this.currentState === ConnectionState.Disconnected) return;
+    const done = new Promise<void>((resolve) => this.disconnectWaiters.push(resolve));
+    const link = this.link;
+    if (!link || link.phase !== 'up') {
+      // Waiting for a retry or mid-attempt: stop trying.
+      if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.wakeRetry?.();
+      if (link) this.abandon(link, undefined);
+      else if (!this.looping) this.goIdle(undefined);
+      return done;
+    }
+    this.setState(ConnectionState.Disconnecting);
+    if (this.stateful) {
+      await this.waitDrained(this.options.closeTimeoutMs);
+      if (this.link === link && this.rs.ackPending()) this.sendAck(link);
+    } else {
+      this.flushOutbox(link);
+    }
+    if (this.link !== link || link.dead) return done;
+    const closing = link;
+    closing.closingByUs = true;
+    try {
+      closing.ws.close(CloseCode.Normal, '');
+    } catch {
+      // already closing
+    }
+    closing.timers.push(setTimeout(() => {
+      if (!closing.dead) this.abandon(closing, undefined, true);
+    }, this.options.closeTimeoutMs));
+    return done;
+  }
+
+  private waitDrained(timeoutMs: number): Promise<void> {
+    if (this.unackedCount === 0 && this.outbox.isEmpty()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.drainWaiters.push(done);
+    });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  private setState(next: ConnectionState): void {
+    const previous = this.currentState;
+    if (previous === next) return;
+    this.currentState = next;
+    this.emit('onStateChange', { previousState: previous, currentState: next });
+  }
+
+  private emit<K extends keyof TransportCallbacks>(name: K, ...args: Parameters<NonNullable<TransportCallbacks[K]>>): void {
+    const f = this.cb[name] as ((...a: unknown[]) => void) | undefined;
+    if (!f) return;
+    try {
+      f(...args);
+    } catch (e) {
+      // A throwing callback must not break the client; report it once.
+      if (name !== 'onError') this.emit('onError', asWsError(e, 'shutdown'));
+    }
+  }
+
+  private async initialConnect(): Promise<void> {
+    let retriedGone = false;
+    for (;;) {
+      try {
+        await this.attempt();
+        return;
+      } catch (e) {
+        const error = asWsError(e);
+        if (!this.wanted) {
+          // disconnect() was called while connecting.
+          this.goIdle(wsError('notConnected', 'disconnect() was called while connecting'));
+          return;
+        }
+        this.emit('onError', error);
+        if (error.kind === 'sessionGone' && !retriedGone) {
+          retriedGone = true;
+          this.giveUpSession();
+          continue;
+        }
+        this.goIdle(error);
+        return;
+      }
+    }
+  }
+
+  /** After a connected socket was lost: back off and try again until connected, told to stop, or the policy gives up. */
+  private async reconnectLoop(first: ResilientWebSocketError): Promise<void> {
+    this.looping = true;
+    let error = first;
+    try {
+      while (this.wanted) {
+        if (error.kind === 'sessionGone') this.giveUpSession();
+        const attempt = ++this.attemptNo;
+        let delay = this.options.retryPolicy({ attempt, elapsedMs: Date.now() - this.lostAt, error });
+        if (delay === undefined || this.refusedForGood) {
+          this.goIdle(error);
+          return;
+        }
+        if (error.kind === 'closed' && error.closeCode === CloseCode.ServiceRestart) {
+          delay = shutdownAdviceDelay(error.message.replace(/^[^{]*/, '')) ?? delay;
+        }
+        this.setState(ConnectionState.Reconnecting);
+        this.emit('onReconnect', { attempt, delayMs: delay, reason: error });
+        await new Promise<void>((resolve) => {
+          this.wakeRetry = resolve;
+          this.retryTimer = setTimeout(resolve, delay);
+        });
+        this.retryTimer = undefined;
+        this.wakeRetry = undefined;
+        if (!this.wanted) break;
+        try {
+          await this.attempt();
+          this.emit('onReconnected', { attempts: attempt, downtimeMs: Date.now() - this.lostAt });
+          return;
+        } catch (e) {
+          error = asWsError(e);
+          this.emit('onError', error);
+        }
+      }
+      this.goIdle(undefined);
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  private goIdle(error: ResilientWebSocketError | undefined): void {
+    this.wanted = false;
+    this.stopAckTimer();
+    for (const w of this.connectWaiters.splice(0)) w.reject(error ?? wsError('notConnected', 'disconnected'));
+    this.setState(ConnectionState.Disconnected);
+    for (const w of this.disconnectWaiters.splice(0)) w();
+  }
+
+  /** The session cannot be resumed: tell the application and negotiate afresh next time (§7). */
+  private giveUpSession(): void {
+    this.sessionLostAt = undefined;
+    const old = this.session;
+    if (!old) return;
+    this.session = undefined;
+    this.rs.sessionGone();
+    this.emit('onSessionLost', { connectionId: old.connectionId, resending: this.unackedCount });
+  }
+
+  /** One connection attempt; resolves once connected. */
+  private async attempt(): Promise<void> {
+    const timeoutMs = this.options.connectionTimeoutMs;
+    const abort = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abort.abort();
+        reject(wsError('connectTimeout', `no connection within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      await Promise.race([this.attemptInner(abort.signal), timeout]);
+    } catch (e) {
+      abort.abort();
+      const link = this.link;
+      if (link && link.phase !== 'up') this.abandon(link, undefined, false, true);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async attemptInner(signal: AbortSignal): Promise<void> {
+    let url = await this.urlProvider();
+    let token: string | undefined;
+    if (this.options.getAuthToken) {
+      try {
+        token = (await this.options.getAuthToken()) ?? undefined;
+      } catch (e) {
+        throw wsError('auth', `getAuthToken failed: ${asWsError(e).message}`);
+      }
+    }
+    if (this.options.negotiate) {
+      let r;
+      try {
+        r = await this.options.negotiate({ url, ...(token !== undefined ? { authToken: token } : {}) });
+      } catch (e) {
+        throw asWsError(e, 'negotiate');
+      }
+      if (r && typeof r.url === 'string') url = r.url;
+      if (r && 'accessToken' in r) token = r.accessToken ?? undefined;
+      else if (r && 'authToken' in r) token = r.authToken ?? undefined;
+    }
+    if (signal.aborted || !this.wanted) throw wsError('notConnected', 'connect abandoned');
+    let socketUrl = url;
+    let protocols: string[] = this.options.protocols;
+    if (this.stateful) {
+      const s = this.session;
+      if (s && this.sessionLostAt !== undefined && Date.now() - this.sessionLostAt > s.resumeWindowMs) {
+        // Resuming cannot work any more: negotiate afresh through the URL provider.
+        this.giveUpSession();
+      }
+      if (!this.session) this.session = await this.negotiate(url, token, signal);
+      if (signal.aborted || !this.wanted) throw wsError('notConnected', 'connect abandoned');
+      socketUrl = this.session.socketUrl;
+      protocols = [SUBPROTOCOL];
+    }
+    await this.open(socketUrl, token, protocols);
+  }
+
+  private async negotiate(url: string, token: string | undefined, signal: AbortSignal): Promise<SessionInfo> {
+    const endpoint = negotiateUrl(url);
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', ...this.options.headers };
+    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    let resp: Response;
+    try {
+      resp = await fetch(endpoint, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ client_id: this.clientId, max_message_size: this.options.maxMessageSize }),
+        redirect: 'manual',
+        signal,
+      });
+    } catch (e) {
+      throw wsError('connectionLost', `negotiate failed: ${asWsError(e).message}`);
+    }
+    if (resp.status === 404 || resp.status === 405) {
+      throw wsError('protocolNotSupported', `negotiate answered HTTP ${resp.status}`);
+    }
+    if (resp.status !== 200) {
+      await resp.body?.cancel().catch(() => undefined);
+      throw wsError('negotiateRejected', `negotiate answered HTTP ${resp.status}`, { status: resp.status });
+    }
+    let body: unknown;
+    try {
+      body = await resp.json();
+    } catch (e) {
+      throw wsError('negotiate', `negotiate response: ${asWsError(e).message}`);
+    }
+    return parseNegotiateResponse(body, url, this.options.allowNegotiateRedirect);
+  }
+
+  private open(url: string, token: string | undefined, protocols: string[]): Promise<void> {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw wsError('invalidUrl', `not a URL: ${JSON.stringify(redactQuery(url))}`);
+    }
+    if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
+    else if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
+    else if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
+      throw wsError('invalidUrl', `${redactQuery(url)}: the scheme must be ws or wss`);
+    }
+    let target = parsed.toString();
+    const headers: Record<string, string> = { ...this.options.headers };
+    if (token !== undefined) {
+      const param = this.options.authTokenQueryParam;
+      if (param !== null) {
+        parsed.searchParams.set(param, token);
+        target = parsed.toString();
+      } else {
+        headers.Authorization = `Bearer ${token}`;
+      }
+    }
+    let ws: WebSocketLike;
+    try {
+      ws = Object.keys(headers).length > 0
+        ? new this.Ctor(target, protocols, { headers })
+        : new this.Ctor(target, protocols);
+    } catch (e) {
+      // The constructor's message may quote the URL, and so the token in its query.
+      const message = token !== undefined ? asWsError(e).message.split(token).join('<redacted>') : asWsError(e).message;
+      throw wsError('invalidUrl', `cannot open a WebSocket to ${redactQuery(url)}: ${message}`);
+    }
+    ws.binaryType = 'arraybuffer';
+    const link: Link = { ws, phase: 'opening', dead: false, connectedAt: 0, lastInbound: Date.now(), timers: [] };
+    this.link = link;
+    this.rs.newSocket();
+    const done = new Promise<void>((resolve, reject) => {
+      link.settle = { resolve, reject };
+    });
+    ws.onopen = () => this.onOpen(link);
+    ws.onmessage = (ev: { data: unknown }) => this.onSocketMessage(link, ev.data);
+    ws.onclose = (ev: { code?: number; reason?: string }) => this.onSocketClose(link, ev.code, ev.reason ?? '');
+    ws.onerror = () => { /* a close event follows */ };
+    if (typeof ws.on === 'function') {
+      const alive = () => { link.lastInbound = Date.now(); };
+      ws.on('pong', alive);
+      ws.on('ping', alive);
+    }
+    return done;
+  }
+
+  private onOpen(link: Link): void {
+    if (link.dead) return;
+    link.lastInbound = Date.now();
+    if (!this.stateful) {
+      this.linkUp(link);
+      return;
+    }
+    if (link.ws.protocol !== SUBPROTOCOL) {
+      this.fail(link, wsError('protocolNotSupported', `the server did not select ${SUBPROTOCOL}`), CloseCode.Normal);
+      return;
+    }
+    const s = this.session!;
+    const firstSeq = this.windowHead < this.window.length ? this.window[this.windowHead]!.seq : this.nextSeq;
+    link.phase = 'hello';
+    this.write(link, encodeHello(s.connectionId, s.reconnectToken, this.rs.delivered, firstSeq));
+  }
+
+  /** The socket is usable: Connected. */
+  private linkUp(link: Link): void {
+    link.phase = 'up';
+    link.connectedAt = Date.now();
+    this.sessionLostAt = undefined;
+    this.startHeartbeat(link);
+    const settle = link.settle;
+    link.settle = undefined;
+    if (this.stateful) {
+      // Replay every unacknowledged message (§4), then go on with new ones.
+      for (let i = this.windowHead; i < this.window.length; i++) this.writeData(link, this.window[i]!);
+      this.pump();
+    } else {
+      this.flushOutbox(link);
+    }
+    this.setState(ConnectionState.Connected);
+    for (const w of this.connectWaiters.splice(0)) w.resolve();
+    this.emit('onConnected');
+    settle?.resolve();
+  }
+
+  private onSocketMessage(link: Link, data: unknown): void {
+    if (link.dead) return;
+    link.lastInbound = Date.now();
+    if (!this.stateful) {
+      if (link.phase !== 'up') return;
+      this.emit('onMessage', { data: typeof data === 'string' ? data : toArrayBuffer(data) });
+      return;
+    }
+    if (typeof data === 'string') {
+      this.fail(link, wsError('protocol', 'a text message on a rws.reliable.v1 socket', { closeCode: CloseCode.ProtocolError }));
+      return;
+    }
+    let frame;
+    try {
+      frame = decodeFrame(new Uint8Array(toArrayBuffer(data)));
+    } catch (e) {
+      this.fail(link, asWsError(e, 'protocol'));
+      return;
+    }
+    try {
+      if (link.phase === 'hello') {
+        if (frame.type !== 'welcome') throw wsError('protocol', `expected WELCOME, got ${frame.type}`, { closeCode: CloseCode.ProtocolError });
+        this.onWelcome(link, frame.lastReceived);
+        return;
+      }
+      if (link.phase !== 'up') return;
+      switch (frame.type) {
+        case 'data': {
+          const s = this.session!;
+          const len = 'text' in frame ? utf8Length(frame.text) : frame.binary.byteLength;
+          if (len > this.options.maxMessageSize) {
+            this.fail(link, wsError('protocol', `a message of ${len} bytes is over maxMessageSize`, { closeCode: CloseCode.MessageTooBig }));
+            return;
+          }
+          const verdict = this.rs.onData(frame.seq);
+          if (verdict === 'deliver') {
+            this.emit('onMessage', { data: 'text' in frame ? frame.text : frame.binary, seq: frame.seq });
+          }
+          if (this.link !== link || link.dead) return;
+          if (this.rs.ackNow(s.ackThreshold)) this.sendAck(link);
+          else if (this.ackTimer === undefined) {
+            this.ackTimer = setTimeout(() => {
+              this.ackTimer = undefined;
+              if (this.link && this.link.phase === 'up' && this.rs.ackPending()) this.sendAck(this.link);
+            }, s.ackIntervalMs);
+          }
+          return;
+        }
+        case 'ack':
+          this.rs.onAck(frame.seq);
+          this.onAck(frame.seq);
+          return;
+        default:
+          throw wsError('protocol', `unexpected ${frame.type} frame`, { closeCode: CloseCode.ProtocolError });
+      }
+    } catch (e) {
+      this.fail(link, asWsError(e, 'protocol'));
+    }
+  }
+
+  private onWelcome(link: Link, lastReceived: number): void {
+    if (lastReceived > this.rs.highestWritten && lastReceived >= this.firstUnackedSeq()) {
+      throw wsError('protocol', 'WELCOME acknowledges a message never sent', { closeCode: CloseCode.ProtocolError });
+    }
+    this.onAck(lastReceived);
+    this.linkUp(link);
+  }
+
+  private firstUnackedSeq(): number {
+    return this.windowHead < this.window.length ? this.window[this.windowHead]!.seq : this.nextSeq;
+  }
+
+  /** Frees every window message up to `seq` (cumulative; a lower ack is ignored). */
+  private onAck(seq: number): void {
+    let freed = false;
+    while (this.windowHead < this.window.length && this.window[this.windowHead]!.seq <= seq) {
+      this.windowBytes -= this.window[this.windowHead]!.payload.length;
+      this.windowHead++;
+      freed = true;
+    }
+    if (seq > this.acked) this.acked = seq;
+    if (!freed) return;
+    if (this.windowHead > 1024 && this.windowHead * 2 > this.window.length) {
+      this.window = this.window.slice(this.windowHead);
+      this.windowHead = 0;
+    }
+    this.pump();
+    if (this.unackedCount === 0 && this.outbox.isEmpty()) {
+      for (const w of this.drainWaiters.splice(0)) w();
+    }
+  }
+
+  private windowHasRoom(size: number): boolean {
+    const s = this.session;
+    if (!s) return this.unackedCount === 0 || this.windowBytes + size <= 1024 * 1024;
+    return this.unackedCount === 0 || this.windowBytes + size <= s.maxUnackedBytes;
+  }
+
+  /** Numbers a message and puts it in the window; writes it when connected. */
+  private pushWindow(data: MessageData): void {
+    const text = typeof data === 'string';
+    const payload = typeof data === 'string' ? utf8Encode(data) : (data as Uint8Array);
+    const m: Outgoing = { seq: this.nextSeq++, payload, text };
+    this.window.push(m);
+    this.windowBytes += payload.length;
+    const link = this.link;
+    if (link && link.phase === 'up') this.writeData(link, m);
+  }
+
+  /** Moves outbox messages into the window while it has room (Stateful). */
+  private pump(): void {
+    this.outbox.drainExpired();
+    for (;;) {
+      const next = this.outbox.peek();
+      if (!next || !this.windowHasRoom(dataLength(next.data))) break;
+      const m = this.outbox.dequeue()!;
+      this.outbox.remove(m.id);
+      this.pushWindow(m.data);
+    }
+    this.notifySpace();
+  }
+
+  private writeData(link: Link, m: Outgoing): void {
+    this.rs.noteWritten(m.seq);
+    this.write(link, encodeData(m.seq, m.payload, m.text));
+  }
+
+  private sendAck(link: Link): void {
+    this.stopAckTimer();
+    this.write(link, encodeAck(this.rs.takeAck()));
+  }
+
+  private stopAckTimer(): void {
+    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+  }
+
+  private write(link: Link, bytes: Uint8Array): void {
+    if (link.dead || link.ws.readyState !== OPEN) return;
+    try {
+      link.ws.send(bytes);
+    } catch {
+      // The close event follows; Stateful keeps the message in its window.
+    }
+  }
+
+  /** Stateless: writes one message; false when the socket cannot take it. */
+  private writeRaw(link: Link, data: MessageData): boolean {
+    if (link.dead || link.ws.readyState !== OPEN) return false;
+    try {
+      link.ws.send(data as string | Uint8Array);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private flushOutbox(link: Link): void {
+    this.outbox.drainExpired();
+    for (;;) {
+      const m = this.outbox.dequeue();
+      if (!m) break;
+      if (this.writeRaw(link, m.data)) this.outbox.remove(m.id);
+      else {
+        this.outbox.markFailed(m.id);
+        break;
+      }
+    }
+    this.notifySpace();
+  }
+
+  // ---------------------------------------------------------------- heartbeat
+
+  private startHeartbeat(link: Link): void {
+    const interval = this.options.heartbeatIntervalMs;
+    const ws = link.ws;
+    if (interval <= 0 || typeof ws.ping !== 'function') return;
+    const timeout = this.options.heartbeatTimeoutMs || interval * 2;
+    const tick = () => {
+      if (link.dead) return;
+      if (Date.now() - link.lastInbound > timeout) {
+        this.fail(link, wsError('heartbeatTimeout', `nothing received for ${timeout} ms`), undefined);
+        return;
+      }
+      try {
+        ws.ping!();
+      } catch {
+        // the close event follows
+      }
+      link.timers.push(setTimeout(tick, Math.min(interval, timeout)));
+    };
+    link.timers.push(setTimeout(tick, Math.min(interval, timeout)));
+  }
+
+  // ---------------------------------------------------------------- endings
+
+  /** We end a socket for a reason of our own (protocol error, timeout). */
+  private fail(link: Link, error: ResilientWebSocketError, code: number | undefined = error.closeCode): void {
+    if (link.dead) return;
+    if (this.stateful && link.phase === 'up' && this.rs.ackPending()) this.sendAck(link);
+    this.abandon(link, error, false, false, code);
+  }
+
+  /** Forgets a socket now (closing it in the background) and handles its end. */
+  private abandon(link: Link, error: ResilientWebSocketError | undefined, byUs = true, quiet = false, code?: number): void {
+    if (link.dead) return;
+    link.dead = true;
+    for (const t of link.timers) clearTimeout(t);
+    const ws = link.ws;
+    ws.onopen = ws.onmessage = ws.onerror = null;
+    ws.onclose = null;
+    try {
+      // Never 1000 here: it would end the session on the server.
+      if (code !== undefined && code !== CloseCode.Normal) {
+        try {
+          ws.close(code, error?.message.slice(0, 120) ?? '');
+        } catch {
+          ws.close(4000, '');
+        }
+        const t = setTimeout(() => ws.terminate?.(), 1000);
+        (t as { unref?: () => void }).unref?.();
+      } else if (ws.terminate) ws.terminate();
+      else ws.close(4000, '');
+    } catch {
+      // nothing more to do
+    }
+    if (quiet) {
+      if (this.link === link) this.link = undefined;
+      return;
+    }
+    this.linkEnded(link, { code, reason: '', byUs, error });
+  }
+
+  private onSocketClose(link: Link, code: number | undefined, reason: string): void {
+    if (link.dead) return;
+    link.dead = true;
+    for (const t of link.timers) clearTimeout(t);
+    const byUs = link.closingByUs === true;
+    let error: ResilientWebSocketError | undefined;
+    if (byUs || ((code === CloseCode.Normal || code === 1005) && link.phase === 'up')) error = undefined;
+    else if (code === CloseCode.SessionGone && this.session) error = wsError('sessionGone', 'the server no longer has this session (4001)', { closeCode: code });
+    else if (code === undefined || code === CloseCode.Abnormal || code === 1005) error = wsError('connectionLost', 'the connection was lost', code !== undefined ? { closeCode: code } : {});
+    else error = wsError('closed', `closed by the server with ${code}${reason ? `: ${reason}` : ''}`, { closeCode: code });
+    this.linkEnded(link, { code, reason, byUs, error });
+  }
+
+  private linkEnded(link: Link, end: { code: number | undefined; reason: string; byUs: boolean; error: ResilientWebSocketError | undefined }): void {
+    if (this.link === link) this.link = undefined;
+    this.stopAckTimer();
+    let error = end.error;
+    const wasUp = link.phase === 'up';
+    this.emit('onClose', {
+      ...(end.code !== undefined ? { code: end.code } : {}),
+      reason: end.reason, byUs: end.byUs, ...(error ? { error } : {}),
+    });
+    const refused = this.countRefusal(end.code, end.byUs);
+    if (refused) error = refused;
+    if (this.session && this.sessionLostAt === undefined) this.sessionLostAt = Date.now();
+    if (!this.wanted && this.session && end.byUs) {
+      // Our Close 1000 ended the session on the server: a later connect starts fresh.
+      this.session = undefined;
+      this.rs.sessionGone();
+      this.sessionLostAt = undefined;
+    }
+    const settle = link.settle;
+    link.settle = undefined;
+    if (settle) {
+      // Still an attempt: its caller decides what comes next.
+      settle.reject(error ?? wsError('connectionLost', 'the socket closed before it was usable'));
+      return;
+    }
+    if (!wasUp) return;
+    if (Date.now() - link.connectedAt >= this.options.minUptimeMs) this.attemptNo = 0;
+    if (!this.wanted || !error || this.options.reconnectMode === ReconnectMode.None) {
+      if (error) this.emit('onError', error);
+      this.goIdle(error);
+      return;
+    }
+    this.emit('onError', error);
+    this.lostAt = Date.now();
+    this.setState(ConnectionState.Reconnecting);
+    void this.reconnectLoop(error);
+  }
+
+  /** Counts sockets the server closed with 1009/1002 (it refused what we sent); see MAX_REFUSED_REPLAYS. */
+  private countRefusal(code: number | undefined, byUs: boolean): ResilientWebSocketError | undefined {
+    if (!this.stateful || byUs || (code !== CloseCode.MessageTooBig && code !== CloseCode.ProtocolError)) {
+      this.refusals = undefined;
+      return undefined;
+    }
+    const r = this.refusals;
+    const count = r && r.code === code && r.acked === this.acked ? r.count + 1 : 1;
+    this.refusals = { code, count, acked: this.acked };
+    if (count < MAX_REFUSED_REPLAYS) return undefined;
+    this.refusals = undefined;
+    this.refusedForGood = true;
+    return wsError('peerRefusesReplay', `the server refused our messages with ${code} on ${count} sockets in a row`, { closeCode: code });
+  }
+}
+
+/** A URL without its query (which may hold a token) for messages. */
+function redactQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : `${url.slice(0, q)}?<redacted>`;
+}
+
+function toArrayBuffer(data: unknown): ArrayBuffer {
+  if (data instanceof ArrayBuffer) return data;
+  if (ArrayBuffer.isView(data)) {
+    return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+  }
+  if (Array.isArray(data)) {
+    // ws with binaryType 'nodebuffer' fragments: join them.
+    const parts = data as Uint8Array[];
+    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.byteLength;
+    }
+    return out.buffer;
+  }
+  return new ArrayBuffer(0);
+}
