@@ -4,7 +4,8 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::LocalBoxFuture;
 
-pub use crate::queue::OverflowPolicy;
+// Kept at its old path inside the crate only; its public path is the root.
+pub(crate) use crate::OverflowPolicy;
 use crate::{
     retry::{ExponentialBackoff, SharedRetryPolicy},
     Error, Result,
@@ -418,6 +419,11 @@ impl ClientOptions {
         }
         if !self.persistent && self.store_path.is_some() {
             return bad("store_path is set but persistent is false");
+        }
+        if self.store_path.is_some() && !cfg!(feature = "durable") {
+            // Said here, before anything starts, rather than when the file
+            // would be opened.
+            return bad("store_path needs the crate's `durable` feature");
         }
         if self.persistent && !self.enable_message_buffering {
             return bad("persistent needs enable_message_buffering");

@@ -7,7 +7,7 @@ use actix_http::ws::{CloseReason, Frame, Item};
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::{close_code, events::Payload, Error};
+use crate::{close_code, Error, Payload};
 
 /// What one frame amounts to.
 #[derive(Debug, PartialEq)]
