@@ -2,8 +2,7 @@
 //!
 //! [`MessageQueue`] is a plain, synchronous type with no actix in it, so its
 //! rules can be unit-tested on their own: bounded, priority-ordered (higher
-//! first, FIFO within a priority), an explicit
-//! [`OverflowPolicy`](crate::OverflowPolicy) when full,
+//! first, FIFO within a priority), an explicit [`OverflowPolicy`] when full,
 //! retries with a dead-letter limit, and an optional time to live. Nothing
 //! leaves it silently: every message it drops comes back to the caller as a
 //! [`Dropped`] with its [`MessageId`] and a [`DropReason`].
