@@ -267,7 +267,9 @@ pub struct ClientOptions {
     /// disk. Default false.
     pub persistent: bool,
     /// The durable store's file (a redb database, created with mode 0600:
-    /// it holds the reconnect token). Required when `persistent`.
+    /// it holds the reconnect token). Required when `persistent`. Needs the
+    /// crate's `durable` feature (on by default); without it
+    /// [`validate`](Self::validate) refuses a `store_path`.
     pub store_path: Option<std::path::PathBuf>,
     /// The largest inbound message accepted (after joining fragments); larger
     /// ones close the connection with 1009. Default 16 MiB.
@@ -464,5 +466,31 @@ impl ClientOptions {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store file is refused before anything starts when the crate is
+    /// built without `durable` (no redb to open it with), and passes
+    /// validation when it is.
+    #[test]
+    fn store_path_needs_the_durable_feature() {
+        let opts = ClientOptions {
+            persistent: true,
+            store_path: Some("outbox.redb".into()),
+            ..ClientOptions::default()
+        };
+        let result = opts.validate();
+        if cfg!(feature = "durable") {
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            assert!(
+                matches!(&result, Err(Error::InvalidConfig(m)) if m.contains("`durable` feature")),
+                "{result:?}"
+            );
+        }
     }
 }
