@@ -1,4 +1,5 @@
-//! The client: the facade and the actors behind it.
+//! The client: the actors behind the handle
+//! ([`ResilientWebSocket`](crate::ResilientWebSocket), at the crate root).
 
 mod connection;
 pub(crate) mod facade;
