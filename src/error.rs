@@ -168,7 +168,7 @@ pub enum Error {
     /// The durable store could not be opened (locked, corrupt, unreadable)
     /// or a commit to it failed.
     #[error("durable store: {0}")]
-    Store(#[from] crate::queue::StoreError),
+    Store(#[from] crate::store_error::StoreError),
 }
 
 impl Error {

@@ -5,10 +5,15 @@
 //! is `Clone` because one event goes to many subscribers.
 
 use actix::Message;
-use bytes::Bytes;
-use bytestring::ByteString;
 
-use crate::Error;
+use crate::{
+    message::{DropReason, MessageId},
+    Error,
+};
+// Kept at its old path inside the crate only, so code written against
+// `crate::events::Payload` still compiles; its public path is the root.
+#[allow(unused_imports)]
+pub(crate) use crate::payload::Payload;
 
 /// The lifecycle state of a client connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -40,82 +45,6 @@ impl ConnectionState {
             4 => ConnectionState::Disconnecting,
             _ => ConnectionState::Disconnected,
         }
-    }
-}
-
-/// A message body: text (valid UTF-8, checked on receipt) or binary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Payload {
-    /// A text message.
-    Text(ByteString),
-    /// A binary message.
-    Binary(Bytes),
-}
-
-impl Payload {
-    /// The size of the body in bytes.
-    pub fn len(&self) -> usize {
-        match self {
-            Payload::Text(t) => t.len(),
-            Payload::Binary(b) => b.len(),
-        }
-    }
-
-    /// Whether the body is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The text, if this is a text message.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            Payload::Text(t) => Some(t),
-            Payload::Binary(_) => None,
-        }
-    }
-
-    /// The raw bytes of either kind.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Payload::Text(t) => t.as_bytes(),
-            Payload::Binary(b) => b,
-        }
-    }
-}
-
-impl From<String> for Payload {
-    fn from(s: String) -> Self {
-        Payload::Text(s.into())
-    }
-}
-
-impl From<&str> for Payload {
-    fn from(s: &str) -> Self {
-        Payload::Text(s.into())
-    }
-}
-
-impl From<ByteString> for Payload {
-    fn from(s: ByteString) -> Self {
-        Payload::Text(s)
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(b: Vec<u8>) -> Self {
-        Payload::Binary(b.into())
-    }
-}
-
-impl From<&[u8]> for Payload {
-    fn from(b: &[u8]) -> Self {
-        Payload::Binary(Bytes::copy_from_slice(b))
-    }
-}
-
-impl From<Bytes> for Payload {
-    fn from(b: Bytes) -> Self {
-        Payload::Binary(b)
     }
 }
 
@@ -242,11 +171,11 @@ pub struct Reconnected {
 #[non_exhaustive]
 pub struct MessageDropped {
     /// The id the outbox gave the message.
-    pub id: crate::queue::MessageId,
+    pub id: MessageId,
     /// The message body, so the application can keep it elsewhere.
     pub payload: Payload,
     /// Why it was dropped.
-    pub reason: crate::queue::DropReason,
+    pub reason: DropReason,
 }
 
 /// Reliable mode: the server no longer had the session (it expired, or the

@@ -122,34 +122,73 @@
 //! `benches/` (docs/PERFORMANCE.md), `fuzz/` (the parsers' fuzz targets).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod client;
+// The bottom: nouns every layer shares, depending on nothing in the crate
+// but each other (DESIGN.md's layers). The vocabulary and the queue both
+// build on them, so neither needs the other.
 pub mod close_code;
-pub mod error;
-pub mod events;
+mod error;
+mod message;
+mod overflow;
+mod payload;
+mod store_error;
+
+// The client's vocabulary: its options, events and retry policies.
+#[cfg(feature = "client")]
+mod events;
+#[cfg(feature = "client")]
+mod options;
+#[cfg(feature = "client")]
+mod retry;
+
+// What both ends share, then the two ends and the test kit.
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
+#[cfg(any(feature = "client", feature = "server"))]
 mod fanout;
-pub mod options;
 pub mod protocol;
 pub mod queue;
-pub mod retry;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+// The shared layer: a one-ended build (client or server only) leaves the
+// other end's part of it unused, which is expected, not dead code.
+#[cfg_attr(
+    not(all(feature = "client", feature = "server")),
+    allow(dead_code, unused_imports)
+)]
 mod ws;
 
-pub use client::Stats;
-pub use client::{ResilientWebSocket, ResilientWebSocketBuilder};
+// One public path per type: the everyday types here at the root (their
+// files are private modules); the rest in `client` (the actors), `server`,
+// `queue`, `protocol`, `testing` and `close_code`.
 pub use error::{Error, Result};
+pub use overflow::OverflowPolicy;
+pub use payload::Payload;
+
+#[cfg(feature = "client")]
+pub use client::facade::{ResilientWebSocket, ResilientWebSocketBuilder};
+#[cfg(feature = "client")]
+pub use client::stats::Stats;
+#[cfg(feature = "client")]
 pub use events::{
-    Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
+    Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Reconnected,
     Reconnecting, SessionLost, StateChanged,
 };
+#[cfg(feature = "client")]
 pub use options::{
-    ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, OverflowPolicy, ReconnectMode,
-    TokenProvider, UrlProvider,
+    ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
+    UrlProvider,
 };
-pub use retry::{ExponentialBackoff, RetryContext, RetryPolicy};
+#[cfg(feature = "client")]
+pub use retry::{ExponentialBackoff, RetryContext, RetryPolicy, SharedRetryPolicy};
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "testing"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -4,7 +4,8 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::future::LocalBoxFuture;
 
-pub use crate::queue::OverflowPolicy;
+// Kept at its old path inside the crate only; its public path is the root.
+pub(crate) use crate::OverflowPolicy;
 use crate::{
     retry::{ExponentialBackoff, SharedRetryPolicy},
     Error, Result,
@@ -281,7 +282,9 @@ pub struct ClientOptions {
     /// disk. Default false.
     pub persistent: bool,
     /// The durable store's file (a redb database, created with mode 0600:
-    /// it holds the reconnect token). Required when `persistent`.
+    /// it holds the reconnect token). Required when `persistent`. Needs the
+    /// crate's `durable` feature (on by default); without it
+    /// [`validate`](Self::validate) refuses a `store_path`.
     pub store_path: Option<std::path::PathBuf>,
     /// The largest inbound message accepted (after joining fragments); larger
     /// ones close the connection with 1009. Default 16 MiB.
@@ -434,6 +437,11 @@ impl ClientOptions {
         if !self.persistent && self.store_path.is_some() {
             return bad("store_path is set but persistent is false");
         }
+        if self.store_path.is_some() && !cfg!(feature = "durable") {
+            // Said here, before anything starts, rather than when the file
+            // would be opened.
+            return bad("store_path needs the crate's `durable` feature");
+        }
         if self.persistent && !self.enable_message_buffering {
             return bad("persistent needs enable_message_buffering");
         }
@@ -473,5 +481,31 @@ impl ClientOptions {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store file is refused before anything starts when the crate is
+    /// built without `durable` (no redb to open it with), and passes
+    /// validation when it is.
+    #[test]
+    fn store_path_needs_the_durable_feature() {
+        let opts = ClientOptions {
+            persistent: true,
+            store_path: Some("outbox.redb".into()),
+            ..ClientOptions::default()
+        };
+        let result = opts.validate();
+        if cfg!(feature = "durable") {
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            assert!(
+                matches!(&result, Err(Error::InvalidConfig(m)) if m.contains("`durable` feature")),
+                "{result:?}"
+            );
+        }
     }
 }

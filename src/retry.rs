@@ -42,7 +42,7 @@ impl RetryContext {
 /// A policy that retries forever every 500 ms, except after a 401:
 /// ```
 /// use std::time::Duration;
-/// use resilient_ws::retry::{RetryContext, RetryPolicy};
+/// use resilient_ws::{RetryContext, RetryPolicy};
 ///
 /// struct Steady;
 /// impl RetryPolicy for Steady {

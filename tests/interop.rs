@@ -16,10 +16,9 @@ use std::{
 };
 
 use resilient_ws::{
-    events::Payload,
     testing::{EventRecorder, RecordedEvent},
     ConnectionState::*,
-    Error, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
+    Error, Payload, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
 
 /// The longest any single wait in these tests lasts.

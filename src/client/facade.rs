@@ -32,7 +32,7 @@ use crate::{
         ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
         UrlProvider,
     },
-    queue::{QueueOptions, QueueStore, RedbStore, StoredState},
+    queue::{QueueOptions, QueueStore, StoredState},
     retry::{RetryPolicy, SharedRetryPolicy},
     Error, Result,
 };
@@ -723,7 +723,7 @@ impl ResilientWebSocketBuilder {
         }
         let store: Option<Box<dyn QueueStore>> = match (self.store.take(), &self.opts.store_path) {
             (Some(s), _) => Some(s),
-            (None, Some(path)) => Some(Box::new(RedbStore::open(path)?)),
+            (None, Some(path)) => Some(crate::queue::open_store_file(path)?),
             (None, None) => None,
         };
         let opts = Arc::new(self.opts);

@@ -1,23 +1,24 @@
-//! The client: the facade and the actors behind it.
+//! The client: the actors behind the handle
+//! ([`ResilientWebSocket`](crate::ResilientWebSocket), at the crate root).
 
 mod admission;
 mod connection;
-mod facade;
+pub(crate) mod facade;
 mod heartbeat;
 pub(crate) mod inbound;
 mod queue_actor;
 mod reconnect;
 mod reliable;
 mod shared;
-mod stats;
+pub(crate) mod stats;
 mod store_writer;
 mod subscribers;
 mod transport;
 mod write_load;
 
+// The four actors, for tests of one actor alone. The handle, its builder
+// and `Stats` have their one public path at the crate root.
 pub use connection::ConnectionActor;
-pub use facade::{ResilientWebSocket, ResilientWebSocketBuilder};
 pub use heartbeat::HeartbeatActor;
 pub use queue_actor::{messages::OutgoingMessage, QueueActor};
 pub use reconnect::ReconnectSupervisor;
-pub use stats::Stats;

@@ -40,12 +40,54 @@ pub(crate) type Done = oneshot::Sender<Result<(), StoreError>>;
 /// bounded time under a flood.
 const MAX_GROUP: usize = 8192;
 
-/// Test hooks for crash tests (fault injection, like failpoints): abort the
-/// process right after commit N, before anyone hears of it...
-const CRASH_AFTER_COMMITS: &str = "RWS_STORE_CRASH_AFTER_COMMITS";
-/// ...or in the middle of commit N: its changes are taken, the actors get
-/// 20 ms to act on them, and the process dies before they are durable.
-const CRASH_IN_COMMIT: &str = "RWS_STORE_CRASH_IN_COMMIT";
+/// Test hooks for crash tests (fault injection, like failpoints), read from
+/// the environment. Debug builds only (the test suite's profile): a release
+/// build has no code that aborts on an environment variable.
+#[cfg(debug_assertions)]
+mod crash {
+    /// Abort the process right after commit N, before anyone hears of it...
+    const AFTER_COMMITS: &str = "RWS_STORE_CRASH_AFTER_COMMITS";
+    /// ...or in the middle of commit N: its changes are taken, the actors
+    /// get 20 ms to act on them, and the process dies before they are
+    /// durable.
+    const IN_COMMIT: &str = "RWS_STORE_CRASH_IN_COMMIT";
+
+    /// The hooks set for this process, and the commits counted so far.
+    pub(super) struct Hooks {
+        after: Option<u64>,
+        within: Option<u64>,
+        commits: u64,
+    }
+
+    impl Hooks {
+        pub(super) fn from_env() -> Hooks {
+            let hook = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+            Hooks {
+                after: hook(AFTER_COMMITS),
+                within: hook(IN_COMMIT),
+                commits: 0,
+            }
+        }
+
+        /// A commit's changes are taken, not yet written.
+        pub(super) fn before_commit(&self) {
+            if self.within == Some(self.commits + 1) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                log::error!("{IN_COMMIT} reached: aborting (test hook)");
+                std::process::abort();
+            }
+        }
+
+        /// A commit ended (durable or failed), before anyone hears of it.
+        pub(super) fn after_commit(&mut self) {
+            self.commits += 1;
+            if self.after == Some(self.commits) {
+                log::error!("{AFTER_COMMITS} reached: aborting (test hook)");
+                std::process::abort();
+            }
+        }
+    }
+}
 
 /// The writer is done with `ticket` of chain `epoch`: committed, or not
 /// (then nothing of it was applied).
@@ -113,12 +155,11 @@ impl StoreHandle {
         dead: Arc<AtomicBool>,
     ) -> std::io::Result<StoreHandle> {
         let (tx, rx) = mpsc::channel::<Submission>();
-        let hook = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        let (crash_after, crash_in) = (hook(CRASH_AFTER_COMMITS), hook(CRASH_IN_COMMIT));
+        #[cfg(debug_assertions)]
+        let mut crash = crash::Hooks::from_env();
         std::thread::Builder::new()
             .name("rws-store".into())
             .spawn(move || {
-                let mut commits = 0u64;
                 // The latest chain epoch whose commit failed, and why.
                 let mut poisoned: Option<(u64, StoreError)> = None;
                 while let Ok(first) = rx.recv() {
@@ -145,11 +186,8 @@ impl StoreHandle {
                             epoch = s.chain.map(|c| c.epoch).or(epoch);
                         }
                     }
-                    if crash_in == Some(commits + 1) {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        log::error!("{CRASH_IN_COMMIT} reached: aborting (test hook)");
-                        std::process::abort();
-                    }
+                    #[cfg(debug_assertions)]
+                    crash.before_commit();
                     let mut died = false;
                     let result = if ops.is_empty() {
                         Ok(())
@@ -177,11 +215,8 @@ impl StoreHandle {
                     if died {
                         dead.store(true, Ordering::Release);
                     }
-                    commits += 1;
-                    if crash_after == Some(commits) {
-                        log::error!("{CRASH_AFTER_COMMITS} reached: aborting (test hook)");
-                        std::process::abort();
-                    }
+                    #[cfg(debug_assertions)]
+                    crash.after_commit();
                     for (mut s, refused) in group.into_iter().zip(refused) {
                         let waiters = std::mem::take(&mut s.waiters);
                         let result = match refused {

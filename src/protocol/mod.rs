@@ -2,9 +2,9 @@
 //! in-order delivery across dropped connections.
 //!
 //! This module is the wire layer shared by the client and the server:
-//! - [`frame`]: the binary frames (HELLO, WELCOME, DATA, ACK) and their
+//! - `frame`: the binary frames (HELLO, WELCOME, DATA, ACK) and their
 //!   encoding ([`Frame`], [`encode_data`], [`FrameError`]);
-//! - [`negotiate`]: the negotiate request body ([`NegotiateParams`]) and
+//! - `negotiate`: the negotiate request body ([`NegotiateParams`]) and
 //!   response ([`NegotiateResponse`]), the
 //!   negotiate URL ([`negotiate_url`]), session ids and reconnect tokens
 //!   ([`new_connection_id`], [`new_reconnect_token`], [`tokens_equal`]) and
@@ -17,14 +17,20 @@
 //! [`SESSION_GONE`](crate::close_code::SESSION_GONE),
 //! [`REPLACED`](crate::close_code::REPLACED)).
 
-pub mod frame;
-pub mod negotiate;
+// Private files, public items: each item has one path, `protocol::X`; the
+// sequence rules keep their own namespace (`Sender`, `Receiver`, `Verdict`
+// name the protocol's two halves, not general-purpose types).
+mod frame;
+mod negotiate;
 pub mod sequence;
 
-pub use frame::{encode_data, Frame, FrameError, MAX_DATA_HEADER_LEN, MAX_HELLO_LEN};
+pub use frame::{
+    encode_data, Frame, FrameError, MAX_DATA_HEADER_LEN, MAX_HELLO_FIELD_LEN, MAX_HELLO_LEN,
+};
 pub use negotiate::{
     is_client_id, negotiate_url, new_client_id, new_connection_id, new_reconnect_token,
-    tokens_equal, NegotiateParams, NegotiateResponse, ShutdownAdvice, MAX_NEGOTIATE_REQUEST_BODY,
+    tokens_equal, NegotiateParams, NegotiateResponse, ShutdownAdvice, MAX_CLIENT_ID_LEN,
+    MAX_NEGOTIATE_REQUEST_BODY,
 };
 
 /// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) of the reliable

@@ -15,11 +15,13 @@
 
 use std::{
     collections::VecDeque,
-    fmt,
     time::{Duration, Instant},
 };
 
-use crate::events::Payload;
+use crate::{
+    message::{DropReason, MessageId},
+    OverflowPolicy, Payload,
+};
 
 /// Settings for a [`MessageQueue`].
 ///
@@ -27,7 +29,8 @@ use crate::events::Payload;
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilient_ws::queue::{MessageQueue, OverflowPolicy, QueueOptions};
+/// use resilient_ws::queue::{MessageQueue, QueueOptions};
+/// use resilient_ws::OverflowPolicy;
 ///
 /// let mut options = QueueOptions::default();
 /// options.max_size = 100;
@@ -84,77 +87,6 @@ impl Default for QueueOptions {
     }
 }
 
-/// What happens to a message enqueued while the queue is full.
-///
-/// Whatever the policy, nothing is dropped silently: a rejected message comes
-/// back in the error, a dropped one is reported in [`EnqueueOutcome::dropped`].
-///
-/// ```
-/// use resilient_ws::queue::{DropReason, MessageQueue, OverflowPolicy, QueueOptions};
-///
-/// let mut options = QueueOptions::default();
-/// options.max_size = 2;
-/// options.overflow = OverflowPolicy::DropOldest;
-/// let mut queue = MessageQueue::new(options)?;
-/// let first = queue.enqueue("a", 0)?.id;
-/// queue.enqueue("b", 0)?;
-/// let outcome = queue.enqueue("c", 0)?;
-/// let dropped = outcome.dropped.expect("the queue was full");
-/// assert_eq!((dropped.id, dropped.reason), (first, DropReason::Overflow));
-/// assert_eq!(queue.len(), 2);
-/// # Ok::<(), resilient_ws::queue::QueueError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum OverflowPolicy {
-    /// Refuse the new message with [`QueueError::Full`], handing it back.
-    #[default]
-    Reject,
-    /// Make room by evicting the oldest message of the lowest priority, the
-    /// new message counting as a candidate: if the new message's priority is
-    /// lower than every queued one, it is the one dropped. So a flood of
-    /// low-priority messages never pushes out a high-priority one.
-    DropOldest,
-    /// Drop the new message: it gets an id, is not queued, and is reported as
-    /// dropped under that id. The queued messages are kept.
-    DropNewest,
-    /// The caller should wait up to this long for space, then try again. The
-    /// queue itself cannot wait: it refuses with [`QueueError::WouldWait`]
-    /// (not [`Full`](QueueError::Full)) and hands the message back, so the
-    /// owner (an actor) knows to hold it and retry when space frees up or give
-    /// up after the timeout.
-    Wait(Duration),
-}
-
-/// A message's id: unique within its queue, assigned in enqueue order
-/// starting at 1, so a later message always has a larger id.
-///
-/// Displays as the bare number and serializes as one.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct MessageId(pub u64);
-
-impl MessageId {
-    /// The number.
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl From<MessageId> for u64 {
-    fn from(id: MessageId) -> Self {
-        id.0
-    }
-}
-
 /// A message held by a [`MessageQueue`], as [`dequeue`](MessageQueue::dequeue)
 /// hands it out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,19 +102,6 @@ pub struct QueuedMessage {
     pub attempts: u32,
     /// When it was enqueued; its time to live counts from here.
     pub enqueued_at: Instant,
-}
-
-/// Why the queue dropped a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DropReason {
-    /// The queue was full and the [`OverflowPolicy`] chose this message.
-    Overflow,
-    /// It waited longer than the queue's time to live.
-    Expired,
-    /// Sending it failed `max_retries` times (a dead letter).
-    RetriesExhausted,
 }
 
 /// A message the queue dropped, handed back so the caller can report it
@@ -309,6 +228,12 @@ impl PrioritySet {
 /// [`next_expiry`](Self::next_expiry)) and reports what it returns.
 /// [`dequeue`](Self::dequeue) does not skip expired messages, so that every
 /// expiry is reported.
+///
+/// The retries ([`mark_failed`](Self::mark_failed), `max_retries`, dead
+/// letters) are for applications that drive the queue themselves. The
+/// client's outbox uses the bound, the priorities, the overflow policy and
+/// the time to live; a message lost with a socket is resent by the
+/// reliable protocol's window, not counted as a failed attempt here.
 ///
 /// # Examples
 ///

@@ -23,8 +23,8 @@ use redb::{
     WriteTransaction,
 };
 
-use super::store::{QueueStore, StoreError, StoreOp, StoredMessage, StoredSession, StoredState};
-use crate::events::Payload;
+use super::store::{QueueStore, StoreOp, StoredMessage, StoredSession, StoredState};
+use crate::{store_error::StoreError, Payload};
 
 /// Messages waiting in the outbox: key → [priority, kind, body...].
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");

@@ -9,11 +9,8 @@ use actix::prelude::*;
 use tokio::sync::Notify;
 
 use crate::{
-    events::{
-        Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
-        Reconnecting, SessionLost, StateChanged,
-    },
-    ResilientWebSocketBuilder,
+    Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
+    Reconnecting, ResilientWebSocketBuilder, SessionLost, StateChanged,
 };
 
 /// One recorded event.
