@@ -91,30 +91,40 @@
 //!
 //! Each layer uses only the layers below it; client and server meet only in
 //! `protocol` and `ws`.
-//! - `src/bin/rws/`: the `rws` command (`serve`, `connect`, `demo`): its
-//!   arguments, the server and client it runs, what it prints.
+//! - `src/bin/rws/`: the `rws` command (`serve`, `connect`, `demo`):
+//!   `args.rs`, `serve.rs`, `connect.rs`, `stdin.rs`, `printer.rs`,
+//!   `signals.rs`, `parse.rs`, `demo.rs` (needs the `cli` feature).
 //! - [`testing`] (`src/testing/`): the test kit (`server.rs`, `raw.rs`,
 //!   `proxy.rs`, `recorder.rs`).
 //! - [`client`] (`src/client/`): `facade.rs` ([`ResilientWebSocket`] and its
-//!   builder) and one file per actor: `connection.rs`, `queue_actor.rs`,
-//!   `heartbeat.rs`, `reconnect.rs`; around them `transport.rs` (awc
-//!   upgrade, TLS, negotiate), `inbound.rs` (backpressure to slow
-//!   subscribers), `store_writer.rs` (the durable store's group commit),
-//!   `stats.rs`.
-//! - [`server`] (`src/server/`): routes, sessions that outlive their
-//!   sockets, the registry behind [`server::ReliableServer`], the echo and
-//!   broadcast modes, its options and events.
+//!   builder), `admission.rs` (may one more message be taken) and one folder
+//!   or file per actor: `connection/` (the socket and close handshake,
+//!   lifecycle, reliable receive, acks, pings, its messages),
+//!   `queue_actor.rs` (+ `queue_actor/messages.rs`), `heartbeat.rs`,
+//!   `reconnect.rs`; below them `shared.rs` (state the actors publish),
+//!   `transport.rs` (awc upgrade, TLS, negotiate), `inbound.rs`
+//!   (backpressure to slow subscribers), `store_writer.rs` (the durable
+//!   store's group commit), `stats.rs`.
+//! - [`server`] (`src/server/`): `routes.rs` and `handle.rs`
+//!   ([`server::ReliableServer`]); the session actor in `session/`; the
+//!   sockets (`socket.rs`, `plain_socket.rs`, `hello.rs`, `keep_alive.rs`,
+//!   `writer.rs`, `socket_tx.rs`); the registry and the state below them
+//!   (`hub.rs`, `registry.rs`, `shared.rs`, `send_window.rs`,
+//!   `resume_limiter.rs`, `admission.rs`, `relay.rs`, `plain_clients.rs`);
+//!   its options, events, errors and stats.
 //! - [`protocol`] (`src/protocol/`): the reliable protocol's frames,
-//!   negotiate, and its sequence rules (`sequence.rs`: one `Sender` and one
-//!   `Receiver`, plain types used by both ends).
+//!   negotiate, and its sequence rules ([`protocol::sequence`]: one
+//!   `Sender` and one `Receiver`, plain types used by both ends).
 //! - `ws` (`src/ws/`, internal): what both ends do alike with WebSocket
 //!   frames: fragment assembly and limits, codec errors to close codes, the
 //!   pong throttle, close reasons.
-//! - The vocabulary, depending on nothing above it: [`events`],
-//!   [`options`], [`error`], [`retry`], [`close_code`], and the payload and
-//!   message-id types; and [`queue`] (`src/queue/`): [`queue::MessageQueue`]
-//!   and the stores (`store.rs`: `QueueStore`, `MemoryStore`;
-//!   `redb_store.rs`: `RedbStore`).
+//! - The vocabulary, depending on nothing above it (its types are at the
+//!   crate root): `events.rs`, `options.rs`, `error.rs`, `retry.rs`,
+//!   [`close_code`]; below it the shared nouns `payload.rs`, `message.rs`,
+//!   `overflow.rs`, `store_error.rs`; and [`queue`] (`src/queue/`):
+//!   [`queue::MessageQueue`] and the stores (`store.rs`: `QueueStore`,
+//!   `MemoryStore`; `redb_store.rs`: `RedbStore`).
+//! - `fanout.rs`: one subscriber list with the fan-out rule, for both ends.
 //!
 //! Beside `src/`: `tests/` (integration tests against real peers on
 //! 127.0.0.1, helpers in `tests/common/`), `examples/` (`echo_client`, and
