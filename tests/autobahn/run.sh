@@ -92,8 +92,8 @@ else
 fi
 
 # --- rws --------------------------------------------------------------------
-echo "autobahn: cargo build --bin rws"
-(cd "$root" && cargo build --quiet --bin rws) || fail "cargo build --bin rws failed"
+echo "autobahn: cargo build -F cli --bin rws"
+(cd "$root" && cargo build --quiet -F cli --bin rws) || fail "cargo build -F cli --bin rws failed"
 rws="$target/debug/rws"
 [ -x "$rws" ] || fail "no rws binary at $rws"
 
