@@ -8,18 +8,22 @@
 //! `.ci/run` up front). If it cannot install, they fail; they never skip.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc as std_mpsc,
     time::{Duration, Instant},
 };
 
+use common::RwsServe;
 use resilient_ws::{
     testing::{EventRecorder, RecordedEvent},
     ConnectionState::*,
     Error, Payload, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
+
+// `rws serve` as a child (`RwsServe`).
+mod common;
 
 /// The longest any single wait in these tests lasts.
 const WAIT: Duration = Duration::from_secs(10);
@@ -133,23 +137,17 @@ impl Stack {
     }
 }
 
-/// A child process that is killed (and reaped) when dropped. Its output is
-/// read by threads: the lines of one stream come through `lines`, the other
-/// stream is passed to the test's stderr.
+/// A third-party peer's process, killed (and reaped) when dropped. Its
+/// output is read by threads: its stdout's lines come through `lines`, its
+/// stderr is passed to the test's stderr.
 struct Peer {
     child: Child,
     what: String,
     lines: std_mpsc::Receiver<String>,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Watch {
-    Stdout,
-    Stderr,
-}
-
 impl Peer {
-    fn spawn(mut cmd: Command, what: String, watch: Watch) -> Peer {
+    fn spawn(mut cmd: Command, what: String) -> Peer {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -159,10 +157,7 @@ impl Peer {
         let (tx, lines) = std_mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
-        let (watched, passed): (Box<dyn Read + Send>, Box<dyn Read + Send>) = match watch {
-            Watch::Stdout => (Box::new(stdout), Box::new(stderr)),
-            Watch::Stderr => (Box::new(stderr), Box::new(stdout)),
-        };
+        let (watched, passed) = (stdout, stderr);
         std::thread::spawn(move || {
             for line in BufReader::new(watched).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
@@ -249,7 +244,7 @@ impl EchoServer {
             cmd.arg(p.to_string());
         }
         let what = format!("{} server", stack.name());
-        let mut peer = Peer::spawn(cmd, what.clone(), Watch::Stdout);
+        let mut peer = Peer::spawn(cmd, what.clone());
         let line = peer.next_line(WAIT);
         let port = line
             .trim()
@@ -556,28 +551,13 @@ async fn node_ws_close_1008_gives_up() {
 // ---------------------------------------------------------------------------
 // `rws serve` answering third-party clients
 
-/// `rws serve --bind 127.0.0.1:0 --echo`, and its `ws://ADDR/ws` URL.
-fn rws_serve() -> (Peer, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rws"));
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--echo"]);
-    let mut peer = Peer::spawn(cmd, "rws serve".into(), Watch::Stderr);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = peer.next_line(left);
-        if let Some(url) = line.trim().strip_prefix("listening on ") {
-            return (peer, url.to_string());
-        }
-        eprintln!("[rws serve] {line}");
-    }
-}
-
 async fn rws_serve_answers(stack: Stack) {
     stack.require_installed();
-    let (_server, url) = rws_serve();
+    let server = RwsServe::start_async("127.0.0.1:0", &["--echo"]).await;
+    let url = &server.url;
     let mut cmd = stack.command(stack.client_script());
-    cmd.arg(&url);
-    let client = Peer::spawn(cmd, format!("{} client", stack.name()), Watch::Stdout);
+    cmd.arg(url);
+    let client = Peer::spawn(cmd, format!("{} client", stack.name()));
     let (status, out) = client.wait_exit(WAIT + Duration::from_secs(5)).await;
     assert!(
         status.success(),
