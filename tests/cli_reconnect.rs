@@ -32,8 +32,7 @@ fn stateless_reconnects_to_a_restarted_server() {
     cmd.arg("connect")
         .args(QUICK_RETRY)
         .args(["--json", &server.url]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     client.write_line("before");
     client.wait_for(Pipe::Stdout, "echo of `before`", |l| l == "before");
 
@@ -92,8 +91,7 @@ fn stateless_gives_up_after_max_attempts() {
         "40ms",
         &server.url,
     ]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     let killed = Instant::now();
     drop(server);
     let status = client.finish(Duration::from_secs(10));
@@ -131,8 +129,7 @@ fn end_of_stdin_while_reconnecting_waits_for_the_connection() {
     let addr = server.addr().to_owned();
     let mut cmd = rws();
     cmd.arg("connect").args(QUICK_RETRY).arg(&server.url);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     drop(server);
     client.wait_for(Pipe::Stderr, "reconnect announcement", |l| {
         l.starts_with("reconnecting: attempt 1 in ")
@@ -163,8 +160,7 @@ fn no_buffer_reports_lines_read_while_down_and_goes_on() {
     cmd.arg("connect")
         .args(QUICK_RETRY)
         .args(["--no-buffer", "--json", &server.url]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     drop(server);
     client.wait_event("reconnecting");
     client.write_line("lost");
@@ -187,8 +183,7 @@ fn mode_none_exits_when_the_connection_is_lost() {
     let server = start_echo_server();
     let mut cmd = rws();
     cmd.args(["connect", &server.url]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     drop(server);
     let status = client.finish(TIMEOUT);
     client.assert_exit(status, 1);

@@ -150,8 +150,7 @@ fn sigterm_tells_stateful_clients_when_to_come_back() {
         "100ms",
         &server.url,
     ]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     client.write_line("before");
     client.wait_for(Pipe::Stdout, "echo of `before`", |l| l == "before");
     // Give the server time to ack `before` (within its 100 ms ack interval),

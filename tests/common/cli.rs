@@ -175,6 +175,14 @@ impl Running {
         }
     }
 
+    /// [`Running::start`], then waits for its first connected state line
+    /// (human or `--json` form): where every `rws connect` test begins.
+    pub fn connected(cmd: Command) -> Running {
+        let mut child = Running::start(cmd);
+        child.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+        child
+    }
+
     pub fn write_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin already closed");
         stdin
