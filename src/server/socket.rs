@@ -101,6 +101,26 @@ impl SocketChecks {
     }
 }
 
+/// Hands the frames read so far (if any) to the session in one message,
+/// counted by the read gate until the session has taken them.
+fn hand_over(
+    session: &Addr<SessionActor>,
+    gate: &Arc<ReadGate>,
+    socket_id: u64,
+    batch: &mut Vec<Frame>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let frames = std::mem::take(batch);
+    gate.queue(frames.len());
+    session.do_send(Inbound {
+        socket_id,
+        frames,
+        gate: gate.clone(),
+    });
+}
+
 /// Ends a socket the way `step` says (the writer does the writing).
 fn finish(tx: &SocketTx, step: Step) {
     if let Step::Violation(code, text) = &step {
@@ -269,13 +289,7 @@ async fn read_reliable(
                 Step::Frame(f) => {
                     batch.push(f);
                     if batch.len() >= MAX_BATCH {
-                        let frames = std::mem::take(&mut batch);
-                        gate.queue(frames.len());
-                        session.do_send(Inbound {
-                            socket_id,
-                            frames,
-                            gate: gate.clone(),
-                        });
+                        hand_over(&session, &gate, socket_id, &mut batch);
                     }
                 }
                 Step::Ping(p) => answer_ping(&tx, &pongs, p),
@@ -285,24 +299,9 @@ async fn read_reliable(
             // Drain whatever is already buffered before handing over.
             next = stream.next().now_or_never();
         }
-        if !batch.is_empty() {
-            let frames = std::mem::take(&mut batch);
-            gate.queue(frames.len());
-            session.do_send(Inbound {
-                socket_id,
-                frames,
-                gate: gate.clone(),
-            });
-        }
+        hand_over(&session, &gate, socket_id, &mut batch);
     };
-    if !batch.is_empty() {
-        gate.queue(batch.len());
-        session.do_send(Inbound {
-            socket_id,
-            frames: batch,
-            gate,
-        });
-    }
+    hand_over(&session, &gate, socket_id, &mut batch);
     // A client's normal close (1000) ends the session (PROTOCOL.md §6):
     // it will not resume, so nothing is kept for the resume window.
     let client_ended = matches!(
