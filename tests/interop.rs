@@ -10,12 +10,12 @@
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc as std_mpsc,
     time::{Duration, Instant},
 };
 
-use common::RwsServe;
+use common::{ChildGuard, RwsServe};
 use resilient_ws::{
     testing::{EventRecorder, RecordedEvent},
     ConnectionState::*,
@@ -137,11 +137,11 @@ impl Stack {
     }
 }
 
-/// A third-party peer's process, killed (and reaped) when dropped. Its
-/// output is read by threads: its stdout's lines come through `lines`, its
-/// stderr is passed to the test's stderr.
+/// A third-party peer's process, killed (and reaped) when dropped (its
+/// `ChildGuard`). Its output is read by threads: its stdout's lines come
+/// through `lines`, its stderr is passed to the test's stderr.
 struct Peer {
-    child: Child,
+    child: ChildGuard,
     what: String,
     lines: std_mpsc::Receiver<String>,
 }
@@ -151,9 +151,10 @@ impl Peer {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut child = ChildGuard(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {what}: {e}")),
+        );
         let (tx, lines) = std_mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -188,14 +189,10 @@ impl Peer {
         }
     }
 
-    /// Kills the process and waits for it to be gone (its port is free).
-    fn kill(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Kills the process and waits for it to be gone (its port is free):
+    /// what dropping its `ChildGuard` does.
+    fn kill(self) {
+        drop(self);
     }
 
     /// Waits for the process to exit on its own, up to `timeout`; kills it
@@ -213,17 +210,11 @@ impl Peer {
             }
             if Instant::now() > deadline {
                 let what = self.what.clone();
-                self.stop();
+                drop(self);
                 panic!("{what}: did not exit within {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
