@@ -87,6 +87,8 @@ where
 
     /// Whether nobody subscribed: a hot path then skips building the event
     /// (a server's `MessageReceived` costs a copy of the connection id).
+    // Only the server's session asks (a client-only build has no caller).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn is_empty(&self) -> bool {
         self.read().is_empty()
     }
@@ -119,6 +121,7 @@ where
     /// mailbox is FIFO). A fresh clone of a recipient is never parked, so
     /// `send` always enqueues, like `do_send`. A gone subscriber's reply is
     /// an error at once (it waits for nothing).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))] // the server's only
     pub(crate) fn emit_marker(&self, msg: M) -> Vec<actix::dev::RecipientRequest<M>> {
         self.read()
             .iter()

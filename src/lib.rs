@@ -102,7 +102,8 @@
 //!   lifecycle, reliable receive, acks, pings, its messages),
 //!   `queue_actor.rs` (+ `queue_actor/messages.rs`), `heartbeat.rs`,
 //!   `reconnect.rs`; below them `shared.rs` (state the actors publish),
-//!   `transport.rs` (awc upgrade, TLS, negotiate), `inbound.rs`
+//!   `transport.rs` (negotiate, the awc upgrade; `transport/`: the awc
+//!   client and TLS, URLs and the token), `inbound.rs`
 //!   (backpressure to slow subscribers), `store_writer.rs` (the durable
 //!   store's group commit), `stats.rs`.
 //! - [`server`] (`src/server/`): `routes.rs` and `handle.rs`
@@ -122,7 +123,8 @@
 //!   crate root): `events.rs`, `options.rs`, `error.rs`, `retry.rs`,
 //!   [`close_code`]; below it the shared nouns `payload.rs`, `message.rs`,
 //!   `overflow.rs`, `store_error.rs`; and [`queue`] (`src/queue/`):
-//!   [`queue::MessageQueue`] and the stores (`store.rs`: `QueueStore`,
+//!   [`queue::MessageQueue`] (`message_queue.rs`, its `options.rs` and
+//!   `outcome.rs`) and the stores (`store.rs`: `QueueStore`,
 //!   `MemoryStore`; `redb_store.rs`: `RedbStore`).
 //! - `fanout.rs`: one subscriber list with the fan-out rule, for both ends.
 //!

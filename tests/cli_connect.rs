@@ -8,12 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cli::*;
+use common::cli::*;
 
 // The helpers every `tests/cli_*.rs` file shares (`rws serve` as a child,
-// a child read line by line, runs with a deadline).
-#[path = "common/cli.rs"]
-mod cli;
+// a child read line by line, runs with a deadline) are in `common::cli`.
+mod common;
 
 #[test]
 fn connect_echoes_1000_lines_in_order() {

@@ -1,12 +1,11 @@
 //! `rws demo`: a reliable server, a cutting fault proxy and a stateful
 //! client in one process deliver every message once, in order.
 
-use cli::*;
+use common::cli::*;
 
 // The helpers every `tests/cli_*.rs` file shares (`rws serve` as a child,
-// a child read line by line, runs with a deadline).
-#[path = "common/cli.rs"]
-mod cli;
+// a child read line by line, runs with a deadline) are in `common::cli`.
+mod common;
 
 /// A row of the demo summary: `sent, received, lost, duplicated, out of
 /// order` of the stream called `name`.

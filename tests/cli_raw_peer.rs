@@ -4,18 +4,17 @@
 //! chosen type, and a look at the upgrade request's headers.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     net::{TcpListener, TcpStream},
     sync::mpsc,
     thread,
 };
 
-use cli::*;
+use common::{accept_upgrade, cli::*, read_client_frame};
 
 // The helpers every `tests/cli_*.rs` file shares (`rws serve` as a child,
-// a child read line by line, runs with a deadline).
-#[path = "common/cli.rs"]
-mod cli;
+// a child read line by line, runs with a deadline) are in `common::cli`.
+mod common;
 
 // ---------------------------------------------------------------------------
 // A raw RFC 6455 server: one connection, scripted by the test.
@@ -39,67 +38,11 @@ fn raw_server<T: Send + 'static>(
     (url, rx)
 }
 
-/// Reads the upgrade request and answers 101; returns the request head.
-fn accept_upgrade(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("read upgrade request");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).expect("ASCII request head");
-    let key = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim().to_string())
-        })
-        .expect("Sec-WebSocket-Key header");
-    let accept = actix_http::ws::hash_key(key.as_bytes());
-    let accept = std::str::from_utf8(&accept).expect("base64 is ASCII");
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    stream.write_all(response.as_bytes()).expect("write 101");
-    head
-}
-
-/// Reads one client frame (clients must mask); returns opcode and payload.
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    stream.read_exact(&mut h).expect("frame header");
-    assert!(h[0] & 0x80 != 0, "expected unfragmented frames");
-    assert!(h[1] & 0x80 != 0, "client frames must be masked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            stream.read_exact(&mut b).expect("length");
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            stream.read_exact(&mut b).expect("length");
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut mask = [0u8; 4];
-    stream.read_exact(&mut mask).expect("mask");
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).expect("payload");
-    for (i, b) in payload.iter_mut().enumerate() {
-        *b ^= mask[i % 4];
-    }
-    (h[0] & 0x0f, payload)
-}
-
 /// Reads the next text, binary or close frame, skipping pings and pongs
 /// (a heartbeat is not what these tests are about).
 fn read_data_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     loop {
-        let (op, payload) = read_frame(stream);
+        let (op, payload) = read_client_frame(stream);
         if op != 0x9 && op != 0xA {
             return (op, payload);
         }

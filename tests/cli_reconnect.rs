@@ -7,12 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cli::*;
+use common::cli::*;
 
 // The helpers every `tests/cli_*.rs` file shares (`rws serve` as a child,
-// a child read line by line, runs with a deadline).
-#[path = "common/cli.rs"]
-mod cli;
+// a child read line by line, runs with a deadline) are in `common::cli`.
+mod common;
 
 /// The reconnect flags of these tests: quick retries, so a restart is seen
 /// within a few hundred milliseconds.
@@ -28,13 +27,12 @@ const QUICK_RETRY: [&str; 6] = [
 #[test]
 fn stateless_reconnects_to_a_restarted_server() {
     let server = start_echo_server();
-    let addr = server.addr();
+    let addr = server.addr().to_owned();
     let mut cmd = rws();
     cmd.arg("connect")
         .args(QUICK_RETRY)
         .args(["--json", &server.url]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     client.write_line("before");
     client.wait_for(Pipe::Stdout, "echo of `before`", |l| l == "before");
 
@@ -53,7 +51,7 @@ fn stateless_reconnects_to_a_restarted_server() {
     // Sent while down: buffered, and written first once the server is back.
     client.write_line("while-down");
 
-    let _server = restart_echo_server(&addr);
+    let _server = RwsServe::start(&addr, &["--echo"]);
     let reconnected = client.wait_event("reconnected");
     assert!(reconnected["attempts"].as_u64() >= Some(1), "{reconnected}");
     assert!(reconnected["downtime_ms"].is_u64(), "{reconnected}");
@@ -93,8 +91,7 @@ fn stateless_gives_up_after_max_attempts() {
         "40ms",
         &server.url,
     ]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     let killed = Instant::now();
     drop(server);
     let status = client.finish(Duration::from_secs(10));
@@ -129,11 +126,10 @@ fn stateless_gives_up_after_max_attempts() {
 #[test]
 fn end_of_stdin_while_reconnecting_waits_for_the_connection() {
     let server = start_echo_server();
-    let addr = server.addr();
+    let addr = server.addr().to_owned();
     let mut cmd = rws();
     cmd.arg("connect").args(QUICK_RETRY).arg(&server.url);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     drop(server);
     client.wait_for(Pipe::Stderr, "reconnect announcement", |l| {
         l.starts_with("reconnecting: attempt 1 in ")
@@ -142,7 +138,7 @@ fn end_of_stdin_while_reconnecting_waits_for_the_connection() {
     client.write_line("late");
     client.close_stdin();
     thread::sleep(Duration::from_millis(200));
-    let _server = restart_echo_server(&addr);
+    let _server = RwsServe::start(&addr, &["--echo"]);
     let status = client.finish(TIMEOUT);
     client.assert_exit(status, 0);
     client.assert_stdout(&["late"]);
@@ -159,13 +155,12 @@ fn end_of_stdin_while_reconnecting_waits_for_the_connection() {
 #[test]
 fn no_buffer_reports_lines_read_while_down_and_goes_on() {
     let server = start_echo_server();
-    let addr = server.addr();
+    let addr = server.addr().to_owned();
     let mut cmd = rws();
     cmd.arg("connect")
         .args(QUICK_RETRY)
         .args(["--no-buffer", "--json", &server.url]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     drop(server);
     client.wait_event("reconnecting");
     client.write_line("lost");
@@ -173,7 +168,7 @@ fn no_buffer_reports_lines_read_while_down_and_goes_on() {
     assert_eq!(not_sent["line"], 1, "{not_sent}");
     assert_eq!(not_sent["error"], "not connected", "{not_sent}");
 
-    let _server = restart_echo_server(&addr);
+    let _server = RwsServe::start(&addr, &["--echo"]);
     client.wait_event("reconnected");
     client.write_line("kept");
     client.wait_for(Pipe::Stdout, "echo of `kept`", |l| l == "kept");
@@ -188,8 +183,7 @@ fn mode_none_exits_when_the_connection_is_lost() {
     let server = start_echo_server();
     let mut cmd = rws();
     cmd.args(["connect", &server.url]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     drop(server);
     let status = client.finish(TIMEOUT);
     client.assert_exit(status, 1);

@@ -10,12 +10,11 @@ use std::{
     time::Duration,
 };
 
-use cli::*;
+use common::cli::*;
 
 // The helpers every `tests/cli_*.rs` file shares (`rws serve` as a child,
-// a child read line by line, runs with a deadline).
-#[path = "common/cli.rs"]
-mod cli;
+// a child read line by line, runs with a deadline) are in `common::cli`.
+mod common;
 
 /// `POST /ws/negotiate` by hand; returns the status code and the body.
 fn negotiate(addr: &str) -> (u16, String) {
@@ -54,7 +53,7 @@ fn serve_speaks_the_reliable_protocol_and_still_echoes_plain_clients() {
         "--max-unacked-bytes",
         "65536",
     ]);
-    let (status, body) = negotiate(&server.addr());
+    let (status, body) = negotiate(server.addr());
     assert_eq!(status, 200, "{body}");
     let n: serde_json::Value = serde_json::from_str(&body).expect("negotiate JSON");
     assert_eq!(n["protocol"], "rws.reliable.v1", "{n}");
@@ -138,7 +137,7 @@ fn sigterm_tells_stateful_clients_when_to_come_back() {
         "--shutdown-spread",
         "100ms",
     ]);
-    let addr = server.addr();
+    let addr = server.addr().to_owned();
     let mut cmd = rws();
     cmd.args([
         "connect",
@@ -151,8 +150,7 @@ fn sigterm_tells_stateful_clients_when_to_come_back() {
         "100ms",
         &server.url,
     ]);
-    let mut client = Running::start(cmd);
-    client.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+    let mut client = Running::connected(cmd);
     client.write_line("before");
     client.wait_for(Pipe::Stdout, "echo of `before`", |l| l == "before");
     // Give the server time to ack `before` (within its 100 ms ack interval),
@@ -175,12 +173,12 @@ fn sigterm_tells_stateful_clients_when_to_come_back() {
     // The server's advice (200 ms + up to 100 ms), not the client's backoff.
     let delay = reconnecting["delay_ms"].as_u64().expect("delay_ms");
     assert!((200..=300).contains(&delay), "{reconnecting}");
-    let status = server.wait_exit(Duration::from_secs(10));
+    let status = server.wait_exit_blocking(Duration::from_secs(10));
     assert!(status.success(), "rws serve exited with {status}");
 
     // A new server process does not know the session: the client is told
     // (session_lost), starts a fresh one and goes on.
-    let _server = restart_echo_server(&addr);
+    let _server = RwsServe::start(&addr, &["--echo"]);
     let lost = client.wait_event("session_lost");
     assert!(lost["connection_id"].is_string(), "{lost}");
     // An unacknowledged line is sent again (at least once across a lost

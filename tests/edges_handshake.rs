@@ -321,7 +321,7 @@ async fn against_a_server_that_ignores_the_limit_the_client_closes_1009() {
 #[actix_rt::test]
 async fn a_durable_client_keeps_its_client_id_across_a_crash_and_a_lost_session() {
     use std::io::Write as _;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     // Acks held long: what the first process sent is unacked when it
     // dies, so the second one re-sends it in a new session.
@@ -331,7 +331,7 @@ async fn a_durable_client_keeps_its_client_id_across_a_crash_and_a_lost_session(
     let store = dir.path().join("client.store");
     let spawn = || {
         ChildGuard(
-            Command::new(env!("CARGO_BIN_EXE_rws"))
+            common::rws_command()
                 .args(["connect", &server.ws_url(), "--mode", "stateful"])
                 .arg("--store")
                 .arg(&store)

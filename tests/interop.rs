@@ -8,18 +8,22 @@
 //! `.ci/run` up front). If it cannot install, they fail; they never skip.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc as std_mpsc,
     time::{Duration, Instant},
 };
 
+use common::{ChildGuard, RwsServe};
 use resilient_ws::{
     testing::{EventRecorder, RecordedEvent},
     ConnectionState::*,
     Error, Payload, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
 };
+
+// `rws serve` as a child (`RwsServe`).
+mod common;
 
 /// The longest any single wait in these tests lasts.
 const WAIT: Duration = Duration::from_secs(10);
@@ -133,36 +137,28 @@ impl Stack {
     }
 }
 
-/// A child process that is killed (and reaped) when dropped. Its output is
-/// read by threads: the lines of one stream come through `lines`, the other
-/// stream is passed to the test's stderr.
+/// A third-party peer's process, killed (and reaped) when dropped (its
+/// `ChildGuard`). Its output is read by threads: its stdout's lines come
+/// through `lines`, its stderr is passed to the test's stderr.
 struct Peer {
-    child: Child,
+    child: ChildGuard,
     what: String,
     lines: std_mpsc::Receiver<String>,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Watch {
-    Stdout,
-    Stderr,
-}
-
 impl Peer {
-    fn spawn(mut cmd: Command, what: String, watch: Watch) -> Peer {
+    fn spawn(mut cmd: Command, what: String) -> Peer {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut child = ChildGuard(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {what}: {e}")),
+        );
         let (tx, lines) = std_mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
-        let (watched, passed): (Box<dyn Read + Send>, Box<dyn Read + Send>) = match watch {
-            Watch::Stdout => (Box::new(stdout), Box::new(stderr)),
-            Watch::Stderr => (Box::new(stderr), Box::new(stdout)),
-        };
+        let (watched, passed) = (stdout, stderr);
         std::thread::spawn(move || {
             for line in BufReader::new(watched).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
@@ -193,14 +189,10 @@ impl Peer {
         }
     }
 
-    /// Kills the process and waits for it to be gone (its port is free).
-    fn kill(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Kills the process and waits for it to be gone (its port is free):
+    /// what dropping its `ChildGuard` does.
+    fn kill(self) {
+        drop(self);
     }
 
     /// Waits for the process to exit on its own, up to `timeout`; kills it
@@ -218,17 +210,11 @@ impl Peer {
             }
             if Instant::now() > deadline {
                 let what = self.what.clone();
-                self.stop();
+                drop(self);
                 panic!("{what}: did not exit within {timeout:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -249,7 +235,7 @@ impl EchoServer {
             cmd.arg(p.to_string());
         }
         let what = format!("{} server", stack.name());
-        let mut peer = Peer::spawn(cmd, what.clone(), Watch::Stdout);
+        let mut peer = Peer::spawn(cmd, what.clone());
         let line = peer.next_line(WAIT);
         let port = line
             .trim()
@@ -556,28 +542,13 @@ async fn node_ws_close_1008_gives_up() {
 // ---------------------------------------------------------------------------
 // `rws serve` answering third-party clients
 
-/// `rws serve --bind 127.0.0.1:0 --echo`, and its `ws://ADDR/ws` URL.
-fn rws_serve() -> (Peer, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rws"));
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--echo"]);
-    let mut peer = Peer::spawn(cmd, "rws serve".into(), Watch::Stderr);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = peer.next_line(left);
-        if let Some(url) = line.trim().strip_prefix("listening on ") {
-            return (peer, url.to_string());
-        }
-        eprintln!("[rws serve] {line}");
-    }
-}
-
 async fn rws_serve_answers(stack: Stack) {
     stack.require_installed();
-    let (_server, url) = rws_serve();
+    let server = RwsServe::start_async("127.0.0.1:0", &["--echo"]).await;
+    let url = &server.url;
     let mut cmd = stack.command(stack.client_script());
-    cmd.arg(&url);
-    let client = Peer::spawn(cmd, format!("{} client", stack.name()), Watch::Stdout);
+    cmd.arg(url);
+    let client = Peer::spawn(cmd, format!("{} client", stack.name()));
     let (status, out) = client.wait_exit(WAIT + Duration::from_secs(5)).await;
     assert!(
         status.success(),

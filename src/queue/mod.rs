@@ -32,15 +32,17 @@
 //! ```
 
 mod message_queue;
+mod options;
+mod outcome;
 #[cfg(feature = "durable")]
 mod redb_store;
 mod store;
 
 pub use crate::message::{DropReason, MessageId};
 pub use crate::store_error::StoreError;
-pub use message_queue::{
-    Dropped, EnqueueOutcome, MessageQueue, QueueError, QueueOptions, QueuedMessage,
-};
+pub use message_queue::MessageQueue;
+pub use options::QueueOptions;
+pub use outcome::{Dropped, EnqueueOutcome, QueueError, QueuedMessage};
 #[cfg(feature = "durable")]
 #[cfg_attr(docsrs, doc(cfg(feature = "durable")))]
 pub use redb_store::RedbStore;

@@ -3,9 +3,11 @@
 //!
 //! Each socket has two tasks: a writer (`writer.rs`) and a reader, here.
 //! The reader waits for the HELLO (`hello.rs`), attaches to its session,
-//! then decodes frames, does the per-socket checks that need no session
-//! state ([`SocketChecks`]: malformed, text, too big, sequence going
-//! backwards) and forwards the rest to the session actor in batches:
+//! then decodes frames, does the cheap per-frame checks that need no session
+//! state ([`SocketChecks`]: malformed, text, too big, a HELLO or WELCOME
+//! after the handshake) and forwards the rest to the session actor in
+//! batches (the sequence rules, backwards included, are the session's
+//! `protocol::sequence::Receiver`'s alone):
 //! everything already buffered goes in one `do_send`, never one actor round
 //! trip per message. Keep-alive and pongs are in `keep_alive.rs`; the
 //! plain (non-protocol) socket is `plain_socket.rs`.
@@ -49,15 +51,17 @@ pub(crate) fn max_ws_message(max: usize) -> usize {
     max.saturating_add(crate::protocol::MAX_DATA_HEADER_LEN)
 }
 
-/// Per-socket reader state: the checks that need no session state.
+/// The reader's checks that need no session state: one frame at a time,
+/// nothing remembered between frames. Whether a seq may come next (gap,
+/// duplicate, backwards) is the session's `Receiver`'s rule, kept in one
+/// place.
 #[derive(Debug)]
 struct SocketChecks {
     max_message_size: usize,
-    last_seq: u64,
 }
 
 impl SocketChecks {
-    fn classify(&mut self, item: JoinedItem) -> Step {
+    fn classify(&self, item: JoinedItem) -> Step {
         let msg = match item {
             None => return Step::End,
             Some(Err(step)) => return step,
@@ -77,20 +81,13 @@ impl SocketChecks {
             Err(e) => return Step::Violation(e.close_code(), format!("malformed frame: {e}")),
         };
         match &frame {
-            Frame::Data { seq, payload } => {
+            Frame::Data { payload, .. } => {
                 if payload.len() > self.max_message_size {
                     return Step::Violation(
                         close_code::MESSAGE_TOO_BIG,
                         "message too big".to_owned(),
                     );
                 }
-                if *seq <= self.last_seq {
-                    return Step::Violation(
-                        close_code::PROTOCOL_ERROR,
-                        "sequence went backwards".to_owned(),
-                    );
-                }
-                self.last_seq = *seq;
             }
             Frame::Ack { .. } => {}
             Frame::Hello { .. } => {
@@ -102,6 +99,26 @@ impl SocketChecks {
         }
         Step::Frame(frame)
     }
+}
+
+/// Hands the frames read so far (if any) to the session in one message,
+/// counted by the read gate until the session has taken them.
+fn hand_over(
+    session: &Addr<SessionActor>,
+    gate: &Arc<ReadGate>,
+    socket_id: u64,
+    batch: &mut Vec<Frame>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let frames = std::mem::take(batch);
+    gate.queue(frames.len());
+    session.do_send(Inbound {
+        socket_id,
+        frames,
+        gate: gate.clone(),
+    });
 }
 
 /// Ends a socket the way `step` says (the writer does the writing).
@@ -225,9 +242,8 @@ async fn read_reliable(
         }
     };
 
-    let mut checks = SocketChecks {
+    let checks = SocketChecks {
         max_message_size: shared.options.max_message_size,
-        last_seq: 0,
     };
     let mut batch: Vec<Frame> = Vec::new();
     let mut keep_alive = KeepAlive::of(&shared.options);
@@ -273,13 +289,7 @@ async fn read_reliable(
                 Step::Frame(f) => {
                     batch.push(f);
                     if batch.len() >= MAX_BATCH {
-                        let frames = std::mem::take(&mut batch);
-                        gate.queue(frames.len());
-                        session.do_send(Inbound {
-                            socket_id,
-                            frames,
-                            gate: gate.clone(),
-                        });
+                        hand_over(&session, &gate, socket_id, &mut batch);
                     }
                 }
                 Step::Ping(p) => answer_ping(&tx, &pongs, p),
@@ -289,24 +299,9 @@ async fn read_reliable(
             // Drain whatever is already buffered before handing over.
             next = stream.next().now_or_never();
         }
-        if !batch.is_empty() {
-            let frames = std::mem::take(&mut batch);
-            gate.queue(frames.len());
-            session.do_send(Inbound {
-                socket_id,
-                frames,
-                gate: gate.clone(),
-            });
-        }
+        hand_over(&session, &gate, socket_id, &mut batch);
     };
-    if !batch.is_empty() {
-        gate.queue(batch.len());
-        session.do_send(Inbound {
-            socket_id,
-            frames: batch,
-            gate,
-        });
-    }
+    hand_over(&session, &gate, socket_id, &mut batch);
     // A client's normal close (1000) ends the session (PROTOCOL.md §6):
     // it will not resume, so nothing is kept for the resume window.
     let client_ended = matches!(
@@ -331,7 +326,6 @@ mod tests {
     fn checks() -> SocketChecks {
         SocketChecks {
             max_message_size: 10,
-            last_seq: 0,
         }
     }
 
@@ -354,8 +348,8 @@ mod tests {
     }
 
     #[test]
-    fn data_must_move_forward_and_fit() {
-        let mut c = checks();
+    fn data_must_fit_and_its_order_is_the_sessions_call() {
+        let c = checks();
         assert!(matches!(c.classify(data(1, 10)), Step::Frame(_)));
         assert!(
             matches!(c.classify(data(5, 0)), Step::Frame(_)),
@@ -365,13 +359,10 @@ mod tests {
             c.classify(binary(Frame::Ack { seq: 3 })),
             Step::Frame(_)
         ));
-        assert_eq!(
-            violation(c.classify(data(5, 1))),
-            (
-                close_code::PROTOCOL_ERROR,
-                "sequence went backwards".to_owned()
-            )
-        );
+        // Backwards too: the session's Receiver closes the socket for it
+        // (1002, tests/server.rs
+        // `protocol_violations_close_the_socket_but_keep_the_session`).
+        assert!(matches!(c.classify(data(5, 1)), Step::Frame(_)));
         assert_eq!(
             violation(checks().classify(data(1, 11))),
             (close_code::MESSAGE_TOO_BIG, "message too big".to_owned())

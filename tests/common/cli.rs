@@ -1,41 +1,34 @@
 //! Helpers shared by the `tests/cli_*.rs` files, which test the `rws`
 //! binary end to end: running it with a deadline, `rws serve` as a child on
 //! a free port, and a child the test talks to line by line while it runs.
-//! Each of those files says `#[path = "common/cli.rs"] mod cli;`.
+//! Each of those files says `mod common;` and `use common::cli::*;` (not
+//! re-exported at `common`'s root: `run`, `Output` and `TIMEOUT` are names
+//! other test files use for other things). The child-process basics
+//! (`ChildGuard`, the `rws` binary, `rws serve` as a child) are
+//! `common::process`'s, shared with the other files that start `rws`.
 //!
 //! Every wait has a deadline, and every child is killed on drop, so a broken
 //! binary fails a test instead of hanging it or leaking processes.
 
-// Each test file compiles this module on its own and uses only some of it.
-#![allow(dead_code)]
-
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    process::{ChildStdin, Command, ExitStatus, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
+pub use super::{wait_child, ChildGuard, RwsServe};
+
 /// The longest any one step (a child's run, a server's read) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The `rws` binary with the environment the output checks assume (the
+/// default log level, no token from the environment).
 pub fn rws() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rws"));
-    // Output checks below assume the default log level.
+    let mut cmd = super::rws_command();
     cmd.env_remove("RUST_LOG").env_remove("RWS_TOKEN");
     cmd
-}
-
-/// Kills the child when dropped, so a failing assertion does not leave a
-/// server running.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What to do with the child's stdin.
@@ -94,21 +87,6 @@ pub fn run(mut cmd: Command, input: Input) -> Output {
     }
 }
 
-/// Waits (up to `limit`) for `child` to exit; `None` if it is still running
-/// then (the caller decides how to fail, with what it knows of the child).
-pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Reads a pipe to its end on a thread; the text arrives on the channel.
 fn read_all(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -120,36 +98,15 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
-/// `rws serve` on a free port, killed on drop.
-pub struct EchoServer {
-    pub child: ChildGuard,
-    pub url: String,
-}
-
-impl EchoServer {
-    /// The `HOST:PORT` it listens on.
-    pub fn addr(&self) -> String {
-        self.url
-            .trim_start_matches("ws://")
-            .trim_end_matches("/ws")
-            .to_string()
-    }
-
-    /// Waits (up to `limit`) for the server to exit; panics after `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        wait_child(&mut self.child.0, limit)
-            .unwrap_or_else(|| panic!("rws serve did not exit within {limit:?}"))
-    }
-}
-
-pub fn start_echo_server() -> EchoServer {
+/// `rws serve --echo` on a free port, once it listens.
+pub fn start_echo_server() -> RwsServe {
     start_server(&["--echo"])
 }
 
-/// `rws serve --bind 127.0.0.1:0 ARGS...`, once it listens.
-pub fn start_server(args: &[&str]) -> EchoServer {
-    let server = try_start_server("127.0.0.1:0", args)
-        .unwrap_or_else(|stderr| panic!("rws serve failed:\n{stderr}"));
+/// `rws serve --bind 127.0.0.1:0 ARGS...`, once it listens, and checks
+/// that it printed the port it really got.
+pub fn start_server(args: &[&str]) -> RwsServe {
+    let server = RwsServe::start("127.0.0.1:0", args);
     assert!(
         server.url.starts_with("ws://127.0.0.1:"),
         "unexpected address line: {}",
@@ -161,64 +118,6 @@ pub fn start_server(args: &[&str]) -> EchoServer {
         server.url
     );
     server
-}
-
-/// `rws serve --echo --bind ADDR` again on the address of a server that was
-/// just killed. The port may be busy for a moment, so binding is retried
-/// for up to 2 s.
-pub fn restart_echo_server(addr: &str) -> EchoServer {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match try_start_server(addr, &["--echo"]) {
-            Ok(server) => return server,
-            Err(stderr) if Instant::now() < deadline => {
-                assert!(
-                    stderr.contains("cannot listen"),
-                    "rws serve failed:\n{stderr}"
-                );
-                thread::sleep(Duration::from_millis(50));
-            }
-            Err(stderr) => panic!("could not listen on {addr} again within 2 s:\n{stderr}"),
-        }
-    }
-}
-
-/// Starts `rws serve --bind ADDR ARGS...` and waits for its address line;
-/// `Err` with its stderr if it exited first (e.g. the port is taken).
-pub fn try_start_server(addr: &str, args: &[&str]) -> Result<EchoServer, String> {
-    let mut cmd = rws();
-    cmd.args(["serve", "--bind", addr])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = ChildGuard(cmd.spawn().expect("spawn rws serve"));
-    let stderr = child.0.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut seen = String::new();
-        // Keep draining after the address line so the server never blocks
-        // on a full stderr pipe.
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening on ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(Ok(url.to_string()));
-                }
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        // The server exited without listening.
-        if let Some(tx) = tx {
-            let _ = tx.send(Err(seen));
-        }
-    });
-    let url = rx
-        .recv_timeout(TIMEOUT)
-        .expect("rws serve did not print `listening on ...` in time")?;
-    Ok(EchoServer { child, url })
 }
 
 // ---------------------------------------------------------------------------
@@ -274,6 +173,14 @@ impl Running {
             seen_stdout: Vec::new(),
             seen_stderr: Vec::new(),
         }
+    }
+
+    /// [`Running::start`], then waits for its first connected state line
+    /// (human or `--json` form): where every `rws connect` test begins.
+    pub fn connected(cmd: Command) -> Running {
+        let mut child = Running::start(cmd);
+        child.wait_for(Pipe::Stderr, "connected state", is_connected_event);
+        child
     }
 
     pub fn write_line(&mut self, line: &str) {

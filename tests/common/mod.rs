@@ -15,7 +15,10 @@
 //! - `test_peer`: a scripted protocol client over awc (`TestPeer`);
 //! - `raw_server`: a scripted server (negotiate answers, WELCOME, a
 //!   hand-answered upgrade on a std `TcpStream`);
-//! - `process`: `ChildGuard`;
+//! - `process`: `ChildGuard`, the `rws` binary, `rws serve` as a child
+//!   (`RwsServe`);
+//! - `cli` (not re-exported: `use common::cli::*`): running `rws` with a
+//!   deadline and talking to it line by line, for `tests/cli_*.rs`;
 //! - `tls`: self-signed certificates and the configs that trust them.
 //!
 //! Every wait here is bounded, so a broken test fails instead of hanging.
@@ -25,6 +28,7 @@
 
 use std::time::Duration;
 
+pub mod cli;
 mod client;
 mod delivery;
 mod process;

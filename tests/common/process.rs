@@ -48,6 +48,22 @@ pub fn rws_command() -> Command {
     Command::new(bin)
 }
 
+/// Waits (up to `limit`) for `child` to exit, off any async runtime; `None`
+/// if it is still running then (the caller decides how to fail, with what
+/// it knows of the child).
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `rws serve` as a child process, killed on drop.
 pub struct RwsServe {
     /// The process.
@@ -66,7 +82,9 @@ impl RwsServe {
             rws_command()
                 .args(["serve", "--bind", addr])
                 .args(args)
+                // Its output and its token are the test's arguments' alone.
                 .env_remove("RUST_LOG")
+                .env_remove("RWS_TOKEN")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -130,6 +148,13 @@ impl RwsServe {
     pub fn addr(&self) -> &str {
         let rest = self.url.strip_prefix("ws://").unwrap_or(&self.url);
         rest.strip_suffix("/ws").unwrap_or(rest)
+    }
+
+    /// Waits (up to `limit`) for the process to exit, blocking this thread
+    /// (for the tests without an actix System); panics after `limit`.
+    pub fn wait_exit_blocking(&mut self, limit: Duration) -> ExitStatus {
+        wait_child(&mut self.child, limit)
+            .unwrap_or_else(|| panic!("rws serve did not exit within {limit:?}"))
     }
 
     /// Waits (bounded) for the process to exit; its status. Async: the

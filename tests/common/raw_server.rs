@@ -63,11 +63,12 @@ pub fn accept_upgrade(stream: &mut TcpStream) -> String {
     head
 }
 
-/// Reads one client frame from `stream` (clients must mask): its opcode
-/// and unmasked payload.
+/// Reads one client frame from `stream` (clients must mask; ours never
+/// fragments): its opcode and unmasked payload.
 pub fn read_client_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
     stream.read_exact(&mut h).expect("frame header");
+    assert!(h[0] & 0x80 != 0, "expected unfragmented frames");
     assert!(h[1] & 0x80 != 0, "client frames must be masked");
     let len = match h[1] & 0x7f {
         126 => {

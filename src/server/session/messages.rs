@@ -41,7 +41,8 @@ pub(crate) enum AttachError {
 }
 
 /// Decoded DATA and ACK frames from the socket `socket_id`, in arrival
-/// order (already checked for size and for going backwards on the socket).
+/// order (already checked for size on the socket; the sequence rules are
+/// the session's `Receiver`'s).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Inbound {

@@ -1,0 +1,124 @@
+//! The benchmark suite: throughput, round-trip latency, idle memory and
+//! recovery, each measured in the same run as a raw awc baseline against
+//! the same server, so ratios compare like with like on whatever machine
+//! runs it.
+//!
+//! `cargo bench --bench suite` runs the full suite; `RWS_BENCH_QUICK=1`
+//! runs every case briefly (a smoke test); `RWS_BENCH_JSON=path` also
+//! writes the figures as one flat JSON object; `RWS_BENCH_ONLY=tput,rtt`
+//! runs only the named sections (memory, tput, rtt, recovery, storm);
+//! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
+//! in this process instead of a child process. Figures and how they were
+//! read: docs/PERFORMANCE.md.
+//!
+//! To profile, build with debug info in the `profiling` profile (release
+//! plus line tables; the release profile itself carries none) and run one
+//! case alone (`role_tput`):
+//! `cargo bench --profile profiling --bench suite --no-run`, then
+//! `RWS_BENCH_ROLE=tput RWS_BENCH_ARGS="stateful 64 200000" valgrind
+//! --tool=callgrind target/profiling/deps/suite-<hash>` (or `perf record -g`).
+//!
+//! The memory and reconnect-storm figures come from child processes (this
+//! same binary, re-run with `RWS_BENCH_ROLE` set): one runs the server, one
+//! holds the idle client connections. That keeps the client's and the server's resident
+//! memory apart and keeps each measurement free of the allocator's
+//! leftovers from earlier cases (freed memory that glibc keeps would
+//! otherwise be reused and make later cases look cheaper).
+
+//!
+//! One module per measured section (`tput.rs`, `rtt.rs`, `memory.rs`,
+//! `recovery.rs`, `storm.rs`) in `benches/suite/`, beside what they share:
+//! `plan.rs` (sizes and the report), `clients.rs` (baselines and our client),
+//! `roles.rs` (the child processes).
+
+mod clients;
+// Shared with benches/durable.rs.
+#[path = "../common/mod.rs"]
+mod common;
+mod memory;
+mod plan;
+mod recovery;
+mod roles;
+mod rtt;
+mod storm;
+mod tput;
+
+use std::time::Instant;
+
+use resilient_ws::{server::ServerOptions, testing::TestServer};
+
+use self::{
+    memory::bench_memory,
+    plan::{Plan, Report},
+    recovery::bench_recovery,
+    roles::{role_client, role_server, ChildProc},
+    rtt::bench_rtt,
+    storm::bench_storm,
+    tput::{bench_throughput, role_tput},
+};
+
+fn main() {
+    match std::env::var("RWS_BENCH_ROLE").as_deref() {
+        Ok("server") => return role_server(&std::env::var("RWS_BENCH_ARGS").unwrap_or_default()),
+        Ok("client") => return role_client(&std::env::var("RWS_BENCH_ARGS").unwrap()),
+        Ok("tput") => return role_tput(&std::env::var("RWS_BENCH_ARGS").unwrap()),
+        _ => {}
+    }
+    let plan = Plan::from_env();
+    let started = Instant::now();
+    let mut report = Report::default();
+    eprintln!(
+        "resilient-ws bench suite ({} mode)",
+        if plan.quick { "quick" } else { "full" }
+    );
+    // Memory first and out of process, so nothing else here affects it.
+    if plan.runs("memory") {
+        bench_memory(&plan, &mut report);
+    }
+    let mut report = actix_rt::System::new().block_on(async move {
+        // One reliable echo server answers every client: plain clients
+        // (baselines, raw mode) get a plain echo, stateful ones the protocol.
+        let (server, _reliable) =
+            TestServer::reliable_echo(ServerOptions::default()).expect("server");
+        // Throughput and latency are measured against the same server code
+        // in a child process, as a deployment has it: in this process its
+        // session actors would run on the clients' thread, so the server's
+        // protocol work would be charged to the stateful client (and not to
+        // the baselines, whose plain echo runs on the server's worker).
+        // `RWS_BENCH_SERVER=inproc` measures that arrangement instead.
+        let inproc = std::env::var("RWS_BENCH_SERVER").is_ok_and(|v| v == "inproc");
+        let mut child = (!inproc && (plan.runs("tput") || plan.runs("rtt")))
+            .then(|| ChildProc::spawn("server", &[]));
+        let url = match child.as_mut() {
+            Some(c) => c.line(),
+            None => server.ws_url(),
+        };
+        report.key("server_in_process", if child.is_some() { 0.0 } else { 1.0 });
+        if plan.runs("tput") {
+            bench_throughput(&plan, &url, &mut report).await;
+        }
+        if plan.runs("rtt") {
+            bench_rtt(&plan, &url, &mut report).await;
+        }
+        if let Some(c) = child {
+            c.finish();
+        }
+        if plan.runs("recovery") {
+            bench_recovery(&plan, &server, &mut report).await;
+        }
+        server.stop().await;
+        if plan.runs("storm") {
+            bench_storm(&plan, &mut report).await;
+        }
+        report
+    });
+    report.key("suite_seconds", started.elapsed().as_secs_f64());
+    report.print();
+    report.write_json();
+    // Lost messages are a correctness failure, not a slow figure: fail the
+    // run (CI's quick run included) after the table is out.
+    if report.json.get("storm_lost").is_some_and(|&l| l > 0.0) {
+        eprintln!("storm: messages were lost (see the table)");
+        std::process::exit(1);
+    }
+}

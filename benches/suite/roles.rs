@@ -1,0 +1,178 @@
+//! The child processes (this same binary, re-run with `RWS_BENCH_ROLE`):
+//! the handle that starts one, role `server` and role `client`.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader, Write},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actix::prelude::*;
+use resilient_ws::{
+    server::{MessageReceived, ServerOptions},
+    testing::TestServer,
+    Payload, ReconnectMode, ResilientWebSocket,
+};
+
+use super::{
+    clients::{awc_client, awc_connect, ours, vm_rss_kib, Framed},
+    storm::STORM_PREFIX,
+};
+
+/// Re-runs this binary in a role; its stdin/stdout are the control channel.
+pub(super) struct ChildProc {
+    pub(super) child: Child,
+    pub(super) stdin: Option<ChildStdin>,
+    pub(super) stdout: BufReader<ChildStdout>,
+}
+
+impl ChildProc {
+    pub(super) fn spawn(role: &str, args: &[String]) -> ChildProc {
+        let mut child = Command::new(std::env::current_exe().expect("current exe"))
+            .env("RWS_BENCH_ROLE", role)
+            .env("RWS_BENCH_ARGS", args.join(" "))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        ChildProc {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub(super) fn say(&mut self, line: &str) {
+        let s = self.stdin.as_mut().unwrap();
+        writeln!(s, "{line}").unwrap();
+        s.flush().unwrap();
+    }
+
+    pub(super) fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).expect("child output");
+        assert!(!l.is_empty(), "child exited early");
+        l.trim().to_string()
+    }
+
+    /// Closing stdin tells the child to exit.
+    pub(super) fn finish(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Child role "server [PORT]": a reliable echo server (it echoes plain
+/// clients too) on 127.0.0.1:PORT (default: any port); prints its URL,
+/// answers each `rss` line with its VmRSS in KiB and each `count` line
+/// with the number of distinct [`STORM_PREFIX`] messages its sessions
+/// received, and exits when stdin closes.
+pub(super) fn role_server(args: &str) {
+    let port: u16 = args.trim().parse().unwrap_or(0);
+    actix_rt::System::new().block_on(async move {
+        // The defaults, failed-resume limit included: every bench client
+        // comes from 127.0.0.1, like clients behind one NAT, and a restart
+        // must not lock them out (resumes of sessions the new server never
+        // had do not count toward the limit). Only the anonymous negotiate
+        // limit is off: the memory section opens 10 000 idle sessions from
+        // this one address, more than that limit lets one address open.
+        let mut options = ServerOptions::default();
+        options.anonymous_negotiate_limit = None;
+        let reliable = resilient_ws::server::ReliableServer::echo(options);
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        reliable.on_message(StormCounter(seen.clone()).start().recipient());
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let server = TestServer::serve_reliable(addr, &reliable).expect("server binds");
+        println!("{}", server.ws_url());
+        // Stdin is read on its own thread so the server's thread never blocks.
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                match line.as_deref() {
+                    Ok("rss") => println!("{}", vm_rss_kib()),
+                    Ok("count") => println!("{}", seen.lock().unwrap().len()),
+                    _ => break,
+                }
+            }
+            std::process::exit(0);
+        });
+        futures_util::future::pending::<()>().await;
+    });
+}
+
+/// Collects the distinct storm messages a server received (a message that
+/// arrives twice, for instance re-sent after a lost session, counts once).
+pub(super) struct StormCounter(Arc<Mutex<HashSet<String>>>);
+
+impl Actor for StormCounter {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageReceived> for StormCounter {
+    type Result = ();
+    fn handle(&mut self, m: MessageReceived, _: &mut Context<Self>) {
+        if let Payload::Text(t) = m.payload {
+            if t.starts_with(STORM_PREFIX) {
+                self.0.lock().unwrap().insert(t.to_string());
+            }
+        }
+    }
+}
+
+/// Child role "client KIND N URL": opens one warm-up connection, prints
+/// `ready`, waits for `go`, opens N idle connections, prints `BEFORE AFTER`
+/// (VmRSS KiB) and holds them until stdin closes.
+pub(super) fn role_client(args: &str) {
+    let mut it = args.split(' ');
+    let kind = it.next().unwrap().to_string();
+    let n: usize = it.next().unwrap().parse().unwrap();
+    let url = it.next().unwrap().to_string();
+    actix_rt::System::new().block_on(async move {
+        let client = awc_client();
+        let mode = if kind == "stateful" {
+            ReconnectMode::Stateful
+        } else {
+            ReconnectMode::None
+        };
+        // Both kinds go in one Vec; the enum adds the same few bytes to each.
+        let open = || async {
+            if kind == "baseline" {
+                Held::Awc(awc_connect(&client, &url).await)
+            } else {
+                // A small outbox: idle clients need none, and its size is
+                // what an application would pick for such clients.
+                Held::Ours(ours(&url, mode, 16).await)
+            }
+        };
+        let mut held = Vec::with_capacity(n + 1);
+        // Warm up: the first connection pays for one-time setup (connector,
+        // runtime buffers) that is not per connection.
+        held.push(open().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut stdin = std::io::stdin().lock();
+        println!("ready");
+        let mut l = String::new();
+        // Blocking here is fine: nothing in this process needs to run.
+        stdin.read_line(&mut l).unwrap();
+        let before = vm_rss_kib();
+        for _ in 0..n {
+            held.push(open().await);
+        }
+        // Let the handshakes' transient buffers be freed and everything settle.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        println!("{before} {}", vm_rss_kib());
+        l.clear();
+        let _ = stdin.read_line(&mut l);
+        std::process::exit(0);
+    });
+}
+
+/// What the client role holds open.
+#[allow(dead_code)] // Held only for their memory.
+pub(super) enum Held {
+    Awc(Framed),
+    Ours(ResilientWebSocket),
+}
