@@ -2,10 +2,11 @@ import { ConnectionState, ReconnectMode } from './enums.js';
 import { ResilientWebSocketError, asWsError, wsError } from './errors.js';
 import { MessageQueue, QueueFullError, type DroppedMessage, type MessageData } from './message-queue.js';
 import {
-  CloseCode, ReliableState, SUBPROTOCOL, decodeFrame, encodeAck, encodeData, encodeHello,
-  negotiateUrl, parseNegotiateResponse, shutdownAdviceDelay, utf8Encode, utf8Length, type SessionInfo,
+  CloseCode, ReliableState, SUBPROTOCOL, decodeFrame, encodeAck, encodeData, encodeHello, encodePing,
+  negotiateUrl, parseNegotiateResponse, shutdownAdviceDelay, utf8Decode, utf8Encode, utf8Length, type SessionInfo,
 } from './protocol.js';
 import { exponentialBackoff, type RetryPolicy } from './retry.js';
+import { Persister, decodeStored, defaultStore, encodeStored, readStored, type StoredState } from './persistence.js';
 import type {
   ConnectionHandlerOptions, TransportCallbacks, WebSocketConstructor, WebSocketLike,
 } from './types.js';
@@ -15,8 +16,9 @@ const OPEN = 1;
 const MAX_REFUSED_REPLAYS = 3;
 
 type Resolved = Required<Omit<ConnectionHandlerOptions,
-  'negotiate' | 'getAuthToken' | 'retryPolicy' | 'messageTtlMs' | 'maxOutboundMessageSize' | 'heartbeatTimeoutMs' | 'authTokenQueryParam'>>
-  & Pick<ConnectionHandlerOptions, 'negotiate' | 'getAuthToken' | 'messageTtlMs' | 'maxOutboundMessageSize'>
+  'negotiate' | 'getAuthToken' | 'retryPolicy' | 'messageTtlMs' | 'maxOutboundMessageSize' | 'heartbeatTimeoutMs' | 'authTokenQueryParam'
+  | 'store' | 'storePath' | 'storeKey'>>
+  & Pick<ConnectionHandlerOptions, 'negotiate' | 'getAuthToken' | 'messageTtlMs' | 'maxOutboundMessageSize' | 'store' | 'storePath' | 'storeKey'>
   & { heartbeatTimeoutMs: number; retryPolicy: RetryPolicy; authTokenQueryParam: string | null };
 
 /** The design's option defaults (and the Rust client's for what it added). */
@@ -47,6 +49,9 @@ export function resolveOptions(o: ConnectionHandlerOptions = {}): Resolved {
     getAuthToken: o.getAuthToken,
     messageTtlMs: o.messageTtlMs,
     maxOutboundMessageSize: o.maxOutboundMessageSize,
+    store: o.store,
+    storePath: o.storePath,
+    storeKey: o.storeKey,
   };
   const bad = (m: string) => { throw wsError('invalidConfig', m); };
   if (!(r.connectionTimeoutMs > 0)) bad('connectionTimeoutMs must be greater than zero');
@@ -54,7 +59,9 @@ export function resolveOptions(o: ConnectionHandlerOptions = {}): Resolved {
   if (r.reconnectInitialDelayMs > r.reconnectMaxDelayMs) bad('reconnectInitialDelayMs must not exceed reconnectMaxDelayMs');
   if (r.heartbeatIntervalMs < 0 || !(r.heartbeatTimeoutMs >= 0)) bad('heartbeat durations must not be negative');
   if (r.enableMessageBuffering && r.maxBufferedMessages < 1) bad('maxBufferedMessages must be greater than zero when buffering is on');
-  if (r.persistent) bad('persistent: true is not implemented yet in the JS client');
+  if (r.persistent && !r.store && r.storePath === undefined && !(globalThis as { indexedDB?: unknown }).indexedDB) {
+    bad('persistent: true needs storePath (Node.js), IndexedDB (browsers) or a store');
+  }
   if (r.maxMessageSize < 1) bad('maxMessageSize must be greater than zero');
   if (r.authTokenQueryParam !== null && !/^[A-Za-z0-9._~-]+$/.test(r.authTokenQueryParam)) {
     bad('authTokenQueryParam must be non-empty and URL-safe');
@@ -80,6 +87,8 @@ interface Link {
   timers: ReturnType<typeof setTimeout>[];
   settle?: { resolve: () => void; reject: (e: ResilientWebSocketError) => void };
   closingByUs?: boolean;
+  /** The highest seq written on this socket. */
+  writtenSeq?: number;
 }
 
 function randomHex(bytes: number): string {
@@ -109,8 +118,12 @@ export class ResilientWebSocketTransport {
   readonly options: Resolved;
   private currentState = ConnectionState.Disconnected;
   private readonly outbox: MessageQueue;
-  /** Stable for this client's life (PROTOCOL.md §1). */
-  readonly clientId = randomHex(16);
+  /** Stable for this client's life (PROTOCOL.md §1); with `persistent`, across reloads. */
+  get clientId(): string {
+    return this.id;
+  }
+  private id = randomHex(16);
+  private readonly persist: Persister | undefined;
 
   // Connection management.
   private link: Link | undefined;
@@ -123,6 +136,11 @@ export class ResilientWebSocketTransport {
   private expiryTimer: ReturnType<typeof setTimeout> | undefined;
   private wakeRetry: (() => void) | undefined;
   private looping = false;
+  private saidNoHeartbeat = false;
+  /** With `persistent`: the highest seq and server seq the store holds (see onSaved). */
+  private storedSeq = 0;
+  private storedDelivered = 0;
+  private ackSent = 0;
 
   // Stateful mode.
   private session: SessionInfo | undefined;
@@ -158,6 +176,82 @@ export class ResilientWebSocketTransport {
       ...(this.options.messageTtlMs !== undefined ? { ttlMs: this.options.messageTtlMs } : {}),
       onDropped: (d: DroppedMessage) => this.emit('onMessageDropped', d),
     });
+    if (this.options.persistent) {
+      const key = this.options.storeKey ?? `resilient-ws:${typeof urlProvider === 'string' ? urlProvider : ''}`;
+      const store = defaultStore({ ...this.options, storeKey: key });
+      this.persist = new Persister(store, () => this.snapshot(),
+        (e) => this.emit('onError', asWsError(e, 'invalidConfig')), (st) => this.onSaved(st));
+      this.persist.loaded = this.persist.load().then((v) => this.restore(readStored(v)));
+    }
+  }
+
+  /** What `persistent: true` saves. */
+  private snapshot(): StoredState {
+    const s = this.session;
+    return {
+      version: 1,
+      clientId: this.id,
+      ...(s ? {
+        session: {
+          connectionId: s.connectionId, reconnectToken: s.reconnectToken, socketUrl: s.socketUrl,
+          resumeWindowMs: s.resumeWindowMs, maxMessageSize: s.maxMessageSize, maxUnackedBytes: s.maxUnackedBytes,
+          ackIntervalMs: s.ackIntervalMs, ackThreshold: s.ackThreshold, pingFrames: s.pingFrames,
+        },
+      } : {}),
+      delivered: this.rs.delivered,
+      nextSeq: this.nextSeq,
+      window: this.window.slice(this.windowHead).map((m) =>
+        encodeStored(m.text ? utf8Decode(m.payload) : m.payload, { seq: m.seq })),
+      outbox: this.outbox.snapshot().map((m) =>
+        encodeStored(typeof m.data === 'string' ? m.data : toBytes(m.data), { priority: m.priority })),
+    };
+  }
+
+  /**
+   * With `persistent`, the server sees only what is saved: a DATA whose seq
+   * is not in the store yet waits for the write (a restart would otherwise
+   * give that seq to another message), and an ACK covers only what the
+   * store counts as delivered (the server frees what is acked, and a
+   * restarted client resumes from the stored count). Called when a write
+   * finished: sends what it made safe.
+   */
+  private onSaved(st: StoredState): void {
+    this.storedSeq = Math.max(this.storedSeq, st.nextSeq - 1);
+    this.storedDelivered = st.session ? st.delivered : 0;
+    const link = this.link;
+    if (!link || link.phase !== 'up' || link.dead) return;
+    for (let i = this.windowHead; i < this.window.length; i++) {
+      const m = this.window[i]!;
+      if (m.seq > this.storedSeq) break;
+      if (m.seq > (link.writtenSeq ?? 0)) this.writeData(link, m);
+    }
+    if (this.storedDelivered > this.ackSent && this.rs.delivered >= this.storedDelivered) this.sendAck(link);
+  }
+
+  /** Takes back a saved state: the same client id, session, seqs and messages. */
+  private restore(st: StoredState | undefined): void {
+    if (!st) return;
+    this.id = st.clientId;
+    this.storedSeq = st.nextSeq - 1;
+    this.storedDelivered = st.session ? st.delivered : 0;
+    if (this.stateful) {
+      if (st.session) {
+        this.session = { ...st.session };
+        this.rs.delivered = st.delivered;
+      }
+      this.nextSeq = st.nextSeq;
+      this.rs.highestWritten = st.nextSeq - 1;
+      for (const m of st.window) {
+        const data = decodeStored(m);
+        const payload = typeof data === 'string' ? utf8Encode(data) : data;
+        this.window.push({ seq: m.seq ?? 0, payload, text: typeof data === 'string' });
+        this.windowBytes += payload.length;
+      }
+    } else {
+      // Stateless keeps no seqs: what was unacknowledged is simply sent again.
+      for (const m of st.window) this.outbox.enqueue(decodeStored(m), 0);
+    }
+    for (const m of st.outbox) this.outbox.enqueue(decodeStored(m), m.priority ?? 0);
   }
 
   get state(): ConnectionState {
@@ -205,6 +299,7 @@ export class ResilientWebSocketTransport {
    * `notConnected` when buffering is off or a close is in progress.
    */
   async send(data: MessageData, priority = 0): Promise<void> {
+    if (this.persist) await this.persist.loaded;
     const size = dataLength(data);
     const max = this.peerMaxMessageSize;
     if (max !== undefined && size > max) {
@@ -213,7 +308,11 @@ export class ResilientWebSocketTransport {
     const owned: MessageData = typeof data === 'string' ? data : toBytes(data);
     for (;;) {
       const admitted = this.tryAdmit(owned, priority);
-      if (admitted === true) return;
+      if (admitted === true) {
+        // Taken only once it is stored: a reload after this keeps it.
+        if (this.persist) await this.persist.save();
+        return;
+      }
       const policy = this.options.overflowPolicy;
       if (typeof policy !== 'object') throw admitted;
       await this.waitForSpace(policy.waitMs, admitted);
@@ -293,6 +392,12 @@ export class ResilientWebSocketTransport {
    * up to `closeTimeoutMs`. Resolves when `Disconnected`.
    */
   async disconnect(): Promise<void> {
+    await this.disconnectSocket();
+    // With `persistent`: resolved once the store holds the final state.
+    if (this.persist) await this.persist.save();
+  }
+
+  private async disconnectSocket(): Promise<void> {
     this.wanted = false;
     if (this.currentState === ConnectionState.Disconnected) return;
     const done = new Promise<void>((resolve) => this.disconnectWaiters.push(resolve));
@@ -360,6 +465,7 @@ export class ResilientWebSocketTransport {
   }
 
   private async initialConnect(): Promise<void> {
+    if (this.persist) await this.persist.loaded;
     let retriedGone = false;
     for (;;) {
       try {
@@ -439,6 +545,9 @@ export class ResilientWebSocketTransport {
     if (!old) return;
     this.session = undefined;
     this.rs.sessionGone();
+    this.ackSent = 0;
+    this.storedDelivered = 0;
+    void this.persist?.save();
     this.emit('onSessionLost', { connectionId: old.connectionId, resending: this.unackedCount });
   }
 
@@ -495,7 +604,10 @@ export class ResilientWebSocketTransport {
         // Resuming cannot work any more: negotiate afresh through the URL provider.
         this.giveUpSession();
       }
-      if (!this.session) this.session = await this.negotiate(url, token, signal);
+      if (!this.session) {
+        this.session = await this.negotiate(url, token, signal);
+        void this.persist?.save();
+      }
       if (signal.aborted || !this.wanted) throw wsError('notConnected', 'connect abandoned');
       socketUrl = this.session.socketUrl;
       protocols = [SUBPROTOCOL];
@@ -662,6 +774,7 @@ export class ResilientWebSocketTransport {
           const verdict = this.rs.onData(frame.seq);
           if (verdict === 'deliver') {
             this.emit('onMessage', { data: 'text' in frame ? frame.text : frame.binary, seq: frame.seq });
+            void this.persist?.save();
           }
           if (this.link !== link || link.dead) return;
           if (this.rs.ackNow(s.ackThreshold)) this.sendAck(link);
@@ -676,6 +789,9 @@ export class ResilientWebSocketTransport {
         case 'ack':
           this.rs.onAck(frame.seq);
           this.onAck(frame.seq);
+          return;
+        case 'pong':
+          // Our PING's answer: its arrival already counted (lastInbound).
           return;
         default:
           throw wsError('protocol', `unexpected ${frame.type} frame`, { closeCode: CloseCode.ProtocolError });
@@ -707,6 +823,7 @@ export class ResilientWebSocketTransport {
     }
     if (seq > this.acked) this.acked = seq;
     if (!freed) return;
+    void this.persist?.save();
     if (this.windowHead > 1024 && this.windowHead * 2 > this.window.length) {
       this.window = this.window.slice(this.windowHead);
       this.windowHead = 0;
@@ -748,13 +865,29 @@ export class ResilientWebSocketTransport {
   }
 
   private writeData(link: Link, m: Outgoing): void {
+    if (this.persist && m.seq > this.storedSeq) {
+      // Not in the store yet: written once it is (onSaved).
+      void this.persist.save();
+      return;
+    }
+    link.writtenSeq = Math.max(link.writtenSeq ?? 0, m.seq);
     this.rs.noteWritten(m.seq);
     this.write(link, encodeData(m.seq, m.payload, m.text));
   }
 
   private sendAck(link: Link): void {
     this.stopAckTimer();
-    this.write(link, encodeAck(this.rs.takeAck()));
+    let seq = this.rs.takeAck();
+    if (this.persist) {
+      seq = Math.min(seq, this.storedDelivered);
+      if (seq <= this.ackSent && this.session) {
+        // Nothing stored to ack yet; the write in progress acks it (onSaved).
+        void this.persist.save();
+        return;
+      }
+    }
+    this.ackSent = seq;
+    this.write(link, encodeAck(seq));
   }
 
   private stopAckTimer(): void {
@@ -794,14 +927,35 @@ export class ResilientWebSocketTransport {
       }
     }
     this.notifySpace();
+    void this.persist?.save();
   }
 
   // ---------------------------------------------------------------- heartbeat
 
+  /**
+   * Times the link: a WebSocket ping where the socket can send one (Node's
+   * `ws`), else a PING frame where the server offers them (a browser, Node's
+   * global WebSocket; PROTOCOL.md §5a). Without either, a half-open link is
+   * noticed only when the socket reports it: said once, as `noHeartbeat`.
+   */
   private startHeartbeat(link: Link): void {
     const interval = this.options.heartbeatIntervalMs;
     const ws = link.ws;
-    if (interval <= 0 || typeof ws.ping !== 'function') return;
+    if (interval <= 0) return;
+    let ping: () => void;
+    if (typeof ws.ping === 'function') {
+      ping = () => ws.ping!();
+    } else if (this.stateful && this.session?.pingFrames) {
+      ping = () => this.write(link, encodePing(Date.now()));
+    } else {
+      if (!this.saidNoHeartbeat) {
+        this.saidNoHeartbeat = true;
+        this.emit('onError', wsError('noHeartbeat', this.stateful
+          ? 'this socket cannot send pings and the server offers no PING frames: a half-open link is noticed only when the socket reports it'
+          : 'this socket cannot send pings (Stateless mode has no PING frames): a half-open link is noticed only when the socket reports it'));
+      }
+      return;
+    }
     const timeout = this.options.heartbeatTimeoutMs || interval * 2;
     const tick = () => {
       if (link.dead) return;
@@ -810,7 +964,7 @@ export class ResilientWebSocketTransport {
         return;
       }
       try {
-        ws.ping!();
+        ping();
       } catch {
         // the close event follows
       }
@@ -887,7 +1041,10 @@ export class ResilientWebSocketTransport {
       // Our Close 1000 ended the session on the server: a later connect starts fresh.
       this.session = undefined;
       this.rs.sessionGone();
+      this.ackSent = 0;
+      this.storedDelivered = 0;
       this.sessionLostAt = undefined;
+      void this.persist?.save();
     }
     const settle = link.settle;
     link.settle = undefined;
