@@ -6,7 +6,7 @@
 // A run sends N messages as fast as the client takes them and ends when
 // the N-th echo arrived; each mode runs RUNS times, the median is kept.
 //
-//   node bench/bench.mjs [--quick] [--messages N] [--runs R]
+//   node bench/bench.mjs [--quick] [--messages N] [--runs R] [--only ws|stateless|stateful]
 //
 // --quick (ci.sh): 2 000 messages, one run: checks that every mode works
 // and gets every echo, in order; its figures are not meant to be compared.
@@ -81,6 +81,8 @@ try {
     stateless: () => jsClient(server.url, ReconnectMode.Stateless),
     stateful: () => jsClient(server.url, ReconnectMode.Stateful),
   };
+  const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+  if (only) for (const k of Object.keys(modes)) if (k !== only) delete modes[k];
   const rates = {};
   // Interleaved runs, so a slow moment of a loaded machine hits every mode.
   const times = { ws: [], stateless: [], stateful: [] };
@@ -88,6 +90,10 @@ try {
     for (const [name, run] of Object.entries(modes)) times[name].push(await run());
   }
   for (const name of Object.keys(modes)) rates[name] = N / (median(times[name]) / 1000);
+  if (only) {
+    console.log(`${only}: ${Math.round(rates[only])} msg/s`);
+    process.exit(0);
+  }
   const fmt = (x) => `${Math.round(x).toLocaleString('en-US')} msg/s`;
   console.log(`JS client bench${quick ? ' (quick: a check, not a measurement)' : ''}: ${N} x 64 B echoed by rws serve, median of ${RUNS}, node ${process.version}`);
   console.log(`  ws alone      ${fmt(rates.ws)}`);

@@ -87,6 +87,30 @@ export function encodePing(nonce: number): Uint8Array {
   return Uint8Array.from(encodeVarint(nonce, [FrameType.Ping]));
 }
 
+/**
+ * A DATA frame straight from the message (the hot path): text is encoded
+ * into the frame itself, no intermediate copy. `header` is where the
+ * payload starts. `utf8Bytes` is the text's UTF-8 length when known.
+ */
+export function encodeDataFrame(seq: number, data: string | Uint8Array, utf8Bytes?: number): { frame: Uint8Array; header: number } {
+  const text = typeof data === 'string';
+  let header = 2;
+  for (let v = seq; v >= 0x80; v = Math.floor(v / 0x80)) header++;
+  const len = text ? (utf8Bytes ?? utf8Length(data)) : data.length;
+  const frame = new Uint8Array(header + len);
+  frame[0] = text ? FrameType.DataText : FrameType.DataBinary;
+  let v = seq;
+  let at = 1;
+  while (v >= 0x80) {
+    frame[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  frame[at] = v;
+  if (text) encoder.encodeInto(data, frame.subarray(header));
+  else frame.set(data, header);
+  return { frame, header };
+}
+
 /** A DATA frame; `payload` is the text's UTF-8 or the bytes. */
 export function encodeData(seq: number, payload: Uint8Array, text: boolean): Uint8Array {
   const header = encodeVarint(seq, [text ? FrameType.DataText : FrameType.DataBinary]);
