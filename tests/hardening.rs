@@ -106,6 +106,7 @@ fn negotiate_body(url: &str) -> String {
         max_unacked_bytes: 1 << 20,
         ack_interval_ms: 100,
         ack_threshold: 64,
+        ping_frames: false,
     })
     .unwrap()
 }

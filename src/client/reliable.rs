@@ -44,6 +44,7 @@ impl From<&StoredSession> for SessionInfo {
                 .resume_window
                 .unwrap_or(super::transport::DEFAULT_RESUME_WINDOW),
             client_id: s.client_id.clone(),
+            ping_frames: false,
         }
     }
 }

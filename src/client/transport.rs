@@ -120,6 +120,10 @@ pub(crate) struct SessionInfo {
     /// The client id negotiate was told (kept with the session so a
     /// durable store keeps it too).
     pub(crate) client_id: String,
+    /// Whether the server answers PING frames (negotiate's `ping_frames`,
+    /// PROTOCOL.md §5a); `false` for a session loaded from a durable
+    /// store, which then pings with WebSocket pings.
+    pub(crate) ping_frames: bool,
 }
 
 /// The resume window of a session stored by a version that did not record
@@ -253,6 +257,7 @@ async fn negotiate(
         ack_threshold: n.ack_threshold,
         max_message_size: Some(n.max_message_size),
         resume_window: Duration::from_millis(n.resume_window_ms),
+        ping_frames: n.ping_frames,
     })
 }
 

@@ -195,6 +195,7 @@ async fn negotiate(req: HttpRequest, body: web::Payload, server: ReliableServer)
             max_unacked_bytes: options.max_unacked_bytes,
             ack_interval_ms: duration_ms(options.ack_interval),
             ack_threshold: options.ack_threshold,
+            ping_frames: true,
         })
 }
 

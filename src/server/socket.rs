@@ -89,7 +89,10 @@ impl SocketChecks {
                     );
                 }
             }
-            Frame::Ack { .. } => {}
+            Frame::Ack { .. } | Frame::Ping { .. } => {}
+            Frame::Pong { .. } => {
+                return Step::Violation(close_code::PROTOCOL_ERROR, "unexpected PONG".to_owned())
+            }
             Frame::Hello { .. } => {
                 return Step::Violation(close_code::PROTOCOL_ERROR, "unexpected HELLO".to_owned())
             }
@@ -286,6 +289,19 @@ async fn read_reliable(
         let mut next = Some(item);
         while let Some(item) = next {
             match checks.classify(item) {
+                // The protocol's keep-alive (PROTOCOL.md §5a) is the
+                // socket's, not the session's: answered here, metered like
+                // the session's frames so a client that pings without
+                // reading is caught as too slow.
+                Step::Frame(Frame::Ping { nonce }) => {
+                    meter.add(0);
+                    if tx
+                        .send(Outgoing::Metered(Frame::Pong { nonce }.to_bytes(), 0))
+                        .is_err()
+                    {
+                        meter.sub(0);
+                    }
+                }
                 Step::Frame(f) => {
                     batch.push(f);
                     if batch.len() >= MAX_BATCH {

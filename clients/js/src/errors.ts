@@ -13,6 +13,7 @@ export type ErrorKind =
   | 'protocol'
   | 'peerRefusesReplay'
   | 'heartbeatTimeout'
+  | 'noHeartbeat'
   | 'invalidConfig'
   | 'invalidUrl'
   | 'auth'

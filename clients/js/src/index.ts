@@ -6,7 +6,7 @@ export {
 } from './message-queue.js';
 export { exponentialBackoff, backoffCeiling, isTerminal, type RetryPolicy, type RetryContext } from './retry.js';
 export {
-  SUBPROTOCOL, FrameType, CloseCode, ReliableState, encodeVarint, decodeVarint, encodeHello, encodeAck,
+  SUBPROTOCOL, FrameType, CloseCode, ReliableState, encodeVarint, decodeVarint, encodeHello, encodeAck, encodePing,
   encodeData, decodeFrame, negotiateUrl, parseNegotiateResponse, shutdownAdviceDelay,
   type Frame, type Verdict, type SessionInfo,
 } from './protocol.js';
@@ -18,3 +18,6 @@ export type {
   SessionLostEvent, CloseEvent, TransportCallbacks, NegotiateRequest, NegotiateResult,
   WebSocketTransportOptions, ConnectionHandlerOptions,
 } from './types.js';
+export {
+  fileStore, indexedDbStore, type PersistentStore, type StoredState, type StoredMessage,
+} from './persistence.js';

@@ -39,8 +39,9 @@ export interface MessageQueueOptions {
   /** After this many failed attempts `markFailed` drops the message. Default 3. */
   maxRetries?: number;
   /**
-   * Whether the queue survives the process or page. Not yet implemented:
-   * `true` throws `invalidConfig` (as the Rust `MessageQueue` without a store).
+   * Whether the queue survives the process or page. A queue itself lives in
+   * memory; the transport's `persistent: true` saves it (with `snapshot()`)
+   * to IndexedDB or a file and takes it back on the next start.
    */
   persistent?: boolean;
   /** Default `'reject'`. */
@@ -177,10 +178,6 @@ export class MessageQueue {
   constructor(options: MessageQueueOptions = {}) {
     const maxSize = options.maxSize ?? 1000;
     const maxRetries = options.maxRetries ?? 3;
-    if (options.persistent) {
-      throw new ResilientWebSocketError('invalidConfig',
-        'persistent queues are not implemented yet: a MessageQueue is memory only');
-    }
     if (!Number.isInteger(maxSize) || maxSize < 1) {
       throw new ResilientWebSocketError('invalidConfig', 'maxSize must be at least 1');
     }
@@ -199,6 +196,11 @@ export class MessageQueue {
     this.overflow = overflow;
     this.ttlMs = options.ttlMs;
     this.onDropped = options.onDropped;
+  }
+
+  /** The waiting messages in the order `dequeue()` hands them out (for a persistent client's store). */
+  snapshot(): QueuedMessage[] {
+    return this.lanes.flatMap((lane) => lane.messages.toArray());
   }
 
   /** Messages waiting (in flight ones not counted). */

@@ -13,6 +13,10 @@ export const FrameType = {
   DataText: 0x03,
   DataBinary: 0x04,
   Ack: 0x05,
+  /** Client -> server keep-alive (PROTOCOL.md §5a), only where negotiate offered `ping_frames`. */
+  Ping: 0x06,
+  /** Server -> client, the PING's nonce. */
+  Pong: 0x07,
 } as const;
 
 export const CloseCode = {
@@ -78,6 +82,35 @@ export function encodeAck(seq: number): Uint8Array {
   return Uint8Array.from(encodeVarint(seq, [FrameType.Ack]));
 }
 
+/** A PING frame (§5a); the nonce comes back in the PONG. */
+export function encodePing(nonce: number): Uint8Array {
+  return Uint8Array.from(encodeVarint(nonce, [FrameType.Ping]));
+}
+
+/**
+ * A DATA frame straight from the message (the hot path): text is encoded
+ * into the frame itself, no intermediate copy. `header` is where the
+ * payload starts. `utf8Bytes` is the text's UTF-8 length when known.
+ */
+export function encodeDataFrame(seq: number, data: string | Uint8Array, utf8Bytes?: number): { frame: Uint8Array; header: number } {
+  const text = typeof data === 'string';
+  let header = 2;
+  for (let v = seq; v >= 0x80; v = Math.floor(v / 0x80)) header++;
+  const len = text ? (utf8Bytes ?? utf8Length(data)) : data.length;
+  const frame = new Uint8Array(header + len);
+  frame[0] = text ? FrameType.DataText : FrameType.DataBinary;
+  let v = seq;
+  let at = 1;
+  while (v >= 0x80) {
+    frame[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  frame[at] = v;
+  if (text) encoder.encodeInto(data, frame.subarray(header));
+  else frame.set(data, header);
+  return { frame, header };
+}
+
 /** A DATA frame; `payload` is the text's UTF-8 or the bytes. */
 export function encodeData(seq: number, payload: Uint8Array, text: boolean): Uint8Array {
   const header = encodeVarint(seq, [text ? FrameType.DataText : FrameType.DataBinary]);
@@ -92,6 +125,8 @@ export type Frame =
   | { type: 'data'; seq: number; text: string }
   | { type: 'data'; seq: number; binary: ArrayBuffer }
   | { type: 'ack'; seq: number }
+  | { type: 'ping'; nonce: number }
+  | { type: 'pong'; nonce: number }
   | { type: 'hello'; connectionId: string; reconnectToken: string; lastReceived: number; firstSeq: number };
 
 /** Parses one binary message; throws a protocol error (close 1002) when malformed. */
@@ -123,6 +158,11 @@ export function decodeFrame(bytes: Uint8Array): Frame {
     case FrameType.Ack: {
       const [seq] = decodeVarint(bytes, 1);
       return { type: 'ack', seq };
+    }
+    case FrameType.Ping:
+    case FrameType.Pong: {
+      const [nonce] = decodeVarint(bytes, 1);
+      return { type: type === FrameType.Ping ? 'ping' : 'pong', nonce };
     }
     case FrameType.Hello: {
       let at = 1;
@@ -167,6 +207,8 @@ export interface SessionInfo {
   maxUnackedBytes: number;
   ackIntervalMs: number;
   ackThreshold: number;
+  /** The server answers PING frames (negotiate's `ping_frames`, §5a); absent means false. */
+  pingFrames: boolean;
 }
 
 /** Checks and reads a negotiate response body. */
@@ -201,6 +243,7 @@ export function parseNegotiateResponse(body: unknown, requestedUrl: string, allo
     maxUnackedBytes: num('max_unacked_bytes', 1),
     ackIntervalMs: num('ack_interval_ms', 0),
     ackThreshold: num('ack_threshold', 1),
+    pingFrames: b.ping_frames === true,
   };
 }
 
@@ -328,6 +371,10 @@ export function utf8Length(s: string): number {
     } else n += 3;
   }
   return n;
+}
+
+export function utf8Decode(b: Uint8Array): string {
+  return strictDecoder.decode(b);
 }
 
 export function utf8Encode(s: string): Uint8Array {

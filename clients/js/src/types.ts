@@ -1,3 +1,4 @@
+import type { PersistentStore } from './persistence.js';
 import type { ConnectionState, ReconnectMode } from './enums.js';
 import type { ResilientWebSocketError } from './errors.js';
 import type { DroppedMessage, OverflowPolicy } from './message-queue.js';
@@ -139,8 +140,21 @@ export interface WebSocketTransportOptions {
    * Node's `ws` can send.
    */
   authTokenQueryParam?: string | null;
-  /** Not implemented yet: `true` throws. */
+  /**
+   * Keep the outbox, the unacknowledged messages and the session across a
+   * page reload or process restart: in IndexedDB in browsers (record
+   * `storeKey`), in the file `storePath` in Node.js, or in `store`. A new
+   * client with the same store resumes the session within its resume window
+   * (PROTOCOL.md §4), or sends the unacknowledged messages to a new one with
+   * their original seqs (§7). Default false.
+   */
   persistent?: boolean;
+  /** Node.js: the file `persistent: true` keeps the state in. */
+  storePath?: string;
+  /** Browsers: the IndexedDB record `persistent: true` uses; default `'resilient-ws:' + url`. */
+  storeKey?: string;
+  /** Any other place for the state (`load`/`save` of one JSON-able value). */
+  store?: PersistentStore;
 }
 
 export interface ConnectionHandlerOptions extends WebSocketTransportOptions {

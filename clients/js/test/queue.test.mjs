@@ -223,8 +223,8 @@ test('dequeueBatch respects priority order and max; clear returns everything in 
   assert.ok(q.isEmpty());
 });
 
-test('persistent (not yet implemented), zero maxSize, a bad TTL or priority are invalid config', () => {
-  for (const options of [{ persistent: true }, { maxSize: 0 }, { ttlMs: 0 }]) {
+test('zero maxSize, a bad TTL or priority are invalid config (persistent is the transport\'s store: see persistent.test)', () => {
+  for (const options of [{ maxSize: 0 }, { ttlMs: 0 }]) {
     assert.throws(() => new MessageQueue(options), (e) => e.kind === 'invalidConfig', JSON.stringify(options));
   }
   const q = new MessageQueue();

@@ -97,7 +97,8 @@ pub(crate) enum Command {
     Demo(demo::DemoArgs),
 }
 
-#[derive(Debug, Args)]
+// No `Debug`: it would print the tokens.
+#[derive(Args)]
 pub(crate) struct ServeArgs {
     /// The address to listen on; port 0 picks a free port. The bound address
     /// is printed on stderr as `listening on ws://ADDR/ws`.
@@ -156,6 +157,23 @@ pub(crate) struct ServeArgs {
     /// server closes it with 1001 and frees it.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
     pub(crate) client_timeout: Duration,
+
+    /// Require this auth token: negotiate and the socket must carry it as
+    /// `Authorization: Bearer TOKEN` or, for browsers, in the socket URL's
+    /// `access_token` query parameter (docs/PROTOCOL.md §2); without it
+    /// they get 401. For tests and demos: a command line is visible to
+    /// other local users.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) auth_token: Option<String>,
+
+    /// A token that is known but refused with 403 (with --auth-token).
+    #[arg(long, value_name = "TOKEN", requires = "auth_token")]
+    pub(crate) forbidden_token: Option<String>,
+
+    /// Also serve the files of DIR over HTTP (GET /NAME; / is index.html),
+    /// e.g. a page using the JavaScript client.
+    #[arg(long = "static", value_name = "DIR")]
+    pub(crate) static_dir: Option<std::path::PathBuf>,
 }
 
 // No `Debug`: it would print the token.

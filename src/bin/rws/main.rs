@@ -61,6 +61,7 @@ mod parse;
 mod printer;
 mod serve;
 mod signals;
+mod static_files;
 mod stdin;
 
 /// Whole milliseconds, saturating: how durations appear in `--json` events

@@ -1,14 +1,20 @@
 //! `rws serve`: the reliable server at `/ws`, echoing or broadcasting, that
 //! tells its clients when to come back before it stops on a signal.
 
-use actix_web::{App, HttpServer};
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
 use resilient_ws::{
     protocol::ShutdownAdvice,
-    server::{reliable_route, PlainMode, ReliableServer, ServerOptions},
+    server::{
+        reliable_route, request_token, AuthRefusal, PlainMode, ReliableServer, ServerOptions,
+    },
 };
 use tokio::sync::mpsc;
 
-use crate::{args::ServeArgs, millis, signals::watch_signals, EXIT_FAILURE, EXIT_SETUP};
+use crate::{
+    args::ServeArgs, millis, signals::watch_signals, static_files, EXIT_FAILURE, EXIT_SETUP,
+};
 
 /// How long `rws serve` waits for open connections on shutdown. actix-web's
 /// default of 30 s would keep a Ctrl-C'd server alive as long as any
@@ -33,6 +39,27 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
     if let Some(n) = args.max_unacked_bytes {
         options.max_unacked_bytes = n;
     }
+    if let Some(token) = args.auth_token.clone() {
+        let forbidden = args.forbidden_token.clone();
+        // The query parameter is read because browsers cannot send the
+        // header on a WebSocket (docs/PROTOCOL.md §2).
+        options.auth = Some(Arc::new(move |req| {
+            match request_token(req, Some("access_token")) {
+                Some(t) if resilient_ws::protocol::tokens_equal(&t, &token) => {
+                    Ok("user".to_owned())
+                }
+                Some(t)
+                    if forbidden
+                        .as_deref()
+                        .is_some_and(|f| resilient_ws::protocol::tokens_equal(&t, f)) =>
+                {
+                    Err(AuthRefusal::Forbidden)
+                }
+                _ => Err(AuthRefusal::Unauthorized),
+            }
+        }));
+    }
+    let static_dir = args.static_dir.clone();
     let advice = ShutdownAdvice {
         reconnect_after_ms: millis(args.shutdown_reconnect_after),
         spread_ms: millis(args.shutdown_spread),
@@ -48,7 +75,13 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         let for_workers = reliable.clone();
         let server = HttpServer::new(move || {
             let reliable = for_workers.clone();
-            App::new().configure(move |c| reliable_route(c, "/ws", reliable))
+            let app = App::new().configure(move |c| reliable_route(c, "/ws", reliable));
+            match static_dir.clone() {
+                Some(dir) => app
+                    .app_data(web::Data::new(static_files::Root(dir)))
+                    .default_service(web::get().to(static_files::serve)),
+                None => app,
+            }
         })
         // Signals are ours: clients must be told to come back (1012) before
         // the HTTP server stops.

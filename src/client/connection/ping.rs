@@ -1,5 +1,6 @@
 //! Pings and pongs: the heartbeat's ping (carrying its send time, so the
-//! pong gives the round-trip time), the heartbeat's timeout, and answering
+//! pong gives the round-trip time; a PING frame to a server that offers
+//! them, else a WebSocket ping), the heartbeat's timeout, and answering
 //! the peer's pings under a throttle.
 
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use super::{
     messages::{HeartbeatTimeout, SendPing},
     socket::Closing,
 };
-use crate::{ws::PongAction, Error};
+use crate::{protocol::Frame as ProtoFrame, ws::PongAction, Error};
 
 impl Handler<SendPing> for ConnectionActor {
     type Result = ();
@@ -22,8 +23,22 @@ impl Handler<SendPing> for ConnectionActor {
     fn handle(&mut self, msg: SendPing, _: &mut Context<Self>) {
         if let Some(sock) = self.sock.as_mut() {
             if sock.gen == msg.gen && sock.closing == Closing::Open {
-                let sent = self.shared.nanos_now().to_be_bytes();
-                let _ = sock.write(WsMessage::Ping(bytes::Bytes::copy_from_slice(&sent)));
+                let sent = self.shared.nanos_now();
+                // A server that answers PING frames gets those once the
+                // socket is ready (PROTOCOL.md §5a): their PONG comes from
+                // the server's protocol side, not only its WebSocket layer.
+                let frames = self
+                    .reliable
+                    .session
+                    .as_ref()
+                    .is_some_and(|s| s.ping_frames);
+                if frames && sock.ready {
+                    let ping = ProtoFrame::Ping { nonce: sent }.to_bytes();
+                    let _ = sock.write(WsMessage::Binary(ping));
+                } else {
+                    let sent = sent.to_be_bytes();
+                    let _ = sock.write(WsMessage::Ping(Bytes::copy_from_slice(&sent)));
+                }
             }
         }
     }

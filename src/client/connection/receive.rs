@@ -105,6 +105,12 @@ impl ConnectionActor {
                 self.acked = self.acked.max(seq);
                 self.links.acked.do_send(Acked(seq));
             }),
+            // Our PING's answer (PROTOCOL.md §5a): its arrival already
+            // counted for the heartbeat; the nonce is our send time.
+            ProtoFrame::Pong { nonce } if ready => {
+                self.on_pong(&nonce.to_be_bytes());
+                Ok(())
+            }
             other => Err(Error::Protocol {
                 close_code: close_code::PROTOCOL_ERROR,
                 message: format!("unexpected frame {}", frame_name(&other)),
@@ -122,5 +128,7 @@ fn frame_name(f: &ProtoFrame) -> &'static str {
         ProtoFrame::Welcome { .. } => "WELCOME",
         ProtoFrame::Data { .. } => "DATA before WELCOME",
         ProtoFrame::Ack { .. } => "ACK before WELCOME",
+        ProtoFrame::Ping { .. } => "PING",
+        ProtoFrame::Pong { .. } => "PONG before WELCOME",
     }
 }

@@ -80,6 +80,8 @@ impl SessionActor {
             }
             Frame::Hello { .. } => return Err("unexpected HELLO"),
             Frame::Welcome { .. } => return Err("unexpected WELCOME"),
+            // The socket's reader answers PINGs and refuses PONGs itself.
+            Frame::Ping { .. } | Frame::Pong { .. } => return Err("unexpected keep-alive frame"),
         }
         Ok(())
     }

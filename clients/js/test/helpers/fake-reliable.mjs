@@ -25,6 +25,7 @@ export async function startFakeReliable() {
     frames: [],
     waiters: [],
     sessions: 0,
+    pingFrames: false,
   };
   const wss = new WebSocketServer({ noServer: true, handleProtocols: (set) => (set.has('rws.reliable.v1') ? 'rws.reliable.v1' : false) });
   const server = http.createServer((req, res) => {
@@ -46,6 +47,7 @@ export async function startFakeReliable() {
         connection_id: `${fake.sessions}`.padStart(32, '0'), reconnect_token: `token-${fake.sessions}`.padEnd(43, 'x'),
         url: null, resume_window_ms: 30000, max_message_size: 1 << 20, max_unacked_bytes: 1 << 20,
         ack_interval_ms: 10, ack_threshold: 64,
+        ...(fake.pingFrames ? { ping_frames: true } : {}),
       }));
     });
   });
