@@ -25,7 +25,7 @@ pub(crate) mod messages;
 mod ping;
 mod receive;
 mod socket;
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests;
 mod write;
 
