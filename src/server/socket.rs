@@ -306,6 +306,13 @@ async fn read_reliable(
                     batch.push(f);
                     if batch.len() >= MAX_BATCH {
                         hand_over(&session, &gate, socket_id, &mut batch);
+                        if gate.is_closed() {
+                            // The bound holds inside a burst too: what is
+                            // still buffered stays in the stream (and TCP)
+                            // until the gate opens, not in the session's
+                            // mailbox.
+                            break;
+                        }
                     }
                 }
                 Step::Ping(p) => answer_ping(&tx, &pongs, p),
