@@ -56,7 +56,9 @@ pub struct ResilientWebSocketBuilder {
     opts: ClientOptions,
     bus: EventBus,
     store: Option<Box<dyn QueueStore>>,
-    /// Test hook: how long the outbox stalls on each ack.
+    /// Test hook: how long the outbox stalls on each ack (debug builds
+    /// only, like the store writer's crash hooks: not in release code).
+    #[cfg(debug_assertions)]
     ack_delay: Option<Duration>,
 }
 
@@ -68,6 +70,7 @@ impl ResilientWebSocketBuilder {
             opts: ClientOptions::default(),
             bus: EventBus::default(),
             store: None,
+            #[cfg(debug_assertions)]
             ack_delay: None,
         }
     }
@@ -285,8 +288,9 @@ impl ResilientWebSocketBuilder {
 
     /// Test hook: the outbox actor stalls its mailbox for `d` before it
     /// handles each acknowledgement from the server, to reproduce a slow
-    /// ack path. Not for production use.
+    /// ack path. Not for production use: debug builds only.
     #[doc(hidden)]
+    #[cfg(debug_assertions)]
     pub fn test_ack_delay(mut self, d: Duration) -> Self {
         self.ack_delay = Some(d);
         self
@@ -403,6 +407,7 @@ impl ResilientWebSocketBuilder {
             disconnect: conn.downgrade().recipient(),
         });
         queue_actor.set_close_timeout(opts.close_timeout);
+        #[cfg(debug_assertions)]
         queue_actor.set_ack_delay(self.ack_delay);
         let admission = Admission::new(opts.clone(), shared.clone(), durable);
         queue_actor.set_admission(admission.clone());

@@ -126,6 +126,7 @@ pub struct QueueActor {
     /// `disconnect()`'s wait short.
     close_timer: Option<SpawnHandle>,
     /// Test hook: stall the mailbox this long before handling each ack.
+    #[cfg(debug_assertions)]
     ack_delay: Option<Duration>,
     /// With a durable store.
     durable: Option<Durable>,
@@ -159,6 +160,7 @@ impl QueueActor {
             close_waiters: Vec::new(),
             close_timeout: Duration::from_secs(5),
             close_timer: None,
+            #[cfg(debug_assertions)]
             ack_delay: None,
             durable: None,
             admission: None,
@@ -171,6 +173,7 @@ impl QueueActor {
     }
 
     /// Test hook: see `ResilientWebSocketBuilder::test_ack_delay`.
+    #[cfg(debug_assertions)]
     pub(crate) fn set_ack_delay(&mut self, d: Option<Duration>) {
         self.ack_delay = d;
     }

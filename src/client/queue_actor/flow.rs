@@ -99,6 +99,7 @@ impl Handler<Acked> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) {
+        #[cfg(debug_assertions)]
         if let Some(delay) = self.ack_delay {
             // `wait` holds back every later message too, like a busy actor.
             let acked = actix::clock::sleep(delay)
