@@ -418,15 +418,18 @@ impl QueueActor {
             self.queue.remove(id);
         }
         self.overflow.retain(|(_, _, key)| *key < durable_key);
+        // `mark_failed` puts each back at its place. It counts the put-back
+        // as an attempt, but each rollback rebuilds the message with 0
+        // attempts and the queue keeps the default `max_retries` (3), so it
+        // cannot dead-letter here; should it ever, the drop is reported
+        // (event, counter, store), never silent.
+        let mut dead = Vec::new();
         for (key, m) in back {
             match self.queue.mark_failed(m) {
                 Ok(id) => {
                     d.keys.insert(id, key);
                 }
-                Err(dropped) => {
-                    // Only with max_retries <= 1, which the actor never sets.
-                    log::warn!("message {} could not go back to the outbox", dropped.id);
-                }
+                Err(dropped) => dead.push((key, dropped)),
             }
         }
         let delay = d.retry_delay;
@@ -435,6 +438,10 @@ impl QueueActor {
             ctx.cancel_future(h);
         }
         d.retry = Some(ctx.notify_later(RetryStore, delay));
+        for (key, dropped) in dead {
+            self.record_remove(key);
+            self.report(dropped);
+        }
         self.update_buffered();
     }
 }
