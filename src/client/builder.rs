@@ -336,7 +336,14 @@ impl ResilientWebSocketBuilder {
             .set_limits(opts.max_inbound_backlog, opts.max_inbound_backlog_bytes);
         let queue_actor = QueueActor::new(
             QueueOptions {
-                max_size: opts.max_buffered_messages.max(1),
+                // With credits the outbox's bound is theirs (see
+                // `admission.rs`); the queue bounds itself only under the
+                // policies that drop.
+                max_size: if Admission::bounded(&opts) {
+                    usize::MAX
+                } else {
+                    Admission::bound(&opts)
+                },
                 overflow: opts.overflow_policy,
                 ttl: opts.message_ttl,
                 ..QueueOptions::default()
@@ -354,6 +361,10 @@ impl ResilientWebSocketBuilder {
         let mut queue_actor = queue_actor;
         let mut conn_store = None;
         let durable = store.is_some();
+        // Before the store's state comes in: what it brings back counts
+        // against the credits.
+        let admission = Admission::new(opts.clone(), shared.clone(), durable);
+        queue_actor.set_admission(admission.clone());
         if let Some(mut store) = store {
             let state = store.load()?;
             let (progress_tx, progress) = tokio::sync::mpsc::unbounded_channel();
@@ -409,8 +420,6 @@ impl ResilientWebSocketBuilder {
         queue_actor.set_close_timeout(opts.close_timeout);
         #[cfg(debug_assertions)]
         queue_actor.set_ack_delay(self.ack_delay);
-        let admission = Admission::new(opts.clone(), shared.clone(), durable);
-        queue_actor.set_admission(admission.clone());
         queue_ctx.run(queue_actor);
         Ok(ResilientWebSocket {
             conn,

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::{
-    admission::Admission,
+    admission::{Admission, Ticket},
     builder::ResilientWebSocketBuilder,
     connection::{
         messages::{Connect, Subscribe},
@@ -25,8 +25,7 @@ use crate::{
         Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
         Reconnecting, SessionLost, StateChanged,
     },
-    options::OverflowPolicy,
-    options::{ClientOptions, ReconnectMode, UrlProvider},
+    options::{ClientOptions, UrlProvider},
     Error, Result,
 };
 
@@ -134,7 +133,8 @@ impl ResilientWebSocket {
     /// `enable_message_buffering`) and goes out first on (re)connect.
     ///
     /// Waits only when the client's mailbox is full (backpressure), or for
-    /// space in a full outbox under [`OverflowPolicy::Wait`]. With a durable
+    /// a place in a full outbox under [`OverflowPolicy::Wait`](crate::OverflowPolicy::Wait) (and in
+    /// reliable mode, which never drops): the outbox decides and answers. With a durable
     /// store ([`ClientOptions::persistent`]) it also waits until the message
     /// is on disk (one commit serves every message sent meanwhile), so what
     /// `send()` accepted survives a crash of the process.
@@ -189,15 +189,20 @@ impl ResilientWebSocket {
 
     /// Admits one message and hands it to the queue actor; with a durable
     /// store and `wait`, returns what hears of its commit.
+    ///
+    /// With a credit (or under a policy that never refuses) the message is
+    /// certainly taken: it is handed over without waiting for a reply. With
+    /// none, the queue actor decides (refuse, or wait for a place) and
+    /// answers; only then does `send()` wait for it.
     async fn enqueue(&self, payload: Payload, priority: u8, wait: bool) -> Result<Option<Commit>> {
-        self.check_size(&payload)?;
-        if let Err(e) = self.admit() {
-            match (e, self.wait_policy()) {
-                (Error::BufferFull(_), Some(t)) => self.wait_for_space(t).await?,
-                (e, _) => return Err(e),
-            }
-        }
+        let ticket = self.admission.admit(&payload)?;
         let (done, durable) = if self.durable && wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let (answer, answered) = if ticket == Ticket::Ask {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
@@ -207,11 +212,19 @@ impl ResilientWebSocket {
             payload,
             priority,
             done,
+            ticket,
+            answer,
         };
         match self.queue.try_send(msg) {
             Ok(()) => {}
             Err(SendError::Full(m)) => self.queue.send(m).await.map_err(|_| Error::Shutdown)?,
-            Err(SendError::Closed(_)) => return Err(Error::Shutdown),
+            Err(SendError::Closed(_)) => {
+                self.admission.untake(ticket);
+                return Err(Error::Shutdown);
+            }
+        }
+        if let Some(rx) = answered {
+            rx.await.map_err(|_| Error::Shutdown)??;
         }
         Ok(durable)
     }
@@ -228,23 +241,32 @@ impl ResilientWebSocket {
     }
 
     /// Like [`send`](Self::send), but never waits: a full mailbox or outbox
-    /// is [`Error::BufferFull`]. With a durable store it does not wait for
+    /// (counting the messages handed over that the client has not taken
+    /// in yet) is [`Error::BufferFull`]. With a durable store it does not wait for
     /// the commit either: use `send()` for that guarantee.
     ///
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn try_send(&self, payload: impl Into<Payload>) -> Result<()> {
         let payload = payload.into();
-        self.check_size(&payload)?;
-        self.admit()?;
+        let ticket = match self.admission.admit(&payload)? {
+            // No credit: asking would mean waiting for the answer.
+            Ticket::Ask => return Err(self.admission.full()),
+            t => t,
+        };
         let msg = Enqueue {
             payload,
             priority: 0,
             done: None,
+            ticket,
+            answer: None,
         };
-        self.queue.try_send(msg).map_err(|e| match e {
-            SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
-            SendError::Closed(_) => Error::Shutdown,
+        self.queue.try_send(msg).map_err(|e| {
+            self.admission.untake(ticket);
+            match e {
+                SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
+                SendError::Closed(_) => Error::Shutdown,
+            }
         })
     }
 
@@ -304,56 +326,12 @@ impl ResilientWebSocket {
         self.send(text).await
     }
 
-    /// How long `send()` may wait for space: the `Wait` policy's timeout;
-    /// in reliable mode without end, since it never drops (backpressure).
-    fn wait_policy(&self) -> Option<std::time::Duration> {
-        if self.stateful() {
-            return Some(std::time::Duration::from_secs(100 * 365 * 24 * 3600));
-        }
-        match self.opts.overflow_policy {
-            OverflowPolicy::Wait(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    fn stateful(&self) -> bool {
-        self.opts.reconnect_mode == ReconnectMode::Stateful
-    }
-
-    /// Refuses at once a message the peer is known not to accept: sent, it
-    /// would only make the peer close the socket (1009), and in reliable
-    /// mode be replayed into the same refusal on every resume.
     /// The largest message the peer accepts, when known: in reliable mode
     /// the server's `max_message_size` from negotiate, else
     /// [`ClientOptions::max_outbound_message_size`]. `send()` refuses
     /// larger messages with [`Error::MessageTooLarge`].
     pub fn peer_max_message_size(&self) -> Option<usize> {
         self.shared.peer_max_message_size()
-    }
-
-    fn check_size(&self, payload: &Payload) -> Result<()> {
-        self.admission.check_size(payload)
-    }
-
-    /// Whether one more message may be accepted now (see `admission.rs`).
-    fn admit(&self) -> Result<()> {
-        self.admission.admit()
-    }
-
-    async fn wait_for_space(&self, limit: std::time::Duration) -> Result<()> {
-        let deadline = actix_rt::time::Instant::now() + limit;
-        loop {
-            // Register before checking, so a wake-up in between is not lost.
-            let space = self.shared.space.notified();
-            match self.admit() {
-                Ok(()) => return Ok(()),
-                Err(Error::BufferFull(_)) => {}
-                Err(e) => return Err(e),
-            }
-            if tokio::time::timeout_at(deadline, space).await.is_err() {
-                return Err(Error::BufferFull(self.opts.max_buffered_messages));
-            }
-        }
     }
 
     /// The current connection state (read without a round trip).

@@ -33,7 +33,7 @@
 //! a backoff timer, and with every new change); a writer that died refuses
 //! everything from then on.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix::{prelude::*, WeakRecipient};
 use tokio::sync::oneshot;
@@ -110,11 +110,9 @@ pub struct QueueActor {
     window: Option<Window>,
     /// The burst being collected while connected.
     batch: Vec<Outbound>,
-    /// Sends `send()` admitted while the outbox filled up under it (its
-    /// check and the enqueue are not atomic); they join the outbox, in
-    /// order, as space frees. Bounded by what can be in flight to this
-    /// actor (its mailbox).
-    overflow: VecDeque<(Payload, u8, u64)>,
+    /// The outbox's bound: the credits it issues and the senders waiting
+    /// for a place.
+    gate: admit::Gate,
     flush_scheduled: bool,
     expiry: Option<SpawnHandle>,
     /// `disconnect()`s waiting for the last acks (reliable mode).
@@ -154,7 +152,7 @@ impl QueueActor {
             // The window's bound comes with each socket (`LinkState::Up`).
             window: stateful.then(|| Window::new(1, usize::MAX)),
             batch: Vec::new(),
-            overflow: VecDeque::new(),
+            gate: admit::Gate::default(),
             flush_scheduled: false,
             expiry: None,
             close_waiters: Vec::new(),
@@ -180,6 +178,7 @@ impl QueueActor {
 
     /// The check an `OutgoingMessage` passes, the same as `send()`'s.
     pub(crate) fn set_admission(&mut self, admission: Admission) {
+        self.gate = admit::Gate::new(&admission);
         self.admission = Some(admission);
     }
 

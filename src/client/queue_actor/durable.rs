@@ -16,7 +16,7 @@ use crate::client::{
 };
 use crate::{
     events::{ErrorEvent, Payload},
-    queue::{MessageId, QueuedMessage, StoreOp, StoredState},
+    queue::{MessageId, MessageQueue, QueueOptions, QueuedMessage, StoreOp, StoredState},
 };
 
 /// After a failed commit, the outbox is tried again after this long,
@@ -127,10 +127,12 @@ impl StreamHandler<Committed> for QueueActor {
                     self.drain_backlog();
                 }
                 self.release();
-                self.submit();
+                self.end_turn(ctx);
             }
             Err(e) => {
                 self.rollback(ctx);
+                // What went back into the outbox holds places again.
+                self.rebalance();
                 // Only now: a caller that sends again after the error
                 // builds on the rolled-back state.
                 answer(msg.failed, &Err(e.clone()));
@@ -153,8 +155,8 @@ impl StreamHandler<Committed> for QueueActor {
         self.shared
             .store_dead
             .store(true, std::sync::atomic::Ordering::Release);
-        // Wake senders waiting for space: they get the error now.
-        self.shared.space.notify_waiters();
+        // Senders waiting for a place get the error now.
+        self.refuse_parked(|| crate::Error::Store(writer_stopped()));
         log::error!("{}", writer_stopped());
         self.errors.publish(ErrorEvent {
             error: writer_stopped().into(),
@@ -172,7 +174,7 @@ fn answer(waiters: Vec<Done>, result: &Result<(), crate::queue::StoreError>) {
 impl Handler<RetryStore> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, _: RetryStore, _: &mut Context<Self>) {
+    fn handle(&mut self, _: RetryStore, ctx: &mut Context<Self>) {
         if let Some(d) = self.durable.as_mut() {
             d.retry = None;
         }
@@ -180,14 +182,15 @@ impl Handler<RetryStore> for QueueActor {
         if self.up {
             self.drain_backlog();
         }
-        self.submit();
+        self.end_turn(ctx);
     }
 }
 
 impl QueueActor {
     /// Takes over what a durable store held, and records into it from now
-    /// on. Nothing loaded is dropped: what does not fit the outbox waits
-    /// behind it.
+    /// on. Nothing loaded is dropped: an outbox that held more than its
+    /// bound now (the bound was lowered between runs) keeps them all, and
+    /// issues no credits until it is below its bound again.
     pub(crate) fn attach_store(
         &mut self,
         store: StoreHandle,
@@ -248,25 +251,29 @@ impl QueueActor {
                 .into_iter()
                 .map(|m| (m.payload, m.priority, m.key)),
         );
-        for (payload, priority, key) in outbox {
-            if self.queue.is_full() || !self.overflow.is_empty() {
-                self.overflow.push_back((payload, priority, key));
-                continue;
+        if outbox.len() > self.queue.max_size() {
+            // A queue that bounds itself (the policies that drop): large
+            // enough for what was accepted before, so none of it is dropped.
+            let opts = QueueOptions {
+                max_size: outbox.len(),
+                ..self.queue.options().clone()
+            };
+            if let Ok(queue) = MessageQueue::new(opts) {
+                self.queue = queue;
             }
+        }
+        for (payload, priority, key) in outbox {
             match self.queue.enqueue(payload, priority) {
                 Ok(outcome) => {
                     d.keys.insert(outcome.id, key);
                 }
-                Err(e) => {
-                    if let Some(p) = e.into_payload() {
-                        self.overflow.push_back((p, priority, key));
-                    }
-                }
+                Err(e) => self.errors.publish(ErrorEvent { error: e.into() }),
             }
         }
         self.durable = Some(d);
         self.submit();
         self.update_buffered();
+        self.rebalance();
     }
 
     /// Hands this turn's changes to the store's writer.
@@ -417,7 +424,6 @@ impl QueueActor {
             d.keys.remove(&id);
             self.queue.remove(id);
         }
-        self.overflow.retain(|(_, _, key)| *key < durable_key);
         // `mark_failed` puts each back at its place. It counts the put-back
         // as an attempt, but each rollback rebuilds the message with 0
         // attempts and the queue keeps the default `max_retries` (3), so it

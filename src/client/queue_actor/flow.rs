@@ -19,16 +19,16 @@ pub(super) struct Flush;
 impl Handler<Flush> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flush();
-        self.submit();
+        self.end_turn(ctx);
     }
 }
 
 impl Handler<LinkState> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, msg: LinkState, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: LinkState, ctx: &mut Context<Self>) {
         match msg {
             LinkState::Up {
                 gen,
@@ -65,7 +65,7 @@ impl Handler<LinkState> for QueueActor {
                     self.send_batch(stale);
                 }
                 self.drain_backlog();
-                self.submit();
+                self.end_turn(ctx);
             }
             LinkState::Paused { gen } => {
                 if gen == self.gen {
@@ -77,7 +77,7 @@ impl Handler<LinkState> for QueueActor {
                     self.paused = false;
                     if self.up {
                         self.drain_backlog();
-                        self.submit();
+                        self.end_turn(ctx);
                     }
                 }
             }
@@ -89,7 +89,7 @@ impl Handler<LinkState> for QueueActor {
                     // connection and written first on the next one.
                     self.flush();
                 }
-                self.submit();
+                self.end_turn(ctx);
             }
         }
     }
@@ -135,7 +135,7 @@ impl Handler<CloseAfterFlush> for QueueActor {
         } else {
             self.release_close(ctx);
         }
-        self.submit();
+        self.end_turn(ctx);
     }
 }
 
@@ -227,7 +227,6 @@ impl QueueActor {
         }
         let mut batch = Vec::new();
         while !self.paused && !self.store_blocked() {
-            self.refill();
             let Some(next) = self.queue.peek() else {
                 break;
             };
@@ -273,14 +272,12 @@ impl QueueActor {
         if !self.close_waiters.is_empty() && self.all_acked() {
             self.release_close(ctx);
         }
-        self.submit();
+        self.end_turn(ctx);
     }
 
     /// Whether nothing sent waits for an ack and nothing waits to be sent.
     pub(super) fn all_acked(&self) -> bool {
-        self.queue.is_empty()
-            && self.overflow.is_empty()
-            && self.window.as_ref().is_none_or(Window::is_empty)
+        self.queue.is_empty() && self.window.as_ref().is_none_or(Window::is_empty)
     }
 
     /// Passes pending `disconnect()`s on to the connection, and disarms
