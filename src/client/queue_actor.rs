@@ -42,6 +42,8 @@ mod admit;
 mod durable;
 mod flow;
 pub(crate) mod messages;
+#[cfg(test)]
+mod tests;
 
 use durable::{tokio_stream, Durable};
 
