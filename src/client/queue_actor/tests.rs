@@ -229,7 +229,11 @@ async fn reject_refuses_a_full_outbox_at_once_and_keeps_what_it_took() {
 async fn wait_parks_the_sender_until_a_place_frees_or_its_timeout() {
     tokio::time::pause();
     let limit = Duration::from_secs(5);
-    let mut rig = rig(options(ReconnectMode::Stateless, 1, OverflowPolicy::Wait(limit)));
+    let mut rig = rig(options(
+        ReconnectMode::Stateless,
+        1,
+        OverflowPolicy::Wait(limit),
+    ));
     rig.send("a").await.unwrap();
     let mut b = rig.hand_over("b").unwrap().expect("no credit: it asks");
     rig.turn().await;
@@ -238,7 +242,11 @@ async fn wait_parks_the_sender_until_a_place_frees_or_its_timeout() {
         "the sender waits for a place"
     );
     rig.up(1, None, usize::MAX);
-    tokio::time::timeout(WAIT, b).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(WAIT, b)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let (got, _) = rig.batched(2).await;
     assert_eq!(got, raw(&["a", "b"]));
 
@@ -262,7 +270,11 @@ async fn drop_policies_take_every_message_and_report_what_they_drop() {
         for t in ["a", "b", "c"] {
             rig.send(t).await.unwrap();
         }
-        assert_eq!(rig.next().await, Seen::Dropped(dropped.into()), "{policy:?}");
+        assert_eq!(
+            rig.next().await,
+            Seen::Dropped(dropped.into()),
+            "{policy:?}"
+        );
         rig.up(1, None, usize::MAX);
         assert_eq!(rig.next().await, Seen::Batch(1, raw(&kept)), "{policy:?}");
     }
@@ -270,7 +282,11 @@ async fn drop_policies_take_every_message_and_report_what_they_drop() {
 
 #[actix_rt::test]
 async fn a_burst_goes_out_in_order_in_few_batches() {
-    let mut rig = rig(options(ReconnectMode::Stateless, 1000, OverflowPolicy::Reject));
+    let mut rig = rig(options(
+        ReconnectMode::Stateless,
+        1000,
+        OverflowPolicy::Reject,
+    ));
     rig.up(1, None, usize::MAX);
     let texts: Vec<String> = (0..500).map(|i| format!("m{i}")).collect();
     for t in &texts {
@@ -285,7 +301,11 @@ async fn a_burst_goes_out_in_order_in_few_batches() {
 
 #[actix_rt::test]
 async fn reliable_mode_replays_what_the_peer_did_not_receive_on_a_new_socket() {
-    let mut rig = rig(options(ReconnectMode::Stateful, 100, OverflowPolicy::Reject));
+    let mut rig = rig(options(
+        ReconnectMode::Stateful,
+        100,
+        OverflowPolicy::Reject,
+    ));
     rig.up(1, None, usize::MAX);
     for t in ["a", "b", "c"] {
         rig.send(t).await.unwrap();
@@ -304,7 +324,11 @@ async fn reliable_mode_replays_what_the_peer_did_not_receive_on_a_new_socket() {
 
 #[actix_rt::test]
 async fn acks_trim_the_window_and_let_the_outbox_flow() {
-    let mut rig = rig(options(ReconnectMode::Stateful, 100, OverflowPolicy::Reject));
+    let mut rig = rig(options(
+        ReconnectMode::Stateful,
+        100,
+        OverflowPolicy::Reject,
+    ));
     // Room for two one-byte messages unacknowledged.
     rig.up(1, None, 2);
     for t in ["a", "b", "c"] {
@@ -323,7 +347,11 @@ async fn acks_trim_the_window_and_let_the_outbox_flow() {
 
 #[actix_rt::test]
 async fn reliable_mode_waits_for_a_place_without_end_and_never_drops() {
-    let mut rig = rig(options(ReconnectMode::Stateful, 1, OverflowPolicy::DropOldest));
+    let mut rig = rig(options(
+        ReconnectMode::Stateful,
+        1,
+        OverflowPolicy::DropOldest,
+    ));
     rig.send("a").await.unwrap();
     let mut b = rig.hand_over("b").unwrap().expect("no credit: it asks");
     rig.turn().await;
@@ -332,14 +360,22 @@ async fn reliable_mode_waits_for_a_place_without_end_and_never_drops() {
         Err(oneshot::error::TryRecvError::Empty)
     ));
     rig.up(1, None, usize::MAX);
-    tokio::time::timeout(WAIT, b).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(WAIT, b)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let (got, _) = rig.batched(2).await;
     assert_eq!(got, [(1, "a".into()), (2, "b".into())]);
 }
 
 #[actix_rt::test]
 async fn close_after_flush_waits_for_the_last_ack_then_disconnects() {
-    let mut rig = rig(options(ReconnectMode::Stateful, 100, OverflowPolicy::Reject));
+    let mut rig = rig(options(
+        ReconnectMode::Stateful,
+        100,
+        OverflowPolicy::Reject,
+    ));
     rig.up(1, None, usize::MAX);
     rig.send("a").await.unwrap();
     let (tx, mut closed) = oneshot::channel();
@@ -355,7 +391,11 @@ async fn close_after_flush_waits_for_the_last_ack_then_disconnects() {
 
 #[actix_rt::test]
 async fn an_outgoing_message_never_waits_and_is_refused_by_the_actor_when_full() {
-    let mut rig = rig(options(ReconnectMode::Stateless, 1, OverflowPolicy::Wait(WAIT)));
+    let mut rig = rig(options(
+        ReconnectMode::Stateless,
+        1,
+        OverflowPolicy::Wait(WAIT),
+    ));
     let out = rig.queue.clone().recipient::<OutgoingMessage>();
     out.send(OutgoingMessage::new("a")).await.unwrap().unwrap();
     let refused = out.send(OutgoingMessage::new("b")).await.unwrap();
