@@ -1,6 +1,7 @@
 //! The durable store's side of the outbox: what the store must follow,
-//! the batches held until the commit that makes them safe to write, and the
-//! rollback after a failed commit (see the parent module's docs).
+//! the window's messages waiting for the commit that makes them safe to
+//! write, and the rollback after a failed commit (see the parent module's
+//! docs).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -36,12 +37,13 @@ pub(super) struct Durable {
     pub(super) next_key: u64,
     /// The store key of each message in the `MessageQueue`.
     pub(super) keys: HashMap<MessageId, u64>,
-    /// Submissions handed to the writer, and how many of them committed.
+    /// Submissions handed to the writer.
     pub(super) issued: u64,
-    pub(super) committed: u64,
-    /// Reliable mode: batches (socket generation, messages) waiting for the
-    /// commit with this ticket.
-    pub(super) held: VecDeque<(u64, u64, Vec<Outbound>)>,
+    /// Reliable mode: the window's messages below this seq were handed to
+    /// the current socket. Those from it on are in the window already and
+    /// wait only for the commit that makes their seqs durable (below
+    /// `durable_seq`): no copy of them is held anywhere else.
+    pub(super) written: u64,
     /// Commit progress from the writer, until `started()` takes it.
     pub(super) progress: Option<tokio::sync::mpsc::UnboundedReceiver<Committed>>,
     /// The chain the writer follows; a rollback starts the next one.
@@ -101,7 +103,6 @@ impl StreamHandler<Committed> for QueueActor {
         }
         match msg.result {
             Ok(()) => {
-                d.committed = d.committed.max(msg.ticket);
                 while let Some(&(ticket, seq, key)) = d.marks.front() {
                     if ticket > msg.ticket {
                         break;
@@ -143,8 +144,8 @@ impl StreamHandler<Committed> for QueueActor {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         // The writer stopped (the store panicked): what the store holds is
-        // unknown from here, so nothing more is recorded or sent. Held
-        // batches stay held; `send()` fails from now on.
+        // unknown from here, so nothing more is recorded or sent (see
+        // `release`); `send()` fails from now on.
         let Some(d) = self.durable.as_mut() else {
             return;
         };
@@ -204,8 +205,7 @@ impl QueueActor {
             next_key: state.next_key(),
             keys: HashMap::new(),
             issued: 0,
-            committed: 0,
-            held: VecDeque::new(),
+            written: 0,
             progress: Some(progress),
             epoch: 0,
             marks: VecDeque::new(),
@@ -317,16 +317,37 @@ impl QueueActor {
         self.durable.as_mut().and_then(|d| d.keys.remove(&id))
     }
 
-    /// Writes the held batches whose commit is done.
+    /// Reliable mode: writes the window's messages not written to this
+    /// socket yet whose seqs are durable. Not while down (the next socket
+    /// replays the window) nor once the writer died (nothing more is sent).
     pub(super) fn release(&mut self) {
-        let Some(d) = self.durable.as_mut() else {
+        let (Some(d), Some(w), Some(conn)) = (self.durable.as_mut(), &self.window, &self.conn)
+        else {
             return;
         };
-        while d.held.front().is_some_and(|(t, _, _)| *t <= d.committed) {
-            let (_, gen, items) = d.held.pop_front().expect("front checked");
-            if let Some(conn) = &self.conn {
-                conn.write(WriteBatch { gen, items });
-            }
+        if !self.up || d.dead {
+            return;
+        }
+        let from = d.written.max(w.first_unacked());
+        let upto = d.durable_seq;
+        if from >= upto {
+            return;
+        }
+        let items: Vec<Outbound> = w
+            .unacked()
+            .skip_while(|m| m.seq < from)
+            .take_while(|m| m.seq < upto)
+            .map(|m| Outbound {
+                seq: m.seq,
+                payload: m.payload.clone(),
+            })
+            .collect();
+        d.written = upto;
+        if !items.is_empty() {
+            conn.write(WriteBatch {
+                gen: self.gen,
+                items,
+            });
         }
     }
 
@@ -355,8 +376,8 @@ impl QueueActor {
     /// again; the messages that held them and came from the outbox (their
     /// `send()` succeeded, their admission is durable) go back to their
     /// place in it; messages admitted after that commit leave the outbox
-    /// (their `send()` failed); held batches go out only with their
-    /// durable messages. Then the outbox waits for a retry.
+    /// (their `send()` failed); what is durable and not written yet goes
+    /// out. Then the outbox waits for a retry.
     pub(super) fn rollback(&mut self, ctx: &mut Context<Self>) {
         // Changes of this turn build on the failed ones: let the writer
         // refuse them too, so their waiters hear the error.
@@ -365,7 +386,6 @@ impl QueueActor {
             return;
         };
         d.epoch += 1;
-        d.committed = d.issued;
         d.marks.clear();
         let (durable_seq, durable_key) = (d.durable_seq, d.durable_key);
         let assigned = std::mem::take(&mut d.assigned);
@@ -377,7 +397,6 @@ impl QueueActor {
                 d.ops.push(StoreOp::Remove { key });
             }
         }
-        let held = std::mem::take(&mut d.held);
         let mut back = Vec::new();
         if let Some(w) = self.window.as_mut() {
             let mut undone = HashMap::new();
@@ -402,12 +421,6 @@ impl QueueActor {
                 }
             }
             self.batch.retain(|m| m.seq < durable_seq);
-            for (_, gen, mut items) in held {
-                items.retain(|m| m.seq < durable_seq);
-                if let (false, Some(conn)) = (items.is_empty(), &self.conn) {
-                    conn.write(WriteBatch { gen, items });
-                }
-            }
             // An ack whose commit failed: say it again with the next one.
             let acked = w.first_unacked().saturating_sub(1);
             if acked > 0 {
@@ -444,6 +457,8 @@ impl QueueActor {
             ctx.cancel_future(h);
         }
         d.retry = Some(ctx.notify_later(RetryStore, delay));
+        // What stayed durable and was not written yet goes now.
+        self.release();
         for (key, dropped) in dead {
             self.record_remove(key);
             self.report(dropped);

@@ -44,9 +44,9 @@ impl Handler<LinkState> for QueueActor {
                 self.up = true;
                 self.paused = false;
                 if let Some(d) = self.durable.as_mut() {
-                    // Held batches were for the old socket; their messages
-                    // are in the window, replayed below.
-                    d.held.clear();
+                    // Nothing is written to the new socket yet: the window
+                    // is replayed below, as far as it is durable.
+                    d.written = 0;
                 }
                 if let Some(last) = peer_last_received {
                     self.ack(last);
@@ -154,13 +154,10 @@ impl QueueActor {
             return;
         }
         if self.window.is_some() && self.durable.is_some() {
-            // Reliable mode with a durable store: not before the seqs in it
-            // are durable (see the module docs).
+            // Reliable mode with a durable store: its messages are in the
+            // window; they go once their seqs are durable (see the module
+            // docs), now or when the commit asked for here is done.
             self.submit();
-            let gen = self.gen;
-            if let Some(d) = self.durable.as_mut() {
-                d.held.push_back((d.issued, gen, batch));
-            }
             self.release();
             return;
         }
