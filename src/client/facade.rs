@@ -423,3 +423,58 @@ impl ResilientWebSocket {
         move || shared.counters.snapshot()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The handle's side of admission, on a client that is never connected
+    //! (nothing listens on port 1): what is refused before any credit is
+    //! taken, and that a refusal leaves the credits whole.
+
+    use super::*;
+
+    fn offline(max: usize) -> ResilientWebSocketBuilder {
+        ResilientWebSocket::builder("ws://127.0.0.1:1/ws")
+            .reconnect_mode(crate::ReconnectMode::Stateless)
+            .buffering(true, max)
+    }
+
+    fn credits(ws: &ResilientWebSocket) -> isize {
+        ws.admission
+            .credits()
+            .expect("Reject needs credits")
+            .available()
+    }
+
+    #[actix_rt::test]
+    async fn try_send_without_a_credit_is_refused_at_once() {
+        let ws = offline(1).build().unwrap();
+        ws.try_send("a").unwrap();
+        assert!(matches!(ws.try_send("b"), Err(Error::BufferFull(1))));
+        assert_eq!(credits(&ws), 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_send_the_outbox_refuses_takes_no_place() {
+        let ws = offline(1).build().unwrap();
+        ws.send("a").await.unwrap();
+        assert!(matches!(ws.send("b").await, Err(Error::BufferFull(1))));
+        assert_eq!(credits(&ws), 0);
+        assert_eq!(ws.stats().messages_buffered, 1);
+    }
+
+    #[actix_rt::test]
+    async fn refusals_by_size_or_state_come_before_any_credit() {
+        let ws = offline(2).max_outbound_message_size(3).build().unwrap();
+        assert!(matches!(
+            ws.send("abcd").await,
+            Err(Error::MessageTooLarge { size: 4, max: 3 })
+        ));
+        ws.shared.set_state(ConnectionState::Disconnecting);
+        assert!(matches!(ws.send("a").await, Err(Error::NotConnected)));
+        assert!(matches!(ws.try_send("a"), Err(Error::NotConnected)));
+        assert_eq!(credits(&ws), 2);
+        let ws = offline(2).buffering(false, 2).build().unwrap();
+        assert!(matches!(ws.send("a").await, Err(Error::NotConnected)));
+        assert_eq!(credits(&ws), 2);
+    }
+}

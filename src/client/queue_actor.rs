@@ -8,6 +8,14 @@
 //! and time to live of the options, and on reconnect the backlog goes out
 //! first, in order.
 //!
+//! It alone decides whether a message is taken, waits or is refused
+//! (`admit.rs`): it issues credits, one per free place in the outbox, that
+//! `send()` takes without a round trip; a `send()` that finds none asks,
+//! and the actor answers by the overflow policy (refuse, or park the sender
+//! until a place frees or its wait ends; reliable mode waits without end).
+//! A credit reserves its place, so nothing that was taken can find the
+//! outbox full: there is no buffer beside it for sends that raced.
+//!
 //! In reliable mode (`ReconnectMode::Stateful`) it also owns the sending
 //! half of the session: it numbers messages as they leave the outbox, keeps
 //! every sent message until the server acknowledges it (bounded in bytes:
@@ -19,8 +27,8 @@
 //! With a durable store it also records every change (accepted, left the
 //! outbox as seq n, acknowledged, dropped) as a [`StoreOp`] for the store's
 //! writer thread, and answers a `send()` only once its message is durable.
-//! In reliable mode a batch goes to the socket only after the commit that
-//! gave its messages their seqs: a seq the server has seen is never given to
+//! In reliable mode a message goes to the socket only after the commit that
+//! gave it its seq (it waits in the window, not in a copy): a seq the server has seen is never given to
 //! another message after a crash, which is what makes delivery exactly once
 //! across a restart of the process.
 //!

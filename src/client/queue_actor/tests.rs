@@ -403,3 +403,24 @@ async fn an_outgoing_message_never_waits_and_is_refused_by_the_actor_when_full()
     rig.up(1, None, usize::MAX);
     assert_eq!(rig.next().await, Seen::Batch(1, raw(&["a"])));
 }
+
+#[actix_rt::test]
+async fn a_waiting_send_that_gave_up_is_not_taken() {
+    let mut rig = rig(options(
+        ReconnectMode::Stateless,
+        1,
+        OverflowPolicy::Wait(WAIT),
+    ));
+    rig.send("a").await.unwrap();
+    let b = rig.hand_over("b").unwrap().expect("no credit: it asks");
+    rig.turn().await;
+    // The `send()` future was dropped: its answer has nobody to hear it.
+    drop(b);
+    rig.up(1, None, usize::MAX);
+    assert_eq!(rig.next().await, Seen::Batch(1, raw(&["a"])));
+    rig.send("c").await.unwrap();
+    assert_eq!(rig.next().await, Seen::Batch(1, raw(&["c"])));
+    rig.turn().await;
+    rig.nothing_more();
+    assert_eq!(rig.admission.credits().unwrap().available(), 1);
+}
