@@ -98,7 +98,8 @@
 //!   `proxy.rs`, `recorder.rs`).
 //! - [`client`] (`src/client/`): `facade.rs` ([`ResilientWebSocket`]),
 //!   `builder.rs` (its builder, which starts the actors), `admission.rs`
-//!   (may one more message be taken) and one folder or file per actor:
+//!   (the checks before a message is handed over, and the outbox's
+//!   credits) and one folder or file per actor:
 //!   `connection/` (the socket and close handshake, lifecycle, reliable
 //!   receive, acks, pings, its messages), `queue_actor.rs` (+
 //!   `queue_actor/`: `messages.rs`, `admit.rs` taking messages in,
