@@ -96,11 +96,15 @@
 //!   `signals.rs`, `parse.rs`, `demo.rs` (needs the `cli` feature).
 //! - [`testing`] (`src/testing/`): the test kit (`server.rs`, `raw.rs`,
 //!   `proxy.rs`, `recorder.rs`).
-//! - [`client`] (`src/client/`): `facade.rs` ([`ResilientWebSocket`] and its
-//!   builder), `admission.rs` (may one more message be taken) and one folder
-//!   or file per actor: `connection/` (the socket and close handshake,
-//!   lifecycle, reliable receive, acks, pings, its messages),
-//!   `queue_actor.rs` (+ `queue_actor/messages.rs`), `heartbeat.rs`,
+//! - [`client`] (`src/client/`): `facade.rs` ([`ResilientWebSocket`]),
+//!   `builder.rs` (its builder, which starts the actors), `admission.rs`
+//!   (the checks before a message is handed over, and the outbox's
+//!   credits) and one folder or file per actor:
+//!   `connection/` (the socket and close handshake, lifecycle, reliable
+//!   receive, acks, pings, its messages), `queue_actor.rs` (+
+//!   `queue_actor/`: `messages.rs`, `admit.rs` taking messages in,
+//!   `flow.rs` batches, window and close, `durable.rs` the store's side),
+//!   `heartbeat.rs`,
 //!   `reconnect.rs`; below them `shared.rs` (state the actors publish),
 //!   `transport.rs` (negotiate, the awc upgrade; `transport/`: the awc
 //!   client and TLS, URLs and the token), `inbound.rs`
@@ -184,9 +188,9 @@ pub use overflow::OverflowPolicy;
 pub use payload::Payload;
 
 #[cfg(feature = "client")]
-pub use client::facade::{ResilientWebSocket, ResilientWebSocketBuilder};
-#[cfg(feature = "client")]
 pub use client::stats::Stats;
+#[cfg(feature = "client")]
+pub use client::{builder::ResilientWebSocketBuilder, facade::ResilientWebSocket};
 #[cfg(feature = "client")]
 pub use events::{
     Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Reconnected,

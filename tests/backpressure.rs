@@ -6,7 +6,7 @@ mod common;
 
 use std::{net::TcpListener, sync::mpsc, thread, time::Duration};
 
-use common::{accept_upgrade, read_client_frame};
+use common::{accept_upgrade, read_client_frame, wait_until};
 use resilient_ws::{Error, OverflowPolicy, ReconnectMode, ResilientWebSocket};
 
 #[actix_rt::test]
@@ -70,8 +70,14 @@ async fn a_peer_that_stops_reading_bounds_the_client_and_loses_nothing() {
     loop {
         match ws.send(format!("m{accepted:06}{pad}")).await {
             Ok(()) => break,
+            // Refused while the outbox is full: wait until the reading peer
+            // lets it drain, then try again.
             Err(Error::BufferFull(_)) if start.elapsed() < Duration::from_secs(20) => {
-                actix_rt::time::sleep(Duration::from_millis(5)).await;
+                wait_until(
+                    || ws.stats().messages_buffered < 200,
+                    Duration::from_secs(20),
+                )
+                .await;
             }
             Err(e) => panic!("{e}"),
         }

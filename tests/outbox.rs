@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::wait_until;
 use resilient_ws::{
+    client::OutgoingMessage,
     queue::{DropReason, MessageId},
     testing::{EventRecorder, TestServer},
     Error, OverflowPolicy, ReconnectMode, ResilientWebSocket, ResilientWebSocketBuilder,
@@ -107,16 +108,19 @@ async fn wait_holds_the_sender_until_space_frees_up_or_the_timeout() {
     ws.send("b").await.unwrap();
     assert!(wait_until(|| ws.stats().messages_buffered == 2, WAIT).await);
     // The third send waits; connecting drains the outbox and lets it in.
-    let ws2 = ws.clone();
-    let third = actix_rt::spawn(async move { ws2.send("c").await });
-    actix_rt::time::sleep(Duration::from_millis(50)).await;
-    assert!(!third.is_finished(), "the sender waits for space");
+    // Its first poll hands it to the outbox, which parks it; a refusal
+    // answered by the outbox after that shows it was decided, not lost.
+    let third = ws.send("c");
+    futures::pin_mut!(third);
+    assert!(futures::poll!(third.as_mut()).is_pending());
+    let refused = ws.sender().send(OutgoingMessage::new("d")).await.unwrap();
+    assert!(matches!(refused, Err(Error::BufferFull(2))), "{refused:?}");
+    assert!(
+        futures::poll!(third.as_mut()).is_pending(),
+        "the sender waits for space"
+    );
     ws.connect().await.unwrap();
-    tokio::time::timeout(WAIT, third)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(WAIT, third).await.unwrap().unwrap();
     assert_eq!(texts(&rec.wait_messages(3, WAIT).await), ["a", "b", "c"]);
     ws.disconnect().await.unwrap();
 

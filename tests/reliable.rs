@@ -12,6 +12,7 @@ use common::{
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use resilient_ws::{
+    client::OutgoingMessage,
     server::ServerOptions,
     testing::{EventRecorder, FaultProxy, RecordedEvent, TestServer},
     ConnectionState::*,
@@ -151,17 +152,23 @@ async fn the_sender_blocks_on_a_full_window_and_resumes_when_acks_arrive() {
         "{:?}",
         ws.stats()
     );
-    let ws2 = ws.clone();
-    let blocked = actix_rt::spawn(async move { ws2.send("y".repeat(100)).await });
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
-    assert!(!blocked.is_finished(), "the 16th send waits for acks");
+    // Its first poll hands it to the outbox, which parks it; an answer from
+    // the outbox after that shows it was decided there.
+    let blocked = ws.send("y".repeat(100));
+    futures::pin_mut!(blocked);
+    assert!(futures::poll!(blocked.as_mut()).is_pending());
+    let refused = ws.sender().send(OutgoingMessage::new("z")).await.unwrap();
+    assert!(matches!(refused, Err(Error::BufferFull(5))), "{refused:?}");
+    assert!(
+        futures::poll!(blocked.as_mut()).is_pending(),
+        "the 16th send waits for acks"
+    );
     assert_eq!(ws.stats().messages_dropped, 0, "never drops");
     // Acks flow again: the sender is released.
     proxy.blackhole(false);
     tokio::time::timeout(Duration::from_secs(10), blocked)
         .await
         .expect("released by acks")
-        .unwrap()
         .unwrap();
     ws.disconnect().await.unwrap();
 }

@@ -1,39 +1,31 @@
-//! `ResilientWebSocket`: the handle users hold, and its builder.
+//! `ResilientWebSocket`: the handle users hold (its builder is in
+//! `builder.rs`).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use actix::{prelude::*, Supervisor};
+use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::{
-    admission::Admission,
+    admission::{Admission, Ticket},
+    builder::ResilientWebSocketBuilder,
     connection::{
         messages::{Connect, Subscribe},
-        ConnectionActor, Links,
+        ConnectionActor,
     },
-    heartbeat::HeartbeatActor,
     queue_actor::{
         messages::{CloseAfterFlush, Enqueue, OutgoingMessage},
-        ConnectionLink, QueueActor,
+        QueueActor,
     },
-    reconnect::ReconnectSupervisor,
     shared::Shared,
     stats::Stats,
-    store_writer::StoreHandle,
-    subscribers::EventBus,
 };
 use crate::{
     events::{
         Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
         Reconnecting, SessionLost, StateChanged,
     },
-    options::OverflowPolicy,
-    options::{
-        ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
-        UrlProvider,
-    },
-    queue::{QueueOptions, QueueStore, StoredState},
-    retry::{RetryPolicy, SharedRetryPolicy},
+    options::{ClientOptions, UrlProvider},
     Error, Result,
 };
 
@@ -64,16 +56,16 @@ type Commit = oneshot::Receiver<Result<(), crate::queue::StoreError>>;
 /// ```
 #[derive(Clone)]
 pub struct ResilientWebSocket {
-    conn: Addr<ConnectionActor>,
-    queue: Addr<QueueActor>,
-    shared: Arc<Shared>,
-    opts: Arc<ClientOptions>,
+    pub(super) conn: Addr<ConnectionActor>,
+    pub(super) queue: Addr<QueueActor>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) opts: Arc<ClientOptions>,
     /// With a durable store, `send()` waits for its commit.
-    durable: bool,
+    pub(super) durable: bool,
     /// The check `send()` shares with the outbox's `OutgoingMessage`.
-    admission: Admission,
+    pub(super) admission: Admission,
     /// Shared by every clone: the last one's drop closes the client.
-    _close_on_drop: Arc<CloseOnDrop>,
+    pub(super) _close_on_drop: Arc<CloseOnDrop>,
 }
 
 /// Closes the client when the last [`ResilientWebSocket`] handle is
@@ -81,8 +73,8 @@ pub struct ResilientWebSocket {
 /// awaited up to `close_timeout`, a 1000 Close). Without handles nothing
 /// else holds the connection actor, so it stops for good after that close
 /// and takes the other actors with it.
-struct CloseOnDrop {
-    queue: Addr<QueueActor>,
+pub(super) struct CloseOnDrop {
+    pub(super) queue: Addr<QueueActor>,
 }
 
 impl Drop for CloseOnDrop {
@@ -115,13 +107,7 @@ impl ResilientWebSocket {
     /// A builder for a client whose URL is produced by an async function
     /// before every connection attempt.
     pub fn builder_with_url_provider(url: UrlProvider) -> ResilientWebSocketBuilder {
-        ResilientWebSocketBuilder {
-            url,
-            opts: ClientOptions::default(),
-            bus: EventBus::default(),
-            store: None,
-            ack_delay: None,
-        }
+        ResilientWebSocketBuilder::new(url)
     }
 
     /// Opens the connection; resolves once connected.
@@ -147,7 +133,8 @@ impl ResilientWebSocket {
     /// `enable_message_buffering`) and goes out first on (re)connect.
     ///
     /// Waits only when the client's mailbox is full (backpressure), or for
-    /// space in a full outbox under [`OverflowPolicy::Wait`]. With a durable
+    /// a place in a full outbox under [`OverflowPolicy::Wait`](crate::OverflowPolicy::Wait) (and in
+    /// reliable mode, which never drops): the outbox decides and answers. With a durable
     /// store ([`ClientOptions::persistent`]) it also waits until the message
     /// is on disk (one commit serves every message sent meanwhile), so what
     /// `send()` accepted survives a crash of the process.
@@ -202,15 +189,20 @@ impl ResilientWebSocket {
 
     /// Admits one message and hands it to the queue actor; with a durable
     /// store and `wait`, returns what hears of its commit.
+    ///
+    /// With a credit (or under a policy that never refuses) the message is
+    /// certainly taken: it is handed over without waiting for a reply. With
+    /// none, the queue actor decides (refuse, or wait for a place) and
+    /// answers; only then does `send()` wait for it.
     async fn enqueue(&self, payload: Payload, priority: u8, wait: bool) -> Result<Option<Commit>> {
-        self.check_size(&payload)?;
-        if let Err(e) = self.admit() {
-            match (e, self.wait_policy()) {
-                (Error::BufferFull(_), Some(t)) => self.wait_for_space(t).await?,
-                (e, _) => return Err(e),
-            }
-        }
+        let ticket = self.admission.admit(&payload)?;
         let (done, durable) = if self.durable && wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let (answer, answered) = if ticket == Ticket::Ask {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         } else {
@@ -220,11 +212,19 @@ impl ResilientWebSocket {
             payload,
             priority,
             done,
+            ticket,
+            answer,
         };
         match self.queue.try_send(msg) {
             Ok(()) => {}
             Err(SendError::Full(m)) => self.queue.send(m).await.map_err(|_| Error::Shutdown)?,
-            Err(SendError::Closed(_)) => return Err(Error::Shutdown),
+            Err(SendError::Closed(_)) => {
+                self.admission.untake(ticket);
+                return Err(Error::Shutdown);
+            }
+        }
+        if let Some(rx) = answered {
+            rx.await.map_err(|_| Error::Shutdown)??;
         }
         Ok(durable)
     }
@@ -241,23 +241,32 @@ impl ResilientWebSocket {
     }
 
     /// Like [`send`](Self::send), but never waits: a full mailbox or outbox
-    /// is [`Error::BufferFull`]. With a durable store it does not wait for
+    /// (counting the messages handed over that the client has not taken
+    /// in yet) is [`Error::BufferFull`]. With a durable store it does not wait for
     /// the commit either: use `send()` for that guarantee.
     ///
     /// # Errors
     /// As for [`send`](Self::send).
     pub fn try_send(&self, payload: impl Into<Payload>) -> Result<()> {
         let payload = payload.into();
-        self.check_size(&payload)?;
-        self.admit()?;
+        let ticket = match self.admission.admit(&payload)? {
+            // No credit: asking would mean waiting for the answer.
+            Ticket::Ask => return Err(self.admission.full()),
+            t => t,
+        };
         let msg = Enqueue {
             payload,
             priority: 0,
             done: None,
+            ticket,
+            answer: None,
         };
-        self.queue.try_send(msg).map_err(|e| match e {
-            SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
-            SendError::Closed(_) => Error::Shutdown,
+        self.queue.try_send(msg).map_err(|e| {
+            self.admission.untake(ticket);
+            match e {
+                SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
+                SendError::Closed(_) => Error::Shutdown,
+            }
         })
     }
 
@@ -317,56 +326,12 @@ impl ResilientWebSocket {
         self.send(text).await
     }
 
-    /// How long `send()` may wait for space: the `Wait` policy's timeout;
-    /// in reliable mode without end, since it never drops (backpressure).
-    fn wait_policy(&self) -> Option<std::time::Duration> {
-        if self.stateful() {
-            return Some(std::time::Duration::from_secs(100 * 365 * 24 * 3600));
-        }
-        match self.opts.overflow_policy {
-            OverflowPolicy::Wait(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    fn stateful(&self) -> bool {
-        self.opts.reconnect_mode == ReconnectMode::Stateful
-    }
-
-    /// Refuses at once a message the peer is known not to accept: sent, it
-    /// would only make the peer close the socket (1009), and in reliable
-    /// mode be replayed into the same refusal on every resume.
     /// The largest message the peer accepts, when known: in reliable mode
     /// the server's `max_message_size` from negotiate, else
     /// [`ClientOptions::max_outbound_message_size`]. `send()` refuses
     /// larger messages with [`Error::MessageTooLarge`].
     pub fn peer_max_message_size(&self) -> Option<usize> {
         self.shared.peer_max_message_size()
-    }
-
-    fn check_size(&self, payload: &Payload) -> Result<()> {
-        self.admission.check_size(payload)
-    }
-
-    /// Whether one more message may be accepted now (see `admission.rs`).
-    fn admit(&self) -> Result<()> {
-        self.admission.admit()
-    }
-
-    async fn wait_for_space(&self, limit: std::time::Duration) -> Result<()> {
-        let deadline = actix_rt::time::Instant::now() + limit;
-        loop {
-            // Register before checking, so a wake-up in between is not lost.
-            let space = self.shared.space.notified();
-            match self.admit() {
-                Ok(()) => return Ok(()),
-                Err(Error::BufferFull(_)) => {}
-                Err(e) => return Err(e),
-            }
-            if tokio::time::timeout_at(deadline, space).await.is_err() {
-                return Err(Error::BufferFull(self.opts.max_buffered_messages));
-            }
-        }
     }
 
     /// The current connection state (read without a round trip).
@@ -459,389 +424,57 @@ impl ResilientWebSocket {
     }
 }
 
-/// Builds a [`ResilientWebSocket`]: options, handshake hooks and subscribers.
-///
-/// # Examples
-/// ```no_run
-/// use std::time::Duration;
-/// use resilient_ws::{ReconnectMode, ResilientWebSocket};
-///
-/// # async fn f() -> Result<(), resilient_ws::Error> {
-/// let ws = ResilientWebSocket::builder("wss://feed.example/ws")
-///     .reconnect_mode(ReconnectMode::None)
-///     .connection_timeout(Duration::from_secs(5))
-///     .header("X-Client", "demo")
-///     .protocol("chat.v1")
-///     .auth_token(|| async { Ok("secret".to_string()) })
-///     .build()?;
-/// ws.connect().await?;
-/// # Ok(()) }
-/// ```
-pub struct ResilientWebSocketBuilder {
-    url: UrlProvider,
-    opts: ClientOptions,
-    bus: EventBus,
-    store: Option<Box<dyn QueueStore>>,
-    /// Test hook: how long the outbox stalls on each ack.
-    ack_delay: Option<Duration>,
-}
+#[cfg(test)]
+mod tests {
+    //! The handle's side of admission, on a client that is never connected
+    //! (nothing listens on port 1): what is refused before any credit is
+    //! taken, and that a refusal leaves the credits whole.
 
-impl ResilientWebSocketBuilder {
-    /// Replaces all options at once.
-    pub fn options(mut self, opts: ClientOptions) -> Self {
-        self.opts = opts;
-        self
+    use super::*;
+
+    fn offline(max: usize) -> ResilientWebSocketBuilder {
+        ResilientWebSocket::builder("ws://127.0.0.1:1/ws")
+            .reconnect_mode(crate::ReconnectMode::Stateless)
+            .buffering(true, max)
     }
 
-    /// Sets `reconnect_mode`.
-    pub fn reconnect_mode(mut self, mode: ReconnectMode) -> Self {
-        self.opts.reconnect_mode = mode;
-        self
+    fn credits(ws: &ResilientWebSocket) -> isize {
+        ws.admission
+            .credits()
+            .expect("Reject needs credits")
+            .available()
     }
 
-    /// Sets `connection_timeout`.
-    pub fn connection_timeout(mut self, d: Duration) -> Self {
-        self.opts.connection_timeout = d;
-        self
+    #[actix_rt::test]
+    async fn try_send_without_a_credit_is_refused_at_once() {
+        let ws = offline(1).build().unwrap();
+        ws.try_send("a").unwrap();
+        assert!(matches!(ws.try_send("b"), Err(Error::BufferFull(1))));
+        assert_eq!(credits(&ws), 0);
     }
 
-    /// Sets `close_timeout`.
-    pub fn close_timeout(mut self, d: Duration) -> Self {
-        self.opts.close_timeout = d;
-        self
+    #[actix_rt::test]
+    async fn a_send_the_outbox_refuses_takes_no_place() {
+        let ws = offline(1).build().unwrap();
+        ws.send("a").await.unwrap();
+        assert!(matches!(ws.send("b").await, Err(Error::BufferFull(1))));
+        assert_eq!(credits(&ws), 0);
+        assert_eq!(ws.stats().messages_buffered, 1);
     }
 
-    /// Sets `max_fragments` (the most frames of one inbound message).
-    pub fn max_fragments(mut self, n: usize) -> Self {
-        self.opts.max_fragments = n;
-        self
-    }
-
-    /// Sets `max_inbound_backlog` and `max_inbound_backlog_bytes`: how much
-    /// may wait for a slow subscriber before the socket is not read.
-    pub fn inbound_backlog(mut self, messages: usize, bytes: usize) -> Self {
-        self.opts.max_inbound_backlog = messages;
-        self.opts.max_inbound_backlog_bytes = bytes;
-        self
-    }
-
-    /// Sets `max_negotiate_body_size` (reliable mode).
-    pub fn max_negotiate_body_size(mut self, n: usize) -> Self {
-        self.opts.max_negotiate_body_size = n;
-        self
-    }
-
-    /// Sets `max_message_size` (inbound, after joining fragments).
-    pub fn max_message_size(mut self, n: usize) -> Self {
-        self.opts.max_message_size = n;
-        self
-    }
-
-    /// Sets `max_outbound_message_size`: the largest message the peer
-    /// accepts, when known (raw mode); `send()` refuses larger ones with
-    /// [`Error::MessageTooLarge`].
-    pub fn max_outbound_message_size(mut self, n: usize) -> Self {
-        self.opts.max_outbound_message_size = Some(n);
-        self
-    }
-
-    /// Sets `enable_message_buffering` and `max_buffered_messages`.
-    pub fn buffering(mut self, enable: bool, max_messages: usize) -> Self {
-        self.opts.enable_message_buffering = enable;
-        self.opts.max_buffered_messages = max_messages;
-        self
-    }
-
-    /// Adds a header to the upgrade request.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.opts.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Offers a subprotocol.
-    pub fn protocol(mut self, p: impl Into<String>) -> Self {
-        self.opts.protocols.push(p.into());
-        self
-    }
-
-    /// Sets the bearer token provider (called before every attempt).
-    pub fn auth_token<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<String>> + 'static,
-    {
-        self.opts.auth_token = Some(TokenProvider::new(f));
-        self
-    }
-
-    /// Sets the negotiate hook (called before every attempt, after the token).
-    pub fn negotiate<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(NegotiateRequest) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<Negotiated>> + 'static,
-    {
-        self.opts.negotiate = Some(NegotiateHook::new(f));
-        self
-    }
-
-    /// Sets the TLS configuration for `wss://` (for example a private root).
-    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.opts.tls = Some(config);
-        self
-    }
-
-    /// Subscribes a recipient to state changes.
-    pub fn on_state(self, r: Recipient<StateChanged>) -> Self {
-        self.bus.state.add(r);
-        self
-    }
-
-    /// Subscribes a recipient to incoming messages.
-    pub fn on_message(mut self, r: Recipient<IncomingMessage>) -> Self {
-        self.bus.messages.add(r);
-        self
-    }
-
-    /// Subscribes a recipient to errors.
-    pub fn on_error(self, r: Recipient<ErrorEvent>) -> Self {
-        self.bus.errors.add(r);
-        self
-    }
-
-    /// Subscribes a recipient to socket-closed events.
-    pub fn on_closed(self, r: Recipient<Closed>) -> Self {
-        self.bus.closed.add(r);
-        self
-    }
-
-    /// Reliable mode: subscribes a recipient to session-lost reports (the
-    /// server no longer had the session; a fresh one is started).
-    pub fn on_session_lost(self, r: Recipient<SessionLost>) -> Self {
-        self.bus.session_lost.add(r);
-        self
-    }
-
-    /// Subscribes a recipient to dropped-message reports.
-    pub fn on_dropped(self, r: Recipient<MessageDropped>) -> Self {
-        self.bus.dropped.add(r);
-        self
-    }
-
-    /// Sets what a full outbox does (`overflow_policy`).
-    pub fn overflow_policy(mut self, p: OverflowPolicy) -> Self {
-        self.opts.overflow_policy = p;
-        self
-    }
-
-    /// Sets how long a message may wait in the outbox (`message_ttl`).
-    pub fn message_ttl(mut self, ttl: Duration) -> Self {
-        self.opts.message_ttl = Some(ttl);
-        self
-    }
-
-    /// Subscribes a recipient to reconnect announcements.
-    pub fn on_reconnecting(self, r: Recipient<Reconnecting>) -> Self {
-        self.bus.reconnecting.add(r);
-        self
-    }
-
-    /// Subscribes a recipient to reconnect successes.
-    pub fn on_reconnected(self, r: Recipient<Reconnected>) -> Self {
-        self.bus.reconnected.add(r);
-        self
-    }
-
-    /// Sets the reconnect delays: `reconnect_initial_delay`,
-    /// `reconnect_max_delay` and `max_reconnect_attempts` (0 = unlimited).
-    pub fn reconnect_delays(mut self, initial: Duration, max: Duration, max_attempts: u32) -> Self {
-        self.opts.reconnect_initial_delay = initial;
-        self.opts.reconnect_max_delay = max;
-        self.opts.max_reconnect_attempts = max_attempts;
-        self
-    }
-
-    /// Replaces the default exponential backoff with a custom policy.
-    pub fn retry_policy(mut self, p: impl RetryPolicy) -> Self {
-        self.opts.retry_policy = Some(SharedRetryPolicy::new(p));
-        self
-    }
-
-    /// Sets `min_uptime`: how long a connection must last before the attempt
-    /// counter starts again.
-    pub fn min_uptime(mut self, d: Duration) -> Self {
-        self.opts.min_uptime = d;
-        self
-    }
-
-    /// Sets `heartbeat_interval` (zero disables) and the heartbeat timeout
-    /// (`None`: twice the interval).
-    pub fn heartbeat(mut self, interval: Duration, timeout: Option<Duration>) -> Self {
-        self.opts.heartbeat_interval = interval;
-        self.opts.heartbeat_timeout = timeout;
-        self
-    }
-
-    /// Makes the client durable: its outbox, and in reliable mode its
-    /// unacknowledged messages and session, are kept in a redb database at
-    /// `path` (created with mode 0600), so a new process resumes where this
-    /// one stopped. Sets [`ClientOptions::persistent`] and `store_path`.
-    pub fn durable_store(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.opts.persistent = true;
-        self.opts.store_path = Some(path.into());
-        self
-    }
-
-    /// Makes the client durable with a store of your own (see
-    /// [`QueueStore`]); it takes precedence over `store_path`.
-    pub fn store(mut self, store: impl QueueStore) -> Self {
-        self.store = Some(Box::new(store));
-        self
-    }
-
-    /// Test hook: the outbox actor stalls its mailbox for `d` before it
-    /// handles each acknowledgement from the server, to reproduce a slow
-    /// ack path. Not for production use.
-    #[doc(hidden)]
-    pub fn test_ack_delay(mut self, d: Duration) -> Self {
-        self.ack_delay = Some(d);
-        self
-    }
-
-    /// Starts the client's actors on the current arbiter, without connecting.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for bad options, or when called outside a
-    /// running actix `System` (awc needs one); [`Error::Store`] when the
-    /// durable store cannot be opened: locked by another process, corrupt
-    /// (it is left as it is), or unreadable.
-    pub fn build(mut self) -> Result<ResilientWebSocket> {
-        self.opts.validate()?;
-        if actix_rt::System::try_current().is_none() {
-            return Err(Error::InvalidConfig(
-                "ResilientWebSocket must be built inside a running actix System".into(),
-            ));
-        }
-        let store: Option<Box<dyn QueueStore>> = match (self.store.take(), &self.opts.store_path) {
-            (Some(s), _) => Some(s),
-            (None, Some(path)) => Some(crate::queue::open_store_file(path)?),
-            (None, None) => None,
-        };
-        let opts = Arc::new(self.opts);
-        let shared = Arc::new(Shared::new());
-        // Until a server says otherwise (reliable mode), the configured limit.
-        shared.set_peer_max_message_size(opts.max_outbound_message_size);
-        let heartbeat = HeartbeatActor::new(
-            opts.heartbeat_interval,
-            opts.effective_heartbeat_timeout(),
-            shared.clone(),
-        )
-        .start();
-        let reconnect = ReconnectSupervisor::new(
-            opts.effective_retry_policy(),
-            opts.min_uptime,
-            shared.clone(),
-        )
-        .start();
-        let mut bus = self.bus;
-        bus.messages
-            .set_limits(opts.max_inbound_backlog, opts.max_inbound_backlog_bytes);
-        let queue_actor = QueueActor::new(
-            QueueOptions {
-                max_size: opts.max_buffered_messages.max(1),
-                overflow: opts.overflow_policy,
-                ttl: opts.message_ttl,
-                ..QueueOptions::default()
-            },
-            opts.reconnect_mode == ReconnectMode::Stateful,
-            shared.clone(),
-            std::mem::take(&mut bus.dropped),
-            bus.errors.clone(),
-        )?;
-        // The two actors need each other's address: make the queue's
-        // context first, start the connection with its address, then run
-        // the queue actor in it.
-        let queue_ctx = Context::<QueueActor>::new();
-        let queue = queue_ctx.address();
-        let mut queue_actor = queue_actor;
-        let mut conn_store = None;
-        let durable = store.is_some();
-        if let Some(mut store) = store {
-            let state = store.load()?;
-            let (progress_tx, progress) = tokio::sync::mpsc::unbounded_channel();
-            let handle = StoreHandle::start(store, progress_tx, shared.store_dead.clone())?;
-            if state.session.is_some() || !state.unacked.is_empty() || !state.outbox.is_empty() {
-                log::info!(
-                    "durable store: resuming with {} waiting and {} unacknowledged messages{}",
-                    state.outbox.len(),
-                    state.unacked.len(),
-                    if state.session.is_some() {
-                        " and a session"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            conn_store = Some((
-                handle.clone(),
-                StoredState {
-                    session: state.session.clone(),
-                    delivered: state.delivered,
-                    next_seq: state.next_seq,
-                    ..StoredState::new()
-                },
-            ));
-            queue_actor.attach_store(handle, progress, state);
-        }
-        // The connection holds the others only as recipients of what it
-        // tells them; the strong addresses end with it.
-        let links = Links {
-            watch: heartbeat.clone().recipient(),
-            unwatch: heartbeat.recipient(),
-            connection_up: reconnect.clone().recipient(),
-            take_recovery: reconnect.clone().recipient(),
-            ask_retry: reconnect.recipient(),
-            link_state: queue.clone().recipient(),
-            acked: queue.clone().recipient(),
-            first_seq: queue.clone().recipient(),
-            shutdown: queue.clone().recipient(),
-        };
-        let (o, u, s) = (opts.clone(), self.url, shared.clone());
-        let conn = Supervisor::start(move |_| {
-            let mut c = ConnectionActor::new(o, u, bus, s, links);
-            if let Some((handle, state)) = conn_store {
-                c.attach_store(handle, &state);
-            }
-            c
-        });
-        queue_actor.set_connection(ConnectionLink {
-            write: conn.downgrade().recipient(),
-            disconnect: conn.downgrade().recipient(),
-        });
-        queue_actor.set_close_timeout(opts.close_timeout);
-        queue_actor.set_ack_delay(self.ack_delay);
-        let admission = Admission::new(opts.clone(), shared.clone(), durable);
-        queue_actor.set_admission(admission.clone());
-        queue_ctx.run(queue_actor);
-        Ok(ResilientWebSocket {
-            conn,
-            _close_on_drop: Arc::new(CloseOnDrop {
-                queue: queue.clone(),
-            }),
-            queue,
-            shared,
-            opts,
-            durable,
-            admission,
-        })
-    }
-
-    /// Builds the client and connects it.
-    ///
-    /// # Errors
-    /// As for [`build`](Self::build) and [`ResilientWebSocket::connect`].
-    pub async fn connect(self) -> Result<ResilientWebSocket> {
-        let ws = self.build()?;
-        ws.connect().await?;
-        Ok(ws)
+    #[actix_rt::test]
+    async fn refusals_by_size_or_state_come_before_any_credit() {
+        let ws = offline(2).max_outbound_message_size(3).build().unwrap();
+        assert!(matches!(
+            ws.send("abcd").await,
+            Err(Error::MessageTooLarge { size: 4, max: 3 })
+        ));
+        ws.shared.set_state(ConnectionState::Disconnecting);
+        assert!(matches!(ws.send("a").await, Err(Error::NotConnected)));
+        assert!(matches!(ws.try_send("a"), Err(Error::NotConnected)));
+        assert_eq!(credits(&ws), 2);
+        let ws = offline(2).buffering(false, 2).build().unwrap();
+        assert!(matches!(ws.send("a").await, Err(Error::NotConnected)));
+        assert_eq!(credits(&ws), 2);
     }
 }

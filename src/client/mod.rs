@@ -2,6 +2,7 @@
 //! ([`ResilientWebSocket`](crate::ResilientWebSocket), at the crate root).
 
 mod admission;
+pub(crate) mod builder;
 mod connection;
 pub(crate) mod facade;
 mod heartbeat;

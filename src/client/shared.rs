@@ -31,9 +31,6 @@ pub(crate) struct Shared {
     base: Instant,
     /// When the last inbound frame arrived, as nanoseconds since `base`.
     last_seen_nanos: AtomicU64,
-    /// Woken whenever the outbox shrinks, for `send()` under the `Wait`
-    /// overflow policy.
-    pub(crate) space: tokio::sync::Notify,
     /// The largest message the peer accepts, when known (0: unknown):
     /// `send()` refuses larger ones.
     pub(crate) peer_max_message_size: AtomicUsize,
@@ -54,7 +51,6 @@ impl Shared {
             counters: Counters::default(),
             base: Instant::now(),
             last_seen_nanos: AtomicU64::new(0),
-            space: tokio::sync::Notify::new(),
             window_len: AtomicU64::new(0),
             peer_max_message_size: AtomicUsize::new(0),
             store_dead: Arc::default(),
@@ -66,12 +62,10 @@ impl Shared {
         self.window_len.store(len as u64, Ordering::Release);
     }
 
-    /// Publishes the outbox length; wakes senders waiting for space.
+    /// Publishes the outbox length, for `stats()` only: whether a message
+    /// is taken is the outbox's decision (its credits), not this count's.
     pub(crate) fn set_buffered(&self, n: usize) {
-        let before = self.counters.buffered.swap(n as u64, Ordering::AcqRel);
-        if (n as u64) < before {
-            self.space.notify_waiters();
-        }
+        self.counters.buffered.store(n as u64, Ordering::Release);
     }
 
     /// Records the peer's message size limit (`None`: unknown).

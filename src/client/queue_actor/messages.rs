@@ -8,7 +8,11 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::{client::store_writer::Done, events::Payload, Result};
+use crate::{
+    client::{admission::Ticket, store_writer::Done},
+    events::Payload,
+    Result,
+};
 
 /// A message from `send()`.
 #[derive(Message)]
@@ -18,6 +22,10 @@ pub(crate) struct Enqueue {
     pub(crate) priority: u8,
     /// With a durable store: answered once the message is durable.
     pub(crate) done: Option<Done>,
+    /// Whether the sender holds a credit (see `client/admission.rs`).
+    pub(crate) ticket: Ticket,
+    /// With [`Ticket::Ask`]: the actor's answer, taken or why not.
+    pub(crate) answer: Option<oneshot::Sender<Result<()>>>,
 }
 
 /// The connection's socket is ready for data, or gone.
