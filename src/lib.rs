@@ -93,7 +93,8 @@
 //! `protocol` and `ws`.
 //! - `src/bin/rws/`: the `rws` command (`serve`, `connect`, `demo`):
 //!   `args.rs`, `serve.rs`, `connect.rs`, `stdin.rs`, `printer.rs`,
-//!   `signals.rs`, `parse.rs`, `demo.rs` (needs the `cli` feature).
+//!   `signals.rs`, `parse.rs`, `static_files.rs`, `demo.rs` (needs the `cli`
+//!   feature).
 //! - [`testing`] (`src/testing/`): the test kit (`server.rs`, `raw.rs`,
 //!   `proxy.rs`, `recorder.rs`).
 //! - [`client`] (`src/client/`): `facade.rs` ([`ResilientWebSocket`]),

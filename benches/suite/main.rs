@@ -31,6 +31,7 @@
 //! `plan.rs` (sizes and the report), `clients.rs` (baselines and our client),
 //! `roles.rs` (the child processes).
 
+mod child;
 mod clients;
 // Shared with benches/durable.rs.
 #[path = "../common/mod.rs"]
@@ -48,10 +49,11 @@ use std::time::Instant;
 use resilient_ws::{server::ServerOptions, testing::TestServer};
 
 use self::{
+    child::ChildProc,
     memory::bench_memory,
     plan::{Plan, Report},
     recovery::bench_recovery,
-    roles::{role_client, role_server, ChildProc},
+    roles::{role_client, role_server},
     rtt::bench_rtt,
     storm::bench_storm,
     tput::{bench_throughput, role_tput},

@@ -1,8 +1,8 @@
 //! Idle memory per connection, client and server, in child processes.
 
 use super::{
+    child::ChildProc,
     plan::{Plan, Report},
-    roles::ChildProc,
 };
 
 /// Client and server KiB per idle connection of `kind`, at `n` connections.

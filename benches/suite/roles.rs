@@ -1,10 +1,9 @@
 //! The child processes (this same binary, re-run with `RWS_BENCH_ROLE`):
-//! the handle that starts one, role `server` and role `client`.
+//! role `server` and role `client` (the handle is in `child.rs`).
 
 use std::{
     collections::HashSet,
-    io::{BufRead, BufReader, Write},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    io::BufRead,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,51 +19,6 @@ use super::{
     clients::{awc_client, awc_connect, ours, vm_rss_kib, Framed},
     storm::STORM_PREFIX,
 };
-
-/// Re-runs this binary in a role; its stdin/stdout are the control channel.
-pub(super) struct ChildProc {
-    pub(super) child: Child,
-    pub(super) stdin: Option<ChildStdin>,
-    pub(super) stdout: BufReader<ChildStdout>,
-}
-
-impl ChildProc {
-    pub(super) fn spawn(role: &str, args: &[String]) -> ChildProc {
-        let mut child = Command::new(std::env::current_exe().expect("current exe"))
-            .env("RWS_BENCH_ROLE", role)
-            .env("RWS_BENCH_ARGS", args.join(" "))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn child");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        ChildProc {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    pub(super) fn say(&mut self, line: &str) {
-        let s = self.stdin.as_mut().unwrap();
-        writeln!(s, "{line}").unwrap();
-        s.flush().unwrap();
-    }
-
-    pub(super) fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.stdout.read_line(&mut l).expect("child output");
-        assert!(!l.is_empty(), "child exited early");
-        l.trim().to_string()
-    }
-
-    /// Closing stdin tells the child to exit.
-    pub(super) fn finish(mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.wait();
-    }
-}
 
 /// Child role "server [PORT]": a reliable echo server (it echoes plain
 /// clients too) on 127.0.0.1:PORT (default: any port); prints its URL,

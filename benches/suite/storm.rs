@@ -8,9 +8,9 @@ use resilient_ws::{ConnectionState, ReconnectMode, ResilientWebSocket, StateChan
 use tokio::sync::mpsc;
 
 use super::{
+    child::ChildProc,
     memory::fd_limit,
     plan::{Plan, Report},
-    roles::ChildProc,
 };
 
 /// What each storm client sends while the server is down.

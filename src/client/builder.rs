@@ -33,6 +33,27 @@ use crate::{
 
 use super::facade::{CloseOnDrop, ResilientWebSocket};
 
+// The builder's constructors live here, beside the builder, so the handle's
+// file does not import this one (the builder starts the handle's actors).
+impl ResilientWebSocket {
+    /// A builder for a client of one URL.
+    pub fn builder(url: impl Into<String>) -> ResilientWebSocketBuilder {
+        Self::builder_with_url_provider(UrlProvider::fixed(url))
+    }
+
+    /// A builder for a client that fails over between endpoints: it stays on
+    /// one while it works and moves to the next after each failure.
+    pub fn builder_with_endpoints(urls: Vec<String>) -> ResilientWebSocketBuilder {
+        Self::builder_with_url_provider(UrlProvider::endpoints(urls))
+    }
+
+    /// A builder for a client whose URL is produced by an async function
+    /// before every connection attempt.
+    pub fn builder_with_url_provider(url: UrlProvider) -> ResilientWebSocketBuilder {
+        ResilientWebSocketBuilder::new(url)
+    }
+}
+
 /// Builds a [`ResilientWebSocket`]: options, handshake hooks and subscribers.
 ///
 /// # Examples

@@ -8,7 +8,6 @@ use tokio::sync::oneshot;
 
 use super::{
     admission::{Admission, Ticket},
-    builder::ResilientWebSocketBuilder,
     connection::{
         messages::{Connect, Subscribe},
         ConnectionActor,
@@ -25,7 +24,7 @@ use crate::{
         Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Payload, Reconnected,
         Reconnecting, SessionLost, StateChanged,
     },
-    options::{ClientOptions, UrlProvider},
+    options::ClientOptions,
     Error, Result,
 };
 
@@ -93,23 +92,6 @@ impl std::fmt::Debug for ResilientWebSocket {
 }
 
 impl ResilientWebSocket {
-    /// A builder for a client of one URL.
-    pub fn builder(url: impl Into<String>) -> ResilientWebSocketBuilder {
-        Self::builder_with_url_provider(UrlProvider::fixed(url))
-    }
-
-    /// A builder for a client that fails over between endpoints: it stays on
-    /// one while it works and moves to the next after each failure.
-    pub fn builder_with_endpoints(urls: Vec<String>) -> ResilientWebSocketBuilder {
-        Self::builder_with_url_provider(UrlProvider::endpoints(urls))
-    }
-
-    /// A builder for a client whose URL is produced by an async function
-    /// before every connection attempt.
-    pub fn builder_with_url_provider(url: UrlProvider) -> ResilientWebSocketBuilder {
-        ResilientWebSocketBuilder::new(url)
-    }
-
     /// Opens the connection; resolves once connected.
     ///
     /// Returns at once if already connected; joins the attempt in progress if
@@ -432,7 +414,7 @@ mod tests {
 
     use super::*;
 
-    fn offline(max: usize) -> ResilientWebSocketBuilder {
+    fn offline(max: usize) -> crate::ResilientWebSocketBuilder {
         ResilientWebSocket::builder("ws://127.0.0.1:1/ws")
             .reconnect_mode(crate::ReconnectMode::Stateless)
             .buffering(true, max)
