@@ -115,6 +115,22 @@ impl Admission {
         opts.max_buffered_messages.max(1)
     }
 
+    /// The options of the outbox's `MessageQueue`. With credits the
+    /// outbox's bound is theirs; the queue bounds itself only under the
+    /// policies that drop (they make room instead of refusing).
+    pub(crate) fn outbox_options(opts: &ClientOptions) -> crate::queue::QueueOptions {
+        crate::queue::QueueOptions {
+            max_size: if Self::bounded(opts) {
+                usize::MAX
+            } else {
+                Self::bound(opts)
+            },
+            overflow: opts.overflow_policy,
+            ttl: opts.message_ttl,
+            ..Default::default()
+        }
+    }
+
     /// The credits, for the `QueueActor` that issues them.
     pub(crate) fn credits(&self) -> Option<Arc<Credits>> {
         self.credits.clone()

@@ -26,7 +26,7 @@ use crate::{
         ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
         UrlProvider,
     },
-    queue::{QueueOptions, QueueStore, StoredState},
+    queue::{QueueStore, StoredState},
     retry::{RetryPolicy, SharedRetryPolicy},
     Error, Result,
 };
@@ -356,19 +356,7 @@ impl ResilientWebSocketBuilder {
         bus.messages
             .set_limits(opts.max_inbound_backlog, opts.max_inbound_backlog_bytes);
         let queue_actor = QueueActor::new(
-            QueueOptions {
-                // With credits the outbox's bound is theirs (see
-                // `admission.rs`); the queue bounds itself only under the
-                // policies that drop.
-                max_size: if Admission::bounded(&opts) {
-                    usize::MAX
-                } else {
-                    Admission::bound(&opts)
-                },
-                overflow: opts.overflow_policy,
-                ttl: opts.message_ttl,
-                ..QueueOptions::default()
-            },
+            Admission::outbox_options(&opts),
             opts.reconnect_mode == ReconnectMode::Stateful,
             shared.clone(),
             std::mem::take(&mut bus.dropped),

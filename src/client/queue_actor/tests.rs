@@ -23,7 +23,6 @@ use crate::{
     },
     events::{ConnectionState, MessageDropped, Payload},
     options::{ClientOptions, OverflowPolicy, ReconnectMode},
-    queue::QueueOptions,
     Error,
 };
 
@@ -89,16 +88,7 @@ fn rig(opts: ClientOptions) -> Rig {
     let dropped = Subscribers::default();
     dropped.add(conn.clone().recipient());
     let mut actor = QueueActor::new(
-        QueueOptions {
-            max_size: if Admission::bounded(&opts) {
-                usize::MAX
-            } else {
-                Admission::bound(&opts)
-            },
-            overflow: opts.overflow_policy,
-            ttl: opts.message_ttl,
-            ..QueueOptions::default()
-        },
+        Admission::outbox_options(&opts),
         opts.reconnect_mode == ReconnectMode::Stateful,
         shared.clone(),
         dropped,
