@@ -1,102 +1,23 @@
 import { ConnectionState, ReconnectMode } from './enums.js';
 import { ResilientWebSocketError, asWsError, wsError } from './errors.js';
-import { MessageQueue, QueueFullError, type DroppedMessage, type MessageData } from './message-queue.js';
+import type { DroppedMessage, MessageData } from './message-queue.js';
 import {
-  CloseCode, ReliableState, SUBPROTOCOL, decodeFrame, encodeAck, encodeDataFrame, encodeHello, encodePing,
-  negotiateUrl, parseNegotiateResponse, shutdownAdviceDelay, utf8Decode, utf8Encode, utf8Length, type SessionInfo,
+  CloseCode, ReliableState, SUBPROTOCOL, decodeFrame, encodeAck, encodeHello, encodePing, shutdownAdviceDelay, utf8Length,
+  type SessionInfo,
 } from './protocol.js';
-import { exponentialBackoff, type RetryPolicy } from './retry.js';
 import { Persister, decodeStored, defaultStore, encodeStored, readStored, type StoredState } from './persistence.js';
-import type {
-  ConnectionHandlerOptions, TransportCallbacks, WebSocketConstructor, WebSocketLike,
-} from './types.js';
+import { resolveOptions, type Resolved } from './options.js';
+import { Outbox } from './outbox.js';
+import { SendWindow, type Outgoing } from './window.js';
+import { bytesOf, closeSocket, toArrayBuffer, writeFrame, writeMessage, type Link } from './link.js';
+import { createSocket, negotiate } from './dial.js';
+import { startHeartbeat } from './heartbeat.js';
+import type { ConnectionHandlerOptions, TransportCallbacks, WebSocketConstructor } from './types.js';
 
-const OPEN = 1;
+export { resolveOptions } from './options.js';
+
 /** Same code on this many sockets in a row, no ack advancing: the peer refuses our replay for good (§6). */
 const MAX_REFUSED_REPLAYS = 3;
-
-type Resolved = Required<Omit<ConnectionHandlerOptions,
-  'negotiate' | 'getAuthToken' | 'retryPolicy' | 'messageTtlMs' | 'maxOutboundMessageSize' | 'heartbeatTimeoutMs' | 'authTokenQueryParam'
-  | 'store' | 'storePath' | 'storeKey'>>
-  & Pick<ConnectionHandlerOptions, 'negotiate' | 'getAuthToken' | 'messageTtlMs' | 'maxOutboundMessageSize' | 'store' | 'storePath' | 'storeKey'>
-  & { heartbeatTimeoutMs: number; retryPolicy: RetryPolicy; authTokenQueryParam: string | null };
-
-/** The design's option defaults (and the Rust client's for what it added). */
-export function resolveOptions(o: ConnectionHandlerOptions = {}): Resolved {
-  const heartbeatIntervalMs = o.heartbeatIntervalMs ?? 30_000;
-  const r: Resolved = {
-    maxReconnectAttempts: o.maxReconnectAttempts ?? 0,
-    reconnectInitialDelayMs: o.reconnectInitialDelayMs ?? 1000,
-    reconnectMaxDelayMs: o.reconnectMaxDelayMs ?? 30_000,
-    reconnectMode: o.reconnectMode ?? ReconnectMode.Stateless,
-    heartbeatIntervalMs,
-    heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? heartbeatIntervalMs * 2,
-    connectionTimeoutMs: o.connectionTimeoutMs ?? 10_000,
-    closeTimeoutMs: o.closeTimeoutMs ?? 5000,
-    maxBufferedMessages: o.maxBufferedMessages ?? 1000,
-    enableMessageBuffering: o.enableMessageBuffering ?? true,
-    overflowPolicy: o.overflowPolicy ?? 'reject',
-    minUptimeMs: o.minUptimeMs ?? 5000,
-    maxMessageSize: o.maxMessageSize ?? 16 * 1024 * 1024,
-    allowNegotiateRedirect: o.allowNegotiateRedirect ?? false,
-    authTokenQueryParam: o.authTokenQueryParam === undefined ? 'access_token' : o.authTokenQueryParam,
-    persistent: o.persistent ?? false,
-    headers: o.headers ?? {},
-    protocols: o.protocols ?? [],
-    retryPolicy: o.retryPolicy ?? exponentialBackoff(
-      o.reconnectInitialDelayMs ?? 1000, o.reconnectMaxDelayMs ?? 30_000, o.maxReconnectAttempts ?? 0),
-    negotiate: o.negotiate,
-    getAuthToken: o.getAuthToken,
-    messageTtlMs: o.messageTtlMs,
-    maxOutboundMessageSize: o.maxOutboundMessageSize,
-    store: o.store,
-    storePath: o.storePath,
-    storeKey: o.storeKey,
-  };
-  const bad = (m: string) => { throw wsError('invalidConfig', m); };
-  if (!(r.connectionTimeoutMs > 0)) bad('connectionTimeoutMs must be greater than zero');
-  if (!(r.closeTimeoutMs > 0)) bad('closeTimeoutMs must be greater than zero');
-  if (r.reconnectInitialDelayMs > r.reconnectMaxDelayMs) bad('reconnectInitialDelayMs must not exceed reconnectMaxDelayMs');
-  if (r.heartbeatIntervalMs < 0 || !(r.heartbeatTimeoutMs >= 0)) bad('heartbeat durations must not be negative');
-  if (r.enableMessageBuffering && r.maxBufferedMessages < 1) bad('maxBufferedMessages must be greater than zero when buffering is on');
-  if (r.persistent && !r.store && r.storePath === undefined && !(globalThis as { indexedDB?: unknown }).indexedDB) {
-    bad('persistent: true needs storePath (Node.js), IndexedDB (browsers) or a store');
-  }
-  if (r.maxMessageSize < 1) bad('maxMessageSize must be greater than zero');
-  if (r.authTokenQueryParam !== null && !/^[A-Za-z0-9._~-]+$/.test(r.authTokenQueryParam)) {
-    bad('authTokenQueryParam must be non-empty and URL-safe');
-  }
-  if (!Object.values(ReconnectMode).includes(r.reconnectMode)) bad(`unknown reconnectMode ${String(r.reconnectMode)}`);
-  return r;
-}
-
-/** One unacknowledged message of the Stateful window. */
-interface Outgoing {
-  seq: number;
-  /** The DATA frame, encoded once and written again as is on a replay. */
-  frame: Uint8Array;
-  /** Where the payload starts in `frame`. */
-  header: number;
-  text: boolean;
-}
-
-const payloadOf = (m: Outgoing): Uint8Array => m.frame.subarray(m.header);
-
-/** One socket and what belongs to it. */
-interface Link {
-  ws: WebSocketLike;
-  phase: 'opening' | 'hello' | 'up';
-  dead: boolean;
-  connectedAt: number;
-  lastInbound: number;
-  timers: ReturnType<typeof setTimeout>[];
-  settle?: { resolve: () => void; reject: (e: ResilientWebSocketError) => void };
-  closingByUs?: boolean;
-  /** The highest seq written on this socket. */
-  writtenSeq?: number;
-  /** Node's ws socket is corked until the end of this turn (see cork). */
-  corked?: boolean;
-}
 
 function randomHex(bytes: number): string {
   const b = new Uint8Array(bytes);
@@ -124,7 +45,7 @@ export class ResilientWebSocketTransport {
   private readonly Ctor: WebSocketConstructor;
   readonly options: Resolved;
   private currentState = ConnectionState.Disconnected;
-  private readonly outbox: MessageQueue;
+  private readonly outbox: Outbox;
   /** Stable for this client's life (PROTOCOL.md §1); with `persistent`, across reloads. */
   get clientId(): string {
     return this.id;
@@ -140,7 +61,6 @@ export class ResilientWebSocketTransport {
   private connectWaiters: { resolve: () => void; reject: (e: ResilientWebSocketError) => void }[] = [];
   private disconnectWaiters: (() => void)[] = [];
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
   private wakeRetry: (() => void) | undefined;
   private looping = false;
   private saidNoHeartbeat = false;
@@ -153,15 +73,10 @@ export class ResilientWebSocketTransport {
   private session: SessionInfo | undefined;
   private sessionLostAt: number | undefined;
   private readonly rs = new ReliableState();
-  private window: Outgoing[] = [];
-  private windowHead = 0;
-  private windowBytes = 0;
-  private nextSeq = 1;
-  private acked = 0;
+  private readonly window = new SendWindow();
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
   private refusals: { code: number; count: number; acked: number } | undefined;
   private refusedForGood = false;
-  private spaceWaiters: (() => void)[] = [];
   private drainWaiters: (() => void)[] = [];
 
   constructor(
@@ -176,13 +91,7 @@ export class ResilientWebSocketTransport {
     if (!ctor) throw wsError('invalidConfig', 'no WebSocket constructor: pass one (e.g. the ws package\'s) on Node.js before 22');
     this.Ctor = ctor;
     this.options = resolveOptions(options);
-    this.outbox = new MessageQueue({
-      maxSize: Math.max(this.options.maxBufferedMessages, 1),
-      maxRetries: Number.MAX_SAFE_INTEGER,
-      overflow: this.options.overflowPolicy,
-      ...(this.options.messageTtlMs !== undefined ? { ttlMs: this.options.messageTtlMs } : {}),
-      onDropped: (d: DroppedMessage) => this.emit('onMessageDropped', d),
-    });
+    this.outbox = new Outbox(this.options, (d: DroppedMessage) => this.emit('onMessageDropped', d));
     if (this.options.persistent) {
       const key = this.options.storeKey ?? `resilient-ws:${typeof urlProvider === 'string' ? urlProvider : ''}`;
       const store = defaultStore({ ...this.options, storeKey: key });
@@ -206,10 +115,9 @@ export class ResilientWebSocketTransport {
         },
       } : {}),
       delivered: this.rs.delivered,
-      nextSeq: this.nextSeq,
-      window: this.window.slice(this.windowHead).map((m) =>
-        encodeStored(m.text ? utf8Decode(payloadOf(m)) : payloadOf(m).slice(), { seq: m.seq })),
-      outbox: this.outbox.snapshot().map((m) =>
+      nextSeq: this.window.nextSeq,
+      window: this.window.stored(),
+      outbox: this.outbox.queue.snapshot().map((m) =>
         encodeStored(typeof m.data === 'string' ? m.data : toBytes(m.data), { priority: m.priority })),
     };
   }
@@ -227,11 +135,10 @@ export class ResilientWebSocketTransport {
     this.storedDelivered = st.session ? st.delivered : 0;
     const link = this.link;
     if (!link || link.phase !== 'up' || link.dead) return;
-    for (let i = this.windowHead; i < this.window.length; i++) {
-      const m = this.window[i]!;
-      if (m.seq > this.storedSeq) break;
+    this.window.forEach((m) => {
+      if (m.seq > this.storedSeq) return false;
       if (m.seq > (link.writtenSeq ?? 0)) this.writeData(link, m);
-    }
+    });
     if (this.storedDelivered > this.ackSent && this.rs.delivered >= this.storedDelivered) this.sendAck(link);
   }
 
@@ -246,19 +153,14 @@ export class ResilientWebSocketTransport {
         this.session = { ...st.session };
         this.rs.delivered = st.delivered;
       }
-      this.nextSeq = st.nextSeq;
+      this.window.nextSeq = st.nextSeq;
       this.rs.highestWritten = st.nextSeq - 1;
-      for (const m of st.window) {
-        const data = decodeStored(m);
-        const { frame, header } = encodeDataFrame(m.seq ?? 0, data);
-        this.window.push({ seq: m.seq ?? 0, frame, header, text: typeof data === 'string' });
-        this.windowBytes += frame.length - header;
-      }
+      this.window.restore(st.window);
     } else {
       // Stateless keeps no seqs: what was unacknowledged is simply sent again.
-      for (const m of st.window) this.outbox.enqueue(decodeStored(m), 0);
+      for (const m of st.window) this.outbox.queue.enqueue(decodeStored(m), 0);
     }
-    for (const m of st.outbox) this.outbox.enqueue(decodeStored(m), m.priority ?? 0);
+    for (const m of st.outbox) this.outbox.queue.enqueue(decodeStored(m), m.priority ?? 0);
   }
 
   get state(): ConnectionState {
@@ -276,12 +178,12 @@ export class ResilientWebSocketTransport {
 
   /** Messages waiting to be sent (Stateful: not yet given a seq). */
   get bufferedCount(): number {
-    return this.outbox.size();
+    return this.outbox.queue.size();
   }
 
   /** Stateful: messages sent and not yet acknowledged. */
   get unackedCount(): number {
-    return this.window.length - this.windowHead;
+    return this.window.count;
   }
 
   /** Connects; resolves once connected (after WELCOME in Stateful mode). The first attempt is not retried. */
@@ -322,7 +224,7 @@ export class ResilientWebSocketTransport {
       }
       const policy = this.options.overflowPolicy;
       if (typeof policy !== 'object') throw admitted;
-      await this.waitForSpace(policy.waitMs, admitted);
+      await this.outbox.waitForSpace(policy.waitMs, admitted);
     }
   }
 
@@ -331,65 +233,20 @@ export class ResilientWebSocketTransport {
     if (state === ConnectionState.Disconnecting) return wsError('notConnected', 'the connection is closing');
     if (this.stateful) {
       if (this.refusedForGood) return wsError('notConnected', 'the server refused this client\'s messages for good');
-      if (this.outbox.isEmpty() && this.windowHasRoom(dataLength(data))) {
+      if (this.outbox.queue.isEmpty() && this.windowHasRoom(dataLength(data))) {
         this.pushWindow(data);
         return true;
       }
-      return this.enqueue(data, priority);
+      return this.outbox.enqueue(data, priority);
     }
     const link = this.link;
-    if (state === ConnectionState.Connected && link && link.phase === 'up' && this.outbox.isEmpty()) {
-      if (this.writeRaw(link, data)) return true;
+    if (state === ConnectionState.Connected && link && link.phase === 'up' && this.outbox.queue.isEmpty()) {
+      if (writeMessage(link, data)) return true;
     }
     if (state !== ConnectionState.Connected && !this.options.enableMessageBuffering) {
       return wsError('notConnected', 'not connected and message buffering is off');
     }
-    return this.enqueue(data, priority);
-  }
-
-  private enqueue(data: MessageData, priority: number): true | ResilientWebSocketError {
-    try {
-      this.outbox.enqueue(data, priority);
-      this.scheduleExpiry();
-      return true;
-    } catch (e) {
-      if (e instanceof QueueFullError) return e;
-      return asWsError(e, 'invalidConfig');
-    }
-  }
-
-  /** With `messageTtlMs`: drops (and reports) expired messages when they expire. */
-  private scheduleExpiry(): void {
-    if (this.expiryTimer !== undefined) return;
-    const at = this.outbox.nextExpiry();
-    if (at === undefined) return;
-    this.expiryTimer = setTimeout(() => {
-      this.expiryTimer = undefined;
-      this.outbox.drainExpired();
-      this.notifySpace();
-      this.scheduleExpiry();
-    }, Math.max(0, at - Date.now()));
-  }
-
-  private waitForSpace(waitMs: number, error: ResilientWebSocketError): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.spaceWaiters = this.spaceWaiters.filter((w) => w !== wake);
-        reject(error);
-      }, waitMs);
-      const wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      this.spaceWaiters.push(wake);
-    });
-  }
-
-  private notifySpace(): void {
-    if (this.spaceWaiters.length === 0 || this.outbox.isFull()) return;
-    const waiters = this.spaceWaiters;
-    this.spaceWaiters = [];
-    for (const w of waiters) w();
+    return this.outbox.enqueue(data, priority);
   }
 
   /**
@@ -440,7 +297,7 @@ export class ResilientWebSocketTransport {
   }
 
   private waitDrained(timeoutMs: number): Promise<void> {
-    if (this.unackedCount === 0 && this.outbox.isEmpty()) return Promise.resolve();
+    if (this.unackedCount === 0 && this.outbox.queue.isEmpty()) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, timeoutMs);
       function done() {
@@ -612,7 +469,7 @@ export class ResilientWebSocketTransport {
         this.giveUpSession();
       }
       if (!this.session) {
-        this.session = await this.negotiate(url, token, signal);
+        this.session = await negotiate(url, token, signal, this.clientId, this.options);
         void this.persist?.save();
       }
       if (signal.aborted || !this.wanted) throw wsError('notConnected', 'connect abandoned');
@@ -622,74 +479,8 @@ export class ResilientWebSocketTransport {
     await this.open(socketUrl, token, protocols);
   }
 
-  private async negotiate(url: string, token: string | undefined, signal: AbortSignal): Promise<SessionInfo> {
-    const endpoint = negotiateUrl(url);
-    const headers: Record<string, string> = { 'Content-Type': 'application/json', ...this.options.headers };
-    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
-    let resp: Response;
-    try {
-      resp = await fetch(endpoint, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ client_id: this.clientId, max_message_size: this.options.maxMessageSize }),
-        redirect: 'manual',
-        signal,
-      });
-    } catch (e) {
-      throw wsError('connectionLost', `negotiate failed: ${asWsError(e).message}`);
-    }
-    if (resp.status === 404 || resp.status === 405) {
-      throw wsError('protocolNotSupported', `negotiate answered HTTP ${resp.status}`);
-    }
-    if (resp.status !== 200) {
-      await resp.body?.cancel().catch(() => undefined);
-      throw wsError('negotiateRejected', `negotiate answered HTTP ${resp.status}`, { status: resp.status });
-    }
-    let body: unknown;
-    try {
-      body = await resp.json();
-    } catch (e) {
-      throw wsError('negotiate', `negotiate response: ${asWsError(e).message}`);
-    }
-    return parseNegotiateResponse(body, url, this.options.allowNegotiateRedirect);
-  }
-
   private open(url: string, token: string | undefined, protocols: string[]): Promise<void> {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw wsError('invalidUrl', `not a URL: ${JSON.stringify(redactQuery(url))}`);
-    }
-    if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
-    else if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
-    else if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
-      throw wsError('invalidUrl', `${redactQuery(url)}: the scheme must be ws or wss`);
-    }
-    let target = parsed.toString();
-    const headers: Record<string, string> = { ...this.options.headers };
-    if (token !== undefined) {
-      const param = this.options.authTokenQueryParam;
-      if (param !== null) {
-        parsed.searchParams.set(param, token);
-        target = parsed.toString();
-      } else {
-        headers.Authorization = `Bearer ${token}`;
-      }
-    }
-    let ws: WebSocketLike;
-    try {
-      ws = Object.keys(headers).length > 0
-        ? new this.Ctor(target, protocols, { headers })
-        : new this.Ctor(target, protocols);
-    } catch (e) {
-      // The constructor's message may quote the URL, and so the token in its query.
-      const message = token !== undefined ? asWsError(e).message.split(token).join('<redacted>') : asWsError(e).message;
-      throw wsError('invalidUrl', `cannot open a WebSocket to ${redactQuery(url)}: ${message}`);
-    }
-    // Node's ws hands out its Buffer as is with 'nodebuffer' (read in place
-    // below); browsers know only 'arraybuffer' and 'blob'.
-    ws.binaryType = typeof ws.on === 'function' ? 'nodebuffer' : 'arraybuffer';
+    const ws = createSocket(this.Ctor, url, token, protocols, this.options);
     const link: Link = { ws, phase: 'opening', dead: false, connectedAt: 0, lastInbound: Date.now(), timers: [] };
     this.link = link;
     this.rs.newSocket();
@@ -720,7 +511,7 @@ export class ResilientWebSocketTransport {
       return;
     }
     const s = this.session!;
-    const firstSeq = this.windowHead < this.window.length ? this.window[this.windowHead]!.seq : this.nextSeq;
+    const firstSeq = this.window.firstUnackedSeq();
     link.phase = 'hello';
     this.write(link, encodeHello(s.connectionId, s.reconnectToken, this.rs.delivered, firstSeq));
   }
@@ -735,7 +526,7 @@ export class ResilientWebSocketTransport {
     link.settle = undefined;
     if (this.stateful) {
       // Replay every unacknowledged message (§4), then go on with new ones.
-      for (let i = this.windowHead; i < this.window.length; i++) this.writeData(link, this.window[i]!);
+      this.window.forEach((m) => this.writeData(link, m));
       this.pump();
     } else {
       this.flushOutbox(link);
@@ -760,11 +551,7 @@ export class ResilientWebSocketTransport {
     }
     let frame;
     try {
-      // A view of the socket's own bytes: decodeFrame copies what it keeps.
-      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data)
-        : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-          : new Uint8Array(toArrayBuffer(data));
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytesOf(data));
     } catch (e) {
       this.fail(link, asWsError(e, 'protocol'));
       return;
@@ -815,69 +602,48 @@ export class ResilientWebSocketTransport {
   }
 
   private onWelcome(link: Link, lastReceived: number): void {
-    if (lastReceived > this.rs.highestWritten && lastReceived >= this.firstUnackedSeq()) {
+    if (lastReceived > this.rs.highestWritten && lastReceived >= this.window.firstUnackedSeq()) {
       throw wsError('protocol', 'WELCOME acknowledges a message never sent', { closeCode: CloseCode.ProtocolError });
     }
     this.onAck(lastReceived);
     this.linkUp(link);
   }
 
-  private firstUnackedSeq(): number {
-    return this.windowHead < this.window.length ? this.window[this.windowHead]!.seq : this.nextSeq;
-  }
-
   /** Frees every window message up to `seq` (cumulative; a lower ack is ignored). */
   private onAck(seq: number): void {
-    let freed = false;
-    while (this.windowHead < this.window.length && this.window[this.windowHead]!.seq <= seq) {
-      const m = this.window[this.windowHead]!;
-      this.windowBytes -= m.frame.length - m.header;
-      this.windowHead++;
-      freed = true;
-    }
-    if (seq > this.acked) this.acked = seq;
-    if (!freed) return;
+    if (!this.window.ack(seq)) return;
     void this.persist?.save();
-    if (this.windowHead > 1024 && this.windowHead * 2 > this.window.length) {
-      this.window = this.window.slice(this.windowHead);
-      this.windowHead = 0;
-    }
     this.pump();
-    if (this.unackedCount === 0 && this.outbox.isEmpty()) {
+    if (this.unackedCount === 0 && this.outbox.queue.isEmpty()) {
       for (const w of this.drainWaiters.splice(0)) w();
     }
   }
 
   private windowHasRoom(size: number): boolean {
+    // Before the first negotiate (with `persistent`, restored messages): 1 MiB.
     const s = this.session;
-    if (!s) return this.unackedCount === 0 || this.windowBytes + size <= 1024 * 1024;
-    return this.unackedCount === 0 || this.windowBytes + size <= s.maxUnackedBytes;
+    return this.window.hasRoom(size, s ? s.maxUnackedBytes : 1024 * 1024);
   }
 
   /** Numbers a message and puts it in the window; writes it when connected. */
   private pushWindow(data: MessageData): void {
-    const text = typeof data === 'string';
-    const seq = this.nextSeq++;
-    const { frame, header } = encodeDataFrame(seq, typeof data === 'string' ? data : (data as Uint8Array));
-    const payload = frame.subarray(header);
-    const m: Outgoing = { seq, frame, header, text };
-    this.window.push(m);
-    this.windowBytes += payload.length;
+    const m = this.window.push(data);
     const link = this.link;
     if (link && link.phase === 'up') this.writeData(link, m);
   }
 
   /** Moves outbox messages into the window while it has room (Stateful). */
   private pump(): void {
-    this.outbox.drainExpired();
+    const queue = this.outbox.queue;
+    queue.drainExpired();
     for (;;) {
-      const next = this.outbox.peek();
+      const next = queue.peek();
       if (!next || !this.windowHasRoom(dataLength(next.data))) break;
-      const m = this.outbox.dequeue()!;
-      this.outbox.remove(m.id);
+      const m = queue.dequeue()!;
+      queue.remove(m.id);
       this.pushWindow(m.data);
     }
-    this.notifySpace();
+    this.outbox.notifySpace();
   }
 
   private writeData(link: Link, m: Outgoing): void {
@@ -912,100 +678,37 @@ export class ResilientWebSocketTransport {
   }
 
   private write(link: Link, bytes: Uint8Array): void {
-    if (link.dead || link.ws.readyState !== OPEN) return;
-    this.cork(link);
-    try {
-      link.ws.send(bytes);
-    } catch {
-      // The close event follows; Stateful keeps the message in its window.
-    }
-  }
-
-  /**
-   * Node's `ws` only: holds the frames written in this turn of the event
-   * loop and gives them to the OS in one write. Without it each small frame
-   * is its own system call (they were 44% of the Stateful client's CPU in
-   * the bench). Browsers batch on their own and have no such socket.
-   */
-  private cork(link: Link): void {
-    if (link.corked) return;
-    const sock = (link.ws as { _socket?: { cork?: () => void; uncork?: () => void } })._socket;
-    if (typeof sock?.cork !== 'function' || typeof sock.uncork !== 'function') return;
-    link.corked = true;
-    sock.cork();
-    queueMicrotask(() => {
-      link.corked = false;
-      sock.uncork!();
-    });
-  }
-
-  /** Stateless: writes one message; false when the socket cannot take it. */
-  private writeRaw(link: Link, data: MessageData): boolean {
-    if (link.dead || link.ws.readyState !== OPEN) return false;
-    try {
-      link.ws.send(data as string | Uint8Array);
-      return true;
-    } catch {
-      return false;
-    }
+    writeFrame(link, bytes);
   }
 
   private flushOutbox(link: Link): void {
-    this.outbox.drainExpired();
+    const queue = this.outbox.queue;
+    queue.drainExpired();
     for (;;) {
-      const m = this.outbox.dequeue();
+      const m = queue.dequeue();
       if (!m) break;
-      if (this.writeRaw(link, m.data)) this.outbox.remove(m.id);
+      if (writeMessage(link, m.data)) queue.remove(m.id);
       else {
-        this.outbox.markFailed(m.id);
+        queue.markFailed(m.id);
         break;
       }
     }
-    this.notifySpace();
+    this.outbox.notifySpace();
     void this.persist?.save();
   }
 
   // ---------------------------------------------------------------- heartbeat
 
-  /**
-   * Times the link: a WebSocket ping where the socket can send one (Node's
-   * `ws`), else a PING frame where the server offers them (a browser, Node's
-   * global WebSocket; PROTOCOL.md §5a). Without either, a half-open link is
-   * noticed only when the socket reports it: said once, as `noHeartbeat`.
-   */
+  /** See heartbeat.ts; PING frames only where the server offers them (§5a). */
   private startHeartbeat(link: Link): void {
-    const interval = this.options.heartbeatIntervalMs;
-    const ws = link.ws;
-    if (interval <= 0) return;
-    let ping: () => void;
-    if (typeof ws.ping === 'function') {
-      ping = () => ws.ping!();
-    } else if (this.stateful && this.session?.pingFrames) {
-      ping = () => this.write(link, encodePing(Date.now()));
-    } else {
-      if (!this.saidNoHeartbeat) {
-        this.saidNoHeartbeat = true;
-        this.emit('onError', wsError('noHeartbeat', this.stateful
-          ? 'this socket cannot send pings and the server offers no PING frames: a half-open link is noticed only when the socket reports it'
-          : 'this socket cannot send pings (Stateless mode has no PING frames): a half-open link is noticed only when the socket reports it'));
-      }
-      return;
-    }
-    const timeout = this.options.heartbeatTimeoutMs || interval * 2;
-    const tick = () => {
-      if (link.dead) return;
-      if (Date.now() - link.lastInbound > timeout) {
-        this.fail(link, wsError('heartbeatTimeout', `nothing received for ${timeout} ms`), undefined);
-        return;
-      }
-      try {
-        ping();
-      } catch {
-        // the close event follows
-      }
-      link.timers.push(setTimeout(tick, Math.min(interval, timeout)));
-    };
-    link.timers.push(setTimeout(tick, Math.min(interval, timeout)));
+    const pingFrame = this.stateful && this.session?.pingFrames ? () => this.write(link, encodePing(Date.now())) : undefined;
+    const timed = startHeartbeat(link, this.options.heartbeatIntervalMs, this.options.heartbeatTimeoutMs, pingFrame,
+      (error) => this.fail(link, error, undefined));
+    if (timed || this.saidNoHeartbeat) return;
+    this.saidNoHeartbeat = true;
+    this.emit('onError', wsError('noHeartbeat', this.stateful
+      ? 'this socket cannot send pings and the server offers no PING frames: a half-open link is noticed only when the socket reports it'
+      : 'this socket cannot send pings (Stateless mode has no PING frames): a half-open link is noticed only when the socket reports it'));
   }
 
   // ---------------------------------------------------------------- endings
@@ -1025,21 +728,7 @@ export class ResilientWebSocketTransport {
     const ws = link.ws;
     ws.onopen = ws.onmessage = ws.onerror = null;
     ws.onclose = null;
-    try {
-      // Never 1000 here: it would end the session on the server.
-      if (code !== undefined && code !== CloseCode.Normal) {
-        try {
-          ws.close(code, error?.message.slice(0, 120) ?? '');
-        } catch {
-          ws.close(4000, '');
-        }
-        const t = setTimeout(() => ws.terminate?.(), 1000);
-        (t as { unref?: () => void }).unref?.();
-      } else if (ws.terminate) ws.terminate();
-      else ws.close(4000, '');
-    } catch {
-      // nothing more to do
-    }
+    closeSocket(ws, code, error?.message);
     if (quiet) {
       if (this.link === link) this.link = undefined;
       return;
@@ -1108,37 +797,11 @@ export class ResilientWebSocketTransport {
       return undefined;
     }
     const r = this.refusals;
-    const count = r && r.code === code && r.acked === this.acked ? r.count + 1 : 1;
-    this.refusals = { code, count, acked: this.acked };
+    const count = r && r.code === code && r.acked === this.window.acked ? r.count + 1 : 1;
+    this.refusals = { code, count, acked: this.window.acked };
     if (count < MAX_REFUSED_REPLAYS) return undefined;
     this.refusals = undefined;
     this.refusedForGood = true;
     return wsError('peerRefusesReplay', `the server refused our messages with ${code} on ${count} sockets in a row`, { closeCode: code });
   }
-}
-
-/** A URL without its query (which may hold a token) for messages. */
-function redactQuery(url: string): string {
-  const q = url.indexOf('?');
-  return q < 0 ? url : `${url.slice(0, q)}?<redacted>`;
-}
-
-function toArrayBuffer(data: unknown): ArrayBuffer {
-  if (data instanceof ArrayBuffer) return data;
-  if (ArrayBuffer.isView(data)) {
-    return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
-  }
-  if (Array.isArray(data)) {
-    // ws with binaryType 'nodebuffer' fragments: join them.
-    const parts = data as Uint8Array[];
-    const total = parts.reduce((n, p) => n + p.byteLength, 0);
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.byteLength;
-    }
-    return out.buffer;
-  }
-  return new ArrayBuffer(0);
 }
