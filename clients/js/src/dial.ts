@@ -9,6 +9,33 @@ import type { WebSocketConstructor, WebSocketLike } from './types.js';
  * the socket, with the token where the options put it.
  */
 
+/**
+ * The URL and token of an attempt: `getAuthToken`, then the application's
+ * `negotiate` hook (WebSocketConnectionHandler), which may replace both.
+ */
+export async function resolveTarget(url: string, options: Resolved): Promise<{ url: string; token: string | undefined }> {
+  let token: string | undefined;
+  if (options.getAuthToken) {
+    try {
+      token = (await options.getAuthToken()) ?? undefined;
+    } catch (e) {
+      throw wsError('auth', `getAuthToken failed: ${asWsError(e).message}`);
+    }
+  }
+  if (options.negotiate) {
+    let r;
+    try {
+      r = await options.negotiate({ url, ...(token !== undefined ? { authToken: token } : {}) });
+    } catch (e) {
+      throw asWsError(e, 'negotiate');
+    }
+    if (r && typeof r.url === 'string') url = r.url;
+    if (r && 'accessToken' in r) token = r.accessToken ?? undefined;
+    else if (r && 'authToken' in r) token = r.authToken ?? undefined;
+  }
+  return { url, token };
+}
+
 /** POSTs to the negotiate endpoint of `url`: the session to open a socket for. */
 export async function negotiate(
   url: string, token: string | undefined, signal: AbortSignal, clientId: string, options: Resolved,

@@ -3,7 +3,7 @@ import type { MessageData } from './message-queue.js';
 import { CloseCode } from './protocol.js';
 import type { WebSocketLike } from './types.js';
 
-/** WebSocket.OPEN: not every socket class (Node's `ws` in tests) has the static. */
+/** The readyState of an open socket (WebSocket.OPEN; WebSocketLike carries no constants). */
 export const OPEN = 1;
 
 /** One socket and what belongs to it. */

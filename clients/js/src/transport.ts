@@ -2,22 +2,19 @@ import { ConnectionState, ReconnectMode } from './enums.js';
 import { ResilientWebSocketError, asWsError, wsError } from './errors.js';
 import type { DroppedMessage, MessageData } from './message-queue.js';
 import {
-  CloseCode, ReliableState, SUBPROTOCOL, decodeFrame, encodeAck, encodeHello, encodePing, shutdownAdviceDelay, utf8Length,
-  type SessionInfo,
+  CloseCode, SUBPROTOCOL, decodeFrame, encodeHello, encodePing, utf8Length,
 } from './protocol.js';
 import { Persister, decodeStored, defaultStore, encodeStored, readStored, type StoredState } from './persistence.js';
 import { resolveOptions, type Resolved } from './options.js';
 import { Outbox } from './outbox.js';
-import { SendWindow, type Outgoing } from './window.js';
+import { StatefulSession, dataLength } from './stateful-session.js';
 import { bytesOf, closeSocket, toArrayBuffer, writeFrame, writeMessage, type Link } from './link.js';
-import { createSocket, negotiate } from './dial.js';
+import { createSocket, negotiate, resolveTarget } from './dial.js';
+import { ReplayRefusals, RetryTimer, retryDelay, withinDeadline } from './reconnect.js';
 import { startHeartbeat } from './heartbeat.js';
 import type { ConnectionHandlerOptions, TransportCallbacks, WebSocketConstructor } from './types.js';
 
 export { resolveOptions } from './options.js';
-
-/** Same code on this many sockets in a row, no ack advancing: the peer refuses our replay for good (§6). */
-const MAX_REFUSED_REPLAYS = 3;
 
 function randomHex(bytes: number): string {
   const b = new Uint8Array(bytes);
@@ -28,10 +25,6 @@ function randomHex(bytes: number): string {
 function toBytes(data: ArrayBuffer | ArrayBufferView): Uint8Array {
   if (data instanceof ArrayBuffer) return new Uint8Array(data.slice(0));
   return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer);
-}
-
-function dataLength(data: MessageData): number {
-  return typeof data === 'string' ? utf8Length(data) : data.byteLength;
 }
 
 /**
@@ -60,24 +53,13 @@ export class ResilientWebSocketTransport {
   private lostAt = 0;
   private connectWaiters: { resolve: () => void; reject: (e: ResilientWebSocketError) => void }[] = [];
   private disconnectWaiters: (() => void)[] = [];
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private wakeRetry: (() => void) | undefined;
+  private readonly retry = new RetryTimer();
   private looping = false;
   private saidNoHeartbeat = false;
-  /** With `persistent`: the highest seq and server seq the store holds (see onSaved). */
-  private storedSeq = 0;
-  private storedDelivered = 0;
-  private ackSent = 0;
 
   // Stateful mode.
-  private session: SessionInfo | undefined;
-  private sessionLostAt: number | undefined;
-  private readonly rs = new ReliableState();
-  private readonly window = new SendWindow();
-  private ackTimer: ReturnType<typeof setTimeout> | undefined;
-  private refusals: { code: number; count: number; acked: number } | undefined;
-  private refusedForGood = false;
-  private drainWaiters: (() => void)[] = [];
+  private readonly s: StatefulSession;
+  private readonly refusals = new ReplayRefusals();
 
   constructor(
     urlProvider: (() => Promise<string> | string) | string,
@@ -92,70 +74,40 @@ export class ResilientWebSocketTransport {
     this.Ctor = ctor;
     this.options = resolveOptions(options);
     this.outbox = new Outbox(this.options, (d: DroppedMessage) => this.emit('onMessageDropped', d));
+    this.s = new StatefulSession({
+      link: () => this.link,
+      outbox: this.outbox,
+      persist: () => this.persist,
+      deliver: (event) => this.emit('onMessage', event),
+    });
     if (this.options.persistent) {
       const key = this.options.storeKey ?? `resilient-ws:${typeof urlProvider === 'string' ? urlProvider : ''}`;
       const store = defaultStore({ ...this.options, storeKey: key });
       this.persist = new Persister(store, () => this.snapshot(),
-        (e) => this.emit('onError', asWsError(e, 'invalidConfig')), (st) => this.onSaved(st));
+        (e) => this.emit('onError', asWsError(e, 'invalidConfig')), (st) => this.s.onSaved(st));
       this.persist.loaded = this.persist.load().then((v) => this.restore(readStored(v)));
     }
   }
 
   /** What `persistent: true` saves. */
   private snapshot(): StoredState {
-    const s = this.session;
     return {
       version: 1,
       clientId: this.id,
-      ...(s ? {
-        session: {
-          connectionId: s.connectionId, reconnectToken: s.reconnectToken, socketUrl: s.socketUrl,
-          resumeWindowMs: s.resumeWindowMs, maxMessageSize: s.maxMessageSize, maxUnackedBytes: s.maxUnackedBytes,
-          ackIntervalMs: s.ackIntervalMs, ackThreshold: s.ackThreshold, pingFrames: s.pingFrames,
-        },
-      } : {}),
-      delivered: this.rs.delivered,
-      nextSeq: this.window.nextSeq,
-      window: this.window.stored(),
+      ...this.s.stored(),
       outbox: this.outbox.queue.snapshot().map((m) =>
         encodeStored(typeof m.data === 'string' ? m.data : toBytes(m.data), { priority: m.priority })),
     };
-  }
-
-  /**
-   * With `persistent`, the server sees only what is saved: a DATA whose seq
-   * is not in the store yet waits for the write (a restart would otherwise
-   * give that seq to another message), and an ACK covers only what the
-   * store counts as delivered (the server frees what is acked, and a
-   * restarted client resumes from the stored count). Called when a write
-   * finished: sends what it made safe.
-   */
-  private onSaved(st: StoredState): void {
-    this.storedSeq = Math.max(this.storedSeq, st.nextSeq - 1);
-    this.storedDelivered = st.session ? st.delivered : 0;
-    const link = this.link;
-    if (!link || link.phase !== 'up' || link.dead) return;
-    this.window.forEach((m) => {
-      if (m.seq > this.storedSeq) return false;
-      if (m.seq > (link.writtenSeq ?? 0)) this.writeData(link, m);
-    });
-    if (this.storedDelivered > this.ackSent && this.rs.delivered >= this.storedDelivered) this.sendAck(link);
   }
 
   /** Takes back a saved state: the same client id, session, seqs and messages. */
   private restore(st: StoredState | undefined): void {
     if (!st) return;
     this.id = st.clientId;
-    this.storedSeq = st.nextSeq - 1;
-    this.storedDelivered = st.session ? st.delivered : 0;
+    this.s.storedSeq = st.nextSeq - 1;
+    this.s.storedDelivered = st.session ? st.delivered : 0;
     if (this.stateful) {
-      if (st.session) {
-        this.session = { ...st.session };
-        this.rs.delivered = st.delivered;
-      }
-      this.window.nextSeq = st.nextSeq;
-      this.rs.highestWritten = st.nextSeq - 1;
-      this.window.restore(st.window);
+      this.s.restore(st);
     } else {
       // Stateless keeps no seqs: what was unacknowledged is simply sent again.
       for (const m of st.window) this.outbox.queue.enqueue(decodeStored(m), 0);
@@ -173,7 +125,7 @@ export class ResilientWebSocketTransport {
 
   /** The largest message `send()` accepts, when known (Stateful: the server's from negotiate). */
   get peerMaxMessageSize(): number | undefined {
-    return (this.stateful ? this.session?.maxMessageSize : undefined) ?? this.options.maxOutboundMessageSize;
+    return (this.stateful ? this.s.info?.maxMessageSize : undefined) ?? this.options.maxOutboundMessageSize;
   }
 
   /** Messages waiting to be sent (Stateful: not yet given a seq). */
@@ -183,7 +135,7 @@ export class ResilientWebSocketTransport {
 
   /** Stateful: messages sent and not yet acknowledged. */
   get unackedCount(): number {
-    return this.window.count;
+    return this.s.window.count;
   }
 
   /** Connects; resolves once connected (after WELCOME in Stateful mode). The first attempt is not retried. */
@@ -192,8 +144,7 @@ export class ResilientWebSocketTransport {
     const p = new Promise<void>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
     if (this.currentState === ConnectionState.Disconnected) {
       this.wanted = true;
-      this.refusedForGood = false;
-      this.refusals = undefined;
+      this.refusals.reset();
       this.setState(ConnectionState.Connecting);
       void this.initialConnect();
     }
@@ -232,9 +183,9 @@ export class ResilientWebSocketTransport {
     const state = this.currentState;
     if (state === ConnectionState.Disconnecting) return wsError('notConnected', 'the connection is closing');
     if (this.stateful) {
-      if (this.refusedForGood) return wsError('notConnected', 'the server refused this client\'s messages for good');
-      if (this.outbox.queue.isEmpty() && this.windowHasRoom(dataLength(data))) {
-        this.pushWindow(data);
+      if (this.refusals.forGood) return wsError('notConnected', 'the server refused this client\'s messages for good');
+      if (this.outbox.queue.isEmpty() && this.s.windowHasRoom(dataLength(data))) {
+        this.s.pushWindow(data);
         return true;
       }
       return this.outbox.enqueue(data, priority);
@@ -268,17 +219,15 @@ export class ResilientWebSocketTransport {
     const link = this.link;
     if (!link || link.phase !== 'up') {
       // Waiting for a retry or mid-attempt: stop trying.
-      if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
-      this.retryTimer = undefined;
-      this.wakeRetry?.();
+      this.retry.wake();
       if (link) this.abandon(link, undefined);
       else if (!this.looping) this.goIdle(undefined);
       return done;
     }
     this.setState(ConnectionState.Disconnecting);
     if (this.stateful) {
-      await this.waitDrained(this.options.closeTimeoutMs);
-      if (this.link === link && this.rs.ackPending()) this.sendAck(link);
+      await this.s.waitDrained(this.options.closeTimeoutMs);
+      if (this.link === link && this.s.rs.ackPending()) this.s.sendAck(link);
     } else {
       this.flushOutbox(link);
     }
@@ -294,18 +243,6 @@ export class ResilientWebSocketTransport {
       if (!closing.dead) this.abandon(closing, undefined, true);
     }, this.options.closeTimeoutMs));
     return done;
-  }
-
-  private waitDrained(timeoutMs: number): Promise<void> {
-    if (this.unackedCount === 0 && this.outbox.queue.isEmpty()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.drainWaiters.push(done);
-    });
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -362,22 +299,14 @@ export class ResilientWebSocketTransport {
       while (this.wanted) {
         if (error.kind === 'sessionGone') this.giveUpSession();
         const attempt = ++this.attemptNo;
-        let delay = this.options.retryPolicy({ attempt, elapsedMs: Date.now() - this.lostAt, error });
-        if (delay === undefined || this.refusedForGood) {
+        const delay = retryDelay(this.options.retryPolicy, { attempt, elapsedMs: Date.now() - this.lostAt, error });
+        if (delay === undefined || this.refusals.forGood) {
           this.goIdle(error);
           return;
         }
-        if (error.kind === 'closed' && error.closeCode === CloseCode.ServiceRestart) {
-          delay = shutdownAdviceDelay(error.message.replace(/^[^{]*/, '')) ?? delay;
-        }
         this.setState(ConnectionState.Reconnecting);
         this.emit('onReconnect', { attempt, delayMs: delay, reason: error });
-        await new Promise<void>((resolve) => {
-          this.wakeRetry = resolve;
-          this.retryTimer = setTimeout(resolve, delay);
-        });
-        this.retryTimer = undefined;
-        this.wakeRetry = undefined;
+        await this.retry.sleep(delay);
         if (!this.wanted) break;
         try {
           await this.attempt();
@@ -396,7 +325,7 @@ export class ResilientWebSocketTransport {
 
   private goIdle(error: ResilientWebSocketError | undefined): void {
     this.wanted = false;
-    this.stopAckTimer();
+    this.s.stopAckTimer();
     for (const w of this.connectWaiters.splice(0)) w.reject(error ?? wsError('notConnected', 'disconnected'));
     this.setState(ConnectionState.Disconnected);
     for (const w of this.disconnectWaiters.splice(0)) w();
@@ -404,76 +333,42 @@ export class ResilientWebSocketTransport {
 
   /** The session cannot be resumed: tell the application and negotiate afresh next time (§7). */
   private giveUpSession(): void {
-    this.sessionLostAt = undefined;
-    const old = this.session;
+    this.s.lostAt = undefined;
+    const old = this.s.info;
     if (!old) return;
-    this.session = undefined;
-    this.rs.sessionGone();
-    this.ackSent = 0;
-    this.storedDelivered = 0;
+    this.s.forget();
     void this.persist?.save();
     this.emit('onSessionLost', { connectionId: old.connectionId, resending: this.unackedCount });
   }
 
   /** One connection attempt; resolves once connected. */
   private async attempt(): Promise<void> {
-    const timeoutMs = this.options.connectionTimeoutMs;
-    const abort = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        abort.abort();
-        reject(wsError('connectTimeout', `no connection within ${timeoutMs} ms`));
-      }, timeoutMs);
-    });
     try {
-      await Promise.race([this.attemptInner(abort.signal), timeout]);
+      await withinDeadline(this.options.connectionTimeoutMs, (signal) => this.attemptInner(signal));
     } catch (e) {
-      abort.abort();
       const link = this.link;
       if (link && link.phase !== 'up') this.abandon(link, undefined, false, true);
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
   private async attemptInner(signal: AbortSignal): Promise<void> {
-    let url = await this.urlProvider();
-    let token: string | undefined;
-    if (this.options.getAuthToken) {
-      try {
-        token = (await this.options.getAuthToken()) ?? undefined;
-      } catch (e) {
-        throw wsError('auth', `getAuthToken failed: ${asWsError(e).message}`);
-      }
-    }
-    if (this.options.negotiate) {
-      let r;
-      try {
-        r = await this.options.negotiate({ url, ...(token !== undefined ? { authToken: token } : {}) });
-      } catch (e) {
-        throw asWsError(e, 'negotiate');
-      }
-      if (r && typeof r.url === 'string') url = r.url;
-      if (r && 'accessToken' in r) token = r.accessToken ?? undefined;
-      else if (r && 'authToken' in r) token = r.authToken ?? undefined;
-    }
+    const { url, token } = await resolveTarget(await this.urlProvider(), this.options);
     if (signal.aborted || !this.wanted) throw wsError('notConnected', 'connect abandoned');
     let socketUrl = url;
     let protocols: string[] = this.options.protocols;
     if (this.stateful) {
-      const s = this.session;
-      if (s && this.sessionLostAt !== undefined && Date.now() - this.sessionLostAt > s.resumeWindowMs) {
+      const s = this.s.info;
+      if (s && this.s.lostAt !== undefined && Date.now() - this.s.lostAt > s.resumeWindowMs) {
         // Resuming cannot work any more: negotiate afresh through the URL provider.
         this.giveUpSession();
       }
-      if (!this.session) {
-        this.session = await negotiate(url, token, signal, this.clientId, this.options);
+      if (!this.s.info) {
+        this.s.info = await negotiate(url, token, signal, this.clientId, this.options);
         void this.persist?.save();
       }
       if (signal.aborted || !this.wanted) throw wsError('notConnected', 'connect abandoned');
-      socketUrl = this.session.socketUrl;
+      socketUrl = this.s.info.socketUrl;
       protocols = [SUBPROTOCOL];
     }
     await this.open(socketUrl, token, protocols);
@@ -483,7 +378,7 @@ export class ResilientWebSocketTransport {
     const ws = createSocket(this.Ctor, url, token, protocols, this.options);
     const link: Link = { ws, phase: 'opening', dead: false, connectedAt: 0, lastInbound: Date.now(), timers: [] };
     this.link = link;
-    this.rs.newSocket();
+    this.s.rs.newSocket();
     const done = new Promise<void>((resolve, reject) => {
       link.settle = { resolve, reject };
     });
@@ -510,24 +405,22 @@ export class ResilientWebSocketTransport {
       this.fail(link, wsError('protocolNotSupported', `the server did not select ${SUBPROTOCOL}`), CloseCode.Normal);
       return;
     }
-    const s = this.session!;
-    const firstSeq = this.window.firstUnackedSeq();
+    const s = this.s.info!;
+    const firstSeq = this.s.window.firstUnackedSeq();
     link.phase = 'hello';
-    this.write(link, encodeHello(s.connectionId, s.reconnectToken, this.rs.delivered, firstSeq));
+    writeFrame(link, encodeHello(s.connectionId, s.reconnectToken, this.s.rs.delivered, firstSeq));
   }
 
   /** The socket is usable: Connected. */
   private linkUp(link: Link): void {
     link.phase = 'up';
     link.connectedAt = Date.now();
-    this.sessionLostAt = undefined;
+    this.s.lostAt = undefined;
     this.startHeartbeat(link);
     const settle = link.settle;
     link.settle = undefined;
     if (this.stateful) {
-      // Replay every unacknowledged message (§4), then go on with new ones.
-      this.window.forEach((m) => this.writeData(link, m));
-      this.pump();
+      this.s.replay(link);
     } else {
       this.flushOutbox(link);
     }
@@ -565,30 +458,17 @@ export class ResilientWebSocketTransport {
       if (link.phase !== 'up') return;
       switch (frame.type) {
         case 'data': {
-          const s = this.session!;
           const len = 'text' in frame ? utf8Length(frame.text) : frame.binary.byteLength;
           if (len > this.options.maxMessageSize) {
             this.fail(link, wsError('protocol', `a message of ${len} bytes is over maxMessageSize`, { closeCode: CloseCode.MessageTooBig }));
             return;
           }
-          const verdict = this.rs.onData(frame.seq);
-          if (verdict === 'deliver') {
-            this.emit('onMessage', { data: 'text' in frame ? frame.text : frame.binary, seq: frame.seq });
-            void this.persist?.save();
-          }
-          if (this.link !== link || link.dead) return;
-          if (this.rs.ackNow(s.ackThreshold)) this.sendAck(link);
-          else if (this.ackTimer === undefined) {
-            this.ackTimer = setTimeout(() => {
-              this.ackTimer = undefined;
-              if (this.link && this.link.phase === 'up' && this.rs.ackPending()) this.sendAck(this.link);
-            }, s.ackIntervalMs);
-          }
+          this.s.onData(link, frame);
           return;
         }
         case 'ack':
-          this.rs.onAck(frame.seq);
-          this.onAck(frame.seq);
+          this.s.rs.onAck(frame.seq);
+          this.s.onAck(frame.seq);
           return;
         case 'pong':
           // Our PING's answer: its arrival already counted (lastInbound).
@@ -602,83 +482,11 @@ export class ResilientWebSocketTransport {
   }
 
   private onWelcome(link: Link, lastReceived: number): void {
-    if (lastReceived > this.rs.highestWritten && lastReceived >= this.window.firstUnackedSeq()) {
+    if (lastReceived > this.s.rs.highestWritten && lastReceived >= this.s.window.firstUnackedSeq()) {
       throw wsError('protocol', 'WELCOME acknowledges a message never sent', { closeCode: CloseCode.ProtocolError });
     }
-    this.onAck(lastReceived);
+    this.s.onAck(lastReceived);
     this.linkUp(link);
-  }
-
-  /** Frees every window message up to `seq` (cumulative; a lower ack is ignored). */
-  private onAck(seq: number): void {
-    if (!this.window.ack(seq)) return;
-    void this.persist?.save();
-    this.pump();
-    if (this.unackedCount === 0 && this.outbox.queue.isEmpty()) {
-      for (const w of this.drainWaiters.splice(0)) w();
-    }
-  }
-
-  private windowHasRoom(size: number): boolean {
-    // Before the first negotiate (with `persistent`, restored messages): 1 MiB.
-    const s = this.session;
-    return this.window.hasRoom(size, s ? s.maxUnackedBytes : 1024 * 1024);
-  }
-
-  /** Numbers a message and puts it in the window; writes it when connected. */
-  private pushWindow(data: MessageData): void {
-    const m = this.window.push(data);
-    const link = this.link;
-    if (link && link.phase === 'up') this.writeData(link, m);
-  }
-
-  /** Moves outbox messages into the window while it has room (Stateful). */
-  private pump(): void {
-    const queue = this.outbox.queue;
-    queue.drainExpired();
-    for (;;) {
-      const next = queue.peek();
-      if (!next || !this.windowHasRoom(dataLength(next.data))) break;
-      const m = queue.dequeue()!;
-      queue.remove(m.id);
-      this.pushWindow(m.data);
-    }
-    this.outbox.notifySpace();
-  }
-
-  private writeData(link: Link, m: Outgoing): void {
-    if (this.persist && m.seq > this.storedSeq) {
-      // Not in the store yet: written once it is (onSaved).
-      void this.persist.save();
-      return;
-    }
-    link.writtenSeq = Math.max(link.writtenSeq ?? 0, m.seq);
-    this.rs.noteWritten(m.seq);
-    this.write(link, m.frame);
-  }
-
-  private sendAck(link: Link): void {
-    this.stopAckTimer();
-    let seq = this.rs.takeAck();
-    if (this.persist) {
-      seq = Math.min(seq, this.storedDelivered);
-      if (seq <= this.ackSent && this.session) {
-        // Nothing stored to ack yet; the write in progress acks it (onSaved).
-        void this.persist.save();
-        return;
-      }
-    }
-    this.ackSent = seq;
-    this.write(link, encodeAck(seq));
-  }
-
-  private stopAckTimer(): void {
-    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
-  }
-
-  private write(link: Link, bytes: Uint8Array): void {
-    writeFrame(link, bytes);
   }
 
   private flushOutbox(link: Link): void {
@@ -701,7 +509,7 @@ export class ResilientWebSocketTransport {
 
   /** See heartbeat.ts; PING frames only where the server offers them (§5a). */
   private startHeartbeat(link: Link): void {
-    const pingFrame = this.stateful && this.session?.pingFrames ? () => this.write(link, encodePing(Date.now())) : undefined;
+    const pingFrame = this.stateful && this.s.info?.pingFrames ? () => writeFrame(link, encodePing(Date.now())) : undefined;
     const timed = startHeartbeat(link, this.options.heartbeatIntervalMs, this.options.heartbeatTimeoutMs, pingFrame,
       (error) => this.fail(link, error, undefined));
     if (timed || this.saidNoHeartbeat) return;
@@ -716,7 +524,7 @@ export class ResilientWebSocketTransport {
   /** We end a socket for a reason of our own (protocol error, timeout). */
   private fail(link: Link, error: ResilientWebSocketError, code: number | undefined = error.closeCode): void {
     if (link.dead) return;
-    if (this.stateful && link.phase === 'up' && this.rs.ackPending()) this.sendAck(link);
+    if (this.stateful && link.phase === 'up' && this.s.rs.ackPending()) this.s.sendAck(link);
     this.abandon(link, error, false, false, code);
   }
 
@@ -743,7 +551,7 @@ export class ResilientWebSocketTransport {
     const byUs = link.closingByUs === true;
     let error: ResilientWebSocketError | undefined;
     if (byUs || ((code === CloseCode.Normal || code === 1005) && link.phase === 'up')) error = undefined;
-    else if (code === CloseCode.SessionGone && this.session) error = wsError('sessionGone', 'the server no longer has this session (4001)', { closeCode: code });
+    else if (code === CloseCode.SessionGone && this.s.info) error = wsError('sessionGone', 'the server no longer has this session (4001)', { closeCode: code });
     else if (code === undefined || code === CloseCode.Abnormal || code === 1005) error = wsError('connectionLost', 'the connection was lost', code !== undefined ? { closeCode: code } : {});
     else error = wsError('closed', `closed by the server with ${code}${reason ? `: ${reason}` : ''}`, { closeCode: code });
     this.linkEnded(link, { code, reason, byUs, error });
@@ -751,23 +559,20 @@ export class ResilientWebSocketTransport {
 
   private linkEnded(link: Link, end: { code: number | undefined; reason: string; byUs: boolean; error: ResilientWebSocketError | undefined }): void {
     if (this.link === link) this.link = undefined;
-    this.stopAckTimer();
+    this.s.stopAckTimer();
     let error = end.error;
     const wasUp = link.phase === 'up';
     this.emit('onClose', {
       ...(end.code !== undefined ? { code: end.code } : {}),
       reason: end.reason, byUs: end.byUs, ...(error ? { error } : {}),
     });
-    const refused = this.countRefusal(end.code, end.byUs);
+    const refused = this.refusals.onClose(end.code, end.byUs, this.stateful, this.s.window.acked);
     if (refused) error = refused;
-    if (this.session && this.sessionLostAt === undefined) this.sessionLostAt = Date.now();
-    if (!this.wanted && this.session && end.byUs) {
+    if (this.s.info && this.s.lostAt === undefined) this.s.lostAt = Date.now();
+    if (!this.wanted && this.s.info && end.byUs) {
       // Our Close 1000 ended the session on the server: a later connect starts fresh.
-      this.session = undefined;
-      this.rs.sessionGone();
-      this.ackSent = 0;
-      this.storedDelivered = 0;
-      this.sessionLostAt = undefined;
+      this.s.forget();
+      this.s.lostAt = undefined;
       void this.persist?.save();
     }
     const settle = link.settle;
@@ -788,20 +593,5 @@ export class ResilientWebSocketTransport {
     this.lostAt = Date.now();
     this.setState(ConnectionState.Reconnecting);
     void this.reconnectLoop(error);
-  }
-
-  /** Counts sockets the server closed with 1009/1002 (it refused what we sent); see MAX_REFUSED_REPLAYS. */
-  private countRefusal(code: number | undefined, byUs: boolean): ResilientWebSocketError | undefined {
-    if (!this.stateful || byUs || (code !== CloseCode.MessageTooBig && code !== CloseCode.ProtocolError)) {
-      this.refusals = undefined;
-      return undefined;
-    }
-    const r = this.refusals;
-    const count = r && r.code === code && r.acked === this.window.acked ? r.count + 1 : 1;
-    this.refusals = { code, count, acked: this.window.acked };
-    if (count < MAX_REFUSED_REPLAYS) return undefined;
-    this.refusals = undefined;
-    this.refusedForGood = true;
-    return wsError('peerRefusesReplay', `the server refused our messages with ${code} on ${count} sockets in a row`, { closeCode: code });
   }
 }
