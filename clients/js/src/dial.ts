@@ -3,10 +3,11 @@ import { negotiateUrl, parseNegotiateResponse, type SessionInfo } from './protoc
 import type { Resolved } from './options.js';
 import type { WebSocketConstructor, WebSocketLike } from './types.js';
 
-/**
- * The two network steps of an attempt that do not depend on the
- * transport's state: negotiate (Stateful, PROTOCOL.md §1) and building
- * the socket, with the token where the options put it.
+/*
+ * The steps of an attempt that do not depend on the transport's state:
+ * the URL and token (the application's hooks), negotiate (Stateful,
+ * PROTOCOL.md §1) and creating the socket, with the token where the
+ * options put it.
  */
 
 /**
