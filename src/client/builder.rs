@@ -410,6 +410,7 @@ impl ResilientWebSocketBuilder {
             take_recovery: reconnect.clone().recipient(),
             ask_retry: reconnect.recipient(),
             link_state: queue.clone().recipient(),
+            returned: queue.clone().recipient(),
             acked: queue.clone().recipient(),
             first_seq: queue.clone().recipient(),
             shutdown: queue.clone().recipient(),

@@ -435,6 +435,14 @@ impl MessageQueue {
         self.lanes.iter().flat_map(|lane| lane.messages.iter())
     }
 
+    /// An id for a message that skips the queue (the client's outbox
+    /// passes messages straight to an open socket), in the same order as
+    /// the ids of queued ones: should it come back, `mark_failed` puts it
+    /// ahead of every message enqueued after it.
+    pub(crate) fn reserve_id(&mut self) -> MessageId {
+        self.take_id()
+    }
+
     fn take_id(&mut self) -> MessageId {
         let id = MessageId(self.next_id);
         self.next_id += 1;

@@ -2,7 +2,7 @@
 //! few things every part of it uses (publishing the state, the durable
 //! session record, subscribers).
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use actix_rt::time::Instant;
@@ -14,7 +14,7 @@ use super::{
 };
 use crate::client::{
     heartbeat::{Unwatch, Watch},
-    queue_actor::messages::{Acked, FirstSeq, LinkState, Shutdown},
+    queue_actor::messages::{Acked, FirstSeq, LinkState, Returned, Shutdown},
     reconnect::{AskRetry, ConnectionUp, TakeRecovery},
     reliable::ReliableState,
     shared::Shared,
@@ -23,7 +23,7 @@ use crate::client::{
 };
 use crate::{
     events::{
-        Closed, ConnectionState, ErrorEvent, IncomingMessage, Payload, Reconnected, Reconnecting,
+        Closed, ConnectionState, ErrorEvent, IncomingMessage, Reconnected, Reconnecting,
         SessionLost, StateChanged,
     },
     options::{ClientOptions, ReconnectMode, UrlProvider},
@@ -71,6 +71,9 @@ pub(crate) struct Links {
     pub(crate) ask_retry: Recipient<AskRetry>,
     /// The outbox: the socket is ready, gone, backed up or caught up.
     pub(crate) link_state: Recipient<LinkState>,
+    /// The outbox (raw mode): a batch that found no open socket, handed
+    /// back.
+    pub(crate) returned: Recipient<Returned>,
     /// The outbox: the peer acknowledged up to a seq.
     pub(crate) acked: Recipient<Acked>,
     /// The outbox: the seq a HELLO claims to send first.
@@ -106,9 +109,6 @@ pub struct ConnectionActor {
     pub(super) gen: u64,
     pub(super) connect_waiters: Vec<oneshot::Sender<Result<()>>>,
     pub(super) disconnect_waiters: Vec<oneshot::Sender<()>>,
-    /// Batches that reached this actor after their socket was gone; written
-    /// first on the next socket, before the outbox's backlog.
-    pub(super) pending: VecDeque<Payload>,
     /// The current socket; `None` while connecting or disconnected.
     pub(super) sock: Option<Socket>,
     /// The in-flight connection attempt, so `disconnect()` can cancel it.
@@ -167,7 +167,6 @@ impl ConnectionActor {
             gen: 0,
             connect_waiters: Vec::new(),
             disconnect_waiters: Vec::new(),
-            pending: VecDeque::new(),
             sock: None,
             attempt: None,
             end: None,

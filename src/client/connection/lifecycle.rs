@@ -10,7 +10,7 @@ use futures_util::stream::StreamExt;
 use super::{
     actor::{ConnectionActor, Phase, Refusals},
     messages::{Connect, Disconnect},
-    socket::{to_ws, Closing, End, Socket},
+    socket::{Closing, End, Socket},
 };
 use crate::client::{
     heartbeat::Unwatch,
@@ -186,12 +186,8 @@ impl ConnectionActor {
         };
         sock.ready = true;
         self.session_lost_at = None;
-        // Raw mode: batches that missed the last socket go out first.
-        let backlog = self.pending.len() as u64;
-        for p in self.pending.drain(..) {
-            let _ = sock.write(to_ws(p));
-        }
-        Counters::add(&self.shared.counters.sent, backlog);
+        // Raw mode: batches that missed the last socket went back to the
+        // outbox; the `Up` below sends them first.
         let max_unacked_bytes = self
             .reliable
             .session

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     client::{
         heartbeat::{Unwatch, Watch},
-        queue_actor::messages::{Acked, FirstSeq, LinkState, Outbound, Shutdown},
+        queue_actor::messages::{Acked, FirstSeq, LinkState, Outbound, Returned, Shutdown},
         reconnect::{AskRetry, ConnectionUp, NextAttempt, Recovery, TakeRecovery},
         shared::Shared,
         subscribers::EventBus,
@@ -39,6 +39,8 @@ enum Seen {
     LinkDown,
     Acked,
     Shutdown,
+    /// A batch handed back: how many messages.
+    Returned(usize),
     Error(Error),
 }
 
@@ -75,6 +77,7 @@ record!(Unwatch, |m| Seen::Unwatch { gen: m.gen });
 record!(ConnectionUp, |_m| Seen::ConnectionUp);
 record!(Acked, |_m| Seen::Acked);
 record!(Shutdown, |_m| Seen::Shutdown);
+record!(Returned, |m| Seen::Returned(m.0.len()));
 record!(ErrorEvent, |m| Seen::Error(m.error));
 record!(LinkState, |m| match m {
     LinkState::Up { gen, .. } => Seen::LinkUp { gen },
@@ -137,6 +140,7 @@ fn start(server: &RawServer, mode: ReconnectMode, retry: Option<Duration>) -> Se
         take_recovery: peers.clone().recipient(),
         ask_retry: peers.clone().recipient(),
         link_state: peers.clone().recipient(),
+        returned: peers.clone().recipient(),
         acked: peers.clone().recipient(),
         first_seq: peers.clone().recipient(),
         shutdown: peers.clone().recipient(),
@@ -193,6 +197,7 @@ fn out(p: impl Into<Payload>) -> Outbound {
     Outbound {
         seq: 0,
         payload: p.into(),
+        place: None,
     }
 }
 
@@ -239,6 +244,30 @@ async fn a_write_batch_reaches_the_wire_in_order_as_one_batch() {
     );
     let stats = s.shared.counters.snapshot();
     assert_eq!((stats.messages_sent, stats.write_batches), (3, 1));
+}
+
+/// Issue 12: the connection keeps no buffer. A raw-mode batch that finds
+/// no socket goes back to the outbox whole, and nothing of it is written on
+/// the next socket by the connection itself (the outbox sends it again).
+#[actix_rt::test]
+async fn a_raw_batch_with_no_socket_is_handed_back_to_the_outbox() {
+    let server = RawServer::bind().await.unwrap();
+    let mut s = start(&server, ReconnectMode::Stateless, None);
+    s.conn.do_send(WriteBatch {
+        gen: 0,
+        items: vec![out("a"), out("b")],
+    });
+    assert!(matches!(next(&mut s).await, Seen::Returned(2)));
+
+    let mut raw = connect(&s, &server).await;
+    s.conn.do_send(WriteBatch {
+        gen: 1,
+        items: vec![out("marker")],
+    });
+    // The first data frame on the new socket is the marker: the lost
+    // batch was not kept here.
+    assert_eq!(raw.read_data_frame().await.unwrap().payload, b"marker");
+    assert_eq!(s.shared.counters.snapshot().messages_sent, 1);
 }
 
 #[actix_rt::test]

@@ -8,7 +8,10 @@ use super::{
     messages::WriteBatch,
     socket::{to_ws, Closing},
 };
-use crate::{client::stats::Counters, protocol::encode_data};
+use crate::{
+    client::{queue_actor::messages::Returned, stats::Counters},
+    protocol::encode_data,
+};
 
 impl Handler<WriteBatch> for ConnectionActor {
     type Result = ();
@@ -32,8 +35,10 @@ impl Handler<WriteBatch> for ConnectionActor {
             }
         }
         if !self.stateful() {
-            self.pending
-                .extend(msg.items.into_iter().map(|o| o.payload));
+            // Raw mode: the outbox owns what its socket lost and puts it
+            // back in its place. The `LinkState::Down` went to the same
+            // mailbox before this, the next `Up` goes after it.
+            self.links.returned.do_send(Returned(msg.items));
         }
         // Reliable mode: the outbox still holds these and replays them.
     }

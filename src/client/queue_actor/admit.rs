@@ -354,7 +354,8 @@ impl QueueActor {
             }
         };
         if passes {
-            let out = self.outbound(payload, None);
+            let place = self.pass_place(priority);
+            let out = self.outbound(payload, None, place);
             self.batch.push(out);
             if !self.flush_scheduled {
                 // Runs after the messages already in the mailbox: a burst

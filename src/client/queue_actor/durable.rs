@@ -340,6 +340,7 @@ impl QueueActor {
             .map(|m| Outbound {
                 seq: m.seq,
                 payload: m.payload.clone(),
+                place: None,
             })
             .collect();
         d.written = upto;

@@ -2,11 +2,16 @@
 //! reliable window (numbering, acks, replay on a new socket), backpressure
 //! from the socket, and the graceful close after the last ack.
 
+use std::time::Instant;
+
 use actix::prelude::*;
 
 use super::{durable::Assigned, messages::*, QueueActor, Window};
 use crate::client::connection::messages::WriteBatch;
-use crate::{events::Payload, queue::StoreOp};
+use crate::{
+    events::Payload,
+    queue::{QueuedMessage, StoreOp},
+};
 
 /// How many backlog messages go to the connection in one batch.
 const BACKLOG_BATCH: usize = 1024;
@@ -58,6 +63,7 @@ impl Handler<LinkState> for QueueActor {
                         .map(|m| Outbound {
                             seq: m.seq,
                             payload: m.payload.clone(),
+                            place: None,
                         })
                         .collect();
                     self.send_batch(replay);
@@ -85,13 +91,29 @@ impl Handler<LinkState> for QueueActor {
                 self.up = false;
                 self.paused = false;
                 if self.window.is_none() {
-                    // A batch in flight to a dead socket is kept by the
-                    // connection and written first on the next one.
-                    self.flush();
+                    // Raw mode: a burst collected for the dead socket goes
+                    // back into the outbox, first out on the next one, like
+                    // the batches the connection hands back (`Returned`).
+                    self.flush_scheduled = false;
+                    let stale = std::mem::take(&mut self.batch);
+                    self.put_back(stale, ctx);
                 }
                 self.end_turn(ctx);
             }
         }
+    }
+}
+
+impl Handler<Returned> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Returned, ctx: &mut Context<Self>) {
+        self.put_back(msg.0, ctx);
+        // Not drained here even if `up`: the connection hands batches back
+        // only while it has no open socket (then a `LinkState::Down` came
+        // first, the next `Up` drains) or while its socket closes (its
+        // `Down` follows); sending them again now would only bounce.
+        self.end_turn(ctx);
     }
 }
 
@@ -169,6 +191,52 @@ impl QueueActor {
         }
     }
 
+    /// Raw mode: messages that left the outbox (or passed it) for a socket
+    /// that died under them come back to their places: ahead of everything
+    /// that arrived after them, so they go out first on the next socket, in
+    /// order. Each takes its place in the bound again: `settle` takes the
+    /// credit back that its leaving gave (one place per message the outbox
+    /// holds, never two, never none).
+    pub(super) fn put_back(&mut self, items: Vec<Outbound>, ctx: &mut Context<Self>) {
+        if items.is_empty() {
+            return;
+        }
+        for out in items {
+            // Reliable mode: the window keeps the message and replays it.
+            let Some(place) = out.place else {
+                continue;
+            };
+            // Put back with 0 attempts, as `rollback` (durable.rs) does:
+            // `mark_failed` counts one, below the outbox's `max_retries`
+            // (the default, 3). A socket lost under a message is not a
+            // failed attempt of the message: counting it would dead-letter
+            // a message after a few reconnects, which raw mode never did.
+            let message = QueuedMessage {
+                id: place.id,
+                payload: out.payload,
+                priority: place.priority,
+                attempts: 0,
+                enqueued_at: place.enqueued_at,
+            };
+            if let Err(dead) = self.queue.mark_failed(message) {
+                // Cannot happen with the outbox's options; never silent.
+                self.report(dead);
+            }
+        }
+        self.update_buffered();
+        self.schedule_expiry(ctx);
+    }
+
+    /// Raw mode: the place of a message that skips the outbox, should it
+    /// come back (see [`Place`]).
+    pub(super) fn pass_place(&mut self, priority: u8) -> Option<Place> {
+        self.window.is_none().then(|| Place {
+            id: self.queue.reserve_id(),
+            priority,
+            enqueued_at: Instant::now(),
+        })
+    }
+
     /// Whether a message may skip the outbox and go straight to the socket.
     pub(super) fn can_pass(&self, size: usize) -> bool {
         self.up
@@ -180,14 +248,24 @@ impl QueueActor {
 
     /// Numbers a message (reliable mode) as it leaves for the socket, and
     /// records that with a durable store. `key`: its store key, if it was
-    /// stored in the outbox.
-    pub(super) fn outbound(&mut self, payload: Payload, key: Option<u64>) -> Outbound {
+    /// stored in the outbox; `place`: where it stood (raw mode).
+    pub(super) fn outbound(
+        &mut self,
+        payload: Payload,
+        key: Option<u64>,
+        place: Option<Place>,
+    ) -> Outbound {
         let out = match self.window.as_mut() {
             Some(w) => Outbound {
                 seq: w.push(payload.clone(), payload.len()),
                 payload,
+                place: None,
             },
-            None => Outbound { seq: 0, payload },
+            None => Outbound {
+                seq: 0,
+                payload,
+                place,
+            },
         };
         if self.durable.is_some() {
             if out.seq != 0 {
@@ -240,7 +318,12 @@ impl QueueActor {
             let m = self.queue.dequeue().expect("peeked");
             let key = self.take_key(m.id);
             let (id, priority, enqueued_at) = (m.id, m.priority, m.enqueued_at);
-            let out = self.outbound(m.payload, key);
+            let place = Place {
+                id,
+                priority,
+                enqueued_at,
+            };
+            let out = self.outbound(m.payload, key, Some(place));
             if let (Some(d), Some(key), true) = (self.durable.as_mut(), key, out.seq != 0) {
                 d.assigned.push_back(Assigned {
                     seq: out.seq,

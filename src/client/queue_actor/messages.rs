@@ -5,12 +5,15 @@
 //! counter, the facade) name these types, never the `QueueActor`: they hold
 //! a `Recipient` of each.
 
+use std::time::Instant;
+
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::{
     client::{admission::Ticket, store_writer::Done},
     events::Payload,
+    queue::MessageId,
     Result,
 };
 
@@ -65,7 +68,29 @@ pub(crate) struct FirstSeq;
 pub(crate) struct Outbound {
     pub(crate) seq: u64,
     pub(crate) payload: Payload,
+    /// Raw mode: its place in the outbox, so that a batch the connection
+    /// hands back ([`Returned`]) goes back exactly there. `None` in reliable
+    /// mode: the window keeps and replays what a dead socket lost.
+    pub(crate) place: Option<Place>,
 }
+
+/// Where a message stood in the outbox (a `QueuedMessage` without its
+/// payload): ids follow arrival, also for a message that passed straight
+/// through, so a message put back is ahead of every later one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place {
+    pub(crate) id: MessageId,
+    pub(crate) priority: u8,
+    pub(crate) enqueued_at: Instant,
+}
+
+/// Raw mode: a batch that reached the connection after its socket was
+/// gone, handed back to the outbox, which owns it again. The connection
+/// sends it after its `LinkState::Down` and before the next `Up` (one
+/// mailbox, in order), so it goes out first on the next socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Returned(pub(crate) Vec<Outbound>);
 
 /// `disconnect()`: pass on after everything accepted before it.
 #[derive(Message)]

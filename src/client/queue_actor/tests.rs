@@ -5,13 +5,18 @@
 //! round trip to the actor, a `send()`'s oneshot) or on what the recorder
 //! saw.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    messages::{Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, OutgoingMessage},
+    messages::{
+        Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, OutgoingMessage, Outbound, Returned,
+    },
     ConnectionLink, QueueActor,
 };
 use crate::{
@@ -37,7 +42,10 @@ enum Seen {
     Dropped(String),
 }
 
-struct Recorder(mpsc::UnboundedSender<Seen>);
+/// The fake connection; it also keeps every message it was given, so a
+/// test can hand a batch back as the connection does when its socket is
+/// gone.
+struct Recorder(mpsc::UnboundedSender<Seen>, Arc<Mutex<Vec<Outbound>>>);
 
 impl Actor for Recorder {
     type Context = Context<Self>;
@@ -46,6 +54,7 @@ impl Actor for Recorder {
 impl Handler<WriteBatch> for Recorder {
     type Result = ();
     fn handle(&mut self, msg: WriteBatch, _: &mut Context<Self>) {
+        self.1.lock().unwrap().extend(msg.items.iter().cloned());
         let items = msg
             .items
             .into_iter()
@@ -77,6 +86,8 @@ struct Rig {
     shared: Arc<Shared>,
     admission: Admission,
     seen: mpsc::UnboundedReceiver<Seen>,
+    /// What the fake connection was given, oldest first.
+    written: Arc<Mutex<Vec<Outbound>>>,
     _conn: Addr<Recorder>,
 }
 
@@ -84,7 +95,8 @@ fn rig(opts: ClientOptions) -> Rig {
     let opts = Arc::new(opts);
     let shared = Arc::new(Shared::new());
     let (tx, seen) = mpsc::unbounded_channel();
-    let conn = Recorder(tx).start();
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let conn = Recorder(tx, written.clone()).start();
     let dropped = Subscribers::default();
     dropped.add(conn.clone().recipient());
     let mut actor = QueueActor::new(
@@ -106,6 +118,7 @@ fn rig(opts: ClientOptions) -> Rig {
         shared,
         admission,
         seen,
+        written,
         _conn: conn,
     }
 }
@@ -413,4 +426,43 @@ async fn a_waiting_send_that_gave_up_is_not_taken() {
     rig.turn().await;
     rig.nothing_more();
     assert_eq!(rig.admission.credits().unwrap().available(), 1);
+}
+
+/// Issue 12: the connection keeps no buffer of its own. A raw-mode batch
+/// that reaches it after its socket is gone comes back to the outbox, which
+/// puts each message back at its place: counted as buffered, holding its
+/// place in the bound, first out on the next socket in order, and never a
+/// dead letter however often it comes back (`max_retries` is 3).
+#[actix_rt::test]
+async fn a_batch_the_connection_hands_back_goes_out_first_on_the_next_socket_in_order() {
+    let mut rig = rig(options(ReconnectMode::Stateless, 10, OverflowPolicy::Reject));
+    let credits = rig.admission.credits().unwrap();
+    rig.send("a").await.unwrap();
+    rig.up(1, None, usize::MAX);
+    // `a` from the outbox's backlog, `b` passed straight through.
+    assert_eq!(rig.next().await, Seen::Batch(1, raw(&["a"])));
+    rig.send("b").await.unwrap();
+    assert_eq!(rig.next().await, Seen::Batch(1, raw(&["b"])));
+    for gen in 2..=5 {
+        // The socket died under both: the connection says so, then hands
+        // back what it could not write, in the order it got it.
+        rig.queue.do_send(LinkState::Down);
+        let back = std::mem::take(&mut *rig.written.lock().unwrap());
+        rig.queue.do_send(Returned(back));
+        rig.send(&format!("later{gen}")).await.unwrap();
+        rig.turn().await;
+        assert_eq!(rig.shared.counters.snapshot().messages_buffered, 3, "socket {gen}");
+        assert_eq!(credits.available(), 7, "each holds one place, once");
+        rig.up(gen, None, usize::MAX);
+        let later = format!("later{gen}");
+        let (got, _) = rig.batched(3).await;
+        assert_eq!(got, raw(&["a", "b", &later]), "socket {gen}");
+        rig.turn().await;
+        assert_eq!(rig.shared.counters.snapshot().messages_buffered, 0);
+        assert_eq!(credits.available(), 10, "every place given back");
+        // Only `a` and `b` were lost with the next socket too.
+        rig.written.lock().unwrap().retain(|m| m.payload.as_text() != Some(later.as_str()));
+    }
+    rig.turn().await;
+    rig.nothing_more();
 }
