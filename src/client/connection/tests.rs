@@ -30,12 +30,18 @@ const WAIT: Duration = Duration::from_secs(30);
 /// What the fake peers were told.
 #[derive(Debug)]
 enum Seen {
-    Watch { gen: u64 },
-    Unwatch { gen: u64 },
+    Watch {
+        gen: u64,
+    },
+    Unwatch {
+        gen: u64,
+    },
     ConnectionUp,
     TakeRecovery,
     AskRetry(Error),
-    LinkUp { gen: u64 },
+    LinkUp {
+        gen: u64,
+    },
     LinkDown,
     Acked,
     Shutdown,

@@ -41,8 +41,9 @@ impl Handler<LinkState> for QueueActor {
                 max_unacked_bytes,
             } => {
                 // A burst collected for the old socket is stale: in reliable
-                // mode it is in the window and replayed below; in raw mode it
-                // goes first on the new socket.
+                // mode it is in the window and replayed below; in raw mode
+                // `Down` already put it back in the outbox (so this is
+                // empty), and the backlog drained below sends it first.
                 let stale = std::mem::take(&mut self.batch);
                 self.flush_scheduled = false;
                 self.gen = gen;

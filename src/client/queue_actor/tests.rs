@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     messages::{
-        Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, OutgoingMessage, Outbound, Returned,
+        Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, Outbound, OutgoingMessage, Returned,
     },
     ConnectionLink, QueueActor,
 };
@@ -435,7 +435,11 @@ async fn a_waiting_send_that_gave_up_is_not_taken() {
 /// dead letter however often it comes back (`max_retries` is 3).
 #[actix_rt::test]
 async fn a_batch_the_connection_hands_back_goes_out_first_on_the_next_socket_in_order() {
-    let mut rig = rig(options(ReconnectMode::Stateless, 10, OverflowPolicy::Reject));
+    let mut rig = rig(options(
+        ReconnectMode::Stateless,
+        10,
+        OverflowPolicy::Reject,
+    ));
     let credits = rig.admission.credits().unwrap();
     rig.send("a").await.unwrap();
     rig.up(1, None, usize::MAX);
@@ -451,7 +455,11 @@ async fn a_batch_the_connection_hands_back_goes_out_first_on_the_next_socket_in_
         rig.queue.do_send(Returned(back));
         rig.send(&format!("later{gen}")).await.unwrap();
         rig.turn().await;
-        assert_eq!(rig.shared.counters.snapshot().messages_buffered, 3, "socket {gen}");
+        assert_eq!(
+            rig.shared.counters.snapshot().messages_buffered,
+            3,
+            "socket {gen}"
+        );
         assert_eq!(credits.available(), 7, "each holds one place, once");
         rig.up(gen, None, usize::MAX);
         let later = format!("later{gen}");
@@ -461,7 +469,10 @@ async fn a_batch_the_connection_hands_back_goes_out_first_on_the_next_socket_in_
         assert_eq!(rig.shared.counters.snapshot().messages_buffered, 0);
         assert_eq!(credits.available(), 10, "every place given back");
         // Only `a` and `b` were lost with the next socket too.
-        rig.written.lock().unwrap().retain(|m| m.payload.as_text() != Some(later.as_str()));
+        rig.written
+            .lock()
+            .unwrap()
+            .retain(|m| m.payload.as_text() != Some(later.as_str()));
     }
     rig.turn().await;
     rig.nothing_more();
