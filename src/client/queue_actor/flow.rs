@@ -217,7 +217,7 @@ impl QueueActor {
                 payload: out.payload,
                 priority: place.priority,
                 attempts: 0,
-                enqueued_at: place.enqueued_at,
+                enqueued_at: place.enqueued_at.unwrap_or_else(Instant::now),
             };
             if let Err(dead) = self.queue.mark_failed(message) {
                 // Cannot happen with the outbox's options; never silent.
@@ -234,7 +234,7 @@ impl QueueActor {
         self.window.is_none().then(|| Place {
             id: self.queue.reserve_id(),
             priority,
-            enqueued_at: Instant::now(),
+            enqueued_at: None,
         })
     }
 
@@ -322,7 +322,7 @@ impl QueueActor {
             let place = Place {
                 id,
                 priority,
-                enqueued_at,
+                enqueued_at: Some(enqueued_at),
             };
             let out = self.outbound(m.payload, key, Some(place));
             if let (Some(d), Some(key), true) = (self.durable.as_mut(), key, out.seq != 0) {

@@ -81,7 +81,11 @@ pub(crate) struct Outbound {
 pub(crate) struct Place {
     pub(crate) id: MessageId,
     pub(crate) priority: u8,
-    pub(crate) enqueued_at: Instant,
+    /// When it entered the outbox; `None` for a message that passed
+    /// straight through (it never waited there, and reading the clock per
+    /// message costs the hot path: its time to live starts if it is put
+    /// back).
+    pub(crate) enqueued_at: Option<Instant>,
 }
 
 /// Raw mode: a batch that reached the connection after its socket was
