@@ -11,6 +11,7 @@
  * so a burst of sends costs a few writes, not one per message.
  */
 import { wsError } from './errors.js';
+import type { SessionInfo } from './protocol.js';
 
 /** Where a persistent client keeps its state. */
 export interface PersistentStore {
@@ -32,17 +33,8 @@ export interface StoredMessage {
 export interface StoredState {
   version: 1;
   clientId: string;
-  session?: {
-    connectionId: string;
-    reconnectToken: string;
-    socketUrl: string;
-    resumeWindowMs: number;
-    maxMessageSize: number;
-    maxUnackedBytes: number;
-    ackIntervalMs: number;
-    ackThreshold: number;
-    pingFrames: boolean;
-  };
+  /** The negotiated session, as negotiate gave it. */
+  session?: SessionInfo;
   /** The highest server seq delivered to the application. */
   delivered: number;
   nextSeq: number;
