@@ -1,7 +1,6 @@
-import { ConnectionState, ReconnectMode } from './enums.js';
+import { ReconnectMode } from './enums.js';
 import { wsError } from './errors.js';
-import type { MessageData } from './message-queue.js';
-import { ResilientWebSocketTransport } from './transport.js';
+import { ResilientWebSocket } from './resilient-websocket.js';
 import type { ConnectionHandlerOptions, TransportCallbacks, WebSocketConstructor } from './types.js';
 
 /** Options of `WebSocketConnectionHandler`: the transport's, plus the WebSocket constructor to use. */
@@ -32,31 +31,8 @@ export function socketUrlOf(baseUrl: string): string {
  * `authTokenQueryParam` query parameter. `reconnectMode` defaults to
  * `Stateful` here: negotiate is the reliable protocol's.
  */
-export class WebSocketConnectionHandler {
-  readonly transport: ResilientWebSocketTransport;
-
+export class WebSocketConnectionHandler extends ResilientWebSocket {
   constructor(baseUrl: string, callbacks: TransportCallbacks = {}, options: WebSocketConnectionHandlerOptions = {}) {
-    const url = socketUrlOf(baseUrl);
-    const { WebSocket: ctor, ...rest } = options;
-    this.transport = new ResilientWebSocketTransport(() => url, callbacks, ctor, {
-      reconnectMode: ReconnectMode.Stateful,
-      ...rest,
-    });
-  }
-
-  get state(): ConnectionState {
-    return this.transport.state;
-  }
-
-  connect(): Promise<void> {
-    return this.transport.connect();
-  }
-
-  send(data: MessageData, priority = 0): Promise<void> {
-    return this.transport.send(data, priority);
-  }
-
-  disconnect(): Promise<void> {
-    return this.transport.disconnect();
+    super(socketUrlOf(baseUrl), callbacks, { reconnectMode: ReconnectMode.Stateful, ...options });
   }
 }
