@@ -19,7 +19,9 @@
 //!   (`RwsServe`);
 //! - `cli` (not re-exported: `use common::cli::*`): running `rws` with a
 //!   deadline and talking to it line by line, for `tests/cli_*.rs`;
-//! - `tls`: self-signed certificates and the configs that trust them.
+//! - `tls`: self-signed certificates and the configs that trust them;
+//! - `redis` (with the `redis` feature): a real `redis-server` per test
+//!   (`TestRedis`), or the one `.ci/run` started.
 //!
 //! Every wait here is bounded, so a broken test fails instead of hanging.
 
@@ -34,6 +36,8 @@ mod delivery;
 mod process;
 mod raw_client;
 mod raw_server;
+#[cfg(feature = "redis")]
+mod redis;
 mod server_app;
 mod test_peer;
 mod tls;
@@ -43,6 +47,8 @@ pub use delivery::*;
 pub use process::*;
 pub use raw_client::*;
 pub use raw_server::*;
+#[cfg(feature = "redis")]
+pub use redis::*;
 pub use server_app::*;
 pub use test_peer::*;
 pub use tls::*;
