@@ -149,7 +149,7 @@ impl Handler<Publish> for FeedConsumer {
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
         let ws = self.ws.clone();
         Box::pin(
-            async move { ws.send(msg.0).await }
+            async move { ws.send(msg.0).await.map(drop) }
                 .into_actor(self)
                 .map(|res, act, _| {
                     if res.is_ok() {

@@ -165,6 +165,17 @@ pub enum Error {
     #[error("outbound buffer full ({0} messages)")]
     BufferFull(usize),
 
+    /// A message was accepted but never delivered: the outbox dropped it
+    /// (overflow policy, time to live), as its `MessageDropped` event
+    /// reports. What the client's delivery receipt (`Receipt`) fails with.
+    #[error("message {id} dropped: {reason:?}")]
+    Dropped {
+        /// The message's id, as `send()` returned it.
+        id: crate::message::MessageId,
+        /// Why it was dropped.
+        reason: crate::message::DropReason,
+    },
+
     /// The durable store could not be opened (locked, corrupt, unreadable)
     /// or a commit to it failed.
     #[error("durable store: {0}")]

@@ -193,6 +193,8 @@ pub use client::stats::Stats;
 #[cfg(feature = "client")]
 pub use client::{builder::ResilientWebSocketBuilder, facade::ResilientWebSocket};
 #[cfg(feature = "client")]
+pub use client::{receipt::Receipt, OnConnect};
+#[cfg(feature = "client")]
 pub use events::{
     Closed, ConnectionState, ErrorEvent, IncomingMessage, MessageDropped, Reconnected,
     Reconnecting, SessionLost, StateChanged,

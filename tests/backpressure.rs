@@ -46,7 +46,7 @@ async fn a_peer_that_stops_reading_bounds_the_client_and_loses_nothing() {
     let mut refused = false;
     while accepted < limit {
         match ws.send(format!("m{accepted:06}{pad}")).await {
-            Ok(()) => accepted += 1,
+            Ok(_) => accepted += 1,
             Err(Error::BufferFull(200)) => {
                 refused = true;
                 break;
@@ -69,7 +69,7 @@ async fn a_peer_that_stops_reading_bounds_the_client_and_loses_nothing() {
     let start = std::time::Instant::now();
     loop {
         match ws.send(format!("m{accepted:06}{pad}")).await {
-            Ok(()) => break,
+            Ok(_) => break,
             // Refused while the outbox is full: wait until the reading peer
             // lets it drain, then try again.
             Err(Error::BufferFull(_)) if start.elapsed() < Duration::from_secs(20) => {

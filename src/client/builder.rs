@@ -77,6 +77,8 @@ pub struct ResilientWebSocketBuilder {
     opts: ClientOptions,
     bus: EventBus,
     store: Option<Box<dyn QueueStore>>,
+    /// Messages sent first on every socket (`on_connect.rs`).
+    pub(super) on_connect: super::on_connect::Hook,
     /// Test hook: how long the outbox stalls on each ack (debug builds
     /// only, like the store writer's crash hooks: not in release code).
     #[cfg(debug_assertions)]
@@ -91,6 +93,7 @@ impl ResilientWebSocketBuilder {
             opts: ClientOptions::default(),
             bus: EventBus::default(),
             store: None,
+            on_connect: Default::default(),
             #[cfg(debug_assertions)]
             ack_delay: None,
         }
@@ -416,8 +419,10 @@ impl ResilientWebSocketBuilder {
             shutdown: queue.clone().recipient(),
         };
         let (o, u, s) = (opts.clone(), self.url, shared.clone());
+        let hook = self.on_connect;
         let conn = Supervisor::start(move |_| {
             let mut c = ConnectionActor::new(o, u, bus, s, links);
+            c.set_on_connect(hook);
             if let Some((handle, state)) = conn_store {
                 c.attach_store(handle, &state);
             }

@@ -16,6 +16,7 @@ use super::{
         messages::{CloseAfterFlush, Enqueue, OutgoingMessage},
         QueueActor,
     },
+    receipt::Receipt,
     shared::Shared,
     stats::Stats,
 };
@@ -25,11 +26,21 @@ use crate::{
         Reconnecting, SessionLost, StateChanged,
     },
     options::ClientOptions,
+    queue::MessageId,
     Error, Result,
 };
 
 /// Hears when the durable store committed a message.
 type Commit = oneshot::Receiver<Result<(), crate::queue::StoreError>>;
+
+/// A message the outbox took: its id, and what to wait on for it.
+struct Taken {
+    id: MessageId,
+    /// With a durable store: its commit.
+    commit: Option<Commit>,
+    /// With `send_with_receipt()`.
+    receipt: Option<Receipt>,
+}
 
 /// A resilient WebSocket client.
 ///
@@ -130,8 +141,47 @@ impl ResilientWebSocket {
     /// negotiate; else [`ClientOptions::max_outbound_message_size`]), at
     /// once and with nothing queued; [`Error::Shutdown`] when the client is
     /// gone; [`Error::Store`] when the durable store failed to commit it.
-    pub async fn send(&self, payload: impl Into<Payload>) -> Result<()> {
+    ///
+    /// Returns the message's id: the one a [`MessageDropped`] reports
+    /// should the outbox drop it. To hear when it is delivered, use
+    /// [`send_confirmed`](Self::send_confirmed).
+    pub async fn send(&self, payload: impl Into<Payload>) -> Result<MessageId> {
         self.send_with_priority(payload, 0).await
+    }
+
+    /// Sends a message and waits until it is delivered: in reliable mode
+    /// until the server acknowledged it, in the other modes until it was
+    /// written to the socket. Answers its id.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send) when the message is refused; once it
+    /// was accepted, as its [`Receipt`] fails: [`Error::Dropped`] with the
+    /// reason when the outbox dropped it (overflow, time to live), the
+    /// error that stopped the client when it stopped first.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(ws: resilient_ws::ResilientWebSocket) -> resilient_ws::Result<()> {
+    /// let id = ws.send_confirmed("order 42").await?;
+    /// println!("message {id} delivered");
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_confirmed(&self, payload: impl Into<Payload>) -> Result<MessageId> {
+        self.send_with_receipt(payload).await?.await
+    }
+
+    /// Like [`send`](Self::send), with a [`Receipt`]: a future that
+    /// resolves once the message is delivered (see
+    /// [`send_confirmed`](Self::send_confirmed)), so many messages can be
+    /// in flight while their receipts are awaited later. Only messages
+    /// sent this way carry a receipt: a plain `send()` pays nothing for it.
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub async fn send_with_receipt(&self, payload: impl Into<Payload>) -> Result<Receipt> {
+        let taken = self.enqueue(payload.into(), 0, true, true).await?;
+        Self::durable(taken.commit).await?;
+        taken.receipt.ok_or(Error::Shutdown)
     }
 
     /// Like [`send`](Self::send), with a priority: while messages wait in the
@@ -143,9 +193,10 @@ impl ResilientWebSocket {
         &self,
         payload: impl Into<Payload>,
         priority: u8,
-    ) -> Result<()> {
-        let durable = self.enqueue(payload.into(), priority, true).await?;
-        Self::durable(durable).await
+    ) -> Result<MessageId> {
+        let taken = self.enqueue(payload.into(), priority, true, false).await?;
+        Self::durable(taken.commit).await?;
+        Ok(taken.id)
     }
 
     /// Sends several messages in order, like that many [`send`](Self::send)s,
@@ -164,7 +215,7 @@ impl ResilientWebSocket {
         while let Some(p) = payloads.next() {
             // Commits happen in order: the last message's is the batch's.
             let last = payloads.peek().is_none();
-            durable = self.enqueue(p.into(), 0, last).await?;
+            durable = self.enqueue(p.into(), 0, last, false).await?.commit;
         }
         Self::durable(durable).await
     }
@@ -176,8 +227,24 @@ impl ResilientWebSocket {
     /// certainly taken: it is handed over without waiting for a reply. With
     /// none, the queue actor decides (refuse, or wait for a place) and
     /// answers; only then does `send()` wait for it.
-    async fn enqueue(&self, payload: Payload, priority: u8, wait: bool) -> Result<Option<Commit>> {
+    ///
+    /// The id is numbered here, so `send()` returns it without a round
+    /// trip; a receipt (its channel) only when asked for.
+    async fn enqueue(
+        &self,
+        payload: Payload,
+        priority: u8,
+        wait: bool,
+        with_receipt: bool,
+    ) -> Result<Taken> {
         let ticket = self.admission.admit(&payload)?;
+        let id = self.shared.next_message_id();
+        let (receipt, receipt_tx) = if with_receipt {
+            let (r, tx) = Receipt::new(id);
+            (Some(r), Some(tx))
+        } else {
+            (None, None)
+        };
         let (done, durable) = if self.durable && wait {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -196,6 +263,8 @@ impl ResilientWebSocket {
             done,
             ticket,
             answer,
+            id,
+            receipt: receipt_tx,
         };
         match self.queue.try_send(msg) {
             Ok(()) => {}
@@ -208,7 +277,11 @@ impl ResilientWebSocket {
         if let Some(rx) = answered {
             rx.await.map_err(|_| Error::Shutdown)??;
         }
-        Ok(durable)
+        Ok(Taken {
+            id,
+            commit: durable,
+            receipt,
+        })
     }
 
     /// Waits for a commit, if there is one to wait for.
@@ -229,21 +302,24 @@ impl ResilientWebSocket {
     ///
     /// # Errors
     /// As for [`send`](Self::send).
-    pub fn try_send(&self, payload: impl Into<Payload>) -> Result<()> {
+    pub fn try_send(&self, payload: impl Into<Payload>) -> Result<MessageId> {
         let payload = payload.into();
         let ticket = match self.admission.admit(&payload)? {
             // No credit: asking would mean waiting for the answer.
             Ticket::Ask => return Err(self.admission.full()),
             t => t,
         };
+        let id = self.shared.next_message_id();
         let msg = Enqueue {
             payload,
             priority: 0,
             done: None,
             ticket,
             answer: None,
+            id,
+            receipt: None,
         };
-        self.queue.try_send(msg).map_err(|e| {
+        self.queue.try_send(msg).map(|()| id).map_err(|e| {
             self.admission.untake(ticket);
             match e {
                 SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
@@ -303,7 +379,7 @@ impl ResilientWebSocket {
     ///
     /// # Errors
     /// [`Error::Serialize`], or as for [`send`](Self::send).
-    pub async fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+    pub async fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<MessageId> {
         let text = serde_json::to_string(value).map_err(|e| Error::Serialize(e.to_string()))?;
         self.send(text).await
     }

@@ -7,7 +7,9 @@ mod connection;
 pub(crate) mod facade;
 mod heartbeat;
 pub(crate) mod inbound;
+mod on_connect;
 mod queue_actor;
+pub(crate) mod receipt;
 mod reconnect;
 mod reliable;
 mod shared;
@@ -21,5 +23,6 @@ mod write_load;
 // and `Stats` have their one public path at the crate root.
 pub use connection::ConnectionActor;
 pub use heartbeat::HeartbeatActor;
+pub use on_connect::OnConnect;
 pub use queue_actor::{messages::OutgoingMessage, QueueActor};
 pub use reconnect::ReconnectSupervisor;

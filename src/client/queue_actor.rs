@@ -50,6 +50,7 @@ mod admit;
 mod durable;
 mod flow;
 pub(crate) mod messages;
+mod receipts;
 #[cfg(test)]
 mod tests;
 
@@ -140,6 +141,8 @@ pub struct QueueActor {
     durable: Option<Durable>,
     /// The facade's check, for an `OutgoingMessage` (which skips the facade).
     admission: Option<Admission>,
+    /// The delivery receipts owed (`send_with_receipt()`).
+    receipts: receipts::Receipts,
 }
 
 impl QueueActor {
@@ -172,6 +175,7 @@ impl QueueActor {
             ack_delay: None,
             durable: None,
             admission: None,
+            receipts: receipts::Receipts::default(),
         })
     }
 

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     window_len: AtomicU64,
     /// The durable store's writer stopped: `send()` is refused.
     pub(crate) store_dead: Arc<std::sync::atomic::AtomicBool>,
+    /// The last `MessageId` handed out: `send()` numbers its message
+    /// itself, so it returns the id without waiting for the outbox.
+    last_id: AtomicU64,
 }
 
 impl Shared {
@@ -54,7 +57,13 @@ impl Shared {
             window_len: AtomicU64::new(0),
             peer_max_message_size: AtomicUsize::new(0),
             store_dead: Arc::default(),
+            last_id: AtomicU64::new(0),
         }
+    }
+
+    /// The next message's id (ids start at 1 and only grow).
+    pub(crate) fn next_message_id(&self) -> crate::queue::MessageId {
+        crate::queue::MessageId(self.last_id.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     /// Reliable mode: publishes the window's size (see the field).

@@ -213,7 +213,31 @@ impl MessageQueue {
         priority: u8,
         now: Instant,
     ) -> Result<EnqueueOutcome, QueueError> {
-        let payload = payload.into();
+        self.enqueue_inner(payload.into(), priority, now, None)
+    }
+
+    /// [`enqueue_at`](Self::enqueue_at) under an id its owner handed out
+    /// (the client's `send()` gives a message its id before the outbox
+    /// sees it, so it can return it without a round trip). Ids from
+    /// concurrent senders may arrive out of order: the message takes its
+    /// sorted place in its lane, which keeps the lane's invariant.
+    pub(crate) fn enqueue_with_id(
+        &mut self,
+        id: MessageId,
+        payload: Payload,
+        priority: u8,
+        now: Instant,
+    ) -> Result<EnqueueOutcome, QueueError> {
+        self.enqueue_inner(payload, priority, now, Some(id))
+    }
+
+    fn enqueue_inner(
+        &mut self,
+        payload: Payload,
+        priority: u8,
+        now: Instant,
+        given: Option<MessageId>,
+    ) -> Result<EnqueueOutcome, QueueError> {
         let mut dropped = None;
         if self.is_full() {
             let max_size = self.options.max_size;
@@ -226,12 +250,12 @@ impl MessageQueue {
                         payload,
                     })
                 }
-                OverflowPolicy::DropNewest => return Ok(self.drop_incoming(payload)),
+                OverflowPolicy::DropNewest => return Ok(self.drop_incoming(payload, given)),
                 OverflowPolicy::DropOldest => {
                     // Full and max_size >= 1, so some lane holds a message.
                     let lowest = self.nonempty.lowest().unwrap_or(u8::MAX);
                     if priority < lowest {
-                        return Ok(self.drop_incoming(payload));
+                        return Ok(self.drop_incoming(payload, given));
                     }
                     dropped = self.pop_front(lowest).map(|m| Dropped {
                         id: m.id,
@@ -241,20 +265,31 @@ impl MessageQueue {
                 }
             }
         }
-        let id = self.take_id();
+        let id = given.unwrap_or_else(|| self.take_id());
         let enqueued_at = match self.last_enqueued_at {
             Some(last) if now < last => last,
             _ => now,
         };
         self.last_enqueued_at = Some(enqueued_at);
         let lane = self.lane_index_or_insert(priority);
-        self.lanes[lane].messages.push_back(QueuedMessage {
+        let messages = &mut self.lanes[lane].messages;
+        let message = QueuedMessage {
             id,
             payload,
             priority,
             attempts: 0,
             enqueued_at,
-        });
+        };
+        if messages.back().is_none_or(|m| m.id < id) {
+            messages.push_back(message);
+        } else {
+            // Only with owner-given ids (see `enqueue_with_id`).
+            let mut message = message;
+            let pos = messages.partition_point(|m| m.id < id);
+            // Keep `enqueued_at` sorted along the lane, as `mark_failed` does.
+            message.enqueued_at = message.enqueued_at.min(messages[pos].enqueued_at);
+            messages.insert(pos, message);
+        }
         self.nonempty.insert(priority);
         self.len += 1;
         Ok(EnqueueOutcome { id, dropped })
@@ -435,22 +470,14 @@ impl MessageQueue {
         self.lanes.iter().flat_map(|lane| lane.messages.iter())
     }
 
-    /// An id for a message that skips the queue (the client's outbox
-    /// passes messages straight to an open socket), in the same order as
-    /// the ids of queued ones: should it come back, `mark_failed` puts it
-    /// ahead of every message enqueued after it.
-    pub(crate) fn reserve_id(&mut self) -> MessageId {
-        self.take_id()
-    }
-
     fn take_id(&mut self) -> MessageId {
         let id = MessageId(self.next_id);
         self.next_id += 1;
         id
     }
 
-    fn drop_incoming(&mut self, payload: Payload) -> EnqueueOutcome {
-        let id = self.take_id();
+    fn drop_incoming(&mut self, payload: Payload, given: Option<MessageId>) -> EnqueueOutcome {
+        let id = given.unwrap_or_else(|| self.take_id());
         EnqueueOutcome {
             id,
             dropped: Some(Dropped {

@@ -321,6 +321,14 @@ pub(crate) struct ConnectArgs {
     /// --json) on stderr. For scripts that must know what is safe.
     #[arg(long)]
     pub(crate) print_accepted: bool,
+
+    /// A text message sent first on every connect and reconnect, ahead of
+    /// the stdin lines buffered meanwhile (repeatable, sent in order): a
+    /// feed's subscribe or auth message, e.g.
+    /// `--preamble '{"op":"subscribe","topic":"ticker"}'`. With --mode
+    /// stateful a resumed session's unacknowledged lines are replayed first.
+    #[arg(long = "preamble", value_name = "LINE")]
+    pub(crate) preamble: Vec<String>,
 }
 
 /// `--mode`, mapped onto [`ReconnectMode`].

@@ -72,6 +72,9 @@ fn builder(args: &ConnectArgs, printer: &Addr<Printer>) -> ResilientWebSocketBui
     for p in &args.protocols {
         builder = builder.protocol(p.clone());
     }
+    if !args.preamble.is_empty() {
+        builder = builder.preamble(args.preamble.iter().cloned());
+    }
     let token = args
         .token
         .clone()

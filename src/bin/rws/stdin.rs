@@ -181,7 +181,7 @@ async fn forward_stdin(
             ws.send_batch(batch.drain(..)).await
         } else {
             match batch.pop() {
-                Some(line) => ws.send(line).await,
+                Some(line) => ws.send(line).await.map(drop),
                 None => Ok(()),
             }
         };

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::client::{
     heartbeat::{Unwatch, Watch},
+    on_connect::Hook,
     queue_actor::messages::{Acked, FirstSeq, LinkState, Returned, Shutdown},
     reconnect::{AskRetry, ConnectionUp, TakeRecovery},
     reliable::ReliableState,
@@ -137,6 +138,8 @@ pub struct ConnectionActor {
     /// negotiate (docs/PROTOCOL.md §1): random per client, or the one a
     /// durable store kept.
     pub(super) client_id: String,
+    /// What goes first on every socket (`client/on_connect.rs`).
+    pub(super) on_connect: Hook,
 }
 
 impl ConnectionActor {
@@ -178,7 +181,13 @@ impl ConnectionActor {
             refused_for_good: false,
             session_lost_at: None,
             client_id: crate::protocol::new_client_id(),
+            on_connect: Hook::default(),
         }
+    }
+
+    /// Sets what goes first on every socket.
+    pub(crate) fn set_on_connect(&mut self, hook: Hook) {
+        self.on_connect = hook;
     }
 
     /// Resumes from what a durable store held, and records into it.

@@ -15,6 +15,7 @@ use super::{
 use crate::client::{
     heartbeat::Unwatch,
     inbound::Gated,
+    on_connect::OnConnect,
     queue_actor::messages::{FirstSeq, LinkState, Shutdown},
     reconnect::{AskRetry, ConnectionUp, NextAttempt, TakeRecovery},
     shared::LiveGuard,
@@ -24,7 +25,9 @@ use crate::client::{
 };
 use crate::{
     close_code,
-    events::{Closed, ConnectionState, ErrorEvent, Reconnected, Reconnecting, SessionLost},
+    events::{
+        Closed, ConnectionState, ErrorEvent, Payload, Reconnected, Reconnecting, SessionLost,
+    },
     options::ReconnectMode,
     protocol::{Frame as ProtoFrame, ShutdownAdvice, MAX_DATA_HEADER_LEN},
     ws::{Assembler, PongLimiter},
@@ -174,13 +177,61 @@ impl ConnectionActor {
             }
             None => {
                 self.sock = Some(sock);
-                self.link_up(ctx, None);
+                self.link_up(ctx, None, false);
             }
         }
     }
 
-    /// The socket is ready for data: tell the outbox, and everyone waiting.
-    pub(super) fn link_up(&mut self, ctx: &mut Context<Self>, peer_last_received: Option<u64>) {
+    /// The socket is ready for data: first asks the `on_connect` hook
+    /// what must go ahead of everything else on it (the socket stays not
+    /// ready meanwhile, so nothing else is written), then `link_ready`.
+    pub(super) fn link_up(
+        &mut self,
+        ctx: &mut Context<Self>,
+        peer_last_received: Option<u64>,
+        resumed: bool,
+    ) {
+        let mut preamble = self.on_connect.fixed.clone();
+        let Some(recipient) = self.on_connect.recipient.clone() else {
+            return self.link_ready(ctx, peer_last_received, preamble);
+        };
+        let Some(gen) = self.sock.as_ref().map(|s| s.gen) else {
+            return;
+        };
+        let ask = OnConnect {
+            reconnect: self.phase == Phase::Reconnecting,
+            resumed,
+        };
+        let limit = self.opts.connection_timeout;
+        let answer = recipient.send(ask).timeout(limit).into_actor(self).map(
+            move |answer, act, ctx| {
+                if act.sock.as_ref().is_none_or(|s| s.gen != gen) {
+                    // That socket is gone; the next one asks again.
+                    return;
+                }
+                match answer {
+                    Ok(messages) => preamble.extend(messages),
+                    Err(MailboxError::Timeout) => {
+                        return act.fail(ctx, Error::ConnectTimeout(limit));
+                    }
+                    Err(MailboxError::Closed) => {
+                        log::warn!("the on_connect hook's actor is gone: nothing sent first");
+                    }
+                }
+                act.link_ready(ctx, peer_last_received, preamble);
+            },
+        );
+        ctx.spawn(answer);
+    }
+
+    /// The socket is ready for data: tell the outbox (with what goes first
+    /// on it), and everyone waiting.
+    fn link_ready(
+        &mut self,
+        ctx: &mut Context<Self>,
+        peer_last_received: Option<u64>,
+        preamble: Vec<Payload>,
+    ) {
         let Some(sock) = self.sock.as_mut() else {
             return;
         };
@@ -197,6 +248,7 @@ impl ConnectionActor {
             gen: self.gen,
             peer_last_received,
             max_unacked_bytes,
+            preamble,
         });
         let was_reconnecting = self.phase == Phase::Reconnecting;
         self.phase = Phase::Up;
@@ -392,6 +444,10 @@ impl ConnectionActor {
     /// Settles in `Disconnected`, answering everyone who waits.
     pub(super) fn go_idle(&mut self, error: Option<Error>) {
         self.wanted = false;
+        // Receipts the outbox still owes cannot be kept any more.
+        self.links
+            .link_state
+            .do_send(LinkState::Stopped(error.clone().unwrap_or(Error::NotConnected)));
         for w in self.connect_waiters.drain(..) {
             let _ = w.send(Err(error.clone().unwrap_or(Error::NotConnected)));
         }

@@ -78,12 +78,15 @@ impl ConnectionActor {
     pub(super) fn on_protocol_frame(&mut self, frame: ProtoFrame, ctx: &mut Context<Self>) {
         let ready = self.sock.as_ref().is_some_and(|s| s.ready);
         let result = match frame {
-            ProtoFrame::Welcome { last_received, .. } if !ready => {
+            ProtoFrame::Welcome {
+                last_received,
+                resumed,
+            } if !ready => {
                 if let Err(e) = self.reliable.on_ack(last_received) {
                     Err(e)
                 } else {
                     self.acked = self.acked.max(last_received);
-                    self.link_up(ctx, Some(last_received));
+                    self.link_up(ctx, Some(last_received), resumed);
                     Ok(())
                 }
             }

@@ -30,6 +30,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// What the fake peers were told.
 #[derive(Debug)]
 enum Seen {
+    LinkStopped,
     Watch {
         gen: u64,
     },
@@ -88,6 +89,7 @@ record!(ErrorEvent, |m| Seen::Error(m.error));
 record!(LinkState, |m| match m {
     LinkState::Up { gen, .. } => Seen::LinkUp { gen },
     LinkState::Down => Seen::LinkDown,
+    LinkState::Stopped(_) => Seen::LinkStopped,
     LinkState::Paused { .. } | LinkState::Resumed { .. } => unreachable!("no backpressure here"),
 });
 
@@ -203,6 +205,7 @@ fn out(p: impl Into<Payload>) -> Outbound {
     Outbound {
         seq: 0,
         payload: p.into(),
+        receipt: None,
         place: None,
     }
 }

@@ -26,7 +26,14 @@ impl Handler<WriteBatch> for ConnectionActor {
                         self.reliable.note_written(out.seq);
                         let _ = sock.write(WsMessage::Binary(encode_data(out.seq, &out.payload)));
                     } else {
-                        let _ = sock.write(to_ws(out.payload));
+                        let written = sock.write(to_ws(out.payload));
+                        if let (Some(tx), Some(place)) = (out.receipt, out.place) {
+                            // Raw mode's receipt: handed to the socket's writer.
+                            let _ = tx.send(match written {
+                                Ok(()) => Ok(place.id),
+                                Err(_) => Err(crate::Error::ConnectionLost),
+                            });
+                        }
                     }
                 }
                 Counters::add(&self.shared.counters.sent, n);

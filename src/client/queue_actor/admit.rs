@@ -12,13 +12,14 @@ use tokio::sync::oneshot;
 use super::{flow::Flush, messages::*, QueueActor};
 use crate::client::{
     admission::{Admission, Credits, Ticket},
+    receipt::ReceiptTx,
     stats::Counters,
     store_writer::{writer_stopped, Done},
 };
 use crate::{
     events::{ErrorEvent, MessageDropped, Payload},
     options::{OverflowPolicy, ReconnectMode},
-    queue::{Dropped, StoreOp},
+    queue::{Dropped, MessageId, StoreOp},
     Error,
 };
 
@@ -51,6 +52,8 @@ struct Parked {
     done: Option<Done>,
     answer: oneshot::Sender<crate::Result<()>>,
     deadline: Option<Instant>,
+    id: MessageId,
+    receipt: Option<ReceiptTx>,
 }
 
 impl Gate {
@@ -109,6 +112,8 @@ impl Handler<OutgoingMessage> for QueueActor {
             done: None,
             ticket,
             answer: None,
+            id: self.shared.next_message_id(),
+            receipt: None,
         };
         self.receive(enqueue, ctx);
         self.end_turn(ctx);
@@ -157,6 +162,8 @@ impl QueueActor {
             done,
             ticket,
             answer,
+            id,
+            receipt,
         } = msg;
         match ticket {
             Ticket::Credit => self.gate.held += 1,
@@ -176,34 +183,30 @@ impl QueueActor {
                         None => {
                             let _ = answer.send(Err(self.gate.full()));
                         }
-                        Some(limit) => self.park(payload, priority, done, answer, limit, ctx),
+                        Some(limit) => {
+                            let parked = Parked {
+                                payload,
+                                priority,
+                                done,
+                                answer,
+                                deadline: limit.map(|t| Instant::now() + t),
+                                id,
+                                receipt,
+                            };
+                            self.park(parked, limit, ctx);
+                        }
                     }
                     return;
                 }
                 let _ = answer.send(Ok(()));
             }
         }
-        self.take_in(payload, priority, done, ctx);
+        self.take_in(payload, priority, done, (id, receipt), ctx);
     }
 
     /// An ask waits for a place, up to `limit` (`None`: without end).
-    fn park(
-        &mut self,
-        payload: Payload,
-        priority: u8,
-        done: Option<Done>,
-        answer: oneshot::Sender<crate::Result<()>>,
-        limit: Option<Duration>,
-        ctx: &mut Context<Self>,
-    ) {
-        let deadline = limit.map(|t| Instant::now() + t);
-        self.gate.parked.push_back(Parked {
-            payload,
-            priority,
-            done,
-            answer,
-            deadline,
-        });
+    fn park(&mut self, parked: Parked, limit: Option<Duration>, ctx: &mut Context<Self>) {
+        self.gate.parked.push_back(parked);
         if let Some(t) = limit {
             ctx.run_later(t, |act, ctx| {
                 act.expire_parked();
@@ -253,7 +256,7 @@ impl QueueActor {
             }
             let _ = p.answer.send(Ok(()));
             // The freed place is its own now.
-            self.take_in(p.payload, p.priority, p.done, ctx);
+            self.take_in(p.payload, p.priority, p.done, (p.id, p.receipt), ctx);
         }
         self.rebalance();
     }
@@ -276,6 +279,8 @@ impl QueueActor {
             self.record_remove(key);
         }
         Counters::add(&self.shared.counters.dropped, 1);
+        let (id, reason) = (d.id, d.reason);
+        self.receipts.fail(id, || Error::Dropped { id, reason });
         self.dropped.publish(MessageDropped {
             id: d.id,
             payload: d.payload,
@@ -303,15 +308,20 @@ impl QueueActor {
 
     /// Takes a message admitted (by a credit, the policy, or a place
     /// given to an ask): straight to the socket when it can, else into the
-    /// outbox.
+    /// outbox. `tag`: the id `send()` gave it, and its receipt if any.
     pub(super) fn take_in(
         &mut self,
         payload: Payload,
         priority: u8,
         done: Option<Done>,
+        tag: (MessageId, Option<ReceiptTx>),
         ctx: &mut Context<Self>,
     ) {
+        let (id, receipt) = tag;
         if self.durable.as_ref().is_some_and(|d| d.dead) {
+            if let Some(tx) = receipt {
+                let _ = tx.send(Err(Error::Store(writer_stopped())));
+            }
             match done {
                 Some(done) => {
                     let _ = done.send(Err(writer_stopped()));
@@ -354,8 +364,11 @@ impl QueueActor {
             }
         };
         if passes {
-            let place = self.pass_place(priority);
-            let out = self.outbound(payload, None, place);
+            let place = self.pass_place(id, priority);
+            let mut out = self.outbound(payload, None, place);
+            if let Some(tx) = receipt {
+                self.attach(&mut out, id, tx);
+            }
             self.batch.push(out);
             if !self.flush_scheduled {
                 // Runs after the messages already in the mailbox: a burst
@@ -365,7 +378,15 @@ impl QueueActor {
             }
             return;
         }
-        match self.queue.enqueue(payload, priority) {
+        if let Some(tx) = receipt {
+            // Before the enqueue: a policy that drops this very message
+            // reports it, and the report fails the receipt.
+            self.receipts.wait(id, tx);
+        }
+        match self
+            .queue
+            .enqueue_with_id(id, payload, priority, std::time::Instant::now())
+        {
             Ok(outcome) => {
                 if let Some(d) = self.durable.as_mut() {
                     d.keys.insert(outcome.id, key);
@@ -377,7 +398,11 @@ impl QueueActor {
             }
             // Not with credits (the queue has no bound of its own then) nor
             // with the policies that drop: reported, should it ever happen.
-            Err(e) => self.errors.publish(ErrorEvent { error: e.into() }),
+            Err(e) => {
+                let error: Error = e.into();
+                self.receipts.fail(id, || error.clone());
+                self.errors.publish(ErrorEvent { error });
+            }
         }
         self.update_buffered();
         if self.up {

@@ -263,7 +263,12 @@ impl QueueActor {
             }
         }
         for (payload, priority, key) in outbox {
-            match self.queue.enqueue(payload, priority) {
+            // Ids from the client's one counter, like `send()`'s.
+            let id = self.shared.next_message_id();
+            match self
+                .queue
+                .enqueue_with_id(id, payload, priority, std::time::Instant::now())
+            {
                 Ok(outcome) => {
                     d.keys.insert(outcome.id, key);
                 }
@@ -340,6 +345,7 @@ impl QueueActor {
             .map(|m| Outbound {
                 seq: m.seq,
                 payload: m.payload.clone(),
+                receipt: None,
                 place: None,
             })
             .collect();
@@ -409,6 +415,8 @@ impl QueueActor {
                     continue;
                 }
                 if let Some(payload) = undone.remove(&a.seq) {
+                    // Its seq is given again: its receipt waits by id.
+                    self.receipts.unsend(a.seq);
                     back.push((
                         a.key,
                         QueuedMessage {
@@ -422,6 +430,8 @@ impl QueueActor {
                 }
             }
             self.batch.retain(|m| m.seq < durable_seq);
+            // The other seqs given out since are given again to others.
+            self.receipts.forget_from(durable_seq);
             // An ack whose commit failed: say it again with the next one.
             let acked = w.first_unacked().saturating_sub(1);
             if acked > 0 {

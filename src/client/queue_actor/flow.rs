@@ -7,10 +7,10 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::{durable::Assigned, messages::*, QueueActor, Window};
-use crate::client::connection::messages::WriteBatch;
+use crate::client::{connection::messages::WriteBatch, receipt::ReceiptTx};
 use crate::{
     events::Payload,
-    queue::{QueuedMessage, StoreOp},
+    queue::{MessageId, QueuedMessage, StoreOp},
 };
 
 /// How many backlog messages go to the connection in one batch.
@@ -39,6 +39,7 @@ impl Handler<LinkState> for QueueActor {
                 gen,
                 peer_last_received,
                 max_unacked_bytes,
+                preamble,
             } => {
                 // A burst collected for the old socket is stale: in reliable
                 // mode it is in the window and replayed below; in raw mode
@@ -57,6 +58,12 @@ impl Handler<LinkState> for QueueActor {
                 if let Some(last) = peer_last_received {
                     self.ack(last);
                 }
+                // The hook's messages go first on the socket, with one
+                // exception: reliable mode replays the window before them,
+                // since those seqs are older and the peer needs them in
+                // order. They are new messages, not outbox ones: no place
+                // (raw mode: never put back, the next socket gets the
+                // hook's fresh answer), no credit, no receipt.
                 if let Some(w) = self.window.as_mut() {
                     w.set_max_bytes(max_unacked_bytes);
                     let replay: Vec<Outbound> = w
@@ -64,16 +71,22 @@ impl Handler<LinkState> for QueueActor {
                         .map(|m| Outbound {
                             seq: m.seq,
                             payload: m.payload.clone(),
+                            receipt: None,
                             place: None,
                         })
                         .collect();
                     self.send_batch(replay);
+                    let first = self.preamble(preamble);
+                    self.send_batch(first);
                 } else {
-                    self.send_batch(stale);
+                    let mut first = self.preamble(preamble);
+                    first.extend(stale);
+                    self.send_batch(first);
                 }
                 self.drain_backlog();
                 self.end_turn(ctx);
             }
+            LinkState::Stopped(error) => self.receipts.fail_all(&error),
             LinkState::Paused { gen } => {
                 if gen == self.gen {
                     self.paused = true;
@@ -169,6 +182,26 @@ impl QueueActor {
             // Checked by the connection against what it wrote.
             w.release(upto);
             self.record(StoreOp::Acked { upto });
+            self.receipts.acked(upto);
+        }
+    }
+
+    /// The `on_connect` hook's messages, numbered for this socket.
+    fn preamble(&mut self, preamble: Vec<Payload>) -> Vec<Outbound> {
+        preamble
+            .into_iter()
+            .map(|p| self.outbound(p, None, None))
+            .collect()
+    }
+
+    /// Gives a message leaving the outbox its receipt: raw mode hands it
+    /// to the connection (told once written), reliable mode keeps it by
+    /// seq until the ack.
+    pub(super) fn attach(&mut self, out: &mut Outbound, id: MessageId, tx: ReceiptTx) {
+        if self.window.is_some() {
+            self.receipts.sent(out.seq, id, tx);
+        } else {
+            out.receipt = Some(tx);
         }
     }
 
@@ -207,6 +240,9 @@ impl QueueActor {
             let Some(place) = out.place else {
                 continue;
             };
+            if let Some(tx) = out.receipt {
+                self.receipts.wait(place.id, tx);
+            }
             // Put back with 0 attempts, as `rollback` (durable.rs) does:
             // `mark_failed` counts one, below the outbox's `max_retries`
             // (the default, 3). A socket lost under a message is not a
@@ -230,9 +266,9 @@ impl QueueActor {
 
     /// Raw mode: the place of a message that skips the outbox, should it
     /// come back (see [`Place`]).
-    pub(super) fn pass_place(&mut self, priority: u8) -> Option<Place> {
-        self.window.is_none().then(|| Place {
-            id: self.queue.reserve_id(),
+    pub(super) fn pass_place(&mut self, id: MessageId, priority: u8) -> Option<Place> {
+        self.window.is_none().then_some(Place {
+            id,
             priority,
             enqueued_at: None,
         })
@@ -260,11 +296,13 @@ impl QueueActor {
             Some(w) => Outbound {
                 seq: w.push(payload.clone(), payload.len()),
                 payload,
+                receipt: None,
                 place: None,
             },
             None => Outbound {
                 seq: 0,
                 payload,
+                receipt: None,
                 place,
             },
         };
@@ -324,7 +362,10 @@ impl QueueActor {
                 priority,
                 enqueued_at: Some(enqueued_at),
             };
-            let out = self.outbound(m.payload, key, Some(place));
+            let mut out = self.outbound(m.payload, key, Some(place));
+            if let Some(tx) = self.receipts.take(id) {
+                self.attach(&mut out, id, tx);
+            }
             if let (Some(d), Some(key), true) = (self.durable.as_mut(), key, out.seq != 0) {
                 d.assigned.push_back(Assigned {
                     seq: out.seq,

@@ -11,7 +11,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::{
-    client::{admission::Ticket, store_writer::Done},
+    client::{admission::Ticket, receipt::ReceiptTx, store_writer::Done},
     events::Payload,
     queue::MessageId,
     Result,
@@ -29,6 +29,10 @@ pub(crate) struct Enqueue {
     pub(crate) ticket: Ticket,
     /// With [`Ticket::Ask`]: the actor's answer, taken or why not.
     pub(crate) answer: Option<oneshot::Sender<Result<()>>>,
+    /// The id `send()` gave it (and returned).
+    pub(crate) id: MessageId,
+    /// `send_with_receipt()`: told when it is delivered, or why not.
+    pub(crate) receipt: Option<ReceiptTx>,
 }
 
 /// The connection's socket is ready for data, or gone.
@@ -42,9 +46,15 @@ pub(crate) enum LinkState {
         gen: u64,
         peer_last_received: Option<u64>,
         max_unacked_bytes: usize,
+        /// What the `on_connect` hook answered: sent on this socket ahead
+        /// of the backlog (reliable mode: after the window's replay).
+        preamble: Vec<Payload>,
     },
     /// The socket is gone.
     Down,
+    /// The client stopped for good (disconnected, gave up): receipts still
+    /// owed fail with this error.
+    Stopped(crate::Error),
     /// Socket `gen` has too much waiting to be written: hold new messages
     /// in the outbox (backpressure).
     Paused { gen: u64 },
@@ -64,10 +74,12 @@ pub(crate) struct Acked(pub(crate) u64);
 pub(crate) struct FirstSeq;
 
 /// One message on its way to the socket; `seq` is 0 in raw mode.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Outbound {
     pub(crate) seq: u64,
     pub(crate) payload: Payload,
+    /// Raw mode: told once the message is written (its id is its place's).
+    pub(crate) receipt: Option<ReceiptTx>,
     /// Raw mode: its place in the outbox, so that a batch the connection
     /// hands back ([`Returned`]) goes back exactly there. `None` in reliable
     /// mode: the window keeps and replays what a dead socket lost.

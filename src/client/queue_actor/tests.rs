@@ -54,7 +54,15 @@ impl Actor for Recorder {
 impl Handler<WriteBatch> for Recorder {
     type Result = ();
     fn handle(&mut self, msg: WriteBatch, _: &mut Context<Self>) {
-        self.1.lock().unwrap().extend(msg.items.iter().cloned());
+        self.1
+            .lock()
+            .unwrap()
+            .extend(msg.items.iter().map(|m| Outbound {
+                seq: m.seq,
+                payload: m.payload.clone(),
+                receipt: None,
+                place: m.place,
+            }));
         let items = msg
             .items
             .into_iter()
@@ -151,6 +159,8 @@ impl Rig {
             done: None,
             ticket,
             answer,
+            id: self.shared.next_message_id(),
+            receipt: None,
         });
         Ok(rx)
     }
@@ -174,6 +184,7 @@ impl Rig {
             gen,
             peer_last_received,
             max_unacked_bytes,
+            preamble: Vec::new(),
         });
     }
 
