@@ -329,6 +329,8 @@ async fn the_peers_normal_close_is_echoed_and_ends_the_link_without_a_retry() {
 
     assert!(matches!(next(&mut s).await, Seen::Unwatch { gen: 1 }));
     assert!(matches!(next(&mut s).await, Seen::LinkDown));
+    // Settling idle tells the outbox, whose receipts cannot be kept.
+    assert!(matches!(next(&mut s).await, Seen::LinkStopped));
     wait_state(&s, ConnectionState::Disconnected).await;
     // A round trip through the restarted actor: whatever `started()` asked
     // is in the channel by now.
@@ -450,6 +452,7 @@ async fn dropping_the_last_address_tells_the_outbox_to_shut_down() {
     rx.await.unwrap();
     assert!(matches!(next(&mut s).await, Seen::Unwatch { gen: 1 }));
     assert!(matches!(next(&mut s).await, Seen::LinkDown));
+    assert!(matches!(next(&mut s).await, Seen::LinkStopped));
 
     drop(s.conn);
     let last = tokio::time::timeout(WAIT, s.seen.recv()).await.unwrap();
