@@ -79,7 +79,11 @@ fn stateless(url: impl Into<String>) -> ResilientWebSocketBuilder {
 async fn cut_and_hold(proxy: &FaultProxy, rec: &EventRecorder) {
     proxy.refuse(true);
     proxy.cut_all();
-    assert!(rec.wait_state(Reconnecting, WAIT).await, "{:?}", rec.states());
+    assert!(
+        rec.wait_state(Reconnecting, WAIT).await,
+        "{:?}",
+        rec.states()
+    );
 }
 
 #[actix_rt::test]
@@ -166,7 +170,11 @@ async fn stateful_the_replay_keeps_its_place_then_the_hook_then_the_backlog() {
     assert_eq!(inbox.texts(), ["sub 1"], "nothing got through meanwhile");
     proxy.refuse(false);
 
-    assert!(wait_until(|| inbox.len() == 6, WAIT).await, "{:?}", inbox.all());
+    assert!(
+        wait_until(|| inbox.len() == 6, WAIT).await,
+        "{:?}",
+        inbox.all()
+    );
     let got = inbox.all();
     let order: Vec<(u64, &str)> = got.iter().map(|m| (m.1, m.2.as_str())).collect();
     assert_eq!(
@@ -226,7 +234,11 @@ async fn stateful_on_a_fresh_session_after_4001_the_hook_goes_before_the_backlog
         .wait_for(WAIT, |e| matches!(e, RecordedEvent::SessionLost(_)))
         .await
         .is_some());
-    assert!(wait_until(|| inbox2.len() == 5, WAIT).await, "{:?}", inbox2.all());
+    assert!(
+        wait_until(|| inbox2.len() == 5, WAIT).await,
+        "{:?}",
+        inbox2.all()
+    );
     let order: Vec<String> = inbox2.texts();
     // The unacknowledged window is re-sent first (at least once, in its
     // seq order), then this socket's hook, then the backlog.
@@ -250,9 +262,16 @@ async fn send_returns_the_id_that_message_dropped_reports_and_its_receipt_fails_
         .unwrap();
     let first = ws.send_with_receipt("a").await.unwrap();
     let second = ws.send("b").await.unwrap();
-    assert!(second > first.id(), "ids grow: {second} after {}", first.id());
+    assert!(
+        second > first.id(),
+        "ids grow: {second} after {}",
+        first.id()
+    );
     let id = first.id();
-    let err = tokio::time::timeout(WAIT, first).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(WAIT, first)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(
         matches!(err, Error::Dropped { id: i, reason: DropReason::Overflow } if i == id),
         "{err:?}"
@@ -282,7 +301,13 @@ async fn a_receipt_fails_as_expired_when_its_time_to_live_passes() {
         .unwrap()
         .unwrap_err();
     assert!(
-        matches!(err, Error::Dropped { reason: DropReason::Expired, .. }),
+        matches!(
+            err,
+            Error::Dropped {
+                reason: DropReason::Expired,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -296,7 +321,10 @@ async fn raw_a_receipt_resolves_once_written_also_for_a_message_that_waited() {
     let early = ws.send_with_receipt("early").await.unwrap();
     let early_id = early.id();
     futures::pin_mut!(early);
-    assert!(futures::poll!(early.as_mut()).is_pending(), "not written yet");
+    assert!(
+        futures::poll!(early.as_mut()).is_pending(),
+        "not written yet"
+    );
     ws.connect().await.unwrap();
     let confirmed = tokio::time::timeout(WAIT, early).await.unwrap().unwrap();
     assert_eq!(confirmed, early_id);

@@ -203,24 +203,27 @@ impl ConnectionActor {
             resumed,
         };
         let limit = self.opts.connection_timeout;
-        let answer = recipient.send(ask).timeout(limit).into_actor(self).map(
-            move |answer, act, ctx| {
-                if act.sock.as_ref().is_none_or(|s| s.gen != gen) {
-                    // That socket is gone; the next one asks again.
-                    return;
-                }
-                match answer {
-                    Ok(messages) => preamble.extend(messages),
-                    Err(MailboxError::Timeout) => {
-                        return act.fail(ctx, Error::ConnectTimeout(limit));
+        let answer =
+            recipient
+                .send(ask)
+                .timeout(limit)
+                .into_actor(self)
+                .map(move |answer, act, ctx| {
+                    if act.sock.as_ref().is_none_or(|s| s.gen != gen) {
+                        // That socket is gone; the next one asks again.
+                        return;
                     }
-                    Err(MailboxError::Closed) => {
-                        log::warn!("the on_connect hook's actor is gone: nothing sent first");
+                    match answer {
+                        Ok(messages) => preamble.extend(messages),
+                        Err(MailboxError::Timeout) => {
+                            return act.fail(ctx, Error::ConnectTimeout(limit));
+                        }
+                        Err(MailboxError::Closed) => {
+                            log::warn!("the on_connect hook's actor is gone: nothing sent first");
+                        }
                     }
-                }
-                act.link_ready(ctx, peer_last_received, preamble);
-            },
-        );
+                    act.link_ready(ctx, peer_last_received, preamble);
+                });
         ctx.spawn(answer);
     }
 
@@ -445,9 +448,9 @@ impl ConnectionActor {
     pub(super) fn go_idle(&mut self, error: Option<Error>) {
         self.wanted = false;
         // Receipts the outbox still owes cannot be kept any more.
-        self.links
-            .link_state
-            .do_send(LinkState::Stopped(error.clone().unwrap_or(Error::NotConnected)));
+        self.links.link_state.do_send(LinkState::Stopped(
+            error.clone().unwrap_or(Error::NotConnected),
+        ));
         for w in self.connect_waiters.drain(..) {
             let _ = w.send(Err(error.clone().unwrap_or(Error::NotConnected)));
         }
