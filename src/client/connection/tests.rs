@@ -455,6 +455,10 @@ async fn dropping_the_last_address_tells_the_outbox_to_shut_down() {
     assert!(matches!(next(&mut s).await, Seen::LinkStopped));
 
     drop(s.conn);
+    // Its last stop settles idle once more (nothing owed by then), then
+    // the outbox is told to shut down.
+    let stopped = tokio::time::timeout(WAIT, s.seen.recv()).await.unwrap();
+    assert!(matches!(stopped, Some(Seen::LinkStopped)), "{stopped:?}");
     let last = tokio::time::timeout(WAIT, s.seen.recv()).await.unwrap();
     assert!(matches!(last, Some(Seen::Shutdown)), "{last:?}");
     assert_eq!(s.shared.counters.snapshot().live_actors, 0);
