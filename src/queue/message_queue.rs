@@ -221,6 +221,7 @@ impl MessageQueue {
     /// sees it, so it can return it without a round trip). Ids from
     /// concurrent senders may arrive out of order: the message takes its
     /// sorted place in its lane, which keeps the lane's invariant.
+    #[cfg(feature = "client")]
     pub(crate) fn enqueue_with_id(
         &mut self,
         id: MessageId,
