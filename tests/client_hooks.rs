@@ -391,3 +391,58 @@ async fn a_receipt_fails_with_the_error_that_stopped_the_client() {
     // The message itself stays for a later connect().
     assert_eq!(ws.stats().messages_buffered, 1);
 }
+
+/// A hook that takes its time on reconnects (a subscription looked up
+/// elsewhere, say).
+struct SlowFeed;
+
+impl Actor for SlowFeed {
+    type Context = Context<Self>;
+}
+
+impl Handler<OnConnect> for SlowFeed {
+    type Result = ResponseActFuture<Self, Vec<Payload>>;
+
+    fn handle(&mut self, ask: OnConnect, _: &mut Context<Self>) -> Self::Result {
+        let delay = if ask.reconnect {
+            Duration::from_millis(300)
+        } else {
+            Duration::ZERO
+        };
+        Box::pin(
+            actix::clock::sleep(delay)
+                .into_actor(self)
+                .map(|(), _, _| vec!["sub".into()]),
+        )
+    }
+}
+
+#[actix_rt::test]
+async fn stateful_data_the_server_replays_while_the_hook_thinks_is_delivered() {
+    let (server, reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(proxy.ws_url()).on_connect(SlowFeed.start().recipient()))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(texts(&rec.wait_messages(1, WAIT).await), ["sub"]);
+    // Sent while the client is away: the server replays it right after
+    // its WELCOME on the resumed session, while the hook is still asked.
+    cut_and_hold(&proxy, &rec).await;
+    assert_eq!(reliable.broadcast("news"), 1);
+    proxy.refuse(false);
+    let got = texts(&rec.wait_messages(3, WAIT).await);
+    assert_eq!(got, ["sub", "news", "sub"], "{:?}", rec.errors().last());
+    assert!(rec.wait_state(Connected, WAIT).await);
+    assert!(
+        rec.errors()
+            .iter()
+            .all(|e| matches!(e, Error::ConnectionLost)),
+        "only the cut: {:?}",
+        rec.errors()
+    );
+    assert_eq!(ws.stats().reconnects, 1);
+    ws.disconnect().await.unwrap();
+}

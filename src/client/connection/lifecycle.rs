@@ -113,6 +113,7 @@ impl ConnectionActor {
             ),
             closing: Closing::Open,
             ready: false,
+            welcomed: false,
             ack_timer: None,
             pongs: PongLimiter::default(),
         };

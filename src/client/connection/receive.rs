@@ -76,7 +76,7 @@ impl ConnectionActor {
 
     /// Reliable mode: one decoded protocol frame from the server.
     pub(super) fn on_protocol_frame(&mut self, frame: ProtoFrame, ctx: &mut Context<Self>) {
-        let ready = self.sock.as_ref().is_some_and(|s| s.ready);
+        let ready = self.sock.as_ref().is_some_and(|s| s.welcomed);
         let result = match frame {
             ProtoFrame::Welcome {
                 last_received,
@@ -86,6 +86,9 @@ impl ConnectionActor {
                     Err(e)
                 } else {
                     self.acked = self.acked.max(last_received);
+                    if let Some(sock) = self.sock.as_mut() {
+                        sock.welcomed = true;
+                    }
                     self.link_up(ctx, Some(last_received), resumed);
                     Ok(())
                 }

@@ -43,8 +43,13 @@ pub(super) struct Socket {
     pub(super) sink: Sink,
     pub(super) assembler: Assembler,
     pub(super) closing: Closing,
-    /// Data may flow: at once in raw mode, after WELCOME in reliable mode.
+    /// Data may be written: in raw mode once the `on_connect` hook
+    /// answered, in reliable mode after WELCOME and that answer.
     pub(super) ready: bool,
+    /// Reliable mode: WELCOME came, so the peer's DATA, ACK and PONG are
+    /// taken (even while the hook is still asked: the server replays at
+    /// once).
+    pub(super) welcomed: bool,
     /// Reliable mode: the pending ack timer.
     pub(super) ack_timer: Option<SpawnHandle>,
     /// Bytes written and not yet taken by the socket (backpressure).
