@@ -516,3 +516,44 @@ fn priority_set_finds_the_highest_and_lowest_across_words() {
     s.remove(0);
     assert_eq!((s.highest(), s.lowest()), (Some(130), Some(63)));
 }
+
+/// The client numbers messages before they reach the outbox; concurrent
+/// senders' ids may arrive out of order. Each takes its sorted place, so
+/// putting a message back (`mark_failed`) still finds its spot.
+#[cfg(feature = "client")]
+#[test]
+fn owner_given_ids_arriving_out_of_order_keep_the_lane_sorted() {
+    let mut q = queue(QueueOptions::default());
+    let now = Instant::now();
+    for (id, text) in [(3, "c"), (1, "a"), (4, "d"), (2, "b")] {
+        let outcome = q
+            .enqueue_with_id(MessageId(id), text.into(), 0, now)
+            .expect("room");
+        assert_eq!(outcome.id, MessageId(id));
+    }
+    assert_eq!(texts(&q), ["a", "b", "c", "d"]);
+    let a = q.dequeue().expect("a");
+    let b = q.dequeue().expect("b");
+    assert_eq!(q.mark_failed(b), Ok(MessageId(2)));
+    assert_eq!(q.mark_failed(a), Ok(MessageId(1)));
+    assert_eq!(drain_texts(&mut q), ["a", "b", "c", "d"]);
+}
+
+/// Under drop-newest, the refused message is reported under the id its
+/// owner gave it (the one `send()` returned).
+#[cfg(feature = "client")]
+#[test]
+fn an_owner_given_id_is_the_one_a_drop_reports() {
+    let mut q = with_max_size(1, OverflowPolicy::DropNewest);
+    let now = Instant::now();
+    q.enqueue_with_id(MessageId(7), "kept".into(), 0, now)
+        .expect("room");
+    let outcome = q
+        .enqueue_with_id(MessageId(9), "refused".into(), 0, now)
+        .expect("dropped, not refused");
+    let dropped = outcome.dropped.expect("dropped");
+    assert_eq!(
+        (dropped.id, dropped.reason),
+        (MessageId(9), DropReason::Overflow)
+    );
+}
