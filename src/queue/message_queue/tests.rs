@@ -546,8 +546,10 @@ fn owner_given_ids_arriving_out_of_order_keep_the_lane_sorted() {
 fn an_owner_given_id_is_the_one_a_drop_reports() {
     let mut q = with_max_size(1, OverflowPolicy::DropNewest);
     let now = Instant::now();
-    q.enqueue_with_id(MessageId(7), "kept".into(), 0, now)
+    let kept = q
+        .enqueue_with_id(MessageId(7), "kept".into(), 0, now)
         .expect("room");
+    assert_eq!(kept.dropped, None);
     let outcome = q
         .enqueue_with_id(MessageId(9), "refused".into(), 0, now)
         .expect("dropped, not refused");
