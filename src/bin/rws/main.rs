@@ -25,6 +25,8 @@
 //! - `stdin.rs`: stdin lines to the client, and the end of input.
 //! - `printer.rs`: the client's events to stdout and stderr.
 //! - `signals.rs`: SIGINT/SIGTERM, for `serve` and `connect`.
+//! - `tls.rs`: the rustls configs of `connect` (`--ca`, `--cert`, `-k`) and
+//!   `serve` (`--tls-cert`, `--tls-key`).
 //! - `demo.rs`: `rws demo`.
 
 use std::{process, time::Duration};
@@ -63,6 +65,7 @@ mod serve;
 mod signals;
 mod static_files;
 mod stdin;
+mod tls;
 
 /// Whole milliseconds, saturating: how durations appear in `--json` events
 /// and in the shutdown advice.
