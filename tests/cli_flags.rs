@@ -546,3 +546,75 @@ fn connect_help_gives_an_example_for_every_flag() {
     // The positional URL too.
     assert!(out.stdout.contains("E.g. ws://"), "{}", out.stdout);
 }
+
+/// Sends `frames` fragments of one text message on `conn`; returns the
+/// close code the peer answers with (its first Close frame).
+async fn fragments_then_close_code(
+    conn: &mut resilient_ws::testing::RawConn,
+    frames: usize,
+) -> Option<u16> {
+    use resilient_ws::testing::opcode;
+    for i in 0..frames {
+        let op = if i == 0 {
+            opcode::TEXT
+        } else {
+            opcode::CONTINUATION
+        };
+        if conn.send_frame(i + 1 == frames, op, b"ab").await.is_err() {
+            break;
+        }
+    }
+    loop {
+        let frame = tokio::time::timeout(TIMEOUT, conn.read_frame())
+            .await
+            .expect("a frame in time")
+            .ok()?;
+        if frame.opcode == opcode::CLOSE {
+            return frame.close_code();
+        }
+    }
+}
+
+#[tokio::test]
+async fn max_fragments_bounds_a_message_on_both_ends() {
+    use resilient_ws::testing::{RawConn, RawServer};
+
+    // Server: 3 frames are within --max-fragments 3, 4 are not.
+    let server = RwsServe::start_async("127.0.0.1:0", &["--max-fragments", "3"]).await;
+    let addr: std::net::SocketAddr = server.addr().parse().unwrap();
+    let mut ok = RawConn::connect(addr, "/ws", &[]).await.expect("upgrade");
+    for i in 0..3 {
+        let op = if i == 0 { 0x1 } else { 0x0 };
+        ok.send_frame(i == 2, op, b"ab").await.unwrap();
+    }
+    let echo = tokio::time::timeout(TIMEOUT, ok.read_data_frame())
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    assert_eq!(echo.payload, b"ababab");
+    let mut over = RawConn::connect(addr, "/ws", &[]).await.expect("upgrade");
+    assert_eq!(fragments_then_close_code(&mut over, 4).await, Some(1009));
+
+    // Client: --max-fragments 2 closes a 3-frame message with 1009.
+    let peer = RawServer::bind().await.unwrap();
+    let mut cmd = rws();
+    cmd.args([
+        "connect",
+        "--json",
+        "--max-fragments",
+        "2",
+        "--close-timeout",
+        "200ms",
+        &peer.ws_url(),
+    ]);
+    let mut child = Running::start(cmd);
+    let mut conn = peer.accept().await.expect("rws connects");
+    assert_eq!(fragments_then_close_code(&mut conn, 3).await, Some(1009));
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.finish(TIMEOUT);
+        (status, child.dump())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.0.code(), Some(1), "{}", status.1);
+}
