@@ -110,9 +110,10 @@ pub(crate) enum Command {
     /// Run the reliable WebSocket server at /ws (or --path; negotiate at
     /// /ws/negotiate); plain WebSocket clients may use /ws too. With
     /// --tls-cert and --tls-key it serves wss://.
-    Serve(ServeArgs),
-    /// Connect to a WebSocket server: stdin lines go out as text messages,
-    /// received messages come out on stdout.
+    Serve(Box<ServeArgs>),
+    /// Connect to a WebSocket server: stdin lines go out as text messages
+    /// (or binary ones with --binary), received messages come out on stdout
+    /// (as JSON lines with --jsonl).
     #[command(after_help = CONNECT_AFTER_HELP)]
     Connect(Box<ConnectArgs>),
     /// Run a reliable server, a fault proxy that keeps cutting connections

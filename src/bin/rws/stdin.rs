@@ -142,7 +142,7 @@ fn decode(line: &str, encoding: BinaryEncoding) -> Result<Vec<u8>, String> {
             .decode(line)
             .map_err(|e| format!("not valid base64 (--binary base64): {e}")),
         BinaryEncoding::Hex => {
-            if line.len() % 2 != 0 {
+            if !line.len().is_multiple_of(2) {
                 return Err(format!(
                     "not valid hex (--binary hex): odd number of digits ({})",
                     line.len()

@@ -51,7 +51,7 @@ fn connect_args(args: &[&str]) -> Result<ConnectArgs, clap::Error> {
 fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
     let cli = Cli::try_parse_from(["rws", "serve"].iter().chain(args))?;
     match cli.command {
-        Command::Serve(a) => Ok(a),
+        Command::Serve(a) => Ok(*a),
         _ => panic!("expected serve"),
     }
 }
