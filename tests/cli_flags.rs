@@ -4,7 +4,7 @@
 //! and the client's limit flags, sizes with units and humantime durations,
 //! and `rws connect --help` giving an example for every flag.
 
-use std::{path::Path, thread};
+use std::{path::Path, thread, time::Duration};
 
 use common::cli::*;
 
@@ -617,4 +617,48 @@ async fn max_fragments_bounds_a_message_on_both_ends() {
     .await
     .unwrap();
     assert_eq!(status.0.code(), Some(1), "{}", status.1);
+}
+
+#[actix_rt::test]
+async fn serve_hello_timeout_and_failed_resume_limit_take_effect() {
+    use resilient_ws::{
+        protocol::{new_reconnect_token, Frame, SUBPROTOCOL},
+        testing::RawConn,
+    };
+    let server = RwsServe::start_async(
+        "127.0.0.1:0",
+        &["--hello-timeout", "150ms", "--failed-resume-limit", "1/1m"],
+    )
+    .await;
+    let addr: std::net::SocketAddr = server.addr().parse().unwrap();
+    let protocol = [("Sec-WebSocket-Protocol", SUBPROTOCOL)];
+
+    // A protocol socket that sends no HELLO is closed with 1002 after
+    // --hello-timeout (not the default 10s).
+    let started = std::time::Instant::now();
+    let mut silent = RawConn::connect(addr, "/ws", &protocol).await.unwrap();
+    assert_eq!(common::close_code_of(&mut silent).await, Some(1002));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+
+    // --failed-resume-limit 1/1m: one forged HELLO is answered 4001, and
+    // then this address's protocol sockets get 429 before the upgrade.
+    let neg = common::negotiate_at(addr, &[]).await.expect("negotiate");
+    let mut forged = RawConn::connect(addr, "/ws", &protocol).await.unwrap();
+    let hello = Frame::Hello {
+        connection_id: neg.connection_id.clone(),
+        reconnect_token: new_reconnect_token(),
+        last_received: 0,
+        first_seq: 1,
+    };
+    forged.send_binary(&hello.to_bytes()).await.unwrap();
+    assert_eq!(common::close_code_of(&mut forged).await, Some(4001));
+    let refused = RawConn::connect(addr, "/ws", &protocol)
+        .await
+        .err()
+        .expect("refused past the limit");
+    assert!(refused.to_string().contains("429"), "{refused}");
 }
