@@ -9,8 +9,9 @@ use resilient_ws::{OverflowPolicy, ReconnectMode};
 use crate::{
     demo,
     parse::{
-        parse_count, parse_failed_resume_limit, parse_header, parse_interval, parse_overflow,
-        parse_path, parse_query_param, parse_size, parse_timeout, FailedResumeLimitArg,
+        parse_count, parse_failed_resume_limit, parse_header, parse_interval, parse_limit,
+        parse_overflow, parse_path, parse_query_param, parse_size, parse_timeout,
+        FailedResumeLimitArg,
     },
 };
 
@@ -230,7 +231,7 @@ pub(crate) struct ServeArgs {
 
     /// The most frames one fragmented client message may come in; more
     /// close the socket with 1009. Default 1024.
-    #[arg(long, value_name = "N", value_parser = parse_count)]
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub(crate) max_fragments: Option<usize>,
 
     /// The query parameter of the socket URL that may carry the token for
@@ -253,12 +254,12 @@ pub(crate) struct ServeArgs {
 
     /// How many live sessions the server holds in all; one more negotiate
     /// gets 503. Default 100000.
-    #[arg(long, value_name = "N", value_parser = parse_count)]
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub(crate) max_sessions: Option<usize>,
 
     /// How many live sessions one authenticated identity may hold; one
     /// more negotiate gets 429. Default 100.
-    #[arg(long, value_name = "N", value_parser = parse_count)]
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub(crate) max_sessions_per_identity: Option<usize>,
 
     /// How long a new protocol socket may take to send its HELLO before it
@@ -481,7 +482,7 @@ pub(crate) struct ConnectArgs {
 
     /// The most frames one fragmented message may come in; more close the
     /// connection with 1009. Default 4096. E.g. --max-fragments 64.
-    #[arg(long, value_name = "N", value_parser = parse_count)]
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub(crate) max_fragments: Option<usize>,
 
     /// Send the token (--token or $RWS_TOKEN) in this query parameter of

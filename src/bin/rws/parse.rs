@@ -36,10 +36,23 @@ pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
 pub(crate) fn parse_count(s: &str) -> Result<usize, String> {
     parse_positive(
         s,
-        "count",
-        "a whole number",
         "must be greater than zero (--no-buffer turns buffering off)",
     )
+}
+
+/// A limit greater than zero (`--max-fragments`, `--max-sessions`, ...).
+pub(crate) fn parse_limit(s: &str) -> Result<usize, String> {
+    parse_positive(s, "must be greater than zero")
+}
+
+/// A whole number greater than zero; `zero` words the error for 0 (the
+/// flags differ in what 0 would have meant).
+fn parse_positive(s: &str, zero: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err(zero.into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("invalid count {s:?}: expected a whole number")),
+    }
 }
 
 /// A byte count greater than zero: a plain number of bytes (`65536`) or a
@@ -55,17 +68,6 @@ pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
         Ok(0) => Err("must be greater than zero".into()),
         Ok(n) if n < usize::MAX => Ok(n),
         _ => Err(format!("size {s:?} is too large")),
-    }
-}
-
-/// A whole number greater than zero; `noun` and `expected` word the error
-/// for a value that is not a number, `zero` the one for 0 (counts and sizes
-/// differ only in those words).
-fn parse_positive(s: &str, noun: &str, expected: &str, zero: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err(zero.into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("invalid {noun} {s:?}: expected {expected}")),
     }
 }
 
@@ -215,8 +217,8 @@ mod tests {
         }
     }
 
-    /// Counts and sizes share one parser: their errors must still name
-    /// what was expected (the words are what a user sees after the flag).
+    /// Counts and sizes have their own words: their errors must name what
+    /// was expected (the words are what a user sees after the flag).
     #[test]
     fn counts_and_sizes_word_their_errors() {
         assert_eq!(parse_count("7"), Ok(7));
@@ -229,6 +231,8 @@ mod tests {
             Err("invalid count \"lots\": expected a whole number".into())
         );
         assert_eq!(parse_size("0"), Err("must be greater than zero".into()));
+        assert_eq!(parse_limit("0"), Err("must be greater than zero".into()));
+        assert_eq!(parse_limit("8"), Ok(8));
         assert_eq!(
             parse_size("1x"),
             Err(
