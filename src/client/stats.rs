@@ -56,7 +56,8 @@ pub(crate) struct Counters {
     pub(crate) rtt_labels: std::sync::OnceLock<Vec<metrics::Label>>,
 }
 
-/// The heartbeat RTT histogram's name (tabled in `crate::metrics`).
+/// The heartbeat RTT histogram's name (`crate::metrics::names::CLIENT_HEARTBEAT_RTT`;
+/// a unit test there keeps the two equal).
 #[cfg(feature = "metrics")]
 pub(crate) const RTT_METRIC: &str = "rws_client_heartbeat_rtt_seconds";
 

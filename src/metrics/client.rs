@@ -23,6 +23,7 @@ impl MetricsReporter {
     /// A second reporter on the same client reports its events and stats
     /// too, but the heartbeat RTT keeps the first reporter's labels.
     pub fn client(&self, ws: &ResilientWebSocket) -> Reporting {
+        super::describe();
         let labels = self.labels("client");
         ws.report_rtt(labels.clone());
         let addr = ClientReporter {

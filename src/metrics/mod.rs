@@ -83,9 +83,9 @@ pub mod names {
     pub const CLIENT_RECONNECT_ATTEMPTS: &str = "rws_client_reconnect_attempts_total";
     /// `rws_client_downtime_seconds` (histogram).
     pub const CLIENT_DOWNTIME: &str = "rws_client_downtime_seconds";
-    /// `rws_client_heartbeat_rtt_seconds` (histogram).
-    #[cfg(feature = "client")]
-    pub const CLIENT_HEARTBEAT_RTT: &str = crate::client::stats::RTT_METRIC;
+    /// `rws_client_heartbeat_rtt_seconds` (histogram; the client records
+    /// it itself, under the same name).
+    pub const CLIENT_HEARTBEAT_RTT: &str = "rws_client_heartbeat_rtt_seconds";
     /// `rws_client_messages_buffered` (gauge).
     pub const CLIENT_BUFFERED: &str = "rws_client_messages_buffered";
     /// `rws_client_messages_dropped_total` (counter, label `reason`).
@@ -175,6 +175,60 @@ impl MetricsReporter {
     }
 }
 
+/// Gives the recorder each metric's unit and help text (Prometheus'
+/// `# HELP` lines). Cheap and idempotent: every reporter calls it when it
+/// starts, so a recorder installed late still gets them.
+fn describe() {
+    use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    use names::*;
+    describe_gauge!(CLIENT_CONNECTED, "1 while the client is connected, else 0");
+    describe_counter!(CLIENT_RECONNECTS, "Successful reconnects after a loss");
+    describe_counter!(CLIENT_RECONNECT_ATTEMPTS, "Reconnect attempts announced");
+    describe_histogram!(
+        CLIENT_DOWNTIME,
+        Unit::Seconds,
+        "Time from a loss to the reconnect that ended it"
+    );
+    describe_histogram!(
+        CLIENT_HEARTBEAT_RTT,
+        Unit::Seconds,
+        "Round-trip time of each answered heartbeat ping"
+    );
+    describe_gauge!(CLIENT_BUFFERED, "Messages waiting in the outbox");
+    describe_counter!(CLIENT_DROPPED, "Messages let go, by reason");
+    describe_counter!(CLIENT_SENT, "Messages written to a socket");
+    describe_counter!(
+        CLIENT_RECEIVED,
+        "Messages received and handed to subscribers"
+    );
+    describe_counter!(CLIENT_WRITE_BATCHES, "Batches written, one flush each");
+    describe_gauge!(
+        SERVER_SESSIONS,
+        "Live sessions, attached or within their resume window"
+    );
+    describe_gauge!(SERVER_ATTACHED, "Sessions with an attached socket");
+    describe_gauge!(SERVER_PLAIN_CLIENTS, "Open plain WebSocket clients");
+    describe_gauge!(
+        SERVER_INBOUND_BACKLOG,
+        "Client messages handed to subscribers, not yet handled"
+    );
+    describe_counter!(SERVER_OPENED, "Sessions that got their first socket");
+    describe_counter!(SERVER_RESUMES, "Sessions resumed by a later socket");
+    describe_counter!(SERVER_EXPIRED, "Sessions ended, by reason");
+    describe_counter!(
+        SERVER_UNDELIVERED,
+        "Server messages never acknowledged by sessions that ended"
+    );
+    describe_counter!(
+        SERVER_RECEIVED,
+        "Client messages delivered to the application"
+    );
+    describe_counter!(
+        SERVER_BROADCAST_SKIPPED,
+        "Sessions a broadcast skipped (message over their limit)"
+    );
+}
+
 /// Stops the reporter actor.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -198,5 +252,16 @@ impl Reporting {
     /// Whether the reporter still runs.
     pub fn is_running(&self) -> bool {
         self.stop.connected()
+    }
+}
+
+#[cfg(all(test, feature = "client"))]
+mod tests {
+    #[test]
+    fn the_rtt_histogram_the_client_records_has_the_tabled_name() {
+        assert_eq!(
+            super::names::CLIENT_HEARTBEAT_RTT,
+            crate::client::stats::RTT_METRIC
+        );
     }
 }

@@ -25,6 +25,7 @@ impl MetricsReporter {
     /// server and ends when the server
     /// [shuts down](ReliableServer::shutdown) or on [`Reporting::stop`].
     pub fn server(&self, server: &ReliableServer) -> Reporting {
+        super::describe();
         let addr = ServerReporter {
             server: server.clone(),
             labels: self.labels("server"),
