@@ -147,14 +147,25 @@ async fn a_cut_through_the_proxy_counts_a_reconnect_and_heartbeats_give_rtt_samp
     assert_eq!(read(names::CLIENT_RECONNECTS, &me).counter, 0);
 
     proxy.cut_all();
-    wait_series(names::CLIENT_RECONNECTS, &me, |s| s.counter == 1).await;
+    // One cut, one reconnect (more only if the loaded box also missed a
+    // heartbeat for 5 s): each with its attempt and its downtime.
+    let reconnects = wait_series(names::CLIENT_RECONNECTS, &me, |s| s.counter >= 1)
+        .await
+        .counter;
     let attempts = read(names::CLIENT_RECONNECT_ATTEMPTS, &me).counter;
     assert!(
-        attempts >= 1,
-        "an attempt precedes the reconnect: {attempts}"
+        attempts >= reconnects,
+        "an attempt precedes each reconnect: {attempts} < {reconnects}"
     );
-    let downtime = wait_series(names::CLIENT_DOWNTIME, &me, |s| !s.samples.is_empty()).await;
-    assert_eq!(downtime.samples.len(), 1, "{downtime:?}");
+    let downtime = wait_series(names::CLIENT_DOWNTIME, &me, |s| {
+        s.samples.len() as u64 >= reconnects
+    })
+    .await;
+    assert!(
+        downtime.samples.iter().all(|&x| (0.0..20.0).contains(&x)),
+        "downtimes in seconds: {:?}",
+        downtime.samples
+    );
     assert!(rec.wait_state(Connected, WAIT).await);
     wait_series(names::CLIENT_CONNECTED, &me, |s| s.gauge == 1.0).await;
 
@@ -247,7 +258,7 @@ async fn the_server_reports_sessions_resumes_messages_and_expiry() {
 
     ws.send("before").await.unwrap();
     proxy.cut_all();
-    wait_series(names::SERVER_RESUMES, &me, |s| s.counter == 1).await;
+    wait_series(names::SERVER_RESUMES, &me, |s| s.counter >= 1).await;
     ws.send("after").await.unwrap();
     rec.wait_messages(2, WAIT).await;
     wait_series(names::SERVER_RECEIVED, &me, |s| s.counter == 2).await;

@@ -244,7 +244,9 @@ pub struct Reporting {
 
 impl Reporting {
     /// Stops reporting. The metrics keep their last values in the
-    /// recorder; the client or server goes on unchanged.
+    /// recorder; the client or server goes on unchanged. A client goes on
+    /// recording its heartbeat RTTs (it records them itself once a
+    /// reporter was attached: one histogram sample per ping).
     pub fn stop(&self) {
         self.stop.do_send(StopReporting);
     }
