@@ -52,7 +52,7 @@
 //! | `rws_server_resumes_total` | counter | sessions resumed by a later socket |
 //! | `rws_server_sessions_expired_total` | counter | sessions ended, label `reason`: `resume_window`, `overflow`, `closed` |
 //! | `rws_server_undelivered_total` | counter | server messages never acknowledged by sessions that ended |
-//! | `rws_server_messages_received_total` | counter | client messages delivered to the application |
+//! | `rws_server_messages_received_total` | counter | client messages delivered to the application (unless [`server_messages(false)`](MetricsReporter::server_messages)) |
 //! | `rws_server_broadcast_skipped_total` | counter | sessions a broadcast skipped (message over their limit) |
 //!
 //! The server's messages out have no event or stat to observe yet, so
@@ -150,6 +150,10 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 pub struct MetricsReporter {
     name: SharedString,
     interval: Duration,
+    /// Whether the server reporter subscribes to every client message
+    /// (`rws_server_messages_received_total`); see
+    /// [`server_messages`](Self::server_messages).
+    server_messages: bool,
 }
 
 impl MetricsReporter {
@@ -158,6 +162,7 @@ impl MetricsReporter {
         MetricsReporter {
             name: SharedString::from(name.into()),
             interval: DEFAULT_INTERVAL,
+            server_messages: true,
         }
     }
 
@@ -166,6 +171,18 @@ impl MetricsReporter {
     /// counters and the histograms are recorded as their events come.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Whether a server reporter counts client messages
+    /// (`rws_server_messages_received_total`; on by default). Counting
+    /// subscribes the reporter to [`MessageReceived`](crate::server::MessageReceived):
+    /// a server whose application has no such subscriber (an echo server)
+    /// then hands each message to the reporter and acknowledges it once
+    /// the reporter counted it, instead of at once. `false` leaves the
+    /// message path as it is and that counter out.
+    pub fn server_messages(mut self, count: bool) -> Self {
+        self.server_messages = count;
         self
     }
 

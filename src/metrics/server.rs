@@ -20,9 +20,10 @@ impl MetricsReporter {
     /// [module docs](super)).
     ///
     /// The reporter subscribes to the server's events, including
-    /// [`MessageReceived`]: each client message also goes to the
-    /// reporter's mailbox (a counter increment). It holds a handle of the
-    /// server and ends when the server
+    /// [`MessageReceived`] unless
+    /// [`server_messages(false)`](MetricsReporter::server_messages): each
+    /// client message also goes to the reporter's mailbox (a counter
+    /// increment). It holds a handle of the server and ends when the server
     /// [shuts down](ReliableServer::shutdown) or on [`Reporting::stop`].
     pub fn server(&self, server: &ReliableServer) -> Reporting {
         super::describe();
@@ -35,8 +36,10 @@ impl MetricsReporter {
         server
             .on_session_opened(addr.clone().recipient())
             .on_session_resumed(addr.clone().recipient())
-            .on_session_expired(addr.clone().recipient())
-            .on_message(addr.clone().recipient());
+            .on_session_expired(addr.clone().recipient());
+        if self.server_messages {
+            server.on_message(addr.clone().recipient());
+        }
         Reporting {
             stop: addr.recipient(),
         }
