@@ -3,7 +3,8 @@
 //! sees what `MetricsReporter` reports for real clients and servers on
 //! 127.0.0.1, faults from the `FaultProxy`. Each test names its reporter,
 //! so the tests (run in parallel, one global recorder) read only their
-//! own series.
+//! own series. One test renders through metrics-exporter-prometheus
+//! instead (a recorder local to its thread), as a scrape would see it.
 //!
 //! Not metrics-util's `DebuggingRecorder`: its snapshots reset every
 //! counter and gauge they read, so a gauge the reporter set a moment
@@ -277,4 +278,55 @@ async fn the_server_reports_sessions_resumes_messages_and_expiry() {
     wait_series(names::SERVER_SESSIONS, &me, |s| s.gauge == 0.0).await;
     assert!(reporting.is_running());
     drop(ws);
+}
+
+#[actix_rt::test]
+async fn a_prometheus_exporter_renders_the_client_metrics_with_help_and_labels() {
+    // This test's thread (where the client's actors and the reporter run:
+    // the test's actix System) records into a Prometheus recorder of its
+    // own instead of the binary's global one.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = prometheus.handle();
+    let _local = metrics::set_default_local_recorder(&prometheus);
+
+    let server = TestServer::echo().await.unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(
+            ResilientWebSocket::builder(proxy.ws_url())
+                .reconnect_mode(ReconnectMode::Stateless)
+                .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50), 0)
+                .heartbeat(Duration::from_millis(30), Some(Duration::from_secs(5))),
+        )
+        .connect()
+        .await
+        .unwrap();
+    MetricsReporter::new("prom").interval(TICK).client(&ws);
+    proxy.cut_all();
+
+    let wanted = [
+        "# HELP rws_client_reconnects_total Successful reconnects after a loss",
+        "# TYPE rws_client_reconnects_total counter",
+        r#"rws_client_connected{client="prom"} 1"#,
+        "# TYPE rws_client_heartbeat_rtt_seconds summary",
+        "# TYPE rws_client_downtime_seconds summary",
+    ];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = handle.render();
+        let reconnected = text
+            .lines()
+            .any(|l| l.starts_with(r#"rws_client_reconnects_total{client="prom"} "#));
+        if reconnected && wanted.iter().all(|w| text.lines().any(|l| l == *w)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all of {wanted:?} in:\n{text}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rec.wait_state(Connected, WAIT).await);
+    ws.disconnect().await.unwrap();
 }
