@@ -404,6 +404,13 @@ impl ResilientWebSocket {
         let shared = self.shared.clone();
         move || shared.counters.snapshot()
     }
+
+    /// Turns on the heartbeat RTT histogram with these labels (the first
+    /// call wins): `crate::metrics`'s client reporter calls it.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn report_rtt(&self, labels: Vec<metrics::Label>) {
+        let _ = self.shared.counters.rtt_labels.set(labels);
+    }
 }
 
 #[cfg(test)]
