@@ -418,7 +418,7 @@ impl ResilientWebSocket {
     ///
     /// # Examples
     /// ```no_run
-    /// use futures_util::StreamExt;
+    /// use futures::StreamExt;
     /// use resilient_ws::{ClientEvent, ResilientWebSocket};
     ///
     /// # async fn f() -> Result<(), resilient_ws::Error> {
