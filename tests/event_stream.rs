@@ -382,3 +382,63 @@ async fn a_consumer_that_stops_reading_stops_the_socket_and_then_gets_everything
     .await;
     assert!(matches!(e, ClientEvent::Closed(_)), "{e:?}");
 }
+
+#[actix_rt::test]
+async fn a_stream_dropped_while_the_client_waits_for_it_lets_reading_go_on() {
+    const BACKLOG: usize = 8;
+    const TOTAL: usize = 300;
+    const SIZE: usize = 64 * 1024;
+    let server = RawServer::bind().await.unwrap();
+    let mut o = options(ReconnectMode::None);
+    o.max_inbound_backlog = BACKLOG;
+    let ws = ResilientWebSocket::builder(server.ws_url())
+        .options(o)
+        .build()
+        .unwrap();
+    let events = ws.events();
+    let (conn, res) = tokio::join!(server.accept(), ws.connect());
+    res.unwrap();
+    let mut conn = conn.unwrap();
+    let flood = actix_rt::spawn(async move {
+        let text = "x".repeat(SIZE);
+        for _ in 0..TOTAL {
+            conn.send_text(&text).await.unwrap();
+        }
+        conn
+    });
+    assert!(wait_until(|| ws.stats().messages_received >= BACKLOG as u64, WAIT).await);
+    // Held for a stream nobody reads; dropping it unsubscribes, and the
+    // client reads on.
+    drop(events);
+    assert!(
+        wait_until(|| ws.stats().messages_received == TOTAL as u64, WAIT).await,
+        "the client read {} of {TOTAL} after the stream was dropped",
+        ws.stats().messages_received
+    );
+    tokio::time::timeout(WAIT, flood)
+        .await
+        .expect("the server finished writing")
+        .unwrap();
+}
+
+#[test]
+fn off_the_systems_threads_the_stream_says_so_and_ends() {
+    let system = actix_rt::System::new();
+    let ws = system.block_on(async {
+        ResilientWebSocket::builder("ws://127.0.0.1:1/ws")
+            .build()
+            .unwrap()
+    });
+    let events = std::thread::spawn(move || {
+        let events = ws.events();
+        futures::executor::block_on(events.collect::<Vec<_>>())
+    })
+    .join()
+    .expect("no panic");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(&events[0], ClientEvent::Error(e)
+            if matches!(&e.error, resilient_ws::Error::InvalidConfig(m) if m.contains("inside the actix System"))),
+        "{events:?}"
+    );
+}

@@ -18,9 +18,12 @@ use actix::{dev::MessageResponse, fut::ActorFutureExt, prelude::*};
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
-use crate::events::{
-    Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting, SessionLost,
-    StateChanged,
+use crate::{
+    events::{
+        Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting,
+        SessionLost, StateChanged,
+    },
+    Error,
 };
 
 /// How many events the stream holds beyond the feed's mailbox. One: a
@@ -68,10 +71,20 @@ pub struct EventStream {
 
 impl EventStream {
     /// Starts the feed on the current arbiter; the caller subscribes the
-    /// recipients it returns.
-    pub(super) fn start() -> (EventStream, Addr<EventFeed>) {
+    /// recipients it returns. Off the actix System's threads there is no
+    /// arbiter to run it on: the stream then says so in an error event and
+    /// ends, rather than panic.
+    pub(super) fn start() -> (EventStream, Option<Addr<EventFeed>>) {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        (EventStream { rx }, EventFeed { tx }.start())
+        if actix_rt::Arbiter::try_current().is_none() {
+            let error = Error::InvalidConfig(
+                "ws.events() must be called inside the actix System the client runs in".into(),
+            );
+            // The buffer is empty: this fits.
+            let _ = tx.try_send(ClientEvent::Error(ErrorEvent { error }));
+            return (EventStream { rx }, None);
+        }
+        (EventStream { rx }, Some(EventFeed { tx }.start()))
     }
 }
 

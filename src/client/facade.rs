@@ -414,7 +414,9 @@ impl ResilientWebSocket {
     /// for the stream as they would in a slow actor's mailbox.
     ///
     /// The stream ends once the client is gone (every handle dropped and
-    /// the client closed).
+    /// the client closed). Called off the actix System's threads (where
+    /// the stream cannot be fed), it yields one [`Error::InvalidConfig`]
+    /// event and ends.
     ///
     /// # Examples
     /// ```no_run
@@ -437,6 +439,7 @@ impl ResilientWebSocket {
     /// ```
     pub fn events(&self) -> EventStream {
         let (stream, feed) = EventStream::start();
+        let Some(feed) = feed else { return stream };
         self.conn
             .do_send(Subscribe(feed.clone().recipient::<StateChanged>()));
         self.conn
