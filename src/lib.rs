@@ -199,6 +199,8 @@ pub use overflow::OverflowPolicy;
 pub use payload::Payload;
 
 #[cfg(feature = "client")]
+pub use client::event_stream::{ClientEvent, EventStream};
+#[cfg(feature = "client")]
 pub use client::stats::Stats;
 #[cfg(feature = "client")]
 pub use client::{builder::ResilientWebSocketBuilder, facade::ResilientWebSocket};

@@ -21,6 +21,19 @@ pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG: usize = 1024;
 pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the client does when a connection is lost.
+///
+/// The library's default is [`Stateless`](Self::Stateless): a service
+/// built on it survives drops unless told otherwise. The `rws connect`
+/// command defaults to `--mode none` instead, on purpose: it is used in
+/// pipes and scripts, where a lost connection should end the command
+/// (status 1) rather than retry forever unasked; `--mode stateless` or
+/// `--mode stateful` turns reconnecting on there.
+///
+/// ```
+/// use resilient_ws::{ClientOptions, ReconnectMode};
+///
+/// assert_eq!(ClientOptions::default().reconnect_mode, ReconnectMode::Stateless);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ReconnectMode {
@@ -244,7 +257,8 @@ pub struct ClientOptions {
     pub reconnect_initial_delay: Duration,
     /// The largest reconnect delay. Default 30 s.
     pub reconnect_max_delay: Duration,
-    /// What to do when the connection is lost. Default `Stateless`.
+    /// What to do when the connection is lost. Default `Stateless` (the
+    /// `rws connect` command's default is `none`: see [`ReconnectMode`]).
     pub reconnect_mode: ReconnectMode,
     /// A custom retry policy; `None` uses [`ExponentialBackoff`] built from
     /// `reconnect_initial_delay`, `reconnect_max_delay` and

@@ -102,7 +102,8 @@ impl ResilientWebSocketBuilder {
         self
     }
 
-    /// Sets `reconnect_mode`.
+    /// Sets `reconnect_mode`. Default [`ReconnectMode::Stateless`] (the
+    /// `rws connect` command's default is `none`: see [`ReconnectMode`]).
     pub fn reconnect_mode(mut self, mode: ReconnectMode) -> Self {
         self.opts.reconnect_mode = mode;
         self

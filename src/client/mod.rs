@@ -4,6 +4,7 @@
 mod admission;
 pub(crate) mod builder;
 mod connection;
+pub(crate) mod event_stream;
 pub(crate) mod facade;
 mod heartbeat;
 pub(crate) mod inbound;

@@ -289,6 +289,11 @@ pub(crate) struct ConnectArgs {
     /// What to do when the connection is lost. Without `stateless` (or
     /// `stateful`) the command exits when the connection ends.
     /// E.g. --mode stateful.
+    ///
+    /// The library's default differs: `ReconnectMode::Stateless` (a
+    /// service reconnects unless told not to). This command, made for
+    /// pipes and scripts, ends with status 1 instead of retrying forever
+    /// unasked.
     #[arg(long, value_enum, default_value_t = Mode::None)]
     pub(crate) mode: Mode,
 
