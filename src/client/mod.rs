@@ -3,6 +3,7 @@
 
 mod admission;
 pub(crate) mod builder;
+mod builder_options;
 mod connection;
 pub(crate) mod facade;
 mod heartbeat;
