@@ -101,15 +101,6 @@ impl ResilientWebSocketBuilder {
         self
     }
 
-
-
-
-
-
-
-
-
-
     /// Adds a header to the upgrade request.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.opts.headers.push((name.into(), value.into()));
@@ -185,8 +176,6 @@ impl ResilientWebSocketBuilder {
         self
     }
 
-
-
     /// Subscribes a recipient to reconnect announcements.
     pub fn on_reconnecting(self, r: Recipient<Reconnecting>) -> Self {
         self.bus.reconnecting.add(r);
@@ -198,11 +187,6 @@ impl ResilientWebSocketBuilder {
         self.bus.reconnected.add(r);
         self
     }
-
-
-
-
-
 
     /// Makes the client durable with a store of your own (see
     /// [`QueueStore`]); it takes precedence over `store_path`.

@@ -237,7 +237,11 @@ async fn negotiate(
         _ => {
             return Err(Error::NegotiateRejected {
                 status,
-                retry_after: http::retry_after(status, resp.headers(), std::time::SystemTime::now()),
+                retry_after: http::retry_after(
+                    status,
+                    resp.headers(),
+                    std::time::SystemTime::now(),
+                ),
             })
         }
     }
@@ -313,16 +317,15 @@ async fn upgrade(
         req = req.bearer_auth(t);
     }
     log::debug!("opening WebSocket to {}", redact_query(url));
-    let (resp, framed) = req
-        .connect()
-        .await
-        .map_err(|e| match map_ws_error(e, secure, opts.connection_timeout) {
+    let (resp, framed) = req.connect().await.map_err(|e| {
+        match map_ws_error(e, secure, opts.connection_timeout) {
             Error::UpgradeRejected { status, .. } => Error::UpgradeRejected {
                 status,
                 retry_after: slot.take(),
             },
             other => other,
-        })?;
+        }
+    })?;
 
     let protocol = resp
         .headers()

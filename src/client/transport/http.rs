@@ -89,11 +89,8 @@ impl RetryAfterSlot {
 
 impl<S> Transform<S, ConnectRequest> for RetryAfterSlot
 where
-    S: actix_service::Service<
-            ConnectRequest,
-            Response = ConnectResponse,
-            Error = SendRequestError,
-        > + 'static,
+    S: actix_service::Service<ConnectRequest, Response = ConnectResponse, Error = SendRequestError>
+        + 'static,
 {
     type Transform = ReadRetryAfter<S>;
 
@@ -260,11 +257,18 @@ mod tests {
             Some(Duration::ZERO)
         );
         for junk in ["soon", "-5", "1.5", ""] {
-            assert_eq!(retry_after(503, &with_retry_after(junk), now), None, "{junk:?}");
+            assert_eq!(
+                retry_after(503, &with_retry_after(junk), now),
+                None,
+                "{junk:?}"
+            );
         }
         assert_eq!(retry_after(503, &HeaderMap::new(), now), None);
         let huge = with_retry_after("99999999999999999999999");
-        assert_eq!(retry_after(503, &huge, now), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(
+            retry_after(503, &huge, now),
+            Some(Duration::from_secs(u64::MAX))
+        );
     }
 
     #[actix_rt::test]
