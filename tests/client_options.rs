@@ -10,8 +10,9 @@ use std::{
 
 use resilient_ws::{
     testing::{EventRecorder, RawServer, RecordedEvent, TestServer},
-    ClientOptions, ConnectionState, Error, IncomingMessage, OverflowPolicy, Payload, ReconnectMode,
-    ResilientWebSocket, ResilientWebSocketBuilder, RetryContext, RetryPolicy,
+    ClientOptions, ConnectionState, Error, IncomingMessage, NegotiateHook, NegotiateRequest,
+    Negotiated, OverflowPolicy, Payload, ReconnectMode, ResilientWebSocket,
+    ResilientWebSocketBuilder, RetryContext, RetryPolicy, SharedRetryPolicy, TokenProvider,
 };
 use serde::{Deserialize, Serialize};
 
@@ -451,169 +452,40 @@ const fn s(secs: u64) -> Duration {
     Duration::from_secs(secs)
 }
 
+#[rustfmt::skip]
 fn rows() -> Vec<Row> {
     vec![
-        (
-            "max_reconnect_attempts",
-            |b| b.max_reconnect_attempts(7),
-            |o| o.max_reconnect_attempts = 7,
-        ),
-        (
-            "reconnect_initial_delay",
-            |b| b.reconnect_initial_delay(s(2)),
-            |o| o.reconnect_initial_delay = s(2),
-        ),
-        (
-            "reconnect_max_delay",
-            |b| b.reconnect_max_delay(s(60)),
-            |o| o.reconnect_max_delay = s(60),
-        ),
-        (
-            "reconnect_mode",
-            |b| b.reconnect_mode(ReconnectMode::Stateful),
-            |o| o.reconnect_mode = ReconnectMode::Stateful,
-        ),
-        (
-            "retry_policy",
-            |b| b.retry_policy(Never),
-            |o| o.retry_policy = Some(resilient_ws::SharedRetryPolicy::new(Never)),
-        ),
-        (
-            "retry_first_connect",
-            |b| b.retry_first_connect(true),
-            |o| o.retry_first_connect = true,
-        ),
-        (
-            "max_retry_after",
-            |b| b.max_retry_after(s(9)),
-            |o| o.max_retry_after = s(9),
-        ),
-        (
-            "min_uptime",
-            |b| b.min_uptime(s(11)),
-            |o| o.min_uptime = s(11),
-        ),
-        (
-            "heartbeat_interval",
-            |b| b.heartbeat_interval(s(12)),
-            |o| o.heartbeat_interval = s(12),
-        ),
-        (
-            "heartbeat_timeout",
-            |b| b.heartbeat_timeout(s(13)),
-            |o| o.heartbeat_timeout = Some(s(13)),
-        ),
-        (
-            "connection_timeout",
-            |b| b.connection_timeout(s(14)),
-            |o| o.connection_timeout = s(14),
-        ),
-        (
-            "close_timeout",
-            |b| b.close_timeout(s(15)),
-            |o| o.close_timeout = s(15),
-        ),
-        (
-            "max_buffered_messages",
-            |b| b.max_buffered_messages(16),
-            |o| o.max_buffered_messages = 16,
-        ),
-        (
-            "overflow_policy",
-            |b| b.overflow_policy(OverflowPolicy::DropOldest),
-            |o| o.overflow_policy = OverflowPolicy::DropOldest,
-        ),
-        (
-            "message_ttl",
-            |b| b.message_ttl(s(17)),
-            |o| o.message_ttl = Some(s(17)),
-        ),
-        (
-            "enable_message_buffering",
-            |b| b.enable_message_buffering(false),
-            |o| o.enable_message_buffering = false,
-        ),
-        (
-            "persistent",
-            |b| b.persistent(true),
-            |o| o.persistent = true,
-        ),
-        (
-            "store_path",
-            |b| b.store_path("out.redb"),
-            |o| o.store_path = Some("out.redb".into()),
-        ),
-        (
-            "max_message_size",
-            |b| b.max_message_size(18),
-            |o| o.max_message_size = 18,
-        ),
-        (
-            "max_outbound_message_size",
-            |b| b.max_outbound_message_size(19),
-            |o| o.max_outbound_message_size = Some(19),
-        ),
-        (
-            "max_fragments",
-            |b| b.max_fragments(20),
-            |o| o.max_fragments = 20,
-        ),
-        (
-            "max_inbound_backlog",
-            |b| b.max_inbound_backlog(21),
-            |o| o.max_inbound_backlog = 21,
-        ),
-        (
-            "max_inbound_backlog_bytes",
-            |b| b.max_inbound_backlog_bytes(22),
-            |o| o.max_inbound_backlog_bytes = 22,
-        ),
-        (
-            "max_negotiate_body_size",
-            |b| b.max_negotiate_body_size(23),
-            |o| o.max_negotiate_body_size = 23,
-        ),
-        (
-            "headers",
-            |b| b.headers([("x-a", "1")]),
-            |o| o.headers = vec![("x-a".into(), "1".into())],
-        ),
-        (
-            "protocols",
-            |b| b.protocols(["p1", "p2"]),
-            |o| o.protocols = vec!["p1".into(), "p2".into()],
-        ),
-        (
-            "auth_token",
-            |b| b.auth_token(|| async { Ok("t".to_string()) }),
-            |o| o.auth_token = Some(resilient_ws::TokenProvider::fixed("t")),
-        ),
-        (
-            "negotiate",
-            |b| b.negotiate(|r| async move { Ok(resilient_ws::Negotiated::new(r.url, None)) }),
-            |o| {
-                o.negotiate = Some(resilient_ws::NegotiateHook::new(
-                    |r: resilient_ws::NegotiateRequest| async move {
-                        Ok(resilient_ws::Negotiated::new(r.url, None))
-                    },
-                ))
-            },
-        ),
-        (
-            "tls",
-            |b| b.tls(tls_config()),
-            |o| o.tls = Some(tls_config()),
-        ),
-        (
-            "auth_token_query_param",
-            |b| b.auth_token_query_param("access_token"),
-            |o| o.auth_token_query_param = Some("access_token".into()),
-        ),
-        (
-            "allow_negotiate_redirect",
-            |b| b.allow_negotiate_redirect(true),
-            |o| o.allow_negotiate_redirect = true,
-        ),
+        ("max_reconnect_attempts", |b| b.max_reconnect_attempts(7), |o| o.max_reconnect_attempts = 7),
+        ("reconnect_initial_delay", |b| b.reconnect_initial_delay(s(2)), |o| o.reconnect_initial_delay = s(2)),
+        ("reconnect_max_delay", |b| b.reconnect_max_delay(s(60)), |o| o.reconnect_max_delay = s(60)),
+        ("reconnect_mode", |b| b.reconnect_mode(ReconnectMode::Stateful), |o| o.reconnect_mode = ReconnectMode::Stateful),
+        ("retry_policy", |b| b.retry_policy(Never), |o| o.retry_policy = Some(SharedRetryPolicy::new(Never))),
+        ("retry_first_connect", |b| b.retry_first_connect(true), |o| o.retry_first_connect = true),
+        ("max_retry_after", |b| b.max_retry_after(s(9)), |o| o.max_retry_after = s(9)),
+        ("min_uptime", |b| b.min_uptime(s(11)), |o| o.min_uptime = s(11)),
+        ("heartbeat_interval", |b| b.heartbeat_interval(s(12)), |o| o.heartbeat_interval = s(12)),
+        ("heartbeat_timeout", |b| b.heartbeat_timeout(s(13)), |o| o.heartbeat_timeout = Some(s(13))),
+        ("connection_timeout", |b| b.connection_timeout(s(14)), |o| o.connection_timeout = s(14)),
+        ("close_timeout", |b| b.close_timeout(s(15)), |o| o.close_timeout = s(15)),
+        ("max_buffered_messages", |b| b.max_buffered_messages(16), |o| o.max_buffered_messages = 16),
+        ("overflow_policy", |b| b.overflow_policy(OverflowPolicy::DropOldest), |o| o.overflow_policy = OverflowPolicy::DropOldest),
+        ("message_ttl", |b| b.message_ttl(s(17)), |o| o.message_ttl = Some(s(17))),
+        ("enable_message_buffering", |b| b.enable_message_buffering(false), |o| o.enable_message_buffering = false),
+        ("persistent", |b| b.persistent(true), |o| o.persistent = true),
+        ("store_path", |b| b.store_path("out.redb"), |o| o.store_path = Some("out.redb".into())),
+        ("max_message_size", |b| b.max_message_size(18), |o| o.max_message_size = 18),
+        ("max_outbound_message_size", |b| b.max_outbound_message_size(19), |o| o.max_outbound_message_size = Some(19)),
+        ("max_fragments", |b| b.max_fragments(20), |o| o.max_fragments = 20),
+        ("max_inbound_backlog", |b| b.max_inbound_backlog(21), |o| o.max_inbound_backlog = 21),
+        ("max_inbound_backlog_bytes", |b| b.max_inbound_backlog_bytes(22), |o| o.max_inbound_backlog_bytes = 22),
+        ("max_negotiate_body_size", |b| b.max_negotiate_body_size(23), |o| o.max_negotiate_body_size = 23),
+        ("headers", |b| b.headers([("x-a", "1")]), |o| o.headers = vec![("x-a".into(), "1".into())]),
+        ("protocols", |b| b.protocols(["p1", "p2"]), |o| o.protocols = vec!["p1".into(), "p2".into()]),
+        ("auth_token", |b| b.auth_token(|| async { Ok("t".to_string()) }), |o| o.auth_token = Some(TokenProvider::fixed("t"))),
+        ("negotiate", |b| b.negotiate(|r| async move { Ok(Negotiated::new(r.url, None)) }), |o| o.negotiate = Some(NegotiateHook::new(|r: NegotiateRequest| async move { Ok(Negotiated::new(r.url, None)) }))),
+        ("tls", |b| b.tls(tls_config()), |o| o.tls = Some(tls_config())),
+        ("auth_token_query_param", |b| b.auth_token_query_param("access_token"), |o| o.auth_token_query_param = Some("access_token".into())),
+        ("allow_negotiate_redirect", |b| b.allow_negotiate_redirect(true), |o| o.allow_negotiate_redirect = true),
     ]
 }
 
