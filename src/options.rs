@@ -11,6 +11,9 @@ use crate::{
     Error, Result,
 };
 
+/// The default cap on a server's `Retry-After` (`max_retry_after`).
+pub(crate) const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
 /// The default limit on the frames of one fragmented message (client).
 pub(crate) const DEFAULT_MAX_FRAGMENTS: usize = 4096;
 
@@ -264,6 +267,24 @@ pub struct ClientOptions {
     /// `reconnect_initial_delay`, `reconnect_max_delay` and
     /// `max_reconnect_attempts`.
     pub retry_policy: Option<SharedRetryPolicy>,
+    /// Whether a failed first connect is retried like a reconnect, under
+    /// the retry policy, instead of failing `connect()` at once. For a
+    /// service that may start before its upstream is ready: `connect()`
+    /// then resolves once a later attempt succeeds, or fails with
+    /// [`Error::GaveUp`] when the policy gives up (at once on an error
+    /// it treats as terminal, such as a 401). Each retry is announced as a
+    /// `Reconnecting` event (state `Reconnecting`) and the success as
+    /// `Reconnected`, as for a lost connection. It applies in every
+    /// `reconnect_mode`, `None` included (that mode is about connections
+    /// once made). Default false: the first connect's error is returned
+    /// (after each failover endpoint was tried once).
+    pub retry_first_connect: bool,
+    /// The longest wait taken from a server's `Retry-After` (on a 429 or
+    /// 503 answer to negotiate or the upgrade): the next attempt waits at
+    /// least `min(Retry-After, max_retry_after)`, and at least the retry
+    /// policy's delay. Capped so a peer cannot park the client for hours.
+    /// Zero ignores `Retry-After`. Default 5 minutes.
+    pub max_retry_after: Duration,
     /// How long a connection must stay up before the attempt counter starts
     /// again from 1 (so a server that accepts and drops at once still backs
     /// off). Default 5 s.
@@ -368,6 +389,8 @@ impl Default for ClientOptions {
             reconnect_max_delay: Duration::from_secs(30),
             reconnect_mode: ReconnectMode::default(),
             retry_policy: None,
+            retry_first_connect: false,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             min_uptime: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: None,

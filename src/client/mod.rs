@@ -3,6 +3,7 @@
 
 mod admission;
 pub(crate) mod builder;
+mod builder_options;
 mod connection;
 pub(crate) mod event_stream;
 pub(crate) mod facade;
