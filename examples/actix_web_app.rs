@@ -6,27 +6,35 @@
 //!
 //! - `GET /stats`: the connection state, how many messages went each way,
 //!   and the last one received, as JSON;
-//! - `POST /send`: sends the request body (UTF-8 text) upstream.
+//! - `POST /send`: sends the request body (UTF-8 text) upstream;
+//! - `GET /metrics`: the client's metrics in Prometheus' text format
+//!   (`rws_client_*`, label `client="upstream"`: the table is in
+//!   `resilient_ws::metrics`), from a `MetricsReporter` and
+//!   metrics-exporter-prometheus's recorder.
 //!
 //! Standalone (an in-process echo server is the upstream, so everything you
 //! `POST /send` comes back and shows up in `/stats`):
 //!
 //! ```text
-//! cargo run --example actix_web_app
+//! cargo run --example actix_web_app -F metrics
 //! curl -d 'hello' http://127.0.0.1:8081/send
 //! curl http://127.0.0.1:8081/stats
+//! curl http://127.0.0.1:8081/metrics
 //! ```
 //!
 //! Against another upstream, on another address:
 //!
 //! ```text
-//! cargo run --example actix_web_app -- --bind 127.0.0.1:9000 ws://127.0.0.1:8080/ws
+//! cargo run --example actix_web_app -F metrics -- --bind 127.0.0.1:9000 ws://127.0.0.1:8080/ws
 //! ```
 //!
 //! It runs until Ctrl-C (or SIGTERM), then closes the upstream socket
 //! gracefully. With `--smoke` (or `RWS_SMOKE=1`) it instead binds
 //! 127.0.0.1:0, does one `POST /send` + `GET /stats` cycle against itself,
 //! and exits 0 on success (1 on failure).
+//!
+//! It needs the `metrics` feature (`cargo run --example actix_web_app -F
+//! metrics`; `-F cli` includes it).
 
 use std::{
     io,
@@ -36,9 +44,10 @@ use std::{
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use resilient_ws::{
-    testing::TestServer, ConnectionState, ErrorEvent, IncomingMessage, Payload, ResilientWebSocket,
-    StateChanged,
+    metrics::MetricsReporter, testing::TestServer, ConnectionState, ErrorEvent, IncomingMessage,
+    Payload, ResilientWebSocket, StateChanged,
 };
 
 /// What `GET /stats` returns.
@@ -199,6 +208,13 @@ async fn post_send(consumer: web::Data<Addr<FeedConsumer>>, body: String) -> Htt
     }
 }
 
+/// Every metric recorded in this process, in Prometheus' text format.
+async fn get_metrics(prometheus: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(prometheus.render())
+}
+
 struct Args {
     smoke: bool,
     bind: String,
@@ -243,7 +259,7 @@ async fn smoke_test(addr: SocketAddr) -> Result<serde_json::Value, String> {
     }
 
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let stats = loop {
         let stats: serde_json::Value = client
             .get(format!("{base}/stats"))
             .send()
@@ -253,10 +269,32 @@ async fn smoke_test(addr: SocketAddr) -> Result<serde_json::Value, String> {
             .await
             .map_err(|e| format!("GET /stats body: {e}"))?;
         if stats["received"].as_u64() >= Some(1) && stats["last_message"] == text {
-            return Ok(stats);
+            break stats;
         }
         if Instant::now() > deadline {
             return Err(format!("the echo was not counted within 5 s: {stats}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // The reporter reads the client's stats every second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wanted = r#"rws_client_messages_received_total{client="upstream"} 1"#;
+    loop {
+        let body = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .map_err(|e| format!("GET /metrics: {e}"))?
+            .body()
+            .await
+            .map_err(|e| format!("GET /metrics body: {e}"))?;
+        let body = String::from_utf8_lossy(&body);
+        if body.lines().any(|l| l == wanted) {
+            return Ok(serde_json::json!({ "stats": stats, "metrics": wanted }));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("/metrics lacked `{wanted}` after 5 s:\n{body}"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -308,12 +346,29 @@ async fn main() -> io::Result<()> {
         }
     };
 
+    // The recorder first: metrics reported before it exists are lost.
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(io::Error::other)?;
+    // Histograms (the heartbeat RTT, downtime) are summaries that need
+    // their upkeep now and then when no HTTP listener of the exporter runs.
+    let upkeep = prometheus.clone();
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
     let ws = ResilientWebSocket::builder(upstream_url.as_str())
         .build()
         .map_err(io::Error::other)?;
+    MetricsReporter::new("upstream").client(&ws);
     let consumer = FeedConsumer::new(ws).start();
 
     let data = web::Data::new(consumer.clone());
+    let prometheus = web::Data::new(prometheus);
     let bind = if args.smoke {
         "127.0.0.1:0"
     } else {
@@ -326,7 +381,9 @@ async fn main() -> io::Result<()> {
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(prometheus.clone())
             .route("/stats", web::get().to(get_stats))
+            .route("/metrics", web::get().to(get_metrics))
             .route("/send", web::post().to(post_send))
     })
     .disable_signals()
@@ -344,7 +401,9 @@ async fn main() -> io::Result<()> {
             .await
             .map(|stats| println!("smoke test passed: {stats}"))
     } else {
-        log::info!("listening on http://{addr} (GET /stats, POST /send); upstream {upstream_url}");
+        log::info!(
+            "listening on http://{addr} (GET /stats, POST /send, GET /metrics); upstream {upstream_url}"
+        );
         shutdown_signal().await;
         log::info!("shutting down");
         Ok(())

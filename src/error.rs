@@ -26,10 +26,15 @@ pub enum Error {
     InvalidConfig(String),
 
     /// The server answered the upgrade request with a status other than 101.
-    #[error("server refused the WebSocket upgrade with HTTP {status}")]
+    #[error("server refused the WebSocket upgrade with HTTP {status}{}", show_retry_after(*retry_after))]
     UpgradeRejected {
         /// The HTTP status code the server answered with (401, 404, ...).
         status: u16,
+        /// On a 429 or 503: how long the server asked the client to wait
+        /// (its `Retry-After`, in seconds or an HTTP date, as read; the
+        /// reconnect delay honours it up to
+        /// [`max_retry_after`](crate::ClientOptions::max_retry_after)).
+        retry_after: Option<Duration>,
     },
 
     /// The server's upgrade response broke RFC 6455 (bad accept key, missing
@@ -129,10 +134,13 @@ pub enum Error {
     ProtocolNotSupported(String),
 
     /// The negotiate request was refused with an HTTP status.
-    #[error("negotiate refused with HTTP {status}")]
+    #[error("negotiate refused with HTTP {status}{}", show_retry_after(*retry_after))]
     NegotiateRejected {
         /// The HTTP status code (401, 403, ...).
         status: u16,
+        /// On a 429 or 503: the server's `Retry-After` (see
+        /// [`Error::UpgradeRejected`]).
+        retry_after: Option<Duration>,
     },
 
     /// The server no longer has the session (expired, restarted, or the
@@ -151,6 +159,28 @@ pub enum Error {
     /// A message could not be serialized (for `send_json`).
     #[error("serialization failed: {0}")]
     Serialize(String),
+
+    /// A received message could not be parsed as JSON into the type asked
+    /// for (`Payload::json`, `IncomingMessage::json`).
+    #[error(
+        "could not parse the {} message ({len} bytes) as JSON into {target}: {message}",
+        if *binary { "binary" } else { "text" }
+    )]
+    Deserialize {
+        /// Whether the message was a binary one (else text).
+        binary: bool,
+        /// The message's size in bytes.
+        len: usize,
+        /// The Rust type it was parsed into.
+        target: &'static str,
+        /// serde's error, with its line and column.
+        message: String,
+        /// Where in the message parsing stopped (1-based; 0 when serde
+        /// gave no position, as for a type mismatch found at the end).
+        line: usize,
+        /// The column on that line (1-based; 0 when unknown).
+        column: usize,
+    },
 
     /// The operation needs a connection and there is none (and buffering is
     /// off, or the client is shutting down).
@@ -186,10 +216,23 @@ impl Error {
     /// The HTTP status of a refused upgrade, if that is what this error is.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Error::UpgradeRejected { status } | Error::NegotiateRejected { status } => {
+            Error::UpgradeRejected { status, .. } | Error::NegotiateRejected { status, .. } => {
                 Some(*status)
             }
             Error::GaveUp { last, .. } => last.http_status(),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked the client to wait before the next
+    /// attempt: the `Retry-After` of a 429 or 503 answer to negotiate or
+    /// the upgrade, as sent (the reconnect delay caps it at
+    /// [`max_retry_after`](crate::ClientOptions::max_retry_after)).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::UpgradeRejected { retry_after, .. }
+            | Error::NegotiateRejected { retry_after, .. } => *retry_after,
+            Error::GaveUp { last, .. } => last.retry_after(),
             _ => None,
         }
     }
@@ -224,6 +267,11 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::io(e)
     }
+}
+
+/// The `Retry-After` part of a refusal's message.
+fn show_retry_after(after: Option<Duration>) -> String {
+    after.map_or_else(String::new, |d| format!(" (retry after {d:?})"))
 }
 
 /// A shorthand for results with this crate's [`Error`].

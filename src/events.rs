@@ -106,6 +106,25 @@ impl IncomingMessage {
         }
     }
 
+    /// Parses the message as JSON into `T`, as [`Payload::json`] does: the
+    /// receiving side of `send_json`.
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`](crate::Error::Deserialize), saying whether the
+    /// message was text or binary and where parsing stopped.
+    ///
+    /// ```
+    /// use resilient_ws::IncomingMessage;
+    ///
+    /// let msg = IncomingMessage::new(r#"{"op":"sub","topics":["a","b"]}"#);
+    /// let value: serde_json::Value = msg.json()?;
+    /// assert_eq!(value["topics"][1], "b");
+    /// # Ok::<(), resilient_ws::Error>(())
+    /// ```
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> crate::Result<T> {
+        self.payload.json()
+    }
+
     /// This message with the reliable-mode sequence number `seq`.
     pub fn with_seq(mut self, seq: u64) -> Self {
         self.seq = Some(seq);

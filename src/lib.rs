@@ -83,9 +83,10 @@
 //! # Features
 //!
 //! `client`, `server` (actix-web), `durable` (redb) and `testing` are on by
-//! default; `cli` builds the `rws` command. A client-only build
-//! (`default-features = false, features = ["client"]`) compiles no web
-//! server, database or argument parser.
+//! default; `cli` builds the `rws` command; `metrics` reports counters,
+//! gauges and histograms through the `metrics` facade ([`metrics`]). A
+//! client-only build (`default-features = false, features = ["client"]`)
+//! compiles no web server, database or argument parser.
 //!
 //! # Layout
 //!
@@ -131,6 +132,10 @@
 //!   [`queue::MessageQueue`] (`message_queue.rs`, its `options.rs` and
 //!   `outcome.rs`) and the stores (`store.rs`: `QueueStore`,
 //!   `MemoryStore`; `redb_store.rs`: `RedbStore`).
+//! - [`metrics`] (`src/metrics/`, the `metrics` feature): a reporter per
+//!   client (`client.rs`) or server (`server.rs`) that observes their
+//!   events and stats from above and reports them through the `metrics`
+//!   facade.
 //! - `fanout.rs`: one subscriber list with the fan-out rule, for both ends.
 //!
 //! Beside `src/`: `tests/` (integration tests against real peers on
@@ -173,6 +178,11 @@ pub mod server;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+// Reports through the `metrics` facade; it observes the ends from above
+// (their events and stats), so it sits beside the test kit.
+#[cfg(all(feature = "metrics", any(feature = "client", feature = "server")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 // The shared layer: a one-ended build (client or server only) leaves the
 // other end's part of it unused, which is expected, not dead code.
 #[cfg_attr(
@@ -188,6 +198,8 @@ pub use error::{Error, Result};
 pub use overflow::OverflowPolicy;
 pub use payload::Payload;
 
+#[cfg(feature = "client")]
+pub use client::event_stream::{ClientEvent, EventStream};
 #[cfg(feature = "client")]
 pub use client::stats::Stats;
 #[cfg(feature = "client")]

@@ -11,6 +11,9 @@ use crate::{
     Error, Result,
 };
 
+/// The default cap on a server's `Retry-After` (`max_retry_after`).
+pub(crate) const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
 /// The default limit on the frames of one fragmented message (client).
 pub(crate) const DEFAULT_MAX_FRAGMENTS: usize = 4096;
 
@@ -21,6 +24,19 @@ pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG: usize = 1024;
 pub(crate) const DEFAULT_MAX_INBOUND_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the client does when a connection is lost.
+///
+/// The library's default is [`Stateless`](Self::Stateless): a service
+/// built on it survives drops unless told otherwise. The `rws connect`
+/// command defaults to `--mode none` instead, on purpose: it is used in
+/// pipes and scripts, where a lost connection should end the command
+/// (status 1) rather than retry forever unasked; `--mode stateless` or
+/// `--mode stateful` turns reconnecting on there.
+///
+/// ```
+/// use resilient_ws::{ClientOptions, ReconnectMode};
+///
+/// assert_eq!(ClientOptions::default().reconnect_mode, ReconnectMode::Stateless);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ReconnectMode {
@@ -244,12 +260,31 @@ pub struct ClientOptions {
     pub reconnect_initial_delay: Duration,
     /// The largest reconnect delay. Default 30 s.
     pub reconnect_max_delay: Duration,
-    /// What to do when the connection is lost. Default `Stateless`.
+    /// What to do when the connection is lost. Default `Stateless` (the
+    /// `rws connect` command's default is `none`: see [`ReconnectMode`]).
     pub reconnect_mode: ReconnectMode,
     /// A custom retry policy; `None` uses [`ExponentialBackoff`] built from
     /// `reconnect_initial_delay`, `reconnect_max_delay` and
     /// `max_reconnect_attempts`.
     pub retry_policy: Option<SharedRetryPolicy>,
+    /// Whether a failed first connect is retried like a reconnect, under
+    /// the retry policy, instead of failing `connect()` at once. For a
+    /// service that may start before its upstream is ready: `connect()`
+    /// then resolves once a later attempt succeeds, or fails with
+    /// [`Error::GaveUp`] when the policy gives up (at once on an error
+    /// it treats as terminal, such as a 401). Each retry is announced as a
+    /// `Reconnecting` event (state `Reconnecting`) and the success as
+    /// `Reconnected`, as for a lost connection. It applies in every
+    /// `reconnect_mode`, `None` included (that mode is about connections
+    /// once made). Default false: the first connect's error is returned
+    /// (after each failover endpoint was tried once).
+    pub retry_first_connect: bool,
+    /// The longest wait taken from a server's `Retry-After` (on a 429 or
+    /// 503 answer to negotiate or the upgrade): the next attempt waits at
+    /// least `min(Retry-After, max_retry_after)`, and at least the retry
+    /// policy's delay. Capped so a peer cannot park the client for hours.
+    /// Zero ignores `Retry-After`. Default 5 minutes.
+    pub max_retry_after: Duration,
     /// How long a connection must stay up before the attempt counter starts
     /// again from 1 (so a server that accepts and drops at once still backs
     /// off). Default 5 s.
@@ -354,6 +389,8 @@ impl Default for ClientOptions {
             reconnect_max_delay: Duration::from_secs(30),
             reconnect_mode: ReconnectMode::default(),
             retry_policy: None,
+            retry_first_connect: false,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             min_uptime: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: None,

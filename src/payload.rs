@@ -1,9 +1,12 @@
 //! [`Payload`]: the body of a WebSocket message, the noun every layer
 //! shares (events, the outbox, the protocol, both ends). It sits at the
-//! bottom of the crate and depends on nothing in it.
+//! bottom of the crate and depends on nothing in it but the error type
+//! (for [`Payload::json`]).
 
 use bytes::Bytes;
 use bytestring::ByteString;
+
+use crate::Error;
 
 /// A message body: text (valid UTF-8, checked on receipt) or binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,45 @@ impl Payload {
             Payload::Text(t) => t.as_bytes(),
             Payload::Binary(b) => b,
         }
+    }
+
+    /// Parses the body as JSON into `T`: the receiving side of
+    /// `send_json`. A binary message is parsed from its bytes too (JSON
+    /// sent as UTF-8 bytes); `T` may borrow from the payload (`&str`
+    /// fields).
+    ///
+    /// # Errors
+    /// [`Error::Deserialize`], which says whether the message was text or
+    /// binary, its size, the type asked for, and serde's error with the
+    /// line and column where parsing stopped.
+    ///
+    /// # Examples
+    /// ```
+    /// use resilient_ws::{Error, Payload};
+    ///
+    /// #[derive(serde::Deserialize, Debug, PartialEq)]
+    /// struct Tick { symbol: String, price: f64 }
+    ///
+    /// let p = Payload::from(r#"{"symbol":"ABC","price":1.5}"#);
+    /// let tick: Tick = p.json()?;
+    /// assert_eq!(tick, Tick { symbol: "ABC".into(), price: 1.5 });
+    ///
+    /// let bad = Payload::from(r#"{"symbol":"ABC","price":"high"}"#);
+    /// match bad.json::<Tick>() {
+    ///     Err(Error::Deserialize { binary: false, line: 1, column, .. }) => assert!(column > 0),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, Error> {
+        serde_json::from_slice(self.as_bytes()).map_err(|e| Error::Deserialize {
+            binary: matches!(self, Payload::Binary(_)),
+            len: self.len(),
+            target: std::any::type_name::<T>(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
     }
 }
 

@@ -203,7 +203,13 @@ mod tests {
         let p = policy(0);
         for status in [401, 403] {
             assert!(p
-                .next_delay(&ctx(1, Error::UpgradeRejected { status }))
+                .next_delay(&ctx(
+                    1,
+                    Error::UpgradeRejected {
+                        status,
+                        retry_after: None
+                    }
+                ))
                 .is_none());
         }
         let closed = Error::Closed {
@@ -212,7 +218,10 @@ mod tests {
         };
         assert!(p.next_delay(&ctx(1, closed)).is_none());
         for transient in [
-            Error::UpgradeRejected { status: 503 },
+            Error::UpgradeRejected {
+                status: 503,
+                retry_after: None,
+            },
             Error::Closed {
                 code: 1013,
                 reason: String::new(),

@@ -172,7 +172,7 @@ async fn a_negotiate_answer_that_is_not_json_or_redirects_is_a_clear_error() {
     let (_, res) = tokio::join!(server.respond_raw(redirect), ws.connect());
     let err = res.unwrap_err();
     assert!(
-        matches!(err, Error::NegotiateRejected { status: 307 }),
+        matches!(err, Error::NegotiateRejected { status: 307, .. }),
         "{err:?}"
     );
     let second = tokio::time::timeout(Duration::from_millis(300), server.accept_tcp()).await;

@@ -21,13 +21,11 @@ use crate::{
         Closed, ErrorEvent, IncomingMessage, MessageDropped, Reconnected, Reconnecting,
         SessionLost, StateChanged,
     },
-    options::OverflowPolicy,
     options::{
         ClientOptions, NegotiateHook, NegotiateRequest, Negotiated, ReconnectMode, TokenProvider,
         UrlProvider,
     },
     queue::{QueueStore, StoredState},
-    retry::{RetryPolicy, SharedRetryPolicy},
     Error, Result,
 };
 
@@ -74,7 +72,8 @@ impl ResilientWebSocket {
 /// ```
 pub struct ResilientWebSocketBuilder {
     url: UrlProvider,
-    opts: ClientOptions,
+    /// Set by the named setters (`builder_options.rs`) or all at once.
+    pub(super) opts: ClientOptions,
     bus: EventBus,
     store: Option<Box<dyn QueueStore>>,
     /// Messages sent first on every socket (`on_connect.rs`).
@@ -102,65 +101,6 @@ impl ResilientWebSocketBuilder {
     /// Replaces all options at once.
     pub fn options(mut self, opts: ClientOptions) -> Self {
         self.opts = opts;
-        self
-    }
-
-    /// Sets `reconnect_mode`.
-    pub fn reconnect_mode(mut self, mode: ReconnectMode) -> Self {
-        self.opts.reconnect_mode = mode;
-        self
-    }
-
-    /// Sets `connection_timeout`.
-    pub fn connection_timeout(mut self, d: Duration) -> Self {
-        self.opts.connection_timeout = d;
-        self
-    }
-
-    /// Sets `close_timeout`.
-    pub fn close_timeout(mut self, d: Duration) -> Self {
-        self.opts.close_timeout = d;
-        self
-    }
-
-    /// Sets `max_fragments` (the most frames of one inbound message).
-    pub fn max_fragments(mut self, n: usize) -> Self {
-        self.opts.max_fragments = n;
-        self
-    }
-
-    /// Sets `max_inbound_backlog` and `max_inbound_backlog_bytes`: how much
-    /// may wait for a slow subscriber before the socket is not read.
-    pub fn inbound_backlog(mut self, messages: usize, bytes: usize) -> Self {
-        self.opts.max_inbound_backlog = messages;
-        self.opts.max_inbound_backlog_bytes = bytes;
-        self
-    }
-
-    /// Sets `max_negotiate_body_size` (reliable mode).
-    pub fn max_negotiate_body_size(mut self, n: usize) -> Self {
-        self.opts.max_negotiate_body_size = n;
-        self
-    }
-
-    /// Sets `max_message_size` (inbound, after joining fragments).
-    pub fn max_message_size(mut self, n: usize) -> Self {
-        self.opts.max_message_size = n;
-        self
-    }
-
-    /// Sets `max_outbound_message_size`: the largest message the peer
-    /// accepts, when known (raw mode); `send()` refuses larger ones with
-    /// [`Error::MessageTooLarge`].
-    pub fn max_outbound_message_size(mut self, n: usize) -> Self {
-        self.opts.max_outbound_message_size = Some(n);
-        self
-    }
-
-    /// Sets `enable_message_buffering` and `max_buffered_messages`.
-    pub fn buffering(mut self, enable: bool, max_messages: usize) -> Self {
-        self.opts.enable_message_buffering = enable;
-        self.opts.max_buffered_messages = max_messages;
         self
     }
 
@@ -239,18 +179,6 @@ impl ResilientWebSocketBuilder {
         self
     }
 
-    /// Sets what a full outbox does (`overflow_policy`).
-    pub fn overflow_policy(mut self, p: OverflowPolicy) -> Self {
-        self.opts.overflow_policy = p;
-        self
-    }
-
-    /// Sets how long a message may wait in the outbox (`message_ttl`).
-    pub fn message_ttl(mut self, ttl: Duration) -> Self {
-        self.opts.message_ttl = Some(ttl);
-        self
-    }
-
     /// Subscribes a recipient to reconnect announcements.
     pub fn on_reconnecting(self, r: Recipient<Reconnecting>) -> Self {
         self.bus.reconnecting.add(r);
@@ -260,46 +188,6 @@ impl ResilientWebSocketBuilder {
     /// Subscribes a recipient to reconnect successes.
     pub fn on_reconnected(self, r: Recipient<Reconnected>) -> Self {
         self.bus.reconnected.add(r);
-        self
-    }
-
-    /// Sets the reconnect delays: `reconnect_initial_delay`,
-    /// `reconnect_max_delay` and `max_reconnect_attempts` (0 = unlimited).
-    pub fn reconnect_delays(mut self, initial: Duration, max: Duration, max_attempts: u32) -> Self {
-        self.opts.reconnect_initial_delay = initial;
-        self.opts.reconnect_max_delay = max;
-        self.opts.max_reconnect_attempts = max_attempts;
-        self
-    }
-
-    /// Replaces the default exponential backoff with a custom policy.
-    pub fn retry_policy(mut self, p: impl RetryPolicy) -> Self {
-        self.opts.retry_policy = Some(SharedRetryPolicy::new(p));
-        self
-    }
-
-    /// Sets `min_uptime`: how long a connection must last before the attempt
-    /// counter starts again.
-    pub fn min_uptime(mut self, d: Duration) -> Self {
-        self.opts.min_uptime = d;
-        self
-    }
-
-    /// Sets `heartbeat_interval` (zero disables) and the heartbeat timeout
-    /// (`None`: twice the interval).
-    pub fn heartbeat(mut self, interval: Duration, timeout: Option<Duration>) -> Self {
-        self.opts.heartbeat_interval = interval;
-        self.opts.heartbeat_timeout = timeout;
-        self
-    }
-
-    /// Makes the client durable: its outbox, and in reliable mode its
-    /// unacknowledged messages and session, are kept in a redb database at
-    /// `path` (created with mode 0600), so a new process resumes where this
-    /// one stopped. Sets [`ClientOptions::persistent`] and `store_path`.
-    pub fn durable_store(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.opts.persistent = true;
-        self.opts.store_path = Some(path.into());
         self
     }
 
@@ -354,6 +242,7 @@ impl ResilientWebSocketBuilder {
             opts.min_uptime,
             shared.clone(),
         )
+        .with_max_retry_after(opts.max_retry_after)
         .start();
         let mut bus = self.bus;
         bus.messages

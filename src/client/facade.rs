@@ -12,6 +12,7 @@ use super::{
         messages::{Connect, Subscribe},
         ConnectionActor,
     },
+    event_stream::EventStream,
     queue_actor::{
         messages::{CloseAfterFlush, Enqueue, OutgoingMessage},
         QueueActor,
@@ -467,6 +468,76 @@ impl ResilientWebSocket {
         self.conn.do_send(Subscribe(r));
     }
 
+    /// Every event of this client (state changes, messages, errors,
+    /// closes, reconnects, drops, lost sessions) as one
+    /// [`Stream`](futures_util::Stream) of [`ClientEvent`](crate::ClientEvent), for code that
+    /// does not want to write an actor.
+    ///
+    /// It sees the events from the moment its subscription reaches the
+    /// client: call it before [`connect`](Self::connect) to see them all.
+    /// Events come in the order the client reported them (a message
+    /// dropped by the outbox may come earlier or later than a connection
+    /// event that happened at the same time: they come from two actors).
+    /// Each call gives a stream of its own, with every event.
+    ///
+    /// A slow consumer slows the peer, never the client's memory: like a
+    /// slow actor subscriber, once
+    /// [`max_inbound_backlog`](ClientOptions::max_inbound_backlog)
+    /// messages (or `max_inbound_backlog_bytes`) wait for the stream, the
+    /// socket is not read until it catches up; nothing is dropped. So a
+    /// stream that is never polled stops the client reading: drop the
+    /// streams you do not read. Other events (rare next to messages) wait
+    /// for the stream as they would in a slow actor's mailbox.
+    ///
+    /// The stream ends once the client is gone (every handle dropped and
+    /// the client closed). Called off the actix System's threads (where
+    /// the stream cannot be fed), it yields one [`Error::InvalidConfig`]
+    /// event and ends.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use futures::StreamExt;
+    /// use resilient_ws::{ClientEvent, ResilientWebSocket};
+    ///
+    /// # async fn f() -> Result<(), resilient_ws::Error> {
+    /// let ws = ResilientWebSocket::builder("ws://127.0.0.1:8080/ws").build()?;
+    /// let mut events = ws.events();
+    /// ws.connect().await?;
+    /// ws.send("hello").await?;
+    /// while let Some(event) = events.next().await {
+    ///     match event {
+    ///         ClientEvent::Message(m) => println!("got {:?}", m.payload),
+    ///         ClientEvent::State(s) => println!("now {:?}", s.current),
+    ///         other => println!("{other:?}"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self) -> EventStream {
+        let (stream, feed) = EventStream::start();
+        let Some(feed) = feed else { return stream };
+        self.conn
+            .do_send(Subscribe(feed.clone().recipient::<StateChanged>()));
+        self.conn
+            .do_send(Subscribe(feed.clone().recipient::<IncomingMessage>()));
+        self.conn
+            .do_send(Subscribe(feed.clone().recipient::<ErrorEvent>()));
+        self.conn
+            .do_send(Subscribe(feed.clone().recipient::<Closed>()));
+        self.conn
+            .do_send(Subscribe(feed.clone().recipient::<Reconnecting>()));
+        self.conn
+            .do_send(Subscribe(feed.clone().recipient::<Reconnected>()));
+        self.conn
+            .do_send(Subscribe(feed.clone().recipient::<SessionLost>()));
+        // The outbox reports its own errors and the messages it drops.
+        self.queue
+            .do_send(Subscribe(feed.clone().recipient::<ErrorEvent>()));
+        self.queue
+            .do_send(Subscribe(feed.recipient::<MessageDropped>()));
+        stream
+    }
+
     /// The client's counters (reconnects, messages, last heartbeat RTT).
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
@@ -479,6 +550,13 @@ impl ResilientWebSocket {
     pub fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
         let shared = self.shared.clone();
         move || shared.counters.snapshot()
+    }
+
+    /// Turns on the heartbeat RTT histogram with these labels (the first
+    /// call wins): `crate::metrics`'s client reporter calls it.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn report_rtt(&self, labels: Vec<metrics::Label>) {
+        let _ = self.shared.counters.rtt_labels.set(labels);
     }
 }
 

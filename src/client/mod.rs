@@ -3,7 +3,9 @@
 
 mod admission;
 pub(crate) mod builder;
+mod builder_options;
 mod connection;
+pub(crate) mod event_stream;
 pub(crate) mod facade;
 mod heartbeat;
 pub(crate) mod inbound;

@@ -54,6 +54,8 @@ pub struct ReconnectSupervisor {
     shared: std::sync::Arc<Shared>,
     policy: SharedRetryPolicy,
     min_uptime: Duration,
+    /// The cap on a server's `Retry-After` (`max_retry_after`).
+    max_retry_after: Duration,
     /// Attempts since the connection was last stable.
     attempt: u32,
     /// When the current outage began (`None` while connected).
@@ -75,10 +77,19 @@ impl ReconnectSupervisor {
             shared,
             policy,
             min_uptime,
+            max_retry_after: crate::options::DEFAULT_MAX_RETRY_AFTER,
             attempt: 0,
             lost_at: None,
             up_since: None,
         }
+    }
+}
+
+impl ReconnectSupervisor {
+    /// Sets the cap on a server's `Retry-After` (zero ignores it).
+    pub(crate) fn with_max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
     }
 }
 
@@ -128,6 +139,10 @@ impl Handler<AskRetry> for ReconnectSupervisor {
         }
         let lost_at = *self.lost_at.get_or_insert(now);
         self.attempt += 1;
+        // A server that said when to come back (429/503 Retry-After) is
+        // not asked again sooner, whatever the policy's backoff says; the
+        // cap keeps a peer from parking the client for ages.
+        let asked = msg.error.retry_after().map(|d| d.min(self.max_retry_after));
         let ctx = RetryContext {
             attempt: self.attempt,
             elapsed: now.duration_since(lost_at),
@@ -136,7 +151,7 @@ impl Handler<AskRetry> for ReconnectSupervisor {
         MessageResult(match self.policy.0.next_delay(&ctx) {
             Some(delay) => NextAttempt::After {
                 attempt: self.attempt,
-                delay,
+                delay: asked.map_or(delay, |asked| delay.max(asked)),
             },
             None => {
                 let attempts = self.attempt - 1;
@@ -276,6 +291,39 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn a_retry_after_is_a_floor_under_the_policy_capped_by_max_retry_after() {
+        tokio::time::pause();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let policy = SharedRetryPolicy::new(Recording {
+            seen,
+            give_up_after: 10,
+        });
+        let sup = ReconnectSupervisor::new(policy, SECOND, Arc::new(Shared::new()))
+            .with_max_retry_after(60 * SECOND)
+            .start();
+        let busy = |secs| Error::UpgradeRejected {
+            status: 503,
+            retry_after: Some(secs * SECOND),
+        };
+        let delay = |next| match next {
+            NextAttempt::After { delay, .. } => delay,
+            other => panic!("{other:?}"),
+        };
+        // Longer than the policy's 100 ms: the server's wait.
+        assert_eq!(delay(ask(&sup, busy(7)).await), 7 * SECOND);
+        // Past the cap: the cap.
+        assert_eq!(delay(ask(&sup, busy(3600)).await), 60 * SECOND);
+        // Shorter than the policy's delay (attempt 3: 300 ms): the policy's.
+        assert_eq!(delay(ask(&sup, busy(0)).await), 3 * MS100);
+        // A negotiate refusal counts the same.
+        let negotiate = Error::NegotiateRejected {
+            status: 429,
+            retry_after: Some(2 * SECOND),
+        };
+        assert_eq!(delay(ask(&sup, negotiate).await), 2 * SECOND);
+    }
+
+    #[actix_rt::test]
     async fn the_default_backoff_stops_at_once_on_a_401() {
         tokio::time::pause();
         let policy = SharedRetryPolicy::new(ExponentialBackoff {
@@ -289,7 +337,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(delay >= SECOND && delay <= 2 * SECOND, "{delay:?}");
-        let refused = Error::UpgradeRejected { status: 401 };
+        let refused = Error::UpgradeRejected {
+            status: 401,
+            retry_after: None,
+        };
         assert!(matches!(
             ask(&sup, refused).await,
             NextAttempt::GiveUp { attempts: 1 }

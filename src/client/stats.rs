@@ -48,7 +48,18 @@ pub(crate) struct Counters {
     pub(crate) last_rtt_nanos: AtomicU64,
     pub(crate) live: AtomicU64,
     pub(crate) actors: AtomicU64,
+    /// The labels of the heartbeat RTT histogram, set by the first
+    /// `MetricsReporter` attached (`crate::metrics`): the RTT is the one
+    /// sample no event carries, so the client records it itself, and only
+    /// once someone asked for it.
+    #[cfg(feature = "metrics")]
+    pub(crate) rtt_labels: std::sync::OnceLock<Vec<metrics::Label>>,
 }
+
+/// The heartbeat RTT histogram's name (`crate::metrics::names::CLIENT_HEARTBEAT_RTT`;
+/// a unit test there keeps the two equal).
+#[cfg(feature = "metrics")]
+pub(crate) const RTT_METRIC: &str = "rws_client_heartbeat_rtt_seconds";
 
 impl Counters {
     pub(crate) fn add(c: &AtomicU64, n: u64) {
@@ -68,6 +79,16 @@ impl Counters {
             last_rtt: (rtt != 0).then(|| Duration::from_nanos(rtt)),
             live_socket_tasks: get(&self.live),
             live_actors: get(&self.actors),
+        }
+    }
+
+    /// A heartbeat's round-trip time, for the metrics histogram when a
+    /// reporter asked for it.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn record_rtt(&self, nanos: u64) {
+        if let Some(labels) = self.rtt_labels.get() {
+            metrics::histogram!(RTT_METRIC, labels.clone())
+                .record(Duration::from_nanos(nanos).as_secs_f64());
         }
     }
 

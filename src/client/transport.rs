@@ -23,7 +23,7 @@ use awc::{
 use futures_util::{Sink, Stream};
 
 use self::{
-    http::{http_client, map_send_error, map_ws_error},
+    http::{http_client, http_client_with, map_send_error, map_ws_error, RetryAfterSlot},
     url::{check_same_origin, place_token, redact_query},
 };
 
@@ -234,7 +234,16 @@ async fn negotiate(
                 "negotiate answered HTTP {status}"
             )))
         }
-        _ => return Err(Error::NegotiateRejected { status }),
+        _ => {
+            return Err(Error::NegotiateRejected {
+                status,
+                retry_after: http::retry_after(
+                    status,
+                    resp.headers(),
+                    std::time::SystemTime::now(),
+                ),
+            })
+        }
     }
     let body = resp
         .body()
@@ -288,7 +297,8 @@ async fn upgrade(
         return Err(Error::InvalidUrl(format!("{shown:?}: no host")));
     }
 
-    let client = http_client(opts, secure);
+    let slot = RetryAfterSlot::default();
+    let client = http_client_with(opts, secure, slot.clone());
     // In reliable mode the limit is on DATA payloads: the frame may be
     // that plus its header (the connection checks the payload).
     let frame_limit = if required.is_some() {
@@ -307,10 +317,15 @@ async fn upgrade(
         req = req.bearer_auth(t);
     }
     log::debug!("opening WebSocket to {}", redact_query(url));
-    let (resp, framed) = req
-        .connect()
-        .await
-        .map_err(|e| map_ws_error(e, secure, opts.connection_timeout))?;
+    let (resp, framed) = req.connect().await.map_err(|e| {
+        match map_ws_error(e, secure, opts.connection_timeout) {
+            Error::UpgradeRejected { status, .. } => Error::UpgradeRejected {
+                status,
+                retry_after: slot.take(),
+            },
+            other => other,
+        }
+    })?;
 
     let protocol = resp
         .headers()

@@ -11,7 +11,7 @@ use crate::{
     control::Control,
     printer::{Barrier, Printer},
     signals::watch_signals,
-    stdin, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_SETUP,
+    stdin, tls, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_SETUP,
 };
 
 /// Runs `rws connect` until the client is disconnected for good; returns
@@ -21,18 +21,57 @@ pub(crate) fn run(args: ConnectArgs) -> i32 {
         say!("rws: {msg}");
         return EXIT_SETUP;
     }
-    actix_rt::System::new().block_on(run_client(args))
+    let tls = match tls::client_config(&tls::ClientTls {
+        ca: args.ca.as_deref(),
+        identity: args.cert.as_deref().zip(args.key.as_deref()),
+        insecure: args.insecure,
+    }) {
+        Ok(tls) => tls,
+        Err(msg) => {
+            say!("rws: {msg}");
+            return EXIT_SETUP;
+        }
+    };
+    if args.insecure {
+        say!("{}", tls::INSECURE_WARNING);
+    }
+    actix_rt::System::new().block_on(run_client(args, tls))
+}
+
+/// `url` with its path replaced by `path` (`--path`); the query stays.
+fn with_path(url: &str, path: &str) -> String {
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority..];
+    let path_at = rest
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority + i);
+    let tail = &url[path_at..];
+    let query = tail.find(['?', '#']).map_or("", |i| &tail[i..]);
+    format!("{}{path}{query}", &url[..path_at])
 }
 
 /// The client as the flags describe it, every event going to `printer`.
-fn builder(args: &ConnectArgs, printer: &Addr<Printer>) -> ResilientWebSocketBuilder {
+fn builder(
+    args: &ConnectArgs,
+    printer: &Addr<Printer>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> ResilientWebSocketBuilder {
+    let url = |u: &String| match &args.path {
+        Some(path) => with_path(u, path),
+        None => u.clone(),
+    };
     let builder = if args.endpoints.is_empty() {
-        ResilientWebSocket::builder(args.url.clone())
+        ResilientWebSocket::builder(url(&args.url))
     } else {
-        let mut urls = vec![args.url.clone()];
-        urls.extend(args.endpoints.iter().cloned());
+        let mut urls = vec![url(&args.url)];
+        urls.extend(args.endpoints.iter().map(url));
         ResilientWebSocket::builder_with_endpoints(urls)
     };
+    // Options without a setter of their own go in through `options()`, which
+    // replaces all: so first, before the setters below.
+    let mut opts = resilient_ws::ClientOptions::default();
+    opts.auth_token_query_param = args.token_query_param.clone();
+    let builder = builder.options(opts);
     let mut builder = builder
         .reconnect_mode(args.mode.into())
         .reconnect_delays(args.initial_delay, args.max_delay, args.max_attempts)
@@ -63,6 +102,12 @@ fn builder(args: &ConnectArgs, printer: &Addr<Printer>) -> ResilientWebSocketBui
     if let Some(n) = args.max_outbound_message_size {
         builder = builder.max_outbound_message_size(n);
     }
+    if let Some(n) = args.max_fragments {
+        builder = builder.max_fragments(n);
+    }
+    if let Some(config) = tls {
+        builder = builder.tls(config);
+    }
     if let Some(path) = &args.store {
         builder = builder.durable_store(path.clone());
     }
@@ -89,7 +134,7 @@ fn builder(args: &ConnectArgs, printer: &Addr<Printer>) -> ResilientWebSocketBui
     builder
 }
 
-async fn run_client(args: ConnectArgs) -> i32 {
+async fn run_client(args: ConnectArgs, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> i32 {
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
     // Echoes go through a task (not `try_send` in the printer) so they are
     // sent in order and wait for the client's mailbox when it is full.
@@ -99,9 +144,9 @@ async fn run_client(args: ConnectArgs) -> i32 {
     } else {
         (None, None)
     };
-    let printer = Printer::new(args.json, echo_tx, control_tx.clone()).start();
+    let printer = Printer::new(args.json, args.jsonl, echo_tx, control_tx.clone()).start();
 
-    let ws = match builder(&args, &printer).connect().await {
+    let ws = match builder(&args, &printer, tls).connect().await {
         Ok(ws) => ws,
         Err(e) => {
             // Let the printer show the events of the failed attempt first:
@@ -194,5 +239,18 @@ async fn forward_echoes(ws: ResilientWebSocket, mut rx: mpsc::UnboundedReceiver<
             // The connection is going away; its end is reported elsewhere.
             log::warn!("echo not sent: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_path;
+
+    #[test]
+    fn path_replaces_the_urls_path_and_keeps_its_query() {
+        assert_eq!(with_path("ws://h:1", "/a"), "ws://h:1/a");
+        assert_eq!(with_path("ws://h:1/ws", "/a/b"), "ws://h:1/a/b");
+        assert_eq!(with_path("wss://h/ws?x=1", "/a"), "wss://h/a?x=1");
+        assert_eq!(with_path("ws://h?x=1", "/a"), "ws://h/a?x=1");
     }
 }

@@ -1,13 +1,15 @@
 //! `rws`: a command-line WebSocket client and server built on
 //! `resilient-ws`.
 //!
-//! - `rws serve` runs the reliable protocol at `/ws` (negotiate at
-//!   `/ws/negotiate`), echoing (`--echo`, the default) or broadcasting
-//!   (`--broadcast`) every message; plain WebSocket clients on the same path
+//! - `rws serve` runs the reliable protocol at `/ws` (or `--path`; negotiate
+//!   at `/ws/negotiate`), over TLS with `--tls-cert`/`--tls-key`, echoing
+//!   (`--echo`, the default) or broadcasting (`--broadcast`) every message; plain WebSocket clients on the same path
 //!   are echoed or join the broadcast. On SIGINT/SIGTERM it tells every
 //!   client (close 1012) when to come back, then stops.
-//! - `rws connect URL` sends stdin lines as text messages and prints the
-//!   messages it receives on stdout; connection events go to stderr. With
+//! - `rws connect URL` sends stdin lines as text messages (with `--binary`,
+//!   as binary messages in base64 or hex) and prints the messages it
+//!   receives on stdout (with `--jsonl`, one JSON object each); connection
+//!   events go to stderr. `--ca`, `--cert`/`--key` and `-k` set up TLS. With
 //!   `--mode stateless` (or `stateful`) it reconnects after a loss, and exits
 //!   only once the client is `Disconnected` for good (it gave up, or the
 //!   connection closed normally).
@@ -25,6 +27,8 @@
 //! - `stdin.rs`: stdin lines to the client, and the end of input.
 //! - `printer.rs`: the client's events to stdout and stderr.
 //! - `signals.rs`: SIGINT/SIGTERM, for `serve` and `connect`.
+//! - `tls.rs`: the rustls configs of `connect` (`--ca`, `--cert`, `-k`) and
+//!   `serve` (`--tls-cert`, `--tls-key`).
 //! - `demo.rs`: `rws demo`.
 
 use std::{process, time::Duration};
@@ -63,6 +67,7 @@ mod serve;
 mod signals;
 mod static_files;
 mod stdin;
+mod tls;
 
 /// Whole milliseconds, saturating: how durations appear in `--json` events
 /// and in the shutdown advice.
@@ -76,7 +81,7 @@ fn main() {
         .target(env_logger::Target::Stderr)
         .init();
     let code = match cli.command {
-        args::Command::Serve(args) => serve::run(args),
+        args::Command::Serve(args) => serve::run(*args),
         args::Command::Connect(args) => connect::run(*args),
         args::Command::Demo(args) => demo::run(args),
     };

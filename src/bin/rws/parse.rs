@@ -4,25 +4,14 @@
 
 use std::time::Duration;
 
-use resilient_ws::OverflowPolicy;
+use resilient_ws::{server::FailedResumeLimit, OverflowPolicy};
 
-/// Parses `500ms`, `2s`, `1m`, `1h` (a whole number and a unit).
+/// Parses a duration in humantime form: `500ms`, `2s`, `1m30s`, `1h`,
+/// `1.5s`, `2 min` (the `humantime` crate; `m` is minutes, `M` months).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits);
-    let bad = || format!("invalid duration {s:?}: expected e.g. 500ms, 2s, 1m or 1h");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let secs_per_unit = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(secs_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("duration {s:?} is too large"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}): expected e.g. 500ms, 2s, 1m30s or 1h"))
 }
 
 /// A duration that may be zero, also written as a bare `0` (for intervals
@@ -47,25 +36,38 @@ pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
 pub(crate) fn parse_count(s: &str) -> Result<usize, String> {
     parse_positive(
         s,
-        "count",
-        "a whole number",
         "must be greater than zero (--no-buffer turns buffering off)",
     )
 }
 
-/// A byte count greater than zero.
-pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
-    parse_positive(s, "size", "a number of bytes", "must be greater than zero")
+/// A limit greater than zero (`--max-fragments`, `--max-sessions`, ...).
+pub(crate) fn parse_limit(s: &str) -> Result<usize, String> {
+    parse_positive(s, "must be greater than zero")
 }
 
-/// A whole number greater than zero; `noun` and `expected` word the error
-/// for a value that is not a number, `zero` the one for 0 (counts and sizes
-/// differ only in those words).
-fn parse_positive(s: &str, noun: &str, expected: &str, zero: &str) -> Result<usize, String> {
+/// A whole number greater than zero; `zero` words the error for 0 (the
+/// flags differ in what 0 would have meant).
+fn parse_positive(s: &str, zero: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err(zero.into()),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("invalid {noun} {s:?}: expected {expected}")),
+        Err(_) => Err(format!("invalid count {s:?}: expected a whole number")),
+    }
+}
+
+/// A byte count greater than zero: a plain number of bytes (`65536`) or a
+/// number with a unit (`64KiB`, `16MiB`, `1.5MB`; the `bytesize` crate:
+/// `KiB`/`MiB`/`GiB` are powers of 1024, `kB`/`MB`/`GB` (and `k`/`M`/`G`)
+/// powers of 1000, case-insensitive).
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let bytes = s.parse::<bytesize::ByteSize>().map_err(|_| {
+        format!("invalid size {s:?}: expected a number of bytes, e.g. 65536, 64KiB or 16MiB")
+    })?;
+    match usize::try_from(bytes.as_u64()) {
+        Ok(0) => Err("must be greater than zero".into()),
+        Ok(n) if n < usize::MAX => Ok(n),
+        _ => Err(format!("size {s:?} is too large")),
     }
 }
 
@@ -101,6 +103,62 @@ pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.trim().to_string()))
 }
 
+/// `--failed-resume-limit`: a limit, or `off` (`None`). A newtype because
+/// clap reads an `Option<T>` field as "the flag may be absent".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FailedResumeLimitArg(pub(crate) Option<FailedResumeLimit>);
+
+/// Parses `N/DURATION` (`20/1m`: N > 0 failures within DURATION > 0) or
+/// `off`.
+pub(crate) fn parse_failed_resume_limit(s: &str) -> Result<FailedResumeLimitArg, String> {
+    let s = s.trim();
+    if s == "off" {
+        return Ok(FailedResumeLimitArg(None));
+    }
+    let bad = || format!("invalid limit {s:?}: expected N/DURATION (e.g. 20/1m) or off");
+    let (n, window) = s.split_once('/').ok_or_else(bad)?;
+    let max_failures = match n.trim().parse::<u32>() {
+        Ok(0) => return Err(format!("invalid limit {s:?}: N must be greater than zero")),
+        Ok(n) => n,
+        Err(_) => return Err(bad()),
+    };
+    let window = parse_timeout(window).map_err(|e| format!("invalid limit {s:?}: {e}"))?;
+    Ok(FailedResumeLimitArg(Some(FailedResumeLimit {
+        max_failures,
+        window,
+    })))
+}
+
+/// A URL path for a route: starts with `/`, no query, fragment or spaces.
+pub(crate) fn parse_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!(
+            "invalid path {s:?}: it must start with /, e.g. /ws"
+        ));
+    }
+    if s.contains(['?', '#']) || s.contains(char::is_whitespace) {
+        return Err(format!(
+            "invalid path {s:?}: no query (?), fragment (#) or spaces"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A query parameter name: non-empty ASCII letters, digits, `-`, `_`, `.`
+/// or `~` (what the client accepts, and needs no percent-encoding).
+pub(crate) fn parse_query_param(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "invalid query parameter name {s:?}: expected ASCII letters, digits, -, _, . or ~"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,7 +171,12 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration(" 3 s "), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "5", "s", "1.5s", "-1s", "2 minutes", "1d", "ms10"] {
+        // humantime's forms, new with the crate.
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 2m"), Ok(Duration::from_secs(3720)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in ["", "5", "s", "-1s", "2 parsecs", "ms10", "1x"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
@@ -125,7 +188,9 @@ mod tests {
         assert_eq!(parse_interval(" 0 "), Ok(Duration::ZERO));
         assert_eq!(parse_interval("0ms"), Ok(Duration::ZERO));
         assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
-        for bad in ["", "5", "00x", "-0", "0.5s"] {
+        // humantime reads decimals.
+        assert_eq!(parse_interval("0.5s"), Ok(Duration::from_millis(500)));
+        for bad in ["", "5", "00x", "-0", "0.5x"] {
             assert!(parse_interval(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -139,12 +204,21 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size(" 1024 "), Ok(1024));
+        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_size("16MiB"), Ok(16 * 1024 * 1024));
+        assert_eq!(parse_size("16 mib"), Ok(16 * 1024 * 1024));
+        assert_eq!(parse_size("1kB"), Ok(1000));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
         assert!(parse_size("0").is_err());
-        assert!(parse_size("1k").is_err());
+        assert!(parse_size("0MiB").is_err());
+        for bad in ["", "lots", "-1", "16 MiBs", "MiB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 
-    /// Counts and sizes share one parser: their errors must still name
-    /// what was expected (the words are what a user sees after the flag).
+    /// Counts and sizes have their own words: their errors must name what
+    /// was expected (the words are what a user sees after the flag).
     #[test]
     fn counts_and_sizes_word_their_errors() {
         assert_eq!(parse_count("7"), Ok(7));
@@ -157,10 +231,51 @@ mod tests {
             Err("invalid count \"lots\": expected a whole number".into())
         );
         assert_eq!(parse_size("0"), Err("must be greater than zero".into()));
+        assert_eq!(parse_limit("0"), Err("must be greater than zero".into()));
+        assert_eq!(parse_limit("8"), Ok(8));
         assert_eq!(
-            parse_size("1k"),
-            Err("invalid size \"1k\": expected a number of bytes".into())
+            parse_size("1x"),
+            Err(
+                "invalid size \"1x\": expected a number of bytes, e.g. 65536, 64KiB or 16MiB"
+                    .into()
+            )
         );
+    }
+
+    #[test]
+    fn failed_resume_limits() {
+        assert_eq!(
+            parse_failed_resume_limit("off"),
+            Ok(FailedResumeLimitArg(None))
+        );
+        assert_eq!(
+            parse_failed_resume_limit("20/1m"),
+            Ok(FailedResumeLimitArg(Some(FailedResumeLimit {
+                max_failures: 20,
+                window: Duration::from_secs(60)
+            })))
+        );
+        for bad in ["", "20", "0/1m", "20/0s", "x/1m", "20/1x", "-1/1m"] {
+            assert!(
+                parse_failed_resume_limit(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_and_query_params() {
+        assert_eq!(parse_path("/feed/v1"), Ok("/feed/v1".into()));
+        for bad in ["", "ws", "/a?b", "/a#b", "/a b"] {
+            assert!(parse_path(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(parse_query_param("access_token"), Ok("access_token".into()));
+        for bad in ["", "a b", "a&b", "ä"] {
+            assert!(
+                parse_query_param(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
     }
 
     #[test]

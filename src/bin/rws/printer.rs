@@ -24,7 +24,8 @@ pub(crate) struct Barrier;
 #[rtype(result = "()")]
 pub(crate) struct NotSent {
     pub(crate) line: u64,
-    pub(crate) error: Error,
+    /// Why: the client's error, or a line that did not decode (`--binary`).
+    pub(crate) error: String,
 }
 
 /// Stdin lines up to `line` were accepted (`--print-accepted`).
@@ -43,6 +44,8 @@ pub(crate) struct Accepted {
 /// client that gave up.
 pub(crate) struct Printer {
     json: bool,
+    /// Messages on stdout as JSON lines (`--jsonl`).
+    jsonl: bool,
     out: BufWriter<Stdout>,
     /// Set once stdout failed; later messages are dropped.
     out_failed: bool,
@@ -59,11 +62,13 @@ pub(crate) struct Printer {
 impl Printer {
     pub(crate) fn new(
         json: bool,
+        jsonl: bool,
         echo: Option<mpsc::UnboundedSender<Payload>>,
         control: mpsc::UnboundedSender<Control>,
     ) -> Self {
         Printer {
             json,
+            jsonl,
             out: BufWriter::new(io::stdout()),
             out_failed: false,
             echo,
@@ -74,8 +79,11 @@ impl Printer {
         }
     }
 
-    fn write_message(&mut self, payload: &Payload) -> io::Result<()> {
-        match payload {
+    fn write_message(&mut self, msg: &IncomingMessage) -> io::Result<()> {
+        if self.jsonl {
+            return self.write_json_message(msg);
+        }
+        match &msg.payload {
             Payload::Text(t) => self.out.write_all(t.as_bytes())?,
             Payload::Binary(b) => {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(b);
@@ -89,6 +97,28 @@ impl Printer {
         self.out.flush()
     }
 
+    /// `--jsonl`: one object per message, its kind saying how to read
+    /// `data` (a text message as a JSON string, newlines and all; a binary
+    /// one in base64), so nothing in a message can pass for another kind.
+    fn write_json_message(&mut self, msg: &IncomingMessage) -> io::Result<()> {
+        let encoded;
+        let (kind, data) = match &msg.payload {
+            Payload::Text(t) => ("text", &**t),
+            Payload::Binary(b) => {
+                encoded = base64::engine::general_purpose::STANDARD.encode(b);
+                ("binary", encoded.as_str())
+            }
+        };
+        let line = JsonMessage {
+            kind,
+            seq: msg.seq,
+            data,
+        };
+        serde_json::to_writer(&mut self.out, &line).map_err(io::Error::other)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+
     fn event(&self, json: JsonEvent<'_>, human: std::fmt::Arguments<'_>) {
         if self.json {
             match serde_json::to_string(&json) {
@@ -99,6 +129,16 @@ impl Printer {
             say!("{human}");
         }
     }
+}
+
+/// A received message as a `--jsonl` line (fields in this order).
+#[derive(serde::Serialize)]
+struct JsonMessage<'a> {
+    kind: &'a str,
+    /// The server's sequence number (reliable mode); left out in raw mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    data: &'a str,
 }
 
 /// An event as a `--json` line. A struct-like enum rather than `json!` so
@@ -163,7 +203,7 @@ impl Handler<IncomingMessage> for Printer {
 
     fn handle(&mut self, msg: IncomingMessage, _: &mut Context<Self>) {
         if !self.out_failed {
-            if let Err(e) = self.write_message(&msg.payload) {
+            if let Err(e) = self.write_message(&msg) {
                 self.out_failed = true;
                 let _ = self
                     .control
@@ -312,7 +352,7 @@ impl Handler<NotSent> for Printer {
     type Result = ();
 
     fn handle(&mut self, msg: NotSent, _: &mut Context<Self>) {
-        let error = msg.error.to_string();
+        let error = msg.error;
         self.event(
             JsonEvent::NotSent {
                 line: msg.line,

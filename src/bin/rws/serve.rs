@@ -13,7 +13,7 @@ use resilient_ws::{
 use tokio::sync::mpsc;
 
 use crate::{
-    args::ServeArgs, millis, signals::watch_signals, static_files, EXIT_FAILURE, EXIT_SETUP,
+    args::ServeArgs, millis, signals::watch_signals, static_files, tls, EXIT_FAILURE, EXIT_SETUP,
 };
 
 /// How long `rws serve` waits for open connections on shutdown. actix-web's
@@ -39,12 +39,25 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
     if let Some(n) = args.max_unacked_bytes {
         options.max_unacked_bytes = n;
     }
+    apply_limits(&mut options, &args);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match tls::server_config(cert, key) {
+            Ok(config) => Some(config),
+            Err(msg) => {
+                say!("rws: {msg}");
+                return EXIT_SETUP;
+            }
+        },
+        _ => None,
+    };
+    let route = args.path.clone();
+    let token_param = args.token_query_param.clone();
     if let Some(token) = args.auth_token.clone() {
         let forbidden = args.forbidden_token.clone();
         // The query parameter is read because browsers cannot send the
         // header on a WebSocket (docs/PROTOCOL.md §2).
         options.auth = Some(Arc::new(move |req| {
-            match request_token(req, Some("access_token")) {
+            match request_token(req, Some(token_param.as_str())) {
                 Some(t) if resilient_ws::protocol::tokens_equal(&t, &token) => {
                     Ok("user".to_owned())
                 }
@@ -75,7 +88,8 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         let for_workers = reliable.clone();
         let server = HttpServer::new(move || {
             let reliable = for_workers.clone();
-            let app = App::new().configure(move |c| reliable_route(c, "/ws", reliable));
+            let route = route.clone();
+            let app = App::new().configure(move |c| reliable_route(c, &route, reliable));
             match static_dir.clone() {
                 Some(dir) => app
                     .app_data(web::Data::new(static_files::Root(dir)))
@@ -92,7 +106,12 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         .shutdown_timeout(SERVE_SHUTDOWN_SECS);
         // `bind` already listens, so clients may connect as soon as the line
         // below is printed (tests wait for it).
-        let server = match server.bind(args.bind.as_str()) {
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let bound = match tls {
+            Some(config) => server.bind_rustls_0_23(args.bind.as_str(), config),
+            None => server.bind(args.bind.as_str()),
+        };
+        let server = match bound {
             Ok(s) => s,
             Err(e) => {
                 say!("rws: cannot listen on {}: {e}", args.bind);
@@ -100,7 +119,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             }
         };
         for addr in server.addrs() {
-            say!("listening on ws://{addr}/ws");
+            say!("listening on {scheme}://{addr}{}", args.path);
         }
         let server = server.run();
         actix_rt::spawn(stop_on_signal(reliable, server.handle(), advice));
@@ -112,6 +131,24 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             }
         }
     })
+}
+
+/// The limits of issue 15's flags (`--max-fragments`, `--failed-resume-limit`,
+/// `--max-sessions`, ...): each one left out keeps the library's default.
+fn apply_limits(options: &mut ServerOptions, args: &ServeArgs) {
+    options.failed_resume_limit = args.failed_resume_limit.0;
+    if let Some(n) = args.max_fragments {
+        options.max_fragments = n;
+    }
+    if let Some(n) = args.max_sessions {
+        options.max_sessions = n;
+    }
+    if let Some(n) = args.max_sessions_per_identity {
+        options.max_sessions_per_identity = n;
+    }
+    if let Some(d) = args.hello_timeout {
+        options.hello_timeout = d;
+    }
 }
 
 /// On the first SIGINT/SIGTERM: drains every reliable session (see

@@ -1,4 +1,5 @@
-//! `rws connect`'s input: stdin lines become text messages, in order, and
+//! `rws connect`'s input: stdin lines become text messages (or, with
+//! `--binary`, binary messages they spell in base64 or hex), in order, and
 //! the end of stdin closes the connection once the lines (and the answers
 //! to them) are through.
 
@@ -8,11 +9,12 @@ use std::{
 };
 
 use actix::prelude::*;
-use resilient_ws::{ConnectionState, Error, ResilientWebSocket};
+use base64::Engine as _;
+use resilient_ws::{ConnectionState, Error, Payload, ResilientWebSocket};
 use tokio::sync::mpsc;
 
 use crate::{
-    args::{ConnectArgs, Mode},
+    args::{BinaryEncoding, ConnectArgs, Mode},
     control::Control,
     printer::{Accepted, NotSent, Printer},
 };
@@ -101,6 +103,8 @@ struct Forwarding {
     batch: bool,
     /// Report accepted lines (`--print-accepted`).
     print_accepted: bool,
+    /// Lines spell binary messages in this encoding (`--binary`).
+    binary: Option<BinaryEncoding>,
 }
 
 impl Forwarding {
@@ -117,15 +121,58 @@ impl Forwarding {
             // stdin has ready in one batch, one commit.
             batch: args.store.is_some() && stateful,
             print_accepted: args.print_accepted,
+            binary: args.binary,
+        }
+    }
+
+    /// The message a stdin line stands for, or why it stands for none.
+    fn payload(&self, line: String) -> Result<Payload, String> {
+        match self.binary {
+            None => Ok(Payload::from(line)),
+            Some(encoding) => decode(&line, encoding).map(Payload::from),
         }
     }
 }
 
-/// Why `line` cannot be sent, if it is over the peer's known limit.
-fn too_large(ws: &ResilientWebSocket, line: &str) -> Option<Error> {
+/// The bytes `line` spells in `encoding` (surrounding spaces ignored).
+fn decode(line: &str, encoding: BinaryEncoding) -> Result<Vec<u8>, String> {
+    let line = line.trim();
+    match encoding {
+        BinaryEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(line)
+            .map_err(|e| format!("not valid base64 (--binary base64): {e}")),
+        BinaryEncoding::Hex => {
+            if !line.len().is_multiple_of(2) {
+                return Err(format!(
+                    "not valid hex (--binary hex): odd number of digits ({})",
+                    line.len()
+                ));
+            }
+            line.as_bytes()
+                .chunks(2)
+                .enumerate()
+                .map(|(i, pair)| {
+                    std::str::from_utf8(pair)
+                        .ok()
+                        .and_then(|p| u8::from_str_radix(p, 16).ok())
+                        .ok_or_else(|| {
+                            format!(
+                                "not valid hex (--binary hex): {:?} at offset {}",
+                                String::from_utf8_lossy(pair),
+                                i * 2
+                            )
+                        })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Why `payload` cannot be sent, if it is over the peer's known limit.
+fn too_large(ws: &ResilientWebSocket, payload: &Payload) -> Option<Error> {
     let max = ws.peer_max_message_size()?;
-    (line.len() > max).then_some(Error::MessageTooLarge {
-        size: line.len(),
+    (payload.len() > max).then_some(Error::MessageTooLarge {
+        size: payload.len(),
         max,
     })
 }
@@ -155,17 +202,24 @@ async fn forward_stdin(
             match item {
                 Ok(line) => {
                     line_no += 1;
-                    match too_large(&ws, &line) {
-                        // Refused alone, so the lines around it still go
-                        // (a batch stops at its first refusal).
-                        Some(error) => printer.do_send(NotSent {
+                    let refused = match how.payload(line) {
+                        Ok(payload) => match too_large(&ws, &payload) {
+                            Some(error) => Some(error.to_string()),
+                            None => {
+                                batch.push(payload);
+                                last = line_no;
+                                None
+                            }
+                        },
+                        Err(error) => Some(error),
+                    };
+                    // Refused alone, so the lines around it still go
+                    // (a batch stops at its first refusal).
+                    if let Some(error) = refused {
+                        printer.do_send(NotSent {
                             line: line_no,
                             error,
-                        }),
-                        None => {
-                            batch.push(line);
-                            last = line_no;
-                        }
+                        });
                     }
                 }
                 Err(e) => {
@@ -195,7 +249,10 @@ async fn forward_stdin(
                 error
                 @ (Error::NotConnected | Error::BufferFull(_) | Error::MessageTooLarge { .. }),
             ) => {
-                printer.do_send(NotSent { line: last, error });
+                printer.do_send(NotSent {
+                    line: last,
+                    error: error.to_string(),
+                });
             }
             Err(e) => {
                 let _ = control.send(Control::Failed(format!("send failed: {e}")));
@@ -257,5 +314,27 @@ async fn linger(ws: &ResilientWebSocket, quiet: Duration) {
         }
         let wake = (last_change + quiet).min(deadline);
         actix_rt::time::sleep_until(wake.min(now + SETTLE_POLL)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode, BinaryEncoding};
+
+    #[test]
+    fn binary_lines_decode_or_say_why_not() {
+        assert_eq!(decode("AQID", BinaryEncoding::Base64), Ok(vec![1, 2, 3]));
+        assert_eq!(decode(" AQID ", BinaryEncoding::Base64), Ok(vec![1, 2, 3]));
+        assert_eq!(decode("", BinaryEncoding::Base64), Ok(vec![]));
+        assert_eq!(decode("0102fF", BinaryEncoding::Hex), Ok(vec![1, 2, 255]));
+        assert_eq!(decode("", BinaryEncoding::Hex), Ok(vec![]));
+        let e = decode("AQI*", BinaryEncoding::Base64).unwrap_err();
+        assert!(e.starts_with("not valid base64"), "{e}");
+        let e = decode("010", BinaryEncoding::Hex).unwrap_err();
+        assert!(e.contains("odd number of digits"), "{e}");
+        let e = decode("01zz", BinaryEncoding::Hex).unwrap_err();
+        assert!(e.contains("\"zz\" at offset 2"), "{e}");
+        // A multi-byte character must not split a pair into a panic.
+        assert!(decode("0é", BinaryEncoding::Hex).is_err());
     }
 }

@@ -397,6 +397,9 @@ impl ConnectionActor {
                 self.initial_tries_left -= 1;
                 Phase::Initial
             }
+            // `retry_first_connect`: a first connect that failed on every
+            // endpoint goes on as a reconnect would, under the retry policy.
+            Phase::Initial if self.opts.retry_first_connect => Phase::Reconnecting,
             Phase::Up | Phase::Reconnecting if self.opts.reconnect_mode != ReconnectMode::None => {
                 Phase::Reconnecting
             }

@@ -74,6 +74,8 @@ impl ConnectionActor {
                 .counters
                 .last_rtt_nanos
                 .store(rtt.max(1), Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            self.shared.counters.record_rtt(rtt);
         }
     }
 

@@ -1,9 +1,12 @@
 //! The awc client for one attempt: TCP_NODELAY on every socket, the TLS
-//! config, and awc's errors mapped to [`Error`].
+//! config, the `Retry-After` of a refused upgrade, and awc's errors mapped
+//! to [`Error`].
 
 use std::{
+    cell::Cell,
+    rc::Rc,
     sync::{Arc, OnceLock},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use actix_rt::net::TcpStream;
@@ -13,7 +16,12 @@ use actix_tls::connect::{
 };
 use awc::{
     error::{ConnectError, SendRequestError, WsClientError},
-    http::Uri,
+    http::{
+        header::{HeaderMap, HttpDate, RETRY_AFTER},
+        Uri,
+    },
+    middleware::Transform,
+    ConnectRequest, ConnectResponse,
 };
 use futures_util::future::LocalBoxFuture;
 
@@ -48,8 +56,93 @@ impl Service<ConnectInfo<Uri>> for NoDelayConnector {
     }
 }
 
+/// The `Retry-After` of a 429 or 503 answer, as a wait from `now`:
+/// delay-seconds or an HTTP date (RFC 9110 §10.2.3). A date in the past
+/// is no wait; a value that is neither is ignored (`None`), as is the
+/// header on any other status. Not capped here: the reconnect supervisor
+/// caps it with `max_retry_after`, and the error shows what was sent.
+pub(crate) fn retry_after(status: u16, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if !matches!(status, 429 | 503) {
+        return None;
+    }
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "very long".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at: SystemTime = value.parse::<HttpDate>().ok()?.into();
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Where the upgrade's `Retry-After` is kept for the attempt that made it:
+/// awc's `connect()` reports a refused upgrade by its status alone and
+/// drops the response head, so an awc middleware reads it on the way.
+#[derive(Clone, Default)]
+pub(super) struct RetryAfterSlot(Rc<Cell<Option<Duration>>>);
+
+impl RetryAfterSlot {
+    /// What the last refused upgrade asked for, if anything.
+    pub(super) fn take(&self) -> Option<Duration> {
+        self.0.take()
+    }
+}
+
+impl<S> Transform<S, ConnectRequest> for RetryAfterSlot
+where
+    S: actix_service::Service<ConnectRequest, Response = ConnectResponse, Error = SendRequestError>
+        + 'static,
+{
+    type Transform = ReadRetryAfter<S>;
+
+    fn new_transform(self, service: S) -> Self::Transform {
+        ReadRetryAfter {
+            service: Rc::new(service),
+            slot: self,
+        }
+    }
+}
+
+/// The middleware service of [`RetryAfterSlot`].
+pub(super) struct ReadRetryAfter<S> {
+    service: Rc<S>,
+    slot: RetryAfterSlot,
+}
+
+impl<S> Service<ConnectRequest> for ReadRetryAfter<S>
+where
+    S: Service<ConnectRequest, Response = ConnectResponse, Error = SendRequestError> + 'static,
+{
+    type Response = ConnectResponse;
+    type Error = SendRequestError;
+    type Future = LocalBoxFuture<'static, std::result::Result<ConnectResponse, SendRequestError>>;
+
+    actix_service::forward_ready!(service);
+
+    fn call(&self, req: ConnectRequest) -> Self::Future {
+        let (service, slot) = (self.service.clone(), self.slot.clone());
+        Box::pin(async move {
+            let res = service.call(req).await?;
+            if let ConnectResponse::Tunnel(head, _) = &res {
+                let after = retry_after(head.status.as_u16(), &head.headers, SystemTime::now());
+                slot.0.set(after);
+            }
+            Ok(res)
+        })
+    }
+}
+
 /// An awc client for one attempt.
 pub(super) fn http_client(opts: &ClientOptions, secure: bool) -> awc::Client {
+    http_client_with(opts, secure, RetryAfterSlot::default())
+}
+
+/// An awc client for one attempt that keeps a refused upgrade's
+/// `Retry-After` in `slot`.
+pub(super) fn http_client_with(
+    opts: &ClientOptions,
+    secure: bool,
+    slot: RetryAfterSlot,
+) -> awc::Client {
     let mut connector = awc::Connector::new()
         .connector(NoDelayConnector::default())
         // One slot per socket is held for the socket's life; the default of
@@ -62,6 +155,7 @@ pub(super) fn http_client(opts: &ClientOptions, secure: bool) -> awc::Client {
     }
     awc::Client::builder()
         .connector(connector)
+        .wrap(slot)
         .timeout(opts.connection_timeout)
         // A redirect is answered as the refusal it is: the protocol moves
         // clients with negotiate's `url`, and a redirect loop must not cost
@@ -102,7 +196,10 @@ fn tls_config(opts: &ClientOptions) -> Arc<rustls::ClientConfig> {
 
 pub(super) fn map_ws_error(e: WsClientError, secure: bool, timeout: Duration) -> Error {
     match e {
-        WsClientError::InvalidResponseStatus(s) => Error::UpgradeRejected { status: s.as_u16() },
+        WsClientError::InvalidResponseStatus(s) => Error::UpgradeRejected {
+            status: s.as_u16(),
+            retry_after: None,
+        },
         WsClientError::Protocol(p) => Error::Handshake(p.to_string()),
         WsClientError::SendRequest(s) => map_send_error(s, secure, timeout),
         other => Error::Handshake(other.to_string()),
@@ -135,6 +232,44 @@ pub(super) fn map_send_error(e: SendRequestError, secure: bool, timeout: Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_retry_after(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_on_429_and_503_only() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let secs = with_retry_after(" 7 ");
+        assert_eq!(retry_after(503, &secs, now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(429, &secs, now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(500, &secs, now), None, "only 429 and 503");
+        let later = HttpDate::from(now + Duration::from_secs(90)).to_string();
+        assert_eq!(
+            retry_after(503, &with_retry_after(&later), now),
+            Some(Duration::from_secs(90))
+        );
+        let past = HttpDate::from(now - Duration::from_secs(90)).to_string();
+        assert_eq!(
+            retry_after(503, &with_retry_after(&past), now),
+            Some(Duration::ZERO)
+        );
+        for junk in ["soon", "-5", "1.5", ""] {
+            assert_eq!(
+                retry_after(503, &with_retry_after(junk), now),
+                None,
+                "{junk:?}"
+            );
+        }
+        assert_eq!(retry_after(503, &HeaderMap::new(), now), None);
+        let huge = with_retry_after("99999999999999999999999");
+        assert_eq!(
+            retry_after(503, &huge, now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
 
     #[actix_rt::test]
     async fn the_tcp_connector_sets_nodelay() {

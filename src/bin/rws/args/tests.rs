@@ -51,7 +51,7 @@ fn connect_args(args: &[&str]) -> Result<ConnectArgs, clap::Error> {
 fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
     let cli = Cli::try_parse_from(["rws", "serve"].iter().chain(args))?;
     match cli.command {
-        Command::Serve(a) => Ok(a),
+        Command::Serve(a) => Ok(*a),
         _ => panic!("expected serve"),
     }
 }
@@ -202,7 +202,8 @@ fn bad_resilience_flags_are_rejected() {
         &["--initial-delay", "1"],
         &["--max-delay", "soon"],
         &["--min-uptime", "-5s"],
-        &["--heartbeat-interval", "1.5s"],
+        // Decimals are humantime's (1.5s is accepted); a unit still counts.
+        &["--heartbeat-interval", "1.5x"],
         &["--heartbeat-interval", "5"],
         &["--heartbeat-timeout", "0s"],
         &["--heartbeat-timeout", "0"],

@@ -1,0 +1,332 @@
+//! The `metrics` feature: a recorder installed once for this test binary
+//! (metrics-util's atomic `Registry` behind a few lines of `Recorder`)
+//! sees what `MetricsReporter` reports for real clients and servers on
+//! 127.0.0.1, faults from the `FaultProxy`. Each test names its reporter,
+//! so the tests (run in parallel, one global recorder) read only their
+//! own series. One test renders through metrics-exporter-prometheus
+//! instead (a recorder local to its thread), as a scrape would see it.
+//!
+//! Not metrics-util's `DebuggingRecorder`: its snapshots reset every
+//! counter and gauge they read, so a gauge the reporter set a moment
+//! before a snapshot reads 0 at the next one, and a counter kept with
+//! `absolute` is counted again after each reset.
+
+mod common;
+
+use std::{
+    sync::{atomic::Ordering, OnceLock},
+    time::{Duration, Instant},
+};
+
+use common::Inbox;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_util::registry::{AtomicStorage, Registry};
+use resilient_ws::{
+    metrics::{names, MetricsReporter},
+    server::ServerOptions,
+    testing::{EventRecorder, FaultProxy, TestServer},
+    ConnectionState::Connected,
+    OverflowPolicy, ReconnectMode, ResilientWebSocket,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// The reporters here read the stats this often: the waits below poll
+/// for a condition, so short is only faster.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Keeps every metric in an atomic registry that reading does not reset.
+struct TestRecorder(Registry<Key, AtomicStorage>);
+
+impl Recorder for TestRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.0
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+    }
+}
+
+fn registry() -> &'static Registry<Key, AtomicStorage> {
+    static REGISTRY: OnceLock<&'static Registry<Key, AtomicStorage>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let recorder: &'static TestRecorder = Box::leak(Box::new(TestRecorder(Registry::atomic())));
+        metrics::set_global_recorder(recorder).expect("the only recorder of this binary");
+        &recorder.0
+    })
+}
+
+/// What one series (a name and its labels) shows now.
+#[derive(Debug, Default, Clone)]
+struct Series {
+    counter: u64,
+    gauge: f64,
+    samples: Vec<f64>,
+}
+
+fn read(name: &str, labels: &[(&str, &str)]) -> Series {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new(k.to_string(), v.to_string()))
+        .collect();
+    let key = Key::from_parts(name.to_string(), labels);
+    let r = registry();
+    Series {
+        counter: r
+            .get_counter_handles()
+            .get(&key)
+            .map_or(0, |c| c.load(Ordering::SeqCst)),
+        gauge: r
+            .get_gauge_handles()
+            .get(&key)
+            .map_or(0.0, |g| f64::from_bits(g.load(Ordering::SeqCst))),
+        samples: r
+            .get_histogram_handles()
+            .get(&key)
+            .map_or_else(Vec::new, |h| h.data()),
+    }
+}
+
+/// `name{k=v,...}`, for failure messages.
+fn series_key(name: &str, labels: &[(&str, &str)]) -> String {
+    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{name}{{{}}}", l.join(","))
+}
+
+/// Waits until the series satisfies `ok`; panics with what it showed.
+async fn wait_series(name: &str, labels: &[(&str, &str)], ok: impl Fn(&Series) -> bool) -> Series {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = read(name, labels);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never got there: {s:?}",
+            series_key(name, labels)
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_cut_through_the_proxy_counts_a_reconnect_and_heartbeats_give_rtt_samples() {
+    registry();
+    let server = TestServer::echo().await.unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(
+            ResilientWebSocket::builder(proxy.ws_url())
+                .reconnect_mode(ReconnectMode::Stateless)
+                .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50), 0)
+                .heartbeat(Duration::from_millis(30), Some(Duration::from_secs(5))),
+        )
+        .connect()
+        .await
+        .unwrap();
+    let reporting = MetricsReporter::new("cut").interval(TICK).client(&ws);
+    let me = [("client", "cut")];
+
+    let up = wait_series(names::CLIENT_CONNECTED, &me, |s| s.gauge == 1.0).await;
+    assert_eq!(up.gauge, 1.0, "connected before the reporter started");
+    let rtt = wait_series(names::CLIENT_HEARTBEAT_RTT, &me, |s| s.samples.len() >= 2).await;
+    assert!(
+        rtt.samples.iter().all(|&x| x > 0.0 && x < 5.0),
+        "RTTs in seconds: {:?}",
+        rtt.samples
+    );
+    assert_eq!(read(names::CLIENT_RECONNECTS, &me).counter, 0);
+
+    proxy.cut_all();
+    // One cut, one reconnect (more only if the loaded box also missed a
+    // heartbeat for 5 s): each with its attempt and its downtime.
+    let reconnects = wait_series(names::CLIENT_RECONNECTS, &me, |s| s.counter >= 1)
+        .await
+        .counter;
+    let attempts = read(names::CLIENT_RECONNECT_ATTEMPTS, &me).counter;
+    assert!(
+        attempts >= reconnects,
+        "an attempt precedes each reconnect: {attempts} < {reconnects}"
+    );
+    let downtime = wait_series(names::CLIENT_DOWNTIME, &me, |s| {
+        s.samples.len() as u64 >= reconnects
+    })
+    .await;
+    assert!(
+        downtime.samples.iter().all(|&x| (0.0..20.0).contains(&x)),
+        "downtimes in seconds: {:?}",
+        downtime.samples
+    );
+    assert!(rec.wait_state(Connected, WAIT).await);
+    wait_series(names::CLIENT_CONNECTED, &me, |s| s.gauge == 1.0).await;
+
+    // Messages each way, from the stats.
+    for i in 0..3 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    rec.wait_messages(3, WAIT).await;
+    wait_series(names::CLIENT_SENT, &me, |s| s.counter == 3).await;
+    wait_series(names::CLIENT_RECEIVED, &me, |s| s.counter == 3).await;
+    let batches = wait_series(names::CLIENT_WRITE_BATCHES, &me, |s| s.counter >= 1).await;
+    assert!(batches.counter <= 3, "{batches:?}");
+    assert!(reporting.is_running());
+    ws.disconnect().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn dropped_messages_are_counted_by_reason_and_the_outbox_is_a_gauge() {
+    registry();
+    // Nothing listens on port 1: the client stays offline and buffers.
+    let ws = ResilientWebSocket::builder("ws://127.0.0.1:1/ws")
+        .reconnect_mode(ReconnectMode::Stateless)
+        .buffering(true, 2)
+        .overflow_policy(OverflowPolicy::DropOldest)
+        .build()
+        .unwrap();
+    let _reporting = MetricsReporter::new("offline").interval(TICK).client(&ws);
+    let me = [("client", "offline")];
+    for i in 0..5 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    let overflow = [("client", "offline"), ("reason", "overflow")];
+    wait_series(names::CLIENT_DROPPED, &overflow, |s| s.counter == 3).await;
+    wait_series(names::CLIENT_BUFFERED, &me, |s| s.gauge == 2.0).await;
+    assert_eq!(read(names::CLIENT_CONNECTED, &me).gauge, 0.0);
+    let expired = [("client", "offline"), ("reason", "expired")];
+    assert_eq!(read(names::CLIENT_DROPPED, &expired).counter, 0);
+}
+
+#[actix_rt::test]
+async fn the_reporter_stops_with_the_client_and_never_keeps_it_alive() {
+    registry();
+    let server = TestServer::echo().await.unwrap();
+    let ws = ResilientWebSocket::builder(server.ws_url())
+        .connect()
+        .await
+        .unwrap();
+    let stats = ws.stats_reader();
+    let reporting = MetricsReporter::new("dropped").interval(TICK).client(&ws);
+    wait_series(names::CLIENT_CONNECTED, &[("client", "dropped")], |s| {
+        s.gauge == 1.0
+    })
+    .await;
+    drop(ws);
+    let deadline = Instant::now() + WAIT;
+    while reporting.is_running() || stats().live_actors != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "reporter running: {}, client actors: {}",
+            reporting.is_running(),
+            stats().live_actors
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        read(names::CLIENT_CONNECTED, &[("client", "dropped")]).gauge,
+        0.0
+    );
+}
+
+#[actix_rt::test]
+async fn the_server_reports_sessions_resumes_messages_and_expiry() {
+    registry();
+    let (server, reliable) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    let inbox = Inbox::attach(&reliable);
+    let reporting = MetricsReporter::new("srv").interval(TICK).server(&reliable);
+    let me = [("server", "srv")];
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(common::stateful(proxy.ws_url()))
+        .connect()
+        .await
+        .unwrap();
+
+    wait_series(names::SERVER_SESSIONS, &me, |s| s.gauge == 1.0).await;
+    wait_series(names::SERVER_ATTACHED, &me, |s| s.gauge == 1.0).await;
+    wait_series(names::SERVER_OPENED, &me, |s| s.counter == 1).await;
+    assert_eq!(read(names::SERVER_RESUMES, &me).counter, 0);
+
+    ws.send("before").await.unwrap();
+    proxy.cut_all();
+    wait_series(names::SERVER_RESUMES, &me, |s| s.counter >= 1).await;
+    ws.send("after").await.unwrap();
+    rec.wait_messages(2, WAIT).await;
+    wait_series(names::SERVER_RECEIVED, &me, |s| s.counter == 2).await;
+    assert_eq!(
+        read(names::SERVER_OPENED, &me).counter,
+        1,
+        "resumed, not new"
+    );
+
+    // The application ends the session: one expiry, reason "closed".
+    let opened = inbox.opened();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    reliable.close_session(&opened[0]).unwrap();
+    let closed = [("server", "srv"), ("reason", "closed")];
+    wait_series(names::SERVER_EXPIRED, &closed, |s| s.counter == 1).await;
+    wait_series(names::SERVER_SESSIONS, &me, |s| s.gauge == 0.0).await;
+    assert!(reporting.is_running());
+    drop(ws);
+}
+
+#[actix_rt::test]
+async fn a_prometheus_exporter_renders_the_client_metrics_with_help_and_labels() {
+    // This test's thread (where the client's actors and the reporter run:
+    // the test's actix System) records into a Prometheus recorder of its
+    // own instead of the binary's global one.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = prometheus.handle();
+    let _local = metrics::set_default_local_recorder(&prometheus);
+
+    let server = TestServer::echo().await.unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(
+            ResilientWebSocket::builder(proxy.ws_url())
+                .reconnect_mode(ReconnectMode::Stateless)
+                .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50), 0)
+                .heartbeat(Duration::from_millis(30), Some(Duration::from_secs(5))),
+        )
+        .connect()
+        .await
+        .unwrap();
+    MetricsReporter::new("prom").interval(TICK).client(&ws);
+    proxy.cut_all();
+
+    let wanted = [
+        "# HELP rws_client_reconnects_total Successful reconnects after a loss",
+        "# TYPE rws_client_reconnects_total counter",
+        r#"rws_client_connected{client="prom"} 1"#,
+        "# TYPE rws_client_heartbeat_rtt_seconds summary",
+        "# TYPE rws_client_downtime_seconds summary",
+    ];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = handle.render();
+        let reconnected = text
+            .lines()
+            .any(|l| l.starts_with(r#"rws_client_reconnects_total{client="prom"} "#));
+        if reconnected && wanted.iter().all(|w| text.lines().any(|l| l == *w)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all of {wanted:?} in:\n{text}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rec.wait_state(Connected, WAIT).await);
+    ws.disconnect().await.unwrap();
+}
