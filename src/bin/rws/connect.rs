@@ -67,11 +67,6 @@ fn builder(
         urls.extend(args.endpoints.iter().map(url));
         ResilientWebSocket::builder_with_endpoints(urls)
     };
-    // Options without a setter of their own go in through `options()`, which
-    // replaces all: so first, before the setters below.
-    let mut opts = resilient_ws::ClientOptions::default();
-    opts.auth_token_query_param = args.token_query_param.clone();
-    let builder = builder.options(opts);
     let mut builder = builder
         .reconnect_mode(args.mode.into())
         .reconnect_delays(args.initial_delay, args.max_delay, args.max_attempts)
@@ -87,6 +82,9 @@ fn builder(
         .on_reconnected(printer.clone().recipient())
         .on_dropped(printer.clone().recipient())
         .on_session_lost(printer.clone().recipient());
+    if let Some(name) = &args.token_query_param {
+        builder = builder.auth_token_query_param(name.clone());
+    }
     if let Some(ttl) = args.message_ttl {
         builder = builder.message_ttl(ttl);
     }
