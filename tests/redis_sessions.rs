@@ -395,3 +395,58 @@ async fn a_wrong_forged_or_other_identitys_token_never_resumes_across_nodes() {
         Frame::Welcome { resumed: false, .. }
     ));
 }
+
+/// Two `rws serve --redis` processes: the node holding the socket is
+/// killed mid-stream (SIGKILL) and the client resumes on the other one.
+#[actix_rt::test]
+async fn a_stateful_client_resumes_across_two_rws_serve_processes_after_a_kill() {
+    let redis = TestRedis::shared();
+    let prefix = TestRedis::unique_prefix("procs");
+    let args = |node: &str| {
+        vec![
+            "--redis".to_owned(),
+            redis.url().to_owned(),
+            "--node-id".to_owned(),
+            node.to_owned(),
+            "--redis-prefix".to_owned(),
+            prefix.clone(),
+        ]
+    };
+    let start = |a: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            common::RwsServe::start("127.0.0.1:0", &a)
+        })
+    };
+    let a = start(args("proc-a")).await.unwrap();
+    let b = start(args("proc-b")).await.unwrap();
+    let proxy = FaultProxy::start(a.addr().parse().unwrap()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(proxy.ws_url()).buffering(true, 10_000))
+        .connect()
+        .await
+        .unwrap();
+    let n = 2000;
+    for i in 0..n / 2 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    rec.wait_messages(n / 4, WAIT).await;
+    proxy.set_upstream(b.addr().parse().unwrap());
+    drop(a); // SIGKILL, mid-stream
+    proxy.cut_all();
+    for i in n / 2..n {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    rec.wait_messages(n, WAIT).await;
+    assert_exactly_once_in_order(&texts(&rec), &numbered("m", 0..n), "echoes across a kill");
+    assert!(ws.stats().reconnects >= 1, "the client resumed on B");
+    assert!(
+        rec.events()
+            .iter()
+            .all(|e| !matches!(e, resilient_ws::testing::RecordedEvent::SessionLost(_))),
+        "the session survived the kill"
+    );
+    ws.disconnect().await.unwrap();
+    drop(b);
+}

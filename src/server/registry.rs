@@ -97,6 +97,7 @@ impl<S: Clone> Registry<S> {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     /// Puts `addr` in place of whatever holds `id` now (a node took a
     /// session it already had an actor for): the identity count stays.
     /// Answers the entry it replaced.

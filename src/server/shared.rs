@@ -92,7 +92,11 @@ impl<S> Shared<S> {
     /// Counts a failed store call, logging the first of an outage.
     #[cfg(feature = "redis")]
     pub(crate) fn store_failed(&self, what: &str, e: &super::store::SessionStoreError) {
-        if self.store_errors.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+        if self
+            .store_errors
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1000)
+        {
             log::warn!("session store: {what}: {e}");
         } else {
             log::debug!("session store: {what}: {e}");

@@ -32,11 +32,17 @@ use crate::Payload;
 /// ```
 #[derive(Clone)]
 pub struct RedisSessionStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: Arc<Link>,
     node_id: Arc<str>,
     prefix: Arc<str>,
     scripts: Arc<Scripts>,
+}
+
+/// The client and its shared connection (behind one `Arc`: the store is
+/// cloned into every session and task).
+struct Link {
+    client: redis::Client,
+    conn: ConnectionManager,
 }
 
 impl std::fmt::Debug for RedisSessionStore {
@@ -223,8 +229,7 @@ impl RedisSessionStore {
         .map_err(|_| SessionStoreError::Unavailable("connect timed out".to_owned()))??;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(RedisSessionStore {
-            client,
-            conn,
+            link: Arc::new(Link { client, conn }),
             node_id: node_id.into().into(),
             prefix: "rws".into(),
             scripts: Arc::new(Scripts::new()),
@@ -271,7 +276,7 @@ impl RedisSessionStore {
 
     /// A new connection for this node's channel subscription.
     pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, SessionStoreError> {
-        Ok(self.client.get_async_pubsub().await?)
+        Ok(self.link.client.get_async_pubsub().await?)
     }
 
     /// Negotiate: writes a new session (epoch 0, no owner) and indexes it.
@@ -287,7 +292,7 @@ impl RedisSessionStore {
         ttl: Duration,
     ) -> Result<(), SessionStoreError> {
         let (meta, _) = self.keys(sid);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let deadline: u64 = self
             .scripts
             .create
@@ -305,7 +310,7 @@ impl RedisSessionStore {
 
     /// Puts `sid` in the expiry index at `deadline` (ms).
     pub(crate) async fn index(&self, sid: &str, deadline: u64) -> Result<(), SessionStoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let _: i64 = redis::cmd("ZADD")
             .arg(self.expiry_key())
             .arg(deadline)
@@ -319,7 +324,7 @@ impl RedisSessionStore {
     /// and identity match.
     pub(crate) async fn take(&self, a: TakeArgs<'_>) -> Result<TakeOutcome, SessionStoreError> {
         let (meta, out) = self.keys(a.sid);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let v: Value = self
             .scripts
             .take
@@ -372,7 +377,7 @@ impl RedisSessionStore {
         payloads: impl Iterator<Item = &Payload>,
     ) -> Result<CommitOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let mut inv = self.scripts.commit.key(&meta);
         inv.key(&out)
             .arg(a.epoch)
@@ -408,7 +413,7 @@ impl RedisSessionStore {
         max_unacked: usize,
     ) -> Result<AppendOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let (kind, body) = kind_and_bytes(payload);
         let v: Value = self
             .scripts
@@ -442,7 +447,7 @@ impl RedisSessionStore {
         sid: &str,
     ) -> Result<Option<(usize, String, bool)>, SessionStoreError> {
         let (meta, out) = self.keys(sid);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let v: Value = self
             .scripts
             .end
@@ -466,7 +471,7 @@ impl RedisSessionStore {
     /// The sweeper's step for one session.
     pub(crate) async fn expire(&self, sid: &str) -> Result<ExpireOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let v: Value = self
             .scripts
             .expire
@@ -485,7 +490,7 @@ impl RedisSessionStore {
 
     /// Removes `sid` from the expiry index.
     pub(crate) async fn unindex(&self, sid: &str) -> Result<(), SessionStoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let _: i64 = redis::cmd("ZREM")
             .arg(self.expiry_key())
             .arg(sid)
@@ -497,7 +502,7 @@ impl RedisSessionStore {
     /// Up to `limit` sessions whose indexed deadline passed (by Redis's
     /// clock).
     pub(crate) async fn due(&self, limit: usize) -> Result<Vec<String>, SessionStoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now = secs * 1000 + micros / 1000;
         Ok(redis::cmd("ZRANGEBYSCORE")
@@ -513,7 +518,7 @@ impl RedisSessionStore {
 
     /// Every live session of the cluster (the expiry index).
     pub(crate) async fn all_sessions(&self) -> Result<Vec<String>, SessionStoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         Ok(redis::cmd("ZRANGE")
             .arg(self.expiry_key())
             .arg(0)
@@ -524,7 +529,7 @@ impl RedisSessionStore {
 
     /// Publishes `msg` on the channel of node `node`.
     pub(crate) async fn publish(&self, node: &str, msg: &str) -> Result<(), SessionStoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn.clone();
         let _: i64 = redis::cmd("PUBLISH")
             .arg(format!("{}{node}", self.channel_prefix()))
             .arg(msg)
