@@ -9,6 +9,8 @@ mod error;
 mod redis;
 #[cfg(feature = "redis")]
 mod scripts;
+#[cfg(all(test, feature = "redis"))]
+mod tests;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisSessionStore;
