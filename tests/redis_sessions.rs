@@ -245,12 +245,22 @@ async fn send_to_and_broadcast_reach_sessions_on_any_node() {
     }
     rec_b.wait_messages(100, WAIT).await;
     assert_exactly_once_in_order(&texts(&rec_b), &numbered("x", 0..100), "A -> session at B");
+    // try_send_to from A does not wait for Redis: queued, in order.
+    for i in 0..100 {
+        a.server.try_send_to(&cid_b, format!("y{i}")).unwrap();
+    }
+    rec_b.wait_messages(200, WAIT).await;
+    let ys: Vec<String> = texts(&rec_b)
+        .into_iter()
+        .filter(|t| t.starts_with('y'))
+        .collect();
+    assert_exactly_once_in_order(&ys, &numbered("y", 0..100), "try_send_to A -> B");
 
     // broadcast from B reaches both clients.
     let local = b.server.broadcast("all");
     assert_eq!(local, 1, "the local count: the session attached at B");
     rec_a.wait_messages(1, WAIT).await;
-    rec_b.wait_messages(101, WAIT).await;
+    rec_b.wait_messages(201, WAIT).await;
     assert_eq!(texts(&rec_a), vec!["all".to_owned()]);
     assert_eq!(texts(&rec_b).last().map(String::as_str), Some("all"));
 
