@@ -654,3 +654,49 @@ async fn close_session_from_another_node_ends_it_once() {
     );
     let _ = ws.disconnect().await;
 }
+
+/// Group commit: a streaming echo session costs Redis far fewer commands
+/// than messages (`INFO commandstats`, the measure: at most 0.1
+/// per message, each way counted once).
+#[actix_rt::test]
+async fn a_streaming_session_costs_at_most_a_tenth_of_a_redis_command_per_message() {
+    let redis = TestRedis::start();
+    let (a, _b, _) = cluster(&redis, "cost", ServerOptions::default()).await;
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(a.http.ws_url()).buffering(true, 30_000))
+        .connect()
+        .await
+        .unwrap();
+    let calls = || -> u64 {
+        let mut c = redis.connection();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut c)
+            .unwrap();
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let before = calls();
+    let n = 20_000;
+    for i in 0..n {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    rec.wait_messages(n, WAIT).await;
+    let used = calls() - before;
+
+    assert_exactly_once_in_order(&texts(&rec), &numbered("m", 0..n), "echoes");
+    let per_message = used as f64 / n as f64;
+    println!("{used} Redis commands for {n} messages: {per_message:.4} per message");
+    assert!(per_message <= 0.1, "{used} commands for {n} messages");
+    ws.disconnect().await.unwrap();
+}

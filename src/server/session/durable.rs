@@ -53,10 +53,12 @@ pub(crate) struct Durable {
     pub(super) ack_written: u64,
     in_flight: bool,
     kick_queued: bool,
-    /// Read the stream even with nothing to write (another node appended,
-    /// or the lease is due).
+    /// Read the stream even with nothing to write (another node appended).
     want_read: bool,
-    committed_since_tick: bool,
+    /// The lease is due: push the deadline on.
+    want_refresh: bool,
+    /// Payload bytes the client acked, not yet told to Redis.
+    pub(super) freed: u64,
     failing_since: Option<Instant>,
     backoff: Duration,
     /// The socket is gone: the next commits detach; then the actor stops.
@@ -110,7 +112,8 @@ impl SessionActor {
             in_flight: false,
             kick_queued: false,
             want_read: false,
-            committed_since_tick: true,
+            want_refresh: false,
+            freed: 0,
             failing_since: None,
             backoff: Duration::from_millis(50),
             detaching: false,
@@ -158,10 +161,7 @@ impl SessionActor {
         let lease = lease(self.shared.options.resume_window);
         ctx.run_interval(lease, |act, ctx| {
             if let Some(d) = &mut act.durable {
-                if !d.committed_since_tick {
-                    d.want_read = true;
-                }
-                d.committed_since_tick = false;
+                d.want_refresh = true;
             }
             act.kick(ctx);
         });
@@ -211,18 +211,22 @@ impl SessionActor {
         if d.in_flight || d.stale {
             return;
         }
-        let work = !d.unrecorded.is_empty() || delivered > d.recorded_in || d.want_read;
+        let work =
+            !d.unrecorded.is_empty() || delivered > d.recorded_in || d.want_read || d.want_refresh;
         if !work && !d.detaching {
             return;
         }
         d.in_flight = true;
         d.want_read = false;
+        let refresh = std::mem::take(&mut d.want_refresh);
         let batch = std::mem::take(&mut d.unrecorded);
         let args = CommitArgs {
             epoch: d.epoch,
             known_next: d.known_next,
             in_delivered: delivered,
             acked,
+            freed: d.freed,
+            refresh,
             hold: window + lease(window),
             ttl: key_ttl(window),
             detach: d.detaching,
@@ -257,7 +261,7 @@ impl SessionActor {
                     // Recorded before the take: the new owner has it.
                     return self.finish_stale(Vec::new(), ctx);
                 }
-                d.committed_since_tick = true;
+                d.freed -= args.freed;
                 d.backoff = Duration::from_millis(50);
                 let recovered = d.failing_since.take().is_some();
                 d.recorded_in = d.recorded_in.max(args.in_delivered);
@@ -317,6 +321,7 @@ impl SessionActor {
                 let mut batch = batch;
                 batch.append(&mut d.unrecorded);
                 d.unrecorded = batch;
+                d.want_refresh |= args.refresh;
                 let since = *d.failing_since.get_or_insert_with(Instant::now);
                 let delay = d.backoff;
                 d.backoff = (d.backoff * 2).min(Duration::from_secs(1));

@@ -104,6 +104,11 @@ pub(crate) struct CommitArgs {
     pub(crate) known_next: u64,
     pub(crate) in_delivered: u64,
     pub(crate) acked: u64,
+    /// Payload bytes the client acked since the last commit (the owner's
+    /// count: Redis keeps no size per message).
+    pub(crate) freed: u64,
+    /// The lease: push the deadline and the keys' TTL on.
+    pub(crate) refresh: bool,
     pub(crate) hold: Duration,
     pub(crate) ttl: Duration,
     /// The socket is gone: detach (the deadline becomes now + window).
@@ -374,23 +379,26 @@ impl RedisSessionStore {
         &self,
         sid: &str,
         a: &CommitArgs,
-        payloads: impl Iterator<Item = &Payload>,
+        payloads: impl Iterator<Item = &Payload> + Clone,
     ) -> Result<CommitOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
         let mut conn = self.link.conn.clone();
+        let kinds: String = payloads.clone().map(|p| kind_and_bytes(p).0).collect();
         let mut inv = self.scripts.commit.key(&meta);
         inv.key(&out)
             .arg(a.epoch)
             .arg(a.known_next)
             .arg(a.in_delivered)
             .arg(a.acked)
+            .arg(a.freed)
+            .arg(u8::from(a.refresh))
             .arg(ms(a.hold))
             .arg(ms(a.ttl))
             .arg(u8::from(a.detach))
-            .arg(ms(a.window));
+            .arg(ms(a.window))
+            .arg(kinds);
         for p in payloads {
-            let (kind, body) = kind_and_bytes(p);
-            inv.arg(kind).arg(body);
+            inv.arg(kind_and_bytes(p).1);
         }
         let v: Value = inv.invoke_async(&mut conn).await?;
         let r = array("commit", v)?;
