@@ -700,3 +700,50 @@ async fn a_streaming_session_costs_at_most_a_tenth_of_a_redis_command_per_messag
     assert!(per_message <= 0.1, "{used} commands for {n} messages");
     ws.disconnect().await.unwrap();
 }
+
+/// A graceful shutdown of the node holding a streaming client (what a
+/// deploy does): everything it took is recorded before its 1012, so the
+/// client goes on at the other node with nothing lost or doubled, and the
+/// drain does not wait for the client's acks (the next node replays).
+#[actix_rt::test]
+async fn a_drained_node_hands_its_sessions_to_the_other_node() {
+    let redis = TestRedis::shared();
+    let options = server_options(|o| o.shutdown_drain_timeout = Duration::from_secs(20));
+    let (a, b, _) = cluster(&redis, "drain", options).await;
+    let proxy = FaultProxy::start(a.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(proxy.ws_url()).buffering(true, 10_000))
+        .connect()
+        .await
+        .unwrap();
+    let n = 3000;
+    for i in 0..n / 2 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    rec.wait_messages(n / 4, WAIT).await;
+    proxy.set_upstream(b.addr());
+    let started = std::time::Instant::now();
+    a.server
+        .shutdown(resilient_ws::protocol::ShutdownAdvice {
+            reconnect_after_ms: 0,
+            spread_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "drained on the record, not on the client's acks: {:?}",
+        started.elapsed()
+    );
+    for i in n / 2..n {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    rec.wait_messages(n, WAIT).await;
+    assert_exactly_once_in_order(&texts(&rec), &numbered("m", 0..n), "echoes across a drain");
+    b.inbox.wait_messages(1, WAIT).await;
+    let mut delivered = received_texts(&a.inbox);
+    delivered.extend(received_texts(&b.inbox));
+    assert_exactly_once_in_order(&delivered, &numbered("m", 0..n), "client -> A then B");
+    ws.disconnect().await.unwrap();
+}
