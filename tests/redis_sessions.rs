@@ -747,3 +747,61 @@ async fn a_drained_node_hands_its_sessions_to_the_other_node() {
     assert_exactly_once_in_order(&delivered, &numbered("m", 0..n), "client -> A then B");
     ws.disconnect().await.unwrap();
 }
+
+/// Fencing at the node: when another node takes the session, the old
+/// owner closes its socket with 4002 and writes nothing more to it; what
+/// it had sent is replayed by the new owner from Redis.
+#[actix_rt::test]
+async fn a_node_whose_session_was_taken_closes_with_4002_and_writes_nothing_more() {
+    let redis = TestRedis::shared();
+    let (a, b, _) = cluster(&redis, "taken", ServerOptions::default()).await;
+    let neg = negotiate_at(a.addr(), &[]).await.unwrap();
+    let mut on_a = common::attach_raw(&a.http, &neg, 0).await;
+    for i in 1..=5 {
+        a.server
+            .send_to(&neg.connection_id, format!("s{i}"))
+            .await
+            .unwrap();
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 5 {
+        let f = tokio::time::timeout(WAIT, on_a.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Frame::Data { seq, .. } = common::decode(&f) {
+            seqs.push(seq);
+        }
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+
+    // The client claims 2 on B: B takes the session, replays 3..5.
+    let mut on_b = common::attach_raw(&b.http, &neg, 2).await;
+    let mut replay = Vec::new();
+    while replay.len() < 3 {
+        let f = tokio::time::timeout(WAIT, on_b.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Frame::Data { seq, payload } = common::decode(&f) {
+            replay.push((seq, payload.as_text().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(
+        replay,
+        vec![(3, "s3".into()), (4, "s4".into()), (5, "s5".into())]
+    );
+    let mut after = Vec::new();
+    let code = common::read_until_close(&mut on_a, |f| after.push(f)).await;
+    assert_eq!(code, Some(4002), "replaced");
+    assert!(after.is_empty(), "nothing more written at A: {after:?}");
+    assert!(wait_until(|| a.server.sessions() == 0, WAIT).await);
+
+    // A's next send goes through Redis to B.
+    a.server.send_to(&neg.connection_id, "s6").await.unwrap();
+    let f = tokio::time::timeout(WAIT, on_b.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(common::decode(&f), Frame::Data { seq: 6, .. }));
+}
