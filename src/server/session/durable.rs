@@ -61,6 +61,9 @@ pub(crate) struct Durable {
     pub(super) freed: u64,
     failing_since: Option<Instant>,
     backoff: Duration,
+    /// A retry is scheduled: new work waits for it (no retry per message
+    /// while Redis is down).
+    backing_off: bool,
     /// The socket is gone: the next commits detach; then the actor stops.
     detaching: bool,
     /// Another node owns the session: write nothing more.
@@ -116,6 +119,7 @@ impl SessionActor {
             freed: 0,
             failing_since: None,
             backoff: Duration::from_millis(50),
+            backing_off: false,
             detaching: false,
             stale: false,
         }));
@@ -208,7 +212,7 @@ impl SessionActor {
         let acked = self.sender.acked();
         let window = self.shared.options.resume_window;
         let Some(d) = &mut self.durable else { return };
-        if d.in_flight || d.stale {
+        if d.in_flight || d.stale || d.backing_off {
             return;
         }
         let work =
@@ -326,6 +330,7 @@ impl SessionActor {
                 let delay = d.backoff;
                 d.backoff = (d.backoff * 2).min(Duration::from_secs(1));
                 d.want_read = true;
+                d.backing_off = true;
                 if let Some(s) = &self.socket {
                     // Take nothing more from the client until it can be
                     // recorded.
@@ -340,7 +345,12 @@ impl SessionActor {
                         "session store unavailable",
                     );
                 }
-                ctx.run_later(delay, |act, ctx| act.kick(ctx));
+                ctx.run_later(delay, |act, ctx| {
+                    if let Some(d) = &mut act.durable {
+                        d.backing_off = false;
+                    }
+                    act.kick(ctx);
+                });
             }
         }
     }
