@@ -805,3 +805,37 @@ async fn a_node_whose_session_was_taken_closes_with_4002_and_writes_nothing_more
         .unwrap();
     assert!(matches!(common::decode(&f), Frame::Data { seq: 6, .. }));
 }
+
+/// A second HELLO on the same node (the first socket half-open) takes the
+/// session from this node's own actor: the old socket gets 4002, the new
+/// one goes on, and the node counts one session, one socket.
+#[actix_rt::test]
+async fn a_second_hello_on_the_same_node_replaces_the_first_socket() {
+    let redis = TestRedis::shared();
+    let (a, _b, _) = cluster(&redis, "same", ServerOptions::default()).await;
+    let neg = negotiate_at(a.addr(), &[]).await.unwrap();
+    let mut first = common::attach_raw(&a.http, &neg, 0).await;
+    a.server.send_to(&neg.connection_id, "one").await.unwrap();
+    let f = tokio::time::timeout(WAIT, first.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(common::decode(&f), Frame::Data { seq: 1, .. }));
+    let mut second = common::attach_raw(&a.http, &neg, 1).await;
+    assert_eq!(close_code_of(&mut first).await, Some(4002));
+    a.server.send_to(&neg.connection_id, "two").await.unwrap();
+    let f = tokio::time::timeout(WAIT, second.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(common::decode(&f), Frame::Data { seq: 2, .. }));
+    assert!(
+        wait_until(
+            || a.server.sessions() == 1 && a.server.stats().attached == 1,
+            WAIT
+        )
+        .await,
+        "{:?}",
+        a.server.stats()
+    );
+}
