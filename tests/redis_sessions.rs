@@ -839,3 +839,72 @@ async fn a_second_hello_on_the_same_node_replaces_the_first_socket() {
         a.server.stats()
     );
 }
+
+/// Two `rws serve --redis` processes behind a load balancer with no
+/// affinity, each killed (SIGKILL) and restarted in turn while a
+/// stateful client streams: every echo exactly once, in order.
+#[actix_rt::test]
+async fn kills_of_either_process_under_a_stream_lose_and_double_nothing() {
+    let redis = TestRedis::shared();
+    let prefix = TestRedis::unique_prefix("kills");
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let addrs = [port(), port()];
+    let args = |node: &str| {
+        vec![
+            "--redis".to_owned(),
+            redis.url().to_owned(),
+            "--node-id".to_owned(),
+            node.to_owned(),
+            "--redis-prefix".to_owned(),
+            prefix.clone(),
+        ]
+    };
+    let start = move |addr: SocketAddr, a: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            common::RwsServe::start(&addr.to_string(), &a)
+        })
+    };
+    let mut nodes = vec![
+        Some(start(addrs[0], args("k-a")).await.unwrap()),
+        Some(start(addrs[1], args("k-b")).await.unwrap()),
+    ];
+    let rr = RoundRobin::start(addrs.to_vec()).await;
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(rr.ws_url()).buffering(true, 20_000))
+        .connect()
+        .await
+        .unwrap();
+    let n = 6000;
+    let mut killed = 0;
+    for i in 0..n {
+        ws.send(format!("m{i}")).await.unwrap();
+        if i % 1000 == 999 {
+            let k = killed % 2;
+            nodes[k] = None; // SIGKILL
+            nodes[k] = Some(start(addrs[k], args(["k-a", "k-b"][k])).await.unwrap());
+            killed += 1;
+        }
+        if i % 100 == 99 {
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    rec.wait_messages(n, Duration::from_secs(60)).await;
+    assert_exactly_once_in_order(&texts(&rec), &numbered("m", 0..n), "echoes across kills");
+    let reconnects = ws.stats().reconnects;
+    println!("{killed} kills, {reconnects} reconnects");
+    assert!(reconnects >= 2, "kills hit the socket's node: {reconnects}");
+    assert!(
+        rec.events()
+            .iter()
+            .all(|e| !matches!(e, resilient_ws::testing::RecordedEvent::SessionLost(_))),
+        "the session survived every kill"
+    );
+    ws.disconnect().await.unwrap();
+}
