@@ -870,7 +870,7 @@ async fn kills_of_either_process_under_a_stream_lose_and_double_nothing() {
             common::RwsServe::start(&addr.to_string(), &a)
         })
     };
-    let mut nodes = vec![
+    let mut nodes = [
         Some(start(addrs[0], args("k-a")).await.unwrap()),
         Some(start(addrs[1], args("k-b")).await.unwrap()),
     ];

@@ -116,32 +116,46 @@ async fn sweep(shared: Weak<ServerShared>, store: RedisSessionStore) {
     loop {
         tokio::time::sleep(every).await;
         let Some(s) = shared.upgrade() else { return };
-        let due = match store.due(100).await {
-            Ok(due) => due,
-            Err(e) => {
-                s.store_failed("sweep", &e);
-                continue;
+        // Everything due, 100 at a time (a storm of detaches comes due at
+        // once).
+        loop {
+            let due = match store.due(100).await {
+                Ok(due) => due,
+                Err(e) => {
+                    s.store_failed("sweep", &e);
+                    break;
+                }
+            };
+            let more = due.len() == 100;
+            sweep_some(&s, &store, due).await;
+            if !more {
+                break;
             }
-        };
-        for sid in due {
-            match store.expire(&sid).await {
-                Ok(ExpireOutcome::Expired(undelivered)) => {
-                    let _ = store.unindex(&sid).await;
-                    log::debug!("session {sid} expired, {undelivered} undelivered");
-                    s.events.expired.publish(SessionExpired {
-                        connection_id: sid,
-                        undelivered,
-                        reason: ExpireReason::ResumeWindow,
-                    });
-                }
-                Ok(ExpireOutcome::Alive(deadline)) => {
-                    let _ = store.index(&sid, deadline).await;
-                }
-                Ok(ExpireOutcome::Gone) => {
-                    let _ = store.unindex(&sid).await;
-                }
-                Err(e) => s.store_failed("expire", &e),
+        }
+    }
+}
+
+/// Expires (or re-indexes, by their deadline in Redis) the sessions
+/// `due` names.
+async fn sweep_some(s: &ServerShared, store: &RedisSessionStore, due: Vec<String>) {
+    for sid in due {
+        match store.expire(&sid).await {
+            Ok(ExpireOutcome::Expired(undelivered)) => {
+                let _ = store.unindex(&sid).await;
+                log::debug!("session {sid} expired, {undelivered} undelivered");
+                s.events.expired.publish(SessionExpired {
+                    connection_id: sid,
+                    undelivered,
+                    reason: ExpireReason::ResumeWindow,
+                });
             }
+            Ok(ExpireOutcome::Alive(deadline)) => {
+                let _ = store.index(&sid, deadline).await;
+            }
+            Ok(ExpireOutcome::Gone) => {
+                let _ = store.unindex(&sid).await;
+            }
+            Err(e) => s.store_failed("expire", &e),
         }
     }
 }

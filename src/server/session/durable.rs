@@ -260,7 +260,11 @@ impl SessionActor {
         let Some(d) = &mut self.durable else { return };
         d.in_flight = false;
         match r {
-            Ok(CommitOutcome::Ok { first, others }) => {
+            Ok(CommitOutcome::Ok {
+                first,
+                deadline,
+                others,
+            }) => {
                 if d.stale {
                     // Recorded before the take: the new owner has it.
                     return self.finish_stale(Vec::new(), ctx);
@@ -298,7 +302,7 @@ impl SessionActor {
                         .as_ref()
                         .is_some_and(|d| d.unrecorded.is_empty())
                     {
-                        self.detached_in_store(ctx);
+                        self.detached_in_store(deadline, ctx);
                     } else {
                         self.kick(ctx);
                     }
@@ -402,15 +406,14 @@ impl SessionActor {
         self.kick(ctx);
     }
 
-    /// The detach is recorded: index the new deadline, stop.
-    fn detached_in_store(&mut self, ctx: &mut Context<Self>) {
+    /// The detach is recorded: index the new deadline (Redis's clock),
+    /// stop.
+    fn detached_in_store(&mut self, deadline: u64, ctx: &mut Context<Self>) {
         if let Some(d) = &self.durable {
             let store = d.store.clone();
             let sid = self.connection_id.clone();
-            // Score 0: the next sweep reads the real deadline and indexes
-            // it (deadlines come from Redis's clock only).
             actix_rt::spawn(async move {
-                let _ = store.index(&sid, 0).await;
+                let _ = store.index(&sid, deadline).await;
             });
         }
         if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {

@@ -120,8 +120,13 @@ pub(crate) struct CommitArgs {
 #[derive(Debug, PartialEq)]
 pub(crate) enum CommitOutcome {
     /// The batch's first payload got this seq; `others` were appended by
-    /// other nodes since `known_next`.
-    Ok { first: u64, others: Vec<Entry> },
+    /// other nodes since `known_next`; `deadline` is the new one (ms) on a
+    /// detach, else 0.
+    Ok {
+        first: u64,
+        deadline: u64,
+        others: Vec<Entry>,
+    },
     /// Another node took the session: nothing was written.
     Stale,
     /// The session is gone (ended or expired): nothing was written.
@@ -405,9 +410,10 @@ impl RedisSessionStore {
         match bytes_of(&r[0]) {
             Some(b"stale") => Ok(CommitOutcome::Stale),
             Some(b"gone") => Ok(CommitOutcome::Gone),
-            Some(b"ok") if r.len() >= 2 => Ok(CommitOutcome::Ok {
+            Some(b"ok") if r.len() >= 3 => Ok(CommitOutcome::Ok {
                 first: num(&r[1]).ok_or_else(|| unexpected("commit", &r[1]))?,
-                others: parse_entries("commit", &r[2..])?,
+                deadline: num(&r[2]).unwrap_or(0),
+                others: parse_entries("commit", &r[3..])?,
             }),
             _ => Err(SessionStoreError::Unexpected("commit".to_owned())),
         }

@@ -157,7 +157,7 @@ local m = redis.call('HMGET', KEYS[1], 'epoch', 'next_seq', 'in_delivered', 'ack
 if not m[1] then return {'gone'} end
 if tonumber(m[1]) ~= tonumber(ARGV[1]) then return {'stale'} end
 local next_seq = tonumber(m[2])
-local r = {'ok', next_seq}
+local r = {'ok', next_seq, 0}
 entries(KEYS[2], tonumber(ARGV[2]), next_seq - 1, r)
 local in_delivered = math.max(tonumber(m[3]), tonumber(ARGV[3]))
 local acked = math.max(tonumber(m[4]), math.min(tonumber(ARGV[4]), next_seq - 1))
@@ -175,7 +175,8 @@ local h = {'HSET', KEYS[1], 'next_seq', next_seq, 'in_delivered', in_delivered, 
   'trimmed', trimmed, 'appended_bytes', appended,
   'acked_bytes', tonumber(m[7]) + tonumber(ARGV[5])}
 if detach then
-  for _, v in ipairs({'attached', 0, 'owner', '', 'deadline', now_ms() + tonumber(ARGV[10])}) do
+  r[3] = now_ms() + tonumber(ARGV[10])
+  for _, v in ipairs({'attached', 0, 'owner', '', 'deadline', r[3]}) do
     h[#h + 1] = v
   end
 elseif refresh then

@@ -140,6 +140,7 @@ async fn a_batch_is_one_entry_read_back_per_message() {
         r,
         CommitOutcome::Ok {
             first: 1,
+            deadline: 0,
             others: vec![]
         }
     );
@@ -178,6 +179,7 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         first,
         CommitOutcome::Ok {
             first: 1,
+            deadline: 0,
             others: vec![]
         }
     );
@@ -213,6 +215,7 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         next,
         CommitOutcome::Ok {
             first: 3,
+            deadline: 0,
             others: vec![]
         }
     );
@@ -325,6 +328,7 @@ async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
         r,
         CommitOutcome::Ok {
             first: 2,
+            deadline: 0,
             others: vec![(1, text("aaaa"))]
         }
     );
@@ -336,6 +340,7 @@ async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
         r,
         CommitOutcome::Ok {
             first: 3,
+            deadline: 0,
             others: vec![]
         }
     );
