@@ -27,7 +27,7 @@ use support::*;
 #[actix_rt::test]
 async fn negotiate_on_one_node_and_the_socket_on_another_exchange_exactly_once() {
     let redis = TestRedis::shared();
-    let (a, b, _) = cluster(&redis, "split", ServerOptions::default()).await;
+    let (a, b, prefix) = cluster(&redis, "split", ServerOptions::default()).await;
     let rr = RoundRobin::start(vec![a.addr(), b.addr()]).await;
     let rec = EventRecorder::start();
     let ws = rec.attach(stateful(rr.ws_url())).connect().await.unwrap();
@@ -52,7 +52,16 @@ async fn negotiate_on_one_node_and_the_socket_on_another_exchange_exactly_once()
     );
     assert!(a.inbox.received().is_empty(), "nothing reached A");
     assert_eq!(b.inbox.opened().len(), 1, "B opened the session");
+    // The client's close (1000) ends the session: its keys go, B reports it.
     ws.disconnect().await.unwrap();
+    assert!(
+        wait_until(|| redis.keys(&prefix).is_empty(), WAIT).await,
+        "{:?}",
+        redis.keys(&prefix)
+    );
+    assert!(wait_until(|| b.inbox.expired().len() == 1, WAIT).await);
+    assert_eq!(b.inbox.expired()[0].reason, ExpireReason::Closed);
+    assert!(a.inbox.expired().is_empty());
 }
 
 /// The socket is cut mid-stream; while the client is away the
