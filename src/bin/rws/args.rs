@@ -266,6 +266,22 @@ pub(crate) struct ServeArgs {
     /// is closed with 1002. Default 10s.
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub(crate) hello_timeout: Option<Duration>,
+
+    /// Keep the sessions in the Redis at URL (`redis://host:port/`), shared
+    /// by every `rws serve` started with it: a client resumes on any of
+    /// them (docs/SCALING.md). Without it sessions live in this process.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: Option<String>,
+
+    /// This node's id among those sharing the Redis (with --redis; unique
+    /// per process). Default: HOSTNAME-PID.
+    #[arg(long, value_name = "NAME", requires = "redis")]
+    pub(crate) node_id: Option<String>,
+
+    /// The prefix of every Redis key and channel (with --redis), so that
+    /// several clusters share one Redis.
+    #[arg(long, value_name = "P", default_value = "rws", requires = "redis")]
+    pub(crate) redis_prefix: String,
 }
 
 // No `Debug`: it would print the token.
