@@ -219,7 +219,9 @@ pub use options::{
 #[cfg(feature = "client")]
 pub use retry::{ExponentialBackoff, RetryContext, RetryPolicy, SharedRetryPolicy};
 
-/// The README's Rust examples, compiled as doctests so they cannot rot.
-#[cfg(all(doctest, feature = "testing"))]
+/// The README's Rust examples, compiled as doctests so they cannot rot
+/// (with the README's test command, `cargo test -F cli`: the tour uses the
+/// Redis store too).
+#[cfg(all(doctest, feature = "testing", feature = "redis"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
