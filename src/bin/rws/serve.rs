@@ -238,3 +238,23 @@ async fn stop_on_signal(
         _ = signals.recv() => handle.stop(false).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redis_urls_are_printed_without_their_password() {
+        assert_eq!(
+            redact("redis://:s3cret@10.0.0.5:6379/0"),
+            "redis://:***@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            redact("redis://user:p@ss@host/"),
+            "redis://user:***@host/",
+            "an @ in the password"
+        );
+        assert_eq!(redact("redis://user@host/"), "redis://user@host/");
+        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+    }
+}
