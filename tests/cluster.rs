@@ -1,0 +1,605 @@
+//! Issue 13 end to end: two `rws serve --redis` nodes (real child
+//! processes) behind a round-robin proxy with no affinity, a real stateful
+//! client, and real faults: nodes killed with SIGKILL, stopped with SIGTERM,
+//! paused with SIGSTOP, and Redis itself stopped. Each test checks what the
+//! client got: every echo exactly once, in order, across all of it.
+//!
+//! `rws serve --echo` sends every client message back, so the echoes being
+//! exactly the sent sequence shows both directions: a message the server
+//! delivered twice would come back twice (with two server seqs), one it
+//! lost would not come back.
+//!
+//! Each test runs its own `redis-server` ([`TestRedis::start`]) and its own
+//! key prefix, and bounds every wait.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use common::{
+    assert_exactly_once_in_order, numbered, wait_until, RwsServe, ServeSpec, Signal, TestRedis,
+};
+use resilient_ws::{
+    protocol::Frame,
+    testing::{EventRecorder, FaultProxy, RecordedEvent},
+    IncomingMessage, ResilientWebSocket, ResilientWebSocketBuilder,
+};
+use tokio::sync::watch;
+
+/// The longest any one phase may take; only reached when something is
+/// broken (the suite runs on a loaded machine).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The nodes' names (`--node-id`).
+const NODES: [&str; 2] = ["a", "b"];
+
+// ---------------------------------------------------------------------------
+// the cluster
+
+/// Two `rws serve --echo --redis` nodes and the round-robin proxy in front.
+struct Cluster {
+    nodes: Vec<RwsServe>,
+    addrs: Vec<SocketAddr>,
+    proxy: FaultProxy,
+    prefix: String,
+}
+
+impl Cluster {
+    /// Starts both nodes on free ports, sharing `redis` under a fresh
+    /// prefix, with quick heartbeats and shutdowns; `env` is added to each
+    /// node's environment (`RUST_LOG`, say).
+    async fn start(redis: &TestRedis, test: &str, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
+        let prefix = TestRedis::unique_prefix(test);
+        let mut nodes = Vec::new();
+        for id in NODES {
+            let mut spec = ServeSpec::new(&[
+                "--echo",
+                "--redis",
+                redis.url(),
+                "--node-id",
+                id,
+                "--redis-prefix",
+                &prefix,
+                "--resume-window",
+                "30s",
+                // A client gone silent is noticed within a second.
+                "--keep-alive",
+                "100ms",
+                "--client-timeout",
+                "1s",
+                // SIGTERM: drain briefly, tell clients to come back at once.
+                "--shutdown-drain",
+                "1s",
+                "--shutdown-reconnect-after",
+                "0",
+                "--shutdown-spread",
+                "20ms",
+            ]);
+            spec.args.extend(extra.iter().map(|a| a.to_string()));
+            for (k, v) in env {
+                spec = spec.env(k, v);
+            }
+            nodes.push(RwsServe::start_spec_async("127.0.0.1:0", &spec).await);
+        }
+        let addrs: Vec<SocketAddr> = nodes.iter().map(RwsServe::socket_addr).collect();
+        let proxy = FaultProxy::start_round_robin(addrs.clone()).await.unwrap();
+        Cluster {
+            nodes,
+            addrs,
+            proxy,
+            prefix,
+        }
+    }
+
+    /// Which node holds the client's socket: the upstream of the newest
+    /// open connection that carried bytes both ways (an older one may be a
+    /// pooled negotiate connection or a socket the client gave up on).
+    /// Waits for one, bounded.
+    async fn socket_node(&self) -> usize {
+        let mut found = None;
+        let seen = wait_until(
+            || {
+                found = self
+                    .proxy
+                    .connections()
+                    .iter()
+                    .rev()
+                    .find(|c| c.from_upstream > 0 && c.to_upstream > 0)
+                    .and_then(|c| self.addrs.iter().position(|a| *a == c.upstream));
+                found.is_some()
+            },
+            WAIT,
+        )
+        .await;
+        assert!(seen, "no client socket through the proxy");
+        found.unwrap()
+    }
+
+    /// The one session's id, from its keys in Redis.
+    fn session_id(&self, redis: &TestRedis) -> String {
+        let metas: Vec<String> = redis
+            .keys(&self.prefix)
+            .into_iter()
+            .filter(|k| k.ends_with(":meta"))
+            .collect();
+        assert_eq!(metas.len(), 1, "one session: {metas:?}");
+        let k = &metas[0];
+        let open = k.find('{').expect("a {sid} tag");
+        let close = k.find('}').expect("a {sid} tag");
+        k[open + 1..close].to_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// the client
+
+/// What the client received, in order, and how many so far (to wait on).
+#[derive(Clone)]
+struct Echoes {
+    texts: Arc<Mutex<Vec<String>>>,
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl Echoes {
+    fn new() -> Echoes {
+        Echoes {
+            texts: Arc::default(),
+            count: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.texts.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        *self.count.borrow()
+    }
+
+    /// Waits (up to `limit`) until at least `n` arrived.
+    async fn wait(&self, n: usize, limit: Duration) -> bool {
+        let mut rx = self.count.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+struct EchoSink(Echoes);
+
+impl Actor for EchoSink {
+    type Context = Context<Self>;
+}
+
+impl Handler<IncomingMessage> for EchoSink {
+    type Result = ();
+
+    fn handle(&mut self, msg: IncomingMessage, _: &mut Context<Self>) {
+        let text = msg.payload.as_text().unwrap_or("<binary>").to_owned();
+        self.0.texts.lock().unwrap().push(text);
+        self.0.count.send_modify(|c| *c += 1);
+    }
+}
+
+/// A stateful client that notices a dead or paused node quickly: a
+/// heartbeat every 100 ms, given up after 400 ms of silence; reconnects at
+/// once; room for the whole stream in its outbox.
+fn client(url: String) -> ResilientWebSocketBuilder {
+    common::stateful(url)
+        .heartbeat(Duration::from_millis(100), Some(Duration::from_millis(400)))
+        .connection_timeout(Duration::from_secs(2))
+        .buffering(true, 50_000)
+}
+
+/// Connects a recorded client through the cluster's proxy.
+async fn connect(cluster: &Cluster) -> (ResilientWebSocket, EventRecorder, Echoes) {
+    let rec = EventRecorder::start();
+    let echoes = Echoes::new();
+    let sink = EchoSink(echoes.clone()).start();
+    let ws = tokio::time::timeout(
+        WAIT,
+        rec.attach(client(cluster.proxy.ws_url()))
+            .on_message(sink.recipient())
+            .connect(),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect");
+    (ws, rec, echoes)
+}
+
+/// Sends `m{from}`..`m{to}` paced at 100 messages per 10 ms (so the stream
+/// spans the faults), on its own task; gives the client back at the end.
+fn stream(
+    ws: ResilientWebSocket,
+    range: std::ops::Range<usize>,
+) -> actix_rt::task::JoinHandle<ResilientWebSocket> {
+    actix_rt::spawn(async move {
+        for i in range {
+            // Stateful mode never drops: a full window or an outage makes
+            // this wait.
+            ws.send(format!("m{i}")).await.expect("send");
+            if i % 100 == 99 {
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        ws
+    })
+}
+
+fn sessions_lost(rec: &EventRecorder) -> usize {
+    rec.events()
+        .iter()
+        .filter(|e| matches!(e, RecordedEvent::SessionLost(_)))
+        .count()
+}
+
+// ---------------------------------------------------------------------------
+// issue 13, test 1
+
+/// A fault of test 1's schedule.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL the node holding the client's socket, then start it again.
+    KillOwner,
+    /// SIGTERM this node (it drains and says 1012), then start it again.
+    Term(usize),
+}
+
+#[actix_rt::test]
+async fn twenty_thousand_each_way_survive_sigkills_and_a_rolling_restart() {
+    let redis = TestRedis::start();
+    let mut cluster = Cluster::start(&redis, "kills", &[], &[]).await;
+    let (ws, rec, echoes) = connect(&cluster).await;
+    let started = Instant::now();
+
+    let n = 20_000;
+    let sender = stream(ws, 0..n);
+    let schedule = [
+        Fault::KillOwner,
+        Fault::KillOwner,
+        Fault::KillOwner,
+        Fault::KillOwner,
+        Fault::Term(0),
+        Fault::Term(1),
+    ];
+    let mut killed = Vec::new();
+    for (k, fault) in schedule.iter().enumerate() {
+        // Each fault only once the stream has moved on since the last one:
+        // the cluster recovered, and the next fault hits it under load.
+        let at = (k + 1) * n / (schedule.len() + 1);
+        assert!(
+            echoes.wait(at, WAIT).await,
+            "stuck at {} echoes before fault {k} ({fault:?})",
+            echoes.count()
+        );
+        match *fault {
+            Fault::KillOwner => {
+                let owner = cluster.socket_node().await;
+                killed.push(owner);
+                cluster.nodes[owner].kill_hard().await;
+                cluster.nodes[owner].restart().await;
+            }
+            Fault::Term(i) => {
+                cluster.nodes[i].signal(Signal::Term);
+                // `restart` waits (bounded) for the drained node to exit.
+                cluster.nodes[i].restart().await;
+            }
+        }
+    }
+    assert!(
+        echoes.wait(n, WAIT).await,
+        "{} of {n} echoes arrived",
+        echoes.count()
+    );
+    let ws = sender.await.unwrap();
+    let elapsed = started.elapsed();
+
+    assert_exactly_once_in_order(
+        &echoes.texts(),
+        &numbered("m", 0..n),
+        "echoes (client -> server -> client)",
+    );
+    // The nodes were killed alternately: the client left the killed node
+    // for the other one each time.
+    assert!(
+        NODES.iter().enumerate().all(|(i, _)| killed.contains(&i)),
+        "both nodes must have been killed while holding the socket: {killed:?}"
+    );
+    assert_eq!(sessions_lost(&rec), 0, "resumed every time, never lost");
+    let stats = ws.stats();
+    assert!(
+        stats.reconnects >= 6,
+        "each fault moved the client: {} reconnects",
+        stats.reconnects
+    );
+    println!(
+        "cluster: {n} each way in {elapsed:?}; killed (node holding the socket) {killed:?}; \
+         {} reconnects; {} proxy connections",
+        stats.reconnects,
+        cluster.proxy.connections_total()
+    );
+    tokio::time::timeout(WAIT, ws.disconnect())
+        .await
+        .expect("disconnect in time")
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// issue 13, test 2
+
+/// One WebSocket frame a server sent (unmasked): its opcode and payload.
+fn ws_frames(mut bytes: &[u8]) -> Result<Vec<(u8, Bytes)>, String> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 2 {
+            return Err(format!("a truncated frame header: {bytes:?}"));
+        }
+        let opcode = bytes[0] & 0x0f;
+        if bytes[1] & 0x80 != 0 {
+            return Err("a masked frame from a server".into());
+        }
+        let (len, header) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 if bytes.len() >= 10 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            126 | 127 => return Err("a truncated length".into()),
+            n => (n as usize, 2),
+        };
+        if bytes.len() < header + len {
+            return Err(format!("a truncated frame (opcode {opcode}, {len} bytes)"));
+        }
+        frames.push((opcode, Bytes::copy_from_slice(&bytes[header..header + len])));
+        bytes = &bytes[header + len..];
+    }
+    Ok(frames)
+}
+
+#[actix_rt::test]
+async fn a_paused_owner_that_comes_back_is_fenced_off() {
+    let redis = TestRedis::start();
+    let debug = [("RUST_LOG", "resilient_ws=debug")];
+    let cluster = Cluster::start(&redis, "fencing", &[], &debug).await;
+    let (ws, rec, echoes) = connect(&cluster).await;
+
+    // Phase 1: a stream through one node, all of it echoed, so that node
+    // has nothing recorded that it has not written yet.
+    let before = 1_000;
+    let ws = stream(ws, 0..before).await.unwrap();
+    assert!(echoes.wait(before, WAIT).await, "{}", echoes.count());
+    let owner = cluster.socket_node().await;
+    let other = 1 - owner;
+    let sid = cluster.session_id(&redis);
+
+    // Phase 2: the owner is paused (a GC pause, a frozen VM) and taken out
+    // of the rotation (the load balancer's health check). What the client
+    // sends now first goes into the paused node's socket; the client's
+    // heartbeat gives up on it and resumes on the other node.
+    cluster.nodes[owner].signal(Signal::Stop);
+    let paused_at = Instant::now();
+    cluster.proxy.capture_from(cluster.addrs[owner], true);
+    cluster
+        .proxy
+        .set_upstreams(vec![cluster.addrs[other]])
+        .unwrap();
+    let during = 3_000;
+    let ws = stream(ws, before..during).await.unwrap();
+    assert!(
+        echoes.wait(during, WAIT).await,
+        "the client did not resume on the other node: {} echoes",
+        echoes.count()
+    );
+    let moved_after = paused_at.elapsed();
+    assert_eq!(
+        cluster.socket_node().await,
+        other,
+        "the socket is on the other node now"
+    );
+
+    // The paused node comes back. It still has the old socket (the client
+    // closed its end) and, in its socket buffer, messages it never
+    // recorded; it must write none of them anywhere: its epoch is stale.
+    cluster.nodes[owner].signal(Signal::Cont);
+    let owner_addr = cluster.addrs[owner];
+    assert!(
+        wait_until(|| cluster.proxy.connections_to(owner_addr) == 0, WAIT).await,
+        "the resumed node must close its stale socket: {:?}",
+        cluster.proxy.connections()
+    );
+    cluster.proxy.capture_from(owner_addr, false);
+    let stale_line = wait_until(
+        || {
+            cluster.nodes[owner]
+                .stderr()
+                .iter()
+                .any(|l| l.contains("stale") && l.contains(&sid))
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Phase 3: the node is back in the rotation and serves the session
+    // again once a reconnect lands on it.
+    cluster.proxy.set_upstreams(cluster.addrs.clone()).unwrap();
+    cluster.proxy.cut_all();
+    let after = 4_000;
+    let ws = stream(ws, during..after).await.unwrap();
+    assert!(
+        echoes.wait(after, WAIT).await,
+        "{} of {after} echoes",
+        echoes.count()
+    );
+
+    assert_exactly_once_in_order(&echoes.texts(), &numbered("m", 0..after), "echoes");
+    assert_eq!(sessions_lost(&rec), 0);
+
+    // What the paused node sent after it came back: no DATA (its new
+    // echoes were refused before any write), and no ACK beyond what it had
+    // recorded before the pause (client seqs start at 1).
+    let captured = cluster.proxy.captured_from(owner_addr);
+    let mut seen = Vec::new();
+    for conn in &captured {
+        for (opcode, payload) in ws_frames(conn).unwrap_or_else(|e| panic!("{e}: {conn:?}")) {
+            match opcode {
+                // Binary: a frame of the reliable protocol.
+                2 => {
+                    let frame = Frame::decode(payload.clone())
+                        .unwrap_or_else(|e| panic!("not a protocol frame ({e}): {payload:?}"));
+                    match frame {
+                        Frame::Data { seq, .. } => {
+                            panic!("the stale node wrote DATA seq {seq} after its pause")
+                        }
+                        Frame::Ack { seq } => assert!(
+                            seq <= before as u64,
+                            "the stale node acked client seq {seq}, sent after its pause"
+                        ),
+                        other => seen.push(format!("{other:?}")),
+                    }
+                }
+                // Close, ping, pong: control frames carry no message.
+                8..=10 => seen.push(format!("control opcode {opcode}")),
+                _ => panic!("the stale node wrote a data frame (opcode {opcode}): {payload:?}"),
+            }
+        }
+    }
+    println!(
+        "fencing: the client moved in {moved_after:?}; the stale node wrote {} bytes after its \
+         pause: {seen:?}",
+        captured.iter().map(Bytes::len).sum::<usize>()
+    );
+    assert!(
+        stale_line,
+        "node {} logged no line with `stale` and the session id {sid}; its stderr:\n{}",
+        NODES[owner],
+        cluster.nodes[owner].stderr().join("\n")
+    );
+    tokio::time::timeout(WAIT, ws.disconnect())
+        .await
+        .expect("disconnect in time")
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// issue 13, test 4
+
+/// The close a node sends when it cannot record a session's state in time.
+const STORE_UNAVAILABLE: &str = "session store unavailable";
+
+#[actix_rt::test]
+async fn redis_stopped_for_two_seconds_under_load_loses_nothing() {
+    // Persistent (appendfsync always): a restarted Redis still has every
+    // session it acknowledged, as in production.
+    let redis = TestRedis::start_persistent();
+    let cluster = Cluster::start(
+        &redis,
+        "redis-down",
+        // Attached sockets are closed 300 ms into an outage, so the client
+        // sees it well inside the 2 s.
+        &["--store-unavailable-timeout", "300ms"],
+        &[],
+    )
+    .await;
+    let (ws, rec, echoes) = connect(&cluster).await;
+    let n = 6_000;
+    let sender = stream(ws, 0..n);
+    assert!(echoes.wait(2_000, WAIT).await, "{}", echoes.count());
+
+    let redis = tokio::task::spawn_blocking(move || {
+        let mut redis = redis;
+        redis.stop();
+        redis
+    })
+    .await
+    .unwrap();
+    let stopped = Instant::now();
+
+    // A clear event: the socket closed with 1013 and the reason.
+    let closed = rec
+        .wait_for(
+            WAIT,
+            |e| matches!(e, RecordedEvent::Closed(c) if c.code == Some(1013)),
+        )
+        .await
+        .expect("the client is told the store is unavailable (1013)");
+    let RecordedEvent::Closed(closed) = closed else {
+        unreachable!()
+    };
+    assert_eq!(closed.reason, STORE_UNAVAILABLE, "{closed:?}");
+    let told_after = stopped.elapsed();
+    assert!(
+        told_after < Duration::from_secs(2),
+        "told within the outage: {told_after:?}"
+    );
+
+    // Nothing goes out that could not be recorded: no echo arrives while
+    // Redis is down (everything recorded before the stop was written long
+    // before the 1013 above).
+    let frozen = echoes.count();
+    // A new client cannot start a session now: 503 with Retry-After.
+    let resp = tokio::time::timeout(
+        WAIT,
+        awc::Client::default()
+            .post(format!("http://{}/ws/negotiate", cluster.proxy.addr()))
+            .send(),
+    )
+    .await
+    .expect("negotiate answered in time")
+    .expect("negotiate answered");
+    assert_eq!(resp.status().as_u16(), 503, "{resp:?}");
+    assert!(
+        resp.headers().contains_key("retry-after"),
+        "503 without Retry-After: {resp:?}"
+    );
+
+    // The outage lasts 2 s (the fault itself, not a wait for a condition).
+    actix_rt::time::sleep(Duration::from_secs(2).saturating_sub(stopped.elapsed())).await;
+    assert_eq!(
+        echoes.count(),
+        frozen,
+        "echoes were written while Redis was down"
+    );
+    let reconnects_during = rec.reconnecting().len();
+    let redis = tokio::task::spawn_blocking(move || {
+        let mut redis = redis;
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+
+    assert!(
+        echoes.wait(n, WAIT).await,
+        "{} of {n} echoes after Redis came back",
+        echoes.count()
+    );
+    let ws = sender.await.unwrap();
+    assert_exactly_once_in_order(&echoes.texts(), &numbered("m", 0..n), "echoes");
+    assert_eq!(sessions_lost(&rec), 0, "the session survived the outage");
+    // While it was down the client kept trying and was told why each time.
+    let reasons: Vec<String> = rec
+        .reconnecting()
+        .iter()
+        .map(|r| r.reason.to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains(STORE_UNAVAILABLE)),
+        "{reasons:?}"
+    );
+    println!(
+        "redis down: told after {told_after:?}; {reconnects_during} reconnect attempts during the \
+         outage; {frozen} echoes before it, {n} in the end"
+    );
+    tokio::time::timeout(WAIT, ws.disconnect())
+        .await
+        .expect("disconnect in time")
+        .unwrap();
+    drop(redis);
+}
