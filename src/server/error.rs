@@ -41,4 +41,9 @@ pub enum ServerError {
     /// sent; the session is not affected.
     #[error("timed out waiting for room in the session's send buffer")]
     Timeout,
+    /// The session store (Redis) did not answer: nothing was sent (or,
+    /// for negotiate, no session was created: it answers `503` with
+    /// `Retry-After`). Try again later.
+    #[error("the session store is unavailable")]
+    StoreUnavailable,
 }

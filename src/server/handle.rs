@@ -95,6 +95,9 @@ pub struct ReliableServer {
     /// The hub is owned here (a strong address on purpose): the server
     /// runs as long as a handle exists.
     pub(crate) hub: Addr<Hub>,
+    /// Redis mode: the queue of sends to sessions not attached here.
+    #[cfg(feature = "redis")]
+    appender: Option<super::cluster::Appender>,
 }
 
 impl std::fmt::Debug for ReliableServer {
@@ -123,7 +126,14 @@ impl ReliableServer {
         let options = options.normalized();
         let shared = Arc::new(SharedState::new(options, echo));
         let hub = Hub::new(shared.clone()).start();
-        ReliableServer { shared, hub }
+        #[cfg(feature = "redis")]
+        let appender = super::cluster::start(&shared);
+        ReliableServer {
+            shared,
+            hub,
+            #[cfg(feature = "redis")]
+            appender,
+        }
     }
 
     /// Starts an echo server: every message a session receives is sent back
@@ -183,9 +193,65 @@ impl ReliableServer {
         payload: impl Into<Payload>,
     ) -> Result<(), ServerError> {
         let payload = payload.into();
-        let entry = self.sendable(connection_id, &payload)?;
         let deadline = tokio::time::Instant::now() + self.shared.options.send_timeout;
+        #[cfg(feature = "redis")]
+        if let Some(appender) = &self.appender {
+            return self
+                .send_to_cluster(appender, connection_id, payload, deadline)
+                .await;
+        }
+        let entry = self.sendable(connection_id, &payload)?;
         send_when_room(&entry, payload, Some(deadline), false).await
+    }
+
+    /// Redis mode's `send_to`: to the local actor when the session is
+    /// attached here, else appended to its stream in Redis (the node that
+    /// holds its socket, now or next, sends it).
+    #[cfg(feature = "redis")]
+    async fn send_to_cluster(
+        &self,
+        appender: &super::cluster::Appender,
+        connection_id: &str,
+        payload: Payload,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ServerError> {
+        use super::store::AppendOutcome;
+        if let Ok(entry) = self.sendable(connection_id, &payload) {
+            match send_when_room(&entry, payload.clone(), Some(deadline), false).await {
+                // Taken by another node or detached meanwhile: via Redis.
+                Err(ServerError::UnknownSession) => {}
+                other => return other,
+            }
+        }
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            appender
+                .send(super::cluster::AppendJob {
+                    sid: connection_id.to_owned(),
+                    payload: payload.clone(),
+                    reply: Some(reply),
+                })
+                .map_err(|_| ServerError::Stopped)?;
+            match answer.await.map_err(|_| ServerError::Stopped)? {
+                Ok(AppendOutcome::Appended(_)) => return Ok(()),
+                Ok(AppendOutcome::Gone) => return Err(ServerError::UnknownSession),
+                Ok(AppendOutcome::TooLarge(max)) => {
+                    return Err(ServerError::MessageTooLarge {
+                        size: payload.len(),
+                        max,
+                    })
+                }
+                Ok(AppendOutcome::Full) => {
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(ServerError::Timeout);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(_) => return Err(ServerError::StoreUnavailable),
+            }
+        }
     }
 
     /// Like [`send_to`](Self::send_to), without waiting: a message that
@@ -202,6 +268,19 @@ impl ReliableServer {
         payload: impl Into<Payload>,
     ) -> Result<(), ServerError> {
         let payload = payload.into();
+        #[cfg(feature = "redis")]
+        if let Some(appender) = &self.appender {
+            if self.shared.sessions.entry(connection_id).is_none() {
+                // Not attached here: appended in the background, in order.
+                return appender
+                    .send(super::cluster::AppendJob {
+                        sid: connection_id.to_owned(),
+                        payload,
+                        reply: None,
+                    })
+                    .map_err(|_| ServerError::Stopped);
+            }
+        }
         let entry = self.sendable(connection_id, &payload)?;
         // No deadline: the future completes at its first poll.
         futures_util::FutureExt::now_or_never(send_when_room(&entry, payload, None, false))
@@ -233,7 +312,29 @@ impl ReliableServer {
     /// client accepts less than the payload's size are skipped (logged, and
     /// counted in [`ServerStats::broadcast_skipped`]).
     pub fn broadcast(&self, payload: impl Into<Payload>) -> usize {
-        broadcast(&self.shared, payload.into())
+        let payload = payload.into();
+        #[cfg(feature = "redis")]
+        if let (Some(appender), Some(store)) = (&self.appender, self.shared.redis()) {
+            // Every session not attached here, from the cluster's index.
+            let (appender, store, shared) = (appender.clone(), store.clone(), self.shared.clone());
+            let for_others = payload.clone();
+            actix_rt::spawn(async move {
+                let all = match store.all_sessions().await {
+                    Ok(all) => all,
+                    Err(e) => return shared.store_failed("broadcast", &e),
+                };
+                for sid in all {
+                    if shared.sessions.entry(&sid).is_none() {
+                        let _ = appender.send(super::cluster::AppendJob {
+                            sid,
+                            payload: for_others.clone(),
+                            reply: None,
+                        });
+                    }
+                }
+            });
+        }
+        broadcast(&self.shared, payload)
     }
 
     /// Ends a session now: its socket (if any) is closed with 1000 and
@@ -243,6 +344,13 @@ impl ReliableServer {
     /// # Errors
     /// [`ServerError::UnknownSession`] if no session has this id.
     pub fn close_session(&self, connection_id: &str) -> Result<(), ServerError> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = self.shared.redis() {
+            if self.shared.sessions.session(connection_id).is_none() {
+                self.close_remote(store.clone(), connection_id.to_owned());
+                return Ok(());
+            }
+        }
         let addr = self
             .shared
             .sessions
@@ -250,6 +358,29 @@ impl ReliableServer {
             .ok_or(ServerError::UnknownSession)?;
         addr.do_send(EndSession);
         Ok(())
+    }
+
+    /// Redis mode: ends a session not attached here (its keys go; the
+    /// owner, if any, closes its socket) and reports it from this node.
+    #[cfg(feature = "redis")]
+    fn close_remote(&self, store: super::store::RedisSessionStore, sid: String) {
+        let shared = self.shared.clone();
+        actix_rt::spawn(async move {
+            match store.end(&sid).await {
+                Ok(Some((undelivered, owner, attached))) => {
+                    if attached && !owner.is_empty() {
+                        let _ = store.publish(&owner, &format!("ended {sid}")).await;
+                    }
+                    shared.events.expired.publish(SessionExpired {
+                        connection_id: sid,
+                        undelivered,
+                        reason: super::ExpireReason::Closed,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => shared.store_failed("close_session", &e),
+            }
+        });
     }
 
     /// Graceful shutdown: drains every attached protocol socket, then
@@ -343,6 +474,32 @@ impl ReliableServer {
         identity: String,
         params: crate::protocol::NegotiateParams,
     ) -> Result<(String, String), ServerError> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = self.shared.redis() {
+            // No actor: the session lives in Redis until a HELLO takes it.
+            let connection_id = crate::protocol::new_connection_id();
+            let token = crate::protocol::new_reconnect_token();
+            let client_id = params.client_id.unwrap_or_else(|| connection_id.clone());
+            let w = self.shared.options.resume_window;
+            return match store
+                .create(
+                    &connection_id,
+                    &token,
+                    &identity,
+                    &client_id,
+                    params.max_message_size.unwrap_or(usize::MAX),
+                    w,
+                    super::store::key_ttl(w),
+                )
+                .await
+            {
+                Ok(()) => Ok((connection_id, token)),
+                Err(e) => {
+                    self.shared.store_failed("negotiate", &e);
+                    Err(ServerError::StoreUnavailable)
+                }
+            };
+        }
         self.hub
             .send(CreateSession { identity, params })
             .await

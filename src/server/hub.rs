@@ -92,6 +92,51 @@ impl Handler<CreateSession> for Hub {
     }
 }
 
+/// A socket's HELLO took a session from the Redis store for this node:
+/// start its actor (in place of an older one of this node, which is
+/// told it was taken). Answers the new actor.
+#[cfg(feature = "redis")]
+#[derive(Message)]
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub(crate) struct Adopt {
+    pub(crate) connection_id: String,
+    pub(crate) identity: String,
+    pub(crate) taken: super::store::Taken,
+}
+
+#[cfg(feature = "redis")]
+impl Handler<Adopt> for Hub {
+    type Result = Option<Addr<SessionActor>>;
+
+    fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
+        let store = self.shared.redis()?.clone();
+        let window = Arc::new(SendWindow::new(self.shared.options.max_pending_bytes()));
+        let client_max = msg.taken.client_max;
+        let addr = SessionActor::adopted(
+            self.shared.clone(),
+            store,
+            msg.connection_id.clone(),
+            msg.identity.clone(),
+            msg.taken,
+            window.clone(),
+        )
+        .start();
+        if client_max < usize::MAX {
+            self.shared
+                .sessions
+                .set_client_limit(&msg.connection_id, client_max);
+        }
+        if let Some(old) =
+            self.shared
+                .sessions
+                .replace(msg.connection_id, &msg.identity, addr.clone(), window)
+        {
+            old.addr.do_send(super::session::StoreNotice::Taken);
+        }
+        Some(addr)
+    }
+}
+
 impl Handler<Shutdown> for Hub {
     type Result = MessageResult<Shutdown>;
 

@@ -68,6 +68,7 @@ mod error;
 mod events;
 mod options;
 mod stats;
+mod store;
 
 // Plain state with no actor: per-address limits, send windows, the session
 // registry, the socket's channel and liveness, the plain clients, and the
@@ -83,6 +84,8 @@ mod socket_tx;
 mod writer;
 
 // The actors and what drives them.
+#[cfg(feature = "redis")]
+mod cluster;
 mod hub;
 mod relay;
 mod session;
@@ -106,3 +109,6 @@ pub use options::{
 };
 pub use routes::{reliable_route, request_token};
 pub use socket::{ECHO_BUFFER_BYTES, PLAIN_CLIENT_BUFFER};
+pub use store::SessionStore;
+#[cfg(feature = "redis")]
+pub use store::{RedisSessionStore, SessionStoreError};

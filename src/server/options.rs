@@ -196,6 +196,16 @@ pub struct ServerOptions {
     /// The payload bytes that may wait for the subscribers (see
     /// `max_inbound_backlog`). 0 acts as 1. Default 16 MiB.
     pub max_inbound_backlog_bytes: usize,
+    /// Where sessions live: [`SessionStore::Memory`](super::SessionStore::Memory)
+    /// (the default) or, with the `redis` feature, Redis, shared by every
+    /// node of a cluster (docs/SCALING.md).
+    pub store: super::SessionStore,
+    /// With a Redis store: how long an attached session waits for Redis
+    /// to answer again (meanwhile it takes no client messages and sends
+    /// nothing it could not record) before it closes its socket with 1013
+    /// "session store unavailable" (the client resumes later; nothing is
+    /// lost). Default 10 s.
+    pub store_unavailable_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -222,6 +232,8 @@ impl Default for ServerOptions {
             client_timeout: Duration::from_secs(30),
             max_inbound_backlog: 1024,
             max_inbound_backlog_bytes: 16 * 1024 * 1024,
+            store: super::SessionStore::Memory,
+            store_unavailable_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -250,6 +262,8 @@ impl fmt::Debug for ServerOptions {
             .field("client_timeout", &self.client_timeout)
             .field("max_inbound_backlog", &self.max_inbound_backlog)
             .field("max_inbound_backlog_bytes", &self.max_inbound_backlog_bytes)
+            .field("store", &self.store)
+            .field("store_unavailable_timeout", &self.store_unavailable_timeout)
             .finish()
     }
 }
@@ -296,6 +310,7 @@ impl ServerOptions {
         self.ack_interval = self.ack_interval.max(ms);
         self.hello_timeout = self.hello_timeout.max(ms);
         self.client_timeout = self.client_timeout.max(ms);
+        self.store_unavailable_timeout = self.store_unavailable_timeout.max(ms);
         self.ack_threshold = self.ack_threshold.max(1);
         self.max_unacked_bytes = self.max_unacked_bytes.max(1);
         self.max_message_size = self.max_message_size.max(1);

@@ -97,6 +97,47 @@ impl<S: Clone> Registry<S> {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// Puts `addr` in place of whatever holds `id` now (a node took a
+    /// session it already had an actor for): the identity count stays.
+    /// Answers the entry it replaced.
+    pub(crate) fn replace(
+        &self,
+        id: String,
+        identity: &str,
+        addr: S,
+        window: Arc<SendWindow>,
+    ) -> Option<SessionEntry<S>> {
+        let old = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(id, SessionEntry { addr, window });
+        if old.is_none() && !identity.is_empty() {
+            *self
+                .per_identity
+                .lock()
+                .expect("identity lock")
+                .entry(identity.to_owned())
+                .or_default() += 1;
+        }
+        old
+    }
+
+    /// Forgets a session if its entry is `is_mine` (an actor that was
+    /// replaced must not remove its successor).
+    pub(crate) fn remove_if(&self, id: &str, identity: &str, is_mine: impl Fn(&S) -> bool) {
+        let mine = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .get(id)
+            .is_some_and(|e| is_mine(&e.addr));
+        if mine {
+            self.remove(id, identity);
+        }
+    }
+
     /// Records the largest message the session's client accepts.
     pub(crate) fn set_client_limit(&self, id: &str, max: usize) {
         self.client_limits

@@ -177,6 +177,11 @@ async fn negotiate(req: HttpRequest, body: web::Payload, server: ReliableServer)
                 .insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")))
                 .body("too many sessions");
         }
+        Err(ServerError::StoreUnavailable) => {
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")))
+                .body("session store unavailable");
+        }
         Err(e) => {
             log::error!("negotiate: {e}");
             return HttpResponse::ServiceUnavailable().finish();
@@ -227,7 +232,15 @@ async fn socket(
                 .body("too many sockets waiting for HELLO"));
         };
         let (response, ws, stream) = actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL])?;
-        spawn_reliable(server.shared, identity, peer, permit, ws, stream);
+        spawn_reliable(
+            server.shared,
+            server.hub,
+            identity,
+            peer,
+            permit,
+            ws,
+            stream,
+        );
         return Ok(response);
     }
     match server.options().plain {

@@ -6,7 +6,7 @@
 //! `hub::ServerShared`.
 
 use std::sync::{
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
     Mutex,
 };
 
@@ -38,6 +38,10 @@ pub(crate) struct Shared<S> {
     pub(crate) resume_limiter: ResumeLimiter,
     /// What unauthenticated peers may cost.
     pub(crate) admission: Admission,
+    /// See [`ServerStats::store_errors`].
+    pub(crate) store_errors: AtomicU64,
+    /// See [`ServerStats::store_stale_refusals`].
+    pub(crate) store_stale: AtomicU64,
 }
 
 impl<S: Clone> Shared<S> {
@@ -53,6 +57,8 @@ impl<S: Clone> Shared<S> {
             echo,
             resume_limiter: ResumeLimiter::new(options.failed_resume_limit),
             admission: Admission::new(&options),
+            store_errors: AtomicU64::new(0),
+            store_stale: AtomicU64::new(0),
             options,
         }
     }
@@ -70,11 +76,33 @@ impl<S: Clone> Shared<S> {
             plain_clients: self.plain.len(),
             broadcast_skipped: self.sessions.broadcast_skipped(),
             inbound_backlog: self.inbound_backlog.load(Ordering::Relaxed),
+            store_errors: self.store_errors.load(Ordering::Relaxed),
+            store_stale_refusals: self.store_stale.load(Ordering::Relaxed),
         }
     }
 }
 
 impl<S> Shared<S> {
+    /// The Redis store, when sessions live there.
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis(&self) -> Option<&super::store::RedisSessionStore> {
+        self.options.store.redis()
+    }
+
+    /// Counts a failed store call, logging the first of an outage.
+    #[cfg(feature = "redis")]
+    pub(crate) fn store_failed(&self, what: &str, e: &super::store::SessionStoreError) {
+        if self
+            .store_errors
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1000)
+        {
+            log::warn!("session store: {what}: {e}");
+        } else {
+            log::debug!("session store: {what}: {e}");
+        }
+    }
+
     pub(crate) fn socket_attached(&self) {
         self.attached.fetch_add(1, Ordering::Relaxed);
     }
@@ -132,6 +160,8 @@ mod tests {
                 plain_clients: 1,
                 broadcast_skipped: 0,
                 inbound_backlog: 3,
+                store_errors: 0,
+                store_stale_refusals: 0,
             }
         );
 

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     admission::HelloPermit,
     hello::wait_hello,
-    hub::ServerShared,
+    hub::{Hub, ServerShared},
     joined::{Joined, JoinedItem, Step},
     keep_alive::{abort_later, KeepAlive, PongSlot},
     session::{Attach, AttachError, Detached, EndSession, Inbound, SessionActor},
@@ -132,9 +132,103 @@ fn finish(tx: &SocketTx, step: Step) {
     let _ = tx.send(step.ending());
 }
 
+/// The session a HELLO names: the local actor, or (Redis mode) the
+/// actor of the session just taken for this node.
+async fn find_session(
+    shared: &Arc<ServerShared>,
+    hub: &Addr<Hub>,
+    hello: &super::hello::Hello,
+    identity: &str,
+) -> Result<Addr<SessionActor>, AttachError> {
+    #[cfg(feature = "redis")]
+    if let Some(store) = shared.redis() {
+        use super::store::{key_ttl, lease, TakeArgs, TakeOutcome};
+        let w = shared.options.resume_window;
+        let taken = store
+            .take(TakeArgs {
+                sid: &hello.connection_id,
+                token: &hello.reconnect_token,
+                identity,
+                last_received: hello.last_received,
+                first_seq: hello.first_seq,
+                hold: w + lease(w),
+                ttl: key_ttl(w),
+            })
+            .await;
+        return match taken {
+            Err(e) => {
+                shared.store_failed("take", &e);
+                Err(AttachError::Unavailable)
+            }
+            Ok(TakeOutcome::Gone) => Err(AttachError::Gone),
+            Ok(TakeOutcome::Refused) => Err(AttachError::Refused),
+            Ok(TakeOutcome::Protocol(reason)) => Err(AttachError::Protocol(reason)),
+            Ok(TakeOutcome::Taken(taken)) => hub
+                .send(super::hub::Adopt {
+                    connection_id: hello.connection_id.clone(),
+                    identity: identity.to_owned(),
+                    taken,
+                })
+                .await
+                .ok()
+                .flatten()
+                .ok_or(AttachError::Gone),
+        };
+    }
+    let _ = (hub, identity);
+    shared
+        .sessions
+        .session(&hello.connection_id)
+        .ok_or(AttachError::Gone)
+}
+
+/// Closes a socket whose HELLO could not attach.
+fn refuse(
+    shared: &ServerShared,
+    tx: &SocketTx,
+    peer: Option<std::net::IpAddr>,
+    refusal: AttachError,
+) {
+    match refusal {
+        AttachError::Protocol(text) => {
+            finish(tx, Step::Violation(close_code::PROTOCOL_ERROR, text.into()))
+        }
+        AttachError::ShuttingDown(reason) => {
+            let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
+                close_code::SERVICE_RESTART,
+                &reason,
+            ))));
+        }
+        #[cfg(feature = "redis")]
+        AttachError::Unavailable => {
+            let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
+                close_code::TRY_AGAIN_LATER,
+                "session store unavailable",
+            ))));
+        }
+        refusal => {
+            // Only a wrong token (or identity) for a session that exists
+            // counts: that is what guessing looks like. An unknown or
+            // expired id is what every client sends once after a server
+            // restart; counting it would lock out clients sharing an
+            // address (a NAT, a proxy) just when they all come back.
+            if matches!(refusal, AttachError::Refused) {
+                shared
+                    .resume_limiter
+                    .record_failure(peer, std::time::Instant::now());
+            }
+            let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
+                close_code::SESSION_GONE,
+                "session gone",
+            ))));
+        }
+    }
+}
+
 /// Starts the tasks of a protocol socket.
 pub(crate) fn spawn_reliable(
     shared: Arc<ServerShared>,
+    hub: Addr<Hub>,
     identity: String,
     peer: Option<std::net::IpAddr>,
     permit: HelloPermit,
@@ -150,6 +244,7 @@ pub(crate) fn spawn_reliable(
     let writer = actix_rt::spawn(write_loop(ws, rx, meter.clone(), done_tx));
     actix_rt::spawn(read_reliable(
         shared,
+        hub,
         identity,
         peer,
         permit,
@@ -163,6 +258,7 @@ pub(crate) fn spawn_reliable(
 #[allow(clippy::too_many_arguments)]
 async fn read_reliable(
     shared: Arc<ServerShared>,
+    hub: Addr<Hub>,
     identity: String,
     peer: Option<std::net::IpAddr>,
     permit: HelloPermit,
@@ -194,10 +290,10 @@ async fn read_reliable(
     }
     let socket_id = next_socket_id();
     let gate = Arc::new(ReadGate::default());
-    let session: Option<Addr<SessionActor>> = shared.sessions.session(&hello.connection_id);
-    let attached = match &session {
-        None => Err(AttachError::Gone),
-        Some(addr) => addr
+    let found = find_session(&shared, &hub, &hello, &identity).await;
+    let attached = match &found {
+        Err(_) => Err(AttachError::Gone),
+        Ok(addr) => addr
             .send(Attach {
                 socket_id,
                 tx: tx.clone(),
@@ -211,38 +307,9 @@ async fn read_reliable(
             .await
             .unwrap_or(Err(AttachError::Gone)),
     };
-    let session = match (attached, session) {
-        (Ok(()), Some(addr)) => addr,
-        (Err(AttachError::Protocol(text)), _) => {
-            return finish(
-                &tx,
-                Step::Violation(close_code::PROTOCOL_ERROR, text.into()),
-            )
-        }
-        (Err(AttachError::ShuttingDown(reason)), _) => {
-            let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
-                close_code::SERVICE_RESTART,
-                &reason,
-            ))));
-            return;
-        }
-        (refusal, _) => {
-            // Only a wrong token (or identity) for a session that exists
-            // counts: that is what guessing looks like. An unknown or
-            // expired id is what every client sends once after a server
-            // restart; counting it would lock out clients sharing an
-            // address (a NAT, a proxy) just when they all come back.
-            if matches!(refusal, Err(AttachError::Refused)) {
-                shared
-                    .resume_limiter
-                    .record_failure(peer, std::time::Instant::now());
-            }
-            let _ = tx.send(Outgoing::Close(Some(ws::close_reason(
-                close_code::SESSION_GONE,
-                "session gone",
-            ))));
-            return;
-        }
+    let session = match (found, attached) {
+        (Ok(addr), Ok(())) => addr,
+        (Err(e), _) | (Ok(_), Err(e)) => return refuse(&shared, &tx, peer, e),
     };
 
     let checks = SocketChecks {

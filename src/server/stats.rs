@@ -20,4 +20,10 @@ pub struct ServerStats {
     /// [`max_inbound_backlog`](super::ServerOptions::max_inbound_backlog) plus
     /// what was in flight).
     pub inbound_backlog: usize,
+    /// Redis session store calls that failed (Redis unreachable or
+    /// erroring), in all; always 0 with the in-memory store.
+    pub store_errors: u64,
+    /// Commits refused because another node took the session (this node
+    /// was paused or slow and its epoch is stale), in all.
+    pub store_stale_refusals: u64,
 }

@@ -82,6 +82,8 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Run the reliable WebSocket server at /ws (negotiate at
@@ -174,6 +176,22 @@ pub(crate) struct ServeArgs {
     /// e.g. a page using the JavaScript client.
     #[arg(long = "static", value_name = "DIR")]
     pub(crate) static_dir: Option<std::path::PathBuf>,
+
+    /// Keep the sessions in the Redis at URL (`redis://host:port/`), shared
+    /// by every `rws serve` started with it: a client resumes on any of
+    /// them (docs/SCALING.md). Without it sessions live in this process.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: Option<String>,
+
+    /// This node's id among those sharing the Redis (with --redis; unique
+    /// per process). Default: HOSTNAME-PID.
+    #[arg(long, value_name = "NAME", requires = "redis")]
+    pub(crate) node_id: Option<String>,
+
+    /// The prefix of every Redis key and channel (with --redis), so that
+    /// several clusters share one Redis.
+    #[arg(long, value_name = "P", default_value = "rws", requires = "redis")]
+    pub(crate) redis_prefix: String,
 }
 
 // No `Debug`: it would print the token.

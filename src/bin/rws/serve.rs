@@ -7,7 +7,8 @@ use actix_web::{web, App, HttpServer};
 use resilient_ws::{
     protocol::ShutdownAdvice,
     server::{
-        reliable_route, request_token, AuthRefusal, PlainMode, ReliableServer, ServerOptions,
+        reliable_route, request_token, AuthRefusal, PlainMode, RedisSessionStore, ReliableServer,
+        ServerOptions, SessionStore,
     },
 };
 use tokio::sync::mpsc;
@@ -65,6 +66,29 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         spread_ms: millis(args.shutdown_spread),
     };
     actix_rt::System::new().block_on(async move {
+        let mut options = options;
+        match &args.redis {
+            None => {}
+            Some(url) => {
+                let node_id = args.node_id.clone().unwrap_or_else(default_node_id);
+                match RedisSessionStore::connect(url, node_id).await {
+                    Ok(store) => {
+                        let store = store.with_prefix(args.redis_prefix.clone());
+                        say!(
+                            "session store: redis {} (prefix {}), node id {}",
+                            redact(url),
+                            store.prefix(),
+                            store.node_id()
+                        );
+                        options.store = SessionStore::Redis(store);
+                    }
+                    Err(e) => {
+                        say!("rws: cannot use Redis at {}: {e}", redact(url));
+                        return EXIT_SETUP;
+                    }
+                }
+            }
+        }
         // The hub and session actors live on this (the main) arbiter; the
         // workers reach them through `Send` addresses.
         let reliable = if args.broadcast {
@@ -112,6 +136,35 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             }
         }
     })
+}
+
+/// This node's default id: HOSTNAME-PID (unique per process on a host).
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "rws".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The URL without a password (`redis://:secret@host` → `redis://:***@host`).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// On the first SIGINT/SIGTERM: drains every reliable session (see

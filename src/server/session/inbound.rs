@@ -45,6 +45,8 @@ impl Handler<Inbound> for SessionActor {
             }
         }
         self.schedule_ack(ctx);
+        #[cfg(feature = "redis")]
+        self.kick(ctx);
     }
 }
 
@@ -124,6 +126,12 @@ impl SessionActor {
                     self.client_max
                 );
             } else {
+                #[cfg(feature = "redis")]
+                if self.durable.is_some() {
+                    // Recorded with the delivery it answers, in one commit.
+                    self.window.add(payload.len());
+                    return self.queue_durable(payload, true, ctx);
+                }
                 self.queue_outbound(
                     Outbound {
                         payload,
@@ -210,17 +218,34 @@ impl SessionActor {
             ctx.cancel_future(h);
         }
         if self.receiver.ack_pending() {
-            self.receiver.ack_sent();
             // What the subscribers took, not what was delivered: a client
-            // faster than them fills its window and waits.
-            self.write(
-                Frame::Ack {
-                    seq: self.intake.taken,
+            // faster than them fills its window and waits. With a store,
+            // also only what it recorded.
+            let seq = self.ack_seq();
+            #[cfg(feature = "redis")]
+            if let Some(d) = &mut self.durable {
+                if seq <= d.ack_written {
+                    if seq == self.intake.taken {
+                        self.receiver.ack_sent();
+                    }
+                    return;
                 }
-                .to_bytes(),
-                0,
-            );
+                d.ack_written = seq;
+            }
+            if seq == self.intake.taken {
+                self.receiver.ack_sent();
+            }
+            self.write(Frame::Ack { seq }.to_bytes(), 0);
         }
+    }
+
+    /// The seq the next ACK carries.
+    fn ack_seq(&self) -> u64 {
+        #[cfg(feature = "redis")]
+        if let Some(d) = &self.durable {
+            return self.intake.taken.min(d.recorded_in);
+        }
+        self.intake.taken
     }
 
     /// Acks at once after the threshold, else within the ack interval.

@@ -38,6 +38,10 @@ pub(crate) enum AttachError {
     Protocol(&'static str),
     /// Close 1012 with this reason: the server is shutting down.
     ShuttingDown(String),
+    /// Close 1013 "session store unavailable": Redis did not answer; the
+    /// client tries again later.
+    #[cfg(feature = "redis")]
+    Unavailable,
 }
 
 /// Decoded DATA and ACK frames from the socket `socket_id`, in arrival
@@ -91,3 +95,18 @@ pub(crate) struct Drain {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct EndSession;
+
+/// What this node's channel says about a session it holds (Redis mode).
+#[cfg(feature = "redis")]
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub(crate) enum StoreNotice {
+    /// Another node appended to its stream: read and send the new entries.
+    Grew,
+    /// Another node took it: write nothing more, stop.
+    Taken,
+    /// Another node ended it (`close_session`): close the socket, stop.
+    Ended,
+    /// This node's channel (re)connected: read what may have been missed.
+    Resync,
+}

@@ -36,6 +36,8 @@ use crate::{
 /// hub, because the hub imports the session.
 type Shared = shared::Shared<Addr<SessionActor>>;
 
+#[cfg(feature = "redis")]
+mod durable;
 mod inbound;
 mod intake;
 mod messages;
@@ -43,6 +45,8 @@ mod outbound;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "redis")]
+pub(crate) use messages::StoreNotice;
 pub(crate) use messages::{Attach, AttachError, Detached, Drain, EndSession, Inbound, Outbound};
 
 use intake::Intake;
@@ -96,6 +100,11 @@ pub(crate) struct SessionActor {
     draining: Option<Draining>,
     /// The application's view of `sender` + `pending` bytes.
     window: Arc<SendWindow>,
+    /// With a Redis store: the session's state there and the group
+    /// commit (`durable.rs`). `None` in memory mode, whose path stays as
+    /// it was (no await, no allocation per message).
+    #[cfg(feature = "redis")]
+    durable: Option<Box<durable::Durable>>,
 }
 
 impl SessionActor {
@@ -129,6 +138,20 @@ impl SessionActor {
             pending_bytes: 0,
             draining: None,
             window,
+            #[cfg(feature = "redis")]
+            durable: None,
+        }
+    }
+
+    /// Whether the session's state lives in a store (Redis mode).
+    fn is_durable(&self) -> bool {
+        #[cfg(feature = "redis")]
+        {
+            self.durable.is_some()
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            false
         }
     }
 
@@ -166,7 +189,11 @@ impl SessionActor {
         // The next socket's HELLO claim stands for the ack not sent.
         self.receiver.new_socket();
         self.generation += 1;
-        if !self.ended {
+        #[cfg(feature = "redis")]
+        if self.durable.is_some() {
+            self.detach_durable(ctx);
+        }
+        if !self.ended && !self.is_durable() {
             self.start_expiry(ctx);
         }
         if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {
@@ -191,9 +218,20 @@ impl SessionActor {
     /// deadline passed, or the socket is gone): closes with 1012.
     fn check_drained(&mut self, ctx: &mut Context<Self>, force: bool) {
         let Some(d) = &self.draining else { return };
-        let drained = self.sender.is_empty()
-            && self.pending.is_empty()
-            && self.intake.taken == self.receiver.delivered;
+        #[cfg(feature = "redis")]
+        let durable_drained = self
+            .durable
+            .as_ref()
+            .map(|d| d.is_idle(self.receiver.delivered));
+        #[cfg(not(feature = "redis"))]
+        let durable_drained: Option<bool> = None;
+        // With a store, what is recorded is the next node's to send: the
+        // drain waits for the records, not for the client's acks.
+        let drained = durable_drained.unwrap_or(
+            self.sender.is_empty()
+                && self.pending.is_empty()
+                && self.intake.taken == self.receiver.delivered,
+        );
         if !(drained || force || self.socket.is_none()) {
             return;
         }
@@ -211,6 +249,10 @@ impl SessionActor {
         }
         self.ended = true;
         self.cancel_expiry(ctx);
+        #[cfg(feature = "redis")]
+        if self.durable.is_some() {
+            return self.end_durable(ctx, reason);
+        }
         match reason {
             ExpireReason::ResumeWindow => {}
             ExpireReason::Overflow => {
@@ -243,18 +285,30 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // A session that never gets a socket expires too.
-        self.start_expiry(ctx);
+        // A session that never gets a socket expires too (with a store,
+        // the sweeper expires it).
+        if !self.is_durable() {
+            self.start_expiry(ctx);
+        }
     }
 
-    fn stopped(&mut self, _: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.window.close();
         self.forget_backlog();
         if self.socket.take().is_some() {
             self.shared.socket_detached();
         }
-        self.shared
-            .remove_session(&self.connection_id, &self.identity);
+        if self.is_durable() {
+            // Another actor may hold the id now (this node took the
+            // session again): remove only this one.
+            let me = ctx.address();
+            self.shared
+                .sessions
+                .remove_if(&self.connection_id, &self.identity, |a| *a == me);
+        } else {
+            self.shared
+                .remove_session(&self.connection_id, &self.identity);
+        }
     }
 }
 
@@ -267,6 +321,10 @@ impl Handler<Attach> for SessionActor {
         }
         if let Some(reason) = self.shared.shutdown_reason() {
             return Err(AttachError::ShuttingDown(reason));
+        }
+        #[cfg(feature = "redis")]
+        if self.durable.is_some() {
+            return self.attach_durable(msg, ctx);
         }
         // Evaluate both checks to keep timing independent of which failed.
         let token_ok = tokens_equal(&msg.token, &self.token);

@@ -33,6 +33,10 @@ impl SessionActor {
         if !reserved {
             self.window.add(len);
         }
+        #[cfg(feature = "redis")]
+        if self.durable.is_some() {
+            return self.queue_durable(payload, false, ctx);
+        }
         if self.pending.is_empty() && self.sender.has_room(len) {
             self.assign(payload);
             return;
@@ -88,6 +92,10 @@ impl SessionActor {
 
     /// Moves queued messages into the unacked buffer while they fit.
     pub(super) fn promote(&mut self) {
+        #[cfg(feature = "redis")]
+        if self.durable.is_some() {
+            return self.promote_durable();
+        }
         while let Some(front) = self.pending.front() {
             let len = front.len();
             if !self.sender.has_room(len) {

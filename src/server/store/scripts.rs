@@ -1,0 +1,200 @@
+//! The Lua scripts of the Redis session store: each is one round trip and
+//! atomic, which is what makes fencing (the epoch check and the write in
+//! one step) and "SessionExpired once across the cluster" (one `DEL`
+//! answers the count to one caller) hold.
+//!
+//! Every script gets a session's two keys as `KEYS[1]` (`P:{sid}:meta`, a
+//! hash) and `KEYS[2]` (`P:{sid}:out`, a stream with one entry per
+//! server→client message, ID `<seq>-1`, fields `k` ("t"/"b") and `p`):
+//! both carry the `{sid}` hash tag, so a Redis Cluster keeps them in one
+//! slot. Times come from Redis `TIME`, never from a node's clock. The
+//! global expiry index (`P:expiry`) lives in another slot and is written
+//! with separate commands, never from here.
+
+/// Shared helpers, prepended to every script: the time in ms, the stream
+/// entries from `from` on as a flat array (seq, kind, payload, ...), and
+/// the trim of everything acked up to `upto`.
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function entries(out, from, upto, acc)
+  if from > upto then return acc end
+  local es = redis.call('XRANGE', out, string.format('%d-0', from), string.format('%d-9', upto))
+  for _, e in ipairs(es) do
+    local id = e[1]
+    acc[#acc + 1] = string.sub(id, 1, string.find(id, '-', 1, true) - 1)
+    acc[#acc + 1] = e[2][2]
+    acc[#acc + 1] = e[2][4]
+  end
+  return acc
+end
+local function trim(meta, out, upto)
+  local acked = tonumber(redis.call('HGET', meta, 'acked'))
+  local last = tonumber(redis.call('HGET', meta, 'next_seq')) - 1
+  if upto > last then upto = last end
+  if upto <= acked then return end
+  local es = redis.call('XRANGE', out, string.format('%d-0', acked + 1), string.format('%d-9', upto))
+  local bytes = 0
+  for _, e in ipairs(es) do bytes = bytes + string.len(e[2][4]) end
+  redis.call('XTRIM', out, 'MINID', string.format('%d-0', upto + 1))
+  redis.call('HSET', meta, 'acked', upto)
+  redis.call('HINCRBY', meta, 'acked_bytes', bytes)
+end
+local function ttl(meta, out, ms)
+  redis.call('PEXPIRE', meta, ms)
+  if redis.call('EXISTS', out) == 1 then redis.call('PEXPIRE', out, ms) end
+end
+"#;
+
+/// `create`: ARGV token_hash, identity, client_id, client_max, window_ms,
+/// ttl_ms. Answers the deadline (ms).
+const CREATE: &str = r#"
+local deadline = now_ms() + tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'identity', ARGV[2], 'client_id', ARGV[3],
+  'client_max', ARGV[4], 'epoch', 0, 'owner', '', 'attached', 0, 'had_socket', 0,
+  'next_seq', 1, 'acked', 0, 'in_delivered', 0, 'appended_bytes', 0, 'acked_bytes', 0,
+  'deadline', deadline)
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return deadline
+"#;
+
+/// `take`: ARGV node, token_hash, identity, last_received, first_seq,
+/// hold_ms (window + lease), ttl_ms, channel prefix, sid. Answers
+/// {"gone"} | {"refused"} | {"protocol", reason} | {"ok", epoch,
+/// previous owner, had_socket, in_delivered, next_seq, acked, client_id,
+/// client_max, seq, kind, payload, ...}. Publishes "taken <sid>" to the
+/// previous owner (another node) so it stops at once.
+const TAKE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+local m = redis.call('HMGET', KEYS[1], 'token', 'identity', 'epoch', 'owner', 'had_socket',
+  'next_seq', 'acked', 'in_delivered', 'client_id', 'client_max')
+local token_ok = (m[1] == ARGV[2])
+local identity_ok = (m[2] == ARGV[3])
+if not (token_ok and identity_ok) then return {'refused'} end
+local had = tonumber(m[5])
+local next_seq = tonumber(m[6])
+local last_received = tonumber(ARGV[4])
+local first_seq = tonumber(ARGV[5])
+if had == 0 and first_seq == 0 then return {'protocol', 'first_seq must be at least 1'} end
+if last_received > next_seq - 1 then return {'protocol', 'claim ahead of what was sent'} end
+local in_delivered = tonumber(m[8])
+if had == 0 then in_delivered = first_seq - 1 end
+trim(KEYS[1], KEYS[2], last_received)
+local acked = tonumber(redis.call('HGET', KEYS[1], 'acked'))
+local epoch = tonumber(m[3]) + 1
+redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'attached', 1, 'had_socket', 1,
+  'in_delivered', in_delivered, 'deadline', now_ms() + tonumber(ARGV[6]))
+ttl(KEYS[1], KEYS[2], ARGV[7])
+local prev = m[4]
+if prev ~= '' and prev ~= ARGV[1] then
+  redis.call('PUBLISH', ARGV[8] .. prev, 'taken ' .. ARGV[9])
+end
+local r = {'ok', epoch, prev, had, in_delivered, next_seq, acked, m[9], m[10]}
+return entries(KEYS[2], acked + 1, next_seq - 1, r)
+"#;
+
+/// `commit`: the owner's batch. ARGV epoch, known_next, in_delivered,
+/// acked, hold_ms, ttl_ms, detach (0/1), window_ms, then kind, payload
+/// pairs. Answers {"gone"} | {"stale"} | {"ok", first seq assigned,
+/// seq, kind, payload, ... (the entries from known_next up to the first
+/// assigned: appended by other nodes since the owner last looked)}.
+const COMMIT: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'next_seq', 'in_delivered')
+if not m[1] then return {'gone'} end
+if tonumber(m[1]) ~= tonumber(ARGV[1]) then return {'stale'} end
+local next_seq = tonumber(m[2])
+if tonumber(ARGV[3]) > tonumber(m[3]) then
+  redis.call('HSET', KEYS[1], 'in_delivered', ARGV[3])
+end
+trim(KEYS[1], KEYS[2], tonumber(ARGV[4]))
+local r = {'ok', next_seq}
+entries(KEYS[2], tonumber(ARGV[2]), next_seq - 1, r)
+local bytes = 0
+for i = 9, #ARGV, 2 do
+  redis.call('XADD', KEYS[2], string.format('%d-1', next_seq), 'k', ARGV[i], 'p', ARGV[i + 1])
+  bytes = bytes + string.len(ARGV[i + 1])
+  next_seq = next_seq + 1
+end
+local now = now_ms()
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'next_seq', next_seq, 'attached', 0, 'owner', '',
+    'deadline', now + tonumber(ARGV[8]))
+else
+  redis.call('HSET', KEYS[1], 'next_seq', next_seq, 'deadline', now + tonumber(ARGV[5]))
+end
+if bytes > 0 then redis.call('HINCRBY', KEYS[1], 'appended_bytes', bytes) end
+ttl(KEYS[1], KEYS[2], ARGV[6])
+return r
+"#;
+
+/// `append`: any node, no epoch (appending is not owning). ARGV max
+/// unacked bytes, kind, payload, channel prefix, sid. Answers {"gone"} |
+/// {"too_large", client_max} | {"full"} | {"ok", seq}; publishes
+/// "grew <sid>" to the owner's node when attached.
+const APPEND: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'next_seq', 'client_max', 'appended_bytes',
+  'acked_bytes', 'owner', 'attached')
+if not m[1] then return {'gone'} end
+local len = string.len(ARGV[3])
+if len > tonumber(m[2]) then return {'too_large', m[2]} end
+local unacked = tonumber(m[3]) - tonumber(m[4])
+if unacked > 0 and unacked + len > tonumber(ARGV[1]) then return {'full'} end
+local seq = tonumber(m[1])
+redis.call('XADD', KEYS[2], string.format('%d-1', seq), 'k', ARGV[2], 'p', ARGV[3])
+redis.call('HSET', KEYS[1], 'next_seq', seq + 1)
+redis.call('HINCRBY', KEYS[1], 'appended_bytes', len)
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
+if m[6] == '1' and m[5] ~= '' then
+  redis.call('PUBLISH', ARGV[4] .. m[5], 'grew ' .. ARGV[5])
+end
+return {'ok', seq}
+"#;
+
+/// `end`: close_session. Answers {"gone"} | {"ok", undelivered, owner,
+/// attached}; the keys are gone.
+const END: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'next_seq', 'acked', 'owner', 'attached')
+if not m[1] then return {'gone'} end
+redis.call('DEL', KEYS[1], KEYS[2])
+return {'ok', tonumber(m[1]) - 1 - tonumber(m[2]), m[3], tonumber(m[4])}
+"#;
+
+/// `expire`: the sweeper's. Answers {"gone"} | {"alive", deadline} |
+/// {"expired", undelivered}; an expired session's keys are gone, and
+/// only the call that deleted them answers its count.
+const EXPIRE: &str = r#"
+local m = redis.call('HMGET', KEYS[1], 'deadline', 'next_seq', 'acked')
+if not m[1] then return {'gone'} end
+local deadline = tonumber(m[1])
+if deadline > now_ms() then return {'alive', deadline} end
+redis.call('DEL', KEYS[1], KEYS[2])
+return {'expired', tonumber(m[2]) - 1 - tonumber(m[3])}
+"#;
+
+/// The scripts, loaded once per store (EVALSHA, falling back to EVAL
+/// after a Redis restart forgot them).
+pub(crate) struct Scripts {
+    pub(crate) create: redis::Script,
+    pub(crate) take: redis::Script,
+    pub(crate) commit: redis::Script,
+    pub(crate) append: redis::Script,
+    pub(crate) end: redis::Script,
+    pub(crate) expire: redis::Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        let with = |body: &str| redis::Script::new(&format!("{PRELUDE}\n{body}"));
+        Scripts {
+            create: with(CREATE),
+            take: with(TAKE),
+            commit: with(COMMIT),
+            append: with(APPEND),
+            end: with(END),
+            expire: with(EXPIRE),
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The scripts against a real Redis (a private `redis-server` from PATH on
+//! a free port, as tests/common/redis.rs starts one): each wrapper, and
+//! fencing at the store level.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+
+use super::{
+    redis::{AppendOutcome, CommitArgs, CommitOutcome, ExpireOutcome, TakeArgs, TakeOutcome},
+    RedisSessionStore,
+};
+use crate::Payload;
+
+/// A private redis-server, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_server() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("these tests need redis-server on PATH");
+    let server = Server {
+        child,
+        url: format!("redis://127.0.0.1:{port}/"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server
+}
+
+fn text(s: &str) -> Payload {
+    Payload::Text(s.into())
+}
+
+async fn store(url: &str, node: &str) -> RedisSessionStore {
+    RedisSessionStore::connect(url, node)
+        .await
+        .expect("connect")
+        .with_prefix("t")
+}
+
+fn take_args<'a>(sid: &'a str, token: &'a str, identity: &'a str) -> TakeArgs<'a> {
+    TakeArgs {
+        sid,
+        token,
+        identity,
+        last_received: 0,
+        first_seq: 1,
+        hold: Duration::from_secs(10),
+        ttl: Duration::from_secs(20),
+    }
+}
+
+fn commit_args(epoch: u64, known_next: u64, in_delivered: u64, acked: u64) -> CommitArgs {
+    CommitArgs {
+        epoch,
+        known_next,
+        in_delivered,
+        acked,
+        hold: Duration::from_secs(10),
+        ttl: Duration::from_secs(20),
+        detach: false,
+        window: Duration::from_secs(5),
+    }
+}
+
+fn taken(outcome: TakeOutcome) -> super::Taken {
+    match outcome {
+        TakeOutcome::Taken(t) => t,
+        other => panic!("not taken: {other:?}"),
+    }
+}
+
+/// The meta hash's field, read directly.
+fn field(url: &str, sid: &str, name: &str) -> Option<String> {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("HGET")
+        .arg(format!("t:{{{sid}}}:meta"))
+        .arg(name)
+        .query(&mut c)
+        .unwrap()
+}
+
+fn stream_len(url: &str, sid: &str) -> u64 {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("XLEN")
+        .arg(format!("t:{{{sid}}}:out"))
+        .query(&mut c)
+        .unwrap()
+}
+
+fn keys(url: &str) -> Vec<String> {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("KEYS").arg("t:*").query(&mut c).unwrap()
+}
+
+/// Fencing: once node B took the session, node A's commit (its epoch is
+/// stale) is refused and writes nothing: no entry, no delivered count.
+#[actix_rt::test]
+async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
+    let redis = redis_server();
+    let (a, b) = (store(&redis.url, "a").await, store(&redis.url, "b").await);
+    let w = Duration::from_secs(5);
+    a.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    let on_a = taken(a.take(take_args("s", "tok", "")).await.unwrap());
+    assert_eq!((on_a.epoch, on_a.had_socket, on_a.next_seq), (1, false, 1));
+    let first = a
+        .commit("s", &commit_args(1, 1, 3, 0), [text("x"), text("y")].iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        CommitOutcome::Ok {
+            first: 1,
+            others: vec![]
+        }
+    );
+
+    let on_b = taken(b.take(take_args("s", "tok", "")).await.unwrap());
+    assert_eq!(on_b.epoch, 2);
+    assert!(on_b.had_socket);
+    assert_eq!(on_b.in_delivered, 3, "what A recorded");
+    assert_eq!(on_b.entries, vec![(1, text("x")), (2, text("y"))]);
+
+    let stale = a
+        .commit("s", &commit_args(1, 3, 9, 2), [text("z")].iter())
+        .await
+        .unwrap();
+    assert_eq!(stale, CommitOutcome::Stale);
+    assert_eq!(stream_len(&redis.url, "s"), 2, "no entry appended");
+    assert_eq!(field(&redis.url, "s", "next_seq").as_deref(), Some("3"));
+    assert_eq!(field(&redis.url, "s", "in_delivered").as_deref(), Some("3"));
+    assert_eq!(
+        field(&redis.url, "s", "acked").as_deref(),
+        Some("0"),
+        "no trim"
+    );
+    assert_eq!(field(&redis.url, "s", "owner").as_deref(), Some("b"));
+
+    // The new owner's commit goes on from there.
+    let next = b
+        .commit("s", &commit_args(2, 3, 4, 0), [text("z")].iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        CommitOutcome::Ok {
+            first: 3,
+            others: vec![]
+        }
+    );
+}
+
+/// `take` refuses a wrong token, another identity, an unknown session and
+/// a claim beyond what was sent; HELLO's claim trims the stream.
+#[actix_rt::test]
+async fn take_checks_token_identity_and_claim_and_trims_what_the_claim_acks() {
+    let redis = redis_server();
+    let s = store(&redis.url, "n").await;
+    let w = Duration::from_secs(5);
+    s.create("s", "tok", "alice", "cid", 10, w, w * 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        field(&redis.url, "s", "token").map(|t| t.len()),
+        Some(64),
+        "a SHA-256 hex, never the token"
+    );
+    assert_ne!(field(&redis.url, "s", "token").as_deref(), Some("tok"));
+    assert!(matches!(
+        s.take(take_args("s", "bad", "alice")).await.unwrap(),
+        TakeOutcome::Refused
+    ));
+    assert!(matches!(
+        s.take(take_args("s", "tok", "bob")).await.unwrap(),
+        TakeOutcome::Refused
+    ));
+    assert!(matches!(
+        s.take(take_args("nope", "tok", "alice")).await.unwrap(),
+        TakeOutcome::Gone
+    ));
+    let mut zero = take_args("s", "tok", "alice");
+    zero.first_seq = 0;
+    assert!(matches!(
+        s.take(zero).await.unwrap(),
+        TakeOutcome::Protocol("first_seq must be at least 1")
+    ));
+    let mut first = take_args("s", "tok", "alice");
+    first.first_seq = 5;
+    let t = taken(s.take(first).await.unwrap());
+    assert_eq!(
+        (t.in_delivered, t.client_max),
+        (4, 10),
+        "first_seq fixes it"
+    );
+    for p in ["a", "b", "c"] {
+        assert!(matches!(
+            s.append("s", &text(p), 1 << 20).await.unwrap(),
+            AppendOutcome::Appended(_)
+        ));
+    }
+    let mut ahead = take_args("s", "tok", "alice");
+    ahead.last_received = 4;
+    assert!(matches!(
+        s.take(ahead).await.unwrap(),
+        TakeOutcome::Protocol(_)
+    ));
+    let mut claim = take_args("s", "tok", "alice");
+    claim.last_received = 2;
+    claim.first_seq = 99;
+    let t = taken(s.take(claim).await.unwrap());
+    assert_eq!(t.epoch, 2, "refusals took nothing");
+    assert_eq!(
+        t.in_delivered, 4,
+        "first_seq only counts on the first socket"
+    );
+    assert_eq!(t.acked, 2);
+    assert_eq!(t.entries, vec![(3, text("c"))], "the claim acked 1 and 2");
+    assert_eq!(stream_len(&redis.url, "s"), 1, "trimmed");
+}
+
+/// `append` from any node: numbered after the owner's, bounded by the
+/// client's size and the unacked bytes; the owner's next commit returns
+/// what others appended.
+#[actix_rt::test]
+async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
+    let redis = redis_server();
+    let (owner, other) = (store(&redis.url, "o").await, store(&redis.url, "x").await);
+    let w = Duration::from_secs(5);
+    owner
+        .create("s", "tok", "", "cid", 8, w, w * 2)
+        .await
+        .unwrap();
+    taken(owner.take(take_args("s", "tok", "")).await.unwrap());
+    assert_eq!(
+        other.append("s", &text("123456789"), 100).await.unwrap(),
+        AppendOutcome::TooLarge(8)
+    );
+    assert_eq!(
+        other.append("s", &text("aaaa"), 6).await.unwrap(),
+        AppendOutcome::Appended(1)
+    );
+    assert_eq!(
+        other.append("s", &text("bbbb"), 6).await.unwrap(),
+        AppendOutcome::Full,
+        "4 unacked + 4 > 6"
+    );
+    assert_eq!(
+        other.append("gone", &text("b"), 6).await.unwrap(),
+        AppendOutcome::Gone
+    );
+    let bin = Payload::Binary(Bytes::from_static(&[0, 255]));
+    let r = owner
+        .commit("s", &commit_args(1, 1, 0, 0), [bin.clone()].iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CommitOutcome::Ok {
+            first: 2,
+            others: vec![(1, text("aaaa"))]
+        }
+    );
+    // Acks free room for other senders.
+    let r = owner
+        .commit("s", &commit_args(1, 3, 0, 2), std::iter::empty())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CommitOutcome::Ok {
+            first: 3,
+            others: vec![]
+        }
+    );
+    assert_eq!(stream_len(&redis.url, "s"), 0);
+    assert_eq!(
+        other.append("s", &text("bbbb"), 6).await.unwrap(),
+        AppendOutcome::Appended(3)
+    );
+}
+
+/// `expire` deletes a session past its deadline once (the count goes to
+/// one caller), keeps one within it; `end` deletes at once.
+#[actix_rt::test]
+async fn expire_answers_once_and_leaves_no_keys() {
+    let redis = redis_server();
+    let (a, b) = (store(&redis.url, "a").await, store(&redis.url, "b").await);
+    let short = Duration::from_millis(50);
+    a.create("old", "tok", "", "cid", 100, short, Duration::from_secs(10))
+        .await
+        .unwrap();
+    a.append("old", &text("u1"), 100).await.unwrap();
+    a.append("old", &text("u2"), 100).await.unwrap();
+    let long = Duration::from_secs(60);
+    a.create("live", "tok", "", "cid", 100, long, long)
+        .await
+        .unwrap();
+    assert_eq!(a.due(10).await.unwrap(), Vec::<String>::new());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(a.due(10).await.unwrap(), vec!["old".to_owned()]);
+    assert_eq!(a.expire("old").await.unwrap(), ExpireOutcome::Expired(2));
+    assert_eq!(b.expire("old").await.unwrap(), ExpireOutcome::Gone, "once");
+    assert!(matches!(
+        b.expire("live").await.unwrap(),
+        ExpireOutcome::Alive(_)
+    ));
+    a.unindex("old").await.unwrap();
+    assert_eq!(
+        b.end("live").await.unwrap(),
+        Some((0, String::new(), false))
+    );
+    assert_eq!(a.end("live").await.unwrap(), None, "already gone");
+    assert_eq!(keys(&redis.url), Vec::<String>::new(), "nothing left");
+}
