@@ -131,13 +131,7 @@ pub(super) async fn stream(args: &DemoArgs, url: &str) -> Result<Report, BoxErro
         ));
     }
     let sent = Arc::new(AtomicU64::new(0));
-    let killer = actix_rt::spawn(kill_halfway(
-        nodes,
-        proxy.clone(),
-        n,
-        sent.clone(),
-        start,
-    ));
+    let killer = actix_rt::spawn(kill_halfway(nodes, proxy.clone(), n, sent.clone(), start));
 
     let chunk = per_tick(n);
     for i in 0..n {
@@ -274,7 +268,11 @@ async fn kill_halfway(
         .iter()
         .rev()
         .find(|c| c.from_upstream > 0 && c.to_upstream > 0)
-        .and_then(|c| nodes.iter().position(|node| node.addr() == c.upstream.to_string()));
+        .and_then(|c| {
+            nodes
+                .iter()
+                .position(|node| node.addr() == c.upstream.to_string())
+        });
     let Some(i) = owner else {
         say!("no client socket through the proxy to kill the node of");
         return (nodes, killed);
