@@ -450,3 +450,197 @@ async fn a_stateful_client_resumes_across_two_rws_serve_processes_after_a_kill()
     ws.disconnect().await.unwrap();
     drop(b);
 }
+
+/// A redis-server that keeps its data across a kill (append-only file,
+/// fsync always), so a test can take Redis away and bring the same data
+/// back: what an outage with persistence looks like.
+struct DurableRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<common::ChildGuard>,
+}
+
+impl DurableRedis {
+    fn start() -> DurableRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut r = DurableRedis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.up();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn up(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(common::ChildGuard(child));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL; waits until the port is free.
+    fn down(&mut self) {
+        drop(self.child.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "redis-server down");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Redis goes away under an attached, streaming client: negotiate answers
+/// 503 with Retry-After, a HELLO is closed with 1013, the attached session
+/// echoes nothing it cannot record and closes with 1013 after
+/// `store_unavailable_timeout`; once Redis is back the client resumes and
+/// every message arrives exactly once, in order.
+#[actix_rt::test]
+async fn while_redis_is_down_nothing_is_sent_unrecorded_and_nothing_is_lost_after() {
+    let mut redis = DurableRedis::start();
+    let options = server_options(|o| {
+        o.store_unavailable_timeout = Duration::from_millis(300);
+    });
+    let start = |id: &'static str, url: String, options: ServerOptions| async move {
+        let store = RedisSessionStore::connect(&url, id).await.unwrap();
+        let mut options = options;
+        options.store = SessionStore::Redis(store);
+        let server = ReliableServer::echo(options);
+        let inbox = Inbox::attach(&server);
+        let http =
+            TestServer::serve_reliable(SocketAddr::from(([127, 0, 0, 1], 0)), &server).unwrap();
+        Node {
+            http,
+            server,
+            inbox,
+        }
+    };
+    let a = start("a", redis.url(), options.clone()).await;
+    let b = start("b", redis.url(), options).await;
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(a.http.ws_url()).buffering(true, 10_000))
+        .connect()
+        .await
+        .unwrap();
+    let spare = negotiate_at(b.addr(), &[]).await.unwrap();
+    for i in 0..100 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    rec.wait_messages(100, WAIT).await;
+
+    redis.down();
+    for i in 100..200 {
+        ws.send(format!("m{i}")).await.unwrap();
+    }
+    // Negotiate: 503 with Retry-After.
+    let resp = awc::Client::default()
+        .post(format!("http://{}/ws/negotiate", b.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"), "{resp:?}");
+    // A HELLO: 1013, the client tries again later.
+    let mut c = resilient_ws::testing::RawConn::connect(
+        b.addr(),
+        "/ws",
+        &[(
+            "Sec-WebSocket-Protocol",
+            resilient_ws::protocol::SUBPROTOCOL,
+        )],
+    )
+    .await
+    .unwrap();
+    let hello = Frame::Hello {
+        connection_id: spare.connection_id.clone(),
+        reconnect_token: spare.reconnect_token.clone(),
+        last_received: 0,
+        first_seq: 1,
+    };
+    c.send_binary(&hello.to_bytes()).await.unwrap();
+    assert_eq!(close_code_of(&mut c).await, Some(1013));
+    // The attached session gives up its socket after the timeout, having
+    // sent nothing it could not record.
+    assert!(
+        wait_until(|| a.server.stats().attached == 0, WAIT).await,
+        "closed after store_unavailable_timeout"
+    );
+    assert!(a.server.stats().store_errors > 0);
+    assert_eq!(rec.messages().len(), 100, "no echo without its record");
+
+    redis.up();
+    rec.wait_messages(200, WAIT).await;
+    assert_exactly_once_in_order(
+        &texts(&rec),
+        &numbered("m", 0..200),
+        "echoes after the outage",
+    );
+    ws.disconnect().await.unwrap();
+}
+
+/// close_session on a node that does not hold the socket: the keys go,
+/// the owner closes the socket, and the calling node reports it once.
+#[actix_rt::test]
+async fn close_session_from_another_node_ends_it_once() {
+    let redis = TestRedis::shared();
+    let (a, b, prefix) = cluster(&redis, "close", ServerOptions::default()).await;
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(b.http.ws_url()))
+        .connect()
+        .await
+        .unwrap();
+    let cid = opened_on(&b).await;
+    ws.send("hello").await.unwrap();
+    rec.wait_messages(1, WAIT).await;
+    a.server.close_session(&cid).unwrap();
+    assert!(
+        wait_until(|| b.server.sessions() == 0, WAIT).await,
+        "the owner let go"
+    );
+    assert!(
+        wait_until(|| !a.inbox.expired().is_empty(), WAIT).await,
+        "reported"
+    );
+    let expired = a.inbox.expired();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].connection_id, cid);
+    assert_eq!(expired[0].reason, ExpireReason::Closed);
+    assert!(b.inbox.expired().is_empty(), "reported by one node only");
+    assert!(
+        wait_until(|| redis.keys(&prefix).is_empty(), WAIT).await,
+        "{:?}",
+        redis.keys(&prefix)
+    );
+    assert_eq!(
+        a.server.send_to(&cid, "late").await,
+        Err(ServerError::UnknownSession)
+    );
+    let _ = ws.disconnect().await;
+}

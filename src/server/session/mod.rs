@@ -196,6 +196,11 @@ impl SessionActor {
         if !self.ended && !self.is_durable() {
             self.start_expiry(ctx);
         }
+        // With a store the drain is done once the detach is recorded (a
+        // process that exits sooner leaves the session marked attached).
+        if self.is_durable() {
+            return;
+        }
         if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {
             let _ = done.send(());
         }
@@ -237,6 +242,9 @@ impl SessionActor {
         }
         let reason = d.reason.clone();
         self.close_socket(ctx, close_code::SERVICE_RESTART, &reason);
+        if self.is_durable() {
+            return;
+        }
         if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {
             let _ = done.send(());
         }
