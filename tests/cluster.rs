@@ -529,9 +529,10 @@ async fn redis_stopped_for_two_seconds_under_load_loses_nothing() {
 
     // A clear event: the resume is refused with 1013 and the reason.
     let closed = rec
-        .wait_for(WAIT, |e| {
-            matches!(e, RecordedEvent::Closed(c) if c.code == Some(1013))
-        })
+        .wait_for(
+            WAIT,
+            |e| matches!(e, RecordedEvent::Closed(c) if c.code == Some(1013)),
+        )
         .await
         .expect("the client is told the store is unavailable (1013)");
     let RecordedEvent::Closed(closed) = closed else {
@@ -607,4 +608,69 @@ async fn redis_stopped_for_two_seconds_under_load_loses_nothing() {
         .expect("disconnect in time")
         .unwrap();
     drop(redis);
+}
+
+// ---------------------------------------------------------------------------
+// `rws demo --redis`
+
+/// A row of the demo summary: `sent, received, lost, duplicated, out of
+/// order` of the stream called `name`.
+fn demo_row(stdout: &str, name: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name:?} row in:\n{stdout}"))
+        .split_whitespace()
+        .map(|w| {
+            w.parse()
+                .unwrap_or_else(|_| panic!("{name:?} row: {w:?}\n{stdout}"))
+        })
+        .collect()
+}
+
+#[test]
+fn demo_with_redis_kills_a_node_mid_stream_and_loses_nothing() {
+    use common::cli::{run, rws, Input};
+
+    let redis = TestRedis::start();
+    let mut cmd = rws();
+    cmd.args(["demo", "--redis", redis.url(), "--messages", "3000"]);
+    let out = run(cmd, Input::Bytes(Vec::new()));
+    let both = format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{both}");
+    for stream in ["echoed back", "server -> client"] {
+        assert_eq!(
+            demo_row(&out.stdout, stream),
+            [3000, 3000, 0, 0, 0],
+            "{stream}: sent, received, lost, duplicated, out of order\n{both}"
+        );
+    }
+    // The server application is another process: its row is the echoes'.
+    assert!(!out.stdout.contains("client -> server"), "{both}");
+    assert!(out.stdout.contains("2 rws serve --redis nodes"), "{both}");
+    let kills = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("node kills"))
+        .unwrap_or_else(|| panic!("no node kills line\n{both}"));
+    assert!(kills.trim_start().starts_with("1 ("), "{both}");
+    assert!(
+        out.stdout.contains("sessions lost    0"),
+        "resumed on the other node, not lost\n{both}"
+    );
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("nothing lost, nothing duplicated"),
+        "{both}"
+    );
+    // The kill really happened mid-stream, and the node came back.
+    assert!(
+        out.stderr
+            .contains("(SIGKILL), which holds the client's socket"),
+        "{both}"
+    );
+    assert!(out.stderr.contains(" restarted on "), "{both}");
+    assert!(out.stderr.contains("no Redis keys left"), "{both}");
+    // Its two nodes were killed with it: nothing of the run is left.
+    assert!(redis.keys("rws-demo-").is_empty(), "{:?}", redis.keys(""));
 }
