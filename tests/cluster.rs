@@ -23,10 +23,11 @@ use std::{
 use actix::prelude::*;
 use bytes::Bytes;
 use common::{
-    assert_exactly_once_in_order, numbered, wait_until, RwsServe, ServeSpec, Signal, TestRedis,
+    assert_exactly_once_in_order, negotiate_at, numbered, wait_until, In, RwsServe, ServeSpec,
+    Signal, TestPeer, TestRedis,
 };
 use resilient_ws::{
-    protocol::Frame,
+    protocol::{Frame, NegotiateResponse},
     testing::{EventRecorder, FaultProxy, RecordedEvent},
     IncomingMessage, ResilientWebSocket, ResilientWebSocketBuilder,
 };
@@ -68,20 +69,22 @@ impl Cluster {
                 &prefix,
                 "--resume-window",
                 "30s",
-                // A client gone silent is noticed within a second.
-                "--keep-alive",
-                "100ms",
-                "--client-timeout",
-                "1s",
-                // SIGTERM: drain briefly, tell clients to come back at once.
-                "--shutdown-drain",
-                "1s",
-                "--shutdown-reconnect-after",
-                "0",
-                "--shutdown-spread",
-                "20ms",
             ]);
             spec.args.extend(extra.iter().map(|a| a.to_string()));
+            // Defaults unless `extra` sets them: a silent client is noticed
+            // within a second; on SIGTERM a node drains briefly and tells
+            // its clients to come back at once.
+            for (flag, value) in [
+                ("--keep-alive", "100ms"),
+                ("--client-timeout", "1s"),
+                ("--shutdown-drain", "1s"),
+                ("--shutdown-reconnect-after", "0"),
+                ("--shutdown-spread", "20ms"),
+            ] {
+                if !extra.contains(&flag) {
+                    spec.args.extend([flag.to_owned(), value.to_owned()]);
+                }
+            }
             for (k, v) in env {
                 spec = spec.env(k, v);
             }
@@ -119,6 +122,16 @@ impl Cluster {
         .await;
         assert!(seen, "no client socket through the proxy");
         found.unwrap()
+    }
+
+    /// The session's next server seq in Redis: one more than the messages
+    /// ever appended to its stream.
+    fn next_seq(&self, redis: &TestRedis, sid: &str) -> u64 {
+        redis::cmd("HGET")
+            .arg(format!("{}:{{{sid}}}:meta", self.prefix))
+            .arg("next_seq")
+            .query(&mut redis.connection())
+            .expect("the session's meta")
     }
 
     /// The one session's id, from its keys in Redis.
@@ -377,7 +390,16 @@ fn ws_frames(mut bytes: &[u8]) -> Result<Vec<(u8, Bytes)>, String> {
 #[actix_rt::test]
 async fn a_paused_owner_that_comes_back_is_fenced_off() {
     let redis = TestRedis::start();
-    let cluster = Cluster::start(&redis, "fencing", &[], &[]).await;
+    // No server heartbeat: the paused node, once back, writes nothing of
+    // its own accord, so whatever it writes comes from what it read (the
+    // client's messages still in its socket) and tried to record.
+    let cluster = Cluster::start(
+        &redis,
+        "fencing",
+        &["--keep-alive", "0", "--client-timeout", "30s"],
+        &[],
+    )
+    .await;
     let (ws, rec, echoes) = connect(&cluster).await;
 
     // Phase 1: a stream through one node, all of it echoed, so that node
@@ -443,12 +465,11 @@ async fn a_paused_owner_that_comes_back_is_fenced_off() {
     // In Redis, the session's stream got exactly one entry per echo: the
     // stale node's commit (the echoes of what it read after its pause) was
     // refused, not appended.
-    let next_seq: u64 = redis::cmd("HGET")
-        .arg(format!("{}:{{{sid}}}:meta", cluster.prefix))
-        .arg("next_seq")
-        .query(&mut redis.connection())
-        .expect("the session's meta");
-    assert_eq!(next_seq, after as u64 + 1, "one server seq per echo");
+    assert_eq!(
+        cluster.next_seq(&redis, &sid),
+        after as u64 + 1,
+        "one server seq per echo"
+    );
 
     // What the paused node sent after it came back: no DATA (its new
     // echoes were refused before any write), and no ACK beyond what it had
@@ -489,6 +510,184 @@ async fn a_paused_owner_that_comes_back_is_fenced_off() {
         "fencing: the client moved in {moved_after:?}; the stale node wrote {} bytes after its \
          pause: {seen:?}",
         captured.iter().map(Bytes::len).sum::<usize>()
+    );
+    tokio::time::timeout(WAIT, ws.disconnect())
+        .await
+        .expect("disconnect in time")
+        .unwrap();
+}
+
+/// Opens a protocol socket straight to a node and sends HELLO; expects
+/// WELCOME.
+async fn hello_at(
+    addr: SocketAddr,
+    neg: &NegotiateResponse,
+    last_received: u64,
+) -> (TestPeer, bool, u64) {
+    let mut peer = TestPeer::open_at(addr, true, &[]).await.expect("upgrade");
+    peer.send_frame(Frame::Hello {
+        connection_id: neg.connection_id.clone(),
+        reconnect_token: neg.reconnect_token.clone(),
+        last_received,
+        first_seq: 1,
+    })
+    .await;
+    match peer.recv(WAIT).await {
+        In::Frame(Frame::Welcome {
+            resumed,
+            last_received,
+        }) => (peer, resumed, last_received),
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+}
+
+/// Fencing, frame by frame: a scripted client keeps its socket to the
+/// paused owner open and puts messages in it while the session moves to
+/// the other node; when the owner comes back it reads them, and the only
+/// thing it may do is give up (4002): no echo of them on its socket, no
+/// ACK of them, and no entry of theirs in the session's stream.
+#[actix_rt::test]
+async fn a_stale_owner_reading_queued_messages_writes_nothing() {
+    let redis = TestRedis::start();
+    // No server heartbeat and a long client timeout: once back, the paused
+    // node neither pings nor times the client out; what it writes comes
+    // only from the messages it reads.
+    let cluster = Cluster::start(
+        &redis,
+        "fencing-frames",
+        &["--keep-alive", "0", "--client-timeout", "30s"],
+        &[],
+    )
+    .await;
+    let (a, b) = (cluster.addrs[0], cluster.addrs[1]);
+    let neg = negotiate_at(a, &[]).await.expect("negotiate");
+    let sid = neg.connection_id.clone();
+
+    // m1..m10 through node a, echoed and acked both ways.
+    let (mut on_a, resumed, _) = hello_at(a, &neg, 0).await;
+    assert!(!resumed);
+    for i in 1..=10 {
+        on_a.data(i, format!("m{i}")).await;
+    }
+    let echoes = on_a.recv_data(10).await;
+    assert_eq!(echoes.last().map(|(seq, _)| *seq), Some(10));
+    on_a.ack(10).await;
+    loop {
+        match on_a.recv(WAIT).await {
+            In::Frame(Frame::Ack { seq: 10 }) => break,
+            In::Frame(Frame::Ack { .. }) => {}
+            other => panic!("expected the ACK of m10, got {other:?}"),
+        }
+    }
+
+    // Node a is paused; m11..m20 wait in its socket.
+    cluster.nodes[0].signal(Signal::Stop);
+    for i in 11..=20 {
+        on_a.data(i, format!("m{i}")).await;
+    }
+    // The client resumes on node b and sends them again, and more.
+    let (mut on_b, resumed, delivered) = hello_at(b, &neg, 10).await;
+    assert!(resumed);
+    assert_eq!(delivered, 10, "node b knows what node a recorded");
+    for i in 11..=25 {
+        on_b.data(i, format!("m{i}")).await;
+    }
+    let from_b = on_b.recv_data(15).await;
+    let want: Vec<(u64, String)> = (11..=25).map(|i| (i, format!("m{i}"))).collect();
+    let got: Vec<(u64, String)> = from_b
+        .iter()
+        .map(|(seq, p)| (*seq, p.as_text().unwrap().to_owned()))
+        .collect();
+    assert_eq!(got, want);
+
+    // Node a comes back and reads m11..m20.
+    cluster.nodes[0].signal(Signal::Cont);
+    let mut after = Vec::new();
+    let close = loop {
+        match on_a.recv(WAIT).await {
+            In::Close(code, reason) => break Some((code, reason)),
+            In::End | In::Timeout => break None,
+            other => after.push(other),
+        }
+    };
+    for i in &after {
+        match i {
+            In::Frame(Frame::Data { seq, payload }) => {
+                panic!("the stale node wrote DATA {seq} {payload:?}")
+            }
+            In::Frame(Frame::Ack { seq }) => assert!(
+                *seq <= 10,
+                "the stale node acked m{seq}, which it could not record"
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        close,
+        Some((Some(4002), "replaced".to_owned())),
+        "the stale node gives its socket up as replaced; before it: {after:?}"
+    );
+
+    // Whatever node a tried is over (it closed); node b's next message
+    // shows the stream: m26's echo comes right after m25's, nothing of
+    // node a's in between.
+    on_b.data(26, "m26").await;
+    let next = on_b.recv_data(1).await;
+    assert_eq!(next[0].0, 26);
+    assert_eq!(next[0].1.as_text(), Some("m26"));
+    assert_eq!(cluster.next_seq(&redis, &sid), 27, "one entry per echo");
+    on_b.close().await;
+}
+
+/// Fencing under load: the owner is paused while it has work in hand (a
+/// commit in flight, client messages read and not yet recorded). When it
+/// comes back, that work must go nowhere: what it recorded before the other
+/// node took the session is replayed by that node, the rest is refused.
+#[actix_rt::test]
+async fn an_owner_paused_under_load_adds_nothing_when_it_comes_back() {
+    let redis = TestRedis::start();
+    let cluster = Cluster::start(
+        &redis,
+        "fencing-load",
+        &["--keep-alive", "0", "--client-timeout", "30s"],
+        &[],
+    )
+    .await;
+    let (ws, rec, echoes) = connect(&cluster).await;
+    let n = 6_000;
+    let sender = stream(ws, 0..n);
+    assert!(echoes.wait(1_500, WAIT).await, "{}", echoes.count());
+    let owner = cluster.socket_node().await;
+    let other = 1 - owner;
+    let sid = cluster.session_id(&redis);
+
+    cluster.nodes[owner].signal(Signal::Stop);
+    cluster
+        .proxy
+        .set_upstreams(vec![cluster.addrs[other]])
+        .unwrap();
+    assert!(
+        echoes.wait(3_500, WAIT).await,
+        "the client did not resume on the other node: {} echoes",
+        echoes.count()
+    );
+    cluster.nodes[owner].signal(Signal::Cont);
+    let owner_addr = cluster.addrs[owner];
+    assert!(
+        wait_until(|| cluster.proxy.connections_to(owner_addr) == 0, WAIT).await,
+        "the resumed node must let go of its stale socket: {:?}",
+        cluster.proxy.connections()
+    );
+    cluster.proxy.set_upstreams(cluster.addrs.clone()).unwrap();
+
+    assert!(echoes.wait(n, WAIT).await, "{} of {n}", echoes.count());
+    let ws = sender.await.unwrap();
+    assert_exactly_once_in_order(&echoes.texts(), &numbered("m", 0..n), "echoes");
+    assert_eq!(sessions_lost(&rec), 0);
+    assert_eq!(
+        cluster.next_seq(&redis, &sid),
+        n as u64 + 1,
+        "one server seq per echo: nothing appended by the stale node"
     );
     tokio::time::timeout(WAIT, ws.disconnect())
         .await
