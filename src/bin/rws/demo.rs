@@ -10,9 +10,7 @@
 //! lost, duplicated and reordered; the exit status is 0 only when nothing
 //! was.
 //!
-//! With `--redis URL` the server side is a cluster instead (see
-//! [`cluster`]): two `rws serve --redis` nodes behind a round-robin proxy,
-//! one of them killed mid-stream; the same table is printed.
+//! With `--redis URL` the server side is a cluster instead ([`cluster`]).
 
 mod cluster;
 
@@ -74,12 +72,9 @@ pub struct DemoArgs {
     #[arg(long, value_name = "S", default_value_t = DEFAULT_SEED)]
     seed: u64,
 
-    /// Serve from a cluster instead: two `rws serve --redis URL` nodes
-    /// (child processes) behind a round-robin proxy without affinity, the
-    /// session kept in the Redis at URL (`redis://host:port/`); the node
-    /// holding the client's socket is killed (SIGKILL) mid-stream and
-    /// restarted. The server's own messages come from a third node, this
-    /// process, through Redis. Without it everything runs in this process.
+    /// Serve from two `rws serve --redis URL` nodes behind a round-robin
+    /// proxy (no affinity) instead, the session in the Redis at URL; the
+    /// node holding the socket is killed (SIGKILL) mid-stream and restarted.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 }
@@ -472,11 +467,10 @@ impl Row {
     }
 }
 
-/// What served the stream, for the summary's title and fault line.
+/// What served the stream: one process behind the cutting proxy, or two
+/// `rws serve --redis` nodes (the names of those killed).
 enum Setup {
-    /// One process, the proxy cutting every connection.
     Embedded { seed: u64, cuts: u64 },
-    /// Two `rws serve --redis` nodes; the names of those killed.
     Cluster { killed: Vec<String> },
 }
 
