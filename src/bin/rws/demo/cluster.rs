@@ -44,8 +44,7 @@ const NODES: [&str; 2] = ["a", "b"];
 /// How long the demo looks for the session's keys after connecting.
 const FIND_SESSION: Duration = Duration::from_secs(10);
 
-/// How long the demo waits at the end for the sweep that removes what is
-/// left of the session in Redis (a sweep runs at least every second).
+/// How long the demo waits at the end for the closed session's keys to go.
 const SWEEP_WAIT: Duration = Duration::from_secs(3);
 
 type BoxError = Box<dyn Error>;
@@ -169,18 +168,16 @@ pub(super) async fn stream(args: &DemoArgs, url: &str) -> Result<Report, BoxErro
     {
         say!("the client did not close within 5 s");
     }
-    proxy.stop();
-    drop(nodes);
-    // The closed session's keys go at once; a member of the expiry index
-    // written back by a refresh that raced the close goes with the next
-    // sweep (this process sweeps too). Shown, so a leak would be seen.
+    // The client's close (1000) ends the session on the node that holds
+    // it, which deletes its keys: wait for that before stopping the nodes
+    // (shown, so a leak would be seen).
     match keys_left(url, &prefix).await {
         Ok(0) => say!("no Redis keys left under prefix {prefix}"),
-        Ok(n) => {
-            say!("{n} Redis keys left under prefix {prefix} (they expire with the resume window)")
-        }
+        Ok(n) => say!("{n} Redis keys left under prefix {prefix}"),
         Err(e) => say!("cannot count the Redis keys left: {e}"),
     }
+    proxy.stop();
+    drop(nodes);
 
     let c = lock(&counts);
     let row = |sent: u64, t: &Tracker| Row {
@@ -243,8 +240,8 @@ async fn find_session(url: &str, prefix: &str) -> Result<String, BoxError> {
     }
 }
 
-/// How many keys are under `prefix` once the sweepers had their turn:
-/// polls for up to [`SWEEP_WAIT`] until there are none.
+/// How many keys are under `prefix`: polls for up to [`SWEEP_WAIT`] until
+/// there are none.
 async fn keys_left(url: &str, prefix: &str) -> Result<usize, BoxError> {
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
