@@ -116,58 +116,90 @@ async fn sweep(shared: Weak<ServerShared>, store: RedisSessionStore) {
     loop {
         tokio::time::sleep(every).await;
         let Some(s) = shared.upgrade() else { return };
-        let due = match store.due(100).await {
-            Ok(due) => due,
-            Err(e) => {
-                s.store_failed("sweep", &e);
-                continue;
-            }
-        };
-        for sid in due {
-            match store.expire(&sid).await {
-                Ok(ExpireOutcome::Expired(undelivered)) => {
-                    let _ = store.unindex(&sid).await;
-                    log::debug!("session {sid} expired, {undelivered} undelivered");
-                    s.events.expired.publish(SessionExpired {
-                        connection_id: sid,
-                        undelivered,
-                        reason: ExpireReason::ResumeWindow,
-                    });
+        // Everything due, 100 at a time (a storm of detaches comes due at
+        // once).
+        loop {
+            let due = match store.due(100).await {
+                Ok(due) => due,
+                Err(e) => {
+                    s.store_failed("sweep", &e);
+                    break;
                 }
-                Ok(ExpireOutcome::Alive(deadline)) => {
-                    let _ = store.index(&sid, deadline).await;
-                }
-                Ok(ExpireOutcome::Gone) => {
-                    let _ = store.unindex(&sid).await;
-                }
-                Err(e) => s.store_failed("expire", &e),
+            };
+            let more = due.len() == 100;
+            sweep_some(&s, &store, due).await;
+            if !more {
+                break;
             }
         }
     }
 }
 
+/// Expires (or re-indexes, by their deadline in Redis) the sessions
+/// `due` names.
+async fn sweep_some(s: &ServerShared, store: &RedisSessionStore, due: Vec<String>) {
+    for sid in due {
+        match store.expire(&sid).await {
+            Ok(ExpireOutcome::Expired(undelivered)) => {
+                let _ = store.unindex(&sid).await;
+                log::debug!("session {sid} expired, {undelivered} undelivered");
+                s.events.expired.publish(SessionExpired {
+                    connection_id: sid,
+                    undelivered,
+                    reason: ExpireReason::ResumeWindow,
+                });
+            }
+            Ok(ExpireOutcome::Alive(deadline)) => {
+                let _ = store.index(&sid, deadline).await;
+            }
+            Ok(ExpireOutcome::Gone) => {
+                let _ = store.unindex(&sid).await;
+            }
+            Err(e) => s.store_failed("expire", &e),
+        }
+    }
+}
+
+/// Appends what the handles queued: per session in order, different
+/// sessions concurrently (a broadcast to many sessions costs one round
+/// trip per batch, not one per session, on the multiplexed connection).
 async fn append_loop(
     shared: Weak<ServerShared>,
     store: RedisSessionStore,
     mut rx: mpsc::UnboundedReceiver<AppendJob>,
 ) {
-    while let Some(job) = rx.recv().await {
+    let mut jobs = Vec::new();
+    while rx.recv_many(&mut jobs, 1024).await > 0 {
         let Some(s) = shared.upgrade() else { return };
-        let r = store
-            .append(&job.sid, &job.payload, s.options.max_pending_bytes())
-            .await;
-        if let Err(e) = &r {
-            s.store_failed("append", e);
-        }
-        match job.reply {
-            Some(reply) => {
-                let _ = reply.send(r);
+        let mut by_session: Vec<(String, Vec<AppendJob>)> = Vec::new();
+        for job in jobs.drain(..) {
+            match by_session.iter_mut().find(|(sid, _)| *sid == job.sid) {
+                Some((_, queue)) => queue.push(job),
+                None => by_session.push((job.sid.clone(), vec![job])),
             }
-            None => {
-                if !matches!(r, Ok(AppendOutcome::Appended(_))) {
-                    log::debug!("append to {}: {r:?}", job.sid);
+        }
+        let cap = s.options.max_pending_bytes();
+        let runs = by_session.into_iter().map(|(_, queue)| {
+            let (store, s) = (&store, &s);
+            async move {
+                for job in queue {
+                    let r = store.append(&job.sid, &job.payload, cap).await;
+                    if let Err(e) = &r {
+                        s.store_failed("append", e);
+                    }
+                    match job.reply {
+                        Some(reply) => {
+                            let _ = reply.send(r);
+                        }
+                        None => {
+                            if !matches!(r, Ok(AppendOutcome::Appended(_))) {
+                                log::debug!("append to {}: {r:?}", job.sid);
+                            }
+                        }
+                    }
                 }
             }
-        }
+        });
+        futures_util::future::join_all(runs).await;
     }
 }

@@ -187,6 +187,13 @@ impl ReliableServer {
     /// ends while waiting); [`ServerError::MessageTooLarge`] if the payload
     /// is larger than the client said it accepts; [`ServerError::Timeout`]
     /// if no room came in time. In each case nothing was sent.
+    ///
+    /// With a Redis store ([`SessionStore::Redis`](super::SessionStore)):
+    /// from any node. A session attached elsewhere (or detached) gets the
+    /// message appended to its stream in Redis, and the node holding its
+    /// socket now or next sends it; the send buffer there is
+    /// `max_pending_bytes` of unacknowledged payload (waited for as above).
+    /// [`ServerError::StoreUnavailable`] if Redis does not answer.
     pub async fn send_to(
         &self,
         connection_id: &str,
@@ -262,6 +269,11 @@ impl ReliableServer {
     /// [`ServerError::MessageTooLarge`] as for `send_to`;
     /// [`ServerError::Full`] if the buffer has no room now (nothing was
     /// sent).
+    ///
+    /// With a Redis store, for a session not attached on this node the
+    /// message is queued for Redis (in order with this node's other sends)
+    /// and `Ok` means queued: an unknown session or a full buffer there is
+    /// logged, not returned (use `send_to` to learn it).
     pub fn try_send_to(
         &self,
         connection_id: &str,
@@ -311,6 +323,11 @@ impl ReliableServer {
     /// [`broadcast_mode`](Self::broadcast_mode) does so). Sessions whose
     /// client accepts less than the payload's size are skipped (logged, and
     /// counted in [`ServerStats::broadcast_skipped`]).
+    ///
+    /// With a Redis store it reaches every session of the cluster: those
+    /// attached here directly, the others through Redis (in the
+    /// background, bounded by each session's buffer); the count is of this
+    /// node's recipients only.
     pub fn broadcast(&self, payload: impl Into<Payload>) -> usize {
         let payload = payload.into();
         #[cfg(feature = "redis")]
@@ -342,7 +359,10 @@ impl ReliableServer {
     /// [`ExpireReason::Closed`](super::ExpireReason::Closed).
     ///
     /// # Errors
-    /// [`ServerError::UnknownSession`] if no session has this id.
+    /// [`ServerError::UnknownSession`] if no session has this id. With a
+    /// Redis store, a session not attached here is ended through Redis in
+    /// the background (its owner closes the socket, this node reports
+    /// `SessionExpired`), and an unknown id is not reported.
     pub fn close_session(&self, connection_id: &str) -> Result<(), ServerError> {
         #[cfg(feature = "redis")]
         if let Some(store) = self.shared.redis() {

@@ -22,6 +22,38 @@
 //! - events go straight from the session actor to the subscribed
 //!   `Recipient`s.
 //!
+//! # Sessions in Redis (a cluster of nodes)
+//! With the `redis` feature, [`ServerOptions::store`] may be
+//! `SessionStore::Redis`: every node started with a
+//! `RedisSessionStore` on the same Redis (each with its own node id)
+//! shares the sessions, so negotiate and the socket may land on different
+//! nodes, and a client whose node died or was redeployed resumes on
+//! another one, exactly once both ways (docs/SCALING.md).
+//! - Redis holds each session (the reconnect token's hash, never the
+//!   token; the unacknowledged server messages as a stream; the delivered
+//!   and acked counts); a node holds an actor only while it holds the
+//!   session's socket. A HELLO *takes* the session (an atomic epoch bump),
+//!   and every later write of the old owner is refused.
+//! - A session's actor records its work in one script per batch (group
+//!   commit): nothing is acknowledged to the client, and nothing written to
+//!   its socket, before Redis has it.
+//! - [`ReliableServer::send_to`], `try_send_to`, `broadcast` and
+//!   `close_session` work from every node; a message for a session attached
+//!   elsewhere (or detached) is appended in Redis and sent by whichever node
+//!   holds the socket now or next. `broadcast` returns the count of the
+//!   sessions attached on this node (the others are reached through Redis).
+//! - While Redis does not answer, negotiate answers `503` with
+//!   `Retry-After`, a HELLO is closed with 1013, and an attached session
+//!   stops reading its client until Redis answers again, or closes with
+//!   1013 after [`ServerOptions::store_unavailable_timeout`].
+//! - `max_sessions` counts the sessions attached on this node;
+//!   `max_sessions_per_identity` is not enforced across the cluster.
+//! - A client's message handed to the [`MessageReceived`] subscribers is
+//!   recorded with the next commit: a node that crashes (or a resume that
+//!   overtakes that commit) in between makes it arrive again, with the same
+//!   `client_id` and `seq` (key side effects by them). The echo mode records
+//!   a delivery and its echo in one commit: exactly once even then.
+//!
 //! # Examples
 //! ```no_run
 //! use actix::prelude::*;

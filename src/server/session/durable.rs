@@ -53,12 +53,17 @@ pub(crate) struct Durable {
     pub(super) ack_written: u64,
     in_flight: bool,
     kick_queued: bool,
-    /// Read the stream even with nothing to write (another node appended,
-    /// or the lease is due).
+    /// Read the stream even with nothing to write (another node appended).
     want_read: bool,
-    committed_since_tick: bool,
+    /// The lease is due: push the deadline on.
+    want_refresh: bool,
+    /// Payload bytes the client acked, not yet told to Redis.
+    pub(super) freed: u64,
     failing_since: Option<Instant>,
     backoff: Duration,
+    /// A retry is scheduled: new work waits for it (no retry per message
+    /// while Redis is down).
+    backing_off: bool,
     /// The socket is gone: the next commits detach; then the actor stops.
     detaching: bool,
     /// Another node owns the session: write nothing more.
@@ -110,9 +115,11 @@ impl SessionActor {
             in_flight: false,
             kick_queued: false,
             want_read: false,
-            committed_since_tick: true,
+            want_refresh: false,
+            freed: 0,
             failing_since: None,
             backoff: Duration::from_millis(50),
+            backing_off: false,
             detaching: false,
             stale: false,
         }));
@@ -158,10 +165,7 @@ impl SessionActor {
         let lease = lease(self.shared.options.resume_window);
         ctx.run_interval(lease, |act, ctx| {
             if let Some(d) = &mut act.durable {
-                if !d.committed_since_tick {
-                    d.want_read = true;
-                }
-                d.committed_since_tick = false;
+                d.want_refresh = true;
             }
             act.kick(ctx);
         });
@@ -208,21 +212,25 @@ impl SessionActor {
         let acked = self.sender.acked();
         let window = self.shared.options.resume_window;
         let Some(d) = &mut self.durable else { return };
-        if d.in_flight || d.stale {
+        if d.in_flight || d.stale || d.backing_off {
             return;
         }
-        let work = !d.unrecorded.is_empty() || delivered > d.recorded_in || d.want_read;
+        let work =
+            !d.unrecorded.is_empty() || delivered > d.recorded_in || d.want_read || d.want_refresh;
         if !work && !d.detaching {
             return;
         }
         d.in_flight = true;
         d.want_read = false;
+        let refresh = std::mem::take(&mut d.want_refresh);
         let batch = std::mem::take(&mut d.unrecorded);
         let args = CommitArgs {
             epoch: d.epoch,
             known_next: d.known_next,
             in_delivered: delivered,
             acked,
+            freed: d.freed,
+            refresh,
             hold: window + lease(window),
             ttl: key_ttl(window),
             detach: d.detaching,
@@ -252,12 +260,16 @@ impl SessionActor {
         let Some(d) = &mut self.durable else { return };
         d.in_flight = false;
         match r {
-            Ok(CommitOutcome::Ok { first, others }) => {
+            Ok(CommitOutcome::Ok {
+                first,
+                deadline,
+                others,
+            }) => {
                 if d.stale {
                     // Recorded before the take: the new owner has it.
                     return self.finish_stale(Vec::new(), ctx);
                 }
-                d.committed_since_tick = true;
+                d.freed -= args.freed;
                 d.backoff = Duration::from_millis(50);
                 let recovered = d.failing_since.take().is_some();
                 d.recorded_in = d.recorded_in.max(args.in_delivered);
@@ -290,7 +302,7 @@ impl SessionActor {
                         .as_ref()
                         .is_some_and(|d| d.unrecorded.is_empty())
                     {
-                        self.detached_in_store(ctx);
+                        self.detached_in_store(deadline, ctx);
                     } else {
                         self.kick(ctx);
                     }
@@ -317,10 +329,12 @@ impl SessionActor {
                 let mut batch = batch;
                 batch.append(&mut d.unrecorded);
                 d.unrecorded = batch;
+                d.want_refresh |= args.refresh;
                 let since = *d.failing_since.get_or_insert_with(Instant::now);
                 let delay = d.backoff;
                 d.backoff = (d.backoff * 2).min(Duration::from_secs(1));
                 d.want_read = true;
+                d.backing_off = true;
                 if let Some(s) = &self.socket {
                     // Take nothing more from the client until it can be
                     // recorded.
@@ -335,7 +349,12 @@ impl SessionActor {
                         "session store unavailable",
                     );
                 }
-                ctx.run_later(delay, |act, ctx| act.kick(ctx));
+                ctx.run_later(delay, |act, ctx| {
+                    if let Some(d) = &mut act.durable {
+                        d.backing_off = false;
+                    }
+                    act.kick(ctx);
+                });
             }
         }
     }
@@ -387,15 +406,14 @@ impl SessionActor {
         self.kick(ctx);
     }
 
-    /// The detach is recorded: index the new deadline, stop.
-    fn detached_in_store(&mut self, ctx: &mut Context<Self>) {
+    /// The detach is recorded: index the new deadline (Redis's clock),
+    /// stop.
+    fn detached_in_store(&mut self, deadline: u64, ctx: &mut Context<Self>) {
         if let Some(d) = &self.durable {
             let store = d.store.clone();
             let sid = self.connection_id.clone();
-            // Score 0: the next sweep reads the real deadline and indexes
-            // it (deadlines come from Redis's clock only).
             actix_rt::spawn(async move {
-                let _ = store.index(&sid, 0).await;
+                let _ = store.index(&sid, deadline).await;
             });
         }
         if let Some(done) = self.draining.as_mut().and_then(|d| d.done.take()) {

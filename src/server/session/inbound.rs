@@ -75,6 +75,10 @@ impl SessionActor {
                 let before = self.sender.acked();
                 let freed = self.sender.on_ack(seq).map_err(|e| e.reason())?;
                 if self.sender.acked() > before {
+                    #[cfg(feature = "redis")]
+                    if let Some(d) = &mut self.durable {
+                        d.freed += freed as u64;
+                    }
                     self.window.release(freed);
                     self.promote();
                     self.check_drained(ctx, false);

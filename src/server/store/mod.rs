@@ -1,6 +1,6 @@
 //! Where a server keeps its sessions: [`SessionStore::Memory`] (the
 //! default: the session actors' own state, nothing to install) or, with
-//! the `redis` feature, [`SessionStore::Redis`]: every session's state in
+//! the `redis` feature, `SessionStore::Redis`: every session's state in
 //! Redis, so a client resumes on any node of a cluster (docs/SCALING.md).
 
 #[cfg(feature = "redis")]

@@ -104,6 +104,11 @@ pub(crate) struct CommitArgs {
     pub(crate) known_next: u64,
     pub(crate) in_delivered: u64,
     pub(crate) acked: u64,
+    /// Payload bytes the client acked since the last commit (the owner's
+    /// count: Redis keeps no size per message).
+    pub(crate) freed: u64,
+    /// The lease: push the deadline and the keys' TTL on.
+    pub(crate) refresh: bool,
     pub(crate) hold: Duration,
     pub(crate) ttl: Duration,
     /// The socket is gone: detach (the deadline becomes now + window).
@@ -115,8 +120,13 @@ pub(crate) struct CommitArgs {
 #[derive(Debug, PartialEq)]
 pub(crate) enum CommitOutcome {
     /// The batch's first payload got this seq; `others` were appended by
-    /// other nodes since `known_next`.
-    Ok { first: u64, others: Vec<Entry> },
+    /// other nodes since `known_next`; `deadline` is the new one (ms) on a
+    /// detach, else 0.
+    Ok {
+        first: u64,
+        deadline: u64,
+        others: Vec<Entry>,
+    },
     /// Another node took the session: nothing was written.
     Stale,
     /// The session is gone (ended or expired): nothing was written.
@@ -374,32 +384,36 @@ impl RedisSessionStore {
         &self,
         sid: &str,
         a: &CommitArgs,
-        payloads: impl Iterator<Item = &Payload>,
+        payloads: impl Iterator<Item = &Payload> + Clone,
     ) -> Result<CommitOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
         let mut conn = self.link.conn.clone();
+        let kinds: String = payloads.clone().map(|p| kind_and_bytes(p).0).collect();
         let mut inv = self.scripts.commit.key(&meta);
         inv.key(&out)
             .arg(a.epoch)
             .arg(a.known_next)
             .arg(a.in_delivered)
             .arg(a.acked)
+            .arg(a.freed)
+            .arg(u8::from(a.refresh))
             .arg(ms(a.hold))
             .arg(ms(a.ttl))
             .arg(u8::from(a.detach))
-            .arg(ms(a.window));
+            .arg(ms(a.window))
+            .arg(kinds);
         for p in payloads {
-            let (kind, body) = kind_and_bytes(p);
-            inv.arg(kind).arg(body);
+            inv.arg(kind_and_bytes(p).1);
         }
         let v: Value = inv.invoke_async(&mut conn).await?;
         let r = array("commit", v)?;
         match bytes_of(&r[0]) {
             Some(b"stale") => Ok(CommitOutcome::Stale),
             Some(b"gone") => Ok(CommitOutcome::Gone),
-            Some(b"ok") if r.len() >= 2 => Ok(CommitOutcome::Ok {
+            Some(b"ok") if r.len() >= 3 => Ok(CommitOutcome::Ok {
                 first: num(&r[1]).ok_or_else(|| unexpected("commit", &r[1]))?,
-                others: parse_entries("commit", &r[2..])?,
+                deadline: num(&r[2]).unwrap_or(0),
+                others: parse_entries("commit", &r[3..])?,
             }),
             _ => Err(SessionStoreError::Unexpected("commit".to_owned())),
         }

@@ -4,8 +4,10 @@
 //! answers the count to one caller) hold.
 //!
 //! Every script gets a session's two keys as `KEYS[1]` (`P:{sid}:meta`, a
-//! hash) and `KEYS[2]` (`P:{sid}:out`, a stream with one entry per
-//! server→client message, ID `<seq>-1`, fields `k` ("t"/"b") and `p`):
+//! hash) and `KEYS[2]` (`P:{sid}:out`, a stream with one entry per batch
+//! of server→client messages, ID `<first seq>-1`, fields `k` (one kind
+//! letter per message, "t"/"b") and `p` (one per message, in order), so a
+//! batch costs one `XADD`):
 //! both carry the `{sid}` hash tag, so a Redis Cluster keeps them in one
 //! slot. Times come from Redis `TIME`, never from a node's clock. The
 //! global expiry index (`P:expiry`) lives in another slot and is written
@@ -19,32 +21,71 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function entries(out, from, upto, acc)
-  if from > upto then return acc end
-  local es = redis.call('XRANGE', out, string.format('%d-0', from), string.format('%d-9', upto))
-  for _, e in ipairs(es) do
-    local id = e[1]
-    acc[#acc + 1] = string.sub(id, 1, string.find(id, '-', 1, true) - 1)
-    acc[#acc + 1] = e[2][2]
-    acc[#acc + 1] = e[2][4]
-  end
-  return acc
+local function seq_of(id)
+  return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
 end
-local function trim(meta, out, upto)
-  local acked = tonumber(redis.call('HGET', meta, 'acked'))
-  local last = tonumber(redis.call('HGET', meta, 'next_seq')) - 1
-  if upto > last then upto = last end
-  if upto <= acked then return end
-  local es = redis.call('XRANGE', out, string.format('%d-0', acked + 1), string.format('%d-9', upto))
+-- The messages with from <= seq <= upto, appended to acc as flat
+-- (seq, kind, payload) triples; answers acc and their payload bytes. An
+-- entry holds a batch: ID <first seq>-1, fields k (one kind letter per
+-- message) and p (one per message, in order).
+local function entries(out, from, upto, acc)
+  if from > upto then return acc, 0 end
+  local start = from
+  local prev = redis.call('XREVRANGE', out, string.format('%d-9', from), '-', 'COUNT', 1)
+  if #prev > 0 then start = seq_of(prev[1][1]) end
+  local es = redis.call('XRANGE', out, string.format('%d-0', start), string.format('%d-9', upto))
   local bytes = 0
-  for _, e in ipairs(es) do bytes = bytes + string.len(e[2][4]) end
-  redis.call('XTRIM', out, 'MINID', string.format('%d-0', upto + 1))
-  redis.call('HSET', meta, 'acked', upto)
-  redis.call('HINCRBY', meta, 'acked_bytes', bytes)
+  for _, e in ipairs(es) do
+    local first = seq_of(e[1])
+    local f = e[2]
+    local kinds = f[2]
+    for j = 1, string.len(kinds) do
+      local seq = first + j - 1
+      if seq >= from and seq <= upto then
+        local p = f[2 + 2 * j]
+        acc[#acc + 1] = string.format('%d', seq)
+        acc[#acc + 1] = string.sub(kinds, j, j)
+        acc[#acc + 1] = p
+        bytes = bytes + string.len(p)
+      end
+    end
+  end
+  return acc, bytes
+end
+-- Drops the entries whose every message is acked (seq <= upto).
+local function trim(out, upto)
+  local cur = redis.call('XREVRANGE', out, string.format('%d-9', upto + 1), '-', 'COUNT', 1)
+  if #cur > 0 then
+    local min = cur[1][1]
+    if seq_of(min) + string.len(cur[1][2][2]) - 1 <= upto then
+      min = string.format('%d-0', upto + 1)
+    end
+    redis.call('XTRIM', out, 'MINID', min)
+  end
+end
+-- Appends a batch at seq first: one entry per 1000 messages (a bounded
+-- argument list); answers the bytes appended.
+local function add(out, first, kinds, payloads, from)
+  local n = string.len(kinds)
+  local bytes = 0
+  local i = 1
+  while i <= n do
+    local last = math.min(n, i + 999)
+    local args = {'XADD', out, string.format('%d-1', first + i - 1), 'k', string.sub(kinds, i, last)}
+    for j = i, last do
+      local p = payloads[from + j - 1]
+      args[#args + 1] = 'p'
+      args[#args + 1] = p
+      bytes = bytes + string.len(p)
+    end
+    redis.call(unpack(args))
+    i = last + 1
+  end
+  return bytes
 end
 local function ttl(meta, out, ms)
   redis.call('PEXPIRE', meta, ms)
-  if redis.call('EXISTS', out) == 1 then redis.call('PEXPIRE', out, ms) end
+  redis.call('PEXPIRE', out, ms)
 end
 "#;
 
@@ -54,8 +95,8 @@ const CREATE: &str = r#"
 local deadline = now_ms() + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'token', ARGV[1], 'identity', ARGV[2], 'client_id', ARGV[3],
   'client_max', ARGV[4], 'epoch', 0, 'owner', '', 'attached', 0, 'had_socket', 0,
-  'next_seq', 1, 'acked', 0, 'in_delivered', 0, 'appended_bytes', 0, 'acked_bytes', 0,
-  'deadline', deadline)
+  'next_seq', 1, 'acked', 0, 'trimmed', 0, 'in_delivered', 0, 'appended_bytes', 0,
+  'acked_bytes', 0, 'deadline', deadline)
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return deadline
 "#;
@@ -69,7 +110,7 @@ return deadline
 const TAKE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local m = redis.call('HMGET', KEYS[1], 'token', 'identity', 'epoch', 'owner', 'had_socket',
-  'next_seq', 'acked', 'in_delivered', 'client_id', 'client_max')
+  'next_seq', 'acked', 'in_delivered', 'client_id', 'client_max', 'appended_bytes')
 local token_ok = (m[1] == ARGV[2])
 local identity_ok = (m[2] == ARGV[3])
 if not (token_ok and identity_ok) then return {'refused'} end
@@ -81,51 +122,69 @@ if had == 0 and first_seq == 0 then return {'protocol', 'first_seq must be at le
 if last_received > next_seq - 1 then return {'protocol', 'claim ahead of what was sent'} end
 local in_delivered = tonumber(m[8])
 if had == 0 then in_delivered = first_seq - 1 end
-trim(KEYS[1], KEYS[2], last_received)
-local acked = tonumber(redis.call('HGET', KEYS[1], 'acked'))
+local acked = math.max(tonumber(m[7]), last_received)
 local epoch = tonumber(m[3]) + 1
+local r = {'ok', epoch, m[4], had, in_delivered, next_seq, acked, m[9], m[10]}
+local _, unacked = entries(KEYS[2], acked + 1, next_seq - 1, r)
+trim(KEYS[2], acked)
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- An empty batch, so the stream exists (and expires with the meta).
+  redis.call('XADD', KEYS[2], '0-1', 'k', '')
+end
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'attached', 1, 'had_socket', 1,
-  'in_delivered', in_delivered, 'deadline', now_ms() + tonumber(ARGV[6]))
+  'in_delivered', in_delivered, 'acked', acked, 'trimmed', acked,
+  'acked_bytes', tonumber(m[11]) - unacked, 'deadline', now_ms() + tonumber(ARGV[6]))
 ttl(KEYS[1], KEYS[2], ARGV[7])
 local prev = m[4]
 if prev ~= '' and prev ~= ARGV[1] then
   redis.call('PUBLISH', ARGV[8] .. prev, 'taken ' .. ARGV[9])
 end
-local r = {'ok', epoch, prev, had, in_delivered, next_seq, acked, m[9], m[10]}
-return entries(KEYS[2], acked + 1, next_seq - 1, r)
+return r
 "#;
 
 /// `commit`: the owner's batch. ARGV epoch, known_next, in_delivered,
-/// acked, hold_ms, ttl_ms, detach (0/1), window_ms, then kind, payload
-/// pairs. Answers {"gone"} | {"stale"} | {"ok", first seq assigned,
-/// seq, kind, payload, ... (the entries from known_next up to the first
-/// assigned: appended by other nodes since the owner last looked)}.
+/// acked, freed bytes (acked since the last commit), refresh (0/1: the
+/// lease), hold_ms, ttl_ms, detach (0/1), window_ms, kinds (one letter per
+/// payload), then the payloads. Answers {"gone"} | {"stale"} | {"ok",
+/// first seq assigned, seq, kind, payload, ... (the messages from
+/// known_next up to the first assigned: appended by other nodes since the
+/// owner last looked)}. A plain commit is four commands (EVALSHA, HMGET,
+/// XADD, HSET) whatever the batch's size; acked entries are trimmed every
+/// 256 messages and on the lease.
 const COMMIT: &str = r#"
-local m = redis.call('HMGET', KEYS[1], 'epoch', 'next_seq', 'in_delivered')
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'next_seq', 'in_delivered', 'acked', 'trimmed',
+  'appended_bytes', 'acked_bytes')
 if not m[1] then return {'gone'} end
 if tonumber(m[1]) ~= tonumber(ARGV[1]) then return {'stale'} end
 local next_seq = tonumber(m[2])
-if tonumber(ARGV[3]) > tonumber(m[3]) then
-  redis.call('HSET', KEYS[1], 'in_delivered', ARGV[3])
-end
-trim(KEYS[1], KEYS[2], tonumber(ARGV[4]))
-local r = {'ok', next_seq}
+local r = {'ok', next_seq, 0}
 entries(KEYS[2], tonumber(ARGV[2]), next_seq - 1, r)
-local bytes = 0
-for i = 9, #ARGV, 2 do
-  redis.call('XADD', KEYS[2], string.format('%d-1', next_seq), 'k', ARGV[i], 'p', ARGV[i + 1])
-  bytes = bytes + string.len(ARGV[i + 1])
-  next_seq = next_seq + 1
+local in_delivered = math.max(tonumber(m[3]), tonumber(ARGV[3]))
+local acked = math.max(tonumber(m[4]), math.min(tonumber(ARGV[4]), next_seq - 1))
+local trimmed = tonumber(m[5])
+local kinds = ARGV[11]
+local appended = tonumber(m[6]) + add(KEYS[2], next_seq, kinds, ARGV, 12)
+next_seq = next_seq + string.len(kinds)
+local refresh = ARGV[6] == '1'
+local detach = ARGV[9] == '1'
+if acked > trimmed and (acked >= trimmed + 256 or refresh or detach) then
+  trim(KEYS[2], acked)
+  trimmed = acked
 end
-local now = now_ms()
-if ARGV[7] == '1' then
-  redis.call('HSET', KEYS[1], 'next_seq', next_seq, 'attached', 0, 'owner', '',
-    'deadline', now + tonumber(ARGV[8]))
-else
-  redis.call('HSET', KEYS[1], 'next_seq', next_seq, 'deadline', now + tonumber(ARGV[5]))
+local h = {'HSET', KEYS[1], 'next_seq', next_seq, 'in_delivered', in_delivered, 'acked', acked,
+  'trimmed', trimmed, 'appended_bytes', appended,
+  'acked_bytes', tonumber(m[7]) + tonumber(ARGV[5])}
+if detach then
+  r[3] = now_ms() + tonumber(ARGV[10])
+  for _, v in ipairs({'attached', 0, 'owner', '', 'deadline', r[3]}) do
+    h[#h + 1] = v
+  end
+elseif refresh then
+  h[#h + 1] = 'deadline'
+  h[#h + 1] = now_ms() + tonumber(ARGV[7])
 end
-if bytes > 0 then redis.call('HINCRBY', KEYS[1], 'appended_bytes', bytes) end
-ttl(KEYS[1], KEYS[2], ARGV[6])
+redis.call(unpack(h))
+if refresh or detach then ttl(KEYS[1], KEYS[2], ARGV[8]) end
 return r
 "#;
 
@@ -143,8 +202,7 @@ local unacked = tonumber(m[3]) - tonumber(m[4])
 if unacked > 0 and unacked + len > tonumber(ARGV[1]) then return {'full'} end
 local seq = tonumber(m[1])
 redis.call('XADD', KEYS[2], string.format('%d-1', seq), 'k', ARGV[2], 'p', ARGV[3])
-redis.call('HSET', KEYS[1], 'next_seq', seq + 1)
-redis.call('HINCRBY', KEYS[1], 'appended_bytes', len)
+redis.call('HSET', KEYS[1], 'next_seq', seq + 1, 'appended_bytes', tonumber(m[3]) + len)
 local left = redis.call('PTTL', KEYS[1])
 if left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
 if m[6] == '1' and m[5] ~= '' then

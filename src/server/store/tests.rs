@@ -81,6 +81,8 @@ fn commit_args(epoch: u64, known_next: u64, in_delivered: u64, acked: u64) -> Co
         known_next,
         in_delivered,
         acked,
+        freed: 0,
+        refresh: true,
         hold: Duration::from_secs(10),
         ttl: Duration::from_secs(20),
         detach: false,
@@ -118,6 +120,45 @@ fn keys(url: &str) -> Vec<String> {
     redis::cmd("KEYS").arg("t:*").query(&mut c).unwrap()
 }
 
+/// A batch is one stream entry (one `XADD`), read back message by
+/// message, and trimmed once every message in it is acked.
+#[actix_rt::test]
+async fn a_batch_is_one_entry_read_back_per_message() {
+    let redis = redis_server();
+    let s = store(&redis.url, "n").await;
+    let w = Duration::from_secs(5);
+    s.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(s.take(take_args("s", "tok", "")).await.unwrap());
+    let batch: Vec<Payload> = (0..2500).map(|i| text(&format!("b{i}"))).collect();
+    let r = s
+        .commit("s", &commit_args(1, 1, 0, 0), batch.iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CommitOutcome::Ok {
+            first: 1,
+            deadline: 0,
+            others: vec![]
+        }
+    );
+    assert_eq!(
+        stream_len(&redis.url, "s"),
+        4,
+        "2500 messages in 3 entries (and the empty one take made)"
+    );
+    let mut claim = take_args("s", "tok", "");
+    claim.last_received = 1500;
+    let t = taken(s.take(claim).await.unwrap());
+    let want: Vec<(u64, Payload)> = (1501..=2500u64)
+        .map(|seq| (seq, text(&format!("b{}", seq - 1))))
+        .collect();
+    assert_eq!(t.entries, want, "from the middle of an entry on");
+    assert_eq!(stream_len(&redis.url, "s"), 2, "the fully acked entry went");
+}
+
 /// Fencing: once node B took the session, node A's commit (its epoch is
 /// stale) is refused and writes nothing: no entry, no delivered count.
 #[actix_rt::test]
@@ -138,6 +179,7 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         first,
         CommitOutcome::Ok {
             first: 1,
+            deadline: 0,
             others: vec![]
         }
     );
@@ -148,12 +190,13 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
     assert_eq!(on_b.in_delivered, 3, "what A recorded");
     assert_eq!(on_b.entries, vec![(1, text("x")), (2, text("y"))]);
 
+    let entries = stream_len(&redis.url, "s");
     let stale = a
         .commit("s", &commit_args(1, 3, 9, 2), [text("z")].iter())
         .await
         .unwrap();
     assert_eq!(stale, CommitOutcome::Stale);
-    assert_eq!(stream_len(&redis.url, "s"), 2, "no entry appended");
+    assert_eq!(stream_len(&redis.url, "s"), entries, "no entry appended");
     assert_eq!(field(&redis.url, "s", "next_seq").as_deref(), Some("3"));
     assert_eq!(field(&redis.url, "s", "in_delivered").as_deref(), Some("3"));
     assert_eq!(
@@ -172,6 +215,7 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         next,
         CommitOutcome::Ok {
             first: 3,
+            deadline: 0,
             others: vec![]
         }
     );
@@ -284,18 +328,19 @@ async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
         r,
         CommitOutcome::Ok {
             first: 2,
+            deadline: 0,
             others: vec![(1, text("aaaa"))]
         }
     );
-    // Acks free room for other senders.
-    let r = owner
-        .commit("s", &commit_args(1, 3, 0, 2), std::iter::empty())
-        .await
-        .unwrap();
+    // Acks free room for other senders (the owner counts the bytes).
+    let mut acks = commit_args(1, 3, 0, 2);
+    acks.freed = 6;
+    let r = owner.commit("s", &acks, std::iter::empty()).await.unwrap();
     assert_eq!(
         r,
         CommitOutcome::Ok {
             first: 3,
+            deadline: 0,
             others: vec![]
         }
     );
