@@ -28,9 +28,20 @@ use super::{
 /// The commands the store runs only inside its Lua scripts (read from
 /// src/server/store/scripts.rs): `INFO commandstats` counts them as well
 /// as the `EVALSHA` that ran them, so they are not round trips.
-const SCRIPTED: [&str; 12] = [
-    "hmget", "hset", "hget", "hincrby", "pexpire", "xtrim", "xrange", "xadd", "exists", "time",
-    "del", "publish",
+const SCRIPTED: [&str; 13] = [
+    "hmget",
+    "hset",
+    "hget",
+    "hincrby",
+    "pexpire",
+    "xtrim",
+    "xrange",
+    "xrevrange",
+    "xadd",
+    "exists",
+    "time",
+    "del",
+    "publish",
 ];
 
 /// A private `redis-server`, killed on drop.
