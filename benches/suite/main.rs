@@ -6,7 +6,8 @@
 //! `cargo bench --bench suite` runs the full suite; `RWS_BENCH_QUICK=1`
 //! runs every case briefly (a smoke test); `RWS_BENCH_JSON=path` also
 //! writes the figures as one flat JSON object; `RWS_BENCH_ONLY=tput,rtt`
-//! runs only the named sections (memory, tput, rtt, recovery, storm);
+//! runs only the named sections (memory, tput, rtt, recovery, storm, and
+//! with `-F redis` redis: the Redis session store against memory);
 //! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
 //! in this process instead of a child process. Figures and how they were
 //! read: docs/PERFORMANCE.md.
@@ -39,6 +40,8 @@ mod common;
 mod memory;
 mod plan;
 mod recovery;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod roles;
 mod rtt;
 mod storm;
@@ -104,6 +107,10 @@ fn main() {
         }
         if let Some(c) = child {
             c.finish();
+        }
+        #[cfg(feature = "redis")]
+        if plan.runs("redis") {
+            redis_store::bench_redis(&plan, &mut report).await;
         }
         if plan.runs("recovery") {
             bench_recovery(&plan, &server, &mut report).await;

@@ -22,7 +22,7 @@ mod raw;
 mod recorder;
 mod server;
 
-pub use proxy::FaultProxy;
+pub use proxy::{FaultProxy, ProxiedConnection};
 pub use raw::{opcode, RawConn, RawFrame, RawServer, UpgradeRequest};
 pub use recorder::{EventRecorder, RecordedEvent};
 pub use server::TestServer;

@@ -1,6 +1,8 @@
 //! A fault-injecting TCP proxy on 127.0.0.1:0, between a client and a
-//! server, driven from the test: cut every connection, blackhole the link,
-//! add latency, refuse new connections, move the upstream.
+//! server (or several: round robin), driven from the test: cut every
+//! connection, blackhole the link, add latency, refuse new connections, move
+//! the upstream, see which upstream each connection goes to and what it
+//! sent.
 //!
 //! It is written here on plain tokio rather than taken from a toxiproxy
 //! clone such as the `noxious` crate because it has to run inside the
@@ -8,16 +10,20 @@
 //! `#[actix_rt::test]`, or any tokio runtime: every task is `Send` and
 //! started with `tokio::spawn`), be driven by plain method calls rather than
 //! a separate control API, and offer what those tools do not: a "blackhole"
-//! (a half-open, silently dead link) and connection counts. It is kept
-//! small: one accept loop, one task per connection. How each fault
-//! behaves is documented on [`FaultProxy`].
+//! (a half-open, silently dead link), connection counts, and the bytes each
+//! upstream sent on each connection (so a test of a server cluster can tell
+//! which node holds a client's socket, and what a node wrote after a
+//! fault). It is kept small: one accept loop, one task per connection. How
+//! each fault behaves is documented on [`FaultProxy`].
+
+mod table;
 
 use std::{
     fmt, io,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -33,6 +39,9 @@ use tokio::{
     time::Instant,
 };
 
+pub use table::ProxiedConnection;
+use table::{Counters, OpenGuard, Table, Tally};
+
 /// The most bytes read at once.
 const CHUNK: usize = 16 * 1024;
 /// Chunks in flight per direction (waiting out the latency) before the
@@ -42,7 +51,10 @@ const IN_FLIGHT: usize = 64;
 /// What the test asked for; every task watches it.
 #[derive(Debug, Clone)]
 struct Control {
-    upstream: SocketAddr,
+    /// New connections go to these in turn (never empty).
+    upstreams: Vec<SocketAddr>,
+    /// Upstreams whose bytes are kept (see `FaultProxy::capture_from`).
+    capture: Vec<SocketAddr>,
     latency: Duration,
     blackhole: bool,
     refuse: bool,
@@ -50,28 +62,6 @@ struct Control {
     /// it started under.
     generation: u64,
     stopped: bool,
-}
-
-#[derive(Debug)]
-struct Counters {
-    total: AtomicUsize,
-    open: watch::Sender<usize>,
-}
-
-/// Counts a connection as open for as long as it lives.
-struct OpenGuard(Arc<Counters>);
-
-impl OpenGuard {
-    fn new(counters: &Arc<Counters>) -> Self {
-        counters.open.send_modify(|n| *n += 1);
-        OpenGuard(counters.clone())
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open.send_modify(|n| *n -= 1);
-    }
 }
 
 /// Owned by the handles only: when the last one goes, the control channel
@@ -113,6 +103,17 @@ struct Inner {
 /// - Dropping the last handle, or [`stop`](Self::stop), closes the
 ///   listener and every connection.
 ///
+/// # Several upstreams
+/// [`start_round_robin`](Self::start_round_robin) sends each new TCP
+/// connection to the next upstream in turn, with no affinity (as a load
+/// balancer without sticky sessions): a test of a server cluster sees a
+/// client's negotiate, socket and reconnects land on different nodes.
+/// [`connections`](Self::connections) tells which upstream each open
+/// connection goes to (which node holds a client's socket) and
+/// [`bytes_from`](Self::bytes_from) / [`capture_from`](Self::capture_from)
+/// what a node sent (say, after it was paused and another node took its
+/// session).
+///
 /// # Examples
 /// ```
 /// use std::time::Duration;
@@ -143,7 +144,7 @@ impl fmt::Debug for FaultProxy {
         let c = self.inner.control.borrow();
         f.debug_struct("FaultProxy")
             .field("addr", &self.inner.addr)
-            .field("upstream", &c.upstream)
+            .field("upstreams", &c.upstreams)
             .field("latency", &c.latency)
             .field("blackhole", &c.blackhole)
             .field("refuse", &c.refuse)
@@ -160,10 +161,25 @@ impl FaultProxy {
     /// # Errors
     /// If binding fails.
     pub async fn start(upstream: SocketAddr) -> io::Result<FaultProxy> {
+        Self::start_round_robin(vec![upstream]).await
+    }
+
+    /// Binds 127.0.0.1:0 and forwards each new TCP connection to the next
+    /// of `upstreams` in turn, with no affinity: what a load balancer
+    /// without sticky sessions does, so a client's negotiate and its socket
+    /// (or its next reconnect) may reach different servers. An upstream that
+    /// is down costs the connection sent to it (the proxy closes it, the
+    /// client retries and gets the next one).
+    ///
+    /// # Errors
+    /// If `upstreams` is empty, or binding fails.
+    pub async fn start_round_robin(upstreams: Vec<SocketAddr>) -> io::Result<FaultProxy> {
+        check_upstreams(&upstreams)?;
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (control, rx) = watch::channel(Control {
-            upstream,
+            upstreams,
+            capture: Vec::new(),
             latency: Duration::ZERO,
             blackhole: false,
             refuse: false,
@@ -173,6 +189,8 @@ impl FaultProxy {
         let counters = Arc::new(Counters {
             total: AtomicUsize::new(0),
             open: watch::channel(0).0,
+            next_id: AtomicU64::new(0),
+            table: Mutex::new(Table::default()),
         });
         tokio::spawn(accept_loop(listener, counters.clone(), rx));
         Ok(FaultProxy {
@@ -194,15 +212,34 @@ impl FaultProxy {
         format!("ws://{}/ws", self.inner.addr)
     }
 
-    /// The address new connections are forwarded to.
+    /// The address new connections are forwarded to (with several, the
+    /// first of them: see [`upstreams`](Self::upstreams)).
     pub fn upstream(&self) -> SocketAddr {
-        self.inner.control.borrow().upstream
+        self.inner.control.borrow().upstreams[0]
+    }
+
+    /// The addresses new connections are forwarded to, in turn.
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        self.inner.control.borrow().upstreams.clone()
     }
 
     /// Forwards new connections to `upstream` (a server restarted on another
     /// port, say); current connections keep their old upstream.
     pub fn set_upstream(&self, upstream: SocketAddr) {
-        self.control(|c| c.upstream = upstream);
+        self.control(|c| c.upstreams = vec![upstream]);
+    }
+
+    /// Forwards new connections to each of `upstreams` in turn (taking a
+    /// node out of the rotation as a load balancer's health check would,
+    /// say); current connections keep their old upstream.
+    ///
+    /// # Errors
+    /// If `upstreams` is empty (nothing changes then; to turn new
+    /// connections away, use [`refuse`](Self::refuse)).
+    pub fn set_upstreams(&self, upstreams: Vec<SocketAddr>) -> io::Result<()> {
+        check_upstreams(&upstreams)?;
+        self.control(|c| c.upstreams = upstreams);
+        Ok(())
     }
 
     /// Closes every current connection at once, on both sides, without a
@@ -246,6 +283,57 @@ impl FaultProxy {
         *self.inner.counters.open.borrow()
     }
 
+    /// The open connections (forwarding, or connecting upstream), oldest
+    /// first, with their upstream and the bytes that passed so far.
+    pub fn connections(&self) -> Vec<ProxiedConnection> {
+        self.inner.counters.table().open.values().copied().collect()
+    }
+
+    /// How many open connections go to `upstream`.
+    pub fn connections_to(&self, upstream: SocketAddr) -> usize {
+        let table = self.inner.counters.table();
+        table
+            .open
+            .values()
+            .filter(|c| c.upstream == upstream)
+            .count()
+    }
+
+    /// Bytes `upstream` sent to its clients through the proxy since the
+    /// start, over every connection, closed ones included.
+    pub fn bytes_from(&self, upstream: SocketAddr) -> u64 {
+        let table = self.inner.counters.table();
+        table.from_upstream.get(&upstream).copied().unwrap_or(0)
+    }
+
+    /// While on, every byte `upstream` sends from now on (on current and new
+    /// connections) is also kept, per connection, for
+    /// [`captured_from`](Self::captured_from): what a test reads to see
+    /// what a server wrote after a fault (say, no data frame from a node
+    /// that lost its session to another). Turning it off keeps what was
+    /// captured.
+    pub fn capture_from(&self, upstream: SocketAddr, on: bool) {
+        self.control(|c| {
+            c.capture.retain(|a| *a != upstream);
+            if on {
+                c.capture.push(upstream);
+            }
+        });
+    }
+
+    /// What `upstream` sent while captured: one buffer per connection that
+    /// carried anything, in connection order (each the bytes in the order
+    /// they came).
+    pub fn captured_from(&self, upstream: SocketAddr) -> Vec<Bytes> {
+        let table = self.inner.counters.table();
+        table
+            .captured
+            .values()
+            .filter(|(a, _)| *a == upstream)
+            .map(|(_, b)| Bytes::copy_from_slice(b))
+            .collect()
+    }
+
     /// Waits until exactly `n` connections are open, up to `timeout`;
     /// `false` on timeout.
     pub async fn wait_open(&self, n: usize, timeout: Duration) -> bool {
@@ -262,11 +350,23 @@ impl FaultProxy {
     }
 }
 
+fn check_upstreams(upstreams: &[SocketAddr]) -> io::Result<()> {
+    if upstreams.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a fault proxy needs at least one upstream",
+        ));
+    }
+    Ok(())
+}
+
 async fn accept_loop(
     listener: TcpListener,
     counters: Arc<Counters>,
     mut control: watch::Receiver<Control>,
 ) {
+    // Per new connection, not per client: a load balancer without affinity.
+    let mut turn = 0usize;
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -285,13 +385,18 @@ async fn accept_loop(
         counters.total.fetch_add(1, Ordering::SeqCst);
         let (refuse, upstream, generation) = {
             let c = control.borrow();
-            (c.refuse, c.upstream, c.generation)
+            (
+                c.refuse,
+                c.upstreams[turn % c.upstreams.len()],
+                c.generation,
+            )
         };
         if refuse {
             drop(stream);
             continue;
         }
-        let open = OpenGuard::new(&counters);
+        turn = turn.wrapping_add(1);
+        let open = OpenGuard::new(&counters, upstream);
         tokio::spawn(serve(stream, upstream, generation, control.clone(), open));
     }
 }
@@ -302,7 +407,7 @@ async fn serve(
     upstream: SocketAddr,
     generation: u64,
     control: watch::Receiver<Control>,
-    _open: OpenGuard,
+    open: OpenGuard,
 ) {
     let mut cancel = control.clone();
     let cancelled = async move {
@@ -311,6 +416,13 @@ async fn serve(
             .wait_for(|c| c.stopped || c.generation != generation)
             .await;
     };
+    let tally = |from_upstream| Tally {
+        counters: open.counters.clone(),
+        id: open.id,
+        upstream,
+        from_upstream,
+    };
+    let (to_upstream, from_upstream) = (tally(false), tally(true));
     let forward = async move {
         let server = TcpStream::connect(upstream).await?;
         let _ = client.set_nodelay(true);
@@ -318,8 +430,8 @@ async fn serve(
         let (client_read, client_write) = client.into_split();
         let (server_read, server_write) = server.into_split();
         tokio::try_join!(
-            pump(client_read, server_write, control.clone()),
-            pump(server_read, client_write, control),
+            pump(client_read, server_write, control.clone(), to_upstream),
+            pump(server_read, client_write, control, from_upstream),
         )
     };
     tokio::select! {
@@ -331,6 +443,7 @@ async fn serve(
         () = cancelled => {}
     }
     // Both sockets drop here, whichever way it ended.
+    drop(open);
 }
 
 /// Copies one direction, delaying each chunk by the latency and holding
@@ -340,6 +453,7 @@ async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     control: watch::Receiver<Control>,
+    tally: Tally,
 ) -> io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<(Instant, Bytes)>(IN_FLIGHT);
     let mut read_control = control.clone();
@@ -351,8 +465,14 @@ async fn pump(
             if from.read_buf(&mut buf).await? == 0 {
                 return Ok(()); // Dropping `tx` tells the writer.
             }
-            let due = Instant::now() + read_control.borrow().latency;
-            if tx.send((due, buf.split().freeze())).await.is_err() {
+            let chunk = buf.split().freeze();
+            let (due, capture) = {
+                let c = read_control.borrow();
+                let capture = tally.from_upstream && c.capture.contains(&tally.upstream);
+                (Instant::now() + c.latency, capture)
+            };
+            tally.count(&chunk, capture);
+            if tx.send((due, chunk)).await.is_err() {
                 return Ok(()); // The writer failed; it reports why.
             }
         }

@@ -6,7 +6,7 @@ use std::{
     io::{BufRead, BufReader},
     ops::{Deref, DerefMut},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
+    sync::{mpsc, Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
@@ -64,12 +64,79 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// A signal [`signal`] sends to a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGKILL: a crash, nothing is cleaned up.
+    Kill,
+    /// SIGTERM: a graceful stop (`rws serve` drains and says 1012).
+    Term,
+    /// SIGSTOP: a pause (a long GC, a VM migration): sockets stay open,
+    /// nothing is read or written until SIGCONT.
+    Stop,
+    /// SIGCONT: the end of a SIGSTOP pause.
+    Cont,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Kill => "KILL",
+            Signal::Term => "TERM",
+            Signal::Stop => "STOP",
+            Signal::Cont => "CONT",
+        }
+    }
+}
+
+/// Sends `sig` to the process `pid` with the `kill` command (no crate for
+/// signals); panics if `kill` fails (the process is gone, say).
+pub fn signal(pid: u32, sig: Signal) {
+    let status = Command::new("kill")
+        .args(["-s", sig.name(), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {} {pid} failed", sig.name());
+}
+
 /// `rws serve` as a child process, killed on drop.
 pub struct RwsServe {
     /// The process.
     pub child: ChildGuard,
     /// What it listens on: `ws://ADDR/ws`.
     pub url: String,
+    /// What it was started with, so [`RwsServe::restart`] can start it
+    /// again the same way on the same address.
+    spec: ServeSpec,
+    /// Its stderr lines so far (this run's).
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// How an `rws serve` was started: arguments after `--bind ADDR`, and
+/// environment variables added to the test's (whose `RUST_LOG` and
+/// `RWS_TOKEN` are removed first).
+#[derive(Debug, Clone, Default)]
+pub struct ServeSpec {
+    /// The arguments after `serve --bind ADDR`.
+    pub args: Vec<String>,
+    /// Environment variables set for it (`RUST_LOG`, say).
+    pub env: Vec<(String, String)>,
+}
+
+impl ServeSpec {
+    /// A spec with these arguments and no environment.
+    pub fn new<S: AsRef<str>>(args: &[S]) -> ServeSpec {
+        ServeSpec {
+            args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets `name=value` in its environment.
+    pub fn env(mut self, name: &str, value: &str) -> ServeSpec {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 impl RwsServe {
@@ -78,13 +145,20 @@ impl RwsServe {
     /// port is still taken, say). Its stderr is drained to the end, so it
     /// never blocks on a full pipe.
     pub fn try_start(addr: &str, args: &[&str]) -> Result<RwsServe, String> {
+        Self::try_start_spec(addr, &ServeSpec::new(args))
+    }
+
+    /// [`RwsServe::try_start`] with a [`ServeSpec`] (arguments and
+    /// environment). Its stderr lines are kept: see [`RwsServe::stderr`].
+    pub fn try_start_spec(addr: &str, spec: &ServeSpec) -> Result<RwsServe, String> {
         let mut child = ChildGuard(
             rws_command()
                 .args(["serve", "--bind", addr])
-                .args(args)
+                .args(&spec.args)
                 // Its output and its token are the test's arguments' alone.
                 .env_remove("RUST_LOG")
                 .env_remove("RWS_TOKEN")
+                .envs(spec.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -92,7 +166,9 @@ impl RwsServe {
                 .expect("spawn rws serve"),
         );
         let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
+        let kept = lines.clone();
         thread::spawn(move || {
             let mut tx = Some(tx);
             let mut seen = String::new();
@@ -103,15 +179,23 @@ impl RwsServe {
                         let _ = tx.send(Ok(url.trim().to_owned()));
                     }
                 }
-                seen.push_str(&line);
-                seen.push('\n');
+                if tx.is_some() {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
             if let Some(tx) = tx {
                 let _ = tx.send(Err(seen));
             }
         });
         match rx.recv_timeout(STEP) {
-            Ok(Ok(url)) => Ok(RwsServe { child, url }),
+            Ok(Ok(url)) => Ok(RwsServe {
+                child,
+                url,
+                spec: spec.clone(),
+                stderr: lines,
+            }),
             Ok(Err(stderr)) => {
                 let _ = child.wait();
                 Err(stderr)
@@ -123,9 +207,14 @@ impl RwsServe {
     /// Starts `rws serve` on `addr`, retrying while the port is still
     /// taken (a restart on the same port).
     pub fn start(addr: &str, args: &[&str]) -> RwsServe {
+        Self::start_spec(addr, &ServeSpec::new(args))
+    }
+
+    /// [`RwsServe::start`] with a [`ServeSpec`].
+    pub fn start_spec(addr: &str, spec: &ServeSpec) -> RwsServe {
         let deadline = Instant::now() + STEP;
         loop {
-            match Self::try_start(addr, args) {
+            match Self::try_start_spec(addr, spec) {
                 Ok(s) => return s,
                 Err(e) if Instant::now() < deadline && e.contains("cannot listen") => {
                     thread::sleep(Duration::from_millis(20));
@@ -168,5 +257,58 @@ impl RwsServe {
             assert!(Instant::now() < deadline, "rws serve did not exit in time");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// Signals and restarts, for the tests of a cluster of `rws serve` nodes.
+impl RwsServe {
+    /// [`RwsServe::start_spec`] off this thread, so the actors of the
+    /// test's own System keep running meanwhile.
+    pub async fn start_spec_async(addr: &str, spec: &ServeSpec) -> RwsServe {
+        let (addr, spec) = (addr.to_owned(), spec.clone());
+        tokio::task::spawn_blocking(move || Self::start_spec(&addr, &spec))
+            .await
+            .unwrap()
+    }
+
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: Signal) {
+        signal(self.child.id(), sig);
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    /// SIGKILL, and waits (bounded) until the process is gone: a crash.
+    pub async fn kill_hard(&mut self) -> ExitStatus {
+        self.signal(Signal::Kill);
+        self.wait_exit().await
+    }
+
+    /// Starts it again on the same address with the same arguments and
+    /// environment, once the old process is gone (it must have exited or
+    /// been killed: this waits for that, bounded), retrying while the port
+    /// is still taken. The stderr kept from here on is the new run's.
+    pub async fn restart(&mut self) {
+        self.wait_exit().await;
+        let fresh = Self::start_spec_async(self.addr(), &self.spec).await;
+        *self = fresh;
+    }
+
+    /// Its stderr lines so far (of this run).
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The `SocketAddr` it listens on.
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        self.addr()
+            .parse()
+            .expect("rws serve printed a socket address")
     }
 }

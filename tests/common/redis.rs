@@ -2,7 +2,10 @@
 //!
 //! [`TestRedis::start`] runs a private `redis-server` from `PATH` on a free
 //! port (no persistence), so a test may count its keys, stop it and start
-//! it again without disturbing another test. [`TestRedis::shared`] uses the
+//! it again without disturbing another test. [`TestRedis::start_persistent`]
+//! is the same with an append-only file fsynced on every write, so a
+//! stopped and restarted server keeps every session it acknowledged (what
+//! docs/SCALING.md recommends for production). [`TestRedis::shared`] uses the
 //! one `.ci/run` started (`RWS_REDIS_URL`) when it is set, else starts a
 //! private one. Without a `redis-server` both panic: a test that needs
 //! Redis fails, it never skips.
@@ -22,6 +25,9 @@ pub struct TestRedis {
     port: u16,
     /// Our own server (`None` for the CI's shared one).
     child: Option<ChildGuard>,
+    /// Where a persistent server keeps its append-only file (`None`: no
+    /// persistence, a restart starts empty). Removed on drop.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TestRedis {
@@ -38,6 +44,29 @@ impl TestRedis {
             url: format!("redis://127.0.0.1:{port}/"),
             port,
             child: None,
+            dir: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// A private `redis-server` like [`start`](Self::start), with
+    /// `appendonly yes` and `appendfsync always` in a temporary directory:
+    /// [`stop`](Self::stop) (a SIGKILL) and [`restart`](Self::restart) lose
+    /// nothing it acknowledged.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start), or when no temporary directory can be made.
+    pub fn start_persistent() -> TestRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = TestRedis {
+            url: format!("redis://127.0.0.1:{port}/"),
+            port,
+            child: None,
+            dir: Some(tempfile::tempdir().expect("a temporary directory for Redis")),
         };
         redis.restart();
         redis
@@ -56,6 +85,7 @@ impl TestRedis {
                         .unwrap_or(6379),
                     url,
                     child: None,
+                    dir: None,
                 };
                 assert!(
                     redis.ping(),
@@ -100,12 +130,24 @@ impl TestRedis {
         }
     }
 
-    /// Starts our server again on the same port (empty: no persistence).
+    /// Starts our server again on the same port (empty without persistence;
+    /// with it, as it was when stopped).
     ///
     /// # Panics
     /// When it is running, or `redis-server` is missing or does not answer.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server is running");
+        let persistence: Vec<String> = match &self.dir {
+            None => ["--appendonly", "no"].map(String::from).to_vec(),
+            Some(dir) => vec![
+                "--appendonly".into(),
+                "yes".into(),
+                "--appendfsync".into(),
+                "always".into(),
+                "--dir".into(),
+                dir.path().display().to_string(),
+            ],
+        };
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -114,11 +156,10 @@ impl TestRedis {
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
                 "--daemonize",
                 "no",
             ])
+            .args(&persistence)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

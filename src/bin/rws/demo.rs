@@ -9,6 +9,10 @@
 //! summary counts, for each of the three streams, what was sent, received,
 //! lost, duplicated and reordered; the exit status is 0 only when nothing
 //! was.
+//!
+//! With `--redis URL` the server side is a cluster instead ([`cluster`]).
+
+mod cluster;
 
 use std::{
     fmt,
@@ -67,6 +71,12 @@ pub struct DemoArgs {
     /// The seed of the proxy's random cut times (printed with the summary).
     #[arg(long, value_name = "S", default_value_t = DEFAULT_SEED)]
     seed: u64,
+
+    /// Serve from two `rws serve --redis URL` nodes behind a round-robin
+    /// proxy (no affinity) instead, the session in the Redis at URL; the
+    /// node holding the socket is killed (SIGKILL) mid-stream and restarted.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 /// Runs the demo; returns the process exit code: 0 only when nothing was
@@ -278,6 +288,9 @@ impl Handler<SessionLost> for ClientApp {
 // the run
 
 async fn stream(args: &DemoArgs) -> Result<Report, Box<dyn std::error::Error>> {
+    if let Some(url) = &args.redis {
+        return cluster::stream(args, url).await;
+    }
     let n = args.messages;
     let srv_n = args.server_messages.unwrap_or(n);
     let counts: Shared = Arc::new(Mutex::new(Counts {
@@ -386,15 +399,17 @@ async fn stream(args: &DemoArgs) -> Result<Report, Box<dyn std::error::Error>> {
         unexpected: t.unexpected,
     };
     Ok(Report {
-        seed: args.seed,
-        to_server: row(n, &c.at_server),
+        setup: Setup::Embedded {
+            seed: args.seed,
+            cuts: cuts.load(Ordering::Relaxed),
+        },
+        to_server: Some(row(n, &c.at_server)),
         // The server echoes each message it received, duplicates included.
         echoes: row(c.at_server.received, &c.echoes),
         from_server: (srv_n > 0).then(|| row(c.server_sent, &c.from_server)),
         stray: c.stray,
         reconnects,
         sessions_lost: c.sessions_lost,
-        cuts: cuts.load(Ordering::Relaxed),
         elapsed,
         timed_out,
     })
@@ -452,10 +467,18 @@ impl Row {
     }
 }
 
+/// What served the stream: one process behind the cutting proxy, or two
+/// `rws serve --redis` nodes (the names of those killed).
+enum Setup {
+    Embedded { seed: u64, cuts: u64 },
+    Cluster { killed: Vec<String> },
+}
+
 struct Report {
-    seed: u64,
-    /// `msg i`, client → server.
-    to_server: Row,
+    setup: Setup,
+    /// `msg i`, client → server (`None` when the server is another
+    /// process: the echoes show it).
+    to_server: Option<Row>,
     /// `msg i` echoed back, server → client.
     echoes: Row,
     /// `srv i`, server → client (`None` with `--server-messages 0`).
@@ -464,7 +487,6 @@ struct Report {
     stray: u64,
     reconnects: u64,
     sessions_lost: u64,
-    cuts: u64,
     elapsed: Duration,
     timed_out: bool,
 }
@@ -472,7 +494,7 @@ struct Report {
 impl Report {
     fn rows(&self) -> impl Iterator<Item = (&'static str, &Row)> {
         [
-            Some(("client -> server", &self.to_server)),
+            self.to_server.as_ref().map(|r| ("client -> server", r)),
             Some(("echoed back", &self.echoes)),
             self.from_server.as_ref().map(|r| ("server -> client", r)),
         ]
@@ -487,13 +509,18 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "rws demo: stateful client -> fault proxy (cuts every {}-{} ms, seed {}) -> reliable echo server",
-            CUT_EVERY_MS.start(),
-            CUT_EVERY_MS.end(),
-            self.seed
-        )?;
+        match &self.setup {
+            Setup::Embedded { seed, .. } => writeln!(
+                f,
+                "rws demo: stateful client -> fault proxy (cuts every {}-{} ms, seed {seed}) -> reliable echo server",
+                CUT_EVERY_MS.start(),
+                CUT_EVERY_MS.end(),
+            )?,
+            Setup::Cluster { .. } => writeln!(
+                f,
+                "rws demo: stateful client -> round-robin proxy (no affinity) -> 2 rws serve --redis nodes (one killed with SIGKILL mid-stream)"
+            )?,
+        }
         writeln!(
             f,
             "  {:<16} {:>8} {:>9} {:>6} {:>11} {:>13}",
@@ -510,7 +537,15 @@ impl fmt::Display for Report {
         let secs = self.elapsed.as_secs_f64();
         writeln!(f, "  reconnects       {}", self.reconnects)?;
         writeln!(f, "  sessions lost    {}", self.sessions_lost)?;
-        writeln!(f, "  proxy cuts       {}", self.cuts)?;
+        match &self.setup {
+            Setup::Embedded { cuts, .. } => writeln!(f, "  proxy cuts       {cuts}")?,
+            Setup::Cluster { killed } => writeln!(
+                f,
+                "  node kills       {} ({})",
+                killed.len(),
+                killed.join(", ")
+            )?,
+        }
         writeln!(
             f,
             "  elapsed          {secs:.2} s ({:.0} messages delivered/s)",
