@@ -7,7 +7,8 @@
 //! runs every case briefly (a smoke test); `RWS_BENCH_JSON=path` also
 //! writes the figures as one flat JSON object; `RWS_BENCH_ONLY=tput,rtt`
 //! runs only the named sections (memory, tput, rtt, recovery, storm, and
-//! with `-F redis` redis: the Redis session store against memory);
+//! with `-F redis` redis: the Redis session store against memory, and
+//! failover: two Redis-backed nodes, one killed);
 //! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
 //! in this process instead of a child process. Figures and how they were
 //! read: docs/PERFORMANCE.md.
@@ -37,6 +38,8 @@ mod clients;
 // Shared with benches/durable.rs.
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(feature = "redis")]
+mod failover;
 mod memory;
 mod plan;
 mod recovery;
@@ -46,6 +49,7 @@ mod roles;
 mod rtt;
 mod storm;
 mod tput;
+mod tungstenite;
 
 use std::time::Instant;
 
@@ -119,6 +123,10 @@ fn main() {
         if plan.runs("storm") {
             bench_storm(&plan, &mut report).await;
         }
+        #[cfg(feature = "redis")]
+        if plan.runs("failover") {
+            failover::bench_failover(&plan, &mut report).await;
+        }
         report
     });
     report.key("suite_seconds", started.elapsed().as_secs_f64());
@@ -126,8 +134,14 @@ fn main() {
     report.write_json();
     // Lost messages are a correctness failure, not a slow figure: fail the
     // run (CI's quick run included) after the table is out.
-    if report.json.get("storm_lost").is_some_and(|&l| l > 0.0) {
-        eprintln!("storm: messages were lost (see the table)");
-        std::process::exit(1);
+    for key in [
+        "storm_lost",
+        "failover_lost_or_doubled",
+        "redis_storm_lost_or_doubled",
+    ] {
+        if report.json.get(key).is_some_and(|&l| l > 0.0) {
+            eprintln!("{key}: messages were lost or doubled (see the table)");
+            std::process::exit(1);
+        }
     }
 }

@@ -16,11 +16,14 @@ pub(super) struct Plan {
     pub(super) idle_conns: Vec<usize>,
     pub(super) recovery_trials: usize,
     pub(super) storm_clients: usize,
+    /// Stateful clients over two Redis-backed nodes, one killed (`redis`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) failover_clients: usize,
 }
 
 impl Plan {
     /// `RWS_BENCH_ONLY=tput,rtt` runs only those sections (memory, tput,
-    /// rtt, recovery, storm); unset runs all.
+    /// rtt, recovery, storm, redis); unset runs all.
     pub(super) fn runs(&self, section: &str) -> bool {
         match std::env::var("RWS_BENCH_ONLY") {
             Ok(only) => only.split(',').any(|s| s.trim() == section),
@@ -53,6 +56,7 @@ impl Plan {
                 idle_conns: vec![200],
                 recovery_trials: 2,
                 storm_clients: 100,
+                failover_clients: 50,
             }
         } else {
             Plan {
@@ -64,6 +68,7 @@ impl Plan {
                 idle_conns: vec![1_000, 10_000],
                 recovery_trials: 6,
                 storm_clients: 5_000,
+                failover_clients: 1_000,
             }
         }
     }

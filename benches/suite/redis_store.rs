@@ -45,13 +45,13 @@ const SCRIPTED: [&str; 13] = [
 ];
 
 /// A private `redis-server`, killed on drop.
-struct RedisChild {
+pub(super) struct RedisChild {
     child: Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl RedisChild {
-    fn start() -> Option<RedisChild> {
+    pub(super) fn start() -> Option<RedisChild> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .ok()?

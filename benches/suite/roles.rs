@@ -25,8 +25,13 @@ use super::{
 /// answers each `rss` line with its VmRSS in KiB and each `count` line
 /// with the number of distinct [`STORM_PREFIX`] messages its sessions
 /// received, and exits when stdin closes.
+///
+/// `server PORT redis URL PREFIX NODE` (with `-F redis`): the same server
+/// with its sessions in Redis at URL under PREFIX, as node NODE.
 pub(super) fn role_server(args: &str) {
-    let port: u16 = args.trim().parse().unwrap_or(0);
+    let mut it = args.split_whitespace();
+    let port: u16 = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let store: Vec<String> = it.map(str::to_owned).collect();
     actix_rt::System::new().block_on(async move {
         // The defaults, failed-resume limit included: every bench client
         // comes from 127.0.0.1, like clients behind one NAT, and a restart
@@ -36,6 +41,17 @@ pub(super) fn role_server(args: &str) {
         // this one address, more than that limit lets one address open.
         let mut options = ServerOptions::default();
         options.anonymous_negotiate_limit = None;
+        #[cfg(feature = "redis")]
+        if let [kind, url, prefix, node] = store.as_slice() {
+            assert_eq!(kind, "redis", "server role: unknown store {kind}");
+            let redis = resilient_ws::server::RedisSessionStore::connect(url, node.as_str())
+                .await
+                .expect("redis store")
+                .with_prefix(prefix.as_str());
+            options.store = resilient_ws::server::SessionStore::Redis(redis);
+        }
+        #[cfg(not(feature = "redis"))]
+        assert!(store.is_empty(), "server role: stores need -F redis");
         let reliable = resilient_ws::server::ReliableServer::echo(options);
         let seen = Arc::new(Mutex::new(HashSet::new()));
         reliable.on_message(StormCounter(seen.clone()).start().recipient());

@@ -35,6 +35,16 @@ pub(super) struct Tagged {
     tx: mpsc::UnboundedSender<(usize, Instant, StateChanged)>,
 }
 
+impl Tagged {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) fn new(
+        index: usize,
+        tx: mpsc::UnboundedSender<(usize, Instant, StateChanged)>,
+    ) -> Self {
+        Tagged { index, tx }
+    }
+}
+
 impl Actor for Tagged {
     type Context = Context<Self>;
 }

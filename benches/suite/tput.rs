@@ -1,5 +1,5 @@
-//! Throughput: two awc baselines (a plain task, an actor) against our
-//! client in raw and stateful mode; and role `tput`, one case alone for a
+//! Throughput: two awc baselines (a plain task, an actor) and
+//! tokio-tungstenite against our client in raw and stateful mode; and role `tput`, one case alone for a
 //! profiler.
 
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use super::{
     clients::{awc_client, awc_connect, ours, Framed},
     plan::{Plan, Report},
+    tungstenite::tput_tungstenite,
 };
 
 /// Messages per write batch for the plain-task baseline, and per mailbox
@@ -191,13 +192,16 @@ pub(super) async fn bench_throughput(plan: &Plan, url: &str, report: &mut Report
         tput_actor(url, w, &text).await;
         tput_ours(url, w, &text, ReconnectMode::None).await;
         tput_ours(url, w, &text, ReconnectMode::Stateful).await;
+        tput_tungstenite(url, w, &text).await;
         // Best of the rounds, interleaved so drift hits every client alike.
         let mut best = [Duration::MAX; 4];
+        let mut tt = Duration::MAX;
         for _ in 0..plan.tput_rounds {
             best[0] = best[0].min(tput_framed(url, n, &text).await);
             best[1] = best[1].min(tput_actor(url, n, &text).await);
             best[2] = best[2].min(tput_ours(url, n, &text, ReconnectMode::None).await);
             best[3] = best[3].min(tput_ours(url, n, &text, ReconnectMode::Stateful).await);
+            tt = tt.min(tput_tungstenite(url, n, &text).await);
         }
         let rate = |d: Duration| n as f64 / d.as_secs_f64();
         // MB/s counts payload bytes one way (each message is also echoed).
@@ -237,6 +241,19 @@ pub(super) async fn bench_throughput(plan: &Plan, url: &str, report: &mut Report
                 String::new(),
             );
         }
+        // The second baseline: our raw mode over tokio-tungstenite.
+        let (raw, tt_rate) = (rate(best[2]), rate(tt));
+        report.key(
+            &format!("tput_{label}_tungstenite_msgs_per_s"),
+            tt_rate.round(),
+        );
+        report.key(&format!("tput_{label}_tt_ratio"), raw / tt_rate);
+        report.row(
+            &format!("tput {label} raw over tokio-tungstenite"),
+            format!("{raw:.0}"),
+            format!("tt {tt_rate:.0}"),
+            format!("{:.3}", raw / tt_rate),
+        );
         eprintln!("throughput {label}: done");
     }
 }

@@ -223,20 +223,20 @@ impl SessionActor {
     /// deadline passed, or the socket is gone): closes with 1012.
     fn check_drained(&mut self, ctx: &mut Context<Self>, force: bool) {
         let Some(d) = &self.draining else { return };
-        #[cfg(feature = "redis")]
-        let durable_drained = self
-            .durable
-            .as_ref()
-            .map(|d| d.is_idle(self.receiver.delivered));
-        #[cfg(not(feature = "redis"))]
-        let durable_drained: Option<bool> = None;
         // With a store, what is recorded is the next node's to send: the
         // drain waits for the records, not for the client's acks.
-        let drained = durable_drained.unwrap_or(
+        let acked = || {
             self.sender.is_empty()
                 && self.pending.is_empty()
-                && self.intake.taken == self.receiver.delivered,
-        );
+                && self.intake.taken == self.receiver.delivered
+        };
+        #[cfg(feature = "redis")]
+        let drained = match self.durable.as_ref() {
+            Some(d) => d.is_idle(self.receiver.delivered),
+            None => acked(),
+        };
+        #[cfg(not(feature = "redis"))]
+        let drained = acked();
         if !(drained || force || self.socket.is_none()) {
             return;
         }
