@@ -25,7 +25,7 @@ use resilient_ws::{
     metrics::{names, MetricsReporter},
     protocol::Frame,
     server::{ReliableServer, ServerOptions},
-    testing::{EventRecorder, FaultProxy, RawConn, TestServer},
+    testing::{opcode, EventRecorder, FaultProxy, RawConn, TestServer},
     ConnectionState::Connected,
     OverflowPolicy, ReconnectMode, ResilientWebSocket,
 };
@@ -342,6 +342,9 @@ async fn read_data(c: &mut RawConn, n: usize) -> Vec<u64> {
             .await
             .expect("a frame in time")
             .expect("a frame");
+        if f.opcode != opcode::BINARY {
+            continue; // the server's keep-alive pings
+        }
         if let Frame::Data { seq, .. } = decode(&f) {
             seqs.push(seq);
         }
@@ -466,20 +469,56 @@ async fn server_stats_count_each_message_once_through_replays_with_redis() {
 }
 
 #[actix_rt::test]
-async fn an_echo_server_with_only_a_reporter_acks_at_once() {
+async fn an_echo_server_acks_at_once_while_its_reporter_is_held() {
     registry();
     let (http, server) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
-    let _reporting = MetricsReporter::new("echo-only")
-        .interval(TICK)
-        .server(&server);
+    // The reporter runs on an arbiter of its own, which the test then
+    // holds: were the reporter a MessageReceived subscriber, the echo
+    // server would ack nothing until it took the messages.
+    let arbiter = actix_rt::Arbiter::new();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let s = server.clone();
+    arbiter.spawn(async move {
+        let reporting = MetricsReporter::new("held").interval(TICK).server(&s);
+        let _ = started_tx.send(reporting);
+    });
+    let reporting = started_rx.await.unwrap();
+    arbiter.spawn(async move {
+        // Blocks the reporter's thread until the test drops the gate.
+        let _ = gate_rx.recv();
+    });
+
     let (mut c, _) = reliable_raw(&http).await;
-    for i in 1..=50u64 {
+    let n = 50u64;
+    for i in 1..=n {
         c.send_binary(&data(i, "x")).await.unwrap();
-        // With no MessageReceived subscriber nothing is ever handed over.
-        assert_eq!(server.stats().inbound_backlog, 0, "after {i}");
     }
-    assert_eq!(read_data(&mut c, 50).await.len(), 50);
-    assert_eq!(server.stats().inbound_backlog, 0);
-    let me = [("server", "echo-only")];
-    wait_series(names::SERVER_RECEIVED, &me, |s| s.counter == 50).await;
+    let acked = tokio::time::timeout(WAIT, async {
+        loop {
+            let f = c.read_frame().await.expect("a frame");
+            if f.opcode != opcode::BINARY {
+                continue; // the server's keep-alive pings
+            }
+            if let Frame::Ack { seq } = decode(&f) {
+                if seq == n {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        acked.is_ok(),
+        "no ACK {n} while the reporter was held: {:?}",
+        server.stats()
+    );
+    assert_eq!(server.stats().inbound_backlog, 0, "{:?}", server.stats());
+    assert_eq!(server.stats().messages_received, n);
+
+    drop(gate_tx);
+    let me = [("server", "held")];
+    wait_series(names::SERVER_RECEIVED, &me, |s| s.counter == n).await;
+    reporting.stop();
+    arbiter.stop();
 }
