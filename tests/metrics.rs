@@ -450,7 +450,7 @@ async fn server_stats_count_each_message_once_through_replays_with_redis() {
             let store = RedisSessionStore::connect(&url, "node-a")
                 .await
                 .expect("connect to redis")
-                .with_prefix(&common::TestRedis::unique_prefix(name));
+                .with_prefix(common::TestRedis::unique_prefix(name));
             let mut options = ServerOptions::default();
             options.store = SessionStore::Redis(store);
             let server = ReliableServer::echo(options);
