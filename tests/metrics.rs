@@ -18,13 +18,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::Inbox;
+use common::{attach_raw, data, decode, reliable_raw, stateful, wait_until, Inbox};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
 use resilient_ws::{
     metrics::{names, MetricsReporter},
-    server::ServerOptions,
-    testing::{EventRecorder, FaultProxy, TestServer},
+    protocol::Frame,
+    server::{ReliableServer, ServerOptions},
+    testing::{opcode, EventRecorder, FaultProxy, RawConn, TestServer},
     ConnectionState::Connected,
     OverflowPolicy, ReconnectMode, ResilientWebSocket,
 };
@@ -263,6 +264,8 @@ async fn the_server_reports_sessions_resumes_messages_and_expiry() {
     ws.send("after").await.unwrap();
     rec.wait_messages(2, WAIT).await;
     wait_series(names::SERVER_RECEIVED, &me, |s| s.counter == 2).await;
+    // The echoes, acknowledged by the client (by ACK or by its HELLO).
+    wait_series(names::SERVER_ACKED, &me, |s| s.counter == 2).await;
     assert_eq!(
         read(names::SERVER_OPENED, &me).counter,
         1,
@@ -329,4 +332,193 @@ async fn a_prometheus_exporter_renders_the_client_metrics_with_help_and_labels()
     }
     assert!(rec.wait_state(Connected, WAIT).await);
     ws.disconnect().await.unwrap();
+}
+
+/// The DATA seqs of the next `n` DATA frames on `c` (ACKs skipped).
+async fn read_data(c: &mut RawConn, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        let f = tokio::time::timeout(WAIT, c.read_frame())
+            .await
+            .expect("a frame in time")
+            .expect("a frame");
+        if f.opcode != opcode::BINARY {
+            continue; // the server's keep-alive pings
+        }
+        if let Frame::Data { seq, .. } = decode(&f) {
+            seqs.push(seq);
+        }
+    }
+    seqs
+}
+
+/// Waits until `server`'s stats show `received` and `acked`; panics with
+/// what they showed.
+async fn wait_counts(server: &ReliableServer, received: u64, acked: u64, what: &str) {
+    let ok = wait_until(
+        || {
+            let s = server.stats();
+            s.messages_received == received && s.messages_acked == acked
+        },
+        WAIT,
+    )
+    .await;
+    let s = server.stats();
+    assert!(
+        ok,
+        "{what}: want received {received}, acked {acked}; stats {s:?}"
+    );
+}
+
+/// A scripted client: 3 messages, ACK 1; a new socket whose HELLO claims 2
+/// (an implicit ack) and that replays 1..=3 (duplicates) before 4; ACK 4.
+/// Every message counts once, each acknowledgement once.
+async fn scripted_counts(http: &TestServer, server: &ReliableServer) {
+    let (mut c1, neg) = reliable_raw(http).await;
+    for (i, m) in ["a", "b", "c"].iter().enumerate() {
+        c1.send_binary(&data(i as u64 + 1, *m)).await.unwrap();
+    }
+    assert_eq!(read_data(&mut c1, 3).await, vec![1, 2, 3], "the echoes");
+    wait_counts(server, 3, 0, "three delivered, nothing acked").await;
+    c1.send_binary(&Frame::Ack { seq: 1 }.to_bytes())
+        .await
+        .unwrap();
+    wait_counts(server, 3, 1, "ACK 1").await;
+
+    drop(c1);
+    assert!(
+        wait_until(|| server.stats().attached == 0, WAIT).await,
+        "{:?}",
+        server.stats()
+    );
+    let mut c2 = attach_raw(http, &neg, 2).await;
+    for (i, m) in ["a", "b", "c", "d"].iter().enumerate() {
+        c2.send_binary(&data(i as u64 + 1, *m)).await.unwrap();
+    }
+    // The echo of 3 replayed, then the echo of 4.
+    assert_eq!(read_data(&mut c2, 2).await, vec![3, 4], "replay and echo");
+    wait_counts(server, 4, 2, "replays not counted; the HELLO acked 2").await;
+    c2.send_binary(&Frame::Ack { seq: 4 }.to_bytes())
+        .await
+        .unwrap();
+    wait_counts(server, 4, 4, "ACK 4").await;
+}
+
+/// A real stateful client through a proxy that cuts it mid-stream: `n`
+/// messages each way, counted exactly once.
+async fn client_counts(http: &TestServer, server: &ReliableServer, n: usize) {
+    let proxy = FaultProxy::start(http.addr()).await.unwrap();
+    let rec = EventRecorder::start();
+    let ws = rec
+        .attach(stateful(proxy.ws_url()))
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..n {
+        ws.send(format!("m{i}")).await.unwrap();
+        if i == n / 2 {
+            proxy.cut_all();
+        }
+    }
+    rec.wait_messages(n, WAIT).await;
+    proxy.cut_all();
+    ws.send("last").await.unwrap();
+    rec.wait_messages(n + 1, WAIT).await;
+    let n = n as u64 + 1;
+    wait_counts(server, n, n, "every message each way once").await;
+    ws.disconnect().await.unwrap();
+    assert_eq!(server.stats().messages_received, n, "{:?}", server.stats());
+    assert_eq!(server.stats().messages_acked, n, "{:?}", server.stats());
+}
+
+#[actix_rt::test]
+async fn server_stats_count_each_message_once_through_replays_in_memory() {
+    let (http, server) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    scripted_counts(&http, &server).await;
+    let (http, server) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    client_counts(&http, &server, 200).await;
+}
+
+#[cfg(feature = "redis")]
+#[actix_rt::test]
+async fn server_stats_count_each_message_once_through_replays_with_redis() {
+    use resilient_ws::server::{RedisSessionStore, SessionStore};
+    let redis = common::TestRedis::start();
+    let node = |name: &'static str| {
+        let url = redis.url().to_owned();
+        async move {
+            let store = RedisSessionStore::connect(&url, "node-a")
+                .await
+                .expect("connect to redis")
+                .with_prefix(common::TestRedis::unique_prefix(name));
+            let mut options = ServerOptions::default();
+            options.store = SessionStore::Redis(store);
+            let server = ReliableServer::echo(options);
+            let http = TestServer::serve_reliable(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                &server,
+            )
+            .expect("bind");
+            (http, server)
+        }
+    };
+    let (http, server) = node("scripted").await;
+    scripted_counts(&http, &server).await;
+    let (http, server) = node("client").await;
+    client_counts(&http, &server, 200).await;
+}
+
+#[actix_rt::test]
+async fn an_echo_server_acks_at_once_while_its_reporter_is_held() {
+    registry();
+    let (http, server) = TestServer::reliable_echo(ServerOptions::default()).unwrap();
+    // The reporter runs on an arbiter of its own, which the test then
+    // holds: were the reporter a MessageReceived subscriber, the echo
+    // server would ack nothing until it took the messages.
+    let arbiter = actix_rt::Arbiter::new();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let s = server.clone();
+    arbiter.spawn(async move {
+        let reporting = MetricsReporter::new("held").interval(TICK).server(&s);
+        let _ = started_tx.send(reporting);
+    });
+    let reporting = started_rx.await.unwrap();
+    arbiter.spawn(async move {
+        // Blocks the reporter's thread until the test drops the gate.
+        let _ = gate_rx.recv();
+    });
+
+    let (mut c, _) = reliable_raw(&http).await;
+    let n = 50u64;
+    for i in 1..=n {
+        c.send_binary(&data(i, "x")).await.unwrap();
+    }
+    let acked = tokio::time::timeout(WAIT, async {
+        loop {
+            let f = c.read_frame().await.expect("a frame");
+            if f.opcode != opcode::BINARY {
+                continue; // the server's keep-alive pings
+            }
+            if let Frame::Ack { seq } = decode(&f) {
+                if seq == n {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        acked.is_ok(),
+        "no ACK {n} while the reporter was held: {:?}",
+        server.stats()
+    );
+    assert_eq!(server.stats().inbound_backlog, 0, "{:?}", server.stats());
+    assert_eq!(server.stats().messages_received, n);
+
+    drop(gate_tx);
+    let me = [("server", "held")];
+    wait_series(names::SERVER_RECEIVED, &me, |s| s.counter == n).await;
+    reporting.stop();
+    arbiter.stop();
 }

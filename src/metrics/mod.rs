@@ -7,7 +7,8 @@
 //! [`MetricsReporter`] per client or server, named by a label. The
 //! reporter is a small actor that listens to the events the client or
 //! server already publishes and reads their stats on an interval (1 s by
-//! default), so reporting adds nothing to the message path. The one
+//! default), so reporting adds nothing to the message path (the server
+//! reporter does not subscribe to its messages: it reads their counts). The one
 //! sample no event carries, a heartbeat's round-trip time, the client
 //! records itself once a reporter is attached.
 //!
@@ -52,14 +53,16 @@
 //! | `rws_server_resumes_total` | counter | sessions resumed by a later socket |
 //! | `rws_server_sessions_expired_total` | counter | sessions ended, label `reason`: `resume_window`, `overflow`, `closed` |
 //! | `rws_server_undelivered_total` | counter | server messages never acknowledged by sessions that ended |
-//! | `rws_server_messages_received_total` | counter | client messages delivered to the application (unless [`server_messages(false)`](MetricsReporter::server_messages)) |
+//! | `rws_server_messages_received_total` | counter | client messages delivered to the application, each once (replays not counted again) |
+//! | `rws_server_messages_acked_total` | counter | server messages the clients acknowledged |
 //! | `rws_server_broadcast_skipped_total` | counter | sessions a broadcast skipped (message over their limit) |
 //!
-//! The server's messages out have no event or stat to observe yet, so
-//! there is no `rws_server_messages_sent_total`.
+//! The server's messages out are counted once acknowledged
+//! (`rws_server_messages_acked_total`); there is no count of the ones
+//! merely written, so no `rws_server_messages_sent_total`.
 //!
 //! Counters read from the stats (`messages_sent`, `messages_received`,
-//! `write_batches`, `broadcast_skipped`) are set to the stat's total
+//! `messages_acked`, `write_batches`, `broadcast_skipped`) are set to the stat's total
 //! ([`Counter::absolute`](::metrics::Counter::absolute)); the others count
 //! events as they come. Durations are in seconds.
 
@@ -115,6 +118,8 @@ pub mod names {
     pub const SERVER_UNDELIVERED: &str = "rws_server_undelivered_total";
     /// `rws_server_messages_received_total` (counter).
     pub const SERVER_RECEIVED: &str = "rws_server_messages_received_total";
+    /// `rws_server_messages_acked_total` (counter).
+    pub const SERVER_ACKED: &str = "rws_server_messages_acked_total";
     /// `rws_server_broadcast_skipped_total` (counter).
     pub const SERVER_BROADCAST_SKIPPED: &str = "rws_server_broadcast_skipped_total";
 }
@@ -150,10 +155,6 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 pub struct MetricsReporter {
     name: SharedString,
     interval: Duration,
-    /// Whether the server reporter subscribes to every client message
-    /// (`rws_server_messages_received_total`); see
-    /// [`server_messages`](Self::server_messages).
-    server_messages: bool,
 }
 
 impl MetricsReporter {
@@ -162,7 +163,6 @@ impl MetricsReporter {
         MetricsReporter {
             name: SharedString::from(name.into()),
             interval: DEFAULT_INTERVAL,
-            server_messages: true,
         }
     }
 
@@ -171,18 +171,6 @@ impl MetricsReporter {
     /// counters and the histograms are recorded as their events come.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
-        self
-    }
-
-    /// Whether a server reporter counts client messages
-    /// (`rws_server_messages_received_total`; on by default). Counting
-    /// subscribes the reporter to [`MessageReceived`](crate::server::MessageReceived):
-    /// a server whose application has no such subscriber (an echo server)
-    /// then hands each message to the reporter and acknowledges it once
-    /// the reporter counted it, instead of at once. `false` leaves the
-    /// message path as it is and that counter out.
-    pub fn server_messages(mut self, count: bool) -> Self {
-        self.server_messages = count;
         self
     }
 
@@ -240,6 +228,7 @@ fn describe() {
         SERVER_RECEIVED,
         "Client messages delivered to the application"
     );
+    describe_counter!(SERVER_ACKED, "Server messages the clients acknowledged");
     describe_counter!(
         SERVER_BROADCAST_SKIPPED,
         "Sessions a broadcast skipped (message over their limit)"

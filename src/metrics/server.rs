@@ -10,21 +10,20 @@ use ::metrics::{counter, gauge, Label};
 use actix::prelude::*;
 
 use super::{names, MetricsReporter, Reporting, StopReporting};
-use crate::server::{
-    ExpireReason, MessageReceived, ReliableServer, SessionExpired, SessionOpened, SessionResumed,
-};
+use crate::server::{ExpireReason, ReliableServer, SessionExpired, SessionOpened, SessionResumed};
 
 impl MetricsReporter {
     /// Reports `server`'s metrics with the label `server` = this
     /// reporter's name (the `rws_server_*` table in the
     /// [module docs](super)).
     ///
-    /// The reporter subscribes to the server's events, including
-    /// [`MessageReceived`] unless
-    /// [`server_messages(false)`](MetricsReporter::server_messages): each
-    /// client message also goes to the reporter's mailbox (a counter
-    /// increment). It holds a handle of the server and ends when the server
-    /// [shuts down](ReliableServer::shutdown) or on [`Reporting::stop`].
+    /// The reporter subscribes to the server's session events only (not
+    /// to [`MessageReceived`](crate::server::MessageReceived): a
+    /// subscriber there would hold each message's ack until it counted it,
+    /// on a server that has no other one); the message counts come from
+    /// [`stats`](ReliableServer::stats). It holds a handle of the server
+    /// and ends when the server [shuts down](ReliableServer::shutdown) or
+    /// on [`Reporting::stop`].
     pub fn server(&self, server: &ReliableServer) -> Reporting {
         super::describe();
         let addr = ServerReporter {
@@ -37,9 +36,6 @@ impl MetricsReporter {
             .on_session_opened(addr.clone().recipient())
             .on_session_resumed(addr.clone().recipient())
             .on_session_expired(addr.clone().recipient());
-        if self.server_messages {
-            server.on_message(addr.clone().recipient());
-        }
         Reporting {
             stop: addr.recipient(),
         }
@@ -70,6 +66,8 @@ impl ServerReporter {
         gauge!(names::SERVER_PLAIN_CLIENTS, l.clone()).set(s.plain_clients as f64);
         gauge!(names::SERVER_INBOUND_BACKLOG, l.clone()).set(s.inbound_backlog as f64);
         counter!(names::SERVER_BROADCAST_SKIPPED, l.clone()).absolute(s.broadcast_skipped);
+        counter!(names::SERVER_RECEIVED, l.clone()).absolute(s.messages_received);
+        counter!(names::SERVER_ACKED, l.clone()).absolute(s.messages_acked);
         if self.server.is_shutting_down() {
             ctx.stop();
         }
@@ -116,9 +114,19 @@ impl Handler<SessionExpired> for ServerReporter {
     }
 }
 
-impl Handler<MessageReceived> for ServerReporter {
-    type Result = ();
-    fn handle(&mut self, _: MessageReceived, _: &mut Context<Self>) {
-        counter!(names::SERVER_RECEIVED, self.labels.clone()).increment(1);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ServerOptions;
+
+    #[actix_rt::test]
+    async fn a_server_reporter_does_not_subscribe_to_the_messages() {
+        let server = ReliableServer::echo(ServerOptions::default());
+        let reporting = MetricsReporter::new("no-messages").server(&server);
+        // Without a MessageReceived subscriber an echo session acks each
+        // message at once instead of after a reporter's mailbox.
+        assert!(server.shared.events.received.is_empty());
+        assert!(reporting.is_running());
+        reporting.stop();
     }
 }

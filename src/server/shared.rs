@@ -42,6 +42,14 @@ pub(crate) struct Shared<S> {
     pub(crate) store_errors: AtomicU64,
     /// See [`ServerStats::store_stale_refusals`].
     pub(crate) store_stale: AtomicU64,
+    /// See [`ServerStats::messages_received`]: one relaxed add per
+    /// delivered message, the only cost on the message path (a
+    /// `MessageReceived` subscriber to count them would hold every ack
+    /// of an echo server behind its mailbox).
+    pub(crate) messages_received: AtomicU64,
+    /// See [`ServerStats::messages_acked`]: one relaxed add per ACK that
+    /// advances.
+    pub(crate) messages_acked: AtomicU64,
 }
 
 impl<S: Clone> Shared<S> {
@@ -59,6 +67,8 @@ impl<S: Clone> Shared<S> {
             admission: Admission::new(&options),
             store_errors: AtomicU64::new(0),
             store_stale: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
+            messages_acked: AtomicU64::new(0),
             options,
         }
     }
@@ -78,6 +88,8 @@ impl<S: Clone> Shared<S> {
             inbound_backlog: self.inbound_backlog.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
             store_stale_refusals: self.store_stale.load(Ordering::Relaxed),
+            messages_received: self.messages_received.load(Ordering::Relaxed),
+            messages_acked: self.messages_acked.load(Ordering::Relaxed),
         }
     }
 }
@@ -152,6 +164,8 @@ mod tests {
             .insert("s".into(), "", 1, Arc::new(SendWindow::new(1)));
         shared.socket_attached();
         shared.inbound_backlog.fetch_add(3, Ordering::Relaxed);
+        shared.messages_received.fetch_add(5, Ordering::Relaxed);
+        shared.messages_acked.fetch_add(4, Ordering::Relaxed);
         assert_eq!(
             shared.stats(),
             ServerStats {
@@ -162,6 +176,8 @@ mod tests {
                 inbound_backlog: 3,
                 store_errors: 0,
                 store_stale_refusals: 0,
+                messages_received: 5,
+                messages_acked: 4,
             }
         );
 

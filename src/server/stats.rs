@@ -26,4 +26,14 @@ pub struct ServerStats {
     /// Commits refused because another node took the session (this node
     /// was paused or slow and its epoch is stale), in all.
     pub store_stale_refusals: u64,
+    /// Client messages delivered, in all: each counted once, when the
+    /// session's sequence rules first accept it (a replayed duplicate is
+    /// not counted again; one a draining server leaves for the next one is
+    /// not counted). In Redis mode, on the node holding the socket.
+    pub messages_received: u64,
+    /// Server→client messages the clients acknowledged, in all: by an ACK
+    /// or by the `last_received` of a resuming HELLO (an implicit ack). In
+    /// Redis mode, on the node holding the socket (the node that takes a
+    /// session counts what its HELLO acknowledged).
+    pub messages_acked: u64,
 }

@@ -101,6 +101,11 @@ impl SessionActor {
         actor.receiver = Receiver::new(taken.in_delivered);
         actor.intake.taken = taken.in_delivered;
         actor.sender = Sender::new(taken.acked + 1, actor.shared.options.max_unacked_bytes);
+        // The HELLO's implicit ack, applied by `take` in Redis.
+        actor.shared.messages_acked.fetch_add(
+            taken.acked.saturating_sub(taken.acked_before),
+            Ordering::Relaxed,
+        );
         for (_, p) in &taken.entries {
             actor.window.add(p.len());
         }

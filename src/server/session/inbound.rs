@@ -68,6 +68,10 @@ impl SessionActor {
                 // but counts for the ack.
                 let verdict = self.receiver.on_data(seq).map_err(|e| e.reason())?;
                 if verdict == Verdict::Deliver {
+                    // Counted here, where a replay's duplicate is told apart.
+                    self.shared
+                        .messages_received
+                        .fetch_add(1, Ordering::Relaxed);
                     self.deliver(seq, payload, last_in_batch, ctx);
                 }
             }
@@ -75,6 +79,9 @@ impl SessionActor {
                 let before = self.sender.acked();
                 let freed = self.sender.on_ack(seq).map_err(|e| e.reason())?;
                 if self.sender.acked() > before {
+                    self.shared
+                        .messages_acked
+                        .fetch_add(self.sender.acked() - before, Ordering::Relaxed);
                     #[cfg(feature = "redis")]
                     if let Some(d) = &mut self.durable {
                         d.freed += freed as u64;

@@ -13,7 +13,10 @@
 //! client's frames and the acks; [`intake`] the backpressure toward the
 //! application's subscribers; `outbound.rs` the server's messages.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::VecDeque,
+    sync::{atomic::Ordering, Arc},
+};
 
 use actix::prelude::*;
 
@@ -396,12 +399,16 @@ impl Handler<Attach> for SessionActor {
         );
         // HELLO's last_received is an implicit ack; replay the rest. (The
         // claim was checked above, before anything changed.)
+        let acked_before = self.sender.acked();
         let (freed, replay): (usize, Vec<(u64, Payload)>) = self
             .sender
             .resume(msg.last_received)
             .map(|(freed, replay)| (freed, replay.map(|m| (m.seq, m.payload.clone())).collect()))
             .unwrap_or_default();
         self.window.release(freed);
+        self.shared
+            .messages_acked
+            .fetch_add(self.sender.acked() - acked_before, Ordering::Relaxed);
         for (seq, payload) in replay {
             self.write_data(seq, payload);
         }

@@ -83,6 +83,9 @@ pub(crate) struct Taken {
     pub(crate) in_delivered: u64,
     pub(crate) next_seq: u64,
     pub(crate) acked: u64,
+    /// `acked` before the HELLO's `last_received` (an implicit ack): the
+    /// difference is what this node counts as acknowledged by the take.
+    pub(crate) acked_before: u64,
     pub(crate) client_id: String,
     pub(crate) client_max: usize,
     /// Every entry after `acked`, in seq order.
@@ -362,7 +365,7 @@ impl RedisSessionStore {
                 };
                 return Ok(TakeOutcome::Protocol(reason));
             }
-            Some(b"ok") if r.len() >= 9 => {}
+            Some(b"ok") if r.len() >= 10 => {}
             _ => return Err(SessionStoreError::Unexpected("take".to_owned())),
         }
         let n = |i: usize| num(&r[i]).ok_or_else(|| unexpected("take", &r[i]));
@@ -374,7 +377,8 @@ impl RedisSessionStore {
             acked: n(6)?,
             client_id: text(&r[7]).unwrap_or_default(),
             client_max: usize::try_from(n(8)?).unwrap_or(usize::MAX),
-            entries: parse_entries("take", &r[9..])?,
+            acked_before: n(9)?,
+            entries: parse_entries("take", &r[10..])?,
         }))
     }
 

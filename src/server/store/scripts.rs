@@ -105,7 +105,7 @@ return deadline
 /// hold_ms (window + lease), ttl_ms, channel prefix, sid. Answers
 /// {"gone"} | {"refused"} | {"protocol", reason} | {"ok", epoch,
 /// previous owner, had_socket, in_delivered, next_seq, acked, client_id,
-/// client_max, seq, kind, payload, ...}. Publishes "taken <sid>" to the
+/// client_max, acked before this HELLO, seq, kind, payload, ...}. Publishes "taken <sid>" to the
 /// previous owner (another node) so it stops at once.
 const TAKE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
@@ -124,7 +124,7 @@ local in_delivered = tonumber(m[8])
 if had == 0 then in_delivered = first_seq - 1 end
 local acked = math.max(tonumber(m[7]), last_received)
 local epoch = tonumber(m[3]) + 1
-local r = {'ok', epoch, m[4], had, in_delivered, next_seq, acked, m[9], m[10]}
+local r = {'ok', epoch, m[4], had, in_delivered, next_seq, acked, m[9], m[10], tonumber(m[7])}
 local _, unacked = entries(KEYS[2], acked + 1, next_seq - 1, r)
 trim(KEYS[2], acked)
 if redis.call('EXISTS', KEYS[2]) == 0 then
