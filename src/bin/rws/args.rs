@@ -282,6 +282,12 @@ pub(crate) struct ServeArgs {
     /// several clusters share one Redis.
     #[arg(long, value_name = "P", default_value = "rws", requires = "redis")]
     pub(crate) redis_prefix: String,
+
+    /// How many worker threads serve the sockets (each runs the sessions
+    /// whose sockets it accepted). Default: the number of physical CPU
+    /// cores, as actix-web picks.
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
+    pub(crate) workers: Option<usize>,
 }
 
 // No `Debug`: it would print the token.

@@ -1,0 +1,179 @@
+//! Server scale: many stateful clients streaming at once against a server
+//! child process with 1 worker, then with 2 workers (same run); the key
+//! `server_scale_2w_ratio` is the second's echoed messages per second over
+//! the first's.
+//!
+//! The load comes from two client child processes (role `scale`), so the
+//! clients' own work is spread over two processes and neither the bench
+//! process nor one client thread caps what the server is asked to do. On a
+//! 2-core machine the clients and the server still share the same cores:
+//! the figure is what the server gains from its second worker under that
+//! contention, not its ceiling on a machine with spare cores.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use resilient_ws::{IncomingMessage, ReconnectMode};
+use tokio::sync::Semaphore;
+
+use super::{
+    child::ChildProc,
+    clients::ours,
+    plan::{Plan, Report},
+};
+
+/// Messages each client keeps in flight (sent, echo not yet received):
+/// enough to keep every session busy, few enough that 1 000 clients do not
+/// fill the server's send windows.
+const IN_FLIGHT: usize = 16;
+
+/// Payload size of each message.
+const SIZE: usize = 64;
+
+/// Client processes that share the load.
+const CLIENT_PROCS: usize = 2;
+
+/// Counts one client's echoes and gives its sender a permit per echo.
+struct Echoes {
+    permits: Arc<Semaphore>,
+    total: Arc<AtomicU64>,
+}
+
+impl Actor for Echoes {
+    type Context = Context<Self>;
+}
+
+impl Handler<IncomingMessage> for Echoes {
+    type Result = ();
+    fn handle(&mut self, _: IncomingMessage, _: &mut Context<Self>) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.permits.add_permits(1);
+    }
+}
+
+/// Child role `scale N URL SECS`: opens N stateful clients, prints
+/// `ready`, waits for `go`, streams from all of them at once (each with
+/// [`IN_FLIGHT`] messages outstanding), lets one second pass for warm-up,
+/// then prints `ECHOES SECONDS` counted over SECS seconds and keeps
+/// streaming until stdin closes.
+pub(super) fn role_scale(args: &str) {
+    let mut it = args.split(' ');
+    let n: usize = it.next().unwrap().parse().unwrap();
+    let url = it.next().unwrap().to_string();
+    let secs: f64 = it.next().unwrap().parse().unwrap();
+    actix_rt::System::new().block_on(async move {
+        let total = Arc::new(AtomicU64::new(0));
+        let mut clients = Vec::with_capacity(n);
+        // Connect in groups: fast, without a thundering herd of handshakes.
+        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+            let opened = futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .map(|_| ours(&url, ReconnectMode::Stateful, 4 * IN_FLIGHT)),
+            )
+            .await;
+            clients.extend(opened);
+        }
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        // Stdin on its own thread: this one runs the clients.
+        std::thread::spawn(move || {
+            let mut l = String::new();
+            let _ = std::io::stdin().read_line(&mut l);
+            let _ = go_tx.send(());
+            l.clear();
+            let _ = std::io::stdin().read_line(&mut l);
+            std::process::exit(0);
+        });
+        println!("ready");
+        let _ = go_rx.await;
+        let text = ByteString::from("x".repeat(SIZE));
+        for ws in clients {
+            let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+            ws.subscribe_messages(
+                Echoes {
+                    permits: permits.clone(),
+                    total: total.clone(),
+                }
+                .start()
+                .recipient(),
+            );
+            let text = text.clone();
+            actix_rt::spawn(async move {
+                loop {
+                    permits.acquire().await.unwrap().forget();
+                    if ws.send(text.clone()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (c0, t0) = (total.load(Ordering::Relaxed), Instant::now());
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        let (c1, t1) = (total.load(Ordering::Relaxed), Instant::now());
+        println!("{} {}", c1 - c0, (t1 - t0).as_secs_f64());
+        futures_util::future::pending::<()>().await;
+    });
+}
+
+/// Echoed messages per second of `clients` streaming stateful clients
+/// (split over [`CLIENT_PROCS`] processes) against a server child with
+/// `workers` workers.
+fn scale_run(clients: usize, workers: usize, secs: f64) -> f64 {
+    let mut server = ChildProc::spawn("server", &["0".into(), workers.to_string()]);
+    let url = server.line();
+    let per = clients / CLIENT_PROCS;
+    let mut procs: Vec<ChildProc> = (0..CLIENT_PROCS)
+        .map(|_| ChildProc::spawn("scale", &[per.to_string(), url.clone(), secs.to_string()]))
+        .collect();
+    for p in &mut procs {
+        assert_eq!(p.line(), "ready");
+    }
+    for p in &mut procs {
+        p.say("go");
+    }
+    let mut rate = 0.0;
+    for p in &mut procs {
+        let line = p.line();
+        let mut f = line.split(' ').map(|v| v.parse::<f64>().unwrap());
+        let (count, took) = (f.next().unwrap(), f.next().unwrap());
+        rate += count / took;
+    }
+    for p in procs {
+        p.finish();
+    }
+    server.finish();
+    rate
+}
+
+pub(super) fn bench_scale(plan: &Plan, report: &mut Report) {
+    let (clients, secs) = if plan.quick { (100, 2.0) } else { (1_000, 5.0) };
+    let one = scale_run(clients, 1, secs);
+    eprintln!("scale: 1 worker done");
+    let two = scale_run(clients, 2, secs);
+    eprintln!("scale: 2 workers done");
+    let ratio = two / one;
+    report.key("server_scale_clients", clients as f64);
+    report.key("server_scale_1w_msgs_per_s", one.round());
+    report.key("server_scale_2w_msgs_per_s", two.round());
+    report.key("server_scale_2w_ratio", ratio);
+    report.row(
+        &format!("scale {clients} stateful, 1 worker (msgs/s)"),
+        format!("{one:.0}"),
+        String::new(),
+        String::new(),
+    );
+    report.row(
+        &format!("scale {clients} stateful, 2 workers (msgs/s)"),
+        format!("{two:.0}"),
+        format!("{one:.0}"),
+        format!("{ratio:.3}"),
+    );
+}
