@@ -186,6 +186,9 @@ async fn send_to_from_another_thread_and_broadcast_reach_sessions_on_both_worker
     );
     let ids = inbox.opened();
     assert_spread(&reliable, &ids);
+    let (here, elsewhere) = reliable.attach_affinity();
+    eprintln!("direct: sockets on their session's worker: {here}, on the other: {elsewhere}");
+    assert_eq!(here + elsewhere, CLIENTS as u64, "every attach counted");
 
     // Another thread, with its own runtime: neither a worker nor the
     // thread that started the server.
@@ -307,7 +310,7 @@ async fn redis_mode_starts_each_session_on_its_sockets_worker_and_stays_exactly_
     let store = RedisSessionStore::connect(redis.url(), "node-w")
         .await
         .expect("connect to redis")
-        .with_prefix(&TestRedis::unique_prefix("workers"));
+        .with_prefix(TestRedis::unique_prefix("workers"));
     let mut options = ServerOptions::default();
     options.store = SessionStore::Redis(store);
     let reliable = ReliableServer::echo(options);

@@ -23,9 +23,11 @@ use super::{
 /// Child role "server [PORT [WORKERS]]": a reliable echo server (it echoes
 /// plain clients too) on 127.0.0.1:PORT (default: any port) with WORKERS
 /// actix-web workers (default: one, as `TestServer` runs); prints its URL,
-/// answers each `rss` line with its VmRSS in KiB and each `count` line
+/// answers each `rss` line with its VmRSS in KiB, each `count` line
 /// with the number of distinct [`STORM_PREFIX`] messages its sessions
-/// received, and exits when stdin closes.
+/// received and each `affinity` line with the sockets that attached on
+/// their session's worker and on another (`HERE ELSEWHERE`), and exits
+/// when stdin closes.
 pub(super) fn role_server(args: &str) {
     let mut it = args.split_whitespace();
     let port: u16 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -56,11 +58,16 @@ pub(super) fn role_server(args: &str) {
         };
         println!("{url}");
         // Stdin is read on its own thread so the server's thread never blocks.
+        let handle = reliable.clone();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines() {
                 match line.as_deref() {
                     Ok("rss") => println!("{}", vm_rss_kib()),
                     Ok("count") => println!("{}", seen.lock().unwrap().len()),
+                    Ok("affinity") => {
+                        let (here, elsewhere) = handle.attach_affinity();
+                        println!("{here} {elsewhere}");
+                    }
                     _ => break,
                 }
             }

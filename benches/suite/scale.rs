@@ -125,8 +125,9 @@ pub(super) fn role_scale(args: &str) {
 
 /// Echoed messages per second of `clients` streaming stateful clients
 /// (split over [`CLIENT_PROCS`] processes) against a server child with
-/// `workers` workers.
-fn scale_run(clients: usize, workers: usize, secs: f64) -> f64 {
+/// `workers` workers; and the share of sockets that attached on their
+/// session's worker.
+fn scale_run(clients: usize, workers: usize, secs: f64) -> (f64, f64) {
     let mut server = ChildProc::spawn("server", &["0".into(), workers.to_string()]);
     let url = server.line();
     let per = clients / CLIENT_PROCS;
@@ -146,24 +147,31 @@ fn scale_run(clients: usize, workers: usize, secs: f64) -> f64 {
         let (count, took) = (f.next().unwrap(), f.next().unwrap());
         rate += count / took;
     }
+    server.say("affinity");
+    let line = server.line();
+    let mut f = line.split(' ').map(|v| v.parse::<f64>().unwrap());
+    let (here, elsewhere) = (f.next().unwrap(), f.next().unwrap());
     for p in procs {
         p.finish();
     }
     server.finish();
-    rate
+    (rate, here / (here + elsewhere).max(1.0))
 }
 
 pub(super) fn bench_scale(plan: &Plan, report: &mut Report) {
     let (clients, secs) = if plan.quick { (100, 2.0) } else { (1_000, 5.0) };
-    let one = scale_run(clients, 1, secs);
+    let (one, _) = scale_run(clients, 1, secs);
     eprintln!("scale: 1 worker done");
-    let two = scale_run(clients, 2, secs);
+    let (two, same_worker) = scale_run(clients, 2, secs);
     eprintln!("scale: 2 workers done");
     let ratio = two / one;
     report.key("server_scale_clients", clients as f64);
     report.key("server_scale_1w_msgs_per_s", one.round());
     report.key("server_scale_2w_msgs_per_s", two.round());
     report.key("server_scale_2w_ratio", ratio);
+    // In memory mode a session runs on its negotiate's worker; this is how
+    // often its socket landed there too (no hop between threads).
+    report.key("server_scale_2w_same_worker_share", same_worker);
     report.row(
         &format!("scale {clients} stateful, 1 worker (msgs/s)"),
         format!("{one:.0}"),
@@ -175,5 +183,11 @@ pub(super) fn bench_scale(plan: &Plan, report: &mut Report) {
         format!("{two:.0}"),
         format!("{one:.0}"),
         format!("{ratio:.3}"),
+    );
+    report.row(
+        "scale 2 workers: sockets on their session's worker",
+        format!("{:.0} %", same_worker * 100.0),
+        String::new(),
+        String::new(),
     );
 }

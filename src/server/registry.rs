@@ -273,7 +273,9 @@ impl<S: Clone> Registry<S> {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sockets attached so far on their session's thread, and on another.
+    /// Sockets attached so far on their session's thread, and on another
+    /// (read by tests and benches, through the `testing` feature).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn attach_affinity(&self) -> (u64, u64) {
         (
             self.attached_here.load(Ordering::Relaxed),
