@@ -123,11 +123,36 @@ pub(super) fn role_scale(args: &str) {
     });
 }
 
+/// CPU seconds (user + system, all threads) process `pid` used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which may hold spaces: utime and
+    // stime are the 14th and 15th fields, in clock ticks (100 per second).
+    let after = stat.rsplit_once(") ").map_or("", |(_, a)| a);
+    let ticks: f64 = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// What one run measured.
+struct Run {
+    /// Echoed messages per second, all clients.
+    rate: f64,
+    /// Share of sockets that attached on their session's worker.
+    same_worker: f64,
+    /// CPU cores the server and the clients used while streaming.
+    server_cores: f64,
+    client_cores: f64,
+}
+
 /// Echoed messages per second of `clients` streaming stateful clients
 /// (split over [`CLIENT_PROCS`] processes) against a server child with
-/// `workers` workers; and the share of sockets that attached on their
-/// session's worker.
-fn scale_run(clients: usize, workers: usize, secs: f64) -> (f64, f64) {
+/// `workers` workers, and what limited it.
+fn scale_run(clients: usize, workers: usize, secs: f64) -> Run {
     let mut server = ChildProc::spawn("server", &["0".into(), workers.to_string()]);
     let url = server.line();
     let per = clients / CLIENT_PROCS;
@@ -140,6 +165,10 @@ fn scale_run(clients: usize, workers: usize, secs: f64) -> (f64, f64) {
     for p in &mut procs {
         p.say("go");
     }
+    // CPU over the whole streaming time (warm-up included): what each side
+    // could get of the machine's cores.
+    let cpu = |procs: &[ChildProc]| -> f64 { procs.iter().map(|p| cpu_secs(p.child.id())).sum() };
+    let (s0, c0, t0) = (cpu_secs(server.child.id()), cpu(&procs), Instant::now());
     let mut rate = 0.0;
     for p in &mut procs {
         let line = p.line();
@@ -147,6 +176,9 @@ fn scale_run(clients: usize, workers: usize, secs: f64) -> (f64, f64) {
         let (count, took) = (f.next().unwrap(), f.next().unwrap());
         rate += count / took;
     }
+    let wall = t0.elapsed().as_secs_f64();
+    let server_cores = (cpu_secs(server.child.id()) - s0) / wall;
+    let client_cores = (cpu(&procs) - c0) / wall;
     server.say("affinity");
     let line = server.line();
     let mut f = line.split(' ').map(|v| v.parse::<f64>().unwrap());
@@ -155,14 +187,30 @@ fn scale_run(clients: usize, workers: usize, secs: f64) -> (f64, f64) {
         p.finish();
     }
     server.finish();
-    (rate, here / (here + elsewhere).max(1.0))
+    Run {
+        rate,
+        same_worker: here / (here + elsewhere).max(1.0),
+        server_cores,
+        client_cores,
+    }
 }
 
 pub(super) fn bench_scale(plan: &Plan, report: &mut Report) {
     let (clients, secs) = if plan.quick { (100, 2.0) } else { (1_000, 5.0) };
-    let (one, _) = scale_run(clients, 1, secs);
+    let r1 = scale_run(clients, 1, secs);
     eprintln!("scale: 1 worker done");
-    let (two, same_worker) = scale_run(clients, 2, secs);
+    let r2 = scale_run(clients, 2, secs);
+    let (one, two, same_worker) = (r1.rate, r2.rate, r2.same_worker);
+    for (w, r) in [(1, &r1), (2, &r2)] {
+        report.key(&format!("server_scale_{w}w_server_cores"), r.server_cores);
+        report.key(&format!("server_scale_{w}w_client_cores"), r.client_cores);
+        report.row(
+            &format!("scale {w} worker(s): CPU cores server / clients"),
+            format!("{:.2} / {:.2}", r.server_cores, r.client_cores),
+            String::new(),
+            String::new(),
+        );
+    }
     eprintln!("scale: 2 workers done");
     let ratio = two / one;
     report.key("server_scale_clients", clients as f64);
