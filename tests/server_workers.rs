@@ -96,7 +96,7 @@ fn texts(payloads: &[Payload]) -> Vec<String> {
 /// exactly once in order.
 async fn stream_through_cuts(
     clients: &[(ResilientWebSocket, EventRecorder)],
-    inbox: &Inbox,
+    inbox: Option<&Inbox>,
     proxy: &FaultProxy,
     n: usize,
 ) {
@@ -123,6 +123,7 @@ async fn stream_through_cuts(
         );
     }
     let _ = cutter.await;
+    let Some(inbox) = inbox else { return };
     // What the server's application got: each client's stream once, in
     // order, from one session each.
     assert!(
@@ -160,7 +161,7 @@ async fn sessions_on_both_workers_stream_exactly_once_both_ways_through_cuts() {
     );
     assert_spread(&reliable, &inbox.opened());
 
-    stream_through_cuts(&clients, &inbox, &proxy, 300).await;
+    stream_through_cuts(&clients, Some(&inbox), &proxy, 300).await;
     assert!(
         proxy.connections_total() > CLIENTS,
         "the cuts made the clients resume"
@@ -327,7 +328,7 @@ async fn redis_mode_starts_each_session_on_its_sockets_worker_and_stays_exactly_
     // The HELLO's worker runs the actor: no socket hops to another one.
     assert_eq!(reliable.attach_affinity(), (CLIENTS as u64, 0));
 
-    stream_through_cuts(&clients, &inbox, &proxy, 200).await;
+    stream_through_cuts(&clients, Some(&inbox), &proxy, 200).await;
     let (here, elsewhere) = reliable.attach_affinity();
     assert!(here > CLIENTS as u64, "the resumes attached too");
     assert_eq!(elsewhere, 0, "every socket on its session's worker");
@@ -335,4 +336,38 @@ async fn redis_mode_starts_each_session_on_its_sockets_worker_and_stays_exactly_
         ws.disconnect().await.unwrap();
     }
     http.stop(true).await;
+}
+
+/// The actix arbiter threads of process `pid` (the main one and the
+/// workers are named `actix-rt|system:..`, cut to 15 characters).
+#[cfg(feature = "cli")]
+fn arbiter_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("actix-rt|system"))
+        .count()
+}
+
+#[cfg(feature = "cli")]
+#[actix_rt::test]
+async fn rws_serve_workers_flag_sets_the_workers_whose_sessions_stream_exactly_once() {
+    let serve = common::RwsServe::start_async("127.0.0.1:0", &["--workers", "3"]).await;
+    // Three, not this machine's default (its physical cores). The workers
+    // start just after the address is printed.
+    let pid = serve.child.id();
+    wait_until(|| arbiter_threads(pid) >= 3, WAIT).await;
+    assert_eq!(
+        arbiter_threads(pid),
+        3,
+        "--workers 3: three worker arbiters (the main thread is `rws`)"
+    );
+    let proxy = FaultProxy::start(serve.addr().parse().unwrap())
+        .await
+        .unwrap();
+    let clients = clients(&proxy.ws_url(), CLIENTS).await;
+    stream_through_cuts(&clients, None, &proxy, 200).await;
+    for (ws, _) in &clients {
+        ws.disconnect().await.unwrap();
+    }
 }
