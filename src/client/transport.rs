@@ -1,8 +1,9 @@
 //! Opening one socket: URL, token and negotiate hook, then the awc upgrade
 //! under `connection_timeout`, with awc's errors mapped to [`Error`].
 //!
-//! Beside it: `http.rs` (the awc client: TCP_NODELAY, TLS, its errors) and
-//! `url.rs` (where the token goes, the same-origin rule, redaction).
+//! Beside it: `http.rs` (the awc client: TCP_NODELAY, TLS, its errors),
+//! `url.rs` (where the token goes, the same-origin rule, redaction) and
+//! `framed.rs` (the open socket as a sink and stream of frames).
 
 mod framed;
 mod http;
