@@ -85,8 +85,8 @@ const BUSY_READ: usize = 8 * 1024;
 /// The socket under awc's `Framed`, reading ahead while the peer streams.
 ///
 /// `Framed` reads at most the free room of its buffer, which it keeps at
-/// about 8 KiB: one `recv` per 8 KiB (after the write side's change, the
-/// largest share of the stateful 1 KiB profile: 20 %). While reads come
+/// about 8 KiB: one `recv` per 8 KiB (after the write side's change, a
+/// fifth of the client's time in the stateful 1 KiB profile). While reads come
 /// back full, this reads up to [`READ_AHEAD_BYTES`] at once into a buffer
 /// of its own and hands `Framed` its 8 KiB from there (a copy in memory
 /// instead of a system call). When reads come back small again the buffer
