@@ -1,26 +1,19 @@
 //! Opening one socket: URL, token and negotiate hook, then the awc upgrade
 //! under `connection_timeout`, with awc's errors mapped to [`Error`].
 //!
-//! Beside it: `http.rs` (the awc client: TCP_NODELAY, TLS, its errors) and
-//! `url.rs` (where the token goes, the same-origin rule, redaction).
+//! Beside it: `http.rs` (the awc client: TCP_NODELAY, TLS, its errors),
+//! `url.rs` (where the token goes, the same-origin rule, redaction) and
+//! `framed.rs` (the open socket as a sink and stream of frames).
 
+mod framed;
 mod http;
 mod url;
 
-use std::{
-    pin::Pin,
-    task::{ready, Context as TaskContext, Poll},
-    time::Duration,
-};
+pub(crate) use framed::WsFramed;
 
-use actix_codec::Framed;
-use actix_http::ws::ProtocolError;
-use awc::{
-    http::Uri,
-    ws::{Codec, Frame as WsFrame, Message as WsMessage},
-    BoxedSocket,
-};
-use futures_util::{Sink, Stream};
+use std::time::Duration;
+
+use awc::http::Uri;
 
 use self::{
     http::{http_client, http_client_with, map_send_error, map_ws_error, RetryAfterSlot},
@@ -34,62 +27,6 @@ use crate::{
     },
     Error, Result,
 };
-
-/// The socket as awc hands it over (frames in, messages out), except that
-/// closing it as a sink first writes what is still buffered.
-///
-/// awc's `Framed::close` flushes only the I/O object and shuts it down,
-/// not the codec's write buffer, so a Close frame written just before
-/// `close()` is lost. With this wrapper, `SinkWrite::close()` right after
-/// writing the echo of a peer's Close sends that frame and then ends our
-/// half of the TCP connection, which is what actix-web waits for: after a
-/// WebSocket response it lingers, reading, until the client closes or
-/// `client_disconnect_timeout` (1 s) passes, while the client waits for
-/// the server to close first. That cost every server-initiated close
-/// (4001 session gone, 1012 restart, 4002 replaced) a second before the
-/// client could reconnect.
-pub(crate) struct WsFramed(Framed<BoxedSocket, Codec>);
-
-impl Stream for WsFramed {
-    type Item = std::result::Result<WsFrame, ProtocolError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.0).poll_next(cx)
-    }
-}
-
-impl Sink<WsMessage> for WsFramed {
-    type Error = ProtocolError;
-
-    fn poll_ready(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::result::Result<(), ProtocolError>> {
-        Pin::new(&mut self.0).poll_ready(cx)
-    }
-
-    fn start_send(
-        mut self: Pin<&mut Self>,
-        item: WsMessage,
-    ) -> std::result::Result<(), ProtocolError> {
-        Pin::new(&mut self.0).start_send(item)
-    }
-
-    fn poll_flush(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::result::Result<(), ProtocolError>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::result::Result<(), ProtocolError>> {
-        ready!(Pin::new(&mut self.0).poll_flush(cx))?;
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
 
 /// An open socket and what the server agreed to.
 pub(crate) struct Opened {
@@ -347,7 +284,7 @@ async fn upgrade(
         }
     }
     Ok(Opened {
-        framed: WsFramed(framed),
+        framed: WsFramed::new(framed),
         protocol,
         session: None,
     })
