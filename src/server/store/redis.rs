@@ -90,6 +90,9 @@ pub(crate) struct Taken {
     pub(crate) client_max: usize,
     /// Every entry after `acked`, in seq order.
     pub(crate) entries: Vec<Entry>,
+    /// The first seq of each stream entry holding them (a commit's trim
+    /// cuts at one: [`CommitArgs::cut`]).
+    pub(crate) starts: Vec<u64>,
 }
 
 /// How `take` ended.
@@ -117,6 +120,11 @@ pub(crate) struct CommitArgs {
     /// The socket is gone: detach (the deadline becomes now + window).
     pub(crate) detach: bool,
     pub(crate) window: Duration,
+    /// Where a trim may cut: the first seq of the stream entry holding
+    /// `acked + 1`, as far as the owner knows (it saw every entry below
+    /// its `known_next`), or 0 (the script then reads the entry to find
+    /// it, which costs a batch's bytes in Lua).
+    pub(crate) cut: u64,
 }
 
 /// How `commit` ended.
@@ -129,6 +137,8 @@ pub(crate) enum CommitOutcome {
         first: u64,
         deadline: u64,
         others: Vec<Entry>,
+        /// The first seq of each entry holding `others`.
+        starts: Vec<u64>,
     },
     /// Another node took the session: nothing was written.
     Stale,
@@ -187,18 +197,45 @@ fn array(what: &str, v: Value) -> Result<Vec<Value>, SessionStoreError> {
     }
 }
 
-/// Flat (seq, kind, payload) triples into entries.
-fn parse_entries(what: &str, flat: &[Value]) -> Result<Vec<Entry>, SessionStoreError> {
-    flat.chunks(3)
-        .map(|c| {
-            let [seq, kind, payload] = c else {
-                return Err(SessionStoreError::Unexpected(format!(
-                    "{what}: short entry"
-                )));
-            };
-            let seq = num(seq).ok_or_else(|| unexpected(what, seq))?;
-            let body = Bytes::copy_from_slice(bytes_of(payload).unwrap_or_default());
-            let payload = if bytes_of(kind) == Some(b"t") {
+/// The entries a script answered, flat (first seq, kinds, blob) triples,
+/// into the messages with `from <= seq <= upto`, in order; each entry's
+/// first seq goes to `starts`. Each payload is a slice of its entry's blob
+/// (no copy per message).
+fn parse_entries(
+    what: &str,
+    flat: Vec<Value>,
+    from: u64,
+    upto: u64,
+    starts: &mut Vec<u64>,
+) -> Result<Vec<Entry>, SessionStoreError> {
+    let short = || SessionStoreError::Unexpected(format!("{what}: short entry"));
+    let mut out = Vec::new();
+    let mut it = flat.into_iter();
+    while let Some(first) = it.next() {
+        let (Some(kinds), Some(blob)) = (it.next(), it.next()) else {
+            return Err(short());
+        };
+        let first = num(&first).ok_or_else(|| unexpected(what, &first))?;
+        starts.push(first);
+        let kinds = bytes_of(&kinds).ok_or_else(|| unexpected(what, &kinds))?;
+        let blob = match blob {
+            Value::BulkString(b) => Bytes::from(b),
+            other => return Err(unexpected(what, &other)),
+        };
+        let mut pos = 0;
+        for (seq, kind) in (first..).zip(kinds) {
+            let len = blob
+                .get(pos..pos + 4)
+                .and_then(|l| <[u8; 4]>::try_from(l).ok())
+                .map(|l| u32::from_be_bytes(l) as usize)
+                .ok_or_else(short)?;
+            let body = blob.get(pos + 4..pos + 4 + len).ok_or_else(short)?;
+            pos += 4 + len;
+            if seq < from || seq > upto {
+                continue;
+            }
+            let body = blob.slice_ref(body);
+            let payload = if *kind == b't' {
                 match bytestring::ByteString::try_from(body.clone()) {
                     Ok(s) => Payload::Text(s),
                     Err(_) => Payload::Binary(body),
@@ -206,16 +243,38 @@ fn parse_entries(what: &str, flat: &[Value]) -> Result<Vec<Entry>, SessionStoreE
             } else {
                 Payload::Binary(body)
             };
-            Ok((seq, payload))
-        })
-        .collect()
+            out.push((seq, payload));
+        }
+    }
+    Ok(out)
 }
 
-fn kind_and_bytes(p: &Payload) -> (&'static str, &[u8]) {
+fn kind_and_bytes(p: &Payload) -> (u8, &[u8]) {
     match p {
-        Payload::Text(t) => ("t", t.as_bytes()),
-        Payload::Binary(b) => ("b", b),
+        Payload::Text(t) => (b't', t.as_bytes()),
+        Payload::Binary(b) => (b'b', b),
     }
+}
+
+/// A batch as a stream entry holds it: one kind letter per payload, and
+/// the payloads, each as a 4-byte big-endian length and its bytes (one
+/// argument for the whole batch: see scripts.rs).
+fn encode<'a>(
+    payloads: impl Iterator<Item = &'a Payload> + Clone,
+) -> Result<(Vec<u8>, Vec<u8>), SessionStoreError> {
+    let size = payloads.clone().map(|p| 4 + p.len()).sum();
+    let mut kinds = Vec::new();
+    let mut blob = Vec::with_capacity(size);
+    for p in payloads {
+        let (kind, body) = kind_and_bytes(p);
+        let len = u32::try_from(body.len()).map_err(|_| {
+            SessionStoreError::Unexpected(format!("a payload of {} bytes", body.len()))
+        })?;
+        kinds.push(kind);
+        blob.extend_from_slice(&len.to_be_bytes());
+        blob.extend_from_slice(body);
+    }
+    Ok((kinds, blob))
 }
 
 impl RedisSessionStore {
@@ -227,8 +286,15 @@ impl RedisSessionStore {
     /// [`SessionStoreError::InvalidUrl`] for a bad URL,
     /// [`SessionStoreError::Unavailable`] if Redis does not answer.
     pub async fn connect(url: &str, node_id: impl Into<String>) -> Result<Self, SessionStoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| SessionStoreError::InvalidUrl(format!("{e}")))?;
+        let invalid = |e: redis::RedisError| SessionStoreError::InvalidUrl(format!("{e}"));
+        // TCP_NODELAY (the crate leaves Nagle on): the multiplexed
+        // connection writes a session's commit while others' are unanswered,
+        // and Nagle would hold it until those answers' ACKs came back, which
+        // is the stateful round trip's p99.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(invalid)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(invalid)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500))
@@ -369,16 +435,25 @@ impl RedisSessionStore {
             _ => return Err(SessionStoreError::Unexpected("take".to_owned())),
         }
         let n = |i: usize| num(&r[i]).ok_or_else(|| unexpected("take", &r[i]));
+        let (next, acked) = (n(5)?, n(6)?);
+        let mut starts = Vec::new();
         Ok(TakeOutcome::Taken(Taken {
             epoch: n(1)?,
             had_socket: n(3)? != 0,
             in_delivered: n(4)?,
-            next_seq: n(5)?,
-            acked: n(6)?,
+            next_seq: next,
+            acked,
             client_id: text(&r[7]).unwrap_or_default(),
             client_max: usize::try_from(n(8)?).unwrap_or(usize::MAX),
             acked_before: n(9)?,
-            entries: parse_entries("take", &r[10..])?,
+            entries: parse_entries(
+                "take",
+                r.into_iter().skip(10).collect(),
+                acked + 1,
+                next - 1,
+                &mut starts,
+            )?,
+            starts,
         }))
     }
 
@@ -392,7 +467,7 @@ impl RedisSessionStore {
     ) -> Result<CommitOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
         let mut conn = self.link.conn.clone();
-        let kinds: String = payloads.clone().map(|p| kind_and_bytes(p).0).collect();
+        let (kinds, blob) = encode(payloads)?;
         let mut inv = self.scripts.commit.key(&meta);
         inv.key(&out)
             .arg(a.epoch)
@@ -405,20 +480,28 @@ impl RedisSessionStore {
             .arg(ms(a.ttl))
             .arg(u8::from(a.detach))
             .arg(ms(a.window))
-            .arg(kinds);
-        for p in payloads {
-            inv.arg(kind_and_bytes(p).1);
-        }
+            .arg(kinds)
+            .arg(blob)
+            .arg(a.cut);
         let v: Value = inv.invoke_async(&mut conn).await?;
         let r = array("commit", v)?;
         match bytes_of(&r[0]) {
             Some(b"stale") => Ok(CommitOutcome::Stale),
             Some(b"gone") => Ok(CommitOutcome::Gone),
-            Some(b"ok") if r.len() >= 3 => Ok(CommitOutcome::Ok {
-                first: num(&r[1]).ok_or_else(|| unexpected("commit", &r[1]))?,
-                deadline: num(&r[2]).unwrap_or(0),
-                others: parse_entries("commit", &r[3..])?,
-            }),
+            Some(b"ok") if r.len() >= 3 => {
+                let first = num(&r[1]).ok_or_else(|| unexpected("commit", &r[1]))?;
+                let deadline = num(&r[2]).unwrap_or(0);
+                let flat = r.into_iter().skip(3).collect();
+                let mut starts = Vec::new();
+                let upto = first.saturating_sub(1);
+                let others = parse_entries("commit", flat, a.known_next, upto, &mut starts)?;
+                Ok(CommitOutcome::Ok {
+                    first,
+                    deadline,
+                    others,
+                    starts,
+                })
+            }
             _ => Err(SessionStoreError::Unexpected("commit".to_owned())),
         }
     }
@@ -432,7 +515,7 @@ impl RedisSessionStore {
     ) -> Result<AppendOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
         let mut conn = self.link.conn.clone();
-        let (kind, body) = kind_and_bytes(payload);
+        let (kind, blob) = encode(std::iter::once(payload))?;
         let v: Value = self
             .scripts
             .append
@@ -440,7 +523,7 @@ impl RedisSessionStore {
             .key(&out)
             .arg(max_unacked as u64)
             .arg(kind)
-            .arg(body)
+            .arg(blob)
             .arg(self.channel_prefix())
             .arg(sid)
             .invoke_async(&mut conn)
