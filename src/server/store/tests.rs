@@ -192,7 +192,7 @@ async fn payloads_of_every_kind_survive_the_batch_blob() {
         .await
         .unwrap();
     taken(a.take(take_args("s", "tok", "")).await.unwrap());
-    let batch = vec![
+    let batch = [
         Payload::Binary(Bytes::from_static(&[0, 0, 0, 9, 255, 0])),
         Payload::Binary(Bytes::new()),
         text(""),
@@ -239,6 +239,49 @@ async fn payloads_of_every_kind_survive_the_batch_blob() {
         b.append("s", &text("x"), unacked + 1).await.unwrap(),
         AppendOutcome::Appended(7)
     );
+}
+
+/// A commit trims at the owner's cut (the start of the entry holding
+/// the first unacked message) without reading an entry, and ignores a cut
+/// past the acked messages (it reads the boundary itself instead), so no
+/// unacked message is ever trimmed.
+#[actix_rt::test]
+async fn a_commit_trims_at_the_owners_cut_and_never_past_the_acks() {
+    let redis = redis_server();
+    let s = store(&redis.url, "n").await;
+    let w = Duration::from_secs(5);
+    s.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(s.take(take_args("s", "tok", "")).await.unwrap());
+    let abc = [text("a"), text("b"), text("c")];
+    let def = [text("d"), text("e"), text("f")];
+    s.commit("s", &commit_args(1, 1, 0, 0), abc.iter())
+        .await
+        .unwrap();
+    s.commit("s", &commit_args(1, 4, 0, 0), def.iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        stream_len(&redis.url, "s"),
+        3,
+        "two batches and the empty entry"
+    );
+    // A cut past acked + 1 (a wrong one) is not followed: the entry
+    // holding 2..3 stays.
+    let mut wrong = commit_args(1, 7, 0, 1);
+    wrong.cut = 4;
+    s.commit("s", &wrong, [].iter()).await.unwrap();
+    assert_eq!(stream_len(&redis.url, "s"), 2, "only the empty entry went");
+    let mut right = commit_args(1, 7, 0, 4);
+    right.cut = 4;
+    s.commit("s", &right, [].iter()).await.unwrap();
+    assert_eq!(stream_len(&redis.url, "s"), 1, "the acked batch went");
+    let mut claim = take_args("s", "tok", "");
+    claim.last_received = 4;
+    let t = taken(s.take(claim).await.unwrap());
+    assert_eq!(t.entries, vec![(5, text("e")), (6, text("f"))]);
+    assert_eq!(t.starts, vec![4], "the entry holding them");
 }
 
 /// Fencing: once node B took the session, node A's commit (its epoch is
