@@ -256,6 +256,40 @@ fn kind_and_bytes(p: &Payload) -> (u8, &[u8]) {
     }
 }
 
+/// A batch's payloads as `commit`'s blob argument, written straight into
+/// the command's buffer (no blob of its own, no copy per invocation
+/// layer: a batch's bytes are copied into the command once, then once
+/// more into the packed request).
+#[derive(Clone)]
+struct BlobArg<I>(I);
+
+impl<'a, I: Iterator<Item = &'a Payload> + Clone> redis::ToRedisArgs for BlobArg<I> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut w = out.writer_for_next_arg();
+        for p in self.0.clone() {
+            let body = kind_and_bytes(p).1;
+            // The lengths were checked by `kinds_of`; a Vec never fails.
+            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            let _ = w.write_all(&len.to_be_bytes());
+            let _ = w.write_all(body);
+        }
+    }
+}
+
+/// One kind letter per payload, or an error for a payload whose length
+/// does not fit the blob's 4-byte prefix.
+fn kinds_of<'a>(payloads: impl Iterator<Item = &'a Payload>) -> Result<Vec<u8>, SessionStoreError> {
+    payloads
+        .map(|p| {
+            let (kind, body) = kind_and_bytes(p);
+            u32::try_from(body.len()).map(|_| kind).map_err(|_| {
+                SessionStoreError::Unexpected(format!("a payload of {} bytes", body.len()))
+            })
+        })
+        .collect()
+}
+
 /// A batch as a stream entry holds it: one kind letter per payload, and
 /// the payloads, each as a 4-byte big-endian length and its bytes (one
 /// argument for the whole batch: see scripts.rs).
@@ -467,9 +501,13 @@ impl RedisSessionStore {
     ) -> Result<CommitOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
         let mut conn = self.link.conn.clone();
-        let (kinds, blob) = encode(payloads)?;
-        let mut inv = self.scripts.commit.key(&meta);
-        inv.key(&out)
+        let kinds = kinds_of(payloads.clone())?;
+        let script = &self.scripts.commit;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(2)
+            .arg(&meta)
+            .arg(&out)
             .arg(a.epoch)
             .arg(a.known_next)
             .arg(a.in_delivered)
@@ -481,9 +519,16 @@ impl RedisSessionStore {
             .arg(u8::from(a.detach))
             .arg(ms(a.window))
             .arg(kinds)
-            .arg(blob)
+            .arg(BlobArg(payloads))
             .arg(a.cut);
-        let v: Value = inv.invoke_async(&mut conn).await?;
+        let v: Value = match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // A restarted Redis forgot the script: load it, once more.
+                script.prepare_invoke().load_async(&mut conn).await?;
+                cmd.query_async(&mut conn).await?
+            }
+            r => r?,
+        };
         let r = array("commit", v)?;
         match bytes_of(&r[0]) {
             Some(b"stale") => Ok(CommitOutcome::Stale),

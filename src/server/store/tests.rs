@@ -284,6 +284,31 @@ async fn a_commit_trims_at_the_owners_cut_and_never_past_the_acks() {
     assert_eq!(t.starts, vec![4], "the entry holding them");
 }
 
+/// `commit` sends its own EVALSHA (the batch written straight into the
+/// command): a Redis that forgot the script (restarted, `SCRIPT FLUSH`)
+/// gets it loaded and the batch recorded, as every other script does.
+#[actix_rt::test]
+async fn a_commit_loads_its_script_again_after_redis_forgot_it() {
+    let redis = redis_server();
+    let s = store(&redis.url, "n").await;
+    let w = Duration::from_secs(5);
+    s.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(s.take(take_args("s", "tok", "")).await.unwrap());
+    let mut c = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let r = s
+        .commit("s", &commit_args(1, 1, 0, 0), [text("a")].iter())
+        .await
+        .unwrap();
+    assert!(matches!(r, CommitOutcome::Ok { first: 1, .. }), "{r:?}");
+    assert_eq!(stream_len(&redis.url, "s"), 2, "the batch is recorded");
+}
+
 /// Fencing: once node B took the session, node A's commit (its epoch is
 /// stale) is refused and writes nothing: no entry, no delivered count.
 #[actix_rt::test]
