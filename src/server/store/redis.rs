@@ -5,11 +5,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use redis::{aio::ConnectionManager, Value};
 use sha2::{Digest, Sha256};
 
-use super::{scripts::Scripts, SessionStoreError};
+use super::{
+    blob::{encode, kinds_of, parse_entries, BlobArg},
+    scripts::Scripts,
+    SessionStoreError,
+};
 use crate::Payload;
 
 /// A Redis session store: one connection (multiplexed, reconnecting) per
@@ -167,11 +170,11 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn unexpected(what: &str, v: &Value) -> SessionStoreError {
+pub(super) fn unexpected(what: &str, v: &Value) -> SessionStoreError {
     SessionStoreError::Unexpected(format!("{what}: {v:?}"))
 }
 
-fn bytes_of(v: &Value) -> Option<&[u8]> {
+pub(super) fn bytes_of(v: &Value) -> Option<&[u8]> {
     match v {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.as_bytes()),
@@ -183,7 +186,7 @@ fn text(v: &Value) -> Option<String> {
     bytes_of(v).map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
-fn num(v: &Value) -> Option<u64> {
+pub(super) fn num(v: &Value) -> Option<u64> {
     match v {
         Value::Int(i) => u64::try_from(*i).ok(),
         other => text(other)?.parse::<f64>().ok().map(|f| f as u64),
@@ -197,120 +200,6 @@ fn array(what: &str, v: Value) -> Result<Vec<Value>, SessionStoreError> {
     }
 }
 
-/// The entries a script answered, flat (first seq, kinds, blob) triples,
-/// into the messages with `from <= seq <= upto`, in order; each entry's
-/// first seq goes to `starts`. Each payload is a slice of its entry's blob
-/// (no copy per message).
-fn parse_entries(
-    what: &str,
-    flat: Vec<Value>,
-    from: u64,
-    upto: u64,
-    starts: &mut Vec<u64>,
-) -> Result<Vec<Entry>, SessionStoreError> {
-    let short = || SessionStoreError::Unexpected(format!("{what}: short entry"));
-    let mut out = Vec::new();
-    let mut it = flat.into_iter();
-    while let Some(first) = it.next() {
-        let (Some(kinds), Some(blob)) = (it.next(), it.next()) else {
-            return Err(short());
-        };
-        let first = num(&first).ok_or_else(|| unexpected(what, &first))?;
-        starts.push(first);
-        let kinds = bytes_of(&kinds).ok_or_else(|| unexpected(what, &kinds))?;
-        let blob = match blob {
-            Value::BulkString(b) => Bytes::from(b),
-            other => return Err(unexpected(what, &other)),
-        };
-        let mut pos = 0;
-        for (seq, kind) in (first..).zip(kinds) {
-            let len = blob
-                .get(pos..pos + 4)
-                .and_then(|l| <[u8; 4]>::try_from(l).ok())
-                .map(|l| u32::from_be_bytes(l) as usize)
-                .ok_or_else(short)?;
-            let body = blob.get(pos + 4..pos + 4 + len).ok_or_else(short)?;
-            pos += 4 + len;
-            if seq < from || seq > upto {
-                continue;
-            }
-            let body = blob.slice_ref(body);
-            let payload = if *kind == b't' {
-                match bytestring::ByteString::try_from(body.clone()) {
-                    Ok(s) => Payload::Text(s),
-                    Err(_) => Payload::Binary(body),
-                }
-            } else {
-                Payload::Binary(body)
-            };
-            out.push((seq, payload));
-        }
-    }
-    Ok(out)
-}
-
-fn kind_and_bytes(p: &Payload) -> (u8, &[u8]) {
-    match p {
-        Payload::Text(t) => (b't', t.as_bytes()),
-        Payload::Binary(b) => (b'b', b),
-    }
-}
-
-/// A batch's payloads as `commit`'s blob argument, written straight into
-/// the command's buffer (no blob of its own, no copy per invocation
-/// layer: a batch's bytes are copied into the command once, then once
-/// more into the packed request).
-#[derive(Clone)]
-struct BlobArg<I>(I);
-
-impl<'a, I: Iterator<Item = &'a Payload> + Clone> redis::ToRedisArgs for BlobArg<I> {
-    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        use std::io::Write;
-        let mut w = out.writer_for_next_arg();
-        for p in self.0.clone() {
-            let body = kind_and_bytes(p).1;
-            // The lengths were checked by `kinds_of`; a Vec never fails.
-            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-            let _ = w.write_all(&len.to_be_bytes());
-            let _ = w.write_all(body);
-        }
-    }
-}
-
-/// One kind letter per payload, or an error for a payload whose length
-/// does not fit the blob's 4-byte prefix.
-fn kinds_of<'a>(payloads: impl Iterator<Item = &'a Payload>) -> Result<Vec<u8>, SessionStoreError> {
-    payloads
-        .map(|p| {
-            let (kind, body) = kind_and_bytes(p);
-            u32::try_from(body.len()).map(|_| kind).map_err(|_| {
-                SessionStoreError::Unexpected(format!("a payload of {} bytes", body.len()))
-            })
-        })
-        .collect()
-}
-
-/// A batch as a stream entry holds it: one kind letter per payload, and
-/// the payloads, each as a 4-byte big-endian length and its bytes (one
-/// argument for the whole batch: see scripts.rs).
-fn encode<'a>(
-    payloads: impl Iterator<Item = &'a Payload> + Clone,
-) -> Result<(Vec<u8>, Vec<u8>), SessionStoreError> {
-    let size = payloads.clone().map(|p| 4 + p.len()).sum();
-    let mut kinds = Vec::new();
-    let mut blob = Vec::with_capacity(size);
-    for p in payloads {
-        let (kind, body) = kind_and_bytes(p);
-        let len = u32::try_from(body.len()).map_err(|_| {
-            SessionStoreError::Unexpected(format!("a payload of {} bytes", body.len()))
-        })?;
-        kinds.push(kind);
-        blob.extend_from_slice(&len.to_be_bytes());
-        blob.extend_from_slice(body);
-    }
-    Ok((kinds, blob))
-}
-
 impl RedisSessionStore {
     /// Connects to the Redis at `url` (`redis://[:password@]host:port/db`)
     /// as the node `node_id` (unique in the cluster: other nodes reach
@@ -321,10 +210,10 @@ impl RedisSessionStore {
     /// [`SessionStoreError::Unavailable`] if Redis does not answer.
     pub async fn connect(url: &str, node_id: impl Into<String>) -> Result<Self, SessionStoreError> {
         let invalid = |e: redis::RedisError| SessionStoreError::InvalidUrl(format!("{e}"));
-        // TCP_NODELAY (the crate leaves Nagle on): the multiplexed
-        // connection writes a session's commit while others' are unanswered,
-        // and Nagle would hold it until those answers' ACKs came back, which
-        // is the stateful round trip's p99.
+        // TCP_NODELAY (the crate leaves Nagle on): the connection is shared
+        // by every session of the node, so a commit is often written while
+        // another session's is unanswered, and Nagle would hold it until
+        // that answer's ACK came back.
         let info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(invalid)?
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
