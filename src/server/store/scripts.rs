@@ -19,7 +19,7 @@
 //! at 64 B that (with the argument table an `XADD` of n fields needs) was
 //! most of a commit's time in Redis. The scripts never look inside a
 //! payload, so they pass the blob through whole; the node's reader
-//! (`redis.rs`) splits it.
+//! (`blob.rs`) splits it.
 
 /// Shared helpers, prepended to every script: the time in ms, the stream
 /// entries holding the seqs from `from` on, and the trim of everything
