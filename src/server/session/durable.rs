@@ -47,6 +47,9 @@ pub(crate) struct Durable {
     ready: VecDeque<(u64, Payload)>,
     /// Every stream entry below this is in `sender` or `ready`.
     known_next: u64,
+    /// The first seq of each stream entry not yet trimmed, ascending (a
+    /// commit tells Redis where to cut, so the trim never reads a batch).
+    starts: VecDeque<u64>,
     /// The client's seq Redis has as delivered.
     pub(super) recorded_in: u64,
     /// The last ACK written to the socket.
@@ -71,6 +74,20 @@ pub(crate) struct Durable {
 }
 
 impl Durable {
+    /// Where a trim up to `acked` may cut: the start of the entry holding
+    /// `acked + 1` (entries this node has not seen start at `known_next`
+    /// or later, so they are never cut into), or 0 when none is known.
+    fn cut(&mut self, acked: u64) -> u64 {
+        while self.starts.get(1).is_some_and(|&s| s <= acked + 1) {
+            self.starts.pop_front();
+        }
+        self.starts
+            .front()
+            .copied()
+            .filter(|&s| s <= acked + 1)
+            .unwrap_or(0)
+    }
+
     /// Nothing waits to be recorded (for a drain).
     pub(super) fn is_idle(&self, delivered: u64) -> bool {
         self.unrecorded.is_empty() && !self.in_flight && self.recorded_in >= delivered
@@ -115,6 +132,7 @@ impl SessionActor {
             unrecorded: Vec::new(),
             ready: taken.entries.into(),
             known_next: taken.next_seq,
+            starts: taken.starts.into(),
             recorded_in: taken.in_delivered,
             ack_written: taken.in_delivered,
             in_flight: false,
@@ -229,6 +247,7 @@ impl SessionActor {
         d.want_read = false;
         let refresh = std::mem::take(&mut d.want_refresh);
         let batch = std::mem::take(&mut d.unrecorded);
+        let cut = d.cut(acked);
         let args = CommitArgs {
             epoch: d.epoch,
             known_next: d.known_next,
@@ -240,6 +259,7 @@ impl SessionActor {
             ttl: key_ttl(window),
             detach: d.detaching,
             window,
+            cut,
         };
         let store = d.store.clone();
         let sid = self.connection_id.clone();
@@ -269,6 +289,7 @@ impl SessionActor {
                 first,
                 deadline,
                 others,
+                starts,
             }) => {
                 if d.stale {
                     // Recorded before the take: the new owner has it.
@@ -284,6 +305,14 @@ impl SessionActor {
                         added += p.len();
                         d.ready.push_back((seq, p));
                     }
+                }
+                d.starts.extend(
+                    starts
+                        .into_iter()
+                        .filter(|&s| s >= d.known_next && s < first),
+                );
+                if !batch.is_empty() {
+                    d.starts.push_back(first);
                 }
                 let mut seq = first;
                 for (p, _) in batch {

@@ -4,6 +4,8 @@
 //! Redis, so a client resumes on any node of a cluster (docs/SCALING.md).
 
 #[cfg(feature = "redis")]
+mod blob;
+#[cfg(feature = "redis")]
 mod error;
 #[cfg(feature = "redis")]
 mod redis;

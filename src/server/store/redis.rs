@@ -5,11 +5,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use redis::{aio::ConnectionManager, Value};
 use sha2::{Digest, Sha256};
 
-use super::{scripts::Scripts, SessionStoreError};
+use super::{
+    blob::{encode, kinds_of, parse_entries, BlobArg},
+    scripts::Scripts,
+    SessionStoreError,
+};
 use crate::Payload;
 
 /// A Redis session store: one connection (multiplexed, reconnecting) per
@@ -90,6 +93,9 @@ pub(crate) struct Taken {
     pub(crate) client_max: usize,
     /// Every entry after `acked`, in seq order.
     pub(crate) entries: Vec<Entry>,
+    /// The first seq of each stream entry holding them (a commit's trim
+    /// cuts at one: [`CommitArgs::cut`]).
+    pub(crate) starts: Vec<u64>,
 }
 
 /// How `take` ended.
@@ -117,6 +123,11 @@ pub(crate) struct CommitArgs {
     /// The socket is gone: detach (the deadline becomes now + window).
     pub(crate) detach: bool,
     pub(crate) window: Duration,
+    /// Where a trim may cut: the first seq of the stream entry holding
+    /// `acked + 1`, as far as the owner knows (it saw every entry below
+    /// its `known_next`), or 0 (the script then reads the entry to find
+    /// it, which costs a batch's bytes in Lua).
+    pub(crate) cut: u64,
 }
 
 /// How `commit` ended.
@@ -129,6 +140,8 @@ pub(crate) enum CommitOutcome {
         first: u64,
         deadline: u64,
         others: Vec<Entry>,
+        /// The first seq of each entry holding `others`.
+        starts: Vec<u64>,
     },
     /// Another node took the session: nothing was written.
     Stale,
@@ -157,11 +170,11 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn unexpected(what: &str, v: &Value) -> SessionStoreError {
+pub(super) fn unexpected(what: &str, v: &Value) -> SessionStoreError {
     SessionStoreError::Unexpected(format!("{what}: {v:?}"))
 }
 
-fn bytes_of(v: &Value) -> Option<&[u8]> {
+pub(super) fn bytes_of(v: &Value) -> Option<&[u8]> {
     match v {
         Value::BulkString(b) => Some(b),
         Value::SimpleString(s) => Some(s.as_bytes()),
@@ -173,7 +186,7 @@ fn text(v: &Value) -> Option<String> {
     bytes_of(v).map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
-fn num(v: &Value) -> Option<u64> {
+pub(super) fn num(v: &Value) -> Option<u64> {
     match v {
         Value::Int(i) => u64::try_from(*i).ok(),
         other => text(other)?.parse::<f64>().ok().map(|f| f as u64),
@@ -187,37 +200,6 @@ fn array(what: &str, v: Value) -> Result<Vec<Value>, SessionStoreError> {
     }
 }
 
-/// Flat (seq, kind, payload) triples into entries.
-fn parse_entries(what: &str, flat: &[Value]) -> Result<Vec<Entry>, SessionStoreError> {
-    flat.chunks(3)
-        .map(|c| {
-            let [seq, kind, payload] = c else {
-                return Err(SessionStoreError::Unexpected(format!(
-                    "{what}: short entry"
-                )));
-            };
-            let seq = num(seq).ok_or_else(|| unexpected(what, seq))?;
-            let body = Bytes::copy_from_slice(bytes_of(payload).unwrap_or_default());
-            let payload = if bytes_of(kind) == Some(b"t") {
-                match bytestring::ByteString::try_from(body.clone()) {
-                    Ok(s) => Payload::Text(s),
-                    Err(_) => Payload::Binary(body),
-                }
-            } else {
-                Payload::Binary(body)
-            };
-            Ok((seq, payload))
-        })
-        .collect()
-}
-
-fn kind_and_bytes(p: &Payload) -> (&'static str, &[u8]) {
-    match p {
-        Payload::Text(t) => ("t", t.as_bytes()),
-        Payload::Binary(b) => ("b", b),
-    }
-}
-
 impl RedisSessionStore {
     /// Connects to the Redis at `url` (`redis://[:password@]host:port/db`)
     /// as the node `node_id` (unique in the cluster: other nodes reach
@@ -227,8 +209,15 @@ impl RedisSessionStore {
     /// [`SessionStoreError::InvalidUrl`] for a bad URL,
     /// [`SessionStoreError::Unavailable`] if Redis does not answer.
     pub async fn connect(url: &str, node_id: impl Into<String>) -> Result<Self, SessionStoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| SessionStoreError::InvalidUrl(format!("{e}")))?;
+        let invalid = |e: redis::RedisError| SessionStoreError::InvalidUrl(format!("{e}"));
+        // TCP_NODELAY (the crate leaves Nagle on): the connection is shared
+        // by every session of the node, so a commit is often written while
+        // another session's is unanswered, and Nagle would hold it until
+        // that answer's ACK came back.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(invalid)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(invalid)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500))
@@ -369,16 +358,25 @@ impl RedisSessionStore {
             _ => return Err(SessionStoreError::Unexpected("take".to_owned())),
         }
         let n = |i: usize| num(&r[i]).ok_or_else(|| unexpected("take", &r[i]));
+        let (next, acked) = (n(5)?, n(6)?);
+        let mut starts = Vec::new();
         Ok(TakeOutcome::Taken(Taken {
             epoch: n(1)?,
             had_socket: n(3)? != 0,
             in_delivered: n(4)?,
-            next_seq: n(5)?,
-            acked: n(6)?,
+            next_seq: next,
+            acked,
             client_id: text(&r[7]).unwrap_or_default(),
             client_max: usize::try_from(n(8)?).unwrap_or(usize::MAX),
             acked_before: n(9)?,
-            entries: parse_entries("take", &r[10..])?,
+            entries: parse_entries(
+                "take",
+                r.into_iter().skip(10).collect(),
+                acked + 1,
+                next - 1,
+                &mut starts,
+            )?,
+            starts,
         }))
     }
 
@@ -392,9 +390,13 @@ impl RedisSessionStore {
     ) -> Result<CommitOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
         let mut conn = self.link.conn.clone();
-        let kinds: String = payloads.clone().map(|p| kind_and_bytes(p).0).collect();
-        let mut inv = self.scripts.commit.key(&meta);
-        inv.key(&out)
+        let kinds = kinds_of(payloads.clone())?;
+        let script = &self.scripts.commit;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash())
+            .arg(2)
+            .arg(&meta)
+            .arg(&out)
             .arg(a.epoch)
             .arg(a.known_next)
             .arg(a.in_delivered)
@@ -405,20 +407,35 @@ impl RedisSessionStore {
             .arg(ms(a.ttl))
             .arg(u8::from(a.detach))
             .arg(ms(a.window))
-            .arg(kinds);
-        for p in payloads {
-            inv.arg(kind_and_bytes(p).1);
-        }
-        let v: Value = inv.invoke_async(&mut conn).await?;
+            .arg(kinds)
+            .arg(BlobArg(payloads))
+            .arg(a.cut);
+        let v: Value = match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // A restarted Redis forgot the script: load it, once more.
+                script.prepare_invoke().load_async(&mut conn).await?;
+                cmd.query_async(&mut conn).await?
+            }
+            r => r?,
+        };
         let r = array("commit", v)?;
         match bytes_of(&r[0]) {
             Some(b"stale") => Ok(CommitOutcome::Stale),
             Some(b"gone") => Ok(CommitOutcome::Gone),
-            Some(b"ok") if r.len() >= 3 => Ok(CommitOutcome::Ok {
-                first: num(&r[1]).ok_or_else(|| unexpected("commit", &r[1]))?,
-                deadline: num(&r[2]).unwrap_or(0),
-                others: parse_entries("commit", &r[3..])?,
-            }),
+            Some(b"ok") if r.len() >= 3 => {
+                let first = num(&r[1]).ok_or_else(|| unexpected("commit", &r[1]))?;
+                let deadline = num(&r[2]).unwrap_or(0);
+                let flat = r.into_iter().skip(3).collect();
+                let mut starts = Vec::new();
+                let upto = first.saturating_sub(1);
+                let others = parse_entries("commit", flat, a.known_next, upto, &mut starts)?;
+                Ok(CommitOutcome::Ok {
+                    first,
+                    deadline,
+                    others,
+                    starts,
+                })
+            }
             _ => Err(SessionStoreError::Unexpected("commit".to_owned())),
         }
     }
@@ -432,7 +449,7 @@ impl RedisSessionStore {
     ) -> Result<AppendOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
         let mut conn = self.link.conn.clone();
-        let (kind, body) = kind_and_bytes(payload);
+        let (kind, blob) = encode(std::iter::once(payload))?;
         let v: Value = self
             .scripts
             .append
@@ -440,7 +457,7 @@ impl RedisSessionStore {
             .key(&out)
             .arg(max_unacked as u64)
             .arg(kind)
-            .arg(body)
+            .arg(blob)
             .arg(self.channel_prefix())
             .arg(sid)
             .invoke_async(&mut conn)

@@ -6,16 +6,24 @@
 //! Every script gets a session's two keys as `KEYS[1]` (`P:{sid}:meta`, a
 //! hash) and `KEYS[2]` (`P:{sid}:out`, a stream with one entry per batch
 //! of server→client messages, ID `<first seq>-1`, fields `k` (one kind
-//! letter per message, "t"/"b") and `p` (one per message, in order), so a
-//! batch costs one `XADD`):
+//! letter per message, "t"/"b") and `b` (the batch's payloads in order,
+//! each as a 4-byte big-endian length and its bytes), so a batch costs one
+//! `XADD` and one argument whatever its size):
 //! both carry the `{sid}` hash tag, so a Redis Cluster keeps them in one
 //! slot. Times come from Redis `TIME`, never from a node's clock. The
 //! global expiry index (`P:expiry`) lives in another slot and is written
 //! with separate commands, never from here.
+//!
+//! Why one blob and not one argument per message: Redis makes a Lua
+//! string of every argument and of every field it hands a script, and
+//! at 64 B that (with the argument table an `XADD` of n fields needs) was
+//! most of a commit's time in Redis. The scripts never look inside a
+//! payload, so they pass the blob through whole; the node's reader
+//! (`blob.rs`) splits it.
 
 /// Shared helpers, prepended to every script: the time in ms, the stream
-/// entries from `from` on as a flat array (seq, kind, payload, ...), and
-/// the trim of everything acked up to `upto`.
+/// entries holding the seqs from `from` on, and the trim of everything
+/// acked up to `upto`.
 const PRELUDE: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
@@ -24,33 +32,37 @@ end
 local function seq_of(id)
   return tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
 end
--- The messages with from <= seq <= upto, appended to acc as flat
--- (seq, kind, payload) triples; answers acc and their payload bytes. An
--- entry holds a batch: ID <first seq>-1, fields k (one kind letter per
--- message) and p (one per message, in order).
+-- The entries holding the messages from <= seq <= upto, appended to acc
+-- as flat (first seq, kinds, blob) triples, whole: the node's reader
+-- drops the messages of the first entry before from (no Lua string per
+-- message here).
 local function entries(out, from, upto, acc)
-  if from > upto then return acc, 0 end
+  if from > upto then return acc end
   local start = from
   local prev = redis.call('XREVRANGE', out, string.format('%d-9', from), '-', 'COUNT', 1)
   if #prev > 0 then start = seq_of(prev[1][1]) end
   local es = redis.call('XRANGE', out, string.format('%d-0', start), string.format('%d-9', upto))
-  local bytes = 0
   for _, e in ipairs(es) do
-    local first = seq_of(e[1])
     local f = e[2]
-    local kinds = f[2]
-    for j = 1, string.len(kinds) do
-      local seq = first + j - 1
-      if seq >= from and seq <= upto then
-        local p = f[2 + 2 * j]
-        acc[#acc + 1] = string.format('%d', seq)
-        acc[#acc + 1] = string.sub(kinds, j, j)
-        acc[#acc + 1] = p
-        bytes = bytes + string.len(p)
-      end
+    if string.len(f[2]) > 0 then
+      acc[#acc + 1] = seq_of(e[1])
+      acc[#acc + 1] = f[2]
+      acc[#acc + 1] = f[4]
     end
   end
-  return acc, bytes
+  return acc
+end
+-- The payload bytes of the messages from <= seq <= upto in a blob whose
+-- first message has seq first (walks the length prefixes only).
+local function bytes_in(first, blob, from, upto)
+  local n, pos, seq, len = 0, 1, first, string.len(blob)
+  while pos <= len do
+    local l = struct.unpack('>I4', blob, pos)
+    if seq >= from and seq <= upto then n = n + l end
+    pos = pos + 4 + l
+    seq = seq + 1
+  end
+  return n
 end
 -- Drops the entries whose every message is acked (seq <= upto).
 local function trim(out, upto)
@@ -63,25 +75,13 @@ local function trim(out, upto)
     redis.call('XTRIM', out, 'MINID', min)
   end
 end
--- Appends a batch at seq first: one entry per 1000 messages (a bounded
--- argument list); answers the bytes appended.
-local function add(out, first, kinds, payloads, from)
+-- Appends a batch at seq first as one entry (kinds, blob); answers its
+-- payload bytes (the blob less its 4-byte length prefixes).
+local function add(out, first, kinds, blob)
   local n = string.len(kinds)
-  local bytes = 0
-  local i = 1
-  while i <= n do
-    local last = math.min(n, i + 999)
-    local args = {'XADD', out, string.format('%d-1', first + i - 1), 'k', string.sub(kinds, i, last)}
-    for j = i, last do
-      local p = payloads[from + j - 1]
-      args[#args + 1] = 'p'
-      args[#args + 1] = p
-      bytes = bytes + string.len(p)
-    end
-    redis.call(unpack(args))
-    i = last + 1
-  end
-  return bytes
+  if n == 0 then return 0 end
+  redis.call('XADD', out, string.format('%d-1', first), 'k', kinds, 'b', blob)
+  return string.len(blob) - 4 * n
 end
 local function ttl(meta, out, ms)
   redis.call('PEXPIRE', meta, ms)
@@ -105,7 +105,8 @@ return deadline
 /// hold_ms (window + lease), ttl_ms, channel prefix, sid. Answers
 /// {"gone"} | {"refused"} | {"protocol", reason} | {"ok", epoch,
 /// previous owner, had_socket, in_delivered, next_seq, acked, client_id,
-/// client_max, acked before this HELLO, seq, kind, payload, ...}. Publishes "taken <sid>" to the
+/// client_max, acked before this HELLO, first seq, kinds, blob, ... (the
+/// entries holding the unacked messages)}. Publishes "taken <sid>" to the
 /// previous owner (another node) so it stops at once.
 const TAKE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
@@ -125,11 +126,15 @@ if had == 0 then in_delivered = first_seq - 1 end
 local acked = math.max(tonumber(m[7]), last_received)
 local epoch = tonumber(m[3]) + 1
 local r = {'ok', epoch, m[4], had, in_delivered, next_seq, acked, m[9], m[10], tonumber(m[7])}
-local _, unacked = entries(KEYS[2], acked + 1, next_seq - 1, r)
+entries(KEYS[2], acked + 1, next_seq - 1, r)
+local unacked = 0
+for i = 11, #r, 3 do
+  unacked = unacked + bytes_in(r[i], r[i + 2], acked + 1, next_seq - 1)
+end
 trim(KEYS[2], acked)
 if redis.call('EXISTS', KEYS[2]) == 0 then
   -- An empty batch, so the stream exists (and expires with the meta).
-  redis.call('XADD', KEYS[2], '0-1', 'k', '')
+  redis.call('XADD', KEYS[2], '0-1', 'k', '', 'b', '')
 end
 redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'attached', 1, 'had_socket', 1,
   'in_delivered', in_delivered, 'acked', acked, 'trimmed', acked,
@@ -145,11 +150,14 @@ return r
 /// `commit`: the owner's batch. ARGV epoch, known_next, in_delivered,
 /// acked, freed bytes (acked since the last commit), refresh (0/1: the
 /// lease), hold_ms, ttl_ms, detach (0/1), window_ms, kinds (one letter per
-/// payload), then the payloads. Answers {"gone"} | {"stale"} | {"ok",
-/// first seq assigned, seq, kind, payload, ... (the messages from
-/// known_next up to the first assigned: appended by other nodes since the
-/// owner last looked)}. A plain commit is four commands (EVALSHA, HMGET,
-/// XADD, HSET) whatever the batch's size; acked entries are trimmed every
+/// payload), blob (the payloads, length-prefixed), cut (the first seq of
+/// the entry holding acked + 1 as far as the owner knows, or 0: the
+/// trim then reads the entry). Answers {"gone"} |
+/// {"stale"} | {"ok", first seq assigned, deadline, first seq, kinds, blob,
+/// ... (the entries holding the messages from known_next up to the first
+/// assigned: appended by other nodes since the owner last looked)}. A
+/// plain commit is four commands (EVALSHA, HMGET, XADD, HSET) and twelve
+/// arguments whatever the batch's size; acked entries are trimmed every
 /// 256 messages and on the lease.
 const COMMIT: &str = r#"
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'next_seq', 'in_delivered', 'acked', 'trimmed',
@@ -163,12 +171,19 @@ local in_delivered = math.max(tonumber(m[3]), tonumber(ARGV[3]))
 local acked = math.max(tonumber(m[4]), math.min(tonumber(ARGV[4]), next_seq - 1))
 local trimmed = tonumber(m[5])
 local kinds = ARGV[11]
-local appended = tonumber(m[6]) + add(KEYS[2], next_seq, kinds, ARGV, 12)
+local appended = tonumber(m[6]) + add(KEYS[2], next_seq, kinds, ARGV[12])
 next_seq = next_seq + string.len(kinds)
 local refresh = ARGV[6] == '1'
 local detach = ARGV[9] == '1'
 if acked > trimmed and (acked >= trimmed + 256 or refresh or detach) then
-  trim(KEYS[2], acked)
+  local cut = tonumber(ARGV[13])
+  if cut > 0 and cut <= acked + 1 then
+    -- Where the owner's entries start is known to it: no read of an
+    -- entry (a batch's blob made a Lua string, hashed byte by byte).
+    redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-0', cut))
+  else
+    trim(KEYS[2], acked)
+  end
   trimmed = acked
 end
 local h = {'HSET', KEYS[1], 'next_seq', next_seq, 'in_delivered', in_delivered, 'acked', acked,
@@ -189,19 +204,20 @@ return r
 "#;
 
 /// `append`: any node, no epoch (appending is not owning). ARGV max
-/// unacked bytes, kind, payload, channel prefix, sid. Answers {"gone"} |
+/// unacked bytes, kind, blob (the payload, length-prefixed as in a
+/// commit), channel prefix, sid. Answers {"gone"} |
 /// {"too_large", client_max} | {"full"} | {"ok", seq}; publishes
 /// "grew <sid>" to the owner's node when attached.
 const APPEND: &str = r#"
 local m = redis.call('HMGET', KEYS[1], 'next_seq', 'client_max', 'appended_bytes',
   'acked_bytes', 'owner', 'attached')
 if not m[1] then return {'gone'} end
-local len = string.len(ARGV[3])
+local len = string.len(ARGV[3]) - 4
 if len > tonumber(m[2]) then return {'too_large', m[2]} end
 local unacked = tonumber(m[3]) - tonumber(m[4])
 if unacked > 0 and unacked + len > tonumber(ARGV[1]) then return {'full'} end
 local seq = tonumber(m[1])
-redis.call('XADD', KEYS[2], string.format('%d-1', seq), 'k', ARGV[2], 'p', ARGV[3])
+redis.call('XADD', KEYS[2], string.format('%d-1', seq), 'k', ARGV[2], 'b', ARGV[3])
 redis.call('HSET', KEYS[1], 'next_seq', seq + 1, 'appended_bytes', tonumber(m[3]) + len)
 local left = redis.call('PTTL', KEYS[1])
 if left > 0 then redis.call('PEXPIRE', KEYS[2], left) end

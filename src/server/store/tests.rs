@@ -87,6 +87,7 @@ fn commit_args(epoch: u64, known_next: u64, in_delivered: u64, acked: u64) -> Co
         ttl: Duration::from_secs(20),
         detach: false,
         window: Duration::from_secs(5),
+        cut: 0,
     }
 }
 
@@ -120,8 +121,9 @@ fn keys(url: &str) -> Vec<String> {
     redis::cmd("KEYS").arg("t:*").query(&mut c).unwrap()
 }
 
-/// A batch is one stream entry (one `XADD`), read back message by
-/// message, and trimmed once every message in it is acked.
+/// A batch is one stream entry (one `XADD`, its payloads one blob), read
+/// back message by message, and trimmed once every message in it is
+/// acked.
 #[actix_rt::test]
 async fn a_batch_is_one_entry_read_back_per_message() {
     let redis = redis_server();
@@ -133,7 +135,7 @@ async fn a_batch_is_one_entry_read_back_per_message() {
     taken(s.take(take_args("s", "tok", "")).await.unwrap());
     let batch: Vec<Payload> = (0..2500).map(|i| text(&format!("b{i}"))).collect();
     let r = s
-        .commit("s", &commit_args(1, 1, 0, 0), batch.iter())
+        .commit("s", &commit_args(1, 1, 0, 0), batch[..1000].iter())
         .await
         .unwrap();
     assert_eq!(
@@ -141,13 +143,27 @@ async fn a_batch_is_one_entry_read_back_per_message() {
         CommitOutcome::Ok {
             first: 1,
             deadline: 0,
-            others: vec![]
+            others: vec![],
+            starts: vec![]
+        }
+    );
+    let r = s
+        .commit("s", &commit_args(1, 1001, 0, 0), batch[1000..].iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CommitOutcome::Ok {
+            first: 1001,
+            deadline: 0,
+            others: vec![],
+            starts: vec![]
         }
     );
     assert_eq!(
         stream_len(&redis.url, "s"),
-        4,
-        "2500 messages in 3 entries (and the empty one take made)"
+        3,
+        "2500 messages in 2 entries (and the empty one take made)"
     );
     let mut claim = take_args("s", "tok", "");
     claim.last_received = 1500;
@@ -156,7 +172,141 @@ async fn a_batch_is_one_entry_read_back_per_message() {
         .map(|seq| (seq, text(&format!("b{}", seq - 1))))
         .collect();
     assert_eq!(t.entries, want, "from the middle of an entry on");
-    assert_eq!(stream_len(&redis.url, "s"), 2, "the fully acked entry went");
+    assert_eq!(
+        stream_len(&redis.url, "s"),
+        1,
+        "the fully acked entries went"
+    );
+}
+
+/// The batch blob keeps every payload as it was: binary with length-like
+/// bytes, empty, text with multi-byte characters, in one entry with an
+/// `append` from another node; the owner's next commit reads the append
+/// back, and a take counts the unacked bytes (what `append` bounds by).
+#[actix_rt::test]
+async fn payloads_of_every_kind_survive_the_batch_blob() {
+    let redis = redis_server();
+    let (a, b) = (store(&redis.url, "a").await, store(&redis.url, "b").await);
+    let w = Duration::from_secs(5);
+    a.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(a.take(take_args("s", "tok", "")).await.unwrap());
+    let batch = [
+        Payload::Binary(Bytes::from_static(&[0, 0, 0, 9, 255, 0])),
+        Payload::Binary(Bytes::new()),
+        text(""),
+        text("żółw ✓"),
+    ];
+    let r = a
+        .commit("s", &commit_args(1, 1, 0, 0), batch.iter())
+        .await
+        .unwrap();
+    assert!(matches!(r, CommitOutcome::Ok { first: 1, .. }), "{r:?}");
+    let other = Payload::Binary(Bytes::from_static(b"from b"));
+    assert_eq!(
+        b.append("s", &other, 1 << 20).await.unwrap(),
+        AppendOutcome::Appended(5)
+    );
+    let r = a
+        .commit("s", &commit_args(1, 5, 0, 0), [text("last")].iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CommitOutcome::Ok {
+            first: 6,
+            deadline: 0,
+            others: vec![(5, other.clone())],
+            starts: vec![5]
+        },
+        "the append read back by the owner"
+    );
+    let mut claim = take_args("s", "tok", "");
+    claim.last_received = 1;
+    let t = taken(b.take(claim).await.unwrap());
+    let mut want: Vec<(u64, Payload)> = (2..).zip(batch[1..].iter().cloned()).collect();
+    want.push((5, other));
+    want.push((6, text("last")));
+    assert_eq!(t.entries, want);
+    let unacked = t.entries.iter().map(|(_, p)| p.len()).sum::<usize>();
+    assert_eq!(
+        b.append("s", &text("x"), unacked).await.unwrap(),
+        AppendOutcome::Full,
+        "the take counted {unacked} unacked bytes"
+    );
+    assert_eq!(
+        b.append("s", &text("x"), unacked + 1).await.unwrap(),
+        AppendOutcome::Appended(7)
+    );
+}
+
+/// A commit trims at the owner's cut (the start of the entry holding
+/// the first unacked message) without reading an entry, and ignores a cut
+/// past the acked messages (it reads the boundary itself instead), so no
+/// unacked message is ever trimmed.
+#[actix_rt::test]
+async fn a_commit_trims_at_the_owners_cut_and_never_past_the_acks() {
+    let redis = redis_server();
+    let s = store(&redis.url, "n").await;
+    let w = Duration::from_secs(5);
+    s.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(s.take(take_args("s", "tok", "")).await.unwrap());
+    let abc = [text("a"), text("b"), text("c")];
+    let def = [text("d"), text("e"), text("f")];
+    s.commit("s", &commit_args(1, 1, 0, 0), abc.iter())
+        .await
+        .unwrap();
+    s.commit("s", &commit_args(1, 4, 0, 0), def.iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        stream_len(&redis.url, "s"),
+        3,
+        "two batches and the empty entry"
+    );
+    // A cut past acked + 1 (a wrong one) is not followed: the entry
+    // holding 2..3 stays.
+    let mut wrong = commit_args(1, 7, 0, 1);
+    wrong.cut = 4;
+    s.commit("s", &wrong, [].iter()).await.unwrap();
+    assert_eq!(stream_len(&redis.url, "s"), 2, "only the empty entry went");
+    let mut right = commit_args(1, 7, 0, 4);
+    right.cut = 4;
+    s.commit("s", &right, [].iter()).await.unwrap();
+    assert_eq!(stream_len(&redis.url, "s"), 1, "the acked batch went");
+    let mut claim = take_args("s", "tok", "");
+    claim.last_received = 4;
+    let t = taken(s.take(claim).await.unwrap());
+    assert_eq!(t.entries, vec![(5, text("e")), (6, text("f"))]);
+    assert_eq!(t.starts, vec![4], "the entry holding them");
+}
+
+/// `commit` sends its own EVALSHA (the batch written straight into the
+/// command): a Redis that forgot the script (restarted, `SCRIPT FLUSH`)
+/// gets it loaded and the batch recorded, as every other script does.
+#[actix_rt::test]
+async fn a_commit_loads_its_script_again_after_redis_forgot_it() {
+    let redis = redis_server();
+    let s = store(&redis.url, "n").await;
+    let w = Duration::from_secs(5);
+    s.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(s.take(take_args("s", "tok", "")).await.unwrap());
+    let mut c = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let r = s
+        .commit("s", &commit_args(1, 1, 0, 0), [text("a")].iter())
+        .await
+        .unwrap();
+    assert!(matches!(r, CommitOutcome::Ok { first: 1, .. }), "{r:?}");
+    assert_eq!(stream_len(&redis.url, "s"), 2, "the batch is recorded");
 }
 
 /// Fencing: once node B took the session, node A's commit (its epoch is
@@ -180,7 +330,8 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         CommitOutcome::Ok {
             first: 1,
             deadline: 0,
-            others: vec![]
+            others: vec![],
+            starts: vec![]
         }
     );
 
@@ -216,7 +367,8 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         CommitOutcome::Ok {
             first: 3,
             deadline: 0,
-            others: vec![]
+            others: vec![],
+            starts: vec![]
         }
     );
 }
@@ -329,7 +481,8 @@ async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
         CommitOutcome::Ok {
             first: 2,
             deadline: 0,
-            others: vec![(1, text("aaaa"))]
+            others: vec![(1, text("aaaa"))],
+            starts: vec![1]
         }
     );
     // Acks free room for other senders (the owner counts the bytes).
@@ -341,7 +494,8 @@ async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
         CommitOutcome::Ok {
             first: 3,
             deadline: 0,
-            others: vec![]
+            others: vec![],
+            starts: vec![]
         }
     );
     assert_eq!(stream_len(&redis.url, "s"), 0);
