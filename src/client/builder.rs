@@ -2,7 +2,10 @@
 //! subscribers of a client, and `build()`, which starts its four actors and
 //! links them.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
+// Only the debug-build test hook takes a duration.
+#[cfg(debug_assertions)]
+use std::time::Duration;
 
 use actix::{prelude::*, Supervisor};
 
