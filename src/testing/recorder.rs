@@ -13,26 +13,11 @@ use crate::{
     Reconnecting, ResilientWebSocketBuilder, SessionLost, StateChanged,
 };
 
-/// One recorded event.
-#[derive(Debug, Clone)]
-pub enum RecordedEvent {
-    /// A [`StateChanged`].
-    State(StateChanged),
-    /// An [`IncomingMessage`].
-    Message(IncomingMessage),
-    /// An [`ErrorEvent`].
-    Error(ErrorEvent),
-    /// A [`Closed`].
-    Closed(Closed),
-    /// A [`Reconnecting`].
-    Reconnecting(Reconnecting),
-    /// A [`Reconnected`].
-    Reconnected(Reconnected),
-    /// A [`MessageDropped`].
-    Dropped(MessageDropped),
-    /// A [`SessionLost`].
-    SessionLost(SessionLost),
-}
+/// One recorded event: the events [`ResilientWebSocket::events`] streams,
+/// one variant per event type.
+///
+/// [`ResilientWebSocket::events`]: crate::ResilientWebSocket::events
+pub type RecordedEvent = crate::ClientEvent;
 
 #[derive(Default)]
 struct Log {

@@ -193,6 +193,26 @@ struct Counts {
 
 type Shared = Arc<Mutex<Counts>>;
 
+/// Polls `counts` until `arrived` holds or [`DEADLINE`] (from `start`)
+/// passes; answers whether it gave up (what did not arrive is then lost).
+async fn wait_arrived(
+    start: std::time::Instant,
+    counts: &Shared,
+    arrived: impl Fn(&Counts) -> bool,
+) -> bool {
+    while !arrived(&lock(counts)) {
+        if start.elapsed() > DEADLINE {
+            say!(
+                "gave up waiting after {} s; what did not arrive counts as lost",
+                DEADLINE.as_secs()
+            );
+            return true;
+        }
+        actix_rt::time::sleep(POLL).await;
+    }
+    false
+}
+
 fn lock(counts: &Shared) -> std::sync::MutexGuard<'_, Counts> {
     // A panicking actor cannot leave the counters half-updated in a way
     // that matters here: go on with what is there.
@@ -364,18 +384,7 @@ async fn stream(args: &DemoArgs) -> Result<Report, Box<dyn std::error::Error>> {
             && c.server_done
             && c.from_server.distinct >= c.server_sent
     };
-    let mut timed_out = false;
-    while !arrived(&lock(&counts)) {
-        if start.elapsed() > DEADLINE {
-            timed_out = true;
-            say!(
-                "gave up waiting after {} s; what did not arrive counts as lost",
-                DEADLINE.as_secs()
-            );
-            break;
-        }
-        actix_rt::time::sleep(POLL).await;
-    }
+    let timed_out = wait_arrived(start, &counts, arrived).await;
     let elapsed = start.elapsed();
     cutter.abort();
     let reconnects = ws.stats().reconnects;

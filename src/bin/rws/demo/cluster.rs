@@ -30,7 +30,7 @@ use resilient_ws::{
 };
 
 use super::{
-    lock, per_tick, ClientApp, Counts, DemoArgs, Report, Row, Setup, Shared, Tracker, DEADLINE,
+    lock, per_tick, wait_arrived, ClientApp, Counts, DemoArgs, Report, Row, Setup, Shared, Tracker,
     POLL, TICK,
 };
 
@@ -147,18 +147,7 @@ pub(super) async fn stream(args: &DemoArgs, url: &str) -> Result<Report, BoxErro
     let arrived = |c: &Counts| {
         c.echoes.distinct >= n && c.server_done && c.from_server.distinct >= c.server_sent
     };
-    let mut timed_out = false;
-    while !arrived(&lock(&counts)) {
-        if start.elapsed() > DEADLINE {
-            timed_out = true;
-            say!(
-                "gave up waiting after {} s; what did not arrive counts as lost",
-                DEADLINE.as_secs()
-            );
-            break;
-        }
-        actix_rt::time::sleep(POLL).await;
-    }
+    let timed_out = wait_arrived(start, &counts, arrived).await;
     let elapsed = start.elapsed();
     let (nodes, killed) = killer.await?;
     let reconnects = ws.stats().reconnects;
