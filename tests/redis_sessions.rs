@@ -369,7 +369,7 @@ async fn a_stateful_client_resumes_across_two_rws_serve_processes_after_a_kill()
 /// every message arrives exactly once, in order.
 #[actix_rt::test]
 async fn while_redis_is_down_nothing_is_sent_unrecorded_and_nothing_is_lost_after() {
-    let mut redis = DurableRedis::start();
+    let mut redis = TestRedis::start_persistent();
     let options = server_options(|o| {
         o.store_unavailable_timeout = Duration::from_millis(300);
     });
@@ -387,8 +387,8 @@ async fn while_redis_is_down_nothing_is_sent_unrecorded_and_nothing_is_lost_afte
             inbox,
         }
     };
-    let a = start("a", redis.url(), options.clone()).await;
-    let b = start("b", redis.url(), options).await;
+    let a = start("a", redis.url().to_owned(), options.clone()).await;
+    let b = start("b", redis.url().to_owned(), options).await;
     let rec = EventRecorder::start();
     let ws = rec
         .attach(stateful(a.http.ws_url()).buffering(true, 10_000))
@@ -401,7 +401,7 @@ async fn while_redis_is_down_nothing_is_sent_unrecorded_and_nothing_is_lost_afte
     }
     rec.wait_messages(100, WAIT).await;
 
-    redis.down();
+    redis.stop();
     for i in 100..200 {
         ws.send(format!("m{i}")).await.unwrap();
     }
@@ -441,7 +441,7 @@ async fn while_redis_is_down_nothing_is_sent_unrecorded_and_nothing_is_lost_afte
     assert!(a.server.stats().store_errors > 0);
     assert_eq!(rec.messages().len(), 100, "no echo without its record");
 
-    redis.up();
+    redis.restart();
     rec.wait_messages(200, WAIT).await;
     assert_exactly_once_in_order(
         &texts(&rec),

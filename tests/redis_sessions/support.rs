@@ -13,7 +13,7 @@ use resilient_ws::{
     testing::{EventRecorder, TestServer},
 };
 
-use super::common::{self, server_options, Inbox, ServerEvent, TestRedis};
+use super::common::{server_options, Inbox, ServerEvent, TestRedis};
 
 /// How long a step may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -83,7 +83,10 @@ pub async fn cluster(
 }
 
 /// A TCP proxy that sends its k-th connection to `upstreams[k % n]`: a
-/// load balancer with no affinity at all. Records where each went.
+/// load balancer with no affinity at all. Records where each went, closed
+/// connections included (the kit's `FaultProxy::start_round_robin` shows
+/// only the open ones, and the test of negotiate-at-A, socket-at-B must
+/// see the negotiate's connection after it closed).
 #[derive(Clone)]
 pub struct RoundRobin {
     addr: SocketAddr,
@@ -126,68 +129,4 @@ pub fn texts(rec: &EventRecorder) -> Vec<String> {
 
 pub fn received_texts(inbox: &Inbox) -> Vec<String> {
     inbox.all().into_iter().map(|m| m.2).collect()
-}
-
-/// A redis-server that keeps its data across a kill (append-only file,
-/// fsync always), so a test can take Redis away and bring the same data
-/// back: what an outage with persistence looks like.
-pub struct DurableRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<common::ChildGuard>,
-}
-
-impl DurableRedis {
-    pub fn start() -> DurableRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let mut r = DurableRedis {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        r.up();
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn up(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        self.child = Some(common::ChildGuard(child));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server up");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGKILL; waits until the port is free.
-    pub fn down(&mut self) {
-        drop(self.child.take());
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(std::time::Instant::now() < deadline, "redis-server down");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }

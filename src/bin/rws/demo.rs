@@ -399,23 +399,15 @@ async fn stream(args: &DemoArgs) -> Result<Report, Box<dyn std::error::Error>> {
     server.stop().await;
 
     let c = lock(&counts);
-    let row = |sent: u64, t: &Tracker| Row {
-        sent,
-        received: t.received,
-        lost: sent.saturating_sub(t.distinct),
-        duplicated: t.duplicated,
-        out_of_order: t.out_of_order,
-        unexpected: t.unexpected,
-    };
     Ok(Report {
         setup: Setup::Embedded {
             seed: args.seed,
             cuts: cuts.load(Ordering::Relaxed),
         },
-        to_server: Some(row(n, &c.at_server)),
+        to_server: Some(Row::of(n, &c.at_server)),
         // The server echoes each message it received, duplicates included.
-        echoes: row(c.at_server.received, &c.echoes),
-        from_server: (srv_n > 0).then(|| row(c.server_sent, &c.from_server)),
+        echoes: Row::of(c.at_server.received, &c.echoes),
+        from_server: (srv_n > 0).then(|| Row::of(c.server_sent, &c.from_server)),
         stray: c.stray,
         reconnects,
         sessions_lost: c.sessions_lost,
@@ -471,6 +463,18 @@ struct Row {
 }
 
 impl Row {
+    /// What arrived of `sent` messages, as `t` tracked them.
+    fn of(sent: u64, t: &Tracker) -> Row {
+        Row {
+            sent,
+            received: t.received,
+            lost: sent.saturating_sub(t.distinct),
+            duplicated: t.duplicated,
+            out_of_order: t.out_of_order,
+            unexpected: t.unexpected,
+        }
+    }
+
     fn ok(&self) -> bool {
         self.lost == 0 && self.duplicated == 0 && self.out_of_order == 0 && self.unexpected == 0
     }

@@ -169,19 +169,11 @@ pub(super) async fn stream(args: &DemoArgs, url: &str) -> Result<Report, BoxErro
     drop(nodes);
 
     let c = lock(&counts);
-    let row = |sent: u64, t: &Tracker| Row {
-        sent,
-        received: t.received,
-        lost: sent.saturating_sub(t.distinct),
-        duplicated: t.duplicated,
-        out_of_order: t.out_of_order,
-        unexpected: t.unexpected,
-    };
     Ok(Report {
         setup: Setup::Cluster { killed },
         to_server: None,
-        echoes: row(n, &c.echoes),
-        from_server: (srv_n > 0).then(|| row(c.server_sent, &c.from_server)),
+        echoes: Row::of(n, &c.echoes),
+        from_server: (srv_n > 0).then(|| Row::of(c.server_sent, &c.from_server)),
         stray: c.stray,
         reconnects,
         sessions_lost: c.sessions_lost,
