@@ -661,3 +661,61 @@ async fn serve_hello_timeout_and_failed_resume_limit_take_effect() {
     };
     assert!(refused.to_string().contains("429"), "{refused}");
 }
+
+/// `rws serve --redis URL --store-unavailable-timeout 300ms`: with Redis
+/// gone, an attached session whose message cannot be recorded closes its
+/// socket with 1013 after about 300 ms, not after the default 10 s.
+#[actix_rt::test]
+async fn serve_store_unavailable_timeout_takes_effect() {
+    use resilient_ws::{
+        protocol::{Frame, SUBPROTOCOL},
+        testing::RawConn,
+    };
+    let mut redis = common::TestRedis::start();
+    let args: Vec<String> = [
+        "--redis",
+        redis.url(),
+        "--redis-prefix",
+        &common::TestRedis::unique_prefix("unavailable"),
+        "--store-unavailable-timeout",
+        "300ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let server = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        RwsServe::start("127.0.0.1:0", &args)
+    })
+    .await
+    .unwrap();
+    let addr: std::net::SocketAddr = server.addr().parse().unwrap();
+    let neg = common::negotiate_at(addr, &[]).await.expect("negotiate");
+    let mut c = RawConn::connect(addr, "/ws", &[("Sec-WebSocket-Protocol", SUBPROTOCOL)])
+        .await
+        .unwrap();
+    let hello = Frame::Hello {
+        connection_id: neg.connection_id.clone(),
+        reconnect_token: neg.reconnect_token.clone(),
+        last_received: 0,
+        first_seq: 1,
+    };
+    c.send_binary(&hello.to_bytes()).await.unwrap();
+    let welcome = c.read_frame().await.unwrap();
+    assert!(
+        matches!(common::decode(&welcome), Frame::Welcome { .. }),
+        "{welcome:?}"
+    );
+
+    redis.stop();
+    let started = std::time::Instant::now();
+    c.send_binary(&common::data(1, "unrecordable"))
+        .await
+        .unwrap();
+    assert_eq!(common::close_code_of(&mut c).await, Some(1013));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+}

@@ -26,9 +26,12 @@ use super::{
 };
 
 /// The commands the store runs only inside its Lua scripts (read from
-/// src/server/store/scripts.rs): `INFO commandstats` counts them as well
-/// as the `EVALSHA` that ran them, so they are not round trips.
-const SCRIPTED: [&str; 13] = [
+/// src/server/store/scripts.rs), or only inside a commit's `MULTI`/`EXEC`
+/// next to the script (a batch's `XADD`): `INFO commandstats` counts them
+/// as well as the `EVALSHA` that ran them, or that the transaction holds,
+/// so they are not round trips. `multi` and `exec` are the transaction's
+/// frame (its one round trip is counted by its `EVALSHA`).
+const SCRIPTED: [&str; 16] = [
     "hmget",
     "hset",
     "hget",
@@ -38,10 +41,13 @@ const SCRIPTED: [&str; 13] = [
     "xrange",
     "xrevrange",
     "xadd",
+    "xdel",
     "exists",
     "time",
     "del",
     "publish",
+    "multi",
+    "exec",
 ];
 
 /// A private `redis-server`, killed on drop.

@@ -282,6 +282,19 @@ pub(crate) struct ServeArgs {
     /// several clusters share one Redis.
     #[arg(long, value_name = "P", default_value = "rws", requires = "redis")]
     pub(crate) redis_prefix: String,
+
+    /// With --redis: how long an attached session waits for Redis to
+    /// answer again (taking no messages meanwhile) before it closes its
+    /// socket with 1013 "session store unavailable"; the client resumes
+    /// later and nothing is lost.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_timeout,
+        requires = "redis"
+    )]
+    pub(crate) store_unavailable_timeout: Duration,
 }
 
 // No `Debug`: it would print the token.

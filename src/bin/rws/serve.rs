@@ -27,6 +27,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
     let mut options = ServerOptions::default();
     options.resume_window = args.resume_window;
     options.shutdown_drain_timeout = args.shutdown_drain;
+    options.store_unavailable_timeout = args.store_unavailable_timeout;
     options.keep_alive_interval = args.keep_alive;
     options.client_timeout = args.client_timeout;
     options.plain = if args.broadcast {

@@ -47,6 +47,9 @@ pub(crate) struct Durable {
     ready: VecDeque<(u64, Payload)>,
     /// Every stream entry below this is in `sender` or `ready`.
     known_next: u64,
+    /// Commits sent at this `known_next` so far (each batch's entry ID
+    /// sorts above the ones before it: store/scripts.rs, `commit`).
+    tries: u32,
     /// The first seq of each stream entry not yet trimmed, ascending (a
     /// commit tells Redis where to cut, so the trim never reads a batch).
     starts: VecDeque<u64>,
@@ -132,6 +135,7 @@ impl SessionActor {
             unrecorded: Vec::new(),
             ready: taken.entries.into(),
             known_next: taken.next_seq,
+            tries: 0,
             starts: taken.starts.into(),
             recorded_in: taken.in_delivered,
             ack_written: taken.in_delivered,
@@ -260,7 +264,9 @@ impl SessionActor {
             detach: d.detaching,
             window,
             cut,
+            tries: d.tries,
         };
+        d.tries = d.tries.saturating_add(1);
         let store = d.store.clone();
         let sid = self.connection_id.clone();
         ctx.spawn(
@@ -287,39 +293,52 @@ impl SessionActor {
         match r {
             Ok(CommitOutcome::Ok {
                 first,
+                recorded,
+                next,
                 deadline,
                 others,
                 starts,
             }) => {
+                let mut batch = batch;
+                // Not recorded (other nodes appended first, or a retry of
+                // a batch recorded in part): sent again with the next
+                // commit, in order.
+                let rest = batch.split_off(recorded.min(batch.len()));
                 if d.stale {
                     // Recorded before the take: the new owner has it.
-                    return self.finish_stale(Vec::new(), ctx);
+                    return self.finish_stale(rest, ctx);
                 }
                 d.freed -= args.freed;
                 d.backoff = Duration::from_millis(50);
                 let recovered = d.failing_since.take().is_some();
                 d.recorded_in = d.recorded_in.max(args.in_delivered);
                 let mut added = 0;
+                let mut fresh: Vec<(u64, Payload)> = Vec::with_capacity(others.len() + batch.len());
                 for (seq, p) in others {
-                    if seq >= d.known_next && seq < first {
+                    if seq >= d.known_next {
                         added += p.len();
-                        d.ready.push_back((seq, p));
+                        fresh.push((seq, p));
                     }
                 }
-                d.starts.extend(
-                    starts
-                        .into_iter()
-                        .filter(|&s| s >= d.known_next && s < first),
-                );
+                let mut new_starts: Vec<u64> =
+                    starts.into_iter().filter(|&s| s >= d.known_next).collect();
                 if !batch.is_empty() {
-                    d.starts.push_back(first);
+                    new_starts.push(first);
                 }
-                let mut seq = first;
-                for (p, _) in batch {
-                    d.ready.push_back((seq, p));
-                    seq += 1;
+                new_starts.sort_unstable();
+                d.starts.extend(new_starts);
+                fresh.extend((first..).zip(batch.into_iter().map(|(p, _)| p)));
+                fresh.sort_by_key(|(seq, _)| *seq);
+                d.ready.extend(fresh);
+                if next > d.known_next {
+                    d.known_next = next;
+                    d.tries = 0;
                 }
-                d.known_next = seq;
+                if !rest.is_empty() {
+                    let mut rest = rest;
+                    rest.append(&mut d.unrecorded);
+                    d.unrecorded = rest;
+                }
                 self.window.add(added);
                 if recovered {
                     log::info!(

@@ -128,16 +128,37 @@ pub(crate) struct CommitArgs {
     /// its `known_next`), or 0 (the script then reads the entry to find
     /// it, which costs a batch's bytes in Lua).
     pub(crate) cut: u64,
+    /// How many commits this owner sent before at `known_next` (answered
+    /// or not): the batch's entry ID must sort above theirs (scripts.rs,
+    /// `commit`).
+    pub(crate) tries: u32,
+}
+
+impl CommitArgs {
+    /// The batch's entry ID: `<known_next>-<epoch << 32 | attempt>`, the
+    /// attempt `2 * tries`, or one more for the resend after NOSCRIPT.
+    fn entry_id(&self, resend: bool) -> String {
+        let attempt = u64::from(self.tries) * 2 + u64::from(resend);
+        format!(
+            "{}-{}",
+            self.known_next,
+            (self.epoch << 32) | (attempt & 0xffff_ffff)
+        )
+    }
 }
 
 /// How `commit` ended.
 #[derive(Debug, PartialEq)]
 pub(crate) enum CommitOutcome {
-    /// The batch's first payload got this seq; `others` were appended by
-    /// other nodes since `known_next`; `deadline` is the new one (ms) on a
-    /// detach, else 0.
+    /// The batch's first `recorded` payloads got the seqs from `first` on
+    /// (the rest, if any, were not recorded: send them again); `others`
+    /// were appended by other nodes since `known_next`; the session's
+    /// next seq is now `next`; `deadline` is the new one (ms) on a detach,
+    /// else 0.
     Ok {
         first: u64,
+        recorded: usize,
+        next: u64,
         deadline: u64,
         others: Vec<Entry>,
         /// The first seq of each entry holding `others`.
@@ -381,7 +402,9 @@ impl RedisSessionStore {
     }
 
     /// The owner's batch: records `in_delivered` and `acked`, appends
-    /// `payloads` (in order) if `epoch` is still the session's.
+    /// `payloads` (in order) if `epoch` is still the session's. A batch
+    /// is its own `XADD` in one `MULTI` with the script (the payloads
+    /// never pass through Lua: scripts.rs).
     pub(crate) async fn commit(
         &self,
         sid: &str,
@@ -389,32 +412,77 @@ impl RedisSessionStore {
         payloads: impl Iterator<Item = &Payload> + Clone,
     ) -> Result<CommitOutcome, SessionStoreError> {
         let (meta, out) = self.keys(sid);
-        let mut conn = self.link.conn.clone();
         let kinds = kinds_of(payloads.clone())?;
+        let bytes: u64 = payloads.clone().map(|p| p.len() as u64).sum();
         let script = &self.scripts.commit;
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
-            .arg(2)
-            .arg(&meta)
-            .arg(&out)
-            .arg(a.epoch)
-            .arg(a.known_next)
-            .arg(a.in_delivered)
-            .arg(a.acked)
-            .arg(a.freed)
-            .arg(u8::from(a.refresh))
-            .arg(ms(a.hold))
-            .arg(ms(a.ttl))
-            .arg(u8::from(a.detach))
-            .arg(ms(a.window))
-            .arg(kinds)
-            .arg(BlobArg(payloads))
-            .arg(a.cut);
-        let v: Value = match cmd.query_async(&mut conn).await {
+        let call = |resend: bool| {
+            let id = if kinds.is_empty() {
+                String::new()
+            } else {
+                a.entry_id(resend)
+            };
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(script.get_hash())
+                .arg(2)
+                .arg(&meta)
+                .arg(&out)
+                .arg(a.epoch)
+                .arg(a.known_next)
+                .arg(a.in_delivered)
+                .arg(a.acked)
+                .arg(a.freed)
+                .arg(u8::from(a.refresh))
+                .arg(ms(a.hold))
+                .arg(ms(a.ttl))
+                .arg(u8::from(a.detach))
+                .arg(ms(a.window))
+                .arg(kinds.len())
+                .arg(bytes)
+                .arg(a.cut)
+                .arg(&id);
+            let mut pipe = redis::pipe();
+            if !kinds.is_empty() {
+                // The XADD's own result is not needed: the script tells
+                // whether it went in (an ID at or below the stream's last
+                // fails, which is what fences it).
+                pipe.atomic()
+                    .ignore_errors()
+                    .cmd("XADD")
+                    .arg(&out)
+                    .arg(&id)
+                    .arg("k")
+                    .arg(&kinds)
+                    .arg("b")
+                    .arg(BlobArg(payloads.clone()))
+                    .ignore();
+            } else {
+                pipe.ignore_errors();
+            }
+            pipe.add_command(cmd);
+            pipe
+        };
+        let exec = |pipe: redis::Pipeline| {
+            let mut conn = self.link.conn.clone();
+            async move {
+                let mut r: Vec<Value> = pipe.query_async(&mut conn).await?;
+                match r.pop() {
+                    Some(Value::ServerError(e)) => Err(redis::RedisError::from(e)),
+                    Some(v) => Ok(v),
+                    None => Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "commit: no answer",
+                    ))),
+                }
+            }
+        };
+        let v: Value = match exec(call(false)).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // A restarted Redis forgot the script: load it, once more.
+                // A restarted Redis forgot the script: load it, once more
+                // (the XADD that went in without it is an orphan the next
+                // commit deletes: its ID is below the resend's).
+                let mut conn = self.link.conn.clone();
                 script.prepare_invoke().load_async(&mut conn).await?;
-                cmd.query_async(&mut conn).await?
+                exec(call(true)).await?
             }
             r => r?,
         };
@@ -422,15 +490,28 @@ impl RedisSessionStore {
         match bytes_of(&r[0]) {
             Some(b"stale") => Ok(CommitOutcome::Stale),
             Some(b"gone") => Ok(CommitOutcome::Gone),
-            Some(b"ok") if r.len() >= 3 => {
-                let first = num(&r[1]).ok_or_else(|| unexpected("commit", &r[1]))?;
-                let deadline = num(&r[2]).unwrap_or(0);
-                let flat = r.into_iter().skip(3).collect();
+            Some(b"ok") if r.len() >= 5 => {
+                let n = |i: usize| num(&r[i]).ok_or_else(|| unexpected("commit", &r[i]));
+                let (first, deadline) = (n(1)?, num(&r[2]).unwrap_or(0));
+                let recorded = usize::try_from(n(3)?).unwrap_or(usize::MAX);
+                let next = n(4)?;
+                let flat = r.into_iter().skip(5).collect();
                 let mut starts = Vec::new();
-                let upto = first.saturating_sub(1);
-                let others = parse_entries("commit", flat, a.known_next, upto, &mut starts)?;
+                let mut others = parse_entries(
+                    "commit",
+                    flat,
+                    a.known_next,
+                    next.saturating_sub(1),
+                    &mut starts,
+                )?;
+                // A retried batch's own entry is not another node's.
+                let mine = first..first + recorded as u64;
+                others.retain(|(seq, _)| !mine.contains(seq));
+                starts.retain(|s| !mine.contains(s));
                 Ok(CommitOutcome::Ok {
                     first,
+                    recorded,
+                    next,
                     deadline,
                     others,
                     starts,

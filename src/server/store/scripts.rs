@@ -5,26 +5,44 @@
 //!
 //! Every script gets a session's two keys as `KEYS[1]` (`P:{sid}:meta`, a
 //! hash) and `KEYS[2]` (`P:{sid}:out`, a stream with one entry per batch
-//! of server→client messages, ID `<first seq>-1`, fields `k` (one kind
-//! letter per message, "t"/"b") and `b` (the batch's payloads in order,
-//! each as a 4-byte big-endian length and its bytes), so a batch costs one
-//! `XADD` and one argument whatever its size):
-//! both carry the `{sid}` hash tag, so a Redis Cluster keeps them in one
-//! slot. Times come from Redis `TIME`, never from a node's clock. The
-//! global expiry index (`P:expiry`) lives in another slot and is written
-//! with separate commands, never from here.
+//! of server→client messages, fields `k` (one kind letter per message,
+//! "t"/"b") and `b` (the batch's payloads in order, each as a 4-byte
+//! big-endian length and its bytes), so a batch costs one `XADD` and one
+//! argument whatever its size): both carry the `{sid}` hash tag, so a
+//! Redis Cluster keeps them in one slot. Times come from Redis `TIME`,
+//! never from a node's clock. The global expiry index (`P:expiry`) lives
+//! in another slot and is written with separate commands, never from
+//! here.
 //!
-//! Why one blob and not one argument per message: Redis makes a Lua
-//! string of every argument and of every field it hands a script, and
-//! at 64 B that (with the argument table an `XADD` of n fields needs) was
-//! most of a commit's time in Redis. The scripts never look inside a
-//! payload, so they pass the blob through whole; the node's reader
-//! (`blob.rs`) splits it.
+//! An entry's ID is `<first seq>-<tag>`: the tag is [`APPENDED`] for an
+//! `append` (the highest there is) and `epoch << 32 | attempt` for an
+//! owner's batch, so at one seq a newer owner's batch sorts above a stale
+//! owner's and an `append` above both, and a later attempt above an
+//! earlier one (why: `commit`).
+//!
+//! Why the owner's batch never passes through Lua: Redis makes a Lua
+//! string of every argument and every field it hands a script (a copy and
+//! a hash of the whole blob, and another copy into the `XADD` the script
+//! makes), which at 1 KiB was most of `redis-server`'s time. So the node
+//! sends the batch's `XADD` itself, in one `MULTI`/`EXEC` with the
+//! `commit` script that checks the epoch: the script never sees the
+//! payloads, and deletes the entry again when the batch must not stand
+//! (docs/SCALING.md, "The write path"). Reads (`take`, entries appended by
+//! other nodes) still go through Lua: they are rare. The node's reader
+//! (`blob.rs`) splits a blob.
+
+/// The tag of an `append`'s entry ID (`<seq>-<tag>`): the highest, so an
+/// owner's batch `XADD` at that seq fails (see `commit`).
+pub(crate) const APPENDED: &str = "18446744073709551615";
 
 /// Shared helpers, prepended to every script: the time in ms, the stream
 /// entries holding the seqs from `from` on, and the trim of everything
-/// acked up to `upto`.
+/// acked up to `upto`. `TOP` (defined before it) is [`APPENDED`]:
+/// `<seq>-TOP` is the last ID a seq can have.
 const PRELUDE: &str = r#"
+local function top(seq)
+  return string.format('%d-', seq) .. TOP
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -39,9 +57,9 @@ end
 local function entries(out, from, upto, acc)
   if from > upto then return acc end
   local start = from
-  local prev = redis.call('XREVRANGE', out, string.format('%d-9', from), '-', 'COUNT', 1)
+  local prev = redis.call('XREVRANGE', out, top(from), '-', 'COUNT', 1)
   if #prev > 0 then start = seq_of(prev[1][1]) end
-  local es = redis.call('XRANGE', out, string.format('%d-0', start), string.format('%d-9', upto))
+  local es = redis.call('XRANGE', out, string.format('%d-0', start), top(upto))
   for _, e in ipairs(es) do
     local f = e[2]
     if string.len(f[2]) > 0 then
@@ -66,7 +84,7 @@ local function bytes_in(first, blob, from, upto)
 end
 -- Drops the entries whose every message is acked (seq <= upto).
 local function trim(out, upto)
-  local cur = redis.call('XREVRANGE', out, string.format('%d-9', upto + 1), '-', 'COUNT', 1)
+  local cur = redis.call('XREVRANGE', out, top(upto + 1), '-', 'COUNT', 1)
   if #cur > 0 then
     local min = cur[1][1]
     if seq_of(min) + string.len(cur[1][2][2]) - 1 <= upto then
@@ -75,13 +93,16 @@ local function trim(out, upto)
     redis.call('XTRIM', out, 'MINID', min)
   end
 end
--- Appends a batch at seq first as one entry (kinds, blob); answers its
--- payload bytes (the blob less its 4-byte length prefixes).
-local function add(out, first, kinds, blob)
-  local n = string.len(kinds)
-  if n == 0 then return 0 end
-  redis.call('XADD', out, string.format('%d-1', first), 'k', kinds, 'b', blob)
-  return string.len(blob) - 4 * n
+-- Deletes the entries at seq or after (below the ID below, if given):
+-- left by a MULTI whose script failed after its XADD went in (NOSCRIPT),
+-- so never counted in next_seq. The range is empty otherwise: nothing
+-- is read.
+local function orphans(out, seq, below)
+  local hi = '+'
+  if below then hi = '(' .. below end
+  for _, e in ipairs(redis.call('XRANGE', out, string.format('%d-0', seq), hi)) do
+    redis.call('XDEL', out, e[1])
+  end
 end
 local function ttl(meta, out, ms)
   redis.call('PEXPIRE', meta, ms)
@@ -126,6 +147,7 @@ if had == 0 then in_delivered = first_seq - 1 end
 local acked = math.max(tonumber(m[7]), last_received)
 local epoch = tonumber(m[3]) + 1
 local r = {'ok', epoch, m[4], had, in_delivered, next_seq, acked, m[9], m[10], tonumber(m[7])}
+orphans(KEYS[2], next_seq)
 entries(KEYS[2], acked + 1, next_seq - 1, r)
 local unacked = 0
 for i = 11, #r, 3 do
@@ -147,32 +169,77 @@ end
 return r
 "#;
 
-/// `commit`: the owner's batch. ARGV epoch, known_next, in_delivered,
-/// acked, freed bytes (acked since the last commit), refresh (0/1: the
-/// lease), hold_ms, ttl_ms, detach (0/1), window_ms, kinds (one letter per
-/// payload), blob (the payloads, length-prefixed), cut (the first seq of
-/// the entry holding acked + 1 as far as the owner knows, or 0: the
-/// trim then reads the entry). Answers {"gone"} |
-/// {"stale"} | {"ok", first seq assigned, deadline, first seq, kinds, blob,
-/// ... (the entries holding the messages from known_next up to the first
-/// assigned: appended by other nodes since the owner last looked)}. A
-/// plain commit is four commands (EVALSHA, HMGET, XADD, HSET) and twelve
-/// arguments whatever the batch's size; acked entries are trimmed every
-/// 256 messages and on the lease.
+/// `commit`: the owner's batch, run in one `MULTI` after the batch's
+/// `XADD <known_next>-<epoch << 32 | attempt> k <kinds> b <blob>` (none
+/// when the batch is empty), which this script never reads. ARGV epoch,
+/// known_next, in_delivered, acked, freed bytes (acked since the last
+/// commit), refresh (0/1: the lease), hold_ms, ttl_ms, detach (0/1),
+/// window_ms, n (the batch's messages), bytes (their payload bytes), cut
+/// (the first seq of the entry holding acked + 1 as far as the owner
+/// knows, or 0: the trim then reads the entry), id (the batch's entry ID,
+/// or '' with no batch).
+///
+/// Did the `XADD` go in, and may it stand? Only if the epoch is the
+/// session's and next_seq is still known_next: every ID a writer could
+/// have made at or past known_next (an `append`'s `<seq>-TOP`, a batch
+/// recorded since at a higher seq, this owner's attempt whose answer was
+/// lost) sorts above this one and made the `XADD` fail, and every lower
+/// one (a stale owner's, this owner's earlier attempt that NOSCRIPT cut
+/// short) is either gone or an orphan deleted here. Otherwise the entry
+/// (if it went in) is deleted, and the batch is recorded in part or not
+/// at all:
+/// - the last batch this epoch recorded was at known_next (a retry of
+///   an attempt whose answer was lost): its n messages stand, the node
+///   re-sends the rest;
+/// - else (other nodes appended since): nothing of it, the node
+///   sends it again after the entries returned.
+///
+/// Answers {"gone"} | {"stale"} | {"ok", first seq of the batch,
+/// deadline, messages of the batch recorded, next_seq, first seq, kinds,
+/// blob, ... (the entries from known_next on the node has not seen:
+/// appended by other nodes)}. A plain commit is seven commands (MULTI,
+/// the `XADD`, EVALSHA running HMGET, the empty `XRANGE` of `orphans` and
+/// HSET, EXEC) in one round trip, whatever the batch's size; acked entries
+/// are trimmed every 256 messages and on the lease.
 const COMMIT: &str = r#"
+local n = tonumber(ARGV[11])
+local id = ARGV[14]
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'next_seq', 'in_delivered', 'acked', 'trimmed',
-  'appended_bytes', 'acked_bytes')
-if not m[1] then return {'gone'} end
-if tonumber(m[1]) ~= tonumber(ARGV[1]) then return {'stale'} end
+  'appended_bytes', 'acked_bytes', 'batch_epoch', 'batch_at', 'batch_n')
+if not m[1] then
+  -- Ended or expired: the XADD may have made the stream again.
+  if n > 0 then redis.call('DEL', KEYS[2]) end
+  return {'gone'}
+end
+if tonumber(m[1]) ~= tonumber(ARGV[1]) then
+  if n > 0 then redis.call('XDEL', KEYS[2], id) end
+  return {'stale'}
+end
+local known = tonumber(ARGV[2])
 local next_seq = tonumber(m[2])
-local r = {'ok', next_seq, 0}
-entries(KEYS[2], tonumber(ARGV[2]), next_seq - 1, r)
+local first, recorded, mine = next_seq, 0, false
+if n > 0 then
+  if next_seq == known then
+    orphans(KEYS[2], known, id)
+    recorded, mine = n, true
+  else
+    redis.call('XDEL', KEYS[2], id)
+    if m[8] == ARGV[1] and tonumber(m[9]) == known then
+      first, recorded = known, tonumber(m[10])
+    end
+  end
+end
+local appended = tonumber(m[6])
+if mine then
+  next_seq = next_seq + n
+  appended = appended + tonumber(ARGV[12])
+end
+local r = {'ok', first, 0, recorded, next_seq}
+entries(KEYS[2], known, first - 1, r)
+entries(KEYS[2], math.max(known, first + recorded), next_seq - 1, r)
 local in_delivered = math.max(tonumber(m[3]), tonumber(ARGV[3]))
 local acked = math.max(tonumber(m[4]), math.min(tonumber(ARGV[4]), next_seq - 1))
 local trimmed = tonumber(m[5])
-local kinds = ARGV[11]
-local appended = tonumber(m[6]) + add(KEYS[2], next_seq, kinds, ARGV[12])
-next_seq = next_seq + string.len(kinds)
 local refresh = ARGV[6] == '1'
 local detach = ARGV[9] == '1'
 if acked > trimmed and (acked >= trimmed + 256 or refresh or detach) then
@@ -189,6 +256,11 @@ end
 local h = {'HSET', KEYS[1], 'next_seq', next_seq, 'in_delivered', in_delivered, 'acked', acked,
   'trimmed', trimmed, 'appended_bytes', appended,
   'acked_bytes', tonumber(m[7]) + tonumber(ARGV[5])}
+if mine then
+  for _, v in ipairs({'batch_epoch', ARGV[1], 'batch_at', known, 'batch_n', n}) do
+    h[#h + 1] = v
+  end
+end
 if detach then
   r[3] = now_ms() + tonumber(ARGV[10])
   for _, v in ipairs({'attached', 0, 'owner', '', 'deadline', r[3]}) do
@@ -217,7 +289,8 @@ if len > tonumber(m[2]) then return {'too_large', m[2]} end
 local unacked = tonumber(m[3]) - tonumber(m[4])
 if unacked > 0 and unacked + len > tonumber(ARGV[1]) then return {'full'} end
 local seq = tonumber(m[1])
-redis.call('XADD', KEYS[2], string.format('%d-1', seq), 'k', ARGV[2], 'b', ARGV[3])
+orphans(KEYS[2], seq)
+redis.call('XADD', KEYS[2], top(seq), 'k', ARGV[2], 'b', ARGV[3])
 redis.call('HSET', KEYS[1], 'next_seq', seq + 1, 'appended_bytes', tonumber(m[3]) + len)
 local left = redis.call('PTTL', KEYS[1])
 if left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
@@ -261,7 +334,9 @@ pub(crate) struct Scripts {
 
 impl Scripts {
     pub(crate) fn new() -> Self {
-        let with = |body: &str| redis::Script::new(&format!("{PRELUDE}\n{body}"));
+        let with = |body: &str| {
+            redis::Script::new(&format!("local TOP = '{APPENDED}'\n{PRELUDE}\n{body}"))
+        };
         Scripts {
             create: with(CREATE),
             take: with(TAKE),

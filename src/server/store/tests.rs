@@ -88,6 +88,7 @@ fn commit_args(epoch: u64, known_next: u64, in_delivered: u64, acked: u64) -> Co
         detach: false,
         window: Duration::from_secs(5),
         cut: 0,
+        tries: 0,
     }
 }
 
@@ -116,6 +117,31 @@ fn stream_len(url: &str, sid: &str) -> u64 {
         .unwrap()
 }
 
+/// Every byte the session's stream holds (IDs, fields and payloads).
+fn stream_bytes(url: &str, sid: &str) -> Vec<u8> {
+    fn flatten(v: redis::Value, out: &mut Vec<u8>) {
+        match v {
+            redis::Value::Array(a) => a.into_iter().for_each(|v| flatten(v, out)),
+            redis::Value::BulkString(b) => out.extend(b),
+            _ => {}
+        }
+    }
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let v = redis::cmd("XRANGE")
+        .arg(format!("t:{{{sid}}}:out"))
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let mut out = Vec::new();
+    flatten(v, &mut out);
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 fn keys(url: &str) -> Vec<String> {
     let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
     redis::cmd("KEYS").arg("t:*").query(&mut c).unwrap()
@@ -142,6 +168,8 @@ async fn a_batch_is_one_entry_read_back_per_message() {
         r,
         CommitOutcome::Ok {
             first: 1,
+            recorded: 1000,
+            next: 1001,
             deadline: 0,
             others: vec![],
             starts: vec![]
@@ -155,6 +183,8 @@ async fn a_batch_is_one_entry_read_back_per_message() {
         r,
         CommitOutcome::Ok {
             first: 1001,
+            recorded: 1500,
+            next: 2501,
             deadline: 0,
             others: vec![],
             starts: vec![]
@@ -216,11 +246,29 @@ async fn payloads_of_every_kind_survive_the_batch_blob() {
         r,
         CommitOutcome::Ok {
             first: 6,
+            recorded: 0,
+            next: 6,
             deadline: 0,
             others: vec![(5, other.clone())],
             starts: vec![5]
         },
-        "the append read back by the owner"
+        "the append read back by the owner, the batch not recorded at a taken seq"
+    );
+    let r = a
+        .commit("s", &commit_args(1, 6, 0, 0), [text("last")].iter())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            CommitOutcome::Ok {
+                first: 6,
+                recorded: 1,
+                next: 7,
+                ..
+            }
+        ),
+        "{r:?}"
     );
     let mut claim = take_args("s", "tok", "");
     claim.last_received = 1;
@@ -284,9 +332,11 @@ async fn a_commit_trims_at_the_owners_cut_and_never_past_the_acks() {
     assert_eq!(t.starts, vec![4], "the entry holding them");
 }
 
-/// `commit` sends its own EVALSHA (the batch written straight into the
-/// command): a Redis that forgot the script (restarted, `SCRIPT FLUSH`)
-/// gets it loaded and the batch recorded, as every other script does.
+/// `commit` sends its own EVALSHA (after the batch's `XADD`, in one
+/// `MULTI`): a Redis that forgot the script (restarted, `SCRIPT FLUSH`)
+/// gets it loaded and the batch recorded, as every other script does; the
+/// first attempt's `XADD` (it went in, its script did not run) is an
+/// orphan the resend deletes, so the batch is in the stream once.
 #[actix_rt::test]
 async fn a_commit_loads_its_script_again_after_redis_forgot_it() {
     let redis = redis_server();
@@ -306,7 +356,11 @@ async fn a_commit_loads_its_script_again_after_redis_forgot_it() {
         .await
         .unwrap();
     assert!(matches!(r, CommitOutcome::Ok { first: 1, .. }), "{r:?}");
-    assert_eq!(stream_len(&redis.url, "s"), 2, "the batch is recorded");
+    assert_eq!(
+        stream_len(&redis.url, "s"),
+        2,
+        "the batch is recorded once (and the empty entry take made)"
+    );
 }
 
 /// Fencing: once node B took the session, node A's commit (its epoch is
@@ -329,6 +383,8 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         first,
         CommitOutcome::Ok {
             first: 1,
+            recorded: 2,
+            next: 3,
             deadline: 0,
             others: vec![],
             starts: vec![]
@@ -366,11 +422,182 @@ async fn a_stale_epochs_commit_is_refused_and_writes_nothing() {
         next,
         CommitOutcome::Ok {
             first: 3,
+            recorded: 1,
+            next: 4,
             deadline: 0,
             others: vec![],
             starts: vec![]
         }
     );
+}
+
+/// Fencing holds with the batch written by the node's own `XADD` (in
+/// the `MULTI` before the script): a stale owner's batch that went in is
+/// deleted by the script in the same transaction, one that sorts below
+/// the new owner's entry never goes in, and the new owner's batch at the
+/// seq a stale one used goes in (the epoch in the entry ID sorts it
+/// above). No stale payload is ever in the stream.
+#[actix_rt::test]
+async fn a_stale_epochs_batch_never_stays_in_the_stream() {
+    let redis = redis_server();
+    let (a, b) = (store(&redis.url, "a").await, store(&redis.url, "b").await);
+    let w = Duration::from_secs(5);
+    a.create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(a.take(take_args("s", "tok", "")).await.unwrap());
+    let r = a
+        .commit("s", &commit_args(1, 1, 0, 0), [text("x")].iter())
+        .await
+        .unwrap();
+    assert!(matches!(r, CommitOutcome::Ok { recorded: 1, .. }), "{r:?}");
+    let on_b = taken(b.take(take_args("s", "tok", "")).await.unwrap());
+    assert_eq!((on_b.epoch, on_b.next_seq), (2, 2));
+    let before = stream_len(&redis.url, "s");
+
+    // A's XADD at seq 2 sorts above every entry: it goes in, and the
+    // script deletes it.
+    let stale = a
+        .commit("s", &commit_args(1, 2, 7, 0), [text("stale-1")].iter())
+        .await
+        .unwrap();
+    assert_eq!(stale, CommitOutcome::Stale);
+    assert_eq!(stream_len(&redis.url, "s"), before);
+    assert!(!contains(&stream_bytes(&redis.url, "s"), b"stale"));
+    assert_eq!(field(&redis.url, "s", "next_seq").as_deref(), Some("2"));
+    assert_eq!(field(&redis.url, "s", "in_delivered").as_deref(), Some("0"));
+
+    // The new owner's batch at that seq goes in all the same.
+    let r = b
+        .commit("s", &commit_args(2, 2, 0, 0), [text("new")].iter())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            CommitOutcome::Ok {
+                first: 2,
+                recorded: 1,
+                next: 3,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+
+    // A again at seq 2 (its XADD fails: B's entry sorts above) and at
+    // seq 3 (goes in, deleted).
+    let mut again = commit_args(1, 2, 0, 0);
+    again.tries = 1;
+    let stale = a
+        .commit("s", &again, [text("stale-2")].iter())
+        .await
+        .unwrap();
+    assert_eq!(stale, CommitOutcome::Stale);
+    let stale = a
+        .commit("s", &commit_args(1, 3, 0, 0), [text("stale-3")].iter())
+        .await
+        .unwrap();
+    assert_eq!(stale, CommitOutcome::Stale);
+    assert!(!contains(&stream_bytes(&redis.url, "s"), b"stale"));
+    assert_eq!(field(&redis.url, "s", "next_seq").as_deref(), Some("3"));
+
+    let t = taken(a.take(take_args("s", "tok", "")).await.unwrap());
+    assert_eq!(t.entries, vec![(1, text("x")), (2, text("new"))]);
+    // A, the owner again (epoch 3), records at 3, above its deleted entry.
+    let r = a
+        .commit("s", &commit_args(3, 3, 0, 0), [text("y")].iter())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            CommitOutcome::Ok {
+                first: 3,
+                recorded: 1,
+                next: 4,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}
+
+/// A commit that Redis ran but whose answer the node never got (the
+/// connection dropped) is sent again, longer by what the session queued
+/// meanwhile: the part already recorded is answered as recorded at its
+/// seqs, not appended a second time, the rest is left for the next
+/// commit, and what another node appended in between comes back as
+/// theirs.
+#[actix_rt::test]
+async fn a_commit_sent_again_after_a_lost_answer_is_recorded_once() {
+    let redis = redis_server();
+    let (owner, other) = (store(&redis.url, "o").await, store(&redis.url, "x").await);
+    let w = Duration::from_secs(5);
+    owner
+        .create("s", "tok", "", "cid", usize::MAX, w, w * 2)
+        .await
+        .unwrap();
+    taken(owner.take(take_args("s", "tok", "")).await.unwrap());
+    let (a, b, c) = (text("a"), text("b"), text("c"));
+    let r = owner
+        .commit("s", &commit_args(1, 1, 0, 0), [a.clone(), b.clone()].iter())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            CommitOutcome::Ok {
+                first: 1,
+                recorded: 2,
+                next: 3,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    // The answer was lost: the node still thinks seq 1 is next.
+    let x = text("from x");
+    assert_eq!(
+        other.append("s", &x, 1 << 20).await.unwrap(),
+        AppendOutcome::Appended(3)
+    );
+    let mut again = commit_args(1, 1, 0, 0);
+    again.tries = 1;
+    let r = owner
+        .commit("s", &again, [a.clone(), b.clone(), c.clone()].iter())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        CommitOutcome::Ok {
+            first: 1,
+            recorded: 2,
+            next: 4,
+            deadline: 0,
+            others: vec![(3, x.clone())],
+            starts: vec![3]
+        },
+        "a and b recorded once, c not yet"
+    );
+    let r = owner
+        .commit("s", &commit_args(1, 4, 0, 0), [c.clone()].iter())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            CommitOutcome::Ok {
+                first: 4,
+                recorded: 1,
+                next: 5,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let t = taken(other.take(take_args("s", "tok", "")).await.unwrap());
+    assert_eq!(t.entries, vec![(1, a), (2, b), (3, x), (4, c)]);
 }
 
 /// `take` refuses a wrong token, another identity, an unknown session and
@@ -480,10 +707,34 @@ async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
         r,
         CommitOutcome::Ok {
             first: 2,
+            recorded: 0,
+            next: 2,
             deadline: 0,
             others: vec![(1, text("aaaa"))],
             starts: vec![1]
-        }
+        },
+        "seq 1 was taken by the append: the batch goes again after it"
+    );
+    let r = owner
+        .commit("s", &commit_args(1, 2, 0, 0), [bin.clone()].iter())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            r,
+            CommitOutcome::Ok {
+                first: 2,
+                recorded: 1,
+                next: 3,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        stream_len(&redis.url, "s"),
+        3,
+        "the empty entry take made, the append and the batch"
     );
     // Acks free room for other senders (the owner counts the bytes).
     let mut acks = commit_args(1, 3, 0, 2);
@@ -493,6 +744,8 @@ async fn append_is_bounded_and_the_owner_reads_it_with_its_next_commit() {
         r,
         CommitOutcome::Ok {
             first: 3,
+            recorded: 0,
+            next: 3,
             deadline: 0,
             others: vec![],
             starts: vec![]
