@@ -6,9 +6,9 @@
 //! `cargo bench --bench suite` runs the full suite; `RWS_BENCH_QUICK=1`
 //! runs every case briefly (a smoke test); `RWS_BENCH_JSON=path` also
 //! writes the figures as one flat JSON object; `RWS_BENCH_ONLY=tput,rtt`
-//! runs only the named sections (memory, tput, rtt, recovery, storm, and
-//! with `-F redis` redis: the Redis session store against memory, and
-//! failover: two Redis-backed nodes, one killed);
+//! runs only the named sections (memory, tput, rtt, recovery, storm,
+//! scale, and with `-F redis` redis: the Redis session store against
+//! memory, and failover: two Redis-backed nodes, one killed);
 //! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
 //! in this process instead of a child process. Figures and how they were
 //! read: docs/PERFORMANCE.md.
@@ -29,7 +29,7 @@
 
 //!
 //! One module per measured section (`tput.rs`, `rtt.rs`, `memory.rs`,
-//! `recovery.rs`, `storm.rs`) in `benches/suite/`, beside what they share:
+//! `recovery.rs`, `storm.rs`, `scale.rs`) in `benches/suite/`, beside what they share:
 //! `plan.rs` (sizes and the report), `clients.rs` (baselines and our client),
 //! `roles.rs` (the child processes).
 
@@ -47,6 +47,7 @@ mod recovery;
 mod redis_store;
 mod roles;
 mod rtt;
+mod scale;
 mod storm;
 mod tput;
 mod tungstenite;
@@ -62,6 +63,7 @@ use self::{
     recovery::bench_recovery,
     roles::{role_client, role_server},
     rtt::bench_rtt,
+    scale::{bench_scale, role_scale},
     storm::bench_storm,
     tput::{bench_throughput, role_tput},
 };
@@ -71,6 +73,7 @@ fn main() {
         Ok("server") => return role_server(&std::env::var("RWS_BENCH_ARGS").unwrap_or_default()),
         Ok("client") => return role_client(&std::env::var("RWS_BENCH_ARGS").unwrap()),
         Ok("tput") => return role_tput(&std::env::var("RWS_BENCH_ARGS").unwrap()),
+        Ok("scale") => return role_scale(&std::env::var("RWS_BENCH_ARGS").unwrap()),
         _ => {}
     }
     let plan = Plan::from_env();
@@ -83,6 +86,11 @@ fn main() {
     // Memory first and out of process, so nothing else here affects it.
     if plan.runs("memory") {
         bench_memory(&plan, &mut report);
+    }
+    // Out of process too: a server child per worker count, two client
+    // children.
+    if plan.runs("scale") {
+        bench_scale(&plan, &mut report);
     }
     let mut report = actix_rt::System::new().block_on(async move {
         // One reliable echo server answers every client: plain clients

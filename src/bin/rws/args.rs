@@ -282,6 +282,13 @@ pub(crate) struct ServeArgs {
     /// several clusters share one Redis.
     #[arg(long, value_name = "P", default_value = "rws", requires = "redis")]
     pub(crate) redis_prefix: String,
+
+    /// How many worker threads serve the clients; each runs the sessions
+    /// it created (those it answered the negotiate of; with --redis, those
+    /// whose socket it holds). Default: the number of physical CPU cores,
+    /// as actix-web picks.
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
+    pub(crate) workers: Option<usize>,
 }
 
 // No `Debug`: it would print the token.
