@@ -10,7 +10,8 @@
 //! scale, and with `-F redis` redis: the Redis session store against
 //! memory, and failover: two Redis-backed nodes, one killed);
 //! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
-//! in this process instead of a child process. Figures and how they were
+//! in this process instead of a child process, `RWS_BENCH_SERVER_WORKERS=N`
+//! gives that child N actix-web workers (default 2). Figures and how they were
 //! read: docs/PERFORMANCE.md.
 //!
 //! To profile, build with debug info in the `profiling` profile (release
@@ -104,8 +105,14 @@ fn main() {
         // the baselines, whose plain echo runs on the server's worker).
         // `RWS_BENCH_SERVER=inproc` measures that arrangement instead.
         let inproc = std::env::var("RWS_BENCH_SERVER").is_ok_and(|v| v == "inproc");
+        // Two workers unless `RWS_BENCH_SERVER_WORKERS` says otherwise: what
+        // `rws serve` runs on a 2-core machine. With one, a session runs on
+        // its socket's thread (one worker is one thread); with two, a
+        // stream's socket and session run on two threads.
+        let workers = std::env::var("RWS_BENCH_SERVER_WORKERS").unwrap_or_else(|_| "2".into());
+        report.key("server_workers", workers.parse().unwrap_or(0.0));
         let mut child = (!inproc && (plan.runs("tput") || plan.runs("rtt")))
-            .then(|| ChildProc::spawn("server", &[]));
+            .then(|| ChildProc::spawn("server", &["0".into(), workers]));
         let url = match child.as_mut() {
             Some(c) => c.line(),
             None => server.ws_url(),

@@ -25,8 +25,9 @@ use super::{
 /// actix-web workers (default: one, as `TestServer` runs); prints its URL,
 /// answers each `rss` line with its VmRSS in KiB, each `count` line
 /// with the number of distinct [`STORM_PREFIX`] messages its sessions
-/// received and each `affinity` line with the sockets that attached on
-/// their session's worker and on another (`HERE ELSEWHERE`), and exits
+/// received, each `stats` line with `SESSIONS ATTACHED RECEIVED` (see
+/// `ServerStats`) and each `affinity` line with the sockets that attached
+/// on their session's worker and on another (`HERE ELSEWHERE`), and exits
 /// when stdin closes.
 ///
 /// `server PORT [WORKERS] redis URL PREFIX NODE` (with `-F redis`): the
@@ -81,6 +82,10 @@ pub(super) fn role_server(args: &str) {
                 match line.as_deref() {
                     Ok("rss") => println!("{}", vm_rss_kib()),
                     Ok("count") => println!("{}", seen.lock().unwrap().len()),
+                    Ok("stats") => {
+                        let s = handle.stats();
+                        println!("{} {} {}", s.sessions, s.attached, s.messages_received);
+                    }
                     Ok("affinity") => {
                         let (here, elsewhere) = handle.attach_affinity();
                         println!("{here} {elsewhere}");
