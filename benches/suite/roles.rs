@@ -30,6 +30,8 @@ use super::{
 /// on their session's worker and on another (`HERE ELSEWHERE`), and exits
 /// when stdin closes.
 ///
+/// `server PORT WORKERS uncounted`: without the storm counter.
+///
 /// `server PORT [WORKERS] redis URL PREFIX NODE` (with `-F redis`): the
 /// same server with its sessions in Redis at URL under PREFIX, as node NODE.
 pub(super) fn role_server(args: &str) {
@@ -38,6 +40,9 @@ pub(super) fn role_server(args: &str) {
     let workers: Option<usize> = it
         .next_if(|v| v.parse::<usize>().is_ok())
         .and_then(|v| v.parse().ok());
+    // `uncounted`: no storm counter (a `MessageReceived` subscriber on the
+    // main thread, which costs each message a hop to that thread).
+    let counted = it.next_if(|v| *v == "uncounted").is_none();
     let store: Vec<String> = it.map(str::to_owned).collect();
     actix_rt::System::new().block_on(async move {
         // The defaults, failed-resume limit included: every bench client
@@ -61,7 +66,9 @@ pub(super) fn role_server(args: &str) {
         assert!(store.is_empty(), "server role: stores need -F redis");
         let reliable = resilient_ws::server::ReliableServer::echo(options);
         let seen = Arc::new(Mutex::new(HashSet::new()));
-        reliable.on_message(StormCounter(seen.clone()).start().recipient());
+        if counted {
+            reliable.on_message(StormCounter(seen.clone()).start().recipient());
+        }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         // Held until the process exits.
         let mut _server = None;

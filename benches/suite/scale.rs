@@ -321,6 +321,43 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// CPU seconds each thread of process `pid` used so far.
+fn thread_cpu_secs(pid: u32) -> std::collections::HashMap<String, f64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    tasks
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let after = stat.rsplit_once(") ")?.1;
+            let ticks: f64 = after
+                .split(' ')
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum();
+            Some((t.file_name().to_string_lossy().into_owned(), ticks / 100.0))
+        })
+        .collect()
+}
+
+/// The busiest thread's share of the CPU time the threads of a process
+/// used between two readings: 1.0 when one thread did all the work, 0.5
+/// when two shared it evenly. It does not depend on how many cores the
+/// machine had free, unlike the rates.
+fn busiest_share(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+) -> f64 {
+    let used: Vec<f64> = after
+        .iter()
+        .map(|(t, s)| s - before.get(t).copied().unwrap_or(0.0))
+        .collect();
+    let total: f64 = used.iter().sum();
+    used.iter().copied().fold(0.0, f64::max) / total.max(f64::MIN_POSITIVE)
+}
+
 /// What one run measured.
 struct Run {
     /// Echoed messages per second, all sessions.
@@ -330,12 +367,19 @@ struct Run {
     /// CPU cores the server and the load generator used while streaming.
     server_cores: f64,
     load_cores: f64,
+    /// The busiest server thread's share of the server's CPU time.
+    busiest: f64,
 }
 
 /// Echoed messages per second of `sessions` streaming sessions against a
 /// server child with `workers` workers, and what limited it.
 fn scale_run(sessions: usize, workers: usize, secs: f64) -> Run {
-    let mut server = ChildProc::spawn("server", &["0".into(), workers.to_string()]);
+    // Uncounted: with the storm counter every message would also hop to
+    // the server's main thread, and one worker would not be one thread.
+    let mut server = ChildProc::spawn(
+        "server",
+        &["0".into(), workers.to_string(), "uncounted".into()],
+    );
     let url = server.line();
     let addr = url
         .trim_start_matches("ws://")
@@ -351,7 +395,9 @@ fn scale_run(sessions: usize, workers: usize, secs: f64) -> Run {
         cpu_secs(load.child.id()),
         Instant::now(),
     );
+    let threads0 = thread_cpu_secs(server.child.id());
     let line = load.line();
+    let busiest = busiest_share(&threads0, &thread_cpu_secs(server.child.id()));
     let wall = t0.elapsed().as_secs_f64();
     let server_cores = (cpu_secs(server.child.id()) - s0) / wall;
     let load_cores = (cpu_secs(load.child.id()) - l0) / wall;
@@ -388,6 +434,7 @@ fn scale_run(sessions: usize, workers: usize, secs: f64) -> Run {
         same_worker: here / (here + elsewhere).max(1.0),
         server_cores,
         load_cores,
+        busiest,
     }
 }
 
@@ -401,9 +448,18 @@ pub(super) fn bench_scale(plan: &Plan, report: &mut Report) {
     for (w, r) in [(1, &r1), (2, &r2)] {
         report.key(&format!("server_scale_{w}w_server_cores"), r.server_cores);
         report.key(&format!("server_scale_{w}w_load_cores"), r.load_cores);
+        report.key(
+            &format!("server_scale_{w}w_busiest_thread_share"),
+            r.busiest,
+        );
         report.row(
-            &format!("scale {w} worker(s): CPU cores server / load"),
-            format!("{:.2} / {:.2}", r.server_cores, r.load_cores),
+            &format!("scale {w} worker(s): CPU cores server / load, busiest server thread"),
+            format!(
+                "{:.2} / {:.2}, {:.0} %",
+                r.server_cores,
+                r.load_cores,
+                r.busiest * 100.0
+            ),
             String::new(),
             String::new(),
         );

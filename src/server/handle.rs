@@ -41,13 +41,15 @@ pub use super::{error::ServerError, stats::ServerStats};
 ///
 /// # Threading
 /// [`start`](Self::start) must run inside an actix `System`: it starts the
-/// hub actor (shutdown only) on the current arbiter. Each session actor is
-/// started on the actix-web worker that created it (negotiate's, or in
-/// Redis mode the one whose socket sent the HELLO), so the sessions of a
-/// server are spread over its workers; the handle reaches them from any
-/// thread through `Send` addresses. Stopping the actix-web server stops its
-/// workers and so ends their sessions: serve a `ReliableServer` from one
-/// `HttpServer` for its whole life (see the module docs).
+/// hub actor (shutdown only) on the current arbiter. Session actors are
+/// started on the actix-web workers [`reliable_route`](super::reliable_route)
+/// is registered on (the negotiating worker's; in Redis mode a worker other
+/// than the one whose socket sent the HELLO), so the sessions of a server
+/// are spread over its workers, and one worker is one thread; the handle
+/// reaches them from any thread through `Send` addresses. Stopping the
+/// actix-web server stops its workers and so ends their sessions: serve a
+/// `ReliableServer` from one `HttpServer` for its whole life (see the
+/// module docs).
 ///
 /// # Backpressure (server → client)
 /// [`send_to`](Self::send_to) waits (up to

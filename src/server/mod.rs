@@ -9,25 +9,26 @@
 //!
 //! # Threading
 //! actix-web runs the app factory on every worker thread (each worker is an
-//! actix arbiter), and an actor lives on the thread that started it. Each
-//! session actor is started on the worker that creates it, so the sessions
-//! of a server are spread over its workers instead of sharing one thread:
+//! actix arbiter), and an actor lives on the thread that started it.
+//! [`reliable_route`] records each worker it is registered on, and session
+//! actors are started on those workers, so the sessions of a server are
+//! spread over its workers instead of sharing one thread:
+//! - with one worker, every session runs on it: one worker is one thread
+//!   (its sockets' I/O and its sessions' work take turns). Serve with two
+//!   or more workers to use more cores, for one busy stream as for many;
 //! - in memory mode, negotiate creates the session: its actor lives on the
-//!   worker that answered the negotiate, for the session's whole life. The
-//!   socket that follows is accepted by whichever worker the listener hands
-//!   its connection to (actix-web deals connections out in turn, and a
-//!   WebSocket client usually opens a new connection for the upgrade), so
-//!   with N workers about one socket in N lands on its session's worker:
-//!   the scale bench measured 50-57 % of 1 000 clients' sockets with 2
-//!   workers. The others hop between two
-//!   workers per batch each way, as every socket did to the one shared
-//!   arbiter before; what is gained is that the session work runs on all
-//!   the workers. An actor cannot move between threads, so a resumed
-//!   session stays where it was created;
-//! - in Redis mode, a HELLO takes the session and starts its actor on the
-//!   worker that holds that socket: the session's work never leaves the
-//!   socket's thread; a later resume on another worker (or node) starts a
-//!   new actor there and retires the old one;
+//!   worker that answered the negotiate, for the session's whole life (an
+//!   actor cannot move between threads). The client opens a new
+//!   connection for the upgrade (ours does, and browsers do), which
+//!   actix-web deals to the next worker in turn, so a lone stream has its
+//!   socket's I/O and its session's work on two threads in parallel; when
+//!   many clients connect at once, about one socket in N lands on its
+//!   session's worker (no hop between threads for it). A resume lands on
+//!   any worker and reaches the session where it is;
+//! - in Redis mode, a HELLO takes the session and starts its actor on a
+//!   worker other than the socket's (in turn over the others), for the
+//!   same two threads per stream; a later resume on another worker (or
+//!   node) starts a new actor and retires the old one;
 //! - the limits (`max_sessions`, `max_sessions_per_identity`) are checked
 //!   and the session inserted under one lock of the registry, so workers
 //!   that negotiate at once cannot both take the last place;

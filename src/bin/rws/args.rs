@@ -283,10 +283,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "P", default_value = "rws", requires = "redis")]
     pub(crate) redis_prefix: String,
 
-    /// How many worker threads serve the clients; each runs the sessions
-    /// it created (those it answered the negotiate of; with --redis, those
-    /// whose socket it holds). Default: the number of physical CPU cores,
-    /// as actix-web picks.
+    /// How many worker threads serve the clients; the sessions are spread
+    /// over them (each runs those it answered the negotiate of; with
+    /// --redis, a session runs on a worker other than its socket's). One
+    /// worker is one thread. Default: the number of physical CPU cores, as
+    /// actix-web picks.
     #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub(crate) workers: Option<usize>,
 }

@@ -102,8 +102,8 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
                 }
             }
         }
-        // Each session actor lives on the worker that created it (see the
-        // Threading section of `resilient_ws::server`); only the hub is on
+        // Session actors live on the workers (see the Threading section of
+        // `resilient_ws::server`); only the hub is on
         // this (the main) arbiter.
         let reliable = if args.broadcast {
             ReliableServer::broadcast_mode(options)
