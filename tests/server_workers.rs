@@ -391,7 +391,7 @@ async fn a_client_negotiating_and_streaming_has_its_session_off_its_sockets_work
     for k in 0..4u64 {
         let rec = EventRecorder::start();
         let ws = rec
-            .attach(stateful(&format!("ws://{addr}/ws")))
+            .attach(stateful(format!("ws://{addr}/ws")))
             .connect()
             .await
             .unwrap();

@@ -221,18 +221,15 @@ async fn stream(
             }
             let payload = &buf[at + head..at + head + len];
             match b0 & 0x0f {
-                0x2 => match payload.first() {
-                    Some(0x03 | 0x04) => {
-                        let seq = read_varint(&payload[1..]);
-                        if seq != got + 1 {
-                            return Err(format!("echo {seq} after {got}"));
-                        }
-                        got = seq;
+                // DATA (an echo). ACKs (what the server got) and anything
+                // else need no further look.
+                0x2 if matches!(payload.first(), Some(0x03 | 0x04)) => {
+                    let seq = read_varint(&payload[1..]);
+                    if seq != got + 1 {
+                        return Err(format!("echo {seq} after {got}"));
                     }
-                    // ACKs (what the server got) and anything else: no
-                    // need to look further.
-                    _ => {}
-                },
+                    got = seq;
+                }
                 0x9 => {
                     let p = payload.to_vec();
                     put_frame(&mut out, 0xA, &p);
