@@ -6,11 +6,12 @@
 //! `cargo bench --bench suite` runs the full suite; `RWS_BENCH_QUICK=1`
 //! runs every case briefly (a smoke test); `RWS_BENCH_JSON=path` also
 //! writes the figures as one flat JSON object; `RWS_BENCH_ONLY=tput,rtt`
-//! runs only the named sections (memory, tput, rtt, recovery, storm, and
-//! with `-F redis` redis: the Redis session store against memory, and
-//! failover: two Redis-backed nodes, one killed);
+//! runs only the named sections (memory, tput, rtt, recovery, storm,
+//! scale, and with `-F redis` redis: the Redis session store against
+//! memory, and failover: two Redis-backed nodes, one killed);
 //! `RWS_BENCH_SERVER=inproc` runs throughput and latency against a server
-//! in this process instead of a child process. Figures and how they were
+//! in this process instead of a child process, `RWS_BENCH_SERVER_WORKERS=N`
+//! gives that child N actix-web workers (default 2). Figures and how they were
 //! read: docs/PERFORMANCE.md.
 //!
 //! To profile, build with debug info in the `profiling` profile (release
@@ -29,7 +30,7 @@
 
 //!
 //! One module per measured section (`tput.rs`, `rtt.rs`, `memory.rs`,
-//! `recovery.rs`, `storm.rs`) in `benches/suite/`, beside what they share:
+//! `recovery.rs`, `storm.rs`, `scale.rs`) in `benches/suite/`, beside what they share:
 //! `plan.rs` (sizes and the report), `clients.rs` (baselines and our client),
 //! `roles.rs` (the child processes).
 
@@ -47,6 +48,7 @@ mod recovery;
 mod redis_store;
 mod roles;
 mod rtt;
+mod scale;
 mod storm;
 mod tput;
 mod tungstenite;
@@ -62,6 +64,7 @@ use self::{
     recovery::bench_recovery,
     roles::{role_client, role_server},
     rtt::bench_rtt,
+    scale::{bench_scale, role_scale},
     storm::bench_storm,
     tput::{bench_throughput, role_tput},
 };
@@ -71,6 +74,7 @@ fn main() {
         Ok("server") => return role_server(&std::env::var("RWS_BENCH_ARGS").unwrap_or_default()),
         Ok("client") => return role_client(&std::env::var("RWS_BENCH_ARGS").unwrap()),
         Ok("tput") => return role_tput(&std::env::var("RWS_BENCH_ARGS").unwrap()),
+        Ok("scale") => return role_scale(&std::env::var("RWS_BENCH_ARGS").unwrap()),
         _ => {}
     }
     let plan = Plan::from_env();
@@ -84,6 +88,11 @@ fn main() {
     if plan.runs("memory") {
         bench_memory(&plan, &mut report);
     }
+    // Out of process too: a server child per worker count, two client
+    // children.
+    if plan.runs("scale") {
+        bench_scale(&plan, &mut report);
+    }
     let mut report = actix_rt::System::new().block_on(async move {
         // One reliable echo server answers every client: plain clients
         // (baselines, raw mode) get a plain echo, stateful ones the protocol.
@@ -96,8 +105,14 @@ fn main() {
         // the baselines, whose plain echo runs on the server's worker).
         // `RWS_BENCH_SERVER=inproc` measures that arrangement instead.
         let inproc = std::env::var("RWS_BENCH_SERVER").is_ok_and(|v| v == "inproc");
+        // Two workers unless `RWS_BENCH_SERVER_WORKERS` says otherwise: what
+        // `rws serve` runs on a 2-core machine. With one, a session runs on
+        // its socket's thread (one worker is one thread); with two, a
+        // stream's socket and session run on two threads.
+        let workers = std::env::var("RWS_BENCH_SERVER_WORKERS").unwrap_or_else(|_| "2".into());
+        report.key("server_workers", workers.parse().unwrap_or(0.0));
         let mut child = (!inproc && (plan.runs("tput") || plan.runs("rtt")))
-            .then(|| ChildProc::spawn("server", &[]));
+            .then(|| ChildProc::spawn("server", &["0".into(), workers]));
         let url = match child.as_mut() {
             Some(c) => c.line(),
             None => server.ws_url(),

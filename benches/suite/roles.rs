@@ -20,17 +20,29 @@ use super::{
     storm::STORM_PREFIX,
 };
 
-/// Child role "server [PORT]": a reliable echo server (it echoes plain
-/// clients too) on 127.0.0.1:PORT (default: any port); prints its URL,
-/// answers each `rss` line with its VmRSS in KiB and each `count` line
+/// Child role "server [PORT [WORKERS]]": a reliable echo server (it echoes
+/// plain clients too) on 127.0.0.1:PORT (default: any port) with WORKERS
+/// actix-web workers (default: one, as `TestServer` runs); prints its URL,
+/// answers each `rss` line with its VmRSS in KiB, each `count` line
 /// with the number of distinct [`STORM_PREFIX`] messages its sessions
-/// received, and exits when stdin closes.
+/// received, each `stats` line with `SESSIONS ATTACHED RECEIVED` (see
+/// `ServerStats`) and each `affinity` line with the sockets that attached
+/// on their session's worker and on another (`HERE ELSEWHERE`), and exits
+/// when stdin closes.
 ///
-/// `server PORT redis URL PREFIX NODE` (with `-F redis`): the same server
-/// with its sessions in Redis at URL under PREFIX, as node NODE.
+/// `server PORT WORKERS uncounted`: without the storm counter.
+///
+/// `server PORT [WORKERS] redis URL PREFIX NODE` (with `-F redis`): the
+/// same server with its sessions in Redis at URL under PREFIX, as node NODE.
 pub(super) fn role_server(args: &str) {
-    let mut it = args.split_whitespace();
-    let port: u16 = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let mut it = args.split_whitespace().peekable();
+    let port: u16 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let workers: Option<usize> = it
+        .next_if(|v| v.parse::<usize>().is_ok())
+        .and_then(|v| v.parse().ok());
+    // `uncounted`: no storm counter (a `MessageReceived` subscriber on the
+    // main thread, which costs each message a hop to that thread).
+    let counted = it.next_if(|v| *v == "uncounted").is_none();
     let store: Vec<String> = it.map(str::to_owned).collect();
     actix_rt::System::new().block_on(async move {
         // The defaults, failed-resume limit included: every bench client
@@ -54,16 +66,37 @@ pub(super) fn role_server(args: &str) {
         assert!(store.is_empty(), "server role: stores need -F redis");
         let reliable = resilient_ws::server::ReliableServer::echo(options);
         let seen = Arc::new(Mutex::new(HashSet::new()));
-        reliable.on_message(StormCounter(seen.clone()).start().recipient());
+        if counted {
+            reliable.on_message(StormCounter(seen.clone()).start().recipient());
+        }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let server = TestServer::serve_reliable(addr, &reliable).expect("server binds");
-        println!("{}", server.ws_url());
+        // Held until the process exits.
+        let mut _server = None;
+        let url = match workers {
+            None => {
+                let server = TestServer::serve_reliable(addr, &reliable).expect("server binds");
+                let url = server.ws_url();
+                _server = Some(server);
+                url
+            }
+            Some(n) => serve_workers(addr, &reliable, n),
+        };
+        println!("{url}");
         // Stdin is read on its own thread so the server's thread never blocks.
+        let handle = reliable.clone();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines() {
                 match line.as_deref() {
                     Ok("rss") => println!("{}", vm_rss_kib()),
                     Ok("count") => println!("{}", seen.lock().unwrap().len()),
+                    Ok("stats") => {
+                        let s = handle.stats();
+                        println!("{} {} {}", s.sessions, s.attached, s.messages_received);
+                    }
+                    Ok("affinity") => {
+                        let (here, elsewhere) = handle.attach_affinity();
+                        println!("{here} {elsewhere}");
+                    }
                     _ => break,
                 }
             }
@@ -71,6 +104,29 @@ pub(super) fn role_server(args: &str) {
         });
         futures_util::future::pending::<()>().await;
     });
+}
+
+/// Serves `reliable` at `/ws` on `addr` with `workers` actix-web workers
+/// (what `rws serve --workers` does); answers the URL.
+fn serve_workers(
+    addr: std::net::SocketAddr,
+    reliable: &resilient_ws::server::ReliableServer,
+    workers: usize,
+) -> String {
+    let reliable = reliable.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let reliable = reliable.clone();
+        actix_web::App::new()
+            .configure(move |c| resilient_ws::server::reliable_route(c, "/ws", reliable))
+    })
+    .tcp_nodelay(true)
+    .workers(workers)
+    .disable_signals()
+    .bind(addr)
+    .expect("server binds");
+    let url = format!("ws://{}/ws", server.addrs()[0]);
+    actix_rt::spawn(server.run());
+    url
 }
 
 /// Collects the distinct storm messages a server received (a message that

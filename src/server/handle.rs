@@ -12,7 +12,7 @@ use actix::prelude::*;
 
 use super::{
     events::{MessageReceived, SessionExpired, SessionOpened, SessionResumed},
-    hub::{CreateSession, Hub, ServerShared, Shutdown},
+    hub::{self, Hub, ServerShared, Shutdown},
     options::ServerOptions,
     registry::SessionEntry,
     relay::{broadcast, send_when_room, Relay},
@@ -41,10 +41,15 @@ pub use super::{error::ServerError, stats::ServerStats};
 ///
 /// # Threading
 /// [`start`](Self::start) must run inside an actix `System`: it starts the
-/// hub actor on the current arbiter, and the hub starts every session actor
-/// there too. actix-web handlers on any worker thread reach them through
-/// `Send` addresses. A socket's I/O stays on the worker that accepted it
-/// (see the module docs).
+/// hub actor (shutdown only) on the current arbiter. Session actors are
+/// started on the actix-web workers [`reliable_route`](super::reliable_route)
+/// is registered on (the negotiating worker's; in Redis mode a worker other
+/// than the one whose socket sent the HELLO), so the sessions of a server
+/// are spread over its workers, and one worker is one thread; the handle
+/// reaches them from any thread through `Send` addresses. Stopping the
+/// actix-web server stops its workers and so ends their sessions: serve a
+/// `ReliableServer` from one `HttpServer` for its whole life (see the
+/// module docs).
 ///
 /// # Backpressure (server → client)
 /// [`send_to`](Self::send_to) waits (up to
@@ -487,8 +492,7 @@ impl ReliableServer {
     ///
     /// # Errors
     /// [`ServerError::TooManySessionsForIdentity`] or
-    /// [`ServerError::TooManySessions`] past the limits,
-    /// [`ServerError::Stopped`] if the hub is gone.
+    /// [`ServerError::TooManySessions`] past the limits.
     pub(crate) async fn create_session(
         &self,
         identity: String,
@@ -520,9 +524,24 @@ impl ReliableServer {
                 }
             };
         }
-        self.hub
-            .send(CreateSession { identity, params })
-            .await
-            .map_err(|_| ServerError::Stopped)?
+        // On this thread (the negotiating worker's): no hop to the hub.
+        hub::create_session(&self.shared, identity, params)
+    }
+
+    /// The thread a session's actor runs on (tests of the spreading over
+    /// workers; not a stable API).
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn session_thread(&self, connection_id: &str) -> Option<std::thread::ThreadId> {
+        self.shared.sessions.entry(connection_id).map(|e| e.thread)
+    }
+
+    /// How many sockets attached on their session's worker, and how many on
+    /// another worker (their frames hop between threads); for tests and
+    /// benches, not a stable API.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn attach_affinity(&self) -> (u64, u64) {
+        self.shared.sessions.attach_affinity()
     }
 }

@@ -1,10 +1,14 @@
-//! The hub actor: creates session actors (on its own arbiter, so every
-//! session of a server lives on one thread whatever worker negotiated it)
-//! and fans out the shutdown.
+//! The hub actor, and where session actors are created.
 //!
-//! It holds the sessions' strong addresses (through the registry) on
-//! purpose: a session must live for its resume window while no socket and
-//! no application code refers to it, so the registry is its owner.
+//! Session actors are started on the server's actix-web workers, chosen by
+//! `Workers` (the negotiating worker in memory mode, another than the
+//! socket's in Redis mode), so the sessions of a server are spread over
+//! its workers (see the Threading section of the module docs). The hub
+//! actor only fans out the shutdown.
+//!
+//! The registry holds the sessions' strong addresses on purpose: a session
+//! must live for its resume window while no socket and no application code
+//! refers to it, so the registry is its owner.
 
 use std::sync::Arc;
 
@@ -15,6 +19,7 @@ use super::{
     send_window::SendWindow,
     session::{Drain, SessionActor},
     shared::Shared,
+    workers::Placement,
 };
 
 /// A server's shared state with this crate's session actor as the
@@ -23,14 +28,40 @@ use super::{
 pub(crate) type ServerShared = Shared<Addr<SessionActor>>;
 use crate::protocol::{new_connection_id, new_reconnect_token, NegotiateParams};
 
-/// Creates a session pending its first socket; answers its connection id
-/// and reconnect token.
-#[derive(Message)]
-#[rtype(result = "Result<(String, String), ServerError>")]
-pub(crate) struct CreateSession {
-    pub(crate) identity: String,
-    /// What the client said about itself in the negotiate body.
-    pub(crate) params: NegotiateParams,
+/// Creates a session pending its first socket, its actor on the calling
+/// (negotiating) worker; answers its connection id and reconnect token.
+///
+/// # Errors
+/// [`ServerError::TooManySessions`] or
+/// [`ServerError::TooManySessionsForIdentity`] past the limits (checked
+/// with the insert as one step, see `Registry::admit_and_insert`).
+pub(crate) fn create_session(
+    shared: &Arc<ServerShared>,
+    identity: String,
+    params: NegotiateParams,
+) -> Result<(String, String), ServerError> {
+    let connection_id = new_connection_id();
+    let token = new_reconnect_token();
+    shared.sessions.admit_and_insert(&identity, || {
+        let client_id = params.client_id.unwrap_or_else(|| connection_id.clone());
+        let window = Arc::new(SendWindow::new(shared.options.max_pending_bytes()));
+        let (for_actor, id, tok, ident, w) = (
+            shared.clone(),
+            connection_id.clone(),
+            token.clone(),
+            identity.clone(),
+            window.clone(),
+        );
+        let client_max = params.max_message_size.unwrap_or(usize::MAX);
+        let (addr, thread) = shared.workers.start(Placement::Here, move || {
+            SessionActor::new(for_actor, id, tok, ident, client_id, client_max, w)
+        });
+        if let Some(max) = params.max_message_size {
+            shared.sessions.set_client_limit(&connection_id, max);
+        }
+        (connection_id.clone(), addr, window, thread)
+    })?;
+    Ok((connection_id, token))
 }
 
 /// Drains every attached socket and closes it with 1012 and `reason`;
@@ -56,85 +87,40 @@ impl Actor for Hub {
     type Context = Context<Self>;
 }
 
-impl Handler<CreateSession> for Hub {
-    type Result = MessageResult<CreateSession>;
-
-    fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
-        // Sessions are created and counted only here (one actor), so the
-        // check and the insert cannot race.
-        if let Err(e) = self.shared.sessions.admit(&msg.identity) {
-            return MessageResult(Err(e));
-        }
-        let connection_id = new_connection_id();
-        let token = new_reconnect_token();
-        let client_id = msg
-            .params
-            .client_id
-            .unwrap_or_else(|| connection_id.clone());
-        let window = Arc::new(SendWindow::new(self.shared.options.max_pending_bytes()));
-        let addr = SessionActor::new(
-            self.shared.clone(),
-            connection_id.clone(),
-            token.clone(),
-            msg.identity.clone(),
-            client_id,
-            msg.params.max_message_size.unwrap_or(usize::MAX),
-            window.clone(),
-        )
-        .start();
-        if let Some(max) = msg.params.max_message_size {
-            self.shared.sessions.set_client_limit(&connection_id, max);
-        }
-        self.shared
-            .sessions
-            .insert(connection_id.clone(), &msg.identity, addr, window);
-        MessageResult(Ok((connection_id, token)))
-    }
-}
-
 /// A socket's HELLO took a session from the Redis store for this node:
-/// start its actor (in place of an older one of this node, which is
-/// told it was taken). Answers the new actor.
+/// starts its actor on the worker `Workers` picks (not the socket's when
+/// there are several), in place of an older one of this node, which is
+/// told it was taken. Answers the new actor.
 #[cfg(feature = "redis")]
-#[derive(Message)]
-#[rtype(result = "Option<Addr<SessionActor>>")]
-pub(crate) struct Adopt {
-    pub(crate) connection_id: String,
-    pub(crate) identity: String,
-    pub(crate) taken: super::store::Taken,
-}
-
-#[cfg(feature = "redis")]
-impl Handler<Adopt> for Hub {
-    type Result = Option<Addr<SessionActor>>;
-
-    fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
-        let store = self.shared.redis()?.clone();
-        let window = Arc::new(SendWindow::new(self.shared.options.max_pending_bytes()));
-        let client_max = msg.taken.client_max;
-        let addr = SessionActor::adopted(
-            self.shared.clone(),
-            store,
-            msg.connection_id.clone(),
-            msg.identity.clone(),
-            msg.taken,
-            window.clone(),
-        )
-        .start();
-        if client_max < usize::MAX {
-            self.shared
-                .sessions
-                .set_client_limit(&msg.connection_id, client_max);
-        }
-        if let Some(old) =
-            self.shared
-                .sessions
-                .replace(msg.connection_id, &msg.identity, addr.clone(), window)
-        {
-            old.addr.do_send(super::session::StoreNotice::Taken);
-        }
-        Some(addr)
+pub(crate) fn adopt(
+    shared: &Arc<ServerShared>,
+    connection_id: String,
+    identity: &str,
+    taken: super::store::Taken,
+) -> Option<Addr<SessionActor>> {
+    let store = shared.redis()?.clone();
+    let window = Arc::new(SendWindow::new(shared.options.max_pending_bytes()));
+    let client_max = taken.client_max;
+    let (for_actor, id, ident, w) = (
+        shared.clone(),
+        connection_id.clone(),
+        identity.to_owned(),
+        window.clone(),
+    );
+    let (addr, thread) = shared.workers.start(Placement::Elsewhere, move || {
+        SessionActor::adopted(for_actor, store, id, ident, taken, w)
+    });
+    if client_max < usize::MAX {
+        shared.sessions.set_client_limit(&connection_id, client_max);
     }
+    if let Some(old) =
+        shared
+            .sessions
+            .replace(connection_id, identity, addr.clone(), window, thread)
+    {
+        old.addr.do_send(super::session::StoreNotice::Taken);
+    }
+    Some(addr)
 }
 
 impl Handler<Shutdown> for Hub {

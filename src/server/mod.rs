@@ -8,19 +8,47 @@
 //!   `broadcast`, and events for the application's actors.
 //!
 //! # Threading
-//! actix-web runs the app factory on every worker thread, and an actor
-//! lives on the thread that started it. So:
-//! - the hub actor and every session actor live on the arbiter that called
-//!   [`ReliableServer::start`]; handlers on any worker reach them through
-//!   `Send` addresses (negotiate asks the hub to create a session);
+//! actix-web runs the app factory on every worker thread (each worker is an
+//! actix arbiter), and an actor lives on the thread that started it.
+//! [`reliable_route`] records each worker it is registered on, and session
+//! actors are started on those workers, so the sessions of a server are
+//! spread over its workers instead of sharing one thread:
+//! - with one worker, every session runs on it: one worker is one thread
+//!   (its sockets' I/O and its sessions' work take turns). Serve with two
+//!   or more workers to use more cores, for one busy stream as for many;
+//! - in memory mode, negotiate creates the session: its actor lives on the
+//!   worker that answered the negotiate, for the session's whole life (an
+//!   actor cannot move between threads). The client opens a new
+//!   connection for the upgrade (ours does, and browsers do), which
+//!   actix-web deals to the next worker in turn, so a lone stream has its
+//!   socket's I/O and its session's work on two threads in parallel; when
+//!   many clients connect at once, about one socket in N lands on its
+//!   session's worker (no hop between threads for it). A resume lands on
+//!   any worker and reaches the session where it is;
+//! - in Redis mode, a HELLO takes the session and starts its actor on a
+//!   worker other than the socket's (in turn over the others), for the
+//!   same two threads per stream; a later resume on another worker (or
+//!   node) starts a new actor and retires the old one;
+//! - the limits (`max_sessions`, `max_sessions_per_identity`) are checked
+//!   and the session inserted under one lock of the registry, so workers
+//!   that negotiate at once cannot both take the last place;
+//! - the hub actor lives on the arbiter that called
+//!   [`ReliableServer::start`]; it only fans out the shutdown (the drain
+//!   is sent to each session on its own worker);
 //! - a socket's I/O (the actix-ws `Session` and `MessageStream`) stays on the
 //!   worker that accepted it, in two tasks: a reader that decodes frames,
 //!   does the per-socket checks and hands the session actor *batches* of
 //!   frames with `do_send` (no round trip per message), and a writer that
 //!   drains an unbounded channel the session actor pushes frames into
 //!   (bounded in practice by `max_unacked_bytes`);
-//! - events go straight from the session actor to the subscribed
-//!   `Recipient`s.
+//! - `send_to`, `broadcast` and `close_session` reach a session on any
+//!   worker from any thread through its `Send` address; events go straight
+//!   from the session actor to the subscribed `Recipient`s;
+//! - a session actor lives as long as its worker: stopping the actix-web
+//!   server stops its workers and ends their in-memory sessions (without
+//!   [`SessionExpired`]; a Redis session stays in Redis for any node to
+//!   resume). Serve a [`ReliableServer`] from one `HttpServer` for its
+//!   life, and call [`ReliableServer::shutdown`] first to drain.
 //!
 //! # Sessions in Redis (a cluster of nodes)
 //! With the `redis` feature, [`ServerOptions::store`] may be
@@ -113,6 +141,7 @@ mod resume_limiter;
 mod send_window;
 mod shared;
 mod socket_tx;
+mod workers;
 mod writer;
 
 // The actors and what drives them.

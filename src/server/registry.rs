@@ -6,6 +6,11 @@
 //! session actor (the actor removes itself from it) and can be tested
 //! with plain values; the server uses `Addr<SessionActor>` (see
 //! `hub::ServerShared`).
+//!
+//! Sessions are created on every worker thread at once (each starts its
+//! session actors on its own arbiter), so the limits are checked and the
+//! session inserted under one lock ([`admit_and_insert`](Registry::admit_and_insert)):
+//! two negotiates cannot both pass the last free place.
 
 use std::{
     collections::HashMap,
@@ -13,6 +18,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
+    thread::ThreadId,
 };
 
 use super::{error::ServerError, send_window::SendWindow};
@@ -22,6 +28,8 @@ use super::{error::ServerError, send_window::SendWindow};
 pub(crate) struct SessionEntry<S> {
     pub(crate) addr: S,
     pub(crate) window: Arc<SendWindow>,
+    /// The thread (an actix-web worker's arbiter) its actor runs on.
+    pub(crate) thread: ThreadId,
 }
 
 /// The live sessions of one server.
@@ -36,6 +44,12 @@ pub(crate) struct Registry<S> {
     broadcast_skipped: AtomicU64,
     max_sessions: usize,
     max_sessions_per_identity: usize,
+    /// Held over a check of the limits and the insert that follows it.
+    admission: Mutex<()>,
+    /// Sockets that attached on the worker their session's actor runs on,
+    /// and on another one (a hop between threads per batch each way).
+    attached_here: AtomicU64,
+    attached_elsewhere: AtomicU64,
 }
 
 impl<S: Clone> Registry<S> {
@@ -47,6 +61,9 @@ impl<S: Clone> Registry<S> {
             broadcast_skipped: AtomicU64::new(0),
             max_sessions,
             max_sessions_per_identity,
+            admission: Mutex::new(()),
+            attached_here: AtomicU64::new(0),
+            attached_elsewhere: AtomicU64::new(0),
         }
     }
 
@@ -62,9 +79,26 @@ impl<S: Clone> Registry<S> {
             .cloned()
     }
 
+    /// Checks the limits for one more session of `identity` and, if it
+    /// is within them, inserts the session `make` creates (its connection
+    /// id, address, send buffer and the thread its actor runs on), as one
+    /// step: concurrent calls from several workers cannot both take the
+    /// last free place. `make` runs only when the session is admitted.
+    pub(crate) fn admit_and_insert(
+        &self,
+        identity: &str,
+        make: impl FnOnce() -> (String, S, Arc<SendWindow>, ThreadId),
+    ) -> Result<(), ServerError> {
+        let _one_at_a_time = self.admission.lock().expect("admission lock");
+        self.admit(identity)?;
+        let (id, addr, window, thread) = make();
+        self.insert(id, identity, addr, window, thread);
+        Ok(())
+    }
+
     /// Whether one more session for `identity` is within the limits.
-    /// Call it and [`insert`](Self::insert) from one actor (the hub), so
-    /// the check and the insert cannot race.
+    /// Only [`admit_and_insert`](Self::admit_and_insert) (and tests) call
+    /// it: apart from the insert, the answer may be stale.
     pub(crate) fn admit(&self, identity: &str) -> Result<(), ServerError> {
         if self.len() >= self.max_sessions {
             return Err(ServerError::TooManySessions);
@@ -82,11 +116,23 @@ impl<S: Clone> Registry<S> {
         Ok(())
     }
 
-    pub(crate) fn insert(&self, id: String, identity: &str, addr: S, window: Arc<SendWindow>) {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(id, SessionEntry { addr, window });
+    /// Adds a session whose actor runs on `thread`.
+    pub(crate) fn insert(
+        &self,
+        id: String,
+        identity: &str,
+        addr: S,
+        window: Arc<SendWindow>,
+        thread: ThreadId,
+    ) {
+        self.sessions.lock().expect("sessions lock").insert(
+            id,
+            SessionEntry {
+                addr,
+                window,
+                thread,
+            },
+        );
         if !identity.is_empty() {
             *self
                 .per_identity
@@ -107,12 +153,16 @@ impl<S: Clone> Registry<S> {
         identity: &str,
         addr: S,
         window: Arc<SendWindow>,
+        thread: ThreadId,
     ) -> Option<SessionEntry<S>> {
-        let old = self
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .insert(id, SessionEntry { addr, window });
+        let old = self.sessions.lock().expect("sessions lock").insert(
+            id,
+            SessionEntry {
+                addr,
+                window,
+                thread,
+            },
+        );
         if old.is_none() && !identity.is_empty() {
             *self
                 .per_identity
@@ -216,6 +266,28 @@ impl<S: Clone> Registry<S> {
         targets
     }
 
+    /// Records where a socket attached to session `id`: on the thread its
+    /// actor runs on, or on another worker.
+    pub(crate) fn note_attach(&self, id: &str) {
+        let Some(entry) = self.entry(id) else { return };
+        let counter = if entry.thread == std::thread::current().id() {
+            &self.attached_here
+        } else {
+            &self.attached_elsewhere
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sockets attached so far on their session's thread, and on another
+    /// (read by tests and benches, through the `testing` feature).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn attach_affinity(&self) -> (u64, u64) {
+        (
+            self.attached_here.load(Ordering::Relaxed),
+            self.attached_elsewhere.load(Ordering::Relaxed),
+        )
+    }
+
     /// Sessions broadcasts skipped so far, in all.
     pub(crate) fn broadcast_skipped(&self) -> u64 {
         self.broadcast_skipped.load(Ordering::Relaxed)
@@ -230,6 +302,10 @@ mod tests {
         Registry::new(max, per_identity)
     }
 
+    fn here() -> ThreadId {
+        std::thread::current().id()
+    }
+
     fn window() -> Arc<SendWindow> {
         Arc::new(SendWindow::new(1024))
     }
@@ -238,15 +314,15 @@ mod tests {
     fn session_limits_count_live_sessions_per_identity_and_in_all() {
         let r = registry(3, 2);
         r.admit("alice").unwrap();
-        r.insert("a1".into(), "alice", 1, window());
-        r.insert("a2".into(), "alice", 2, window());
+        r.insert("a1".into(), "alice", 1, window(), here());
+        r.insert("a2".into(), "alice", 2, window(), here());
         assert_eq!(
             r.admit("alice"),
             Err(ServerError::TooManySessionsForIdentity)
         );
         assert_eq!(r.admit("bob"), Ok(()), "another identity is not affected");
         assert_eq!(r.admit(""), Ok(()), "anonymous: no per-identity bound");
-        r.insert("b1".into(), "bob", 3, window());
+        r.insert("b1".into(), "bob", 3, window(), here());
         assert_eq!(r.admit("carol"), Err(ServerError::TooManySessions));
 
         r.remove("a1", "alice");
@@ -265,10 +341,47 @@ mod tests {
     }
 
     #[test]
+    fn admission_is_one_step_across_threads() {
+        // Many threads race for 10 places: exactly 10 get one, whatever
+        // the interleaving.
+        let r = Arc::new(registry(10, usize::MAX));
+        let admitted = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let r = r.clone();
+                    s.spawn(move || {
+                        (0..50)
+                            .filter(|i| {
+                                r.admit_and_insert("", || {
+                                    // Widen the window between check and insert.
+                                    std::thread::yield_now();
+                                    (
+                                        format!("{t}-{i}"),
+                                        u32::try_from(t * 100 + i).unwrap(),
+                                        window(),
+                                        here(),
+                                    )
+                                })
+                                .is_ok()
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum::<usize>()
+        });
+        assert_eq!(admitted, 10);
+        assert_eq!(r.len(), 10);
+    }
+
+    #[test]
     fn client_limits_gate_sends_and_broadcasts() {
         let r = registry(10, 10);
-        r.insert("small".into(), "", 1, window());
-        r.insert("any".into(), "", 2, window());
+        r.insert("small".into(), "", 1, window(), here());
+        r.insert("any".into(), "", 2, window(), here());
         r.set_client_limit("small", 10);
         assert_eq!(r.check_size("small", 10), Ok(()));
         assert_eq!(

@@ -12,7 +12,7 @@ use std::sync::{
 
 use super::{
     admission::Admission, events::EventHub, options::ServerOptions, plain_clients::PlainClients,
-    registry::Registry, resume_limiter::ResumeLimiter, stats::ServerStats,
+    registry::Registry, resume_limiter::ResumeLimiter, stats::ServerStats, workers::Workers,
 };
 use crate::close_code;
 
@@ -23,6 +23,8 @@ pub(crate) struct Shared<S> {
     pub(crate) sessions: Registry<S>,
     /// The open plain clients.
     pub(crate) plain: PlainClients,
+    /// The worker threads sessions are started on.
+    pub(crate) workers: Workers,
     pub(crate) events: EventHub,
     /// Sessions with an attached socket.
     attached: AtomicUsize,
@@ -58,6 +60,7 @@ impl<S: Clone> Shared<S> {
         Shared {
             sessions: Registry::new(options.max_sessions, options.max_sessions_per_identity),
             plain: PlainClients::default(),
+            workers: Workers::default(),
             events: EventHub::default(),
             attached: AtomicUsize::new(0),
             inbound_backlog: AtomicUsize::new(0),
@@ -159,9 +162,13 @@ mod tests {
                 broadcast: false,
             },
         );
-        shared
-            .sessions
-            .insert("s".into(), "", 1, Arc::new(SendWindow::new(1)));
+        shared.sessions.insert(
+            "s".into(),
+            "",
+            1,
+            Arc::new(SendWindow::new(1)),
+            std::thread::current().id(),
+        );
         shared.socket_attached();
         shared.inbound_backlog.fetch_add(3, Ordering::Relaxed);
         shared.messages_received.fetch_add(5, Ordering::Relaxed);

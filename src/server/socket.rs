@@ -163,16 +163,11 @@ async fn find_session(
             Ok(TakeOutcome::Gone) => Err(AttachError::Gone),
             Ok(TakeOutcome::Refused) => Err(AttachError::Refused),
             Ok(TakeOutcome::Protocol(reason)) => Err(AttachError::Protocol(reason)),
-            Ok(TakeOutcome::Taken(taken)) => hub
-                .send(super::hub::Adopt {
-                    connection_id: hello.connection_id.clone(),
-                    identity: identity.to_owned(),
-                    taken,
-                })
-                .await
-                .ok()
-                .flatten()
-                .ok_or(AttachError::Gone),
+            // The actor starts on this worker, the socket's.
+            Ok(TakeOutcome::Taken(taken)) => {
+                super::hub::adopt(shared, hello.connection_id.clone(), identity, taken)
+                    .ok_or(AttachError::Gone)
+            }
         };
     }
     let _ = (hub, identity);
@@ -291,6 +286,9 @@ async fn read_reliable(
     let socket_id = next_socket_id();
     let gate = Arc::new(ReadGate::default());
     let found = find_session(&shared, &hub, &hello, &identity).await;
+    if found.is_ok() {
+        shared.sessions.note_attach(&hello.connection_id);
+    }
     let attached = match &found {
         Err(_) => Err(AttachError::Gone),
         Ok(addr) => addr

@@ -46,7 +46,8 @@ impl TestServer {
     /// Starts a reliable-protocol server ([`ReliableServer::start`]) with
     /// `/ws` as its path (`POST /ws/negotiate`, `GET /ws`). Subscribe to
     /// its events and send with the returned handle. Must run inside an
-    /// actix `System` (the sessions live on the current arbiter).
+    /// actix `System` (the hub lives on the current arbiter, the sessions
+    /// on the server's worker).
     ///
     /// # Errors
     /// If binding 127.0.0.1:0 fails.

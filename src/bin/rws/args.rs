@@ -295,6 +295,13 @@ pub(crate) struct ServeArgs {
         requires = "redis"
     )]
     pub(crate) store_unavailable_timeout: Duration,
+    /// How many worker threads serve the clients; the sessions are spread
+    /// over them (each runs those it answered the negotiate of; with
+    /// --redis, a session runs on a worker other than its socket's). One
+    /// worker is one thread. Default: the number of physical CPU cores, as
+    /// actix-web picks.
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
+    pub(crate) workers: Option<usize>,
 }
 
 // No `Debug`: it would print the token.

@@ -103,8 +103,9 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
                 }
             }
         }
-        // The hub and session actors live on this (the main) arbiter; the
-        // workers reach them through `Send` addresses.
+        // Session actors live on the workers (see the Threading section of
+        // `resilient_ws::server`); only the hub is on
+        // this (the main) arbiter.
         let reliable = if args.broadcast {
             ReliableServer::broadcast_mode(options)
         } else {
@@ -129,6 +130,11 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         // algorithm against the client's delayed ACK (a ~40 ms stall).
         .tcp_nodelay(true)
         .shutdown_timeout(SERVE_SHUTDOWN_SECS);
+        // Unset: actix-web's default, one worker per physical core.
+        let server = match args.workers {
+            Some(n) => server.workers(n),
+            None => server,
+        };
         // `bind` already listens, so clients may connect as soon as the line
         // below is printed (tests wait for it).
         let scheme = if tls.is_some() { "wss" } else { "ws" };

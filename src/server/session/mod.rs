@@ -1,4 +1,5 @@
-//! The session actor: one per connection id, on the hub's arbiter. It owns
+//! The session actor: one per connection id, on one of the server's
+//! workers (see the Threading section of `server`). It owns
 //! the session's sequence state in both directions (the protocol's
 //! [`Sender`] and [`Receiver`]) and outlives its sockets for the resume
 //! window (docs/PROTOCOL.md §4, §5).
