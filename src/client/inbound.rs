@@ -177,6 +177,14 @@ impl InboundFanout {
         let (max_messages, max_bytes) = (self.max_messages, self.max_bytes);
         let marker_every = (max_messages / 4).max(1);
         let gate = &self.gate;
+        // The last subscriber gets the message itself, the others a clone
+        // (a reference count each): one subscriber, no clone.
+        let mut left = self.subs.len();
+        let mut msg = Some(msg);
+        let mut next = || {
+            left -= 1;
+            if left == 0 { msg.take() } else { msg.clone() }.expect("one message per subscriber")
+        };
         self.subs.retain_mut(|s| {
             let handled = s.progress.handled.load(Ordering::Acquire);
             let handled_bytes = s.progress.handled_bytes.load(Ordering::Acquire);
@@ -186,7 +194,7 @@ impl InboundFanout {
                 || s.sent_bytes.saturating_sub(handled_bytes) >= max_bytes;
             if !at_bound && s.sent - s.last_marker < marker_every {
                 // The shared fan-out rule; false removes a gone subscriber.
-                return !crate::fanout::deliver(&s.r, msg.clone());
+                return !crate::fanout::deliver(&s.r, next());
             }
             // A marker. A fresh clone of the recipient is never parked, so
             // `send` always enqueues (like `do_send`) and its reply says the
@@ -194,7 +202,7 @@ impl InboundFanout {
             s.last_marker = s.sent;
             let (n, bytes) = (s.sent, s.sent_bytes);
             let progress = s.progress.clone();
-            let reply = s.r.clone().send(msg.clone());
+            let reply = s.r.clone().send(next());
             let blocking = at_bound.then(|| {
                 gate.block();
                 gate.clone()
