@@ -15,10 +15,10 @@
 //! senders came, as it waited on a full mailbox. The byte bound keeps a
 //! burst, which becomes one batch for the socket, under the socket's
 //! write high-water mark (`write_load.rs`): a batch of 4 096 messages of
-//! 1 KiB (4 MiB) paused the socket at once, every time, and sent the
-//! stream through the outbox's store-and-forward path (a `MessageQueue`
-//! insert, a clock read and a dequeue per message) although the socket
-//! was keeping up. Order with the mailbox: a facade message that must come after
+//! 1 KiB (4 MiB) paused the socket at once, every time, whether or not
+//! it kept up, and sent the stream through the outbox's store-and-forward
+//! path (a `MessageQueue` insert, a clock read and a dequeue per
+//! message). Order with the mailbox: a facade message that must come after
 //! every message sent before it (`CloseAfterFlush`, an `OutgoingMessage`)
 //! goes through the mailbox, so the actor drains the inbox before it
 //! handles one.
