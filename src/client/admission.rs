@@ -47,7 +47,7 @@ impl Credits {
     }
 
     /// Gives back a credit a sender took and could not use (the actor's
-    /// mailbox was full for `try_send`): it was never the outbox's.
+    /// inbox was full for `try_send`): it was never the outbox's.
     pub(crate) fn untake(&self) {
         self.0.fetch_add(1, Ordering::AcqRel);
     }

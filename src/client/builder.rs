@@ -13,7 +13,7 @@ use super::{
     admission::Admission,
     connection::{ConnectionActor, Links},
     heartbeat::HeartbeatActor,
-    queue_actor::{ConnectionLink, QueueActor},
+    queue_actor::{inbox, ConnectionLink, QueueActor},
     reconnect::ReconnectSupervisor,
     shared::Shared,
     store_writer::StoreHandle,
@@ -269,6 +269,8 @@ impl ResilientWebSocketBuilder {
         // against the credits.
         let admission = Admission::new(opts.clone(), shared.clone(), durable);
         queue_actor.set_admission(admission.clone());
+        let (inbox, inbox_rx) = inbox::inbox(queue.clone().recipient());
+        queue_actor.set_inbox(inbox_rx);
         if let Some(mut store) = store {
             let state = store.load()?;
             let (progress_tx, progress) = tokio::sync::mpsc::unbounded_channel();
@@ -338,6 +340,7 @@ impl ResilientWebSocketBuilder {
             opts,
             durable,
             admission,
+            inbox,
         })
     }
 

@@ -14,6 +14,7 @@ use super::{
     },
     event_stream::EventStream,
     queue_actor::{
+        inbox::{InboxTx, Refused},
         messages::{CloseAfterFlush, Enqueue, OutgoingMessage},
         QueueActor,
     },
@@ -75,6 +76,9 @@ pub struct ResilientWebSocket {
     pub(super) durable: bool,
     /// The check `send()` shares with the outbox's `OutgoingMessage`.
     pub(super) admission: Admission,
+    /// Where `send()` leaves its messages for the outbox: one wake-up of
+    /// the `QueueActor` per burst, not an actix message per message.
+    pub(super) inbox: InboxTx,
     /// Shared by every clone: the last one's drop closes the client.
     pub(super) _close_on_drop: Arc<CloseOnDrop>,
 }
@@ -126,7 +130,7 @@ impl ResilientWebSocket {
     /// be written. While not connected it waits in the outbox (when
     /// `enable_message_buffering`) and goes out first on (re)connect.
     ///
-    /// Waits only when the client's mailbox is full (backpressure), or for
+    /// Waits only when the client's inbox is full (backpressure), or for
     /// a place in a full outbox under [`OverflowPolicy::Wait`](crate::OverflowPolicy::Wait) (and in
     /// reliable mode, which never drops): the outbox decides and answers. With a durable
     /// store ([`ClientOptions::persistent`]) it also waits until the message
@@ -267,13 +271,9 @@ impl ResilientWebSocket {
             id,
             receipt: receipt_tx,
         };
-        match self.queue.try_send(msg) {
-            Ok(()) => {}
-            Err(SendError::Full(m)) => self.queue.send(m).await.map_err(|_| Error::Shutdown)?,
-            Err(SendError::Closed(_)) => {
-                self.admission.untake(ticket);
-                return Err(Error::Shutdown);
-            }
+        if self.inbox.send(msg).await.is_err() {
+            self.admission.untake(ticket);
+            return Err(Error::Shutdown);
         }
         if let Some(rx) = answered {
             rx.await.map_err(|_| Error::Shutdown)??;
@@ -296,7 +296,7 @@ impl ResilientWebSocket {
         }
     }
 
-    /// Like [`send`](Self::send), but never waits: a full mailbox or outbox
+    /// Like [`send`](Self::send), but never waits: a full inbox or outbox
     /// (counting the messages handed over that the client has not taken
     /// in yet) is [`Error::BufferFull`]. With a durable store it does not wait for
     /// the commit either: use `send()` for that guarantee.
@@ -320,11 +320,11 @@ impl ResilientWebSocket {
             id,
             receipt: None,
         };
-        self.queue.try_send(msg).map(|()| id).map_err(|e| {
+        self.inbox.try_send(msg).map(|()| id).map_err(|e| {
             self.admission.untake(ticket);
             match e {
-                SendError::Full(_) => Error::BufferFull(self.opts.max_buffered_messages),
-                SendError::Closed(_) => Error::Shutdown,
+                Refused::Full => Error::BufferFull(self.opts.max_buffered_messages),
+                Refused::Closed => Error::Shutdown,
             }
         })
     }

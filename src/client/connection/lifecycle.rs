@@ -86,8 +86,9 @@ impl ConnectionActor {
         // The guard lives inside the stream item, so it counts the stream for
         // exactly as long as the context holds it.
         let guard = LiveGuard::new(self.shared.clone());
-        // The gate stops reading while a subscriber is too far behind.
-        let stream = Gated::new(stream, self.bus.messages.gate());
+        // The gate stops reading while a subscriber is too far behind; it
+        // also records the peer's signs of life.
+        let stream = Gated::new(stream, self.bus.messages.gate(), self.shared.clone());
         ctx.add_stream(stream.map(move |frame| {
             let _ = &guard;
             frame

@@ -20,7 +20,7 @@ impl ConnectionActor {
         let Some(sock) = self.sock.as_mut() else {
             return;
         };
-        self.shared.touch();
+        // The frame's sign of life is recorded by the stream (`Gated`).
         if matches!(sock.closing, Closing::Done | Closing::Acking) {
             // Once the socket is failed or closed by the peer, nothing more is
             // delivered; the peer's Close (or the TCP end) finishes it. Not

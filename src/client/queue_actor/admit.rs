@@ -9,7 +9,7 @@ use actix::prelude::*;
 use actix_rt::time::Instant;
 use tokio::sync::oneshot;
 
-use super::{flow::Flush, messages::*, QueueActor};
+use super::{flow::Flush, inbox::Drain, messages::*, QueueActor};
 use crate::client::{
     admission::{Admission, Credits, Ticket},
     receipt::ReceiptTx,
@@ -96,6 +96,8 @@ impl Handler<OutgoingMessage> for QueueActor {
     type Result = crate::Result<()>;
 
     fn handle(&mut self, msg: OutgoingMessage, ctx: &mut Context<Self>) -> Self::Result {
+        // After the `send()`s that came before it.
+        self.drain_inbox(ctx);
         let ticket = match &self.admission {
             Some(admission) => admission.admit(&msg.payload)?,
             None => Ticket::Free,
@@ -121,12 +123,11 @@ impl Handler<OutgoingMessage> for QueueActor {
     }
 }
 
-impl Handler<Enqueue> for QueueActor {
+impl Handler<Drain> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
-        self.receive(msg, ctx);
-        self.end_turn(ctx);
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.drain_inbox(ctx);
     }
 }
 
@@ -151,6 +152,32 @@ impl QueueActor {
     pub(super) fn end_turn(&mut self, ctx: &mut Context<Self>) {
         self.settle(ctx);
         self.submit();
+    }
+
+    /// Takes in everything `send()` left in the inbox, as one burst: one
+    /// turn (credits settled, the store told) and one batch to the
+    /// connection for all of it.
+    pub(super) fn drain_inbox(&mut self, ctx: &mut Context<Self>) {
+        let Some(inbox) = self.inbox.as_mut() else {
+            return;
+        };
+        let taken = inbox.take();
+        if taken.is_empty() {
+            return;
+        }
+        // The burst is all here: no `Flush` to wait for (`take_in`
+        // schedules none while one counts as scheduled), the batch goes
+        // below.
+        let scheduled = std::mem::replace(&mut self.flush_scheduled, true);
+        self.burst_now = Some(std::time::Instant::now());
+        for msg in taken {
+            self.receive(msg, ctx);
+        }
+        self.burst_now = None;
+        self.flush();
+        // A `Flush` scheduled before still comes; it finds nothing.
+        self.flush_scheduled = scheduled;
+        self.end_turn(ctx);
     }
 
     /// An `Enqueue` arrived: a message with a credit (or that needs none) is
@@ -383,10 +410,12 @@ impl QueueActor {
             // reports it, and the report fails the receipt.
             self.receipts.wait(id, tx);
         }
-        match self
-            .queue
-            .enqueue_with_id(id, payload, priority, std::time::Instant::now())
-        {
+        match self.queue.enqueue_with_id(
+            id,
+            payload,
+            priority,
+            self.burst_now.unwrap_or_else(std::time::Instant::now),
+        ) {
             Ok(outcome) => {
                 if let Some(d) = self.durable.as_mut() {
                     d.keys.insert(outcome.id, key);

@@ -152,6 +152,8 @@ impl Handler<CloseAfterFlush> for QueueActor {
     type Result = ();
 
     fn handle(&mut self, msg: CloseAfterFlush, ctx: &mut Context<Self>) {
+        // Every `send()` that came before it was accepted: it goes first.
+        self.drain_inbox(ctx);
         self.flush();
         if self.up {
             self.drain_backlog();
@@ -339,7 +341,9 @@ impl QueueActor {
             let burst = std::mem::take(&mut self.batch);
             self.send_batch(burst);
         }
-        let mut batch = Vec::new();
+        // Sized once: grown message by message, a large backlog's batch was
+        // reallocated (and its fresh pages faulted in) a dozen times.
+        let mut batch = Vec::with_capacity(self.queue.len().min(BACKLOG_BATCH));
         while !self.paused && !self.store_blocked() {
             let Some(next) = self.queue.peek() else {
                 break;
@@ -377,7 +381,8 @@ impl QueueActor {
             }
             batch.push(out);
             if batch.len() == BACKLOG_BATCH {
-                self.send_batch(std::mem::take(&mut batch));
+                let next = Vec::with_capacity(self.queue.len().min(BACKLOG_BATCH));
+                self.send_batch(std::mem::replace(&mut batch, next));
             }
         }
         self.send_batch(batch);

@@ -17,9 +17,7 @@ use crate::{
     Result,
 };
 
-/// A message from `send()`.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A message from `send()`, through the inbox (`inbox.rs`).
 pub(crate) struct Enqueue {
     pub(crate) payload: Payload,
     pub(crate) priority: u8,

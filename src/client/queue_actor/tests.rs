@@ -14,6 +14,7 @@ use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    inbox::{inbox, InboxTx},
     messages::{
         Acked, CloseAfterFlush, Enqueue, FirstSeq, LinkState, Outbound, OutgoingMessage, Returned,
     },
@@ -91,6 +92,8 @@ impl Handler<MessageDropped> for Recorder {
 /// One outbox, its fake connection, and the admission `send()` would use.
 struct Rig {
     queue: Addr<QueueActor>,
+    /// `send()`'s way in.
+    inbox: InboxTx,
     shared: Arc<Shared>,
     admission: Admission,
     seen: mpsc::UnboundedReceiver<Seen>,
@@ -121,8 +124,12 @@ fn rig(opts: ClientOptions) -> Rig {
         write: conn.downgrade().recipient(),
         disconnect: conn.downgrade().recipient(),
     });
+    let ctx = Context::new();
+    let (inbox, rx) = inbox(ctx.address().recipient());
+    actor.set_inbox(rx);
     Rig {
-        queue: actor.start(),
+        queue: ctx.run(actor),
+        inbox,
         shared,
         admission,
         seen,
@@ -153,7 +160,7 @@ impl Rig {
             }
             _ => (None, None),
         };
-        self.queue.do_send(Enqueue {
+        let taken = self.inbox.try_send(Enqueue {
             payload,
             priority: 0,
             done: None,
@@ -162,6 +169,7 @@ impl Rig {
             id: self.shared.next_message_id(),
             receipt: None,
         });
+        assert!(taken.is_ok(), "the inbox has room");
         Ok(rx)
     }
 
