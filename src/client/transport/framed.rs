@@ -35,9 +35,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// 48 KiB, not 64: the codec's buffer grows by doubling when less than
 /// 1 KiB of it is free, so stopping here keeps it at 64 KiB for messages
-/// under 15 KiB (at 64 KiB it would double to 128 KiB). A connection that
-/// once wrote a burst keeps that buffer (awc's own: 8 KiB, or the largest
-/// message).
+/// under 15 KiB (at 64 KiB it would double to 128 KiB). A connection
+/// keeps that buffer while it writes bursts, and releases it at its next
+/// flush of less than [`BURST_BYTES`] (a heartbeat's ping is one).
 pub(crate) const WRITE_BATCH_BYTES: usize = 48 * 1024;
 
 /// The socket as awc hands it over, except for the write side (see the
