@@ -36,8 +36,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// 48 KiB, not 64: the codec's buffer grows by doubling when less than
 /// 1 KiB of it is free, so stopping here keeps it at 64 KiB for messages
 /// under 15 KiB (at 64 KiB it would double to 128 KiB). A connection
-/// keeps that buffer while it writes bursts, and releases it at its next
-/// flush of less than [`BURST_BYTES`] (a heartbeat's ping is one).
+/// keeps that buffer while it writes bursts, and releases it after two
+/// flushes in a row of less than [`BURST_BYTES`] (heartbeat pings are
+/// such flushes).
 pub(crate) const WRITE_BATCH_BYTES: usize = 48 * 1024;
 
 /// The socket as awc hands it over, except for the write side (see the
@@ -62,11 +63,13 @@ pub(crate) struct WsFramed {
     /// The codec's write buffer was released after the last flush and
     /// nothing was written since.
     write_released: bool,
+    /// The last completed flush wrote a burst (see [`BURST_BYTES`]).
+    last_was_burst: bool,
 }
 
-/// A flush of less than this is no burst: the write buffer is released
-/// after it (`Framed` reserves 8 KiB again at the next message, as much
-/// as it held before, only not while idle).
+/// A flush of less than this is no burst. After two such flushes in a row
+/// the write buffer is released (`Framed` reserves 8 KiB again at the
+/// next message, as much as it held before, only not while idle).
 const BURST_BYTES: usize = 8 * 1024;
 
 impl WsFramed {
@@ -77,11 +80,12 @@ impl WsFramed {
             framed: Some(framed),
             unflushed: 0,
             write_released: false,
+            last_was_burst: false,
         };
         // The handshake left both of awc's 8 KiB buffers behind, its
         // request written out and its response read: an idle socket needs
         // neither.
-        this.release_write_buf(0);
+        this.release_write_buf();
         this.release_read_buf();
         this
     }
@@ -114,12 +118,9 @@ impl WsFramed {
         }
     }
 
-    /// After a completed flush of `flushed` bytes: releases the emptied
-    /// write buffer unless that was a burst (a streaming connection keeps
-    /// its large buffer instead of growing one again per burst; its next
-    /// small flush releases it).
-    fn release_write_buf(&mut self, flushed: usize) {
-        if flushed >= BURST_BYTES || self.write_released {
+    /// Releases the write buffer when everything in it was written.
+    fn release_write_buf(&mut self) {
+        if self.write_released {
             return;
         }
         let framed = self.framed.as_ref().expect("not nested");
@@ -139,8 +140,16 @@ impl WsFramed {
 
     fn write_out(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), ProtocolError>> {
         ready!(self.framed().poll_flush(cx))?;
-        let flushed = std::mem::take(&mut self.unflushed);
-        self.release_write_buf(flushed);
+        // A connection that streams keeps its grown buffer (up to 64 KiB)
+        // rather than grow one again, copying, for each burst; one that
+        // wrote no burst in its last two flushes releases it. Only one
+        // small flush would not do: bursts and lone messages alternate in
+        // a stream, and throughput then pays for the copies.
+        let burst = std::mem::take(&mut self.unflushed) >= BURST_BYTES;
+        if !burst && !self.last_was_burst {
+            self.release_write_buf();
+        }
+        self.last_was_burst = burst;
         Poll::Ready(Ok(()))
     }
 }
@@ -632,13 +641,18 @@ mod tests {
         }
         assert_eq!(framed.buffer_capacities().0, 0, "released once read");
 
-        // A burst keeps its (grown) buffer for the next one; the next small
-        // flush releases it.
+        // A burst keeps its (grown) buffer for the next one, and so does
+        // one small flush after it; the second releases it.
         for _ in 0..20 {
             framed.feed(kib()).await.unwrap();
         }
         framed.flush().await.unwrap();
         assert!(!framed.write_released, "kept after a burst");
+        framed
+            .send(WsMessage::Text("a lone one".into()))
+            .await
+            .unwrap();
+        assert!(!framed.write_released, "kept after one small flush");
         framed
             .send(WsMessage::Text("idle now".into()))
             .await
