@@ -705,4 +705,40 @@ mod tests {
             .unwrap();
         assert_eq!(framed.buffer_capacities().1, 0);
     }
+
+    /// Whether the thread holds a spare buffer in `key`.
+    fn has_spare(key: &'static LocalKey<Cell<Option<BytesMut>>>) -> bool {
+        let buf = key.take();
+        let some = buf.is_some();
+        key.set(buf);
+        some
+    }
+
+    #[actix_rt::test]
+    async fn a_released_buffer_is_the_next_sockets_of_the_thread() {
+        let incoming = Rc::new(RefCell::new(VecDeque::new()));
+        let io: BoxedSocket = Box::new(Peer {
+            incoming: incoming.clone(),
+        });
+        let mut framed = WsFramed::new(Framed::new(io, Codec::new().client_mode()));
+        assert!(has_spare(&SPARE_READ_BUF) && has_spare(&SPARE_WRITE_BUF));
+        // The next write takes the write spare; its flush gives it back.
+        framed.feed(WsMessage::Text("hi".into())).await.unwrap();
+        assert!(!has_spare(&SPARE_WRITE_BUF), "taken, not allocated");
+        framed.flush().await.unwrap();
+        assert!(has_spare(&SPARE_WRITE_BUF));
+        // The next read takes the read spare, and gives it back once it
+        // found nothing more.
+        incoming.borrow_mut().push_back(server_frames(1));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = TaskContext::from_waker(&waker);
+        let Poll::Ready(Some(Ok(WsFrame::Binary(b)))) = Pin::new(&mut framed).poll_next(&mut cx)
+        else {
+            panic!("the frame");
+        };
+        assert_eq!(b.len(), 1024);
+        assert!(!has_spare(&SPARE_READ_BUF), "in use");
+        assert!(drain(&mut framed).is_empty());
+        assert!(has_spare(&SPARE_READ_BUF));
+    }
 }
