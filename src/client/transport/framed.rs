@@ -1,21 +1,25 @@
 //! [`WsFramed`]: the socket as awc hands it over (frames in, messages
 //! out), with two changes on the write side: closing it first writes what
 //! is still buffered, and a burst is written to the kernel in a few large
-//! writes instead of one per 8 KiB; and one on the read side: while the
-//! peer streams, it is read in large reads too ([`ReadAhead`]).
+//! writes instead of one per 8 KiB; one on the read side: while the
+//! peer streams, it is read in large reads too ([`ReadAhead`]); and an
+//! idle socket holds no buffers (see [`WsFramed::release_read_buf`]).
 
 use std::{
+    cell::Cell,
     io,
     pin::Pin,
     task::{ready, Context as TaskContext, Poll},
+    thread::LocalKey,
 };
 
-use actix_codec::Framed;
+use actix_codec::{Framed, FramedParts};
 use actix_http::ws::ProtocolError;
 use awc::{
     ws::{Codec, Frame as WsFrame, Message as WsMessage},
     BoxedSocket,
 };
+use bytes::BytesMut;
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -33,9 +37,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// 48 KiB, not 64: the codec's buffer grows by doubling when less than
 /// 1 KiB of it is free, so stopping here keeps it at 64 KiB for messages
-/// under 15 KiB (at 64 KiB it would double to 128 KiB). A connection that
-/// once wrote a burst keeps that buffer (awc's own: 8 KiB, or the largest
-/// message).
+/// under 15 KiB (at 64 KiB it would double to 128 KiB). A connection
+/// keeps that buffer while it writes bursts, and releases it after two
+/// flushes in a row of less than [`BURST_BYTES`] (heartbeat pings are
+/// such flushes).
 pub(crate) const WRITE_BATCH_BYTES: usize = 48 * 1024;
 
 /// The socket as awc hands it over, except for the write side (see the
@@ -52,25 +57,139 @@ pub(crate) const WRITE_BATCH_BYTES: usize = 48 * 1024;
 /// (4001 session gone, 1012 restart, 4002 replaced) a second before the
 /// client could reconnect.
 pub(crate) struct WsFramed {
-    framed: Framed<BoxedSocket, Codec>,
+    /// `None` only inside [`WsFramed::with_parts`].
+    framed: Option<Framed<BoxedSocket, Codec>>,
     /// Roughly how many bytes the codec holds that were not written out
     /// yet (messages given since the last completed flush).
     unflushed: usize,
+    /// The codec's read buffer was released when the last read found
+    /// nothing.
+    read_released: bool,
+    /// The codec's write buffer was released after the last flush and
+    /// nothing was written since.
+    write_released: bool,
+    /// The last completed flush wrote a burst (see [`BURST_BYTES`]).
+    last_was_burst: bool,
 }
+
+thread_local! {
+    /// The last read buffer a socket of this thread released, for the next
+    /// socket of the thread that reads: a socket answering one message at
+    /// a time would otherwise allocate and free 8 KiB per read (glibc
+    /// serves that size outside its per-thread cache: about half a
+    /// microsecond of round-trip time for both buffers). One per thread,
+    /// whatever the number of sockets.
+    static SPARE_READ_BUF: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    /// The same for write buffers.
+    static SPARE_WRITE_BUF: Cell<Option<BytesMut>> = const { Cell::new(None) };
+}
+
+/// Keeps `buf` as the thread's spare (dropping the one before); dropped
+/// instead while the thread ends.
+fn spare(key: &'static LocalKey<Cell<Option<BytesMut>>>, buf: BytesMut) {
+    let _ = key.try_with(|s| s.set(Some(buf)));
+}
+
+/// A flush of less than this is no burst. After two such flushes in a row
+/// the write buffer is released (`Framed` reserves 8 KiB again at the
+/// next message, as much as it held before, only not while idle).
+const BURST_BYTES: usize = 8 * 1024;
 
 impl WsFramed {
     pub(crate) fn new(framed: Framed<BoxedSocket, Codec>) -> Self {
         // What awc read past the handshake stays in the codec's buffer.
         let framed = framed.into_map_io(|io| Box::new(ReadAhead::new(io)) as BoxedSocket);
-        WsFramed {
-            framed,
+        let mut this = WsFramed {
+            framed: Some(framed),
             unflushed: 0,
+            read_released: false,
+            write_released: false,
+            last_was_burst: false,
+        };
+        // The handshake left both of awc's 8 KiB buffers behind, its
+        // request written out and its response read: an idle socket needs
+        // neither.
+        this.release_write_buf();
+        this.release_read_buf();
+        this
+    }
+
+    fn framed(&mut self) -> Pin<&mut Framed<BoxedSocket, Codec>> {
+        Pin::new(self.framed.as_mut().expect("WsFramed outside with_parts"))
+    }
+
+    /// Changes the codec's buffers: `Framed` lends them out only by
+    /// value. The parts keep its flags, so nothing read is lost.
+    fn with_parts(&mut self, f: impl FnOnce(&mut FramedParts<BoxedSocket, Codec>)) {
+        let mut parts = self.framed.take().expect("not nested").into_parts();
+        f(&mut parts);
+        self.framed = Some(Framed::from_parts(parts));
+    }
+
+    /// Releases the read buffer when it holds no part of a frame.
+    ///
+    /// Idle client memory: awc's `Framed` keeps an 8 KiB read buffer for
+    /// the life of the socket, most of a raw client's idle memory beside
+    /// the socket itself. Called when a read found nothing more to read:
+    /// the next read allocates a fresh one (`Framed` reserves 8 KiB
+    /// before every read), so a busy socket pays one allocation per
+    /// wake-up, an idle one holds nothing. Frames already handed out keep
+    /// their bytes alive on their own (they are views into the buffer).
+    fn release_read_buf(&mut self) {
+        let framed = self.framed.as_ref().expect("not nested");
+        if !self.read_released && framed.is_read_buf_empty() {
+            self.with_parts(|p| spare(&SPARE_READ_BUF, std::mem::take(&mut p.read_buf)));
+            self.read_released = true;
         }
     }
 
+    /// Gives a released buffer back (the thread's spare, if any) before
+    /// `Framed` reserves one.
+    fn reclaim(&mut self, spare: &'static LocalKey<Cell<Option<BytesMut>>>, read: bool) {
+        // `try_with`: nothing to take while the thread ends.
+        if let Some(buf) = spare.try_with(Cell::take).ok().flatten() {
+            self.with_parts(|p| {
+                if read {
+                    p.read_buf = buf;
+                } else {
+                    p.write_buf = buf;
+                }
+            });
+        }
+    }
+
+    /// Releases the write buffer when everything in it was written.
+    fn release_write_buf(&mut self) {
+        if self.write_released {
+            return;
+        }
+        let framed = self.framed.as_ref().expect("not nested");
+        if framed.is_write_buf_empty() {
+            self.with_parts(|p| spare(&SPARE_WRITE_BUF, std::mem::take(&mut p.write_buf)));
+            self.write_released = true;
+        }
+    }
+
+    /// The capacities of the codec's read and write buffers.
+    #[cfg(test)]
+    fn buffer_capacities(&mut self) -> (usize, usize) {
+        let mut caps = (0, 0);
+        self.with_parts(|p| caps = (p.read_buf.capacity(), p.write_buf.capacity()));
+        caps
+    }
+
     fn write_out(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), ProtocolError>> {
-        ready!(Pin::new(&mut self.framed).poll_flush(cx))?;
-        self.unflushed = 0;
+        ready!(self.framed().poll_flush(cx))?;
+        // A connection that streams keeps its grown buffer (up to 64 KiB)
+        // rather than grow one again, copying, for each burst; one that
+        // wrote no burst in its last two flushes releases it. Only one
+        // small flush would not do: bursts and lone messages alternate in
+        // a stream, and throughput then pays for the copies.
+        let burst = std::mem::take(&mut self.unflushed) >= BURST_BYTES;
+        if !burst && !self.last_was_burst {
+            self.release_write_buf();
+        }
+        self.last_was_burst = burst;
         Poll::Ready(Ok(()))
     }
 }
@@ -220,7 +339,15 @@ impl Stream for WsFramed {
     type Item = Result<WsFrame, ProtocolError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.framed).poll_next(cx)
+        if std::mem::take(&mut self.read_released) {
+            self.reclaim(&SPARE_READ_BUF, true);
+        }
+        let next = self.framed().poll_next(cx);
+        if next.is_pending() {
+            // Nothing more to read for now: perhaps for a long time.
+            self.release_read_buf();
+        }
+        next
     }
 }
 
@@ -241,8 +368,13 @@ impl Sink<WsMessage> for WsFramed {
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: WsMessage) -> Result<(), ProtocolError> {
+        // `Framed` reserves its 8 KiB again first if it was released and
+        // the thread has no spare.
+        if std::mem::take(&mut self.write_released) {
+            self.reclaim(&SPARE_WRITE_BUF, false);
+        }
         self.unflushed += encoded_len(&item);
-        Pin::new(&mut self.framed).start_send(item)
+        self.framed().start_send(item)
     }
 
     fn poll_flush(
@@ -257,7 +389,7 @@ impl Sink<WsMessage> for WsFramed {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Result<(), ProtocolError>> {
         ready!(self.write_out(cx))?;
-        Pin::new(&mut self.framed).poll_close(cx)
+        self.framed().poll_close(cx)
     }
 }
 
@@ -459,5 +591,154 @@ mod tests {
         assert!(seen[..100 * 1024].iter().all(|&b| b == 1));
         assert_eq!(&seen[100 * 1024..], &[2u8; 10]);
         assert_eq!(ahead.buf.capacity(), 0, "an idle socket holds no buffer");
+    }
+
+    /// A socket whose peer sends what the test puts in `incoming` (nothing
+    /// to read, not the end, while it is empty); writes vanish.
+    struct Peer {
+        incoming: Rc<RefCell<VecDeque<Vec<u8>>>>,
+    }
+
+    impl AsyncRead for Peer {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let mut incoming = self.incoming.borrow_mut();
+            let Some(chunk) = incoming.front_mut() else {
+                return Poll::Pending;
+            };
+            let n = chunk.len().min(out.remaining());
+            out.put_slice(&chunk[..n]);
+            chunk.drain(..n);
+            if chunk.is_empty() {
+                incoming.pop_front();
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Peer {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Polls `framed` until it has nothing to read; answers the frames.
+    fn drain(framed: &mut WsFramed) -> Vec<WsFrame> {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = TaskContext::from_waker(&waker);
+        let mut frames = Vec::new();
+        while let Poll::Ready(frame) = Pin::new(&mut *framed).poll_next(&mut cx) {
+            frames.push(frame.expect("no end").expect("a frame"));
+        }
+        frames
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_socket_holds_no_buffers_and_what_follows_arrives_whole() {
+        let incoming = Rc::new(RefCell::new(VecDeque::new()));
+        let io: BoxedSocket = Box::new(Peer {
+            incoming: incoming.clone(),
+        });
+        let mut framed = WsFramed::new(Framed::new(io, Codec::new().client_mode()));
+        assert_eq!(
+            framed.buffer_capacities(),
+            (0, 0),
+            "none after the handshake"
+        );
+        assert!(drain(&mut framed).is_empty());
+        assert_eq!(framed.buffer_capacities(), (0, 0), "none while waiting");
+
+        // A lone message: written, then its buffer is released.
+        framed.send(WsMessage::Text("hi".into())).await.unwrap();
+        assert_eq!(framed.buffer_capacities().1, 0, "released after the flush");
+
+        // Three frames and a half, then the rest of the fourth: the half
+        // stays buffered while the socket waits, and arrives whole.
+        let bytes = server_frames(4);
+        let cut = bytes.len() - 500;
+        incoming.borrow_mut().push_back(bytes[..cut].to_vec());
+        let first = drain(&mut framed);
+        assert_eq!(first.len(), 3);
+        assert!(framed.buffer_capacities().0 > 0, "the half frame is kept");
+        incoming.borrow_mut().push_back(bytes[cut..].to_vec());
+        let rest = drain(&mut framed);
+        assert_eq!(rest.len(), 1);
+        for (i, frame) in first.iter().chain(&rest).enumerate() {
+            let WsFrame::Binary(b) = frame else {
+                panic!("unexpected {frame:?}");
+            };
+            assert_eq!(b.len(), 1024);
+            assert!(b.iter().all(|&x| x == i as u8), "frame {i} intact");
+        }
+        assert_eq!(framed.buffer_capacities().0, 0, "released once read");
+
+        // A burst keeps its (grown) buffer for the next one, and so does
+        // one small flush after it; the second releases it.
+        for _ in 0..20 {
+            framed.feed(kib()).await.unwrap();
+        }
+        framed.flush().await.unwrap();
+        assert!(!framed.write_released, "kept after a burst");
+        framed
+            .send(WsMessage::Text("a lone one".into()))
+            .await
+            .unwrap();
+        assert!(!framed.write_released, "kept after one small flush");
+        framed
+            .send(WsMessage::Text("idle now".into()))
+            .await
+            .unwrap();
+        assert_eq!(framed.buffer_capacities().1, 0);
+    }
+
+    /// Whether the thread holds a spare buffer in `key`.
+    fn has_spare(key: &'static LocalKey<Cell<Option<BytesMut>>>) -> bool {
+        let buf = key.take();
+        let some = buf.is_some();
+        key.set(buf);
+        some
+    }
+
+    #[actix_rt::test]
+    async fn a_released_buffer_is_the_next_sockets_of_the_thread() {
+        let incoming = Rc::new(RefCell::new(VecDeque::new()));
+        let io: BoxedSocket = Box::new(Peer {
+            incoming: incoming.clone(),
+        });
+        let mut framed = WsFramed::new(Framed::new(io, Codec::new().client_mode()));
+        assert!(has_spare(&SPARE_READ_BUF) && has_spare(&SPARE_WRITE_BUF));
+        // The next write takes the write spare; its flush gives it back.
+        framed.feed(WsMessage::Text("hi".into())).await.unwrap();
+        assert!(!has_spare(&SPARE_WRITE_BUF), "taken, not allocated");
+        framed.flush().await.unwrap();
+        assert!(has_spare(&SPARE_WRITE_BUF));
+        // The next read takes the read spare, and gives it back once it
+        // found nothing more.
+        incoming.borrow_mut().push_back(server_frames(1));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = TaskContext::from_waker(&waker);
+        let Poll::Ready(Some(Ok(WsFrame::Binary(b)))) = Pin::new(&mut framed).poll_next(&mut cx)
+        else {
+            panic!("the frame");
+        };
+        assert_eq!(b.len(), 1024);
+        assert!(!has_spare(&SPARE_READ_BUF), "in use");
+        assert!(drain(&mut framed).is_empty());
+        assert!(has_spare(&SPARE_READ_BUF));
     }
 }
