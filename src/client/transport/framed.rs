@@ -488,27 +488,55 @@ mod tests {
     }
 
     /// A socket with bytes waiting to be read, chunk by chunk (each chunk
-    /// what the kernel holds at one moment); counts the reads. Writes
-    /// vanish; after the last chunk, the end of the stream.
+    /// what the kernel holds at one moment; a test may add more while it
+    /// runs); counts the reads. Writes vanish. Once it has no chunk: the
+    /// end of the stream if `ends`, else nothing to read yet.
     struct Feed {
-        chunks: VecDeque<Vec<u8>>,
+        chunks: Rc<RefCell<VecDeque<Vec<u8>>>>,
         reads: Rc<Cell<usize>>,
+        ends: bool,
+    }
+
+    impl Feed {
+        /// A feed of `chunks` that ends after them.
+        fn ending(chunks: impl IntoIterator<Item = Vec<u8>>, reads: Rc<Cell<usize>>) -> Self {
+            Feed {
+                chunks: Rc::new(RefCell::new(chunks.into_iter().collect())),
+                reads,
+                ends: true,
+            }
+        }
+
+        /// A feed that waits for what the test puts in `chunks`.
+        fn open(chunks: Rc<RefCell<VecDeque<Vec<u8>>>>) -> Self {
+            Feed {
+                chunks,
+                reads: Rc::default(),
+                ends: false,
+            }
+        }
     }
 
     impl AsyncRead for Feed {
         fn poll_read(
-            mut self: Pin<&mut Self>,
+            self: Pin<&mut Self>,
             _: &mut TaskContext<'_>,
             out: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             self.reads.set(self.reads.get() + 1);
-            if let Some(chunk) = self.chunks.front_mut() {
-                let n = chunk.len().min(out.remaining());
-                out.put_slice(&chunk[..n]);
-                chunk.drain(..n);
-                if chunk.is_empty() {
-                    self.chunks.pop_front();
-                }
+            let mut chunks = self.chunks.borrow_mut();
+            let Some(chunk) = chunks.front_mut() else {
+                return if self.ends {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
+            };
+            let n = chunk.len().min(out.remaining());
+            out.put_slice(&chunk[..n]);
+            chunk.drain(..n);
+            if chunk.is_empty() {
+                chunks.pop_front();
             }
             Poll::Ready(Ok(()))
         }
@@ -546,10 +574,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_stream_of_frames_is_read_in_few_large_reads_and_arrives_intact() {
         let reads = Rc::new(Cell::new(0));
-        let feed = Feed {
-            chunks: VecDeque::from([server_frames(200)]),
-            reads: reads.clone(),
-        };
+        let feed = Feed::ending([server_frames(200)], reads.clone());
         let io: BoxedSocket = Box::new(feed);
         let mut framed = WsFramed::new(Framed::new(io, Codec::new().client_mode()));
         let mut got = 0;
@@ -571,10 +596,7 @@ mod tests {
     #[test]
     fn the_read_ahead_buffer_is_dropped_once_the_stream_slows() {
         let reads = Rc::new(Cell::new(0));
-        let feed = Feed {
-            chunks: VecDeque::from([vec![1u8; 100 * 1024], vec![2u8; 10]]),
-            reads,
-        };
+        let feed = Feed::ending([vec![1u8; 100 * 1024], vec![2u8; 10]], reads);
         let mut ahead = ReadAhead::new(Box::new(feed));
         let waker = futures_util::task::noop_waker();
         let mut cx = TaskContext::from_waker(&waker);
@@ -593,50 +615,6 @@ mod tests {
         assert_eq!(ahead.buf.capacity(), 0, "an idle socket holds no buffer");
     }
 
-    /// A socket whose peer sends what the test puts in `incoming` (nothing
-    /// to read, not the end, while it is empty); writes vanish.
-    struct Peer {
-        incoming: Rc<RefCell<VecDeque<Vec<u8>>>>,
-    }
-
-    impl AsyncRead for Peer {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            _: &mut TaskContext<'_>,
-            out: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            let mut incoming = self.incoming.borrow_mut();
-            let Some(chunk) = incoming.front_mut() else {
-                return Poll::Pending;
-            };
-            let n = chunk.len().min(out.remaining());
-            out.put_slice(&chunk[..n]);
-            chunk.drain(..n);
-            if chunk.is_empty() {
-                incoming.pop_front();
-            }
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl AsyncWrite for Peer {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _: &mut TaskContext<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Poll::Ready(Ok(buf.len()))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
     /// Polls `framed` until it has nothing to read; answers the frames.
     fn drain(framed: &mut WsFramed) -> Vec<WsFrame> {
         let waker = futures_util::task::noop_waker();
@@ -651,9 +629,7 @@ mod tests {
     #[actix_rt::test]
     async fn an_idle_socket_holds_no_buffers_and_what_follows_arrives_whole() {
         let incoming = Rc::new(RefCell::new(VecDeque::new()));
-        let io: BoxedSocket = Box::new(Peer {
-            incoming: incoming.clone(),
-        });
+        let io: BoxedSocket = Box::new(Feed::open(incoming.clone()));
         let mut framed = WsFramed::new(Framed::new(io, Codec::new().client_mode()));
         assert_eq!(
             framed.buffer_capacities(),
@@ -717,9 +693,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_released_buffer_is_the_next_sockets_of_the_thread() {
         let incoming = Rc::new(RefCell::new(VecDeque::new()));
-        let io: BoxedSocket = Box::new(Peer {
-            incoming: incoming.clone(),
-        });
+        let io: BoxedSocket = Box::new(Feed::open(incoming.clone()));
         let mut framed = WsFramed::new(Framed::new(io, Codec::new().client_mode()));
         assert!(has_spare(&SPARE_READ_BUF) && has_spare(&SPARE_WRITE_BUF));
         // The next write takes the write spare; its flush gives it back.
