@@ -116,7 +116,7 @@ impl<S: Clone> Registry<S> {
         Ok(())
     }
 
-    /// Adds a session whose actor runs on `thread`.
+    /// Adds a session whose actor runs on `thread` (its id is new).
     pub(crate) fn insert(
         &self,
         id: String,
@@ -125,25 +125,10 @@ impl<S: Clone> Registry<S> {
         window: Arc<SendWindow>,
         thread: ThreadId,
     ) {
-        self.sessions.lock().expect("sessions lock").insert(
-            id,
-            SessionEntry {
-                addr,
-                window,
-                thread,
-            },
-        );
-        if !identity.is_empty() {
-            *self
-                .per_identity
-                .lock()
-                .expect("identity lock")
-                .entry(identity.to_owned())
-                .or_default() += 1;
-        }
+        let old = self.replace(id, identity, addr, window, thread);
+        debug_assert!(old.is_none(), "session ids are new");
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     /// Puts `addr` in place of whatever holds `id` now (a node took a
     /// session it already had an actor for): the identity count stays.
     /// Answers the entry it replaced.
