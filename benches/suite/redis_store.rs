@@ -1,7 +1,8 @@
 //! Sessions in Redis against sessions in memory (issue 13), in the same
 //! run: stateful throughput at 64 B and 1 KiB and the stateful round trip
-//! (p50, p99) against two reliable echo servers in this process, one with
-//! each store, and the Redis commands per message read from
+//! (p50, p99) against two reliable echo servers in child processes (two
+//! workers each, `RWS_BENCH_SERVER_WORKERS` to change), one with each
+//! store, and the Redis commands per message read from
 //! `INFO commandstats`. Needs `-F redis` and a `redis-server` on `PATH`
 //! (a private one is started on a free port, without persistence); without
 //! one the section says so and is skipped.
@@ -13,13 +14,10 @@ use std::{
 };
 
 use bytestring::ByteString;
-use resilient_ws::{
-    server::{RedisSessionStore, ServerOptions, SessionStore},
-    testing::TestServer,
-    ReconnectMode,
-};
+use resilient_ws::ReconnectMode;
 
 use super::{
+    child::ChildProc,
     plan::{Plan, Report},
     rtt::{pct, rtt_ours},
     tput::tput_ours,
@@ -134,14 +132,24 @@ pub(super) async fn bench_redis(plan: &Plan, report: &mut Report) {
         eprintln!("redis: no redis-server on PATH (or it did not answer); skipped");
         return;
     };
-    let store = RedisSessionStore::connect(&redis.url, "bench")
-        .await
-        .expect("the Redis store");
-    let mut options = ServerOptions::default();
-    options.store = SessionStore::Redis(store);
-    let (memory, _m) = TestServer::reliable_echo(ServerOptions::default()).expect("server");
-    let (in_redis, _r) = TestServer::reliable_echo(options).expect("server");
-    let (mem_url, redis_url) = (memory.ws_url(), in_redis.ws_url());
+    // Both servers are child processes with the workers `rws serve` runs
+    // here (as the tput section's): in this process a one-worker server
+    // would run each session on its socket's thread, and before that on
+    // the clients' thread, charging the server's work to the clients.
+    let workers = std::env::var("RWS_BENCH_SERVER_WORKERS").unwrap_or_else(|_| "2".into());
+    let mut memory = ChildProc::spawn("server", &["0".into(), workers.clone()]);
+    let mut in_redis = ChildProc::spawn(
+        "server",
+        &[
+            "0".into(),
+            workers,
+            "redis".into(),
+            redis.url.clone(),
+            "rws".into(),
+            "bench".into(),
+        ],
+    );
+    let (mem_url, redis_url) = (memory.line(), in_redis.line());
     let n = plan.tput_msgs;
     let stateful = ReconnectMode::Stateful;
     for (label, size) in [("64b", 64usize), ("1k", 1024)] {
@@ -217,7 +225,7 @@ pub(super) async fn bench_redis(plan: &Plan, report: &mut Report) {
             format!("{:+.1}µs", r - m),
         );
     }
-    memory.stop().await;
-    in_redis.stop().await;
+    memory.finish();
+    in_redis.finish();
     eprintln!("redis: done");
 }
