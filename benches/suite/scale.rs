@@ -305,17 +305,7 @@ pub(super) fn role_scale(args: &str) {
 
 /// CPU seconds (user + system, all threads) process `pid` used so far.
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which may hold spaces: utime and
-    // stime are the 14th and 15th fields, in clock ticks (100 per second).
-    let after = stat.rsplit_once(") ").map_or("", |(_, a)| a);
-    let ticks: f64 = after
-        .split(' ')
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
+    stat_cpu_secs(std::path::Path::new(&format!("/proc/{pid}/stat"))).unwrap_or(0.0)
 }
 
 /// CPU seconds each thread of process `pid` used so far.
@@ -326,17 +316,26 @@ fn thread_cpu_secs(pid: u32) -> std::collections::HashMap<String, f64> {
     tasks
         .filter_map(|t| {
             let t = t.ok()?;
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            let after = stat.rsplit_once(") ")?.1;
-            let ticks: f64 = after
-                .split(' ')
-                .skip(11)
-                .take(2)
-                .filter_map(|v| v.parse::<f64>().ok())
-                .sum();
-            Some((t.file_name().to_string_lossy().into_owned(), ticks / 100.0))
+            let secs = stat_cpu_secs(&t.path().join("stat"))?;
+            Some((t.file_name().to_string_lossy().into_owned(), secs))
         })
         .collect()
+}
+
+/// User + system CPU seconds from a `/proc` `stat` file (a process's or
+/// a thread's).
+fn stat_cpu_secs(path: &std::path::Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The fields after the command name, which may hold spaces: utime and
+    // stime are the 14th and 15th fields, in clock ticks (100 per second).
+    let after = stat.rsplit_once(") ")?.1;
+    let ticks: f64 = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    Some(ticks / 100.0)
 }
 
 /// The busiest thread's share of the CPU time the threads of a process
