@@ -1,10 +1,10 @@
 //! Sessions spread over the workers of a multi-worker server (issue 16):
-//! each session actor runs on the negotiating worker (in Redis mode on a
-//! worker other than its HELLO's socket's), with one worker on that
-//! worker; and everything a session
-//! does still works from there: exactly once both ways through cuts,
-//! resumes on either worker, `send_to` from another thread, `broadcast`,
-//! the shutdown drain, the resume window.
+//! each session actor runs on the worker of its first socket (in Redis
+//! mode, of each socket), so sessions spread as their sockets do; and
+//! everything a session does still works from there: exactly once both
+//! ways through cuts, resumes on either worker, `send_to` from another
+//! thread (also before the first socket), `broadcast`, the shutdown
+//! drain, the resume window.
 
 mod common;
 
@@ -310,7 +310,7 @@ async fn sessions_on_both_workers_expire_after_the_resume_window() {
 
 #[cfg(feature = "redis")]
 #[actix_rt::test]
-async fn redis_mode_starts_each_session_off_its_sockets_worker_and_stays_exactly_once() {
+async fn redis_mode_starts_each_session_on_its_sockets_worker_and_stays_exactly_once() {
     use common::TestRedis;
     use resilient_ws::server::{RedisSessionStore, SessionStore};
 
@@ -332,14 +332,14 @@ async fn redis_mode_starts_each_session_off_its_sockets_worker_and_stays_exactly
         "every session attached here"
     );
     assert_spread(&reliable, &inbox.opened());
-    // The HELLO starts the actor on the other worker: a socket's I/O and
-    // its session's work run on two threads.
-    assert_eq!(reliable.attach_affinity(), (0, CLIENTS as u64));
+    // The HELLO starts the actor on the socket's worker: no hop between
+    // threads per message.
+    assert_eq!(reliable.attach_affinity(), (CLIENTS as u64, 0));
 
     stream_through_cuts(&clients, Some(&inbox), &proxy, 200).await;
     let (here, elsewhere) = reliable.attach_affinity();
-    assert!(elsewhere > CLIENTS as u64, "the resumes attached too");
-    assert_eq!(here, 0, "no socket on its session's worker");
+    assert!(here > CLIENTS as u64, "the resumes attached too");
+    assert_eq!(elsewhere, 0, "each resume's actor on its socket's worker");
     for (ws, _) in &clients {
         ws.disconnect().await.unwrap();
     }
@@ -381,11 +381,11 @@ async fn rws_serve_workers_flag_sets_the_workers_whose_sessions_stream_exactly_o
 }
 
 #[actix_rt::test]
-async fn a_client_negotiating_and_streaming_has_its_session_off_its_sockets_worker() {
+async fn a_client_negotiating_and_streaming_has_its_session_on_its_sockets_worker() {
     // Our client upgrades on a new connection, which actix-web deals to
-    // the next worker: the session stays on the negotiating worker, the
-    // socket is on the other. One busy stream keeps two threads busy
-    // (what the single-stream throughput depends on).
+    // the next worker: the session, created by the negotiate on one
+    // worker, starts on the socket's (no hop between threads per message:
+    // what the round trip depends on).
     let reliable = ReliableServer::echo(ServerOptions::default());
     let (addr, http) = serve_two_workers(&reliable);
     for k in 0..4u64 {
@@ -399,8 +399,8 @@ async fn a_client_negotiating_and_streaming_has_its_session_off_its_sockets_work
         assert_eq!(texts(&rec.wait_messages(1, WAIT).await), [format!("m{k}")]);
         assert_eq!(
             reliable.attach_affinity(),
-            (0, k + 1),
-            "client {k}'s socket and session on two threads"
+            (k + 1, 0),
+            "client {k}'s socket and session on one thread"
         );
         ws.disconnect().await.unwrap();
     }
@@ -408,29 +408,58 @@ async fn a_client_negotiating_and_streaming_has_its_session_off_its_sockets_work
 }
 
 #[actix_rt::test]
+async fn a_message_sent_before_the_first_socket_waits_for_it_on_the_sockets_worker() {
+    use bytes::Bytes;
+    use resilient_ws::protocol::Frame;
+
+    let reliable = ReliableServer::echo(ServerOptions::default());
+    let (addr, http) = serve_two_workers(&reliable);
+    let neg = common::negotiate_at(addr, &[]).await.expect("negotiate");
+    // The actor waits for its first socket: the message waits in its
+    // mailbox (from this thread, which is no worker).
+    reliable
+        .send_to(&neg.connection_id, "early")
+        .await
+        .expect("queued for the session");
+    let mut conn = common::protocol_socket_at(addr).await;
+    let hello = Frame::hello(&neg.connection_id, &neg.reconnect_token, 0, 1).unwrap();
+    conn.send_binary(&hello.to_bytes()).await.unwrap();
+    let got = loop {
+        let f = tokio::time::timeout(WAIT, conn.read_frame())
+            .await
+            .expect("a frame in time")
+            .unwrap();
+        if let Frame::Data { seq, payload } = Frame::decode(Bytes::from(f.payload)).unwrap() {
+            break (seq, payload);
+        }
+    };
+    assert_eq!(got, (1, "early".into()));
+    assert_eq!(
+        reliable.attach_affinity(),
+        (1, 0),
+        "started on the socket's worker"
+    );
+    let thread = reliable.session_thread(&neg.connection_id).unwrap();
+    assert_ne!(thread, std::thread::current().id());
+    drop(conn);
+    http.stop(true).await;
+}
+
+#[actix_rt::test]
 async fn a_session_resumes_from_either_worker_exactly_once() {
     use bytes::Bytes;
-    use resilient_ws::{protocol::Frame, testing::RawConn};
+    use resilient_ws::protocol::Frame;
 
     // Each raw socket is a new TCP connection, dealt to the workers in
-    // turn: the session (which cannot move) is resumed from its own
-    // worker and from the other one.
+    // turn: the session (which starts on its first socket's worker and
+    // cannot move) is resumed from its own worker and from the other one.
     let reliable = ReliableServer::echo(ServerOptions::default());
     let inbox = Inbox::attach(&reliable);
     let (addr, http) = serve_two_workers(&reliable);
     let neg = common::negotiate_at(addr, &[]).await.expect("negotiate");
     let mut echoed = 0u64;
     for seq in 1..=12u64 {
-        let mut conn = RawConn::connect(
-            addr,
-            "/ws",
-            &[(
-                "Sec-WebSocket-Protocol",
-                resilient_ws::protocol::SUBPROTOCOL,
-            )],
-        )
-        .await
-        .unwrap();
+        let mut conn = common::protocol_socket_at(addr).await;
         let hello = Frame::hello(&neg.connection_id, &neg.reconnect_token, echoed, 1).unwrap();
         conn.send_binary(&hello.to_bytes()).await.unwrap();
         let payload = format!("m{seq}");

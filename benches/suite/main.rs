@@ -111,8 +111,11 @@ fn main() {
         // stream's socket and session run on two threads.
         let workers = std::env::var("RWS_BENCH_SERVER_WORKERS").unwrap_or_else(|_| "2".into());
         report.key("server_workers", workers.parse().unwrap_or(0.0));
+        // Uncounted: the storm counter (a `MessageReceived` subscriber on
+        // the child's main thread) would add a hop to a third thread per
+        // message that `rws serve` does not have (docs/PERFORMANCE.md).
         let mut child = (!inproc && (plan.runs("tput") || plan.runs("rtt")))
-            .then(|| ChildProc::spawn("server", &["0".into(), workers]));
+            .then(|| ChildProc::spawn("server", &["0".into(), workers, "uncounted".into()]));
         let url = match child.as_mut() {
             Some(c) => c.line(),
             None => server.ws_url(),

@@ -41,12 +41,11 @@ pub use super::{error::ServerError, stats::ServerStats};
 ///
 /// # Threading
 /// [`start`](Self::start) must run inside an actix `System`: it starts the
-/// hub actor (shutdown only) on the current arbiter. Session actors are
-/// started on the actix-web workers [`reliable_route`](super::reliable_route)
-/// is registered on (the negotiating worker's; in Redis mode a worker other
-/// than the one whose socket sent the HELLO), so the sessions of a server
-/// are spread over its workers, and one worker is one thread; the handle
-/// reaches them from any thread through `Send` addresses. Stopping the
+/// hub actor (shutdown only) on the current arbiter. Session actors run on
+/// the actix-web worker of their socket (in memory mode, of their first
+/// socket), so the sessions of a server are spread over its workers, and
+/// one worker is one thread; the handle reaches them from any thread
+/// through `Send` addresses. Stopping the
 /// actix-web server stops its workers and so ends their sessions: serve a
 /// `ReliableServer` from one `HttpServer` for its whole life (see the
 /// module docs).
@@ -524,7 +523,8 @@ impl ReliableServer {
                 }
             };
         }
-        // On this thread (the negotiating worker's): no hop to the hub.
+        // On this thread (the negotiating worker's): no hop to the hub;
+        // the actor starts on the worker of the session's first socket.
         hub::create_session(&self.shared, identity, params)
     }
 

@@ -1,10 +1,9 @@
 //! The hub actor, and where session actors are created.
 //!
-//! Session actors are started on the server's actix-web workers, chosen by
-//! `Workers` (the negotiating worker in memory mode, another than the
-//! socket's in Redis mode), so the sessions of a server are spread over
-//! its workers (see the Threading section of the module docs). The hub
-//! actor only fans out the shutdown.
+//! Session actors run on the actix-web worker of their socket (see
+//! `workers` and the Threading section of the module docs), so the
+//! sessions of a server spread over its workers as their sockets do. The
+//! hub actor only fans out the shutdown.
 //!
 //! The registry holds the sessions' strong addresses on purpose: a session
 //! must live for its resume window while no socket and no application code
@@ -16,10 +15,11 @@ use actix::prelude::*;
 
 use super::{
     error::ServerError,
+    registry::SessionEntry,
     send_window::SendWindow,
     session::{Drain, SessionActor},
     shared::Shared,
-    workers::Placement,
+    workers::{start_deferred, FIRST_SOCKET_GRACE},
 };
 
 /// A server's shared state with this crate's session actor as the
@@ -28,8 +28,10 @@ use super::{
 pub(crate) type ServerShared = Shared<Addr<SessionActor>>;
 use crate::protocol::{new_connection_id, new_reconnect_token, NegotiateParams};
 
-/// Creates a session pending its first socket, its actor on the calling
-/// (negotiating) worker; answers its connection id and reconnect token.
+/// Creates a session pending its first socket, its actor deferred: it
+/// starts on the worker of that socket (or on this, the negotiating,
+/// worker if none comes within `FIRST_SOCKET_GRACE`); answers its
+/// connection id and reconnect token.
 ///
 /// # Errors
 /// [`ServerError::TooManySessions`] or
@@ -53,13 +55,22 @@ pub(crate) fn create_session(
             window.clone(),
         );
         let client_max = params.max_message_size.unwrap_or(usize::MAX);
-        let (addr, thread) = shared.workers.start(Placement::Here, move || {
+        // The resume window of a session that never gets a socket counts
+        // from now, not from its (deferred) start.
+        let unattached_until = actix_rt::time::Instant::now() + shared.options.resume_window;
+        // Never later than the window: a session without a socket then
+        // starts when it is due to expire, and expires at once.
+        let grace = FIRST_SOCKET_GRACE.min(shared.options.resume_window);
+        let (addr, deferred) = start_deferred(grace, move || {
             SessionActor::new(for_actor, id, tok, ident, client_id, client_max, w)
+                .unattached_until(unattached_until)
         });
         if let Some(max) = params.max_message_size {
             shared.sessions.set_client_limit(&connection_id, max);
         }
-        (connection_id.clone(), addr, window, thread)
+        let here = std::thread::current().id();
+        let entry = SessionEntry::new(addr, window, here).deferred(deferred);
+        (connection_id.clone(), entry)
     })?;
     Ok((connection_id, token))
 }
@@ -88,9 +99,8 @@ impl Actor for Hub {
 }
 
 /// A socket's HELLO took a session from the Redis store for this node:
-/// starts its actor on the worker `Workers` picks (not the socket's when
-/// there are several), in place of an older one of this node, which is
-/// told it was taken. Answers the new actor.
+/// starts its actor here, on the socket's worker, in place of an older one
+/// of this node, which is told it was taken. Answers the new actor.
 #[cfg(feature = "redis")]
 pub(crate) fn adopt(
     shared: &Arc<ServerShared>,
@@ -101,23 +111,20 @@ pub(crate) fn adopt(
     let store = shared.redis()?.clone();
     let window = Arc::new(SendWindow::new(shared.options.max_pending_bytes()));
     let client_max = taken.client_max;
-    let (for_actor, id, ident, w) = (
+    let addr = SessionActor::adopted(
         shared.clone(),
+        store,
         connection_id.clone(),
         identity.to_owned(),
+        taken,
         window.clone(),
-    );
-    let (addr, thread) = shared.workers.start(Placement::Elsewhere, move || {
-        SessionActor::adopted(for_actor, store, id, ident, taken, w)
-    });
+    )
+    .start();
     if client_max < usize::MAX {
         shared.sessions.set_client_limit(&connection_id, client_max);
     }
-    if let Some(old) =
-        shared
-            .sessions
-            .replace(connection_id, identity, addr.clone(), window, thread)
-    {
+    let entry = SessionEntry::new(addr.clone(), window, std::thread::current().id());
+    if let Some(old) = shared.sessions.replace(connection_id, identity, entry) {
         old.addr.do_send(super::session::StoreNotice::Taken);
     }
     Some(addr)
@@ -128,6 +135,11 @@ impl Handler<Shutdown> for Hub {
 
     fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shared.begin_shutdown(msg.reason.clone());
+        // A session still waiting for its first socket starts here to be
+        // drained now, not after its grace period.
+        for id in self.shared.sessions.ids() {
+            self.shared.sessions.start_here(&id);
+        }
         let sessions = self.shared.sessions.all();
         let mut drained = Vec::with_capacity(sessions.len());
         for addr in sessions {

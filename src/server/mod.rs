@@ -10,25 +10,23 @@
 //! # Threading
 //! actix-web runs the app factory on every worker thread (each worker is an
 //! actix arbiter), and an actor lives on the thread that started it.
-//! [`reliable_route`] records each worker it is registered on, and session
-//! actors are started on those workers, so the sessions of a server are
-//! spread over its workers instead of sharing one thread:
+//! A session actor runs on the worker of its socket, so the sessions of a
+//! server spread over its workers as their sockets do, and a message costs
+//! no hop between threads on its way through the server:
 //! - with one worker, every session runs on it: one worker is one thread
 //!   (its sockets' I/O and its sessions' work take turns). Serve with two
-//!   or more workers to use more cores, for one busy stream as for many;
-//! - in memory mode, negotiate creates the session: its actor lives on the
-//!   worker that answered the negotiate, for the session's whole life (an
-//!   actor cannot move between threads). The client opens a new
-//!   connection for the upgrade (ours does, and browsers do), which
-//!   actix-web deals to the next worker in turn, so a lone stream has its
-//!   socket's I/O and its session's work on two threads in parallel; when
-//!   many clients connect at once, about one socket in N lands on its
-//!   session's worker (no hop between threads for it). A resume lands on
-//!   any worker and reaches the session where it is;
-//! - in Redis mode, a HELLO takes the session and starts its actor on a
-//!   worker other than the socket's (in turn over the others), for the
-//!   same two threads per stream; a later resume on another worker (or
-//!   node) starts a new actor and retires the old one;
+//!   or more workers to use more cores;
+//! - in memory mode, negotiate creates the session, but its actor starts
+//!   on the worker of its first socket (the client opens a new connection
+//!   for the upgrade, which actix-web deals to any worker); meanwhile its
+//!   address takes messages (`send_to`, `broadcast`), which wait for it.
+//!   If no socket comes within two seconds (or the resume window, if
+//!   shorter), the actor starts on the negotiating worker. An actor cannot
+//!   move between threads: a resume that lands on another worker reaches
+//!   the session where it is (one hop each way per batch);
+//! - in Redis mode, each socket's HELLO takes the session and starts its
+//!   actor on the socket's worker; a later resume on another worker (or
+//!   node) starts a new actor there and retires the old one;
 //! - the limits (`max_sessions`, `max_sessions_per_identity`) are checked
 //!   and the session inserted under one lock of the registry, so workers
 //!   that negotiate at once cannot both take the last place;

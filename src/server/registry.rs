@@ -21,15 +21,38 @@ use std::{
     thread::ThreadId,
 };
 
-use super::{error::ServerError, send_window::SendWindow};
+use super::{error::ServerError, send_window::SendWindow, workers::Deferred};
 
 /// A live session: its address and its send buffer.
 #[derive(Clone)]
 pub(crate) struct SessionEntry<S> {
     pub(crate) addr: S,
     pub(crate) window: Arc<SendWindow>,
-    /// The thread (an actix-web worker's arbiter) its actor runs on.
+    /// The thread (an actix-web worker's arbiter) its actor runs on, or
+    /// will run on unless a socket starts it elsewhere (see `deferred`).
     pub(crate) thread: ThreadId,
+    /// The start of an actor created deferred (memory mode's negotiate),
+    /// which its first socket's worker runs (see `workers`).
+    deferred: Deferred,
+}
+
+impl<S> SessionEntry<S> {
+    /// A session whose actor runs on `thread`.
+    pub(crate) fn new(addr: S, window: Arc<SendWindow>, thread: ThreadId) -> Self {
+        SessionEntry {
+            addr,
+            window,
+            thread,
+            deferred: Deferred::default(),
+        }
+    }
+
+    /// The same, its actor created deferred (`thread`: where it starts if
+    /// no socket starts it first).
+    pub(crate) fn deferred(mut self, deferred: Deferred) -> Self {
+        self.deferred = deferred;
+        self
+    }
 }
 
 /// The live sessions of one server.
@@ -81,18 +104,18 @@ impl<S: Clone> Registry<S> {
 
     /// Checks the limits for one more session of `identity` and, if it
     /// is within them, inserts the session `make` creates (its connection
-    /// id, address, send buffer and the thread its actor runs on), as one
-    /// step: concurrent calls from several workers cannot both take the
-    /// last free place. `make` runs only when the session is admitted.
+    /// id and entry), as one step: concurrent calls from several workers
+    /// cannot both take the last free place. `make` runs only when the
+    /// session is admitted.
     pub(crate) fn admit_and_insert(
         &self,
         identity: &str,
-        make: impl FnOnce() -> (String, S, Arc<SendWindow>, ThreadId),
+        make: impl FnOnce() -> (String, SessionEntry<S>),
     ) -> Result<(), ServerError> {
         let _one_at_a_time = self.admission.lock().expect("admission lock");
         self.admit(identity)?;
-        let (id, addr, window, thread) = make();
-        self.insert(id, identity, addr, window, thread);
+        let (id, entry) = make();
+        self.insert(id, identity, entry);
         Ok(())
     }
 
@@ -116,16 +139,9 @@ impl<S: Clone> Registry<S> {
         Ok(())
     }
 
-    /// Adds a session whose actor runs on `thread` (its id is new).
-    pub(crate) fn insert(
-        &self,
-        id: String,
-        identity: &str,
-        addr: S,
-        window: Arc<SendWindow>,
-        thread: ThreadId,
-    ) {
-        let old = self.replace(id, identity, addr, window, thread);
+    /// Adds a session (its id is new).
+    pub(crate) fn insert(&self, id: String, identity: &str, entry: SessionEntry<S>) {
+        let old = self.replace(id, identity, entry);
         debug_assert!(old.is_none(), "session ids are new");
     }
 
@@ -136,18 +152,13 @@ impl<S: Clone> Registry<S> {
         &self,
         id: String,
         identity: &str,
-        addr: S,
-        window: Arc<SendWindow>,
-        thread: ThreadId,
+        entry: SessionEntry<S>,
     ) -> Option<SessionEntry<S>> {
-        let old = self.sessions.lock().expect("sessions lock").insert(
-            id,
-            SessionEntry {
-                addr,
-                window,
-                thread,
-            },
-        );
+        let old = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(id, entry);
         if old.is_none() && !identity.is_empty() {
             *self
                 .per_identity
@@ -251,6 +262,33 @@ impl<S: Clone> Registry<S> {
         targets
     }
 
+    /// Starts session `id`'s actor on the calling thread if it was created
+    /// deferred and nothing started it yet (a socket attaching here, or a
+    /// shutdown); answers whether this call started it.
+    pub(crate) fn start_here(&self, id: &str) -> bool {
+        let Some(entry) = self.entry(id) else {
+            return false;
+        };
+        // Started outside the lock: the start spawns the actor.
+        if !entry.deferred.start_here() {
+            return false;
+        }
+        if let Some(e) = self.sessions.lock().expect("sessions lock").get_mut(id) {
+            e.thread = std::thread::current().id();
+        }
+        true
+    }
+
+    /// The ids of all sessions.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Records where a socket attached to session `id`: on the thread its
     /// actor runs on, or on another worker.
     pub(crate) fn note_attach(&self, id: &str) {
@@ -299,15 +337,15 @@ mod tests {
     fn session_limits_count_live_sessions_per_identity_and_in_all() {
         let r = registry(3, 2);
         r.admit("alice").unwrap();
-        r.insert("a1".into(), "alice", 1, window(), here());
-        r.insert("a2".into(), "alice", 2, window(), here());
+        r.insert("a1".into(), "alice", SessionEntry::new(1, window(), here()));
+        r.insert("a2".into(), "alice", SessionEntry::new(2, window(), here()));
         assert_eq!(
             r.admit("alice"),
             Err(ServerError::TooManySessionsForIdentity)
         );
         assert_eq!(r.admit("bob"), Ok(()), "another identity is not affected");
         assert_eq!(r.admit(""), Ok(()), "anonymous: no per-identity bound");
-        r.insert("b1".into(), "bob", 3, window(), here());
+        r.insert("b1".into(), "bob", SessionEntry::new(3, window(), here()));
         assert_eq!(r.admit("carol"), Err(ServerError::TooManySessions));
 
         r.remove("a1", "alice");
@@ -342,9 +380,11 @@ mod tests {
                                     std::thread::yield_now();
                                     (
                                         format!("{t}-{i}"),
-                                        u32::try_from(t * 100 + i).unwrap(),
-                                        window(),
-                                        here(),
+                                        SessionEntry::new(
+                                            u32::try_from(t * 100 + i).unwrap(),
+                                            window(),
+                                            here(),
+                                        ),
                                     )
                                 })
                                 .is_ok()
@@ -365,8 +405,8 @@ mod tests {
     #[test]
     fn client_limits_gate_sends_and_broadcasts() {
         let r = registry(10, 10);
-        r.insert("small".into(), "", 1, window(), here());
-        r.insert("any".into(), "", 2, window(), here());
+        r.insert("small".into(), "", SessionEntry::new(1, window(), here()));
+        r.insert("any".into(), "", SessionEntry::new(2, window(), here()));
         r.set_client_limit("small", 10);
         assert_eq!(r.check_size("small", 10), Ok(()));
         assert_eq!(

@@ -67,9 +67,6 @@ fn retry_after(left: Duration) -> String {
 /// }
 /// ```
 pub fn reliable_route(cfg: &mut web::ServiceConfig, path: &str, server: ReliableServer) {
-    // The app factory runs on every worker thread: each becomes a place
-    // for sessions.
-    server.shared.workers.register();
     let negotiate_path = format!("{}/negotiate", path.trim_end_matches('/'));
     let for_negotiate = server.clone();
     cfg.route(

@@ -12,7 +12,7 @@ use std::sync::{
 
 use super::{
     admission::Admission, events::EventHub, options::ServerOptions, plain_clients::PlainClients,
-    registry::Registry, resume_limiter::ResumeLimiter, stats::ServerStats, workers::Workers,
+    registry::Registry, resume_limiter::ResumeLimiter, stats::ServerStats,
 };
 use crate::close_code;
 
@@ -23,8 +23,6 @@ pub(crate) struct Shared<S> {
     pub(crate) sessions: Registry<S>,
     /// The open plain clients.
     pub(crate) plain: PlainClients,
-    /// The worker threads sessions are started on.
-    pub(crate) workers: Workers,
     pub(crate) events: EventHub,
     /// Sessions with an attached socket.
     attached: AtomicUsize,
@@ -60,7 +58,6 @@ impl<S: Clone> Shared<S> {
         Shared {
             sessions: Registry::new(options.max_sessions, options.max_sessions_per_identity),
             plain: PlainClients::default(),
-            workers: Workers::default(),
             events: EventHub::default(),
             attached: AtomicUsize::new(0),
             inbound_backlog: AtomicUsize::new(0),
@@ -146,7 +143,10 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::server::{plain_clients::PlainClient, send_window::SendWindow, writer::PlainCloser};
+    use crate::server::{
+        plain_clients::PlainClient, registry::SessionEntry, send_window::SendWindow,
+        writer::PlainCloser,
+    };
 
     #[test]
     fn shutdown_closes_the_plain_clients_and_stats_count_everything() {
@@ -165,9 +165,7 @@ mod tests {
         shared.sessions.insert(
             "s".into(),
             "",
-            1,
-            Arc::new(SendWindow::new(1)),
-            std::thread::current().id(),
+            SessionEntry::new(1, Arc::new(SendWindow::new(1)), std::thread::current().id()),
         );
         shared.socket_attached();
         shared.inbound_backlog.fetch_add(3, Ordering::Relaxed);

@@ -171,6 +171,9 @@ async fn find_session(
         };
     }
     let _ = (hub, identity);
+    // A session's first socket starts its actor here, on the socket's
+    // worker (see `workers`); later sockets reach it where it runs.
+    shared.sessions.start_here(&hello.connection_id);
     shared
         .sessions
         .session(&hello.connection_id)

@@ -1,120 +1,157 @@
-//! [`Workers`]: the actix-web worker threads a server's routes run on, and
-//! which of them a new session actor is started on.
+//! Where a session's actor runs: on the worker thread of its socket.
 //!
-//! Placement (measured in docs/PERFORMANCE.md, "Sessions over workers"):
-//! a server with one worker runs each session on that worker, so one
-//! worker is one thread. With more workers, a session goes where its
-//! socket is expected *not* to be, so a busy stream keeps its socket's I/O
-//! and its session's work on two threads in parallel (as with the single
-//! session arbiter this replaced), while many sessions spread over every
-//! worker:
-//! - in memory mode negotiate creates the session, on the negotiating
-//!   worker ([`Placement::Here`]). The client opens a new connection for
-//!   the upgrade (ours does, and browsers do), which actix-web deals to
-//!   the next worker in turn: another one, unless other connections came
-//!   in between (then it is one in N);
-//! - in Redis mode the socket's HELLO creates the actor, which goes to
-//!   another worker in turn ([`Placement::Elsewhere`]).
+//! actix-web deals its connections to its workers in turn, and an actor
+//! runs on the thread that started it. A session whose actor runs where
+//! its socket is costs no hop between threads per message; one on another
+//! worker costs two per round trip (socket → session → socket), which
+//! doubled the stateful round trip over awc's (docs/PERFORMANCE.md,
+//! "A session on its socket's worker"). Sockets, and so sessions, spread
+//! over the workers by themselves.
+//!
+//! In memory mode negotiate creates the session, but the client opens a
+//! new connection for the upgrade (ours does, and browsers do), which
+//! lands on any worker. So negotiate creates the actor *deferred*
+//! ([`start_deferred`]): its address takes messages at once (they wait in
+//! its mailbox), and it starts on the worker of its first socket
+//! ([`Deferred::start_here`]), or after a grace period on the negotiating
+//! worker if no socket comes. (In Redis mode the socket's HELLO creates
+//! the actor, on the socket's worker.)
 
 use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Mutex,
-    },
-    thread::ThreadId,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
 };
 
-use actix::prelude::*;
-use actix_rt::ArbiterHandle;
+use actix::{dev::channel, prelude::*};
 
-/// Where a new session's actor goes, relative to the calling worker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Placement {
-    /// On the calling worker (negotiate's: the socket comes on another
-    /// connection, most likely to another worker).
-    Here,
-    /// On another worker, in turn, if there is one (a socket's HELLO: the
-    /// socket is here).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Elsewhere,
-}
+/// The mailbox capacity `Actor::start` gives (actix's `DEFAULT_CAPACITY`,
+/// which it does not export).
+const MAILBOX_CAPACITY: usize = 16;
 
-/// One worker thread's arbiter.
-#[derive(Clone)]
-struct Worker {
-    thread: ThreadId,
-    arbiter: ArbiterHandle,
-}
+/// How long a negotiated session waits for its first socket before its
+/// actor starts on the negotiating worker: the upgrade normally follows
+/// the negotiate within a round trip or two, and a session that never
+/// gets one must still run its resume-window timer (which counts from the
+/// negotiate, not from this start).
+pub(crate) const FIRST_SOCKET_GRACE: Duration = Duration::from_secs(2);
 
-/// The worker threads a server's routes were registered on.
-#[derive(Default)]
-pub(crate) struct Workers {
-    list: Mutex<Vec<Worker>>,
-    /// Turns through the candidates so sessions spread evenly.
-    next: AtomicUsize,
-}
+/// The start of a deferred actor, run once by whoever comes first.
+type Run = Box<dyn FnOnce() + Send>;
 
-impl Workers {
-    /// Records the calling thread's arbiter as one of the server's workers
-    /// (actix-web runs the app factory, and so `reliable_route`, on every
-    /// worker thread). Workers of a stopped HTTP server are forgotten.
-    pub(crate) fn register(&self) {
-        let Some(arbiter) = actix_rt::Arbiter::try_current() else {
-            return;
+/// An actor created but maybe not started yet (see [`start_deferred`]).
+/// A default one refers to no actor.
+#[derive(Clone, Default)]
+pub(crate) struct Deferred(Weak<Mutex<Option<Run>>>);
+
+impl Deferred {
+    /// Starts the actor on the calling thread's arbiter unless it has
+    /// started already; answers whether this call started it.
+    pub(crate) fn start_here(&self) -> bool {
+        let Some(slot) = self.0.upgrade() else {
+            return false;
         };
-        let thread = std::thread::current().id();
-        let mut list = self.list.lock().expect("workers lock");
-        list.retain(|w| w.thread != thread && alive(&w.arbiter));
-        list.push(Worker { thread, arbiter });
-    }
-
-    /// Starts the actor `make` builds on the worker `placement` picks (see
-    /// the module docs); answers its address and its thread. Without a
-    /// registered worker (a session created off the HTTP server), on the
-    /// current arbiter.
-    pub(crate) fn start<A>(
-        &self,
-        placement: Placement,
-        make: impl FnOnce() -> A + Send + 'static,
-    ) -> (Addr<A>, ThreadId)
-    where
-        A: Actor<Context = Context<A>>,
-    {
-        match self.pick(placement) {
-            Some(w) => (A::start_in_arbiter(&w.arbiter, |_| make()), w.thread),
-            None => (make().start(), std::thread::current().id()),
-        }
-    }
-
-    /// The worker for a new session (`None`: the current arbiter).
-    fn pick(&self, placement: Placement) -> Option<Worker> {
-        let here = std::thread::current().id();
-        let mut list = self.list.lock().expect("workers lock");
-        loop {
-            let on_worker = list.iter().any(|w| w.thread == here);
-            let candidates: Vec<&Worker> = match placement {
-                // The calling worker itself: no hop to start it.
-                Placement::Here if on_worker => return None,
-                Placement::Elsewhere if list.len() > 1 => {
-                    list.iter().filter(|w| w.thread != here).collect()
-                }
-                _ => list.iter().collect(),
-            };
-            if candidates.is_empty() {
-                return None;
-            }
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
-            let w = candidates[i].clone();
-            if alive(&w.arbiter) {
-                return Some(w);
-            }
-            // Its HTTP server stopped: forget it and pick again.
-            list.retain(|x| x.thread != w.thread);
-        }
+        // Taken under the lock and run after it: `run` starts the actor.
+        let run = slot.lock().expect("deferred start lock").take();
+        run.map(|run| run()).is_some()
     }
 }
 
-/// Whether an arbiter still runs (a stopped one refuses work).
-fn alive(arbiter: &ArbiterHandle) -> bool {
-    arbiter.spawn(std::future::ready(()))
+/// Creates the actor `make` builds without starting it: the address
+/// answered takes messages at once, and the actor starts on the thread
+/// that first calls [`Deferred::start_here`], or on the calling thread's
+/// arbiter after `grace`. The calling thread must run an arbiter.
+///
+/// Nothing is lost meanwhile: messages wait in the mailbox. If the
+/// calling arbiter stops before the grace period ends, the waiting start
+/// is dropped with it, and the mailbox with it (as an actor running there
+/// would have stopped).
+pub(crate) fn start_deferred<A>(
+    grace: Duration,
+    make: impl FnOnce() -> A + Send + 'static,
+) -> (Addr<A>, Deferred)
+where
+    A: Actor<Context = Context<A>>,
+{
+    let (tx, rx) = channel::channel(MAILBOX_CAPACITY);
+    let run: Run = Box::new(move || {
+        Context::with_receiver(rx).run(make());
+    });
+    let slot = Arc::new(Mutex::new(Some(run)));
+    let deferred = Deferred(Arc::downgrade(&slot));
+    actix_rt::spawn(async move {
+        actix_rt::time::sleep(grace).await;
+        let run = slot.lock().expect("deferred start lock").take();
+        if let Some(run) = run {
+            run();
+        }
+    });
+    (Addr::new(tx), deferred)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers the thread it runs on, for each `Where` it gets.
+    struct Probe;
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "std::thread::ThreadId")]
+    struct Where;
+
+    impl Handler<Where> for Probe {
+        type Result = MessageResult<Where>;
+
+        fn handle(&mut self, _: Where, _: &mut Context<Self>) -> Self::Result {
+            MessageResult(std::thread::current().id())
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_deferred_actor_starts_where_it_is_first_asked_to_and_keeps_its_mail() {
+        let (addr, deferred) = start_deferred(Duration::from_secs(3600), || Probe);
+        // Sent before the start: it waits in the mailbox.
+        let early = addr.send(Where);
+        let arbiter = actix_rt::Arbiter::new();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let d = deferred.clone();
+        arbiter.spawn_fn(move || {
+            let _ = done_tx.send((d.start_here(), std::thread::current().id()));
+        });
+        let (started, there) = done_rx.await.unwrap();
+        assert!(started, "the first start_here starts it");
+        assert!(!deferred.start_here(), "a second one does not");
+        assert_eq!(
+            early.await.unwrap(),
+            there,
+            "the early message reached it there"
+        );
+        assert_ne!(there, std::thread::current().id());
+        assert_eq!(addr.send(Where).await.unwrap(), there);
+        arbiter.stop();
+    }
+
+    #[actix_rt::test]
+    async fn a_deferred_actor_nobody_starts_starts_here_after_the_grace_period() {
+        tokio::time::pause();
+        let (addr, deferred) = start_deferred(Duration::from_secs(2), || Probe);
+        let asked = addr.send(Where);
+        tokio::pin!(asked);
+        tokio::select! {
+            _ = &mut asked => panic!("answered before the grace period"),
+            () = actix_rt::time::sleep(Duration::from_millis(1999)) => {}
+        }
+        // Time is paused: were there no start after the grace period, the
+        // clock would jump to this timeout instead of hanging.
+        let answered = actix_rt::time::timeout(Duration::from_secs(60), asked).await;
+        assert_eq!(
+            answered.expect("started after the grace period").unwrap(),
+            std::thread::current().id()
+        );
+        assert!(!deferred.start_here(), "already started");
+    }
 }

@@ -53,13 +53,14 @@ pub async fn negotiate(server: &TestServer) -> NegotiateResponse {
 
 /// A socket upgraded with the protocol's subprotocol; nothing sent yet.
 pub async fn protocol_socket(server: &TestServer) -> RawConn {
-    RawConn::connect(
-        server.addr(),
-        "/ws",
-        &[("Sec-WebSocket-Protocol", SUBPROTOCOL)],
-    )
-    .await
-    .unwrap()
+    protocol_socket_at(server.addr()).await
+}
+
+/// The same, of the server at `addr` (`/ws`).
+pub async fn protocol_socket_at(addr: std::net::SocketAddr) -> RawConn {
+    RawConn::connect(addr, "/ws", &[("Sec-WebSocket-Protocol", SUBPROTOCOL)])
+        .await
+        .unwrap()
 }
 
 /// A protocol socket attached to `neg`'s session: HELLO (claiming

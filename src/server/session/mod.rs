@@ -88,6 +88,10 @@ pub(crate) struct SessionActor {
     /// the session ends, so timers of past detaches do not pile up in the
     /// context of a client that drops and resumes often.
     expiry: Option<SpawnHandle>,
+    /// When a session that never had a socket expires: its resume window
+    /// counts from the negotiate, which may be before the actor started
+    /// (see `workers`). `None`: a window from the start.
+    unattached_until: Option<actix_rt::time::Instant>,
     ended: bool,
     // Client → server.
     /// The sequence rules of the client's messages, and the ack count.
@@ -133,6 +137,7 @@ impl SessionActor {
             socket: None,
             generation: 0,
             expiry: None,
+            unattached_until: None,
             ended: false,
             receiver: Receiver::default(),
             intake: Intake::default(),
@@ -145,6 +150,13 @@ impl SessionActor {
             #[cfg(feature = "redis")]
             durable: None,
         }
+    }
+
+    /// Sets when the session expires if it never gets a socket (its
+    /// negotiate's time plus the resume window).
+    pub(crate) fn unattached_until(mut self, deadline: actix_rt::time::Instant) -> Self {
+        self.unattached_until = Some(deadline);
+        self
     }
 
     /// Whether the session's state lives in a store (Redis mode).
@@ -161,9 +173,15 @@ impl SessionActor {
 
     /// Starts the resume-window timer for the current generation.
     fn start_expiry(&mut self, ctx: &mut Context<Self>) {
+        self.start_expiry_in(ctx, self.shared.options.resume_window);
+    }
+
+    /// Starts a resume-window timer for the current generation that fires
+    /// after `window`.
+    fn start_expiry_in(&mut self, ctx: &mut Context<Self>, window: std::time::Duration) {
         self.cancel_expiry(ctx);
         let generation = self.generation;
-        let h = ctx.run_later(self.shared.options.resume_window, move |act, ctx| {
+        let h = ctx.run_later(window, move |act, ctx| {
             act.expiry = None;
             if act.socket.is_none() && act.generation == generation {
                 act.end(ctx, ExpireReason::ResumeWindow);
@@ -300,7 +318,13 @@ impl Actor for SessionActor {
         // A session that never gets a socket expires too (with a store,
         // the sweeper expires it).
         if !self.is_durable() {
-            self.start_expiry(ctx);
+            match self.unattached_until {
+                Some(at) => {
+                    let left = at.saturating_duration_since(actix_rt::time::Instant::now());
+                    self.start_expiry_in(ctx, left);
+                }
+                None => self.start_expiry(ctx),
+            }
         }
     }
 

@@ -448,3 +448,63 @@ async fn a_drain_acks_now_delivers_nothing_more_and_closes_once_all_is_acked() {
     );
     assert!(drained.await.is_ok(), "done fires once closed");
 }
+
+#[actix_rt::test]
+async fn a_negotiated_session_without_a_socket_expires_a_window_after_its_negotiate() {
+    // Its actor starts after the first-socket grace period (no socket
+    // came), but its window counts from the negotiate.
+    tokio::time::pause();
+    let window = Duration::from_secs(30);
+    let server = ReliableServer::start(ServerOptions {
+        resume_window: window,
+        ..options()
+    });
+    let (on_expired, mut expired) = recorder::<SessionExpired>();
+    server.on_session_expired(on_expired);
+    let t0 = tokio::time::Instant::now();
+    let (id, _token) = super::super::hub::create_session(
+        &server.shared,
+        String::new(),
+        crate::protocol::NegotiateParams::default(),
+    )
+    .unwrap();
+    let e = next_event(&mut expired).await;
+    assert_eq!(e.connection_id, id);
+    assert_eq!(e.reason, ExpireReason::ResumeWindow);
+    let after = t0.elapsed();
+    assert!(
+        after >= window && after < window + Duration::from_secs(1),
+        "expired {after:?} after the negotiate"
+    );
+    assert_eq!(server.sessions(), 0);
+}
+
+#[actix_rt::test]
+async fn a_shutdown_drains_a_session_still_waiting_for_its_first_socket_at_once() {
+    // Not after the first-socket grace period: the shutdown starts it.
+    tokio::time::pause();
+    let server = ReliableServer::start(ServerOptions {
+        resume_window: Duration::from_secs(30),
+        shutdown_drain_timeout: Duration::from_secs(30),
+        ..options()
+    });
+    super::super::hub::create_session(
+        &server.shared,
+        String::new(),
+        crate::protocol::NegotiateParams::default(),
+    )
+    .unwrap();
+    let t0 = tokio::time::Instant::now();
+    server
+        .shutdown(crate::protocol::ShutdownAdvice {
+            reconnect_after_ms: 0,
+            spread_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "drained after {:?}",
+        t0.elapsed()
+    );
+}
