@@ -296,10 +296,9 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) store_unavailable_timeout: Duration,
     /// How many worker threads serve the clients; the sessions are spread
-    /// over them (each runs those it answered the negotiate of; with
-    /// --redis, a session runs on a worker other than its socket's). One
-    /// worker is one thread. Default: the number of physical CPU cores, as
-    /// actix-web picks.
+    /// over them (a session runs on the worker of its socket: its first
+    /// one, or with --redis each one). One worker is one thread. Default:
+    /// the number of physical CPU cores, as actix-web picks.
     #[arg(long, value_name = "N", value_parser = parse_limit)]
     pub(crate) workers: Option<usize>,
 }
