@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use crate::common;
 
+/// Messages per write batch for the plain-task baselines (awc's and
+/// tokio-tungstenite's), and per mailbox message for the actor baseline.
+pub(super) const BATCH: usize = 1000;
+
 /// Sizes of one run.
 pub(super) struct Plan {
     pub(super) quick: bool,

@@ -16,13 +16,9 @@ use tokio::sync::oneshot;
 
 use super::{
     clients::{awc_client, awc_connect, ours, Framed},
-    plan::{Plan, Report},
+    plan::{Plan, Report, BATCH},
     tungstenite::tput_tungstenite,
 };
-
-/// Messages per write batch for the plain-task baseline, and per mailbox
-/// message for the actor baseline.
-pub(super) const BATCH: usize = 1000;
 
 /// Baseline 1: awc's `Framed` in a plain task, written in batches (`feed`
 /// each message, one `flush` per batch), read back on another task.

@@ -35,7 +35,7 @@ pub(super) async fn tput_tungstenite(url: &str, n: usize, text: &ByteString) -> 
     let start = Instant::now();
     let mut sent = 0;
     while sent < n {
-        let k = super::tput::BATCH.min(n - sent);
+        let k = super::plan::BATCH.min(n - sent);
         for _ in 0..k {
             sink.feed(Message::Text(payload.clone())).await.unwrap();
         }
