@@ -4,6 +4,8 @@
 //! (backpressure), and bursts larger than the socket's write high-water
 //! mark, which go through the outbox's store-and-forward.
 
+mod common;
+
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -14,7 +16,7 @@ use std::{
 
 use resilient_ws::{
     client::OutgoingMessage,
-    testing::{opcode, EventRecorder, RawServer, TestServer},
+    testing::{opcode, RawServer, TestServer},
     Error, ReconnectMode, ResilientWebSocket,
 };
 
@@ -132,12 +134,7 @@ async fn send_and_the_sender_recipient_keep_one_order() {
 #[actix_rt::test]
 async fn try_send_is_refused_once_the_inbox_is_full_and_what_it_took_arrives_in_order() {
     let server = TestServer::echo().await.unwrap();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(builder(server.ws_url()))
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = common::connect_recorded(builder(server.ws_url())).await;
     // Without an await the outbox never runs: the inbox fills, and its
     // bound (not the outbox's, 100 000) refuses.
     let kib = "x".repeat(1024);
@@ -164,12 +161,7 @@ async fn try_send_is_refused_once_the_inbox_is_full_and_what_it_took_arrives_in_
 #[actix_rt::test]
 async fn a_stream_of_8_mib_arrives_whole_and_in_order() {
     let server = TestServer::echo().await.unwrap();
-    let rec = EventRecorder::start();
-    let ws = rec
-        .attach(builder(server.ws_url()))
-        .connect()
-        .await
-        .unwrap();
+    let (ws, rec) = common::connect_recorded(builder(server.ws_url())).await;
     // 8 MiB in 1 KiB messages, in bursts of up to 512 KiB (the inbox's
     // bound): whenever the socket falls 1 MiB behind, its write side
     // pauses and what comes meanwhile waits in the outbox.

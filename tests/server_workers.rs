@@ -59,15 +59,9 @@ fn serve_workers(reliable: &ReliableServer, workers: usize) -> (SocketAddr, Serv
 /// `n` recorded stateful clients of `url`, connected at once (so their
 /// connections interleave over the workers).
 async fn clients(url: &str, n: usize) -> Vec<(ResilientWebSocket, EventRecorder)> {
-    futures_util::future::join_all((0..n).map(|_| async {
-        let rec = EventRecorder::start();
-        let ws = rec
-            .attach(stateful(url).buffering(true, 10_000))
-            .connect()
-            .await
-            .unwrap();
-        (ws, rec)
-    }))
+    futures_util::future::join_all(
+        (0..n).map(|_| common::connect_recorded(stateful(url).buffering(true, 10_000))),
+    )
     .await
 }
 
@@ -389,12 +383,7 @@ async fn a_client_negotiating_and_streaming_has_its_session_on_its_sockets_worke
     let reliable = ReliableServer::echo(ServerOptions::default());
     let (addr, http) = serve_two_workers(&reliable);
     for k in 0..4u64 {
-        let rec = EventRecorder::start();
-        let ws = rec
-            .attach(stateful(format!("ws://{addr}/ws")))
-            .connect()
-            .await
-            .unwrap();
+        let (ws, rec) = common::connect_recorded(stateful(format!("ws://{addr}/ws"))).await;
         ws.send(format!("m{k}")).await.unwrap();
         assert_eq!(texts(&rec.wait_messages(1, WAIT).await), [format!("m{k}")]);
         assert_eq!(
